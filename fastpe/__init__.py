@@ -1,0 +1,23 @@
+"""fastpe: positional encodings of Transformer models, fused into arrays in place.
+
+The compiled kernels (OpenMP, float64 angles) sit behind a validation layer;
+``fastpe.reference`` is a plain NumPy implementation of the same API.
+"""
+
+from . import reference
+from ._api import add_sinusoidal, sinusoidal_encode, sinusoidal_table
+from ._config import cache_clear, cache_info, set_cache_limit, show_config
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "add_sinusoidal",
+    "cache_clear",
+    "cache_info",
+    "reference",
+    "set_cache_limit",
+    "show_config",
+    "sinusoidal_encode",
+    "sinusoidal_table",
+]

@@ -1,0 +1,144 @@
+"""The public functions: validate everything, then hand raw memory to the kernels."""
+
+import numpy as np
+
+from . import _kernels
+from ._plan import sinusoid_plan
+from ._rows import balanced_chunks, group_rows
+from ._validation import (
+    Encoding,
+    add_request,
+    check_count,
+    check_dtype_argument,
+    check_num_threads,
+    check_out,
+    check_real_scalar,
+    real_array,
+)
+
+# Below this many output elements a call runs on one thread: waking a team
+# costs more than it saves.
+SERIAL_BELOW = 1 << 15
+# Positions between libm seeds; the recurrence's rounding grows ~2e-16 a step.
+RESEED_INTERVAL = 256
+# Work items per thread, so that uneven items still balance.
+ITEMS_PER_THREAD = 4
+
+_NO_ZERO_POSITION = float("nan")
+
+
+def resolve_threads(num_threads, work):
+    """The team size for one call: 1 for small work or without OpenMP."""
+    if not _kernels.openmp_enabled() or work < SERIAL_BELOW:
+        return 1
+    return num_threads if num_threads is not None else max(1, _kernels.omp_max_threads())
+
+
+def _plan_of(enc):
+    return sinusoid_plan(enc.dim, enc.layout, enc.base, enc.inv_freq)
+
+
+def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=_NO_ZERO_POSITION):
+    """Rows at positions key + t (t along axis -2), for every key group."""
+    groups = group_rows(keys, lead_shape, [dst, src])
+    n_seq = groups.keys.shape[0]
+    n_blocks = -(-T // RESEED_INTERVAL)
+    if n_threads > 1 and n_seq * n_blocks < ITEMS_PER_THREAD * n_threads:
+        n_blocks = min(T, -(-ITEMS_PER_THREAD * n_threads // n_seq))
+    block = -(-T // n_blocks)
+    n_items = n_seq * -(-T // block)
+    _kernels.sinusoid_grid(
+        dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1],
+        T, block,
+        dst.strides[-2], dst.strides[-1] // dst.itemsize,
+        src.strides[-2], src.strides[-1] // src.itemsize,
+        scale, mode, zero_pos, min(n_threads, n_items),
+    )
+
+
+def _grouped(dst, src, plan, keys, lead_shape, scale, mode, n_threads, zero_pos=_NO_ZERO_POSITION):
+    """Rows at arbitrary positions `keys` (aligned to lead_shape)."""
+    groups = group_rows(keys, lead_shape, [dst, src])
+    chunks = balanced_chunks(groups.group_ptr, ITEMS_PER_THREAD * n_threads if n_threads > 1 else 1)
+    _kernels.sinusoid_grouped(
+        dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1], chunks,
+        RESEED_INTERVAL, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
+        scale, mode, zero_pos, min(n_threads, chunks.shape[0] - 1),
+    )
+
+
+def _same_view(a, b):
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+    )
+
+
+def _table_out(out, shape, dtype):
+    """A new table, or the caller's out (whose dtype then wins over `dtype`)."""
+    dtype = check_dtype_argument(dtype)
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    return check_out(out, shape)
+
+
+def sinusoidal_table(n_positions, dim, *, offset=0, base=10000.0, layout="interleaved",
+                     dtype=np.float32, out=None, num_threads=None, inv_freq=None):
+    """The (n_positions, dim) table of encodings of positions offset .. offset + n_positions - 1."""
+    n_positions = check_count("n_positions", n_positions)
+    dim = check_count("dim", dim)
+    offset = check_real_scalar("offset", offset)
+    enc = Encoding(dim, base, layout, inv_freq)
+    num_threads = check_num_threads(num_threads)
+    out = _table_out(out, (n_positions, dim), dtype)
+    if out.size == 0:
+        return out
+    n_threads = resolve_threads(num_threads, out.size)
+    _grid(out, out, _plan_of(enc), np.full((), offset), (), n_positions, 1.0,
+          _kernels.MODE_STORE, n_threads)
+    return out
+
+
+def sinusoidal_encode(positions, dim, *, base=10000.0, layout="interleaved",
+                      dtype=np.float32, out=None, num_threads=None, inv_freq=None):
+    """Encodings of arbitrary (int or fractional) positions: shape positions.shape + (dim,)."""
+    pos = real_array("positions", positions)
+    dim = check_count("dim", dim)
+    enc = Encoding(dim, base, layout, inv_freq)
+    num_threads = check_num_threads(num_threads)
+    shape = pos.shape + (dim,)
+    out = _table_out(out, shape, dtype)
+    if out.size == 0:
+        return out
+    n_threads = resolve_threads(num_threads, out.size)
+    _grouped(out, out, _plan_of(enc), pos, pos.shape, 1.0, _kernels.MODE_STORE, n_threads)
+    return out
+
+
+def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=10000.0, layout="interleaved",
+                   out=None, num_threads=None, inv_freq=None):
+    """x * scale + PE, written into x (or out); see the README for the conventions."""
+    req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads)
+    x = req.x
+    dst = x if req.out is None else req.out
+    if dst.size == 0:
+        return dst
+    src = x
+    if dst is x or _same_view(dst, x):
+        mode = _kernels.MODE_ADD_INPLACE
+    else:
+        mode = _kernels.MODE_ADD_TO
+        if np.shares_memory(dst, x):
+            # out overlaps x without being x: read from a private copy so no
+            # element is read after it was overwritten.
+            src = x.copy()
+    scale = 1.0 if req.scale is None else req.scale
+    n_threads = resolve_threads(req.num_threads, dst.size)
+    plan = _plan_of(req.encoding)
+    if req.positions is None:
+        _grid(dst, src, plan, req.offset, x.shape[:-2], x.shape[-2], scale, mode, n_threads)
+    else:
+        _grouped(dst, src, plan, req.positions, x.shape[:-1], scale, mode, n_threads)
+    return dst

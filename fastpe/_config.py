@@ -1,0 +1,78 @@
+"""Build and runtime facts (show_config) and the plan cache's controls."""
+
+import os
+import platform
+import sys
+
+import numpy as np
+
+from . import _kernels
+from ._plan import CACHE
+
+try:
+    from ._build_info import BUILD_INFO
+except ImportError:  # built by a tool that skipped setup.py's build_ext hook
+    BUILD_INFO = {}
+
+
+def _openmp_runtime():
+    """Path of the OpenMP runtime loaded in this process, when threadpoolctl can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    for lib in threadpool_info():
+        if lib.get("user_api") == "openmp":
+            return f"{lib.get('internal_api')} {lib.get('version') or ''} at {lib.get('filepath')}".strip()
+    return None
+
+
+def config():
+    """The facts show_config prints, as a dict."""
+    from . import __version__
+
+    return {
+        "fastpe": __version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "openmp": _kernels.openmp_enabled(),
+        "openmp_version": _kernels.openmp_version(),
+        "openmp_runtime": _openmp_runtime(),
+        "max_threads": _kernels.omp_max_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "simd": _kernels.simd_level(),
+        "compiler": BUILD_INFO.get("compiler"),
+        "compile_args": BUILD_INFO.get("extra_compile_args"),
+        "link_args": BUILD_INFO.get("extra_link_args"),
+        "cache": cache_info()._asdict(),
+    }
+
+
+def show_config(print_out=True):
+    """Print (and return) the version, OpenMP status, thread count, SIMD level and build flags."""
+    info = config()
+    if print_out:
+        width = max(map(len, info))
+        for key, value in info.items():
+            print(f"{key:<{width}} : {value}")
+    return info
+
+
+def cache_info():
+    """CacheInfo(hits, misses, entries, nbytes, limit) of the frequency-plan cache."""
+    return CACHE.info()
+
+
+def cache_clear():
+    """Empty the plan cache and reset its counters."""
+    CACHE.clear()
+
+
+def set_cache_limit(nbytes):
+    """Bound the plan cache to nbytes (0 disables caching). Also FASTPE_CACHE_BYTES."""
+    import numbers
+
+    if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral) or nbytes < 0:
+        raise ValueError(f"nbytes must be a non-negative integer, got {nbytes!r}")
+    CACHE.set_limit(int(nbytes))

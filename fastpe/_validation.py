@@ -1,0 +1,226 @@
+"""Argument checks shared by the kernels' API and the NumPy reference.
+
+Every public call goes through here before anything is written, so a rejected
+call leaves every array exactly as it was. Messages name the argument and say
+what was expected.
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+from ._plan import LAYOUTS, n_frequencies
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_SUPPORTED_NAMES = "float32 or float64"
+
+
+def _dtype_problem(dtype):
+    """Why an array dtype cannot be used, or None."""
+    if dtype in SUPPORTED_DTYPES:
+        return None
+    if dtype.kind == "f" and dtype.newbyteorder("=") in SUPPORTED_DTYPES:
+        return f"has non-native byte order ({dtype.str}); convert it with .astype({dtype.newbyteorder('=').name!r})"
+    if dtype.kind == "f" or dtype.name in ("bfloat16",):
+        return f"has dtype {dtype.name}, which fastpe does not support yet"
+    return f"has dtype {dtype}"
+
+
+def check_dtype_argument(dtype):
+    """The `dtype=` argument of the table functions."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be {_SUPPORTED_NAMES}, got {dtype!r}") from None
+    problem = _dtype_problem(dt)
+    if problem:
+        raise TypeError(f"dtype must be {_SUPPORTED_NAMES}; {dt!r} {problem}")
+    return dt
+
+
+def as_float_array(name, value):
+    """A float32/float64 ndarray that is only read (x when out= is given)."""
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; NumPy cannot convert it: {exc}") from None
+    problem = _dtype_problem(value.dtype)
+    if problem:
+        raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; it {problem}")
+    return value
+
+
+def has_internal_overlap(a):
+    """True if two elements of `a` may share memory (zero or crossing strides).
+
+    Sufficient test: sorted by |stride|, each axis must step over the whole
+    extent of the axes inside it. Rejects nothing NumPy itself allocates."""
+    extent = a.itemsize
+    for size, stride in sorted(
+        ((s, abs(st)) for s, st in zip(a.shape, a.strides) if s > 1), key=lambda p: p[1]
+    ):
+        if stride < extent:
+            return True
+        extent = stride * (size - 1) + extent
+    return False
+
+
+def writable_array(name, value, *, hint=""):
+    """An ndarray fastpe may write into in place."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(
+            f"{name} must be a numpy.ndarray to be written in place, got {type(value).__name__}{hint}"
+        )
+    problem = _dtype_problem(value.dtype)
+    if problem:
+        raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; it {problem}")
+    if not value.flags.writeable:
+        raise ValueError(f"{name} is read-only; fastpe writes its result in place and needs a writeable array")
+    if not value.flags.aligned:
+        raise ValueError(f"{name} is not aligned to its dtype; copy it into an aligned array first")
+    if value.size and has_internal_overlap(value):
+        raise ValueError(f"{name} has overlapping elements (zero or overlapping strides); writing into it in place is ambiguous")
+    return value
+
+
+def check_out(out, shape, dtype=None, name="out"):
+    out = writable_array(name, out)
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if dtype is not None and out.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {dtype.name}, got {out.dtype.name}")
+    return out
+
+
+def check_count(name, value):
+    """A non-negative integer (n_positions, dim)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative integer, got {value!r}")
+    value = operator.index(value)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def check_real_scalar(name, value, *, positive=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def check_layout(layout):
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}; got {layout!r}")
+    return layout
+
+
+def check_num_threads(num_threads):
+    """None (OpenMP's default) or an int >= 1."""
+    if num_threads is None:
+        return None
+    if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, numbers.Integral):
+        raise TypeError(f"num_threads must be None or an int >= 1, got {num_threads!r}")
+    num_threads = operator.index(num_threads)
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be None or an int >= 1, got {num_threads}")
+    return num_threads
+
+
+def real_array(name, value, *, allow_nonfinite=False):
+    """Positions, offsets and frequencies: any real (int or float) array, as float64."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a real number or array of real numbers: {exc}") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold integers or floats, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if not allow_nonfinite and not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return arr
+
+
+def broadcastable_to(name, arr, shape, what):
+    """Check that arr broadcasts to exactly `shape`; return arr with leading 1s added."""
+    shape = tuple(shape)
+    ok = arr.ndim <= len(shape)
+    if ok:
+        try:
+            ok = np.broadcast_shapes(arr.shape, shape) == shape
+        except ValueError:
+            ok = False
+    if not ok:
+        raise ValueError(f"{name} of shape {arr.shape} does not broadcast to {what} {shape}")
+    return arr.reshape((1,) * (len(shape) - arr.ndim) + arr.shape)
+
+
+def check_scale(scale):
+    return None if scale is None else check_real_scalar("scale", scale)
+
+
+def frequencies_argument(inv_freq, dim, layout):
+    """An explicit inv_freq: 1-D, finite, one entry per frequency of the layout."""
+    freq = real_array("inv_freq", inv_freq)
+    expected = n_frequencies(dim, layout)
+    if freq.ndim != 1 or freq.shape[0] != expected:
+        rule = "ceil(dim/2)" if layout == "interleaved" else "dim//2"
+        raise ValueError(
+            f"inv_freq must be a 1-D array of {expected} frequencies ({rule} for layout={layout!r}, dim={dim}), "
+            f"got shape {freq.shape}"
+        )
+    return np.ascontiguousarray(freq)
+
+
+class Encoding:
+    """The validated description of a 1-D sinusoidal encoding."""
+
+    __slots__ = ("dim", "base", "layout", "inv_freq")
+
+    def __init__(self, dim, base, layout, inv_freq):
+        self.layout = check_layout(layout)
+        self.dim = dim
+        self.base = check_real_scalar("base", base, positive=True)
+        self.inv_freq = None if inv_freq is None else frequencies_argument(inv_freq, dim, self.layout)
+
+
+class AddRequest:
+    """Validated arguments of add_sinusoidal.
+
+    `keys` holds either per-sequence offsets (aligned to x.shape[:-2]) or
+    explicit positions (aligned to x.shape[:-1]), as float64."""
+
+    __slots__ = ("x", "out", "encoding", "offset", "positions", "scale", "num_threads")
+
+
+def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads):
+    req = AddRequest()
+    if out is None:
+        x = writable_array("x", x, hint="; pass out= to write the result into another array")
+    else:
+        x = as_float_array("x", x)
+    if x.ndim < 2:
+        raise ValueError(f"x must have at least 2 dimensions (..., T, D), got shape {x.shape}")
+    if out is not None:
+        out = check_out(out, x.shape, x.dtype)
+    req.x, req.out = x, out
+    req.encoding = Encoding(x.shape[-1], base, layout, inv_freq)
+    req.scale = check_scale(scale)
+    req.num_threads = check_num_threads(num_threads)
+    off = real_array("offset", offset)
+    if positions is not None:
+        if np.any(off != 0):
+            raise ValueError("offset cannot be combined with positions: positions already give every token's position")
+        pos = real_array("positions", positions)
+        req.positions = broadcastable_to("positions", pos, x.shape[:-1], "x.shape[:-1]")
+        req.offset = None
+    else:
+        req.offset = broadcastable_to("offset", off, x.shape[:-2], "x.shape[:-2] (one offset per sequence)")
+        req.positions = None
+    return req
