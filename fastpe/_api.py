@@ -23,6 +23,8 @@ SERIAL_BELOW = 1 << 15
 RESEED_INTERVAL = 256
 # Work items per thread, so that uneven items still balance.
 ITEMS_PER_THREAD = 4
+# Rows generated per tile for batched inputs: tile * dim doubles stay in L2.
+TILE_DOUBLES = 16384
 
 _NO_ZERO_POSITION = float("nan")
 
@@ -49,7 +51,7 @@ def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=
     n_items = n_seq * -(-T // block)
     _kernels.sinusoid_grid(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1],
-        T, block,
+        T, block, max(1, min(64, TILE_DOUBLES // max(plan.col_freq.shape[0], 1))),
         dst.strides[-2], dst.strides[-1] // dst.itemsize,
         src.strides[-2], src.strides[-1] // src.itemsize,
         scale, mode, zero_pos, min(n_threads, n_items),

@@ -41,6 +41,20 @@ cdef extern from "_simd.h" nogil:
                         const double *pe, double scale, fpe_idx n)
     void fpe_add_to_f64(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
                         const double *pe, double scale, fpe_idx n)
+    void fpe_step_store_f32(float *dst, fpe_idx stride, double *s, double *c,
+                            const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_store_f64(double *dst, fpe_idx stride, double *s, double *c,
+                            const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_add_inplace_f32(float *x, fpe_idx stride, double scale, double *s, double *c,
+                                  const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_add_inplace_f64(double *x, fpe_idx stride, double scale, double *s, double *c,
+                                  const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_add_to_f32(float *dst, fpe_idx dst_stride, const float *src, fpe_idx src_stride,
+                             double scale, double *s, double *c,
+                             const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_add_to_f64(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
+                             double scale, double *s, double *c,
+                             const double *step_cos, const double *step_sin, fpe_idx n)
     void fpe_probe_add_f32(float *x, float value, fpe_idx n)
     void fpe_probe_add_f64(double *x, double value, fpe_idx n)
     void fpe_probe_fill_f32(float *x, float value, fpe_idx n)
@@ -58,6 +72,9 @@ cdef enum:
     _STORE = 0
     _ADD_INPLACE = 1
     _ADD_TO = 2
+    # Columns per pass: the state of 256 columns (s, c, cos w, sin w: 8 KiB)
+    # stays in L1 while a tile of rows is generated.
+    COL_CHUNK = 256
 
 
 def openmp_enabled():
@@ -131,46 +148,111 @@ cdef inline void _apply_to_rows(floating *dummy, const Target *tg, fpe_idx r0, f
                    <const floating *>(tg.src + tg.src_rows[r] + src_shift), pe, n, tg)
 
 
+cdef inline void _step_row(floating *dst, const floating *src, double *s, double *c,
+                           const double *step_cos, const double *step_sin, fpe_idx n,
+                           const Target *tg) noexcept nogil:
+    """Emit the state into one row (per tg.mode), then advance it one position."""
+    if floating is float:
+        if tg.mode == _STORE:
+            fpe_step_store_f32(dst, tg.dst_cs, s, c, step_cos, step_sin, n)
+        elif tg.mode == _ADD_INPLACE:
+            fpe_step_add_inplace_f32(dst, tg.dst_cs, tg.scale, s, c, step_cos, step_sin, n)
+        else:
+            fpe_step_add_to_f32(dst, tg.dst_cs, src, tg.src_cs, tg.scale, s, c, step_cos, step_sin, n)
+    else:
+        if tg.mode == _STORE:
+            fpe_step_store_f64(dst, tg.dst_cs, s, c, step_cos, step_sin, n)
+        elif tg.mode == _ADD_INPLACE:
+            fpe_step_add_inplace_f64(dst, tg.dst_cs, tg.scale, s, c, step_cos, step_sin, n)
+        else:
+            fpe_step_add_to_f64(dst, tg.dst_cs, src, tg.src_cs, tg.scale, s, c, step_cos, step_sin, n)
+
+
 # ---------------------------------------------------------------- grid kernel
 # Positions p0[seq] + t for t in [0, T). Sequence seq's batch rows are the
 # targets seq_ptr[seq] .. seq_ptr[seq+1]; row t of a target lies t * row stride
 # bytes further. Item i covers sequence i // n_blocks, positions of block
-# i % n_blocks.
+# i % n_blocks, seeded once at the block's first position.
+#
+# Rows are produced a tile at a time, column chunk by column chunk, so the
+# recurrence state stays in L1. A sequence with one target row gets the rows
+# written straight into it; with several, the tile is generated once into
+# scratch and then swept over each target's contiguous span.
 
 cdef void _grid_item(floating *dummy, const Plan *plan, const Target *tg,
                      const double *p0, const fpe_idx *seq_ptr, fpe_idx T, fpe_idx block,
-                     fpe_idx dst_rs, fpe_idx src_rs, fpe_idx item, double *scratch) noexcept nogil:
+                     fpe_idx tile, fpe_idx dst_rs, fpe_idx src_rs, fpe_idx item,
+                     double *scratch) noexcept nogil:
     cdef fpe_idx n_blocks = (T + block - 1) // block
     cdef fpe_idx seq = item // n_blocks
     cdef fpe_idx t0 = (item % n_blocks) * block
     cdef fpe_idx t1 = min(t0 + block, T)
-    cdef fpe_idx n = plan.n_cols, t
+    cdef fpe_idx n = plan.n_cols, nf = plan.n_freq
     cdef double *s = scratch
     cdef double *c = scratch + n
-    cdef double *sin_buf = scratch + 2 * n
-    cdef double *cos_buf = sin_buf + plan.n_freq
-    cdef const double *pe
-    fpe_seed(s, c, p0[seq] + <double>t0, plan.freq, plan.n_freq, plan.col_freq,
-             plan.col_cos, n, sin_buf, cos_buf)
-    for t in range(t0, t1):
-        if t > t0:
-            fpe_advance(s, c, plan.step_cos, plan.step_sin, n)
-        pe = plan.zeros if p0[seq] + <double>t == plan.zero_pos else s
-        _apply_to_rows(dummy, tg, seq_ptr[seq], seq_ptr[seq + 1], t * dst_rs, t * src_rs, pe, n)
+    cdef double *tile_buf = scratch + 2 * n + 2 * nf
+    cdef fpe_idx r0 = seq_ptr[seq], r1 = seq_ptr[seq + 1]
+    cdef double start = p0[seq]
+    cdef fpe_idx a, b, t, r, col0, m, chunk = COL_CHUNK
+    cdef char *dst_row
+    cdef const char *src_row
+    cdef floating *d
+    cdef const floating *sr
+    cdef double *row
+    fpe_seed(s, c, start + <double>t0, plan.freq, nf, plan.col_freq, plan.col_cos, n,
+             scratch + 2 * n, scratch + 2 * n + nf)
+    a = t0
+    while a < t1:
+        b = min(a + tile, t1)
+        if r1 - r0 == 1:
+            dst_row = tg.dst + tg.dst_rows[r0]
+            src_row = tg.src + tg.src_rows[r0]
+            col0 = 0
+            while col0 < n:
+                m = min(chunk, n - col0)
+                for t in range(a, b):
+                    d = <floating *>(dst_row + t * dst_rs) + col0 * tg.dst_cs
+                    sr = <const floating *>(src_row + t * src_rs) + col0 * tg.src_cs
+                    if start + <double>t == plan.zero_pos:
+                        _apply_row(d, sr, plan.zeros, m, tg)
+                        fpe_advance(s + col0, c + col0, plan.step_cos + col0, plan.step_sin + col0, m)
+                    else:
+                        _step_row(d, sr, s + col0, c + col0, plan.step_cos + col0,
+                                  plan.step_sin + col0, m, tg)
+                col0 += chunk
+        else:
+            col0 = 0
+            while col0 < n:
+                m = min(chunk, n - col0)
+                for t in range(a, b):
+                    row = tile_buf + (t - a) * n + col0
+                    if start + <double>t == plan.zero_pos:
+                        memset(row, 0, m * sizeof(double))
+                        fpe_advance(s + col0, c + col0, plan.step_cos + col0, plan.step_sin + col0, m)
+                    else:
+                        fpe_step_store_f64(row, 1, s + col0, c + col0, plan.step_cos + col0,
+                                           plan.step_sin + col0, m)
+                col0 += chunk
+            for r in range(r0, r1):
+                for t in range(a, b):
+                    _apply_row(<floating *>(tg.dst + tg.dst_rows[r] + t * dst_rs),
+                               <const floating *>(tg.src + tg.src_rows[r] + t * src_rs),
+                               tile_buf + (t - a) * n, n, tg)
+        a = b
 
 
 cdef void _grid_run(floating *dummy, const Plan *plan, const Target *tg, const double *p0,
-                    const fpe_idx *seq_ptr, fpe_idx n_seq, fpe_idx T, fpe_idx block,
+                    const fpe_idx *seq_ptr, fpe_idx n_seq, fpe_idx T, fpe_idx block, fpe_idx tile,
                     fpe_idx dst_rs, fpe_idx src_rs, double *scratch, fpe_idx per_thread,
                     int n_threads) noexcept nogil:
     cdef fpe_idx n_items = n_seq * ((T + block - 1) // block)
     cdef fpe_idx item
     if n_threads == 1:
         for item in range(n_items):
-            _grid_item(dummy, plan, tg, p0, seq_ptr, T, block, dst_rs, src_rs, item, scratch)
+            _grid_item(dummy, plan, tg, p0, seq_ptr, T, block, tile, dst_rs, src_rs, item, scratch)
     else:
         for item in prange(n_items, schedule="static", num_threads=n_threads):
-            _grid_item(dummy, plan, tg, p0, seq_ptr, T, block, dst_rs, src_rs, item,
+            _grid_item(dummy, plan, tg, p0, seq_ptr, T, block, tile, dst_rs, src_rs, item,
                        scratch + threadid() * per_thread)
 
 
@@ -252,22 +334,23 @@ cdef Target _make_target(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray dst_rows,
     return t
 
 
-cdef cnp.ndarray _scratch(object plan, int n_threads, fpe_idx *per_thread):
-    # s, c (one per column) and the seed's sin/cos buffers (one per frequency),
-    # padded to a cache line so threads never share one.
-    per_thread[0] = ((2 * plan.col_freq.shape[0] + 2 * plan.freq.shape[0]) + 7) // 8 * 8 + 8
+cdef cnp.ndarray _scratch(object plan, int n_threads, fpe_idx tile, fpe_idx *per_thread):
+    # s, c (one per column), the seed's sin/cos buffers (one per frequency) and
+    # a tile of rows, padded to a cache line so threads never share one.
+    cdef fpe_idx n = plan.col_freq.shape[0]
+    per_thread[0] = ((2 * n + 2 * plan.freq.shape[0] + tile * n) + 7) // 8 * 8 + 8
     return cnp.PyArray_ZEROS(1, [per_thread[0] * n_threads], cnp.NPY_FLOAT64, 0)
 
 
 def sinusoid_grid(cnp.ndarray dst, cnp.ndarray src, object plan,
                   cnp.ndarray p0, cnp.ndarray seq_ptr,
                   cnp.ndarray dst_rows, cnp.ndarray src_rows,
-                  fpe_idx T, fpe_idx block,
+                  fpe_idx T, fpe_idx block, fpe_idx tile,
                   fpe_idx dst_rs, fpe_idx dst_cs, fpe_idx src_rs, fpe_idx src_cs,
                   double scale, int mode, double zero_pos, int n_threads):
     """Sinusoid rows at positions p0[seq] + t, applied to each sequence's rows."""
     cdef fpe_idx per_thread
-    cdef cnp.ndarray scratch = _scratch(plan, n_threads, &per_thread)
+    cdef cnp.ndarray scratch = _scratch(plan, n_threads, tile, &per_thread)
     cdef cnp.ndarray zeros = cnp.PyArray_ZEROS(1, [max(plan.col_freq.shape[0], 1)], cnp.NPY_FLOAT64, 0)
     cdef Plan pl = _make_plan(plan, zeros, zero_pos)
     cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode)
@@ -277,11 +360,11 @@ def sinusoid_grid(cnp.ndarray dst, cnp.ndarray src, object plan,
     cdef double *scratch_ = <double *>_data(scratch)
     if cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
         with nogil:
-            _grid_run(<float *>NULL, &pl, &tg, p0_, seq_ptr_, n_seq, T, block, dst_rs, src_rs,
+            _grid_run(<float *>NULL, &pl, &tg, p0_, seq_ptr_, n_seq, T, block, tile, dst_rs, src_rs,
                       scratch_, per_thread, n_threads)
     else:
         with nogil:
-            _grid_run(<double *>NULL, &pl, &tg, p0_, seq_ptr_, n_seq, T, block, dst_rs, src_rs,
+            _grid_run(<double *>NULL, &pl, &tg, p0_, seq_ptr_, n_seq, T, block, tile, dst_rs, src_rs,
                       scratch_, per_thread, n_threads)
 
 
@@ -292,7 +375,7 @@ def sinusoid_grouped(cnp.ndarray dst, cnp.ndarray src, object plan,
                      double scale, int mode, double zero_pos, int n_threads):
     """Sinusoid rows at sorted distinct positions, each applied to its group of rows."""
     cdef fpe_idx per_thread
-    cdef cnp.ndarray scratch = _scratch(plan, n_threads, &per_thread)
+    cdef cnp.ndarray scratch = _scratch(plan, n_threads, 0, &per_thread)
     cdef cnp.ndarray zeros = cnp.PyArray_ZEROS(1, [max(plan.col_freq.shape[0], 1)], cnp.NPY_FLOAT64, 0)
     cdef Plan pl = _make_plan(plan, zeros, zero_pos)
     cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode)

@@ -136,6 +136,64 @@ FPE_DEFINE_ADD_INPLACE(double, f64)
 FPE_DEFINE_ADD_TO(float, f32)
 FPE_DEFINE_ADD_TO(double, f64)
 
+/* Fused step: emit the current state's s into one row of the output, then
+ * advance the state to the next position, in one pass over the columns so the
+ * state is read and written once per row. One variant per way of emitting. */
+#define FPE_ADVANCE_J                                                                   \
+    double sj = s[j], cj = c[j];                                                        \
+    s[j] = sj * step_cos[j] + cj * step_sin[j];                                         \
+    c[j] = cj * step_cos[j] - sj * step_sin[j];
+
+#define FPE_STEP_ARGS                                                                   \
+    double *restrict s, double *restrict c,                                             \
+    const double *restrict step_cos, const double *restrict step_sin, fpe_idx n
+
+#define FPE_DEFINE_STEPS(T, SUFFIX)                                                     \
+    FPE_DISPATCH                                                                        \
+    static void fpe_step_store_##SUFFIX(T *restrict dst, fpe_idx stride, FPE_STEP_ARGS) \
+    {                                                                                   \
+        if (stride == 1) {                                                              \
+            for (fpe_idx j = 0; j < n; j++) { FPE_ADVANCE_J dst[j] = (T)sj; }           \
+        } else {                                                                        \
+            for (fpe_idx j = 0; j < n; j++) { FPE_ADVANCE_J dst[j * stride] = (T)sj; }  \
+        }                                                                               \
+    }                                                                                   \
+    FPE_DISPATCH                                                                        \
+    static void fpe_step_add_inplace_##SUFFIX(T *restrict x, fpe_idx stride,            \
+                                              double scale, FPE_STEP_ARGS)              \
+    {                                                                                   \
+        if (stride == 1) {                                                              \
+            for (fpe_idx j = 0; j < n; j++) {                                           \
+                FPE_ADVANCE_J x[j] = (T)((double)x[j] * scale + sj);                    \
+            }                                                                           \
+        } else {                                                                        \
+            for (fpe_idx j = 0; j < n; j++) {                                           \
+                FPE_ADVANCE_J                                                           \
+                fpe_idx i = j * stride;                                                 \
+                x[i] = (T)((double)x[i] * scale + sj);                                  \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    FPE_DISPATCH                                                                        \
+    static void fpe_step_add_to_##SUFFIX(T *restrict dst, fpe_idx dst_stride,           \
+                                         const T *restrict src, fpe_idx src_stride,     \
+                                         double scale, FPE_STEP_ARGS)                   \
+    {                                                                                   \
+        if (dst_stride == 1 && src_stride == 1) {                                       \
+            for (fpe_idx j = 0; j < n; j++) {                                           \
+                FPE_ADVANCE_J dst[j] = (T)((double)src[j] * scale + sj);                \
+            }                                                                           \
+        } else {                                                                        \
+            for (fpe_idx j = 0; j < n; j++) {                                           \
+                FPE_ADVANCE_J                                                           \
+                dst[j * dst_stride] = (T)((double)src[j * src_stride] * scale + sj);    \
+            }                                                                           \
+        }                                                                               \
+    }
+
+FPE_DEFINE_STEPS(float, f32)
+FPE_DEFINE_STEPS(double, f64)
+
 /* Bandwidth probes: the same loops with a constant instead of a sinusoid,
  * compiled with the same flags and dispatch. They bound what any kernel that
  * reads and writes (or only writes) every element once can reach. */
