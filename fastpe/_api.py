@@ -51,7 +51,7 @@ def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=
     n_items = n_seq * -(-T // block)
     _kernels.sinusoid_grid(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1],
-        T, block, max(1, min(64, TILE_DOUBLES // max(plan.col_freq.shape[0], 1))),
+        T, block, max(1, min(64, TILE_DOUBLES // max(plan.n_cols, 1))),
         dst.strides[-2], dst.strides[-1] // dst.itemsize,
         src.strides[-2], src.strides[-1] // src.itemsize,
         scale, mode, zero_pos, min(n_threads, n_items),

@@ -29,10 +29,26 @@ cdef extern from "_openmp.h" nogil:
 cdef extern from "_simd.h" nogil:
     int FPE_DISPATCH_ENABLED
     const char *fpe_simd_level()
-    void fpe_seed(double *s, double *c, double p, const double *freq, fpe_idx n_freq,
-                  const int32_t *col_freq, const uint8_t *col_cos, fpe_idx n_cols,
-                  double *sin_buf, double *cos_buf)
+    ctypedef struct fpe_cols:
+        fpe_idx sin_off
+        fpe_idx cos_off
+        fpe_idx ks
+    void fpe_seed(double *s, double *c, double p, const double *freq, fpe_idx n)
     void fpe_advance(double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_store_f32(float *dst, fpe_cols d, double *s, double *c,
+                            const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_store_f64(double *dst, fpe_cols d, double *s, double *c,
+                            const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_add_inplace_f32(float *dst, fpe_cols d, double scale, double *s, double *c,
+                                  const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_add_inplace_f64(double *dst, fpe_cols d, double scale, double *s, double *c,
+                                  const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_add_to_f32(float *dst, fpe_cols d, const float *src, fpe_cols r, double scale,
+                             double *s, double *c, const double *step_cos, const double *step_sin,
+                             fpe_idx n)
+    void fpe_step_add_to_f64(double *dst, fpe_cols d, const double *src, fpe_cols r, double scale,
+                             double *s, double *c, const double *step_cos, const double *step_sin,
+                             fpe_idx n)
     void fpe_store_f32(float *dst, fpe_idx stride, const double *pe, fpe_idx n)
     void fpe_store_f64(double *dst, fpe_idx stride, const double *pe, fpe_idx n)
     void fpe_add_inplace_f32(float *x, fpe_idx stride, const double *pe, double scale, fpe_idx n)
@@ -41,20 +57,6 @@ cdef extern from "_simd.h" nogil:
                         const double *pe, double scale, fpe_idx n)
     void fpe_add_to_f64(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
                         const double *pe, double scale, fpe_idx n)
-    void fpe_step_store_f32(float *dst, fpe_idx stride, double *s, double *c,
-                            const double *step_cos, const double *step_sin, fpe_idx n)
-    void fpe_step_store_f64(double *dst, fpe_idx stride, double *s, double *c,
-                            const double *step_cos, const double *step_sin, fpe_idx n)
-    void fpe_step_add_inplace_f32(float *x, fpe_idx stride, double scale, double *s, double *c,
-                                  const double *step_cos, const double *step_sin, fpe_idx n)
-    void fpe_step_add_inplace_f64(double *x, fpe_idx stride, double scale, double *s, double *c,
-                                  const double *step_cos, const double *step_sin, fpe_idx n)
-    void fpe_step_add_to_f32(float *dst, fpe_idx dst_stride, const float *src, fpe_idx src_stride,
-                             double scale, double *s, double *c,
-                             const double *step_cos, const double *step_sin, fpe_idx n)
-    void fpe_step_add_to_f64(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
-                             double scale, double *s, double *c,
-                             const double *step_cos, const double *step_sin, fpe_idx n)
     void fpe_probe_add_f32(float *x, float value, fpe_idx n)
     void fpe_probe_add_f64(double *x, double value, fpe_idx n)
     void fpe_probe_fill_f32(float *x, float value, fpe_idx n)
@@ -72,8 +74,8 @@ cdef enum:
     _STORE = 0
     _ADD_INPLACE = 1
     _ADD_TO = 2
-    # Columns per pass: the state of 256 columns (s, c, cos w, sin w: 8 KiB)
-    # stays in L1 while a tile of rows is generated.
+    # Frequencies per pass: the state of 256 frequencies (s, c, cos w, sin w:
+    # 8 KiB) stays in L1 while a tile of rows is generated.
     COL_CHUNK = 256
 
 
@@ -99,11 +101,16 @@ def simd_level():
 
 cdef struct Plan:
     const double *freq        # the pair frequencies w_k
-    fpe_idx n_freq
-    const int32_t *col_freq   # per output column: index into freq, or -1 for a zero column
-    const uint8_t *col_cos    # per output column: 1 for a cosine column
-    const double *step_cos    # per output column: cos(w), sin(w) of its frequency
+    const double *step_cos    # cos(w_k), sin(w_k): one position's rotation
     const double *step_sin
+    fpe_idx n_freq
+    fpe_idx n_sin             # frequencies 0..n_sin-1 have a sine column,
+    fpe_idx n_cos             # 0..n_cos-1 a cosine column
+    fpe_idx sin_col           # column of frequency k's sine: sin_col + k * col_step
+    fpe_idx cos_col           # column of its cosine:        cos_col + k * col_step
+    fpe_idx col_step
+    const fpe_idx *zero_cols  # columns no frequency writes: they hold 0
+    fpe_idx n_zero
     fpe_idx n_cols
     double zero_pos           # a position whose encoding is all zeros (NaN: none)
     const double *zeros       # n_cols zeros, applied at zero_pos
@@ -120,8 +127,73 @@ cdef struct Target:
     int mode
 
 
+cdef inline void _emit1(floating *dst, const floating *src, fpe_idx col, double v,
+                        const Target *tg) noexcept nogil:
+    """Emit one value into column col of a row."""
+    if tg.mode == _STORE:
+        dst[col * tg.dst_cs] = <floating>v
+    elif tg.mode == _ADD_INPLACE:
+        dst[col * tg.dst_cs] = <floating>(<double>dst[col * tg.dst_cs] * tg.scale + v)
+    else:
+        dst[col * tg.dst_cs] = <floating>(<double>src[col * tg.src_cs] * tg.scale + v)
+
+
+cdef inline void _emit_zero_cols(floating *dst, const floating *src, const Plan *pl,
+                                 const Target *tg) noexcept nogil:
+    cdef fpe_idx i
+    for i in range(pl.n_zero):
+        _emit1(dst, src, pl.zero_cols[i], 0.0, tg)
+
+
+cdef inline void _step_chunk(floating *dst, const floating *src, const Plan *pl,
+                             const Target *tg, double *s, double *c,
+                             fpe_idx k0, fpe_idx k1) noexcept nogil:
+    """Emit frequencies k0..k1-1 of the current position into a row (per
+    tg.mode) and advance their state one position."""
+    cdef fpe_cols d, r
+    cdef fpe_idx both = min(pl.n_sin, pl.n_cos), kb = min(k1, both), k, n
+    if kb > k0:
+        d.sin_off = pl.sin_col * tg.dst_cs
+        d.cos_off = pl.cos_col * tg.dst_cs
+        d.ks = pl.col_step * tg.dst_cs
+        r.sin_off = pl.sin_col * tg.src_cs
+        r.cos_off = pl.cos_col * tg.src_cs
+        r.ks = pl.col_step * tg.src_cs
+        n = kb - k0
+        dst = dst + k0 * d.ks
+        src = src + k0 * r.ks
+        if floating is float:
+            if tg.mode == _STORE:
+                fpe_step_store_f32(dst, d, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
+            elif tg.mode == _ADD_INPLACE:
+                fpe_step_add_inplace_f32(dst, d, tg.scale, s + k0, c + k0, pl.step_cos + k0,
+                                         pl.step_sin + k0, n)
+            else:
+                fpe_step_add_to_f32(dst, d, src, r, tg.scale, s + k0, c + k0, pl.step_cos + k0,
+                                    pl.step_sin + k0, n)
+        else:
+            if tg.mode == _STORE:
+                fpe_step_store_f64(dst, d, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
+            elif tg.mode == _ADD_INPLACE:
+                fpe_step_add_inplace_f64(dst, d, tg.scale, s + k0, c + k0, pl.step_cos + k0,
+                                         pl.step_sin + k0, n)
+            else:
+                fpe_step_add_to_f64(dst, d, src, r, tg.scale, s + k0, c + k0, pl.step_cos + k0,
+                                    pl.step_sin + k0, n)
+        dst = dst - k0 * d.ks
+        src = src - k0 * r.ks
+    # Frequencies with only a sine or only a cosine column (odd widths).
+    for k in range(max(k0, both), k1):
+        if k < pl.n_sin:
+            _emit1(dst, src, pl.sin_col + k * pl.col_step, s[k], tg)
+        if k < pl.n_cos:
+            _emit1(dst, src, pl.cos_col + k * pl.col_step, c[k], tg)
+        fpe_advance(s + k, c + k, pl.step_cos + k, pl.step_sin + k, 1)
+
+
 cdef inline void _apply_row(floating *dst, const floating *src, const double *pe,
                             fpe_idx n, const Target *tg) noexcept nogil:
+    """Apply a whole row pe (column order, float64) per tg.mode."""
     if floating is float:
         if tg.mode == _STORE:
             fpe_store_f32(dst, tg.dst_cs, pe, n)
@@ -138,34 +210,26 @@ cdef inline void _apply_row(floating *dst, const floating *src, const double *pe
             fpe_add_to_f64(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n)
 
 
-cdef inline void _apply_to_rows(floating *dummy, const Target *tg, fpe_idx r0, fpe_idx r1,
-                                fpe_idx dst_shift, fpe_idx src_shift, const double *pe,
-                                fpe_idx n) noexcept nogil:
-    """Apply one encoding row to target rows r0..r1, each shifted by a byte offset."""
-    cdef fpe_idx r
-    for r in range(r0, r1):
-        _apply_row(<floating *>(tg.dst + tg.dst_rows[r] + dst_shift),
-                   <const floating *>(tg.src + tg.src_rows[r] + src_shift), pe, n, tg)
-
-
-cdef inline void _step_row(floating *dst, const floating *src, double *s, double *c,
-                           const double *step_cos, const double *step_sin, fpe_idx n,
-                           const Target *tg) noexcept nogil:
-    """Emit the state into one row (per tg.mode), then advance it one position."""
-    if floating is float:
-        if tg.mode == _STORE:
-            fpe_step_store_f32(dst, tg.dst_cs, s, c, step_cos, step_sin, n)
-        elif tg.mode == _ADD_INPLACE:
-            fpe_step_add_inplace_f32(dst, tg.dst_cs, tg.scale, s, c, step_cos, step_sin, n)
-        else:
-            fpe_step_add_to_f32(dst, tg.dst_cs, src, tg.src_cs, tg.scale, s, c, step_cos, step_sin, n)
+cdef inline void _row_into_buffer(double *row, const Plan *pl, double *s, double *c,
+                                  bint zero) noexcept nogil:
+    """Write the current position's row into a float64 buffer (column order;
+    zero columns are never written, the buffer starts zeroed) and advance."""
+    cdef Target buf
+    buf.mode = _STORE
+    buf.dst_cs = 1
+    buf.src_cs = 1
+    buf.scale = 1.0
+    if zero:
+        memset(row, 0, pl.n_cols * sizeof(double))
+        fpe_advance(s, c, pl.step_cos, pl.step_sin, pl.n_freq)
     else:
-        if tg.mode == _STORE:
-            fpe_step_store_f64(dst, tg.dst_cs, s, c, step_cos, step_sin, n)
-        elif tg.mode == _ADD_INPLACE:
-            fpe_step_add_inplace_f64(dst, tg.dst_cs, tg.scale, s, c, step_cos, step_sin, n)
-        else:
-            fpe_step_add_to_f64(dst, tg.dst_cs, src, tg.src_cs, tg.scale, s, c, step_cos, step_sin, n)
+        _step_chunk(row, row, pl, &buf, s, c, 0, pl.n_freq)
+
+
+cdef inline fpe_idx _unaliased(fpe_idx n) noexcept nogil:
+    """Distance in doubles between scratch arrays: >= n and 2 KiB off a
+    multiple of 4 KiB, so a store to one never stalls a load from the other."""
+    return (n + 511) // 512 * 512 + 256
 
 
 # ---------------------------------------------------------------- grid kernel
@@ -174,12 +238,12 @@ cdef inline void _step_row(floating *dst, const floating *src, double *s, double
 # bytes further. Item i covers sequence i // n_blocks, positions of block
 # i % n_blocks, seeded once at the block's first position.
 #
-# Rows are produced a tile at a time, column chunk by column chunk, so the
-# recurrence state stays in L1. A sequence with one target row gets the rows
-# written straight into it; with several, the tile is generated once into
-# scratch and then swept over each target's contiguous span.
+# Rows are produced a tile at a time, frequency chunk by frequency chunk, so
+# the recurrence state stays in L1. A sequence with one target row gets the
+# rows written straight into it; with several, each row is generated once
+# into scratch and then applied to every target.
 
-cdef void _grid_item(floating *dummy, const Plan *plan, const Target *tg,
+cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
                      const double *p0, const fpe_idx *seq_ptr, fpe_idx T, fpe_idx block,
                      fpe_idx tile, fpe_idx dst_rs, fpe_idx src_rs, fpe_idx item,
                      double *scratch) noexcept nogil:
@@ -187,52 +251,44 @@ cdef void _grid_item(floating *dummy, const Plan *plan, const Target *tg,
     cdef fpe_idx seq = item // n_blocks
     cdef fpe_idx t0 = (item % n_blocks) * block
     cdef fpe_idx t1 = min(t0 + block, T)
-    cdef fpe_idx n = plan.n_cols, nf = plan.n_freq
+    cdef fpe_idx nf = pl.n_freq, n = pl.n_cols, gap = _unaliased(nf)
     cdef double *s = scratch
-    cdef double *c = scratch + n
-    cdef double *tile_buf = scratch + 2 * n + 2 * nf
+    cdef double *c = scratch + gap
+    cdef double *tile_buf = c + gap
     cdef fpe_idx r0 = seq_ptr[seq], r1 = seq_ptr[seq + 1]
     cdef double start = p0[seq]
-    cdef fpe_idx a, b, t, r, col0, m, chunk = COL_CHUNK
+    cdef fpe_idx a, b, t, r, k0, chunk = COL_CHUNK
     cdef char *dst_row
     cdef const char *src_row
     cdef floating *d
     cdef const floating *sr
-    cdef double *row
-    fpe_seed(s, c, start + <double>t0, plan.freq, nf, plan.col_freq, plan.col_cos, n,
-             scratch + 2 * n, scratch + 2 * n + nf)
+    fpe_seed(s, c, start + <double>t0, pl.freq, nf)
     a = t0
     while a < t1:
         b = min(a + tile, t1)
         if r1 - r0 == 1:
             dst_row = tg.dst + tg.dst_rows[r0]
             src_row = tg.src + tg.src_rows[r0]
-            col0 = 0
-            while col0 < n:
-                m = min(chunk, n - col0)
+            k0 = 0
+            while k0 < nf:
                 for t in range(a, b):
-                    d = <floating *>(dst_row + t * dst_rs) + col0 * tg.dst_cs
-                    sr = <const floating *>(src_row + t * src_rs) + col0 * tg.src_cs
-                    if start + <double>t == plan.zero_pos:
-                        _apply_row(d, sr, plan.zeros, m, tg)
-                        fpe_advance(s + col0, c + col0, plan.step_cos + col0, plan.step_sin + col0, m)
+                    d = <floating *>(dst_row + t * dst_rs)
+                    sr = <const floating *>(src_row + t * src_rs)
+                    if start + <double>t == pl.zero_pos:
+                        _apply_row(d, sr, pl.zeros, n, tg)
+                        fpe_advance(s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0,
+                                    min(chunk, nf - k0))
                     else:
-                        _step_row(d, sr, s + col0, c + col0, plan.step_cos + col0,
-                                  plan.step_sin + col0, m, tg)
-                col0 += chunk
+                        _step_chunk(d, sr, pl, tg, s, c, k0, min(k0 + chunk, nf))
+                k0 += chunk
+            if pl.n_zero:
+                for t in range(a, b):
+                    if start + <double>t != pl.zero_pos:
+                        _emit_zero_cols(<floating *>(dst_row + t * dst_rs),
+                                        <const floating *>(src_row + t * src_rs), pl, tg)
         else:
-            col0 = 0
-            while col0 < n:
-                m = min(chunk, n - col0)
-                for t in range(a, b):
-                    row = tile_buf + (t - a) * n + col0
-                    if start + <double>t == plan.zero_pos:
-                        memset(row, 0, m * sizeof(double))
-                        fpe_advance(s + col0, c + col0, plan.step_cos + col0, plan.step_sin + col0, m)
-                    else:
-                        fpe_step_store_f64(row, 1, s + col0, c + col0, plan.step_cos + col0,
-                                           plan.step_sin + col0, m)
-                col0 += chunk
+            for t in range(a, b):
+                _row_into_buffer(tile_buf + (t - a) * n, pl, s, c, start + <double>t == pl.zero_pos)
             for r in range(r0, r1):
                 for t in range(a, b):
                     _apply_row(<floating *>(tg.dst + tg.dst_rows[r] + t * dst_rs),
@@ -241,7 +297,7 @@ cdef void _grid_item(floating *dummy, const Plan *plan, const Target *tg,
         a = b
 
 
-cdef void _grid_run(floating *dummy, const Plan *plan, const Target *tg, const double *p0,
+cdef void _grid_run(floating *dummy, const Plan *pl, const Target *tg, const double *p0,
                     const fpe_idx *seq_ptr, fpe_idx n_seq, fpe_idx T, fpe_idx block, fpe_idx tile,
                     fpe_idx dst_rs, fpe_idx src_rs, double *scratch, fpe_idx per_thread,
                     int n_threads) noexcept nogil:
@@ -249,10 +305,10 @@ cdef void _grid_run(floating *dummy, const Plan *plan, const Target *tg, const d
     cdef fpe_idx item
     if n_threads == 1:
         for item in range(n_items):
-            _grid_item(dummy, plan, tg, p0, seq_ptr, T, block, tile, dst_rs, src_rs, item, scratch)
+            _grid_item(dummy, pl, tg, p0, seq_ptr, T, block, tile, dst_rs, src_rs, item, scratch)
     else:
         for item in prange(n_items, schedule="static", num_threads=n_threads):
-            _grid_item(dummy, plan, tg, p0, seq_ptr, T, block, tile, dst_rs, src_rs, item,
+            _grid_item(dummy, pl, tg, p0, seq_ptr, T, block, tile, dst_rs, src_rs, item,
                        scratch + threadid() * per_thread)
 
 
@@ -262,40 +318,38 @@ cdef void _grid_run(floating *dummy, const Plan *plan, const Target *tg, const d
 # reached by the recurrence, any other one is seeded. Item i covers groups
 # chunk_ptr[i] .. chunk_ptr[i+1].
 
-cdef void _grouped_item(floating *dummy, const Plan *plan, const Target *tg,
+cdef void _grouped_item(floating *dummy, const Plan *pl, const Target *tg,
                         const double *positions, const fpe_idx *group_ptr,
                         const fpe_idx *chunk_ptr, fpe_idx block, fpe_idx item,
                         double *scratch) noexcept nogil:
-    cdef fpe_idx n = plan.n_cols, g, seeded_at = -1
+    cdef fpe_idx nf = pl.n_freq, n = pl.n_cols, gap = _unaliased(nf), g, r, seeded_at = -1
     cdef double *s = scratch
-    cdef double *c = scratch + n
-    cdef double *sin_buf = scratch + 2 * n
-    cdef double *cos_buf = sin_buf + plan.n_freq
-    cdef const double *pe
+    cdef double *c = scratch + gap
+    cdef double *row = c + gap
     cdef double p
     for g in range(chunk_ptr[item], chunk_ptr[item + 1]):
         p = positions[g]
+        # After a row the state sits at p_prev + 1: reuse it when that is p.
         if seeded_at < 0 or g - seeded_at >= block or p != positions[g - 1] + 1.0:
-            fpe_seed(s, c, p, plan.freq, plan.n_freq, plan.col_freq, plan.col_cos, n,
-                     sin_buf, cos_buf)
+            fpe_seed(s, c, p, pl.freq, nf)
             seeded_at = g
-        else:
-            fpe_advance(s, c, plan.step_cos, plan.step_sin, n)
-        pe = plan.zeros if p == plan.zero_pos else s
-        _apply_to_rows(dummy, tg, group_ptr[g], group_ptr[g + 1], 0, 0, pe, n)
+        _row_into_buffer(row, pl, s, c, p == pl.zero_pos)
+        for r in range(group_ptr[g], group_ptr[g + 1]):
+            _apply_row(<floating *>(tg.dst + tg.dst_rows[r]),
+                       <const floating *>(tg.src + tg.src_rows[r]), row, n, tg)
 
 
-cdef void _grouped_run(floating *dummy, const Plan *plan, const Target *tg,
+cdef void _grouped_run(floating *dummy, const Plan *pl, const Target *tg,
                        const double *positions, const fpe_idx *group_ptr,
                        const fpe_idx *chunk_ptr, fpe_idx n_chunks, fpe_idx block,
                        double *scratch, fpe_idx per_thread, int n_threads) noexcept nogil:
     cdef fpe_idx item
     if n_threads == 1:
         for item in range(n_chunks):
-            _grouped_item(dummy, plan, tg, positions, group_ptr, chunk_ptr, block, item, scratch)
+            _grouped_item(dummy, pl, tg, positions, group_ptr, chunk_ptr, block, item, scratch)
     else:
         for item in prange(n_chunks, schedule="static", num_threads=n_threads):
-            _grouped_item(dummy, plan, tg, positions, group_ptr, chunk_ptr, block, item,
+            _grouped_item(dummy, pl, tg, positions, group_ptr, chunk_ptr, block, item,
                           scratch + threadid() * per_thread)
 
 
@@ -308,12 +362,17 @@ cdef inline void *_data(cnp.ndarray a):
 cdef Plan _make_plan(object plan, cnp.ndarray zeros, double zero_pos):
     cdef Plan p
     p.freq = <const double *>_data(plan.freq)
-    p.n_freq = plan.freq.shape[0]
-    p.col_freq = <const int32_t *>_data(plan.col_freq)
-    p.col_cos = <const uint8_t *>_data(plan.col_cos)
     p.step_cos = <const double *>_data(plan.step_cos)
     p.step_sin = <const double *>_data(plan.step_sin)
-    p.n_cols = plan.col_freq.shape[0]
+    p.n_freq = plan.freq.shape[0]
+    p.n_sin = plan.n_sin
+    p.n_cos = plan.n_cos
+    p.sin_col = plan.sin_col
+    p.cos_col = plan.cos_col
+    p.col_step = plan.col_step
+    p.zero_cols = <const fpe_idx *>_data(plan.zero_cols)
+    p.n_zero = plan.zero_cols.shape[0]
+    p.n_cols = plan.n_cols
     p.zero_pos = zero_pos
     p.zeros = <const double *>_data(zeros)
     return p
@@ -334,12 +393,19 @@ cdef Target _make_target(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray dst_rows,
     return t
 
 
-cdef cnp.ndarray _scratch(object plan, int n_threads, fpe_idx tile, fpe_idx *per_thread):
-    # s, c (one per column), the seed's sin/cos buffers (one per frequency) and
-    # a tile of rows, padded to a cache line so threads never share one.
-    cdef fpe_idx n = plan.col_freq.shape[0]
-    per_thread[0] = ((2 * n + 2 * plan.freq.shape[0] + tile * n) + 7) // 8 * 8 + 8
-    return cnp.PyArray_ZEROS(1, [per_thread[0] * n_threads], cnp.NPY_FLOAT64, 0)
+cdef inline double *_aligned64(double *p) noexcept nogil:
+    """Round a scratch pointer up to a cache line (the allocation has spare
+    room): 512-bit loads and stores must not straddle two lines."""
+    return <double *>((<size_t>p + 63) & ~(<size_t>63))
+
+
+cdef cnp.ndarray _scratch(object plan, int n_threads, fpe_idx rows, fpe_idx *per_thread):
+    # Per thread: the state s, c (one per frequency, spaced apart) and `rows`
+    # rows of float64 encodings, rounded to whole cache lines. Zeroed: zero
+    # columns of the row buffers are never written.
+    cdef fpe_idx n_rows = max(rows, 1)
+    per_thread[0] = (2 * _unaliased(plan.freq.shape[0]) + n_rows * plan.n_cols + 7) // 8 * 8
+    return cnp.PyArray_ZEROS(1, [per_thread[0] * n_threads + 8], cnp.NPY_FLOAT64, 0)
 
 
 def sinusoid_grid(cnp.ndarray dst, cnp.ndarray src, object plan,
@@ -351,13 +417,13 @@ def sinusoid_grid(cnp.ndarray dst, cnp.ndarray src, object plan,
     """Sinusoid rows at positions p0[seq] + t, applied to each sequence's rows."""
     cdef fpe_idx per_thread
     cdef cnp.ndarray scratch = _scratch(plan, n_threads, tile, &per_thread)
-    cdef cnp.ndarray zeros = cnp.PyArray_ZEROS(1, [max(plan.col_freq.shape[0], 1)], cnp.NPY_FLOAT64, 0)
+    cdef cnp.ndarray zeros = cnp.PyArray_ZEROS(1, [max(plan.n_cols, 1)], cnp.NPY_FLOAT64, 0)
     cdef Plan pl = _make_plan(plan, zeros, zero_pos)
     cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode)
     cdef const double *p0_ = <const double *>_data(p0)
     cdef const fpe_idx *seq_ptr_ = <const fpe_idx *>_data(seq_ptr)
     cdef fpe_idx n_seq = p0.shape[0]
-    cdef double *scratch_ = <double *>_data(scratch)
+    cdef double *scratch_ = _aligned64(<double *>_data(scratch))
     if cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
         with nogil:
             _grid_run(<float *>NULL, &pl, &tg, p0_, seq_ptr_, n_seq, T, block, tile, dst_rs, src_rs,
@@ -375,15 +441,15 @@ def sinusoid_grouped(cnp.ndarray dst, cnp.ndarray src, object plan,
                      double scale, int mode, double zero_pos, int n_threads):
     """Sinusoid rows at sorted distinct positions, each applied to its group of rows."""
     cdef fpe_idx per_thread
-    cdef cnp.ndarray scratch = _scratch(plan, n_threads, 0, &per_thread)
-    cdef cnp.ndarray zeros = cnp.PyArray_ZEROS(1, [max(plan.col_freq.shape[0], 1)], cnp.NPY_FLOAT64, 0)
+    cdef cnp.ndarray scratch = _scratch(plan, n_threads, 1, &per_thread)
+    cdef cnp.ndarray zeros = cnp.PyArray_ZEROS(1, [max(plan.n_cols, 1)], cnp.NPY_FLOAT64, 0)
     cdef Plan pl = _make_plan(plan, zeros, zero_pos)
     cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode)
     cdef const double *pos_ = <const double *>_data(positions)
     cdef const fpe_idx *group_ptr_ = <const fpe_idx *>_data(group_ptr)
     cdef const fpe_idx *chunk_ptr_ = <const fpe_idx *>_data(chunk_ptr)
     cdef fpe_idx n_chunks = chunk_ptr.shape[0] - 1
-    cdef double *scratch_ = <double *>_data(scratch)
+    cdef double *scratch_ = _aligned64(<double *>_data(scratch))
     if cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
         with nogil:
             _grouped_run(<float *>NULL, &pl, &tg, pos_, group_ptr_, chunk_ptr_, n_chunks, block,

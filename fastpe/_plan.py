@@ -19,20 +19,28 @@ _DEFAULT_CACHE_LIMIT = 64 * 2**20
 
 
 class Plan:
-    """Per-column description of one encoding (read-only arrays)."""
+    """How one encoding's columns are made (read-only).
 
-    __slots__ = ("freq", "col_freq", "col_cos", "step_cos", "step_sin", "nbytes")
+    Frequency k (w_k = freq[k]) writes its sine to column sin_col + k*col_step
+    when k < n_sin and its cosine to cos_col + k*col_step when k < n_cos;
+    zero_cols lists the columns no frequency writes (they hold 0)."""
 
-    def __init__(self, freq, col_freq, col_cos):
+    __slots__ = ("freq", "step_cos", "step_sin", "n_sin", "n_cos", "sin_col", "cos_col",
+                 "col_step", "zero_cols", "n_cols", "nbytes")
+
+    def __init__(self, freq, n_cols, *, sin_col, cos_col, col_step, n_sin, n_cos):
         self.freq = np.ascontiguousarray(freq, dtype=np.float64)
-        self.col_freq = np.ascontiguousarray(col_freq, dtype=np.int32)
-        self.col_cos = np.ascontiguousarray(col_cos, dtype=np.uint8)
-        used = self.col_freq >= 0
-        w = np.where(used, self.freq[np.where(used, self.col_freq, 0)] if self.freq.size else 0.0, 0.0)
-        # A zero column rotates by nothing: its (0, 0) state stays zero.
-        self.step_cos = np.where(used, np.cos(w), 1.0)
-        self.step_sin = np.where(used, np.sin(w), 0.0)
-        arrays = (self.freq, self.col_freq, self.col_cos, self.step_cos, self.step_sin)
+        # One position's rotation per frequency, rounded once from the exact w_k.
+        self.step_cos = np.cos(self.freq)
+        self.step_sin = np.sin(self.freq)
+        self.n_cols = int(n_cols)
+        self.sin_col, self.cos_col, self.col_step = int(sin_col), int(cos_col), int(col_step)
+        self.n_sin, self.n_cos = int(n_sin), int(n_cos)
+        written = np.zeros(self.n_cols, dtype=bool)
+        written[self.sin_col + np.arange(self.n_sin) * self.col_step] = True
+        written[self.cos_col + np.arange(self.n_cos) * self.col_step] = True
+        self.zero_cols = np.flatnonzero(~written).astype(np.intp)
+        arrays = (self.freq, self.step_cos, self.step_sin, self.zero_cols)
         for a in arrays:
             a.flags.writeable = False
         self.nbytes = sum(a.nbytes for a in arrays)
@@ -49,14 +57,12 @@ def base_frequencies(dim, base, layout):
     return np.float64(base) ** (-(2.0 * k) / dim)
 
 
-def layout_columns(dim, layout):
-    """(col_freq, col_cos) for a layout: which frequency and phase each column takes."""
-    j = np.arange(dim)
+def layout_plan(freq, dim, layout):
+    """The plan of a layout: interleaved (sin 2k, cos 2k+1) or concat ([sin | cos])."""
     if layout == "interleaved":
-        return j // 2, j % 2
+        return Plan(freq, dim, sin_col=0, cos_col=1, col_step=2, n_sin=(dim + 1) // 2, n_cos=dim // 2)
     half = dim // 2
-    col_freq = np.where(j < 2 * half, j % max(half, 1), -1)
-    return col_freq, (j >= half) & (j < 2 * half)
+    return Plan(freq, dim, sin_col=0, cos_col=half, col_step=1, n_sin=half, n_cos=half)
 
 
 class PlanCache:
@@ -131,11 +137,11 @@ def sinusoid_plan(dim, layout, base, inv_freq):
         key = ("sinusoid", dim, layout, float(base))
 
         def build():
-            return Plan(base_frequencies(dim, base, layout), *layout_columns(dim, layout))
+            return layout_plan(base_frequencies(dim, base, layout), dim, layout)
     else:
         key = ("sinusoid-inv", dim, layout, inv_freq.tobytes())
 
         def build():
-            return Plan(inv_freq, *layout_columns(dim, layout))
+            return layout_plan(inv_freq, dim, layout)
 
     return CACHE.get(key, build)

@@ -6,10 +6,10 @@
  * picks the widest the CPU has: the wheel stays portable and still uses the
  * machine's vectors. Elsewhere the baseline clone is the only one.
  *
- * The sinusoid generator keeps, per output column j, a state (s_j, c_j) =
- * (sin a_j, cos a_j) where a_j is the column's angle (a cosine column carries
- * the phase a + pi/2, i.e. (cos a, -sin a)). The next position is one rotation
- * by the column's frequency w: s' = s cos w + c sin w, c' = c cos w - s sin w.
+ * The sinusoid generator keeps, per frequency w_k, the state (s_k, c_k) =
+ * (sin p w_k, cos p w_k) of the current position p; one state gives both the
+ * sine and the cosine column of that frequency. The next position is one
+ * rotation by w_k: s' = s cos w + c sin w, c' = c cos w - s sin w.
  * Seeds come from libm in float64 and are refreshed every few hundred rows,
  * so rounding cannot accumulate past ~1e-14.
  */
@@ -44,155 +44,140 @@ static const char *fpe_simd_level(void)
 #endif
 }
 
-/* Seed every column's state at position p. col_freq[j] < 0 marks a column
- * that is always zero; col_cos[j] != 0 marks a cosine column. */
+/* Where one row's columns go: frequency k's sine at element sin_off + k*ks,
+ * its cosine at cos_off + k*ks (element units, column stride included). */
+typedef struct {
+    fpe_idx sin_off, cos_off, ks;
+} fpe_cols;
+
+/* Seed every frequency's state at position p from libm, in float64. */
 static void fpe_seed(double *restrict s, double *restrict c, double p,
-                     const double *restrict freq, fpe_idx n_freq,
-                     const int32_t *restrict col_freq, const uint8_t *restrict col_cos,
-                     fpe_idx n_cols, double *restrict sin_buf, double *restrict cos_buf)
+                     const double *restrict freq, fpe_idx n)
 {
-    for (fpe_idx k = 0; k < n_freq; k++) {
+    for (fpe_idx k = 0; k < n; k++) {
         double a = p * freq[k];
-        sin_buf[k] = sin(a);
-        cos_buf[k] = cos(a);
-    }
-    for (fpe_idx j = 0; j < n_cols; j++) {
-        int32_t k = col_freq[j];
-        if (k < 0) {
-            s[j] = 0.0;
-            c[j] = 0.0;
-        } else if (col_cos[j]) {
-            s[j] = cos_buf[k];
-            c[j] = -sin_buf[k];
-        } else {
-            s[j] = sin_buf[k];
-            c[j] = cos_buf[k];
-        }
+        s[k] = sin(a);
+        c[k] = cos(a);
     }
 }
 
-/* Advance every column's state by one position. */
+/* Advance every frequency's state by one position. */
 FPE_DISPATCH
 static void fpe_advance(double *restrict s, double *restrict c,
                         const double *restrict step_cos, const double *restrict step_sin, fpe_idx n)
 {
-    for (fpe_idx j = 0; j < n; j++) {
-        double sj = s[j], cj = c[j];
-        s[j] = sj * step_cos[j] + cj * step_sin[j];
-        c[j] = cj * step_cos[j] - sj * step_sin[j];
+    for (fpe_idx k = 0; k < n; k++) {
+        double sk = s[k], ck = c[k];
+        s[k] = sk * step_cos[k] + ck * step_sin[k];
+        c[k] = ck * step_cos[k] - sk * step_sin[k];
     }
 }
 
-/* dst[j] = pe[j], rounded once to the storage type. */
-#define FPE_DEFINE_STORE(T, SUFFIX)                                                     \
-    FPE_DISPATCH                                                                        \
-    static void fpe_store_##SUFFIX(T *restrict dst, fpe_idx stride,                     \
-                                   const double *restrict pe, fpe_idx n)                \
-    {                                                                                   \
-        if (stride == 1) {                                                              \
-            for (fpe_idx j = 0; j < n; j++) dst[j] = (T)pe[j];                          \
-        } else {                                                                        \
-            for (fpe_idx j = 0; j < n; j++) dst[j * stride] = (T)pe[j];                 \
+/* Fused step: emit frequency k's (sin, cos) into one row, then advance the
+ * state one position, in a single pass so the state is read and written once
+ * per row. Three loop shapes, so the common layouts vectorise: interleaved
+ * columns (2k, 2k+1), two contiguous blocks, and anything strided. */
+#define FPE_ADVANCE_K                                                                   \
+    double sk = s[k], ck = c[k];                                                        \
+    s[k] = sk * step_cos[k] + ck * step_sin[k];                                         \
+    c[k] = ck * step_cos[k] - sk * step_sin[k];
+
+#define FPE_STEP_SHAPES(EMIT)                                                           \
+    if (d.ks == 2 && d.sin_off == 0 && d.cos_off == 1                                   \
+        && r.ks == 2 && r.sin_off == 0 && r.cos_off == 1) {                             \
+        for (fpe_idx k = 0; k < n; k++) {                                               \
+            FPE_ADVANCE_K EMIT(2 * k, 2 * k, sk) EMIT(2 * k + 1, 2 * k + 1, ck)         \
+        }                                                                               \
+    } else if (d.ks == 1 && r.ks == 1) {                                                \
+        for (fpe_idx k = 0; k < n; k++) {                                               \
+            FPE_ADVANCE_K                                                               \
+            EMIT(d.sin_off + k, r.sin_off + k, sk)                                      \
+            EMIT(d.cos_off + k, r.cos_off + k, ck)                                      \
+        }                                                                               \
+    } else {                                                                            \
+        for (fpe_idx k = 0; k < n; k++) {                                               \
+            FPE_ADVANCE_K                                                               \
+            EMIT(d.sin_off + k * d.ks, r.sin_off + k * r.ks, sk)                        \
+            EMIT(d.cos_off + k * d.ks, r.cos_off + k * r.ks, ck)                        \
         }                                                                               \
     }
-
-/* x[j] = x[j] * scale + pe[j], computed in float64 and rounded once. */
-#define FPE_DEFINE_ADD_INPLACE(T, SUFFIX)                                               \
-    FPE_DISPATCH                                                                        \
-    static void fpe_add_inplace_##SUFFIX(T *restrict x, fpe_idx stride,                 \
-                                         const double *restrict pe, double scale,       \
-                                         fpe_idx n)                                     \
-    {                                                                                   \
-        if (stride == 1) {                                                              \
-            for (fpe_idx j = 0; j < n; j++) x[j] = (T)((double)x[j] * scale + pe[j]);   \
-        } else {                                                                        \
-            for (fpe_idx j = 0; j < n; j++) {                                           \
-                fpe_idx i = j * stride;                                                 \
-                x[i] = (T)((double)x[i] * scale + pe[j]);                               \
-            }                                                                           \
-        }                                                                               \
-    }
-
-/* dst[j] = src[j] * scale + pe[j]; src and dst never overlap (the Python layer
- * copies a partially overlapping input first). */
-#define FPE_DEFINE_ADD_TO(T, SUFFIX)                                                    \
-    FPE_DISPATCH                                                                        \
-    static void fpe_add_to_##SUFFIX(T *restrict dst, fpe_idx dst_stride,                \
-                                    const T *restrict src, fpe_idx src_stride,          \
-                                    const double *restrict pe, double scale, fpe_idx n) \
-    {                                                                                   \
-        if (dst_stride == 1 && src_stride == 1) {                                       \
-            for (fpe_idx j = 0; j < n; j++) dst[j] = (T)((double)src[j] * scale + pe[j]); \
-        } else {                                                                        \
-            for (fpe_idx j = 0; j < n; j++)                                             \
-                dst[j * dst_stride] = (T)((double)src[j * src_stride] * scale + pe[j]); \
-        }                                                                               \
-    }
-
-FPE_DEFINE_STORE(float, f32)
-FPE_DEFINE_STORE(double, f64)
-FPE_DEFINE_ADD_INPLACE(float, f32)
-FPE_DEFINE_ADD_INPLACE(double, f64)
-FPE_DEFINE_ADD_TO(float, f32)
-FPE_DEFINE_ADD_TO(double, f64)
-
-/* Fused step: emit the current state's s into one row of the output, then
- * advance the state to the next position, in one pass over the columns so the
- * state is read and written once per row. One variant per way of emitting. */
-#define FPE_ADVANCE_J                                                                   \
-    double sj = s[j], cj = c[j];                                                        \
-    s[j] = sj * step_cos[j] + cj * step_sin[j];                                         \
-    c[j] = cj * step_cos[j] - sj * step_sin[j];
 
 #define FPE_STEP_ARGS                                                                   \
     double *restrict s, double *restrict c,                                             \
     const double *restrict step_cos, const double *restrict step_sin, fpe_idx n
 
-#define FPE_DEFINE_STEPS(T, SUFFIX)                                                     \
+/* The three ways a row is emitted: store it (tables), add it to the row in
+ * place, add it to a separate source row. Sums are formed in float64 and
+ * rounded once to the storage type. */
+#define FPE_EMIT_STORE(di, si, v) dst[di] = (FPE_T)(v);
+#define FPE_EMIT_ADD_INPLACE(di, si, v) dst[di] = (FPE_T)((double)dst[di] * scale + (v));
+#define FPE_EMIT_ADD_TO(di, si, v) dst[di] = (FPE_T)((double)src[si] * scale + (v));
+
+#define FPE_DEFINE_ROW_OPS(SUFFIX)                                                      \
     FPE_DISPATCH                                                                        \
-    static void fpe_step_store_##SUFFIX(T *restrict dst, fpe_idx stride, FPE_STEP_ARGS) \
+    static void fpe_step_store_##SUFFIX(FPE_T *restrict dst, fpe_cols d, FPE_STEP_ARGS) \
     {                                                                                   \
-        if (stride == 1) {                                                              \
-            for (fpe_idx j = 0; j < n; j++) { FPE_ADVANCE_J dst[j] = (T)sj; }           \
-        } else {                                                                        \
-            for (fpe_idx j = 0; j < n; j++) { FPE_ADVANCE_J dst[j * stride] = (T)sj; }  \
-        }                                                                               \
+        fpe_cols r = d;                                                                 \
+        FPE_STEP_SHAPES(FPE_EMIT_STORE)                                                 \
     }                                                                                   \
     FPE_DISPATCH                                                                        \
-    static void fpe_step_add_inplace_##SUFFIX(T *restrict x, fpe_idx stride,            \
+    static void fpe_step_add_inplace_##SUFFIX(FPE_T *restrict dst, fpe_cols d,          \
                                               double scale, FPE_STEP_ARGS)              \
     {                                                                                   \
-        if (stride == 1) {                                                              \
-            for (fpe_idx j = 0; j < n; j++) {                                           \
-                FPE_ADVANCE_J x[j] = (T)((double)x[j] * scale + sj);                    \
-            }                                                                           \
-        } else {                                                                        \
-            for (fpe_idx j = 0; j < n; j++) {                                           \
-                FPE_ADVANCE_J                                                           \
-                fpe_idx i = j * stride;                                                 \
-                x[i] = (T)((double)x[i] * scale + sj);                                  \
-            }                                                                           \
-        }                                                                               \
+        fpe_cols r = d;                                                                 \
+        FPE_STEP_SHAPES(FPE_EMIT_ADD_INPLACE)                                           \
     }                                                                                   \
     FPE_DISPATCH                                                                        \
-    static void fpe_step_add_to_##SUFFIX(T *restrict dst, fpe_idx dst_stride,           \
-                                         const T *restrict src, fpe_idx src_stride,     \
+    static void fpe_step_add_to_##SUFFIX(FPE_T *restrict dst, fpe_cols d,               \
+                                         const FPE_T *restrict src, fpe_cols r,         \
                                          double scale, FPE_STEP_ARGS)                   \
     {                                                                                   \
-        if (dst_stride == 1 && src_stride == 1) {                                       \
-            for (fpe_idx j = 0; j < n; j++) {                                           \
-                FPE_ADVANCE_J dst[j] = (T)((double)src[j] * scale + sj);                \
-            }                                                                           \
+        FPE_STEP_SHAPES(FPE_EMIT_ADD_TO)                                                \
+    }                                                                                   \
+    /* dst[j] = pe[j] over a whole row (pe already in column order). */                 \
+    FPE_DISPATCH                                                                        \
+    static void fpe_store_##SUFFIX(FPE_T *restrict dst, fpe_idx stride,                 \
+                                   const double *restrict pe, fpe_idx n)                \
+    {                                                                                   \
+        if (stride == 1) {                                                              \
+            for (fpe_idx j = 0; j < n; j++) dst[j] = (FPE_T)pe[j];                      \
         } else {                                                                        \
-            for (fpe_idx j = 0; j < n; j++) {                                           \
-                FPE_ADVANCE_J                                                           \
-                dst[j * dst_stride] = (T)((double)src[j * src_stride] * scale + sj);    \
-            }                                                                           \
+            for (fpe_idx j = 0; j < n; j++) dst[j * stride] = (FPE_T)pe[j];             \
+        }                                                                               \
+    }                                                                                   \
+    /* x[j] = x[j] * scale + pe[j] over a whole row. */                                 \
+    FPE_DISPATCH                                                                        \
+    static void fpe_add_inplace_##SUFFIX(FPE_T *restrict dst, fpe_idx stride,           \
+                                         const double *restrict pe, double scale,       \
+                                         fpe_idx n)                                     \
+    {                                                                                   \
+        if (stride == 1) {                                                              \
+            for (fpe_idx j = 0; j < n; j++) FPE_EMIT_ADD_INPLACE(j, j, pe[j])           \
+        } else {                                                                        \
+            for (fpe_idx j = 0; j < n; j++) FPE_EMIT_ADD_INPLACE(j * stride, j, pe[j])  \
+        }                                                                               \
+    }                                                                                   \
+    /* dst[j] = src[j] * scale + pe[j] over a whole row; src and dst are disjoint  */   \
+    /* (the Python layer copies a partially overlapping input first).              */   \
+    FPE_DISPATCH                                                                        \
+    static void fpe_add_to_##SUFFIX(FPE_T *restrict dst, fpe_idx dst_stride,            \
+                                    const FPE_T *restrict src, fpe_idx src_stride,      \
+                                    const double *restrict pe, double scale, fpe_idx n) \
+    {                                                                                   \
+        if (dst_stride == 1 && src_stride == 1) {                                       \
+            for (fpe_idx j = 0; j < n; j++) FPE_EMIT_ADD_TO(j, j, pe[j])                \
+        } else {                                                                        \
+            for (fpe_idx j = 0; j < n; j++)                                             \
+                FPE_EMIT_ADD_TO(j * dst_stride, j * src_stride, pe[j])                  \
         }                                                                               \
     }
 
-FPE_DEFINE_STEPS(float, f32)
-FPE_DEFINE_STEPS(double, f64)
+#define FPE_T float
+FPE_DEFINE_ROW_OPS(f32)
+#undef FPE_T
+#define FPE_T double
+FPE_DEFINE_ROW_OPS(f64)
+#undef FPE_T
 
 /* Bandwidth probes: the same loops with a constant instead of a sinusoid,
  * compiled with the same flags and dispatch. They bound what any kernel that
