@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import _kernels
+from . import _forksafe, _kernels
 from ._plan import sinusoid_plan
 from ._rows import balanced_chunks, group_rows
 from ._validation import (
@@ -30,10 +30,14 @@ _NO_ZERO_POSITION = float("nan")
 
 
 def resolve_threads(num_threads, work):
-    """The team size for one call: 1 for small work or without OpenMP."""
-    if not _kernels.openmp_enabled() or work < SERIAL_BELOW:
+    """The team size for one call: 1 for small work, without OpenMP, or in a
+    child forked after a team was started (see _forksafe)."""
+    if not _kernels.openmp_enabled() or work < SERIAL_BELOW or _forksafe.serial_only():
         return 1
-    return num_threads if num_threads is not None else max(1, _kernels.omp_max_threads())
+    n = num_threads if num_threads is not None else max(1, _kernels.omp_max_threads())
+    if n > 1:
+        _forksafe.note_team_started()
+    return n
 
 
 def _plan_of(enc):

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from . import _kernels
+from . import _forksafe, _kernels
 from ._plan import CACHE
 
 try:
@@ -40,6 +40,7 @@ def config():
         "openmp_version": _kernels.openmp_version(),
         "openmp_runtime": _openmp_runtime(),
         "max_threads": _kernels.omp_max_threads(),
+        "serial_after_fork": _forksafe.serial_only(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "simd": _kernels.simd_level(),
         "compiler": BUILD_INFO.get("compiler"),
