@@ -1,0 +1,808 @@
+"""Benchmark report: fastpe against its NumPy reference and a bandwidth probe.
+
+Run it as ``python -m fastpe bench [--quick] [--json PATH] [--plot PATH]
+[--threads N] [--repeat N]``, or from Python::
+
+    from fastpe import bench
+    report = bench.run(quick=True)
+    print(bench.format_report(report))
+
+For every case three implementations are timed:
+
+* ``fastpe``    -- the compiled OpenMP kernels;
+* ``reference`` -- ``fastpe.reference``, the plain NumPy implementation;
+* ``probe``     -- ``fastpe._kernels.probe``: the same array traffic with no
+  arithmetic worth the name (``x += c`` for fused adds, ``t[:] = c`` for
+  tables), same size, dtype and thread count. It is the speed a memory-bound
+  kernel could reach on this machine, so "% of probe" (probe time / fastpe
+  time x 100) says how close fastpe gets to that ceiling.
+
+Method: the implementations of one case are called round-robin (the order
+rotating every round) so that a noisy, shared machine slows them alike; each
+figure is the median of its samples. In-place calls keep adding into the same
+array; every ``RESET_EVERY`` calls it is restored from a saved pattern outside
+the timed region, so values stay small and finite. Tiny calls are timed in
+batches (a sample is the mean of up to ``RESET_EVERY`` back-to-back calls).
+The reference is slow on big arrays, so it gets fewer samples than fastpe and
+the probe, and fewer still when the run's time budget requires it; the report
+says so when that happens.
+
+Cases are data (``CASES``, a list of :class:`Case`); what a case does is an
+:class:`Op`. A new encoding is one ``Op`` plus one ``Case(...)`` line a case.
+"""
+
+import gc
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+import fastpe
+from fastpe import _kernels, reference
+
+__all__ = [
+    "ADD",
+    "ADD_POSITIONS",
+    "CASES",
+    "Case",
+    "CaseResult",
+    "Op",
+    "Report",
+    "TABLE",
+    "format_report",
+    "plot",
+    "run",
+    "write_json",
+]
+
+# An in-place array is restored from its pattern after this many calls.
+RESET_EVERY = 50
+# A sample of a tiny call lasts at least this long (calls are batched).
+MIN_SAMPLE_S = 200e-6
+# Time budget of the measurements (seconds); startup and setup come on top.
+DEFAULT_BUDGET_S = 40.0
+QUICK_BUDGET_S = 4.0
+DEFAULT_REPEAT = 20
+QUICK_REPEAT = 5
+# --quick takes one warm reference sample of calls slower than this.
+QUICK_CHEAP_REF_S = 0.01
+# A first reference call slower than this is not repeated for a warm estimate.
+COLD_REF_S = 0.2
+# A reference call estimated below this always gets at least one warm sample.
+ALWAYS_WARM_REF_S = 1.5
+# New offset for call i: keeps the kernels from seeing the same positions twice in a row.
+_OFFSET_STEP = 1021
+_OFFSET_RANGE = 1 << 16
+
+IMPLS = ("fastpe", "reference", "probe")
+
+
+# ----------------------------------------------------------------- cases
+
+
+class State:
+    """Arrays of one case, shared by all implementations (attributes as needed)."""
+
+    def __init__(self, **arrays):
+        self.__dict__.update(arrays)
+        self.calls = 0
+
+    def reset(self):
+        """Restore the in-place target from its pattern (never timed)."""
+        pattern = getattr(self, "pattern", None)
+        if pattern is not None:
+            np.copyto(self.target, pattern)
+        self.calls = 0
+
+
+@dataclass(frozen=True)
+class Op:
+    """One kind of operation: how to build its arrays and call an implementation.
+
+    setup(shape, dtype, rng, options) -> State with at least ``target`` (the
+        array written, which the probe sweeps) and, for in-place ops,
+        ``pattern`` (broadcastable initial content of ``target``).
+    call(api, state, i, num_threads, options) runs one call; ``api`` is the
+        ``fastpe`` module or ``fastpe.reference``; ``i`` counts the calls of
+        this implementation (for a new offset every call).
+    probe: "add" (x += c: read + write) or "fill" (t[:] = c: write only).
+    """
+
+    label: str
+    group: str
+    probe: str
+    setup: Callable[..., State]
+    call: Callable[..., Any]
+
+    @property
+    def traffic_factor(self):
+        """Bytes moved per byte of target: read + write, or write only."""
+        return 2 if self.probe == "add" else 1
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case.
+
+    threads: None runs at the run's thread count; a tuple of counts times
+        fastpe and the probe at each (thread scaling), one report row each.
+    quick: True keeps the case in --quick, False drops it, a shape runs it
+        at that shape instead.
+    ref_reps: most reference samples (the budget may allow fewer).
+    weight: share of the run's time budget, relative to other cases.
+    """
+
+    name: str
+    op: Op
+    shape: Tuple[int, ...]
+    dtype: Any = np.float32
+    options: Mapping[str, Any] = field(default_factory=dict)
+    threads: Optional[Tuple[int, ...]] = None
+    reference: bool = True
+    quick: Any = True
+    ref_reps: int = 5
+    weight: float = 1.0
+
+
+def _pattern(shape, dtype, rng):
+    """Initial content of an (..., T, D) array: one random (T, D) slab, broadcast."""
+    return rng.standard_normal(shape[-2:]).astype(dtype)
+
+
+def _add_setup(shape, dtype, rng, options):
+    pattern = _pattern(shape, dtype, rng)
+    x = np.empty(shape, dtype=dtype)
+    np.copyto(x, pattern)
+    return State(target=x, pattern=pattern)
+
+
+def _offset(i, options):
+    return 1 + (i * _OFFSET_STEP) % _OFFSET_RANGE if options.get("new_offset") else 0
+
+
+def _add_call(api, st, i, num_threads, options):
+    api.add_sinusoidal(st.target, offset=_offset(i, options), num_threads=num_threads)
+
+
+def _positions_setup(shape, dtype, rng, options):
+    st = _add_setup(shape, dtype, rng, options)
+    # Each sequence at its own start (packed / continued sequences).
+    starts = rng.integers(0, 4096, size=shape[:-2] + (1,))
+    st.positions = starts + np.arange(shape[-2])
+    return st
+
+
+def _positions_call(api, st, i, num_threads, options):
+    api.add_sinusoidal(st.target, positions=st.positions, num_threads=num_threads)
+
+
+def _table_setup(shape, dtype, rng, options):
+    return State(target=np.zeros(shape, dtype=dtype))
+
+
+def _table_call(api, st, i, num_threads, options):
+    n, dim = st.target.shape
+    api.sinusoidal_table(n, dim, offset=_offset(i, options), out=st.target, num_threads=num_threads)
+
+
+ADD = Op("add_sinusoidal", "fused add", "add", _add_setup, _add_call)
+ADD_POSITIONS = Op("add_sinusoidal(positions=)", "positions", "add", _positions_setup, _positions_call)
+TABLE = Op("sinusoidal_table(out=)", "table", "fill", _table_setup, _table_call)
+
+NEW_OFFSET = {"new_offset": True}
+
+CASES: List[Case] = [
+    Case("add, small (serial path)", ADD, (1, 16, 64), ref_reps=20),
+    Case("add, new offset", ADD, (1, 128, 64), options=NEW_OFFSET, ref_reps=20),
+    Case("add, new offset", ADD, (8, 2048, 1024), options=NEW_OFFSET),
+    Case("add, new offset", ADD, (8, 2048, 1024), np.float64, options=NEW_OFFSET),
+    Case("add, long sequence, new offset", ADD, (1, 8192, 1024), options=NEW_OFFSET),
+    Case("add, 512 MiB", ADD, (32, 4096, 1024), quick=False, ref_reps=3, weight=4.0),
+    Case("table into out", TABLE, (8192, 4096), quick=(2048, 4096), weight=1.5),
+    Case("add, thread scaling", ADD, (32, 4096, 1024), threads=(1, 2), reference=False,
+         quick=(8, 2048, 1024), weight=2.0),
+    Case("add, explicit positions", ADD_POSITIONS, (8, 2048, 1024), weight=1.5),
+]
+
+
+# ------------------------------------------------------------ measurement
+
+
+def effective_threads(num_threads, size):
+    """The team size fastpe uses for `size` output elements (probes use the same)."""
+    try:
+        from fastpe._api import resolve_threads
+    except ImportError:  # pragma: no cover - the API module moved; mirror its rule
+        if not _kernels.openmp_enabled() or size < (1 << 15):
+            return 1
+        return num_threads if num_threads is not None else max(1, _kernels.omp_max_threads())
+    return resolve_threads(num_threads, size)
+
+
+@dataclass
+class Series:
+    """Samples of one implementation at one thread count."""
+
+    impl: str
+    threads: int
+    fn: Callable[[int], Any]
+    resets: bool
+    wanted: int = 0
+    number: int = 1
+    samples: List[float] = field(default_factory=list)
+    calls: int = 0
+    first_call_s: float = float("nan")
+    estimate_s: float = float("nan")
+
+    @property
+    def median(self):
+        return float(np.median(self.samples)) if self.samples else float("nan")
+
+    def stats(self):
+        s = self.samples
+        return {
+            "impl": self.impl,
+            "threads": self.threads,
+            "n": len(s),
+            "calls_per_sample": self.number,
+            "first_call_s": self.first_call_s,
+            "median_s": self.median,
+            "min_s": float(min(s)) if s else None,
+            "max_s": float(max(s)) if s else None,
+            "samples_s": [float(v) for v in s],
+        }
+
+
+@dataclass
+class CaseResult:
+    """Everything measured for one case (one report row per thread count)."""
+
+    case: Case
+    shape: Tuple[int, ...]
+    dtype: np.dtype
+    series: List[Series]
+    notes: List[str]
+    elapsed_s: float
+
+    @property
+    def nbytes(self):
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    @property
+    def traffic_bytes(self):
+        return self.case.op.traffic_factor * self.nbytes
+
+    def get(self, impl, threads=None):
+        for s in self.series:
+            if s.impl == impl and (threads is None or impl == "reference" or s.threads == threads):
+                return s
+        return None
+
+    def thread_counts(self):
+        return sorted({s.threads for s in self.series if s.impl == "fastpe"})
+
+    def rows(self):
+        """One dict per thread count: medians, speedup vs reference, % of probe, GB/s."""
+        out = []
+        for t in self.thread_counts():
+            f, r, p = self.get("fastpe", t), self.get("reference"), self.get("probe", t)
+            tf = f.median
+            tr = r.median if r else float("nan")
+            tp = p.median if p else float("nan")
+            out.append({
+                "threads": t,
+                "fastpe_s": tf,
+                "reference_s": tr,
+                "probe_s": tp,
+                "speedup_vs_reference": tr / tf,
+                "percent_of_probe": 100.0 * tp / tf,
+                "gbps": {
+                    "fastpe": self.traffic_bytes / tf / 1e9,
+                    "reference": self.traffic_bytes / tr / 1e9,
+                    "probe": self.traffic_bytes / tp / 1e9,
+                },
+                "n": {
+                    "fastpe": len(f.samples),
+                    "reference": len(r.samples) if r else 0,
+                    "probe": len(p.samples) if p else 0,
+                },
+            })
+        return out
+
+    def to_dict(self):
+        return {
+            "name": self.case.name,
+            "op": self.case.op.label,
+            "group": self.case.op.group,
+            "shape": list(self.shape),
+            "dtype": self.dtype.name,
+            "options": dict(self.case.options),
+            "array_bytes": self.nbytes,
+            "traffic_bytes": self.traffic_bytes,
+            "probe": "x += c" if self.case.op.probe == "add" else "t[:] = c",
+            "rows": _jsonable(self.rows()),
+            "series": [s.stats() for s in self.series],
+            "notes": list(self.notes),
+            "elapsed_s": self.elapsed_s,
+        }
+
+
+def _jsonable(obj):
+    """NaN/inf -> None, so the JSON is strict."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _timed(series, st, number):
+    """One sample: `number` back-to-back calls, restored first if due (untimed)."""
+    if series.resets and st.calls + number > RESET_EVERY:
+        st.reset()
+    fn, i0 = series.fn, series.calls
+    t0 = time.perf_counter()
+    for k in range(number):
+        fn(i0 + k)
+    dt = time.perf_counter() - t0
+    series.calls += number
+    st.calls += number
+    return dt
+
+
+def _batch(cost):
+    """Calls per sample for a call of `cost` seconds."""
+    if not cost > 0:
+        return 1
+    return int(min(RESET_EVERY, max(1, math.ceil(MIN_SAMPLE_S / cost))))
+
+
+def _measure(case, shape, dtype, num_threads, repeat, ref_reps, allowance, seed, quick=False):
+    op, opts = case.op, case.options
+    rng = np.random.default_rng(seed)
+    st = op.setup(shape, dtype, rng, opts)
+    flat = st.target.reshape(-1)
+    resets = getattr(st, "pattern", None) is not None
+    size = st.target.size
+    fill = op.probe == "fill"
+    probe_value = 0.0 if fill else 1e-3
+
+    thread_list = case.threads if case.threads is not None else (num_threads,)
+    series = []
+    for nt in thread_list:
+        eff = effective_threads(nt, size)
+        series.append(Series("fastpe", eff, lambda i, nt=nt: op.call(fastpe, st, i, nt, opts), resets))
+        series.append(Series("probe", eff,
+                             lambda i, eff=eff: _kernels.probe(flat, probe_value, fill, eff), resets))
+    if case.reference:
+        series.append(Series("reference", 1, lambda i: op.call(reference, st, i, None, opts), resets))
+
+    notes = []
+    case_start = time.perf_counter()
+    # Warm up (plan cache, OpenMP team, page faults, the allocator) and estimate each call's cost.
+    for s in series:
+        t0 = time.perf_counter()
+        s.fn(s.calls)
+        s.first_call_s = time.perf_counter() - t0
+        s.calls += 1
+        st.calls += 1
+        if s.impl != "reference" or s.first_call_s < COLD_REF_S:
+            s.estimate_s = _timed(s, st, 1)  # a second call: a warm estimate
+        else:
+            # The reference's first call on a large array is several times
+            # slower than later ones (fresh memory from the OS): it only
+            # bounds the cost, until the first sample refines it.
+            s.estimate_s = s.first_call_s
+        s.number = _batch(s.estimate_s)
+
+    fast = [s for s in series if s.impl != "reference"]
+    ref = next((s for s in series if s.impl == "reference"), None)
+    reset_cost = 0.0
+    if resets:
+        t0 = time.perf_counter()
+        st.reset()
+        reset_cost = time.perf_counter() - t0
+    per_round = sum(s.estimate_s * s.number for s in fast)
+    per_round += reset_cost * sum(s.number for s in fast) / RESET_EVERY
+
+    def left():
+        return allowance - (time.perf_counter() - case_start)
+
+    # Plan: the reference gets up to ref_max samples, at least one; fastpe
+    # and the probe `repeat` rounds, at least min(5, repeat), within the allowance.
+    n_rounds = repeat
+    ref_cost = ref.estimate_s * ref.number if ref else 0.0
+    ref_max = min(ref_reps, repeat) if ref else 0
+    if quick and ref_cost > QUICK_CHEAP_REF_S:
+        ref_max = 1
+    ref_wanted = ref_max
+    if ref and ref_max * ref_cost > left() - n_rounds * per_round:
+        ref_wanted = max(1, min(ref_max, int((left() - n_rounds * per_round) // max(ref_cost, 1e-9))))
+    if per_round > 0 and n_rounds * per_round > left() - ref_wanted * ref_cost:
+        n_rounds = max(min(5, repeat), int((left() - ref_wanted * ref_cost) // per_round))
+    # The cold call overstates a warm one several times: skip the warm call
+    # only when even the cold estimate is long and far beyond this case's share.
+    cold_only = (ref is not None and ref.first_call_s >= COLD_REF_S
+                 and ref_cost > max(ALWAYS_WARM_REF_S, left() + allowance))
+    if cold_only:
+        # Report the cold call, and say so.
+        ref.samples.append(ref.first_call_s)
+        ref_wanted = 1
+    for s in fast:
+        s.wanted = n_rounds
+    if ref:
+        ref.wanted = ref_wanted
+
+    # Round-robin: every round times fastpe and the probe once, and the
+    # reference in rounds spread evenly over the run, rotating the order.
+    # Before each further reference sample the plan is revised with the
+    # reference's measured cost: more samples if they fit, fewer if not.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(n_rounds):
+            todo = list(fast)
+            if ref and not cold_only:
+                if ref.samples:
+                    cost = float(np.median(ref.samples)) * ref.number
+                    fits = int((left() - (n_rounds - r) * per_round) // max(cost, 1e-9))
+                    ref.wanted = max(len(ref.samples), min(ref_max, len(ref.samples) + fits))
+                if len(ref.samples) < ref.wanted and len(ref.samples) * n_rounds <= r * ref.wanted:
+                    todo.append(ref)
+            k = r % len(todo)
+            for s in todo[k:] + todo[:k]:
+                s.samples.append(_timed(s, st, s.number) / s.number)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    if ref:
+        n_ref = len(ref.samples)
+        if cold_only:
+            notes.append(
+                f"reference: its first (cold) call only, {_fmt_time(ref.first_call_s)}: a warm call did not fit "
+                "the time budget, and cold calls are slower, so the speedup is overstated"
+            )
+        elif n_ref < ref_max:
+            notes.append(
+                f"reference: median of {n_ref} sample{'s' if n_ref != 1 else ''} instead of {ref_max} "
+                f"(about {_fmt_time(ref.median)} a call; more did not fit the time budget)"
+            )
+    if n_rounds < repeat:
+        notes.append(f"fastpe/probe: {n_rounds} samples instead of {repeat} (time budget)")
+    del st, flat
+    return series, notes
+
+
+# ---------------------------------------------------------------- report
+
+
+@dataclass
+class Report:
+    machine: Dict[str, Any]
+    config: Dict[str, Any]
+    settings: Dict[str, Any]
+    results: List[CaseResult]
+    elapsed_s: float
+
+    def scaling(self):
+        """Thread scaling of every case measured at several thread counts."""
+        out = []
+        for res in self.results:
+            counts = res.thread_counts()
+            if len(counts) < 2:
+                continue
+            lo, hi = counts[0], counts[-1]
+            entry = {"case": res.case.name, "shape": list(res.shape), "dtype": res.dtype.name,
+                     "threads": [lo, hi]}
+            for impl in ("fastpe", "probe"):
+                a, b = res.get(impl, lo), res.get(impl, hi)
+                if a and b:
+                    entry[impl] = {"t_low_s": a.median, "t_high_s": b.median,
+                                   "speedup": a.median / b.median}
+            out.append(entry)
+        return out
+
+    def to_dict(self):
+        return _jsonable({
+            "machine": self.machine,
+            "config": self.config,
+            "settings": self.settings,
+            "cases": [r.to_dict() for r in self.results],
+            "thread_scaling": self.scaling(),
+            "elapsed_s": self.elapsed_s,
+        })
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load_average():
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return None
+
+
+def _machine():
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count()
+    return {
+        "load_average_1min": _load_average(),
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+    }
+
+
+def select_cases(cases, quick):
+    """(case, shape) pairs to run: --quick drops or shrinks cases."""
+    out = []
+    for case in cases:
+        shape = tuple(case.shape)
+        if quick:
+            if case.quick is False:
+                continue
+            if case.quick is not True:
+                shape = tuple(case.quick)
+        out.append((case, shape))
+    return out
+
+
+def run(*, quick=False, threads=None, repeat=None, cases=None, budget_s=None, seed=0, log=sys.stderr):
+    """Measure every case; progress goes to `log` (None for silence)."""
+
+    def say(msg):
+        if log is not None:
+            print(msg, file=log, flush=True)
+
+    machine = _machine()  # before we load the machine ourselves
+    started = time.perf_counter()
+    repeat = repeat if repeat is not None else (QUICK_REPEAT if quick else DEFAULT_REPEAT)
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1, got {repeat}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    budget_s = budget_s if budget_s is not None else (QUICK_BUDGET_S if quick else DEFAULT_BUDGET_S)
+    default_threads = max(1, _kernels.omp_max_threads()) if _kernels.openmp_enabled() else 1
+    run_threads = threads if threads is not None else default_threads
+    plan = select_cases(CASES if cases is None else cases, quick)
+    if threads is not None:
+        # thread scaling compares one thread with the requested count
+        plan = [(c if c.threads is None else _with_threads(c, (1, max(2, threads))), s) for c, s in plan]
+
+    config = fastpe.show_config(print_out=False)
+    results = []
+    weights = [c.weight for c, _ in plan]
+    for k, (case, shape) in enumerate(plan):
+        dtype = np.dtype(case.dtype)
+        remaining = budget_s - (time.perf_counter() - started)
+        allowance = max(0.05, remaining * case.weight / sum(weights[k:]))
+        say(f"[{k + 1}/{len(plan)}] {case.name} {_shape_str(shape)} {dtype.name} ...")
+        t0 = time.perf_counter()
+        series, notes = _measure(case, shape, dtype, threads, repeat, case.ref_reps, allowance, seed + k, quick)
+        res = CaseResult(case, shape, dtype, series, notes, time.perf_counter() - t0)
+        results.append(res)
+        for row in res.rows():
+            say(f"      fastpe {_fmt_time(row['fastpe_s'])}, reference {_fmt_time(row['reference_s'])}, "
+                f"probe {_fmt_time(row['probe_s'])} at {row['threads']} thread(s)")
+        say(f"      ({res.elapsed_s:.1f} s)")
+    settings = {
+        "mode": "quick" if quick else "default",
+        "threads": run_threads,
+        "threads_requested": threads,
+        "repeat": repeat,
+        "budget_s": budget_s,
+        "reset_every": RESET_EVERY,
+        "statistic": "median",
+    }
+    machine["load_average_1min_end"] = _load_average()
+    return Report(machine, config, settings, results, time.perf_counter() - started)
+
+
+def _with_threads(case, threads):
+    from dataclasses import replace
+
+    return replace(case, threads=threads)
+
+
+def _shape_str(shape):
+    return "(" + ",".join(str(n) for n in shape) + ")"
+
+
+def _fmt_time(s):
+    if s is None or not math.isfinite(s):
+        return "-"
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} us"
+    if s < 1.0:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def _fmt_ratio(v):
+    if v is None or not math.isfinite(v):
+        return "-"
+    return f"{v:.0f}x" if v >= 100 else f"{v:.1f}x"
+
+
+def _fmt_pct(v):
+    if v is None or not math.isfinite(v):
+        return "-"
+    return f"{v:.0f}%" if v >= 10 else f"{v:.1f}%"
+
+
+def _load_text(m):
+    load = m.get("load_average_1min")
+    if load is None:
+        return ""
+    text = f"; load average {load:.2f} before the run"
+    if m.get("usable_cpus") and load >= 0.5:
+        text += " (busy machine: other work competes for the cores, expect noise)"
+    return text
+
+
+def format_report(report):
+    """The report as text: header, one row per case and thread count, scaling, notes."""
+    cfg, m, st = report.config, report.machine, report.settings
+    lines = [
+        f"fastpe {cfg.get('fastpe')} benchmark ({st['mode']} run)  --  numpy {m['numpy']}, "
+        f"Python {m['python']}, {m['platform']}",
+        f"CPU: {m['cpu']} ({m['usable_cpus']} usable of {m['logical_cpus']} logical CPUs)"
+        + _load_text(m),
+        f"threads: {st['threads']}"
+        + ("" if st["threads_requested"] is not None else " (default: omp_max_threads)")
+        + f"  |  openmp: {cfg.get('openmp')} ({cfg.get('openmp_version')})  |  simd: {cfg.get('simd')}",
+        "times: medians of round-robin interleaved samples; probe = x += c (add) or t[:] = c (table)",
+        "       at the same size, dtype and thread count; vs ref = reference/fastpe; "
+        "% probe = probe/fastpe x 100",
+        "",
+    ]
+    header = ("case", "shape", "dtype", "thr", "fastpe", "reference", "probe",
+              "vs ref", "% probe", "GB/s", "n f/r/p")
+    table = []
+    notes = []
+    for res in report.results:
+        marks = ""
+        for note in res.notes:
+            notes.append(note)
+            marks += f"[{len(notes)}]"
+        for row in res.rows():
+            n = row["n"]
+            table.append((
+                res.case.name,
+                _shape_str(res.shape),
+                "f32" if res.dtype == np.float32 else "f64" if res.dtype == np.float64 else res.dtype.name,
+                str(row["threads"]),
+                _fmt_time(row["fastpe_s"]),
+                _fmt_time(row["reference_s"]) + marks,
+                _fmt_time(row["probe_s"]),
+                _fmt_ratio(row["speedup_vs_reference"]),
+                _fmt_pct(row["percent_of_probe"]),
+                f"{row['gbps']['fastpe']:.1f}",
+                f"{n['fastpe']}/{n['reference'] or '-'}/{n['probe']}",
+            ))
+    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(header)]
+    right = set(range(3, len(header)))
+
+    def fmt(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    lines.append(fmt(header))
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend(fmt(r) for r in table)
+    lines.append("GB/s: fastpe's array traffic (add: read + write of x; table: write of out) per second")
+    scaling = report.scaling()
+    if scaling:
+        lines.append("")
+        lines.append("thread scaling (time at fewer threads / time at more threads):")
+        for sc in scaling:
+            lo, hi = sc["threads"]
+            parts = []
+            for impl in ("fastpe", "probe"):
+                if impl in sc:
+                    e = sc[impl]
+                    parts.append(f"{impl} {_fmt_time(e['t_low_s'])} -> {_fmt_time(e['t_high_s'])} "
+                                 f"= {e['speedup']:.2f}x")
+            lines.append(f"  {sc['case']} {_shape_str(sc['shape'])} {sc['dtype']}, {lo} -> {hi} threads: "
+                         + "; ".join(parts))
+    if notes:
+        lines.append("")
+        lines.extend(f"[{i + 1}] {note}" for i, note in enumerate(notes))
+    lines.append("")
+    lines.append(f"total {report.elapsed_s:.1f} s")
+    return "\n".join(lines)
+
+
+def write_json(report, path):
+    """All figures of the report as JSON."""
+    with open(path, "w") as fh:
+        json.dump(report.to_dict(), fh, indent=2, allow_nan=False)
+        fh.write("\n")
+
+
+def matplotlib_available():
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+PLOT_MISSING = (
+    "--plot needs matplotlib, which is not installed; install it with "
+    "`pip install matplotlib` (or `pip install 'fastpe[bench]'`)"
+)
+
+
+def plot(report, path):
+    """PNG chart: GB/s of array traffic against array size for fastpe, reference, probe."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError(PLOT_MISSING) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"fastpe": "tab:blue", "reference": "tab:orange", "probe": "tab:gray"}
+    markers = {"fused add": "o", "table": "s", "positions": "^"}
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    default_threads = report.settings["threads"]
+    seen = set()
+    for impl in IMPLS:
+        line = []
+        for res in report.results:
+            if res.case.threads is not None:
+                continue  # thread scaling: repeats a size measured elsewhere
+            rows = res.rows()
+            row = next((r for r in rows if r["threads"] == default_threads), rows[-1])
+            gbps = row["gbps"][impl]
+            if gbps is None or not math.isfinite(gbps):
+                continue
+            mib = res.nbytes / 2**20
+            marker = markers.get(res.case.op.group, "D")
+            label = impl if impl not in seen else None
+            seen.add(impl)
+            f32 = res.dtype == np.float32
+            ax.scatter([mib], [gbps], marker=marker, label=label, zorder=3, edgecolors=colors[impl],
+                       facecolors=colors[impl] if f32 else "none")
+            if res.case.op.group == "fused add" and f32:
+                line.append((mib, gbps))
+        if len(line) > 1:
+            line.sort()
+            ax.plot(*zip(*line), color=colors[impl], alpha=0.6)
+    for group, marker in markers.items():
+        if any(r.case.op.group == group for r in report.results):
+            ax.scatter([], [], color="black", marker=marker, label=group)
+    if any(r.dtype == np.float64 for r in report.results):
+        ax.scatter([], [], facecolors="none", edgecolors="black", marker="o", label="float64 (hollow)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("array size (MiB)")
+    ax.set_ylabel("GB/s of array traffic (add: read + write, table: write)")
+    cfg = report.config
+    ax.set_title(f"fastpe {cfg.get('fastpe')} ({report.settings['mode']} run): threads {report.settings['threads']}, "
+                 f"simd {cfg.get('simd')}; lines join float32 fused adds", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
