@@ -28,11 +28,49 @@ class Groups:
     __slots__ = ("keys", "group_ptr", "rows")
 
 
+def lead_row_offsets(arr, lead_shape):
+    """Byte offsets of every row over the leading axes, in C order (flattened).
+
+    Leading axes that are contiguous with each other are merged first, so the
+    common cases cost one arange."""
+    shape, strides = [], []
+    for size, stride in zip(lead_shape, arr.strides):
+        if size == 1:
+            continue
+        if shape and strides[-1] == stride * size:
+            shape[-1] *= size
+            strides[-1] = stride
+        else:
+            shape.append(size)
+            strides.append(stride)
+    if not shape:
+        return np.zeros(1, dtype=np.intp)
+    if len(shape) == 1:
+        return np.arange(shape[0], dtype=np.intp) * strides[0]
+    return np.ascontiguousarray(_axis_offsets(shape, strides, range(len(shape))).ravel())
+
+
+def _single_group(key, lead_shape, arrays):
+    """One key for every row (a scalar offset): no sorting needed."""
+    g = Groups()
+    g.keys = np.array([key], dtype=np.float64)
+    g.rows = []
+    for i, arr in enumerate(arrays):
+        if i and arr is arrays[0]:
+            g.rows.append(g.rows[0])
+        else:
+            g.rows.append(lead_row_offsets(arr, lead_shape))
+    g.group_ptr = np.array([0, g.rows[0].shape[0]], dtype=np.intp)
+    return g
+
+
 def group_rows(keys, lead_shape, arrays):
     """Group the rows over the leading axes `lead_shape` of each array by key.
 
     `keys` is aligned to lead_shape (same ndim, each axis full or 1). Axes where
     keys has size 1 fan the same key out to every index along them."""
+    if keys.size == 1:
+        return _single_group(keys.reshape(-1)[0], lead_shape, arrays)
     n_lead = len(lead_shape)
     carry = [a for a in range(n_lead) if keys.shape[a] != 1]
     fan = [a for a in range(n_lead) if keys.shape[a] == 1 and lead_shape[a] != 1]

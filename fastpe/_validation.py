@@ -57,6 +57,8 @@ def has_internal_overlap(a):
 
     Sufficient test: sorted by |stride|, each axis must step over the whole
     extent of the axes inside it. Rejects nothing NumPy itself allocates."""
+    if a.flags.c_contiguous or a.flags.f_contiguous:
+        return False
     extent = a.itemsize
     for size, stride in sorted(
         ((s, abs(st)) for s, st in zip(a.shape, a.strides) if s > 1), key=lambda p: p[1]
@@ -135,6 +137,11 @@ def check_num_threads(num_threads):
 
 def real_array(name, value, *, allow_nonfinite=False):
     """Positions, offsets and frequencies: any real (int or float) array, as float64."""
+    if type(value) in (int, float):  # the common scalar, without NumPy's overhead
+        value = float(value)
+        if not allow_nonfinite and value - value != 0.0:
+            raise ValueError(f"{name} must be finite (no NaN or inf)")
+        return np.full((), value)
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:
@@ -150,6 +157,8 @@ def real_array(name, value, *, allow_nonfinite=False):
 def broadcastable_to(name, arr, shape, what):
     """Check that arr broadcasts to exactly `shape`; return arr with leading 1s added."""
     shape = tuple(shape)
+    if arr.ndim == 0:
+        return arr.reshape((1,) * len(shape))
     ok = arr.ndim <= len(shape)
     if ok:
         try:
@@ -215,7 +224,7 @@ def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_th
     req.num_threads = check_num_threads(num_threads)
     off = real_array("offset", offset)
     if positions is not None:
-        if np.any(off != 0):
+        if (off != 0).any():
             raise ValueError("offset cannot be combined with positions: positions already give every token's position")
         pos = real_array("positions", positions)
         req.positions = broadcastable_to("positions", pos, x.shape[:-1], "x.shape[:-1]")
