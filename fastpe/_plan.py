@@ -29,7 +29,8 @@ class Plan:
                  "col_step", "zero_cols", "n_cols", "nbytes")
 
     def __init__(self, freq, n_cols, *, sin_col, cos_col, col_step, n_sin, n_cos):
-        self.freq = np.ascontiguousarray(freq, dtype=np.float64)
+        # A private copy: the caller's inv_freq stays theirs (and writeable).
+        self.freq = np.array(freq, dtype=np.float64, copy=True)
         # One position's rotation per frequency, rounded once from the exact w_k.
         self.step_cos = np.cos(self.freq)
         self.step_sin = np.sin(self.freq)
