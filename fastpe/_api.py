@@ -23,8 +23,12 @@ SERIAL_BELOW = 1 << 15
 RESEED_INTERVAL = 256
 # Work items per thread, so that uneven items still balance.
 ITEMS_PER_THREAD = 4
-# Rows generated per tile for batched inputs: tile * dim doubles stay in L2.
-TILE_DOUBLES = 16384
+# Rows per tile. Written straight into one sequence, a tile of output rows
+# stays in L2 across the frequency chunks; shared by several sequences, a tile
+# of encoding rows is generated once and swept over each sequence's
+# contiguous span, long enough for the prefetcher and still in L2/L3.
+TILE_DIRECT_BYTES = 256 * 1024
+TILE_SHARED_BYTES = 1024 * 1024
 
 _NO_ZERO_POSITION = float("nan")
 
@@ -44,6 +48,10 @@ def _plan_of(enc):
     return sinusoid_plan(enc.dim, enc.layout, enc.base, enc.inv_freq)
 
 
+def _tile_rows(nbytes, plan, dst, block):
+    return max(1, min(block, nbytes // max(plan.n_cols * dst.itemsize, 1)))
+
+
 def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=_NO_ZERO_POSITION):
     """Rows at positions key + t (t along axis -2), for every key group."""
     groups = group_rows(keys, lead_shape, [dst, src])
@@ -55,7 +63,8 @@ def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=
     n_items = n_seq * -(-T // block)
     _kernels.sinusoid_grid(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1],
-        T, block, max(1, min(64, TILE_DOUBLES // max(plan.n_cols, 1))),
+        T, block, _tile_rows(TILE_DIRECT_BYTES, plan, dst, block),
+        _tile_rows(TILE_SHARED_BYTES, plan, dst, block),
         dst.strides[-2], dst.strides[-1] // dst.itemsize,
         src.strides[-2], src.strides[-1] // src.itemsize,
         scale, mode, zero_pos, min(n_threads, n_items),

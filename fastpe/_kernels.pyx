@@ -49,12 +49,12 @@ cdef extern from "_simd.h" nogil:
     void fpe_step_add_to_f64(double *dst, fpe_cols d, const double *src, fpe_cols r, double scale,
                              double *s, double *c, const double *step_cos, const double *step_sin,
                              fpe_idx n)
-    void fpe_store_f32(float *dst, fpe_idx stride, const double *pe, fpe_idx n)
+    void fpe_store_f32(float *dst, fpe_idx stride, const float *pe, fpe_idx n)
     void fpe_store_f64(double *dst, fpe_idx stride, const double *pe, fpe_idx n)
-    void fpe_add_inplace_f32(float *x, fpe_idx stride, const double *pe, double scale, fpe_idx n)
+    void fpe_add_inplace_f32(float *x, fpe_idx stride, const float *pe, double scale, fpe_idx n)
     void fpe_add_inplace_f64(double *x, fpe_idx stride, const double *pe, double scale, fpe_idx n)
     void fpe_add_to_f32(float *dst, fpe_idx dst_stride, const float *src, fpe_idx src_stride,
-                        const double *pe, double scale, fpe_idx n)
+                        const float *pe, double scale, fpe_idx n)
     void fpe_add_to_f64(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
                         const double *pe, double scale, fpe_idx n)
     void fpe_probe_add_f32(float *x, float value, fpe_idx n)
@@ -74,9 +74,9 @@ cdef enum:
     _STORE = 0
     _ADD_INPLACE = 1
     _ADD_TO = 2
-    # Frequencies per pass: the state of 256 frequencies (s, c, cos w, sin w:
-    # 8 KiB) stays in L1 while a tile of rows is generated.
-    COL_CHUNK = 256
+    # Frequencies per pass: the state of 512 frequencies (s, c, cos w, sin w:
+    # 16 KiB) stays in L1 while a tile of rows is generated.
+    COL_CHUNK = 512
 
 
 def openmp_enabled():
@@ -113,7 +113,7 @@ cdef struct Plan:
     fpe_idx n_zero
     fpe_idx n_cols
     double zero_pos           # a position whose encoding is all zeros (NaN: none)
-    const double *zeros       # n_cols zeros, applied at zero_pos
+    const void *zeros         # n_cols zeros (of any storage type), applied at zero_pos
 
 
 cdef struct Target:
@@ -191,9 +191,9 @@ cdef inline void _step_chunk(floating *dst, const floating *src, const Plan *pl,
         fpe_advance(s + k, c + k, pl.step_cos + k, pl.step_sin + k, 1)
 
 
-cdef inline void _apply_row(floating *dst, const floating *src, const double *pe,
+cdef inline void _apply_row(floating *dst, const floating *src, const floating *pe,
                             fpe_idx n, const Target *tg) noexcept nogil:
-    """Apply a whole row pe (column order, float64) per tg.mode."""
+    """Apply a whole encoding row pe (column order, storage type) per tg.mode."""
     if floating is float:
         if tg.mode == _STORE:
             fpe_store_f32(dst, tg.dst_cs, pe, n)
@@ -210,17 +210,18 @@ cdef inline void _apply_row(floating *dst, const floating *src, const double *pe
             fpe_add_to_f64(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n)
 
 
-cdef inline void _row_into_buffer(double *row, const Plan *pl, double *s, double *c,
+cdef inline void _row_into_buffer(floating *row, const Plan *pl, double *s, double *c,
                                   bint zero) noexcept nogil:
-    """Write the current position's row into a float64 buffer (column order;
-    zero columns are never written, the buffer starts zeroed) and advance."""
+    """Write the current position's row, rounded to the storage type, into a
+    buffer (column order; zero columns are never written, the buffer starts
+    zeroed) and advance."""
     cdef Target buf
     buf.mode = _STORE
     buf.dst_cs = 1
     buf.src_cs = 1
     buf.scale = 1.0
     if zero:
-        memset(row, 0, pl.n_cols * sizeof(double))
+        memset(row, 0, pl.n_cols * sizeof(floating))
         fpe_advance(s, c, pl.step_cos, pl.step_sin, pl.n_freq)
     else:
         _step_chunk(row, row, pl, &buf, s, c, 0, pl.n_freq)
@@ -245,8 +246,8 @@ cdef inline fpe_idx _unaliased(fpe_idx n) noexcept nogil:
 
 cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
                      const double *p0, const fpe_idx *seq_ptr, fpe_idx T, fpe_idx block,
-                     fpe_idx tile, fpe_idx dst_rs, fpe_idx src_rs, fpe_idx item,
-                     double *scratch) noexcept nogil:
+                     fpe_idx tile_direct, fpe_idx tile_shared, fpe_idx dst_rs, fpe_idx src_rs,
+                     fpe_idx item, double *scratch) noexcept nogil:
     cdef fpe_idx n_blocks = (T + block - 1) // block
     cdef fpe_idx seq = item // n_blocks
     cdef fpe_idx t0 = (item % n_blocks) * block
@@ -254,8 +255,9 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
     cdef fpe_idx nf = pl.n_freq, n = pl.n_cols, gap = _unaliased(nf)
     cdef double *s = scratch
     cdef double *c = scratch + gap
-    cdef double *tile_buf = c + gap
+    cdef floating *tile_buf = <floating *>(c + gap)
     cdef fpe_idx r0 = seq_ptr[seq], r1 = seq_ptr[seq + 1]
+    cdef fpe_idx tile = tile_direct if r1 - r0 == 1 else tile_shared
     cdef double start = p0[seq]
     cdef fpe_idx a, b, t, r, k0, chunk = COL_CHUNK
     cdef char *dst_row
@@ -275,7 +277,7 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
                     d = <floating *>(dst_row + t * dst_rs)
                     sr = <const floating *>(src_row + t * src_rs)
                     if start + <double>t == pl.zero_pos:
-                        _apply_row(d, sr, pl.zeros, n, tg)
+                        _apply_row(d, sr, <const floating *>pl.zeros, n, tg)
                         fpe_advance(s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0,
                                     min(chunk, nf - k0))
                     else:
@@ -298,17 +300,18 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
 
 
 cdef void _grid_run(floating *dummy, const Plan *pl, const Target *tg, const double *p0,
-                    const fpe_idx *seq_ptr, fpe_idx n_seq, fpe_idx T, fpe_idx block, fpe_idx tile,
+                    const fpe_idx *seq_ptr, fpe_idx n_seq, fpe_idx T, fpe_idx block,
+                    fpe_idx tile_direct, fpe_idx tile_shared,
                     fpe_idx dst_rs, fpe_idx src_rs, double *scratch, fpe_idx per_thread,
                     int n_threads) noexcept nogil:
     cdef fpe_idx n_items = n_seq * ((T + block - 1) // block)
     cdef fpe_idx item
     if n_threads == 1:
         for item in range(n_items):
-            _grid_item(dummy, pl, tg, p0, seq_ptr, T, block, tile, dst_rs, src_rs, item, scratch)
+            _grid_item(dummy, pl, tg, p0, seq_ptr, T, block, tile_direct, tile_shared, dst_rs, src_rs, item, scratch)
     else:
         for item in prange(n_items, schedule="static", num_threads=n_threads):
-            _grid_item(dummy, pl, tg, p0, seq_ptr, T, block, tile, dst_rs, src_rs, item,
+            _grid_item(dummy, pl, tg, p0, seq_ptr, T, block, tile_direct, tile_shared, dst_rs, src_rs, item,
                        scratch + threadid() * per_thread)
 
 
@@ -325,7 +328,7 @@ cdef void _grouped_item(floating *dummy, const Plan *pl, const Target *tg,
     cdef fpe_idx nf = pl.n_freq, n = pl.n_cols, gap = _unaliased(nf), g, r, seeded_at = -1
     cdef double *s = scratch
     cdef double *c = scratch + gap
-    cdef double *row = c + gap
+    cdef floating *row = <floating *>(c + gap)
     cdef double p
     for g in range(chunk_ptr[item], chunk_ptr[item + 1]):
         p = positions[g]
@@ -374,7 +377,7 @@ cdef Plan _make_plan(object plan, cnp.ndarray zeros, double zero_pos):
     p.n_zero = plan.zero_cols.shape[0]
     p.n_cols = plan.n_cols
     p.zero_pos = zero_pos
-    p.zeros = <const double *>_data(zeros)
+    p.zeros = <const void *>_data(zeros)
     return p
 
 
@@ -401,8 +404,9 @@ cdef inline double *_aligned64(double *p) noexcept nogil:
 
 cdef cnp.ndarray _scratch(object plan, int n_threads, fpe_idx rows, fpe_idx *per_thread):
     # Per thread: the state s, c (one per frequency, spaced apart) and `rows`
-    # rows of float64 encodings, rounded to whole cache lines. Zeroed: zero
-    # columns of the row buffers are never written.
+    # rows of encodings (sized as float64, enough for either storage type),
+    # rounded to whole cache lines. Zeroed: zero columns of the row buffers
+    # are never written.
     cdef fpe_idx n_rows = max(rows, 1)
     per_thread[0] = (2 * _unaliased(plan.freq.shape[0]) + n_rows * plan.n_cols + 7) // 8 * 8
     return cnp.PyArray_ZEROS(1, [per_thread[0] * n_threads + 8], cnp.NPY_FLOAT64, 0)
@@ -411,12 +415,12 @@ cdef cnp.ndarray _scratch(object plan, int n_threads, fpe_idx rows, fpe_idx *per
 def sinusoid_grid(cnp.ndarray dst, cnp.ndarray src, object plan,
                   cnp.ndarray p0, cnp.ndarray seq_ptr,
                   cnp.ndarray dst_rows, cnp.ndarray src_rows,
-                  fpe_idx T, fpe_idx block, fpe_idx tile,
+                  fpe_idx T, fpe_idx block, fpe_idx tile_direct, fpe_idx tile_shared,
                   fpe_idx dst_rs, fpe_idx dst_cs, fpe_idx src_rs, fpe_idx src_cs,
                   double scale, int mode, double zero_pos, int n_threads):
     """Sinusoid rows at positions p0[seq] + t, applied to each sequence's rows."""
     cdef fpe_idx per_thread
-    cdef cnp.ndarray scratch = _scratch(plan, n_threads, tile, &per_thread)
+    cdef cnp.ndarray scratch = _scratch(plan, n_threads, tile_shared, &per_thread)
     cdef cnp.ndarray zeros = cnp.PyArray_ZEROS(1, [max(plan.n_cols, 1)], cnp.NPY_FLOAT64, 0)
     cdef Plan pl = _make_plan(plan, zeros, zero_pos)
     cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode)
@@ -426,11 +430,11 @@ def sinusoid_grid(cnp.ndarray dst, cnp.ndarray src, object plan,
     cdef double *scratch_ = _aligned64(<double *>_data(scratch))
     if cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
         with nogil:
-            _grid_run(<float *>NULL, &pl, &tg, p0_, seq_ptr_, n_seq, T, block, tile, dst_rs, src_rs,
+            _grid_run(<float *>NULL, &pl, &tg, p0_, seq_ptr_, n_seq, T, block, tile_direct, tile_shared, dst_rs, src_rs,
                       scratch_, per_thread, n_threads)
     else:
         with nogil:
-            _grid_run(<double *>NULL, &pl, &tg, p0_, seq_ptr_, n_seq, T, block, tile, dst_rs, src_rs,
+            _grid_run(<double *>NULL, &pl, &tg, p0_, seq_ptr_, n_seq, T, block, tile_direct, tile_shared, dst_rs, src_rs,
                       scratch_, per_thread, n_threads)
 
 
