@@ -106,10 +106,17 @@ def check_count(name, value):
     return value
 
 
+def _to_float(name, value):
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be finite and fit in a float64, got an integer with {value.bit_length()} bits") from None
+
+
 def check_real_scalar(name, value, *, positive=False):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+    value = _to_float(name, value)
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if positive and value <= 0:
@@ -138,7 +145,7 @@ def check_num_threads(num_threads):
 def real_array(name, value, *, allow_nonfinite=False):
     """Positions, offsets and frequencies: any real (int or float) array, as float64."""
     if type(value) in (int, float):  # the common scalar, without NumPy's overhead
-        value = float(value)
+        value = _to_float(name, value)
         if not allow_nonfinite and value - value != 0.0:
             raise ValueError(f"{name} must be finite (no NaN or inf)")
         return np.full((), value)

@@ -1,0 +1,72 @@
+"""Test configuration of fastpe.
+
+* Refuses to run without the compiled extension: a source tree whose
+  fastpe/_kernels was never built would otherwise fail every test with an
+  ImportError deep in fastpe/__init__, or (worse) be skipped.
+* Puts this directory on sys.path so test modules can `from util import ...`
+  under --import-mode=importlib (which does not add test directories).
+* Restores the plan cache's limit after every test that changes it.
+"""
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+
+import pytest
+
+_TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+_INSTALL_HINT = (
+    "fastpe's compiled extension fastpe._kernels cannot be imported: {error}. "
+    "These tests check the compiled kernels: install the wheel "
+    "(pip install dist/fastpe-*.whl, or pip install .) or build in place "
+    "(python setup.py build_ext --inplace) before running pytest."
+)
+
+
+def _import_kernels():
+    """(fastpe, None) or (None, why the compiled extension is unusable)."""
+    spec = importlib.util.find_spec("fastpe")  # locates the package without running it
+    if spec is None:
+        return None, "fastpe is not installed"
+    where = list(spec.submodule_search_locations or [])
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    if not any(os.path.exists(os.path.join(d, "_kernels" + sfx)) for d in where for sfx in suffixes):
+        return None, f"no built _kernels extension in {', '.join(where)} (an unbuilt source tree?)"
+    try:
+        import fastpe
+        import fastpe._kernels  # noqa: F401
+    except ImportError as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    return fastpe, None
+
+
+_fastpe, _import_error = _import_kernels()
+
+
+def pytest_sessionstart(session):
+    if _import_error is not None:
+        pytest.exit(_INSTALL_HINT.format(error=_import_error), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def pytest_report_header(config):
+    if _fastpe is None:
+        return None
+    from fastpe import _kernels
+
+    return (
+        f"fastpe {_fastpe.__version__} from {os.path.dirname(_fastpe.__file__)}; "
+        f"openmp={_kernels.openmp_enabled()} max_threads={_kernels.omp_max_threads()} "
+        f"simd={_kernels.simd_level()}"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _restore_cache_limit():
+    """Tests may shrink or disable the plan cache; put the limit back afterwards."""
+    limit = _fastpe.cache_info().limit
+    yield
+    _fastpe.set_cache_limit(limit)
