@@ -91,11 +91,14 @@ def _same_view(a, b):
     )
 
 
-def _table_out(out, shape, dtype):
+def _table_out(out, shape, dtype, what):
     """A new table, or the caller's out (whose dtype then wins over `dtype`)."""
     dtype = check_dtype_argument(dtype)
     if out is None:
-        return np.empty(shape, dtype=dtype)
+        try:
+            return np.empty(shape, dtype=dtype)
+        except (ValueError, MemoryError) as exc:
+            raise type(exc)(f"a table of shape {shape} ({what}) cannot be allocated: {exc}") from None
     return check_out(out, shape)
 
 
@@ -107,7 +110,7 @@ def sinusoidal_table(n_positions, dim, *, offset=0, base=10000.0, layout="interl
     offset = check_real_scalar("offset", offset)
     enc = Encoding(dim, base, layout, inv_freq)
     num_threads = check_num_threads(num_threads)
-    out = _table_out(out, (n_positions, dim), dtype)
+    out = _table_out(out, (n_positions, dim), dtype, "n_positions x dim")
     if out.size == 0:
         return out
     n_threads = resolve_threads(num_threads, out.size)
@@ -124,7 +127,7 @@ def sinusoidal_encode(positions, dim, *, base=10000.0, layout="interleaved",
     enc = Encoding(dim, base, layout, inv_freq)
     num_threads = check_num_threads(num_threads)
     shape = pos.shape + (dim,)
-    out = _table_out(out, shape, dtype)
+    out = _table_out(out, shape, dtype, "positions.shape + (dim,)")
     if out.size == 0:
         return out
     n_threads = resolve_threads(num_threads, out.size)

@@ -144,7 +144,8 @@ def check_num_threads(num_threads):
 
 def real_array(name, value, *, allow_nonfinite=False):
     """Positions, offsets and frequencies: any real (int or float) array, as float64."""
-    if type(value) in (int, float):  # the common scalar, without NumPy's overhead
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_, np.ndarray)):
+        # Scalars (int, float, NumPy scalars, Fraction...) without NumPy's overhead.
         value = _to_float(name, value)
         if not allow_nonfinite and value - value != 0.0:
             raise ValueError(f"{name} must be finite (no NaN or inf)")

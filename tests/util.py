@@ -48,23 +48,23 @@ def contract_atol(dtype, max_abs_position):
 def add_tolerance(dtype, max_abs_position, xs_abs):
     """Elementwise bound on |kernel - reference| for add_sinusoidal (and the tables: xs_abs = 0).
 
-    Both sides compute x*scale + PE in float64 and round once to dtype, so they
-    can differ by:
-      * the encoding error the contract allows (contract_atol): the reference
-        sits on the exact values, the kernel may be off by up to the contract;
-      * one rounding step of the result: where the two float64 sums fall on
-        either side of a rounding boundary of dtype, the stored values are one
-        ulp of |x*scale + PE| apart. That ulp is eps * |result| <= eps * (|x*scale| + 1);
-        the "+ 1" part (|PE| <= 1) is inside contract_atol already (1.2e-7 is one
-        float32 ulp at 1), the |x*scale| part is what grows with the data;
-      * the float64 evaluation itself (the kernel may fuse x*scale + PE into
-        one FMA where the reference rounds the product first): a float64 ulp
-        of |x*scale|, which is below the float32 eps term and, for float64, is
-        what the factor 2 covers.
-    Hence atol = contract + 2 * eps(dtype) * |x*scale|, elementwise.
+    The reference computes x*scale + PE in float64 and rounds once to dtype;
+    the kernel rounds PE to dtype first and forms x*scale + PE in dtype (one
+    FMA where the CPU has it). They can differ by:
+      * the encoding error the contract allows (contract_atol);
+      * the rounding of PE (|PE| <= 1) to dtype before the add: eps/2 where
+        x*scale != 0 (where it is 0 both sides store PE rounded once, so
+        tables, xs_abs = 0, keep the bare contract);
+      * the rounding of scale to dtype: eps/2 * |x*scale|;
+      * one rounding step of the result, where the two sums straddle a
+        rounding boundary: one ulp of |x*scale + PE| <= eps*|x*scale| + eps
+        (the eps part, one float32 ulp at 1, is what the contract's 1.2e-7
+        already allows for).
+    Hence atol = contract + [x*scale != 0] * eps/2 + 2 * eps(dtype) * |x*scale|, elementwise.
     """
     eps = float(np.finfo(dtype).eps)
-    return contract_atol(dtype, max_abs_position) + 2.0 * eps * np.asarray(xs_abs, dtype=np.float64)
+    xs = np.asarray(xs_abs, dtype=np.float64)
+    return contract_atol(dtype, max_abs_position) + np.where(xs != 0, 0.5 * eps, 0.0) + 2.0 * eps * xs
 
 
 def describe(a):
