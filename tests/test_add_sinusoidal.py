@@ -19,6 +19,7 @@ from util import (
     ALL_KINDS,
     DTYPES,
     LAYOUTS,
+    add_tolerance,
     array_variants,
     assert_within,
     check_add_against_reference,
