@@ -5,16 +5,19 @@ The compiled kernels (OpenMP, float64 angles) sit behind a validation layer;
 """
 
 from . import reference
-from ._api import add_sinusoidal, sinusoidal_encode, sinusoidal_table
+from ._api import add_sinusoidal, make_positions, sinusoidal_encode, sinusoidal_table
 from ._config import cache_clear, cache_info, set_cache_limit, show_config
+from ._presets import PRESETS
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PRESETS",
     "__version__",
     "add_sinusoidal",
     "cache_clear",
     "cache_info",
+    "make_positions",
     "reference",
     "set_cache_limit",
     "show_config",

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import _forksafe, _kernels
+from . import _forksafe, _kernels, reference
 from ._plan import sinusoid_plan
 from ._rows import balanced_chunks, group_rows
 from ._validation import (
@@ -45,7 +45,7 @@ def resolve_threads(num_threads, work):
 
 
 def _plan_of(enc):
-    return sinusoid_plan(enc.dim, enc.layout, enc.base, enc.inv_freq)
+    return sinusoid_plan(enc)
 
 
 def _tile_rows(nbytes, plan, dst, block):
@@ -102,43 +102,47 @@ def _table_out(out, shape, dtype, what):
     return check_out(out, shape)
 
 
-def sinusoidal_table(n_positions, dim, *, offset=0, base=10000.0, layout="interleaved",
-                     dtype=np.float32, out=None, num_threads=None, inv_freq=None):
+def sinusoidal_table(n_positions, dim, *, offset=0, base=None, layout=None, dtype=np.float32, out=None,
+                     num_threads=None, inv_freq=None, preset=None, padding_idx=None, min_timescale=None,
+                     max_timescale=None):
     """The (n_positions, dim) table of encodings of positions offset .. offset + n_positions - 1."""
     n_positions = check_count("n_positions", n_positions)
     dim = check_count("dim", dim)
     offset = check_real_scalar("offset", offset)
-    enc = Encoding(dim, base, layout, inv_freq)
+    enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     num_threads = check_num_threads(num_threads)
     out = _table_out(out, (n_positions, dim), dtype, "n_positions x dim")
     if out.size == 0:
         return out
     n_threads = resolve_threads(num_threads, out.size)
     _grid(out, out, _plan_of(enc), np.full((), offset), (), n_positions, 1.0,
-          _kernels.MODE_STORE, n_threads)
+          _kernels.MODE_STORE, n_threads, enc.zero_position)
     return out
 
 
-def sinusoidal_encode(positions, dim, *, base=10000.0, layout="interleaved",
-                      dtype=np.float32, out=None, num_threads=None, inv_freq=None):
+def sinusoidal_encode(positions, dim, *, base=None, layout=None, dtype=np.float32, out=None, num_threads=None,
+                      inv_freq=None, preset=None, padding_idx=None, min_timescale=None, max_timescale=None):
     """Encodings of arbitrary (int or fractional) positions: shape positions.shape + (dim,)."""
     pos = real_array("positions", positions)
     dim = check_count("dim", dim)
-    enc = Encoding(dim, base, layout, inv_freq)
+    enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     num_threads = check_num_threads(num_threads)
     shape = pos.shape + (dim,)
     out = _table_out(out, shape, dtype, "positions.shape + (dim,)")
     if out.size == 0:
         return out
     n_threads = resolve_threads(num_threads, out.size)
-    _grouped(out, out, _plan_of(enc), pos, pos.shape, 1.0, _kernels.MODE_STORE, n_threads)
+    _grouped(out, out, _plan_of(enc), pos, pos.shape, 1.0, _kernels.MODE_STORE, n_threads,
+             enc.zero_position)
     return out
 
 
-def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=10000.0, layout="interleaved",
-                   out=None, num_threads=None, inv_freq=None):
+def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout=None, out=None,
+                   num_threads=None, inv_freq=None, preset=None, padding_idx=None, min_timescale=None,
+                   max_timescale=None):
     """x * scale + PE, written into x (or out); see the README for the conventions."""
-    req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads)
+    req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
+                      preset, padding_idx, min_timescale, max_timescale)
     x = req.x
     dst = x if req.out is None else req.out
     if dst.size == 0:
@@ -155,8 +159,17 @@ def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=10000.0, lay
     scale = 1.0 if req.scale is None else req.scale
     n_threads = resolve_threads(req.num_threads, dst.size)
     plan = _plan_of(req.encoding)
+    enc = req.encoding
     if req.positions is None:
-        _grid(dst, src, plan, req.offset, x.shape[:-2], x.shape[-2], scale, mode, n_threads)
+        offsets = req.offset + enc.implicit_shift if enc.implicit_shift else req.offset
+        _grid(dst, src, plan, offsets, x.shape[:-2], x.shape[-2], scale, mode, n_threads, enc.zero_position)
     else:
-        _grouped(dst, src, plan, req.positions, x.shape[:-1], scale, mode, n_threads)
+        _grouped(dst, src, plan, req.positions, x.shape[:-1], scale, mode, n_threads, enc.zero_position)
     return dst
+
+
+def make_positions(token_ids, padding_idx, *, past_length=0):
+    """Padding-aware positions (fairseq make_positions, HF create_position_ids_from_input_ids).
+
+    NumPy is already a single pass here, so this is the reference function."""
+    return reference.make_positions(token_ids, padding_idx, past_length=past_length)

@@ -52,20 +52,6 @@ def n_frequencies(dim, layout):
     return (dim + 1) // 2 if layout == "interleaved" else dim // 2
 
 
-def base_frequencies(dim, base, layout):
-    """w_k = base ** (-2k / dim), the Vaswani frequencies, in float64."""
-    k = np.arange(n_frequencies(dim, layout), dtype=np.float64)
-    return np.float64(base) ** (-(2.0 * k) / dim)
-
-
-def layout_plan(freq, dim, layout):
-    """The plan of a layout: interleaved (sin 2k, cos 2k+1) or concat ([sin | cos])."""
-    if layout == "interleaved":
-        return Plan(freq, dim, sin_col=0, cos_col=1, col_step=2, n_sin=(dim + 1) // 2, n_cos=dim // 2)
-    half = dim // 2
-    return Plan(freq, dim, sin_col=0, cos_col=half, col_step=1, n_sin=half, n_cos=half)
-
-
 class PlanCache:
     """A thread-safe LRU of plans, bounded in bytes. It never changes results:
     a plan is a pure function of its key."""
@@ -132,17 +118,12 @@ def _limit_from_environment():
 CACHE = PlanCache(_limit_from_environment())
 
 
-def sinusoid_plan(dim, layout, base, inv_freq):
-    """The plan of a 1-D sinusoidal encoding; inv_freq (validated float64) replaces base."""
-    if inv_freq is None:
-        key = ("sinusoid", dim, layout, float(base))
+def sinusoid_plan(encoding):
+    """The (cached) plan of a validated 1-D encoding (fastpe._validation.Encoding)."""
 
-        def build():
-            return layout_plan(base_frequencies(dim, base, layout), dim, layout)
-    else:
-        key = ("sinusoid-inv", dim, layout, inv_freq.tobytes())
+    def build():
+        freq, columns = encoding.frequencies_and_columns()
+        return Plan(freq, encoding.dim, sin_col=columns.sin_col, cos_col=columns.cos_col,
+                    col_step=columns.col_step, n_sin=columns.n_sin, n_cos=columns.n_cos)
 
-        def build():
-            return layout_plan(inv_freq, dim, layout)
-
-    return CACHE.get(key, build)
+    return CACHE.get(encoding.plan_key(), build)

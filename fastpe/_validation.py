@@ -11,6 +11,18 @@ import operator
 import numpy as np
 
 from ._plan import LAYOUTS, n_frequencies
+from ._presets import (
+    DEFAULT_BASE,
+    DEFAULT_MAX_TIMESCALE,
+    DEFAULT_MIN_TIMESCALE,
+    FAIRSEQ_PADDING_IDX,
+    PRESET_PARAMETERS,
+    PRESETS,
+    concat_columns,
+    interleaved_columns,
+    preset_layout,
+    vaswani_frequencies,
+)
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _SUPPORTED_NAMES = "float32 or float64"
@@ -196,15 +208,92 @@ def frequencies_argument(inv_freq, dim, layout):
 
 
 class Encoding:
-    """The validated description of a 1-D sinusoidal encoding."""
+    """The validated description of a 1-D sinusoidal encoding: a preset, or a
+    layout with base or inv_freq; plus the position whose encoding is zero
+    (padding_idx) and the shift of implicit positions (fairseq)."""
 
-    __slots__ = ("dim", "base", "layout", "inv_freq")
+    __slots__ = ("dim", "preset", "layout", "base", "inv_freq", "min_timescale", "max_timescale",
+                 "padding_idx")
 
-    def __init__(self, dim, base, layout, inv_freq):
-        self.layout = check_layout(layout)
+    def __init__(self, dim, base, layout, inv_freq, preset=None, padding_idx=None,
+                 min_timescale=None, max_timescale=None):
         self.dim = dim
-        self.base = check_real_scalar("base", base, positive=True)
-        self.inv_freq = None if inv_freq is None else frequencies_argument(inv_freq, dim, self.layout)
+        self.preset = preset
+        self.inv_freq = None
+        self.min_timescale = self.max_timescale = None
+        given = {"base": base, "min_timescale": min_timescale, "max_timescale": max_timescale,
+                 "padding_idx": padding_idx}
+        if preset is None:
+            self.layout = check_layout("interleaved" if layout is None else layout)
+            for name in ("min_timescale", "max_timescale"):
+                if given[name] is not None:
+                    raise ValueError(f"{name} is a parameter of preset='tensor2tensor' or 'whisper'; "
+                                     f"it cannot be used without preset=")
+            self.base = check_real_scalar("base", DEFAULT_BASE if base is None else base, positive=True)
+            if inv_freq is not None:
+                self.inv_freq = frequencies_argument(inv_freq, dim, self.layout)
+        else:
+            self._init_preset(preset, layout, inv_freq, given)
+        self.padding_idx = self._padding_idx(padding_idx)
+
+    def _init_preset(self, preset, layout, inv_freq, given):
+        if not isinstance(preset, str) or preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}; got {preset!r}")
+        if layout is not None:
+            raise ValueError(f"preset={preset!r} cannot be combined with layout={layout!r}: the preset fixes the layout")
+        if inv_freq is not None:
+            raise ValueError(f"preset={preset!r} cannot be combined with inv_freq: the preset fixes the frequencies")
+        allowed = PRESET_PARAMETERS[preset]
+        for name in ("base", "min_timescale", "max_timescale"):
+            if given[name] is not None and name not in allowed:
+                raise ValueError(f"preset={preset!r} does not take {name}= (it takes {', '.join(allowed)})")
+        self.layout = None
+        self.base = check_real_scalar("base", DEFAULT_BASE if given["base"] is None else given["base"], positive=True)
+        if preset == "tensor2tensor":
+            self.min_timescale = check_real_scalar(
+                "min_timescale", DEFAULT_MIN_TIMESCALE if given["min_timescale"] is None else given["min_timescale"],
+                positive=True)
+        if preset in ("tensor2tensor", "whisper"):
+            self.max_timescale = check_real_scalar(
+                "max_timescale", DEFAULT_MAX_TIMESCALE if given["max_timescale"] is None else given["max_timescale"],
+                positive=True)
+        if preset in ("fairseq", "whisper") and self.dim // 2 < 2:
+            raise ValueError(f"dim must be >= 4 for preset={preset!r} (its frequencies divide by dim//2 - 1), got {self.dim}")
+        if preset == "whisper" and self.dim % 2:
+            raise ValueError(f"dim must be even for preset='whisper', got {self.dim}")
+
+    def _padding_idx(self, padding_idx):
+        if padding_idx is None:
+            return FAIRSEQ_PADDING_IDX if self.preset == "fairseq" else None
+        if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(padding_idx, numbers.Integral):
+            raise TypeError(f"padding_idx must be an int, got {padding_idx!r}")
+        return operator.index(padding_idx)
+
+    @property
+    def zero_position(self):
+        """The position whose encoding is all zeros (NaN: none)."""
+        return float("nan") if self.padding_idx is None else float(self.padding_idx)
+
+    @property
+    def implicit_shift(self):
+        """Added to offset + t when positions are implicit: fairseq starts at padding_idx + 1."""
+        return self.padding_idx + 1 if self.preset == "fairseq" else 0
+
+    def plan_key(self):
+        if self.preset is not None:
+            return ("preset", self.preset, self.dim, self.base, self.min_timescale, self.max_timescale)
+        if self.inv_freq is not None:
+            return ("inv_freq", self.layout, self.dim, self.inv_freq.tobytes())
+        return ("layout", self.layout, self.dim, self.base)
+
+    def frequencies_and_columns(self):
+        """(float64 frequencies, Columns) for the kernel's plan."""
+        if self.preset is not None:
+            return preset_layout(self.preset, self.dim, self.base, self.min_timescale, self.max_timescale)
+        columns = interleaved_columns(self.dim) if self.layout == "interleaved" else concat_columns(self.dim)
+        if self.inv_freq is not None:
+            return self.inv_freq, columns
+        return vaswani_frequencies(self.dim, self.base, columns.n_sin), columns
 
 
 class AddRequest:
@@ -216,7 +305,8 @@ class AddRequest:
     __slots__ = ("x", "out", "encoding", "offset", "positions", "scale", "num_threads")
 
 
-def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads):
+def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
+                preset=None, padding_idx=None, min_timescale=None, max_timescale=None):
     req = AddRequest()
     if out is None:
         x = writable_array("x", x, hint="; pass out= to write the result into another array")
@@ -227,7 +317,7 @@ def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_th
     if out is not None:
         out = check_out(out, x.shape, x.dtype)
     req.x, req.out = x, out
-    req.encoding = Encoding(x.shape[-1], base, layout, inv_freq)
+    req.encoding = Encoding(x.shape[-1], base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     req.scale = check_scale(scale)
     req.num_threads = check_num_threads(num_threads)
     off = real_array("offset", offset)
@@ -241,3 +331,23 @@ def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_th
         req.offset = broadcastable_to("offset", off, x.shape[:-2], "x.shape[:-2] (one offset per sequence)")
         req.positions = None
     return req
+
+
+def check_make_positions(token_ids, padding_idx, past_length):
+    """Arguments of make_positions: integer ids (>= 1 dim), int padding_idx,
+    int past_length or integer array broadcastable to token_ids.shape[:-1]."""
+    try:
+        ids = np.asarray(token_ids)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"token_ids must be an integer array: {exc}") from None
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"token_ids must hold integers, got dtype {ids.dtype}")
+    if ids.ndim < 1:
+        raise ValueError(f"token_ids must have at least 1 dimension (..., T), got shape {ids.shape}")
+    if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(padding_idx, numbers.Integral):
+        raise TypeError(f"padding_idx must be an int, got {padding_idx!r}")
+    past = np.asarray(past_length)
+    if past.dtype.kind not in "iu":
+        raise TypeError(f"past_length must be an int or an integer array, got {past_length!r}")
+    past = broadcastable_to("past_length", past, ids.shape[:-1], "token_ids.shape[:-1] (one per sequence)")
+    return ids, operator.index(padding_idx), past.astype(np.int64)[..., None]

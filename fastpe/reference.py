@@ -10,11 +10,23 @@ every number is computed here.
 Use it to check fastpe, or where the compiled extension is unavailable.
 """
 
+import math
+
 import numpy as np
 
-from ._validation import Encoding, add_request, check_count, check_dtype_argument, check_num_threads, check_out, check_real_scalar, real_array
+from ._validation import (
+    Encoding,
+    add_request,
+    check_count,
+    check_dtype_argument,
+    check_make_positions,
+    check_num_threads,
+    check_out,
+    check_real_scalar,
+    real_array,
+)
 
-__all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "frequencies"]
+__all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "frequencies", "make_positions"]
 
 
 def frequencies(dim, base=10000.0, layout="interleaved"):
@@ -24,20 +36,63 @@ def frequencies(dim, base=10000.0, layout="interleaved"):
     return np.float64(base) ** (-(2.0 * k) / dim)
 
 
+def _preset_frequencies(enc):
+    """Each preset's frequencies, written as its source writes them (in float64)."""
+    d, half = enc.dim, enc.dim // 2
+    k = np.arange(half, dtype=np.float64)
+    if enc.preset in ("vaswani", "marian"):
+        return frequencies(d, enc.base, "interleaved")
+    if enc.preset == "tensor2tensor":  # get_timing_signal_1d: min_timescale * exp(-k * increment)
+        increment = math.log(enc.max_timescale / enc.min_timescale) / max(half - 1, 1)
+        return enc.min_timescale * np.exp(k * -increment)
+    if enc.preset == "fairseq":  # get_embedding: exp(-k * log(base) / (half - 1))
+        return np.exp(k * -(math.log(enc.base) / (half - 1)))
+    if enc.preset == "whisper":  # sinusoids: exp(-k * log(max_timescale) / (channels // 2 - 1))
+        return np.exp(k * -(math.log(enc.max_timescale) / (half - 1)))
+    raise AssertionError(enc.preset)
+
+
+def _column_layout(enc):
+    if enc.preset is None:
+        return enc.layout
+    return {"vaswani": "interleaved", "marian": "marian"}.get(enc.preset, "concat")
+
+
 def _encode64(positions, enc):
     """float64 encodings of a float64 positions array: shape positions.shape + (dim,)."""
     dim = enc.dim
-    w = frequencies(dim, enc.base, enc.layout) if enc.inv_freq is None else enc.inv_freq
+    if enc.preset is not None:
+        w = _preset_frequencies(enc)
+    elif enc.inv_freq is not None:
+        w = enc.inv_freq
+    else:
+        w = frequencies(dim, enc.base, enc.layout)
     angles = positions[..., None] * w
     pe = np.zeros(positions.shape + (dim,), dtype=np.float64)
-    if enc.layout == "interleaved":
+    layout = _column_layout(enc)
+    if layout == "interleaved":
         pe[..., 0::2] = np.sin(angles)
         pe[..., 1::2] = np.cos(angles[..., : dim // 2])
+    elif layout == "marian":  # sines of the even-index angles, then cosines of the odd-index ones
+        sentinel = (dim + 1) // 2
+        pe[..., :sentinel] = np.sin(angles)
+        pe[..., sentinel:] = np.cos(angles[..., : dim // 2])
     else:
         half = dim // 2
         pe[..., :half] = np.sin(angles)
         pe[..., half : 2 * half] = np.cos(angles)
+    if enc.padding_idx is not None:
+        pe[positions == enc.padding_idx] = 0.0
     return pe
+
+
+def make_positions(token_ids, padding_idx, *, past_length=0):
+    """fairseq's make_positions / HF's create_position_ids_from_input_ids:
+    (cumsum(mask) + past_length) * mask + padding_idx along the last axis,
+    mask = token_ids != padding_idx; int64."""
+    ids, padding_idx, past_length = check_make_positions(token_ids, padding_idx, past_length)
+    mask = (ids != padding_idx).astype(np.int64)
+    return (np.cumsum(mask, axis=-1) + past_length) * mask + padding_idx
 
 
 def _store(result, dtype, out):
@@ -47,12 +102,13 @@ def _store(result, dtype, out):
     return out
 
 
-def sinusoidal_table(n_positions, dim, *, offset=0, base=10000.0, layout="interleaved",
-                     dtype=np.float32, out=None, num_threads=None, inv_freq=None):
+def sinusoidal_table(n_positions, dim, *, offset=0, base=None, layout=None, dtype=np.float32, out=None,
+                     num_threads=None, inv_freq=None, preset=None, padding_idx=None, min_timescale=None,
+                     max_timescale=None):
     n_positions = check_count("n_positions", n_positions)
     dim = check_count("dim", dim)
     offset = check_real_scalar("offset", offset)
-    enc = Encoding(dim, base, layout, inv_freq)
+    enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     check_num_threads(num_threads)
     dtype = check_dtype_argument(dtype)
     if out is not None:
@@ -61,11 +117,11 @@ def sinusoidal_table(n_positions, dim, *, offset=0, base=10000.0, layout="interl
     return _store(_encode64(positions, enc), dtype, out)
 
 
-def sinusoidal_encode(positions, dim, *, base=10000.0, layout="interleaved",
-                      dtype=np.float32, out=None, num_threads=None, inv_freq=None):
+def sinusoidal_encode(positions, dim, *, base=None, layout=None, dtype=np.float32, out=None, num_threads=None,
+                      inv_freq=None, preset=None, padding_idx=None, min_timescale=None, max_timescale=None):
     positions = real_array("positions", positions)
     dim = check_count("dim", dim)
-    enc = Encoding(dim, base, layout, inv_freq)
+    enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     check_num_threads(num_threads)
     dtype = check_dtype_argument(dtype)
     if out is not None:
@@ -73,13 +129,17 @@ def sinusoidal_encode(positions, dim, *, base=10000.0, layout="interleaved",
     return _store(_encode64(positions, enc), dtype, out)
 
 
-def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=10000.0, layout="interleaved",
-                   out=None, num_threads=None, inv_freq=None):
-    req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads)
+def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout=None, out=None,
+                   num_threads=None, inv_freq=None, preset=None, padding_idx=None, min_timescale=None,
+                   max_timescale=None):
+    req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
+                      preset, padding_idx, min_timescale, max_timescale)
     x = req.x
     T = x.shape[-2]
     if req.positions is None:
-        positions = req.offset[..., None] + np.arange(T, dtype=np.float64)
+        # fairseq's implicit positions start at padding_idx + 1.
+        start = req.offset + req.encoding.implicit_shift
+        positions = start[..., None] + np.arange(T, dtype=np.float64)
     else:
         positions = req.positions
     pe = _encode64(positions, req.encoding)

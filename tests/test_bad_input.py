@@ -86,7 +86,7 @@ CASES = [
     ("scale-complex", TypeError, "scale", lambda: (ADD, (X(),), {"scale": 1j})),
     ("scale-bool", TypeError, "scale", lambda: (ADD, (X(),), {"scale": True})),
     ("base-string", TypeError, "base", lambda: (ADD, (X(),), {"base": "10000"})),
-    ("base-none", TypeError, "base", lambda: (ADD, (X(),), {"base": None})),
+    ("base-bool", TypeError, "base", lambda: (ADD, (X(),), {"base": True})),  # base=None is the default (10000)
     ("num_threads-float", TypeError, "num_threads", lambda: (ADD, (X(),), {"num_threads": 2.0})),
     ("num_threads-string", TypeError, "num_threads", lambda: (ADD, (X(),), {"num_threads": "2"})),
     ("num_threads-bool", TypeError, "num_threads", lambda: (ADD, (X(),), {"num_threads": True})),
@@ -135,7 +135,7 @@ CASES = [
     ("layout-unknown", ValueError, "layout", lambda: (ADD, (X(),), {"layout": "rotary"})),
     ("layout-case", ValueError, "layout", lambda: (ADD, (X(),), {"layout": "Interleaved"})),
     ("layout-int", ValueError, "layout", lambda: (ADD, (X(),), {"layout": 0})),
-    ("layout-none", ValueError, "layout", lambda: (ADD, (X(),), {"layout": None})),
+    ("layout-two", ValueError, "layout", lambda: (ADD, (X(),), {"layout": 2})),  # layout=None is the default ("interleaved")
     ("num_threads-zero", ValueError, "num_threads", lambda: (ADD, (X(),), {"num_threads": 0})),
     ("num_threads-negative", ValueError, "num_threads", lambda: (ADD, (X(),), {"num_threads": -2})),
     ("inv_freq-too-long-interleaved", ValueError, "inv_freq", lambda: (ADD, (X(),), {"inv_freq": np.ones(3)})),

@@ -9,6 +9,7 @@ plan.
 
 import os
 import subprocess
+import tempfile
 import sys
 import threading
 
@@ -214,8 +215,13 @@ def test_set_cache_limit_rejects(bad):
 
 
 def _run_python(code, **env):
+    """Run code in a fresh interpreter. Its working directory is a temporary
+    one: `python -c` puts the working directory on sys.path, and from the
+    repository root that would import the uncompiled sources."""
     full_env = dict(os.environ, **env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=120)
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env,
+                              timeout=120, cwd=cwd)
 
 
 def test_cache_limit_from_environment():
