@@ -5,7 +5,7 @@ The compiled kernels (OpenMP, float64 angles) sit behind a validation layer;
 """
 
 from . import reference
-from ._api import add_sinusoidal, make_positions, sinusoidal_encode, sinusoidal_table
+from ._api import add_sinusoidal, add_table, make_positions, sinusoidal_encode, sinusoidal_table
 from ._config import cache_clear, cache_info, set_cache_limit, show_config
 from ._presets import PRESETS
 
@@ -15,6 +15,7 @@ __all__ = [
     "PRESETS",
     "__version__",
     "add_sinusoidal",
+    "add_table",
     "cache_clear",
     "cache_info",
     "make_positions",

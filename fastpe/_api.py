@@ -8,6 +8,7 @@ from ._rows import balanced_chunks, group_rows
 from ._validation import (
     Encoding,
     add_request,
+    table_request,
     check_count,
     check_dtype_argument,
     check_num_threads,
@@ -48,23 +49,28 @@ def _plan_of(enc):
     return sinusoid_plan(enc)
 
 
-def _tile_rows(nbytes, plan, dst, block):
-    return max(1, min(block, nbytes // max(plan.n_cols * dst.itemsize, 1)))
+def _tile_rows(nbytes, n_cols, dst, block):
+    return max(1, min(block, nbytes // max(n_cols * dst.itemsize, 1)))
+
+
+def _blocks(T, n_seq, n_threads, max_block):
+    """Positions per work item: at most max_block, and enough items to balance."""
+    n_blocks = -(-T // max_block)
+    if n_threads > 1 and n_seq * n_blocks < ITEMS_PER_THREAD * n_threads:
+        n_blocks = min(T, -(-ITEMS_PER_THREAD * n_threads // n_seq))
+    block = -(-T // n_blocks)
+    return block, n_seq * -(-T // block)
 
 
 def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=_NO_ZERO_POSITION):
     """Rows at positions key + t (t along axis -2), for every key group."""
     groups = group_rows(keys, lead_shape, [dst, src])
     n_seq = groups.keys.shape[0]
-    n_blocks = -(-T // RESEED_INTERVAL)
-    if n_threads > 1 and n_seq * n_blocks < ITEMS_PER_THREAD * n_threads:
-        n_blocks = min(T, -(-ITEMS_PER_THREAD * n_threads // n_seq))
-    block = -(-T // n_blocks)
-    n_items = n_seq * -(-T // block)
+    block, n_items = _blocks(T, n_seq, n_threads, RESEED_INTERVAL)
     _kernels.sinusoid_grid(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1],
-        T, block, _tile_rows(TILE_DIRECT_BYTES, plan, dst, block),
-        _tile_rows(TILE_SHARED_BYTES, plan, dst, block),
+        T, block, _tile_rows(TILE_DIRECT_BYTES, plan.n_cols, dst, block),
+        _tile_rows(TILE_SHARED_BYTES, plan.n_cols, dst, block),
         dst.strides[-2], dst.strides[-1] // dst.itemsize,
         src.strides[-2], src.strides[-1] // src.itemsize,
         scale, mode, zero_pos, min(n_threads, n_items),
@@ -80,6 +86,17 @@ def _grouped(dst, src, plan, keys, lead_shape, scale, mode, n_threads, zero_pos=
         RESEED_INTERVAL, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
         scale, mode, zero_pos, min(n_threads, chunks.shape[0] - 1),
     )
+
+
+def _source_and_mode(x, dst):
+    """What a fused add reads, and whether it writes in place."""
+    if dst is x or _same_view(dst, x):
+        return x, _kernels.MODE_ADD_INPLACE
+    if np.shares_memory(dst, x):
+        # out overlaps x without being x: read from a private copy so no
+        # element is read after it was overwritten.
+        return x.copy(), _kernels.MODE_ADD_TO
+    return x, _kernels.MODE_ADD_TO
 
 
 def _same_view(a, b):
@@ -147,15 +164,7 @@ def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout
     dst = x if req.out is None else req.out
     if dst.size == 0:
         return dst
-    src = x
-    if dst is x or _same_view(dst, x):
-        mode = _kernels.MODE_ADD_INPLACE
-    else:
-        mode = _kernels.MODE_ADD_TO
-        if np.shares_memory(dst, x):
-            # out overlaps x without being x: read from a private copy so no
-            # element is read after it was overwritten.
-            src = x.copy()
+    src, mode = _source_and_mode(x, dst)
     scale = 1.0 if req.scale is None else req.scale
     n_threads = resolve_threads(req.num_threads, dst.size)
     plan = _plan_of(req.encoding)
@@ -173,3 +182,45 @@ def make_positions(token_ids, padding_idx, *, past_length=0):
 
     NumPy is already a single pass here, so this is the reference function."""
     return reference.make_positions(token_ids, padding_idx, past_length=past_length)
+
+
+_NO_INDEX = np.zeros(2, dtype=np.intp)
+_NO_POSITIONS = np.zeros(1, dtype=np.float64)
+
+
+def add_table(x, table, *, offset=0, positions=None, scale=None, out=None, num_threads=None):
+    """x * scale + table[position] in one fused pass (learned position tables).
+
+    Token t sits at row offset + t (offset: int, or one per sequence), or at
+    the rows `positions` gives. Positions outside the table are an IndexError
+    raised before anything is written. x and table may differ in dtype: the
+    sum is then formed in float64."""
+    req = table_request(x, table, offset, positions, scale, out, num_threads)
+    x = req.x
+    dst = x if req.out is None else req.out
+    if dst.size == 0:
+        return dst
+    src, mode = _source_and_mode(x, dst)
+    table = req.table
+    if table.strides[1] != table.itemsize:
+        table = np.ascontiguousarray(table)  # the leaf loops read table rows with unit stride
+    scale = 1.0 if req.scale is None else req.scale
+    n_threads = resolve_threads(req.num_threads, dst.size)
+    cs = (dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize)
+    if req.positions is None:
+        T = x.shape[-2]
+        groups = group_rows(req.offset.astype(np.float64), x.shape[:-2], [dst, src])
+        block, n_items = _blocks(T, groups.keys.shape[0], n_threads, 1 << 30)
+        tile = _tile_rows(TILE_SHARED_BYTES, table.shape[1], dst, block)
+        _kernels.table_add(dst, src, table, True, groups.keys.astype(np.intp), groups.group_ptr, T, block, tile,
+                           _NO_POSITIONS, _NO_INDEX, _NO_INDEX, groups.rows[0], groups.rows[1],
+                           dst.strides[-2], cs[0], src.strides[-2], cs[1], scale, mode, n_items,
+                           min(n_threads, n_items))
+    else:
+        groups = group_rows(req.positions.astype(np.float64), x.shape[:-1], [dst, src])
+        chunks = balanced_chunks(groups.group_ptr, ITEMS_PER_THREAD * n_threads if n_threads > 1 else 1)
+        n_items = chunks.shape[0] - 1
+        _kernels.table_add(dst, src, table, False, _NO_INDEX, _NO_INDEX, 0, 1, 1,
+                           groups.keys, groups.group_ptr, chunks, groups.rows[0], groups.rows[1],
+                           0, cs[0], 0, cs[1], scale, mode, n_items, min(n_threads, n_items))
+    return dst

@@ -57,12 +57,23 @@ cdef extern from "_simd.h" nogil:
                         const float *pe, double scale, fpe_idx n)
     void fpe_add_to_f64(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
                         const double *pe, double scale, fpe_idx n)
+    void fpe_add_inplace_f32_f64(float *x, fpe_idx stride, const double *pe, double scale, fpe_idx n)
+    void fpe_add_inplace_f64_f32(double *x, fpe_idx stride, const float *pe, double scale, fpe_idx n)
+    void fpe_add_to_f32_f64(float *dst, fpe_idx dst_stride, const float *src, fpe_idx src_stride,
+                            const double *pe, double scale, fpe_idx n)
+    void fpe_add_to_f64_f32(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
+                            const float *pe, double scale, fpe_idx n)
     void fpe_probe_add_f32(float *x, float value, fpe_idx n)
     void fpe_probe_add_f64(double *x, double value, fpe_idx n)
     void fpe_probe_fill_f32(float *x, float value, fpe_idx n)
     void fpe_probe_fill_f64(double *x, double value, fpe_idx n)
 
 ctypedef fused floating:
+    float
+    double
+
+# A learned table's dtype, independent of x's.
+ctypedef fused table_t:
     float
     double
 
@@ -462,6 +473,117 @@ def sinusoid_grouped(cnp.ndarray dst, cnp.ndarray src, object plan,
         with nogil:
             _grouped_run(<double *>NULL, &pl, &tg, pos_, group_ptr_, chunk_ptr_, n_chunks, block,
                          scratch_, per_thread, n_threads)
+
+
+# ------------------------------------------------------- learned tables
+# x * scale + table[position], the table's rows read in place. Implicit
+# positions (p0[seq] + t) go through tiles of consecutive table rows swept
+# over each target's contiguous span; explicit ones through sorted distinct
+# positions, each table row applied to its group of rows.
+
+cdef inline void _apply_table_row(floating *dst, const floating *src, const table_t *row, fpe_idx n,
+                                  const Target *tg) noexcept nogil:
+    if floating is float and table_t is double:
+        if tg.mode == _ADD_INPLACE:
+            fpe_add_inplace_f32_f64(dst, tg.dst_cs, row, tg.scale, n)
+        else:
+            fpe_add_to_f32_f64(dst, tg.dst_cs, src, tg.src_cs, row, tg.scale, n)
+    elif floating is double and table_t is float:
+        if tg.mode == _ADD_INPLACE:
+            fpe_add_inplace_f64_f32(dst, tg.dst_cs, row, tg.scale, n)
+        else:
+            fpe_add_to_f64_f32(dst, tg.dst_cs, src, tg.src_cs, row, tg.scale, n)
+    elif floating is float and table_t is float:
+        _apply_row(dst, src, row, n, tg)
+    elif floating is double and table_t is double:
+        _apply_row(dst, src, row, n, tg)
+
+
+cdef void _table_grid_item(floating *dummy, const table_t *table, fpe_idx table_rs, fpe_idx n,
+                           const Target *tg, const fpe_idx *p0, const fpe_idx *seq_ptr, fpe_idx T,
+                           fpe_idx block, fpe_idx tile, fpe_idx dst_rs, fpe_idx src_rs,
+                           fpe_idx item) noexcept nogil:
+    cdef fpe_idx n_blocks = (T + block - 1) // block
+    cdef fpe_idx seq = item // n_blocks
+    cdef fpe_idx t0 = (item % n_blocks) * block
+    cdef fpe_idx t1 = min(t0 + block, T)
+    cdef fpe_idx a = t0, b, r, t
+    cdef const char *rows = <const char *>table + p0[seq] * table_rs
+    while a < t1:
+        b = min(a + tile, t1)
+        for r in range(seq_ptr[seq], seq_ptr[seq + 1]):
+            for t in range(a, b):
+                _apply_table_row(<floating *>(tg.dst + tg.dst_rows[r] + t * dst_rs),
+                                 <const floating *>(tg.src + tg.src_rows[r] + t * src_rs),
+                                 <const table_t *>(rows + t * table_rs), n, tg)
+        a = b
+
+
+cdef void _table_grouped_item(floating *dummy, const table_t *table, fpe_idx table_rs, fpe_idx n,
+                              const Target *tg, const double *positions, const fpe_idx *group_ptr,
+                              const fpe_idx *chunk_ptr, fpe_idx item) noexcept nogil:
+    cdef fpe_idx g, r
+    cdef const table_t *row
+    for g in range(chunk_ptr[item], chunk_ptr[item + 1]):
+        row = <const table_t *>(<const char *>table + (<fpe_idx>positions[g]) * table_rs)
+        for r in range(group_ptr[g], group_ptr[g + 1]):
+            _apply_table_row(<floating *>(tg.dst + tg.dst_rows[r]),
+                             <const floating *>(tg.src + tg.src_rows[r]), row, n, tg)
+
+
+cdef void _table_run(floating *dummy, const table_t *table, fpe_idx table_rs, fpe_idx n,
+                     const Target *tg, bint grid, const fpe_idx *p0, const fpe_idx *seq_ptr,
+                     fpe_idx T, fpe_idx block, fpe_idx tile, fpe_idx dst_rs, fpe_idx src_rs,
+                     const double *positions, const fpe_idx *group_ptr, const fpe_idx *chunk_ptr,
+                     fpe_idx n_items, int n_threads) noexcept nogil:
+    cdef fpe_idx item
+    if n_threads == 1:
+        for item in range(n_items):
+            if grid:
+                _table_grid_item(dummy, table, table_rs, n, tg, p0, seq_ptr, T, block, tile,
+                                 dst_rs, src_rs, item)
+            else:
+                _table_grouped_item(dummy, table, table_rs, n, tg, positions, group_ptr, chunk_ptr, item)
+    else:
+        for item in prange(n_items, schedule="static", num_threads=n_threads):
+            if grid:
+                _table_grid_item(dummy, table, table_rs, n, tg, p0, seq_ptr, T, block, tile,
+                                 dst_rs, src_rs, item)
+            else:
+                _table_grouped_item(dummy, table, table_rs, n, tg, positions, group_ptr, chunk_ptr, item)
+
+
+def table_add(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray table, bint grid,
+              cnp.ndarray p0, cnp.ndarray seq_ptr, fpe_idx T, fpe_idx block, fpe_idx tile,
+              cnp.ndarray positions, cnp.ndarray group_ptr, cnp.ndarray chunk_ptr,
+              cnp.ndarray dst_rows, cnp.ndarray src_rows,
+              fpe_idx dst_rs, fpe_idx dst_cs, fpe_idx src_rs, fpe_idx src_cs,
+              double scale, int mode, fpe_idx n_items, int n_threads):
+    """x * scale + table[position] for the rows of dst (table rows contiguous).
+    grid: positions p0[seq] + t per sequence; else sorted distinct positions."""
+    cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode)
+    cdef const void *tab = _data(table)
+    cdef fpe_idx table_rs = table.strides[0], n = dst.shape[dst.ndim - 1]
+    cdef const fpe_idx *p0_ = <const fpe_idx *>_data(p0)
+    cdef const fpe_idx *seq_ptr_ = <const fpe_idx *>_data(seq_ptr)
+    cdef const double *pos_ = <const double *>_data(positions)
+    cdef const fpe_idx *group_ptr_ = <const fpe_idx *>_data(group_ptr)
+    cdef const fpe_idx *chunk_ptr_ = <const fpe_idx *>_data(chunk_ptr)
+    cdef bint x32 = cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32
+    cdef bint t32 = cnp.PyArray_TYPE(table) == cnp.NPY_FLOAT32
+    with nogil:
+        if x32 and t32:
+            _table_run(<float *>NULL, <const float *>tab, table_rs, n, &tg, grid, p0_, seq_ptr_, T, block,
+                       tile, dst_rs, src_rs, pos_, group_ptr_, chunk_ptr_, n_items, n_threads)
+        elif x32:
+            _table_run(<float *>NULL, <const double *>tab, table_rs, n, &tg, grid, p0_, seq_ptr_, T, block,
+                       tile, dst_rs, src_rs, pos_, group_ptr_, chunk_ptr_, n_items, n_threads)
+        elif t32:
+            _table_run(<double *>NULL, <const float *>tab, table_rs, n, &tg, grid, p0_, seq_ptr_, T, block,
+                       tile, dst_rs, src_rs, pos_, group_ptr_, chunk_ptr_, n_items, n_threads)
+        else:
+            _table_run(<double *>NULL, <const double *>tab, table_rs, n, &tg, grid, p0_, seq_ptr_, T, block,
+                       tile, dst_rs, src_rs, pos_, group_ptr_, chunk_ptr_, n_items, n_threads)
 
 
 # -------------------------------------------------------- bandwidth probes

@@ -185,6 +185,35 @@ FPE_DEFINE_ROW_OPS(f32)
 FPE_DEFINE_ROW_OPS(f64)
 #undef FPE_T
 
+/* Rows of a learned table whose dtype differs from x's: computed in the
+ * wider type (float64) and rounded once, dst = x * scale + table_row. */
+#define FPE_DEFINE_MIXED_ROWS(XT, PT, SUFFIX)                                           \
+    FPE_DISPATCH                                                                        \
+    static void fpe_add_inplace_##SUFFIX(XT *restrict dst, fpe_idx stride,              \
+                                         const PT *restrict pe, double scale, fpe_idx n)\
+    {                                                                                   \
+        if (stride == 1) {                                                              \
+            for (fpe_idx j = 0; j < n; j++)                                             \
+                dst[j] = (XT)((double)dst[j] * scale + (double)pe[j]);                  \
+        } else {                                                                        \
+            for (fpe_idx j = 0; j < n; j++) {                                           \
+                fpe_idx i = j * stride;                                                 \
+                dst[i] = (XT)((double)dst[i] * scale + (double)pe[j]);                  \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    FPE_DISPATCH                                                                        \
+    static void fpe_add_to_##SUFFIX(XT *restrict dst, fpe_idx dst_stride,               \
+                                    const XT *restrict src, fpe_idx src_stride,         \
+                                    const PT *restrict pe, double scale, fpe_idx n)     \
+    {                                                                                   \
+        for (fpe_idx j = 0; j < n; j++)                                                 \
+            dst[j * dst_stride] = (XT)((double)src[j * src_stride] * scale + (double)pe[j]); \
+    }
+
+FPE_DEFINE_MIXED_ROWS(float, double, f32_f64)
+FPE_DEFINE_MIXED_ROWS(double, float, f64_f32)
+
 /* Bandwidth probes: the same loops with a constant instead of a sinusoid,
  * compiled with the same flags and dispatch. They bound what any kernel that
  * reads and writes (or only writes) every element once can reach. */

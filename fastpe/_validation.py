@@ -305,9 +305,8 @@ class AddRequest:
     __slots__ = ("x", "out", "encoding", "offset", "positions", "scale", "num_threads")
 
 
-def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
-                preset=None, padding_idx=None, min_timescale=None, max_timescale=None):
-    req = AddRequest()
+def x_and_out(x, out):
+    """The array a fused add reads (x) and the one it writes (out, or x itself)."""
     if out is None:
         x = writable_array("x", x, hint="; pass out= to write the result into another array")
     else:
@@ -316,6 +315,13 @@ def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_th
         raise ValueError(f"x must have at least 2 dimensions (..., T, D), got shape {x.shape}")
     if out is not None:
         out = check_out(out, x.shape, x.dtype)
+    return x, out
+
+
+def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
+                preset=None, padding_idx=None, min_timescale=None, max_timescale=None):
+    req = AddRequest()
+    x, out = x_and_out(x, out)
     req.x, req.out = x, out
     req.encoding = Encoding(x.shape[-1], base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     req.scale = check_scale(scale)
@@ -351,3 +357,51 @@ def check_make_positions(token_ids, padding_idx, past_length):
         raise TypeError(f"past_length must be an int or an integer array, got {past_length!r}")
     past = broadcastable_to("past_length", past, ids.shape[:-1], "token_ids.shape[:-1] (one per sequence)")
     return ids, operator.index(padding_idx), past.astype(np.int64)[..., None]
+
+
+def integer_array(name, value):
+    """Table positions and offsets: integers only (a table has no row 2.5)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        return np.full((), operator.index(value), dtype=np.int64)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an integer or an array of integers: {exc}") from None
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers (table rows), got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+class TableRequest:
+    """Validated arguments of add_table."""
+
+    __slots__ = ("x", "out", "table", "offset", "positions", "scale", "num_threads")
+
+
+def table_request(x, table, offset, positions, scale, out, num_threads):
+    req = TableRequest()
+    req.x, req.out = x_and_out(x, out)
+    x = req.x
+    table = as_float_array("table", table)
+    if table.ndim != 2 or table.shape[1] != x.shape[-1]:
+        raise ValueError(f"table must have shape (n_rows, {x.shape[-1]}) to match x's last axis, got {table.shape}")
+    req.table = table
+    req.scale = check_scale(scale)
+    req.num_threads = check_num_threads(num_threads)
+    off = integer_array("offset", offset)
+    n_rows, T = table.shape[0], x.shape[-2]
+    if positions is not None:
+        if (off != 0).any():
+            raise ValueError("offset cannot be combined with positions: positions already give every token's row")
+        pos = broadcastable_to("positions", integer_array("positions", positions), x.shape[:-1], "x.shape[:-1]")
+        if x.size and pos.size and (pos.min() < 0 or pos.max() >= n_rows):
+            raise IndexError(f"positions must lie in [0, {n_rows}) (the table's rows); got values from "
+                             f"{pos.min()} to {pos.max()}")
+        req.positions, req.offset = pos, None
+    else:
+        off = broadcastable_to("offset", off, x.shape[:-2], "x.shape[:-2] (one offset per sequence)")
+        if x.size and off.size and (off.min() < 0 or off.max() + T - 1 >= n_rows):
+            raise IndexError(f"positions offset + t (t < {T}) must lie in [0, {n_rows}) (the table's rows); "
+                             f"offset ranges from {off.min()} to {off.max()}")
+        req.positions, req.offset = None, off
+    return req

@@ -24,9 +24,10 @@ from ._validation import (
     check_out,
     check_real_scalar,
     real_array,
+    table_request,
 )
 
-__all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "frequencies", "make_positions"]
+__all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "add_table", "frequencies", "make_positions"]
 
 
 def frequencies(dim, base=10000.0, layout="interleaved"):
@@ -147,6 +148,23 @@ def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout
     if req.scale is not None:
         values = values * req.scale
     result = values + pe
+    target = x if req.out is None else req.out
+    target[...] = result
+    return target
+
+
+def add_table(x, table, *, offset=0, positions=None, scale=None, out=None, num_threads=None):
+    req = table_request(x, table, offset, positions, scale, out, num_threads)
+    x = req.x
+    if req.positions is None:
+        positions = req.offset[..., None] + np.arange(x.shape[-2])
+    else:
+        positions = req.positions
+    wider = np.result_type(x.dtype, req.table.dtype)
+    values = x.astype(wider)
+    if req.scale is not None:
+        values = values * wider.type(req.scale)
+    result = values + req.table[positions].astype(wider)
     target = x if req.out is None else req.out
     target[...] = result
     return target
