@@ -1,5 +1,7 @@
 """The public functions: validate everything, then hand raw memory to the kernels."""
 
+import os
+
 import numpy as np
 
 from . import _forksafe, _kernels, reference
@@ -22,6 +24,9 @@ from ._validation import (
 SERIAL_BELOW = 1 << 15
 # Positions between libm seeds; the recurrence's rounding grows ~2e-16 a step.
 RESEED_INTERVAL = 256
+# The largest team fastpe starts: more threads than this only oversubscribe
+# the cores, and a team of 10**5 makes libgomp kill the process.
+MAX_TEAM = max(8, 4 * (os.cpu_count() or 1))
 # Work items per thread, so that uneven items still balance.
 ITEMS_PER_THREAD = 4
 # Rows per tile. Written straight into one sequence, a tile of output rows
@@ -40,6 +45,7 @@ def resolve_threads(num_threads, work):
     if not _kernels.openmp_enabled() or work < SERIAL_BELOW or _forksafe.serial_only():
         return 1
     n = num_threads if num_threads is not None else max(1, _kernels.omp_max_threads())
+    n = min(n, MAX_TEAM)
     if n > 1:
         _forksafe.note_team_started()
     return n
