@@ -7,6 +7,7 @@ The compiled kernels (OpenMP, float64 angles) sit behind a validation layer;
 from . import reference
 from ._api import add_sinusoidal, add_table, make_positions, sinusoidal_encode, sinusoidal_table
 from ._config import cache_clear, cache_info, set_cache_limit, show_config
+from ._grids import add_sincos_2d, add_sinusoidal_nd, sincos_2d, sinusoidal_nd
 from ._presets import PRESETS
 
 __version__ = "0.1.0"
@@ -14,7 +15,9 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS",
     "__version__",
+    "add_sincos_2d",
     "add_sinusoidal",
+    "add_sinusoidal_nd",
     "add_table",
     "cache_clear",
     "cache_info",
@@ -22,6 +25,8 @@ __all__ = [
     "reference",
     "set_cache_limit",
     "show_config",
+    "sincos_2d",
     "sinusoidal_encode",
+    "sinusoidal_nd",
     "sinusoidal_table",
 ]

@@ -23,11 +23,14 @@ from ._validation import (
     check_num_threads,
     check_out,
     check_real_scalar,
+    check_scale,
     real_array,
     table_request,
+    x_and_out,
 )
 
-__all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "add_table", "frequencies", "make_positions"]
+__all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "add_table", "frequencies", "make_positions",
+           "sincos_2d", "add_sincos_2d", "sinusoidal_nd", "add_sinusoidal_nd"]
 
 
 def frequencies(dim, base=10000.0, layout="interleaved"):
@@ -168,3 +171,97 @@ def add_table(x, table, *, offset=0, positions=None, scale=None, out=None, num_t
     target = x if req.out is None else req.out
     target[...] = result
     return target
+
+
+def sincos_2d(grid_h, grid_w, dim, *, base=10000.0, layout="mae", cls_token=False, dtype=np.float32):
+    """2-D sin-cos grid encodings, each layout computed the way its source does (in float64)."""
+    from ._grids import check_grid_2d
+
+    grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token)
+    dtype = check_dtype_argument(dtype)
+    q = dim // 4
+    if layout == "mae":
+        # get_2d_sincos_pos_embed: meshgrid(grid_w, grid_h) puts w first; each half is
+        # get_1d_sincos_pos_embed_from_grid(dim // 2, coordinate): omega = 1 / base**(k / (dim/4)).
+        gw, gh = np.meshgrid(np.arange(grid_w, dtype=np.float64), np.arange(grid_h, dtype=np.float64))
+
+        def one_axis(pos):
+            omega = 1.0 / base ** (np.arange(q, dtype=np.float64) / q)
+            angles = np.outer(pos.ravel(), omega)
+            return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+        pe = np.concatenate([one_axis(gw), one_axis(gh)], axis=1)
+    elif layout == "timm":
+        # build_sincos2d_pos_embed: ij grid (h, w) per token, bands 1 / base**(k / (dim/4)),
+        # stack([sin, cos]) over the (axis, band) block: [sin h | sin w | cos h | cos w].
+        h, w = np.meshgrid(np.arange(grid_h, dtype=np.float64), np.arange(grid_w, dtype=np.float64), indexing="ij")
+        bands = 1.0 / base ** (np.arange(q, dtype=np.float64) / q)
+        angles = np.stack([h.ravel(), w.ravel()], axis=1)[..., None] * bands
+        pe = np.stack([np.sin(angles), np.cos(angles)], axis=1).reshape(grid_h * grid_w, dim)
+    else:
+        # big_vision posemb_sincos_2d: y, x = mgrid[:h, :w]; omega = 1 / base**(k / (dim/4 - 1));
+        # [sin x | cos x | sin y | cos y].
+        y, x = np.mgrid[:grid_h, :grid_w]
+        omega = 1.0 / base ** (np.arange(q, dtype=np.float64) / (q - 1))
+        ya = np.outer(y.ravel().astype(np.float64), omega)
+        xa = np.outer(x.ravel().astype(np.float64), omega)
+        pe = np.concatenate([np.sin(xa), np.cos(xa), np.sin(ya), np.cos(ya)], axis=1)
+    if cls_token:
+        pe = np.concatenate([np.zeros((1, dim)), pe], axis=0)
+    return pe.reshape(-1, dim).astype(dtype)
+
+
+def sinusoidal_nd(shape, dim, *, min_timescale=1.0, max_timescale=1e4, dtype=np.float32):
+    """tensor2tensor's add_timing_signal_nd: each axis gets dim // (2 ndim) timescales,
+    [sin | cos] of its coordinate in its own slice of channels; leftover channels are zero."""
+    from ._grids import check_grid_nd
+
+    shape, dim, lo, hi = check_grid_nd(shape, dim, min_timescale, max_timescale)
+    dtype = check_dtype_argument(dtype)
+    n = dim // (2 * len(shape))
+    inv_timescales = lo * np.exp(np.arange(n, dtype=np.float64) * -(math.log(hi / lo) / (n - 1)))
+    signal = np.zeros(shape + (dim,), dtype=np.float64)
+    for axis, length in enumerate(shape):
+        scaled = np.arange(length, dtype=np.float64)[:, None] * inv_timescales
+        block = np.concatenate([np.sin(scaled), np.cos(scaled)], axis=1)
+        index = [None] * len(shape)
+        index[axis] = slice(None)
+        signal[..., 2 * axis * n: 2 * (axis + 1) * n] += block[tuple(index)]
+    return signal.astype(dtype)
+
+
+def _add_grid(x, table64, scale, out):
+    values = x.astype(np.float64)
+    if scale is not None:
+        values = values * scale
+    target = x if out is None else out
+    target[...] = values + table64
+    return target
+
+
+def add_sincos_2d(x, grid_h, grid_w, *, base=10000.0, layout="mae", cls_token=False, scale=None, out=None,
+                  num_threads=None):
+    from ._grids import check_grid_2d
+
+    x, out = x_and_out(x, out)
+    grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, x.shape[-1], base, layout, cls_token)
+    scale = check_scale(scale)
+    check_num_threads(num_threads)
+    tokens = grid_h * grid_w + cls_token
+    if x.shape[-2] != tokens:
+        raise ValueError(f"x must have {tokens} tokens on axis -2, got shape {x.shape}")
+    table = sincos_2d(grid_h, grid_w, dim, base=base, layout=layout, cls_token=cls_token, dtype=np.float64)
+    return _add_grid(x, table, scale, out)
+
+
+def add_sinusoidal_nd(x, shape, *, min_timescale=1.0, max_timescale=1e4, scale=None, out=None, num_threads=None):
+    from ._grids import check_grid_nd
+
+    x, out = x_and_out(x, out)
+    shape, dim, lo, hi = check_grid_nd(shape, x.shape[-1], min_timescale, max_timescale)
+    scale = check_scale(scale)
+    check_num_threads(num_threads)
+    if x.shape[-2] != math.prod(shape):
+        raise ValueError(f"x must have prod(shape) = {math.prod(shape)} tokens on axis -2, got shape {x.shape}")
+    table = sinusoidal_nd(shape, dim, min_timescale=lo, max_timescale=hi, dtype=np.float64).reshape(-1, dim)
+    return _add_grid(x, table, scale, out)

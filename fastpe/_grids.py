@@ -1,0 +1,148 @@
+"""2-D and n-D sinusoidal grids (vision and video models).
+
+A grid encoding is the concatenation of 1-D encodings of each token's
+coordinates, so it is built from per-axis [sin | cos] blocks computed by the
+1-D kernel in float64, placed in the layout's column order, rounded once to
+the dtype and kept (read-only) in the bounded cache. The fused adds then run
+the learned-table kernel over it: each element of x is read and written once.
+Tokens are ordered row-major (the first grid axis outermost).
+"""
+
+import math
+import numbers
+import operator
+
+import numpy as np
+
+from . import _api
+from ._plan import CACHE
+from ._validation import check_count, check_dtype_argument, check_real_scalar, x_and_out
+
+LAYOUTS_2D = ("mae", "timm", "big_vision")
+
+
+def check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token):
+    grid_h = check_count("grid_h", grid_h)
+    grid_w = check_count("grid_w", grid_w)
+    dim = check_count("dim", dim)
+    base = check_real_scalar("base", base, positive=True)
+    if not isinstance(layout, str) or layout not in LAYOUTS_2D:
+        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS_2D))}; got {layout!r}")
+    if dim % 4:
+        raise ValueError(f"dim must be a multiple of 4 for a 2-D sin-cos grid (sin and cos of 2 axes), got {dim}")
+    if layout == "big_vision" and dim < 8:
+        raise ValueError(f"dim must be >= 8 for layout='big_vision' (its frequencies divide by dim/4 - 1), got {dim}")
+    if not isinstance(cls_token, (bool, np.bool_)):
+        raise TypeError(f"cls_token must be a bool, got {cls_token!r}")
+    return grid_h, grid_w, dim, base, bool(cls_token)
+
+
+def check_grid_nd(shape, dim, min_timescale, max_timescale):
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, (bool, np.bool_)):
+        shape = (shape,)
+    try:
+        shape = tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"shape must be a tuple of non-negative ints, got {shape!r}") from None
+    if not shape or any(s < 0 for s in shape):
+        raise ValueError(f"shape must be a non-empty tuple of non-negative ints, got {shape!r}")
+    dim = check_count("dim", dim)
+    min_timescale = check_real_scalar("min_timescale", min_timescale, positive=True)
+    max_timescale = check_real_scalar("max_timescale", max_timescale, positive=True)
+    n_timescales = dim // (2 * len(shape))
+    if n_timescales < 2:
+        raise ValueError(f"dim must be >= {4 * len(shape)} for a {len(shape)}-D grid: tensor2tensor gives each axis "
+                         f"dim // (2 * ndim) >= 2 timescales, got dim={dim}")
+    return shape, dim, min_timescale, max_timescale
+
+
+def _axis_blocks(n, freq):
+    """[sin | cos] of positions 0..n-1 at the given frequencies, float64, by the 1-D kernel."""
+    return _api.sinusoidal_encode(np.arange(n, dtype=np.float64), 2 * freq.shape[0], layout="concat",
+                                  inv_freq=freq, dtype=np.float64)
+
+
+def _grid_2d_float64(grid_h, grid_w, dim, base, layout, cls_token):
+    q = dim // 4
+    exponent = np.arange(q, dtype=np.float64) / (q - 1 if layout == "big_vision" else q)
+    freq = 1.0 / np.float64(base) ** exponent
+    eh = np.repeat(_axis_blocks(grid_h, freq), grid_w, axis=0)   # coordinate h of token h*W + w
+    ew = np.tile(_axis_blocks(grid_w, freq), (grid_h, 1))        # coordinate w
+    if layout == "timm":
+        table = np.concatenate([eh[:, :q], ew[:, :q], eh[:, q:], ew[:, q:]], axis=1)
+    else:  # mae and big_vision: [sin w | cos w | sin h | cos h]
+        table = np.concatenate([ew, eh], axis=1)
+    if cls_token:
+        table = np.concatenate([np.zeros((1, dim)), table], axis=0)
+    return table
+
+
+def _grid_nd_float64(shape, dim, min_timescale, max_timescale):
+    n_timescales = dim // (2 * len(shape))
+    increment = math.log(max_timescale / min_timescale) / (n_timescales - 1)
+    freq = min_timescale * np.exp(np.arange(n_timescales, dtype=np.float64) * -increment)
+    table = np.zeros(shape + (dim,), dtype=np.float64)
+    for axis, n in enumerate(shape):
+        view = [1] * len(shape) + [2 * n_timescales]
+        view[axis] = n
+        block = _axis_blocks(n, freq).reshape(view)
+        table[..., 2 * axis * n_timescales: 2 * (axis + 1) * n_timescales] = block
+    return table.reshape(-1, dim)
+
+
+def _cached(key, build, dtype):
+    def make():
+        table = np.ascontiguousarray(build(), dtype=dtype)
+        table.flags.writeable = False
+        return table
+
+    return CACHE.get(key + (np.dtype(dtype).str,), make)
+
+
+def grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, dtype):
+    """The (grid_h*grid_w [+1], dim) table, read-only and cached."""
+    return _cached(("grid2d", grid_h, grid_w, dim, base, layout, cls_token),
+                   lambda: _grid_2d_float64(grid_h, grid_w, dim, base, layout, cls_token), dtype)
+
+
+def grid_nd_table(shape, dim, min_timescale, max_timescale, dtype):
+    """The (prod(shape), dim) table, read-only and cached."""
+    return _cached(("gridnd", shape, dim, min_timescale, max_timescale),
+                   lambda: _grid_nd_float64(shape, dim, min_timescale, max_timescale), dtype)
+
+
+def sincos_2d(grid_h, grid_w, dim, *, base=10000.0, layout="mae", cls_token=False, dtype=np.float32):
+    """2-D sin-cos encoding of a grid_h x grid_w grid: shape (grid_h*grid_w [+1], dim)."""
+    grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token)
+    return grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, check_dtype_argument(dtype)).copy()
+
+
+def add_sincos_2d(x, grid_h, grid_w, *, base=10000.0, layout="mae", cls_token=False, scale=None, out=None,
+                  num_threads=None):
+    """x * scale + sincos_2d(...) into x (..., grid_h*grid_w [+1], dim), in place (or out)."""
+    x, _ = x_and_out(x, out)
+    grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, x.shape[-1], base, layout, cls_token)
+    tokens = grid_h * grid_w + cls_token
+    if x.shape[-2] != tokens:
+        raise ValueError(f"x must have {tokens} tokens on axis -2 (grid_h * grid_w{' + 1 cls' if cls_token else ''}), "
+                         f"got shape {x.shape}")
+    table = grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, x.dtype)
+    return _api.add_table(x, table, scale=scale, out=out, num_threads=num_threads)
+
+
+def sinusoidal_nd(shape, dim, *, min_timescale=1.0, max_timescale=1e4, dtype=np.float32):
+    """tensor2tensor's add_timing_signal_nd encoding: shape (*shape, dim)."""
+    shape, dim, lo, hi = check_grid_nd(shape, dim, min_timescale, max_timescale)
+    return grid_nd_table(shape, dim, lo, hi, check_dtype_argument(dtype)).copy().reshape(shape + (dim,))
+
+
+def add_sinusoidal_nd(x, shape, *, min_timescale=1.0, max_timescale=1e4, scale=None, out=None, num_threads=None):
+    """x * scale + sinusoidal_nd(shape, D) into x (..., prod(shape), D), in place (or out)."""
+    x, _ = x_and_out(x, out)
+    shape, dim, lo, hi = check_grid_nd(shape, x.shape[-1], min_timescale, max_timescale)
+    tokens = math.prod(shape)
+    if x.shape[-2] != tokens:
+        raise ValueError(f"x must have prod(shape) = {tokens} tokens on axis -2, got shape {x.shape}")
+    return _api.add_table(x, grid_nd_table(shape, dim, lo, hi, x.dtype), scale=scale, out=out,
+                          num_threads=num_threads)
+
