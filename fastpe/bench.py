@@ -48,7 +48,10 @@ from fastpe import _kernels, reference
 
 __all__ = [
     "ADD",
+    "ADD_GRID_2D",
+    "ADD_LEARNED",
     "ADD_POSITIONS",
+    "ADD_PRESET",
     "CASES",
     "Case",
     "CaseResult",
@@ -191,7 +194,29 @@ def _table_call(api, st, i, num_threads, options):
     api.sinusoidal_table(n, dim, offset=_offset(i, options), out=st.target, num_threads=num_threads)
 
 
+def _preset_call(api, st, i, num_threads, options):
+    api.add_sinusoidal(st.target, offset=_offset(i, options), preset=options["preset"], num_threads=num_threads)
+
+
+def _learned_setup(shape, dtype, rng, options):
+    st = _add_setup(shape, dtype, rng, options)
+    st.table = rng.standard_normal((shape[-2] + _OFFSET_RANGE + 2, shape[-1])).astype(dtype)
+    return st
+
+
+def _learned_call(api, st, i, num_threads, options):
+    api.add_table(st.target, st.table, offset=_offset(i, options), num_threads=num_threads)
+
+
+def _grid2d_call(api, st, i, num_threads, options):
+    h, w = options["grid"]
+    api.add_sincos_2d(st.target, h, w, layout=options.get("layout", "mae"), num_threads=num_threads)
+
+
 ADD = Op("add_sinusoidal", "fused add", "add", _add_setup, _add_call)
+ADD_PRESET = Op("add_sinusoidal(preset=)", "fused add", "add", _add_setup, _preset_call)
+ADD_LEARNED = Op("add_table", "learned table", "add", _learned_setup, _learned_call)
+ADD_GRID_2D = Op("add_sincos_2d", "2-D grid", "add", _add_setup, _grid2d_call)
 ADD_POSITIONS = Op("add_sinusoidal(positions=)", "positions", "add", _positions_setup, _positions_call)
 TABLE = Op("sinusoidal_table(out=)", "table", "fill", _table_setup, _table_call)
 
@@ -208,6 +233,9 @@ CASES: List[Case] = [
     Case("add, thread scaling", ADD, (32, 4096, 1024), threads=(1, 2), reference=False,
          quick=(8, 2048, 1024), weight=2.0),
     Case("add, explicit positions", ADD_POSITIONS, (8, 2048, 1024), weight=1.5),
+    Case("add, fairseq preset, new offset", ADD_PRESET, (8, 2048, 1024), options={"preset": "fairseq", **NEW_OFFSET}),
+    Case("learned table, new offset", ADD_LEARNED, (8, 2048, 1024), options=NEW_OFFSET),
+    Case("2-D grid 32x64 (mae)", ADD_GRID_2D, (8, 2048, 1024), options={"grid": (32, 64)}),
 ]
 
 

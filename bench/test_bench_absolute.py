@@ -1,0 +1,54 @@
+"""Benchmarks of the absolute encodings beyond Vaswani: a preset, a learned
+table and a 2-D grid, each next to add_sinusoidal and the probe on the same
+shape (one group per operation, so each table shows the ratio).
+
+See bench/conftest.py for how to run, save and compare.
+"""
+
+import numpy as np
+import pytest
+
+import fastpe
+from fastpe import _kernels, reference
+from fastpe.bench import effective_threads
+
+IMPLS = ["fastpe", "reference", "probe"]
+SHAPE = (8, 2048, 1024)
+PROBE_VALUE = 1e-3
+
+
+def _api(impl):
+    return fastpe if impl == "fastpe" else reference
+
+
+def _run(pe_bench, kind, impl, call):
+    x, pattern = pe_bench.filled(SHAPE, np.float32)
+    threads = effective_threads(None, x.size)
+    pe_bench.describe(f"{kind} float32 {'x'.join(map(str, SHAPE))}", impl, threads, x, 2)
+    if impl == "probe":
+        flat = x.reshape(-1)
+
+        def fn():
+            _kernels.probe(flat, PROBE_VALUE, False, threads)
+    else:
+        api = _api(impl)
+
+        def fn():
+            call(api, x)
+    pe_bench.inplace(fn, x, pattern, impl)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_fairseq_preset(pe_bench, impl):
+    _run(pe_bench, "fairseq preset", impl, lambda api, x: api.add_sinusoidal(x, offset=7, preset="fairseq"))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_learned_table(pe_bench, impl):
+    table = np.random.default_rng(0).standard_normal((SHAPE[-2] + 8, SHAPE[-1])).astype(np.float32)
+    _run(pe_bench, "learned table", impl, lambda api, x: api.add_table(x, table, offset=2))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_grid_2d(pe_bench, impl):
+    _run(pe_bench, "2-D grid 32x64", impl, lambda api, x: api.add_sincos_2d(x, 32, 64))
