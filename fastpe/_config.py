@@ -23,7 +23,8 @@ def _openmp_runtime():
         return None
     for lib in threadpool_info():
         if lib.get("user_api") == "openmp":
-            return f"{lib.get('internal_api')} {lib.get('version') or ''} at {lib.get('filepath')}".strip()
+            name = " ".join(str(part) for part in (lib.get("internal_api"), lib.get("version")) if part)
+            return f"{name} at {lib.get('filepath')}"
     return None
 
 
