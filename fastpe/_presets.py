@@ -24,12 +24,15 @@ PRESETS = {
     "whisper": "[sin | cos], w_k = exp(-k ln(max_timescale) / (d//2 - 1)); d must be even (OpenAI Whisper)",
 }
 
-# Parameters each preset accepts besides dim (None = not given).
+# Frequency parameters each preset accepts besides dim (None = not given).
+# padding_idx is not among them: with any preset (or none) it names the
+# position whose encoding is zero; fairseq alone defaults it (to 1) and
+# shifts implicit positions past it.
 PRESET_PARAMETERS = {
     "vaswani": ("base",),
     "marian": ("base",),
     "tensor2tensor": ("min_timescale", "max_timescale"),
-    "fairseq": ("base", "padding_idx"),
+    "fairseq": ("base",),
     "whisper": ("max_timescale",),
 }
 
