@@ -154,6 +154,17 @@ def check_num_threads(num_threads):
     return num_threads
 
 
+def array_of_kind(name, value, kinds, holds):
+    """np.asarray(value), whose dtype kind must be one of `kinds` ("iuf": numbers)."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a number or an array of {holds}; NumPy cannot convert it: {exc}") from None
+    if arr.dtype.kind not in kinds:
+        raise TypeError(f"{name} must hold {holds}, got dtype {arr.dtype}")
+    return arr
+
+
 def real_array(name, value, *, allow_nonfinite=False):
     """Positions, offsets and frequencies: any real (int or float) array, as float64."""
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_, np.ndarray)):
@@ -162,13 +173,7 @@ def real_array(name, value, *, allow_nonfinite=False):
         if not allow_nonfinite and value - value != 0.0:
             raise ValueError(f"{name} must be finite (no NaN or inf)")
         return np.full((), value)
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a real number or array of real numbers: {exc}") from None
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold integers or floats, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64, copy=False)
+    arr = array_of_kind(name, value, "iuf", "integers or floats").astype(np.float64, copy=False)
     if not allow_nonfinite and not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite (no NaN or inf)")
     return arr
@@ -342,12 +347,7 @@ def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_th
 def check_make_positions(token_ids, padding_idx, past_length):
     """Arguments of make_positions: integer ids (>= 1 dim), int padding_idx,
     int past_length or integer array broadcastable to token_ids.shape[:-1]."""
-    try:
-        ids = np.asarray(token_ids)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"token_ids must be an integer array: {exc}") from None
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"token_ids must hold integers, got dtype {ids.dtype}")
+    ids = array_of_kind("token_ids", token_ids, "iu", "integers")
     if ids.ndim < 1:
         raise ValueError(f"token_ids must have at least 1 dimension (..., T), got shape {ids.shape}")
     if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(padding_idx, numbers.Integral):
@@ -363,13 +363,7 @@ def integer_array(name, value):
     """Table positions and offsets: integers only (a table has no row 2.5)."""
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
         return np.full((), operator.index(value), dtype=np.int64)
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be an integer or an array of integers: {exc}") from None
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integers (table rows), got dtype {arr.dtype}")
-    return arr.astype(np.int64, copy=False)
+    return array_of_kind(name, value, "iu", "integers (table rows)").astype(np.int64, copy=False)
 
 
 class TableRequest:
