@@ -1,0 +1,133 @@
+"""Helpers of the reliability tests (fork, concurrency, fuzzing, memory).
+
+Numerical comparisons reuse tests/util.py (add_tolerance, assert_within,
+contract_atol): this module only adds what those tests need on top, and
+functions that must be importable by name in child processes
+(multiprocessing pickles functions by module and name, so they cannot live in
+a test module imported by pytest's importlib mode).
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import fastpe
+from fastpe import reference
+from util import add_tolerance, assert_within, max_abs_position_of_add
+
+# An add_sinusoidal input big enough (>= 2**15 output elements) that
+# num_threads=2 really starts an OpenMP team.
+TEAM_SHAPE = (4, 1024, 64)
+TEAM_OFFSETS = np.array([0, 5, 1000, -7])
+
+
+def team_input(dtype=np.float32, seed=0):
+    x = np.random.default_rng(seed).uniform(-2.0, 2.0, TEAM_SHAPE).astype(dtype)
+    assert x.size >= fastpe._api.SERIAL_BELOW
+    return x
+
+
+def os_thread_count():
+    """Threads of this process according to the kernel, or None where /proc is missing."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
+def check_team_call(dtype=np.float32, num_threads=2, seed=0):
+    """Run a team-sized add_sinusoidal and compare it with the reference.
+
+    Returns a dict (picklable, so it can come back from a child process) with
+    'ok', the max error, and the process facts the fork tests look at."""
+    x = team_input(dtype, seed)
+    expected = reference.add_sinusoidal(x.copy(), offset=TEAM_OFFSETS)
+    got = fastpe.add_sinusoidal(x.copy(), offset=TEAM_OFFSETS, num_threads=num_threads)
+    pmax = float(np.abs(TEAM_OFFSETS).max() + TEAM_SHAPE[-2])
+    tol = add_tolerance(dtype, pmax, np.abs(x.astype(np.float64)))
+    err = np.abs(got.astype(np.float64) - expected.astype(np.float64))
+    return {
+        "ok": bool(got.shape == expected.shape and np.all(err <= tol)),
+        "max_err": float(err.max()),
+        "pid": os.getpid(),
+        "serial_after_fork": fastpe.show_config(print_out=False)["serial_after_fork"],
+        "team_started": bool(fastpe._forksafe._state["team_started"]),
+        "threads": os_thread_count(),
+    }
+
+
+def pool_job(seed):
+    """multiprocessing worker: one team-sized call of each dtype, checked against the reference."""
+    results = [check_team_call(dtype, 2, seed) for dtype in (np.float32, np.float64)]
+    table = fastpe.sinusoidal_table(40000, 3, offset=seed, num_threads=2)
+    expected = reference.sinusoidal_table(40000, 3, offset=seed)
+    table_ok = bool(np.all(np.abs(table.astype(np.float64) - expected) <= add_tolerance(np.float32, 40000 + seed, 0.0)))
+    return {
+        "ok": all(r["ok"] for r in results) and table_ok,
+        "max_err": max(r["max_err"] for r in results),
+        "pid": os.getpid(),
+        "serial_after_fork": results[0]["serial_after_fork"],
+        "team_started": results[-1]["team_started"],
+        "threads": os_thread_count(),
+    }
+
+
+def wait_child(pid, timeout):
+    """Wait for a forked child without blocking for ever: poll with WNOHANG,
+    SIGKILL it after `timeout` seconds. Returns (exit code or None if killed, elapsed)."""
+    start = time.monotonic()
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return os.waitstatus_to_exitcode(status), time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            try:
+                os.kill(pid, 9)
+            finally:
+                os.waitpid(pid, 0)
+            return None, time.monotonic() - start
+        time.sleep(0.01)
+
+
+def run_python(code, timeout=120, env=None):
+    """Run code in a fresh interpreter that imports the same fastpe as this one."""
+    full_env = dict(os.environ)
+    fastpe_root = os.path.dirname(os.path.dirname(os.path.abspath(fastpe.__file__)))
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [fastpe_root, os.path.dirname(os.path.abspath(__file__))]
+        + ([full_env["PYTHONPATH"]] if full_env.get("PYTHONPATH") else [])
+    )
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+def assert_add_matches_reference(result, x_before, msg, **kwargs):
+    """result (of add_sinusoidal on a copy of x_before with kwargs) against the reference."""
+    expected = reference.add_sinusoidal(np.array(x_before, copy=True), **kwargs)
+    scale = kwargs.get("scale")
+    xs_abs = np.abs(np.asarray(x_before, dtype=np.float64) * (1.0 if scale is None else scale))
+    pmax = max_abs_position_of_add(x_before.shape, kwargs.get("offset", 0), kwargs.get("positions"))
+    assert_within(result, expected, add_tolerance(result.dtype, pmax, xs_abs), msg)
+
+
+def rss_bytes():
+    """Resident set size of this process, or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def sanitized_build():
+    """True when fastpe was built with FASTPE_SANITIZE=1 (tools/sanitize.sh)."""
+    try:
+        from fastpe._build_info import BUILD_INFO
+    except ImportError:
+        return False
+    return bool(BUILD_INFO.get("sanitize"))

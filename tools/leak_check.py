@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""The long leak check of fastpe: many calls of every public function on small inputs.
+
+    python tools/leak_check.py                  # 100,000 rounds
+    python tools/leak_check.py --calls 20000 --report-every 2000
+    python tools/leak_check.py --no-tracemalloc # RSS only (faster)
+
+One round is one call of each of sinusoidal_table, sinusoidal_encode and
+add_sinusoidal (the last alternating between its paths: offset, positions with
+out=, out overlapping x, float64/concat), plus one rejected call (every
+argument check runs before an error). Every --report-every rounds the script
+prints the RSS (from /proc/self/statm, else getrusage's peak) and the memory
+traced by tracemalloc (NumPy reports its data buffers to it).
+
+Verdict: after a warm-up (the first 10% of the rounds), a leak grows the
+memory in every reporting interval, so the verdict extrapolates the MEDIAN
+interval's growth to all rounds after the warm-up: that must stay under
+--traced-limit bytes (tracemalloc) and --rss-limit bytes (RSS). A leak of one
+small array per call (~100 bytes) over 100,000 calls is 10 MB. One-off jumps
+are reported but not taken for leaks: CPython's interned-string dict, which
+some NumPy attribute lookups churn (ndarray.__array_interface__ interns its
+keys), is resized now and then, ~1 MB at once. Exit status 0 (no leak) or 1
+(leak), so it can run in CI.
+
+Which fastpe is checked: the one Python imports (put a built tree first on
+PYTHONPATH, or install the wheel).
+"""
+
+import argparse
+import gc
+import os
+import resource
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+import fastpe
+
+
+def rss_bytes():
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        # peak, not current: still catches steady growth
+        scale = 1 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def make_inputs():
+    rng = np.random.default_rng(0)
+    return {
+        "x": rng.uniform(-1, 1, (2, 16, 32)).astype(np.float32),
+        "x64": rng.uniform(-1, 1, (3, 12, 9)),
+        "out": np.empty((2, 16, 32), np.float32),
+        "offsets": np.array([0, 100]),
+        "positions": rng.integers(0, 4096, (2, 16)),
+        "enc_pos": rng.uniform(-500, 500, (4, 8)),
+        "inv_freq": rng.uniform(0, 1, 16),
+        "table_out": np.empty((64, 24), np.float64),
+    }
+
+
+def one_round(i, a):
+    fastpe.sinusoidal_table(64, 24, offset=i % 1000, out=a["table_out"] if i % 2 else None)
+    fastpe.sinusoidal_encode(a["enc_pos"], 17, dtype=np.float64 if i % 2 else np.float32)
+    k = i % 4
+    if k == 0:
+        fastpe.add_sinusoidal(a["x"], offset=a["offsets"])
+    elif k == 1:
+        fastpe.add_sinusoidal(a["x"], positions=a["positions"], out=a["out"], scale=0.5)
+    elif k == 2:
+        fastpe.add_sinusoidal(a["x"], out=a["x"][:, ::-1], inv_freq=a["inv_freq"])
+    else:
+        fastpe.add_sinusoidal(a["x64"], offset=1.5, layout="concat")
+    try:
+        if i % 2:
+            fastpe.add_sinusoidal(a["x"], positions=a["positions"], offset=1)
+        else:
+            fastpe.sinusoidal_table(8, 8, inv_freq=np.ones(5))
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a call that must be rejected was accepted")
+    if k == 3:
+        a["x"] *= 0.5
+        a["x64"] *= 0.5
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--calls", type=int, default=100_000, help="rounds (each calls all three functions)")
+    p.add_argument("--report-every", type=int, default=10_000)
+    p.add_argument("--no-tracemalloc", action="store_true", help="RSS only (tracemalloc slows calls ~2x)")
+    p.add_argument("--traced-limit", type=int, default=256 * 1024, help="bytes of traced growth allowed")
+    p.add_argument("--rss-limit", type=int, default=8 * 2**20, help="bytes of RSS growth allowed")
+    args = p.parse_args(argv)
+
+    print(f"fastpe {fastpe.__version__} from {os.path.dirname(fastpe.__file__)}")
+    cfg = fastpe.show_config(print_out=False)
+    print(f"openmp={cfg['openmp']} simd={cfg['simd']} compile_args={cfg['compile_args']}")
+    print(f"{args.calls} rounds (sinusoidal_table + sinusoidal_encode + add_sinusoidal + a rejected call each)")
+    a = make_inputs()
+    trace = not args.no_tracemalloc
+    if trace:
+        tracemalloc.start()
+    warmup = max(args.calls // 10, 1)
+    base_rss = base_traced = base_snap = None
+    samples = []
+    t0 = time.perf_counter()
+    print(f"{'round':>8} {'calls':>8} {'RSS MiB':>9} {'traced KiB':>11} {'s':>7}")
+    for i in range(1, args.calls + 1):
+        one_round(i, a)
+        if i == warmup or i % args.report_every == 0 or i == args.calls:
+            gc.collect()
+            rss = rss_bytes()
+            traced = tracemalloc.get_traced_memory()[0] if trace else 0
+            if i == warmup:
+                base_rss, base_traced = rss, traced
+                base_snap = tracemalloc.take_snapshot() if trace else None
+            samples.append((i, rss, traced))
+            mark = "  <- baseline (end of warm-up)" if i == warmup else ""
+            print(f"{i:>8} {4 * i:>8} {rss / 2**20:>9.2f} {traced / 1024:>11.1f} {time.perf_counter() - t0:>7.1f}{mark}",
+                  flush=True)
+    rss_growth = samples[-1][1] - base_rss
+    traced_growth = samples[-1][2] - base_traced
+    after = args.calls - warmup
+    print(f"after warm-up: {after} rounds, RSS {rss_growth / 1024:+.1f} KiB, traced {traced_growth / 1024:+.1f} KiB"
+          f" ({traced_growth / max(after, 1):+.2f} bytes/round)")
+    # per-interval growth rates after the warm-up; the median one is the steady trend
+    rates = [((b[1] - a_[1]) / (b[0] - a_[0]), (b[2] - a_[2]) / (b[0] - a_[0]))
+             for a_, b in zip(samples, samples[1:]) if a_[0] >= warmup]
+    if rates:
+        med_rss = sorted(r[0] for r in rates)[len(rates) // 2]
+        med_traced = sorted(r[1] for r in rates)[len(rates) // 2]
+    else:
+        med_rss = med_traced = 0.0
+    trend_rss, trend_traced = med_rss * after, med_traced * after
+    print(f"median interval growth: RSS {med_rss:+.2f} bytes/round, traced {med_traced:+.2f} bytes/round "
+          f"-> trend over {after} rounds: RSS {trend_rss / 1024:+.1f} KiB, traced {trend_traced / 1024:+.1f} KiB")
+    if trace:
+        snap = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        filters = [tracemalloc.Filter(False, tracemalloc.__file__)]
+        diff = snap.filter_traces(filters).compare_to(base_snap.filter_traces(filters), "lineno")
+        print("largest growth of traced memory since the baseline, by line:")
+        for stat in diff[:5]:
+            print(f"  {stat}")
+    leak = []
+    if trace and trend_traced > args.traced_limit:
+        leak.append(f"traced memory grows steadily: {trend_traced:.0f} bytes > {args.traced_limit}")
+    if trend_rss > args.rss_limit:
+        leak.append(f"RSS grows steadily: {trend_rss:.0f} bytes > {args.rss_limit}")
+    info = fastpe.cache_info()
+    print(f"plan cache: {info}")
+    if leak:
+        print("VERDICT: LEAK? " + "; ".join(leak))
+        return 1
+    print(f"VERDICT: no leak (steady traced growth <= {args.traced_limit} bytes, steady RSS growth <= "
+          f"{args.rss_limit} bytes over {after} rounds)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
