@@ -285,20 +285,24 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
             k0 = 0
             while k0 < nf:
                 for t in range(a, b):
-                    d = <floating *>(dst_row + t * dst_rs)
-                    sr = <const floating *>(src_row + t * src_rs)
                     if start + <double>t == pl.zero_pos:
-                        _apply_row(d, sr, <const floating *>pl.zeros, n, tg)
+                        # The zero row is written once, below; keep its state moving.
                         fpe_advance(s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0,
                                     min(chunk, nf - k0))
                     else:
-                        _step_chunk(d, sr, pl, tg, s, c, k0, min(k0 + chunk, nf))
+                        _step_chunk(<floating *>(dst_row + t * dst_rs),
+                                    <const floating *>(src_row + t * src_rs), pl, tg, s, c, k0,
+                                    min(k0 + chunk, nf))
                 k0 += chunk
-            if pl.n_zero:
-                for t in range(a, b):
-                    if start + <double>t != pl.zero_pos:
-                        _emit_zero_cols(<floating *>(dst_row + t * dst_rs),
-                                        <const floating *>(src_row + t * src_rs), pl, tg)
+            # Once per row, whatever the number of frequency chunks (even none):
+            # the zero row whole, and the columns no frequency writes.
+            for t in range(a, b):
+                d = <floating *>(dst_row + t * dst_rs)
+                sr = <const floating *>(src_row + t * src_rs)
+                if start + <double>t == pl.zero_pos:
+                    _apply_row(d, sr, <const floating *>pl.zeros, n, tg)
+                elif pl.n_zero:
+                    _emit_zero_cols(d, sr, pl, tg)
         else:
             for t in range(a, b):
                 _row_into_buffer(tile_buf + (t - a) * n, pl, s, c, start + <double>t == pl.zero_pos)

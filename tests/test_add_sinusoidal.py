@@ -470,3 +470,18 @@ def test_wide_dims(layout, D):
         got = fastpe.sinusoidal_table(5, D, offset=2**20 - 5, layout=layout, dtype=dtype)
         expected = reference.sinusoidal_table(5, D, offset=2**20 - 5, layout=layout, dtype=dtype)
         assert_within(got, expected, 2 * (1.2e-7 if dtype == np.float32 else 1e-9), f"wide table D={D} {layout}")
+
+
+@pytest.mark.parametrize("dim", [1026, 2050])
+def test_regression_padding_row_scaled_once_per_frequency_chunk(dim):
+    """The row at padding_idx was written inside the kernel's frequency-chunk
+    loop (512 frequencies a chunk), so with dim > 1024 an in-place add with a
+    scale scaled that row once per chunk (x * scale**2 and worse; error 5.99
+    on dim=2050, scale=2)."""
+    rng = rng_for("padding-chunks", dim)
+    x = random_values((2, 6, dim), np.float64, rng)
+    x0 = x.copy()
+    expected = reference.add_sinusoidal(x0.copy(), padding_idx=1, offset=-3, scale=2.0)
+    fastpe.add_sinusoidal(x, padding_idx=1, offset=-3, scale=2.0)
+    assert_within(x, expected, add_tolerance(np.float64, 10, 2.0 * np.abs(x0)), f"dim={dim}")
+    assert_within(x[:, 4], 2.0 * x0[:, 4], 0.0, "the padding row (position 1) is scale * x exactly")
