@@ -9,6 +9,7 @@ a test module imported by pytest's importlib mode).
 
 import os
 import subprocess
+import tempfile
 import sys
 import time
 
@@ -102,8 +103,11 @@ def run_python(code, timeout=120, env=None):
     )
     if env:
         full_env.update(env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    # `python -c` puts the working directory first on sys.path; from the
+    # repository root that would import the uncompiled sources.
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=timeout, env=full_env, cwd=cwd)
 
 
 def assert_add_matches_reference(result, x_before, msg, **kwargs):
