@@ -125,14 +125,20 @@ class BuildExtWithOpenMP(build_ext):
                     fh.write(text)
 
 
-extensions = [
-    Extension(
-        "fastpe._kernels",
-        ["fastpe/_kernels.pyx"],
+def _extension(name):
+    return Extension(
+        f"fastpe.{name}",
+        [f"fastpe/{name}.pyx"],
         include_dirs=[numpy.get_include(), "fastpe"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_21_API_VERSION")],
     )
-]
+
+
+# _kernels: the sinusoid, rotary and learned-table kernels; _bias_kernels:
+# additive attention biases (ALiBi, T5 buckets), which index scores, not rows.
+extensions = [_extension("_kernels")] + (
+    [_extension("_bias_kernels")] if os.path.exists(os.path.join("fastpe", "_bias_kernels.pyx")) else []
+)
 
 setup(
     ext_modules=cythonize(
