@@ -63,6 +63,12 @@ cdef extern from "_simd.h" nogil:
                             const double *pe, double scale, fpe_idx n)
     void fpe_add_to_f64_f32(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
                             const float *pe, double scale, fpe_idx n)
+    void fpe_rotate_inplace_f32(float *dst, fpe_cols d, const double *cos_row, const double *sin_row, fpe_idx n)
+    void fpe_rotate_inplace_f64(double *dst, fpe_cols d, const double *cos_row, const double *sin_row, fpe_idx n)
+    void fpe_rotate_to_f32(float *dst, fpe_cols d, const float *src, fpe_cols r,
+                           const double *cos_row, const double *sin_row, fpe_idx n)
+    void fpe_rotate_to_f64(double *dst, fpe_cols d, const double *src, fpe_cols r,
+                           const double *cos_row, const double *sin_row, fpe_idx n)
     void fpe_probe_add_f32(float *x, float value, fpe_idx n)
     void fpe_probe_add_f64(double *x, double value, fpe_idx n)
     void fpe_probe_fill_f32(float *x, float value, fpe_idx n)
@@ -588,6 +594,76 @@ def table_add(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray table, bint grid,
         else:
             _table_run(<double *>NULL, <const double *>tab, table_rs, n, &tg, grid, p0_, seq_ptr_, T, block,
                        tile, dst_rs, src_rs, pos_, group_ptr_, chunk_ptr_, n_items, n_threads)
+
+
+# ------------------------------------------------------------ rotary
+# Every vector row of an array is rotated by the angles of its position:
+# row i's cosines and sines are row table_idx[i] of the cos and sin tables
+# (float64, computed once per call for all the arrays being rotated).
+
+cdef inline void _rotate_row(floating *dst, const floating *src, fpe_cols d, fpe_cols r,
+                             const double *cos_row, const double *sin_row, fpe_idx n,
+                             int mode) noexcept nogil:
+    if floating is float:
+        if mode == _ADD_INPLACE:
+            fpe_rotate_inplace_f32(dst, d, cos_row, sin_row, n)
+        else:
+            fpe_rotate_to_f32(dst, d, src, r, cos_row, sin_row, n)
+    else:
+        if mode == _ADD_INPLACE:
+            fpe_rotate_inplace_f64(dst, d, cos_row, sin_row, n)
+        else:
+            fpe_rotate_to_f64(dst, d, src, r, cos_row, sin_row, n)
+
+
+cdef void _rotate_run(floating *dummy, char *dst, const char *src, const fpe_idx *dst_rows,
+                      const fpe_idx *src_rows, const fpe_idx *table_idx, fpe_idx n_rows,
+                      const char *cos_table, const char *sin_table, fpe_idx table_rs,
+                      fpe_cols d, fpe_cols r, fpe_idx n, int mode, int n_threads) noexcept nogil:
+    cdef fpe_idx i
+    if n_threads == 1:
+        for i in range(n_rows):
+            _rotate_row(<floating *>(dst + dst_rows[i]), <const floating *>(src + src_rows[i]), d, r,
+                        <const double *>(cos_table + table_idx[i] * table_rs),
+                        <const double *>(sin_table + table_idx[i] * table_rs), n, mode)
+    else:
+        for i in prange(n_rows, schedule="static", num_threads=n_threads):
+            _rotate_row(<floating *>(dst + dst_rows[i]), <const floating *>(src + src_rows[i]), d, r,
+                        <const double *>(cos_table + table_idx[i] * table_rs),
+                        <const double *>(sin_table + table_idx[i] * table_rs), n, mode)
+
+
+def rotate_rows(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray dst_rows, cnp.ndarray src_rows,
+                cnp.ndarray table_idx, cnp.ndarray cos_table, cnp.ndarray sin_table,
+                fpe_idx n_pairs, fpe_idx first_col, fpe_idx second_col, fpe_idx col_step,
+                fpe_idx dst_cs, fpe_idx src_cs, int mode, int n_threads):
+    """Rotate channel pairs (first_col + k*col_step, second_col + k*col_step),
+    k < n_pairs, of the rows at byte offsets dst_rows (reading src_rows when
+    mode is MODE_ADD_TO) by the angles of table row table_idx[i]. cos_table and
+    sin_table share one row stride."""
+    cdef fpe_cols d, r
+    d.sin_off = first_col * dst_cs
+    d.cos_off = second_col * dst_cs
+    d.ks = col_step * dst_cs
+    r.sin_off = first_col * src_cs
+    r.cos_off = second_col * src_cs
+    r.ks = col_step * src_cs
+    cdef char *dst_ = <char *>_data(dst)
+    cdef const char *src_ = <const char *>_data(src)
+    cdef const fpe_idx *dst_rows_ = <const fpe_idx *>_data(dst_rows)
+    cdef const fpe_idx *src_rows_ = <const fpe_idx *>_data(src_rows)
+    cdef const fpe_idx *idx_ = <const fpe_idx *>_data(table_idx)
+    cdef const char *cos_ = <const char *>_data(cos_table)
+    cdef const char *sin_ = <const char *>_data(sin_table)
+    cdef fpe_idx n_rows = dst_rows.shape[0], table_rs = cos_table.strides[0]
+    if cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
+        with nogil:
+            _rotate_run(<float *>NULL, dst_, src_, dst_rows_, src_rows_, idx_, n_rows, cos_, sin_,
+                        table_rs, d, r, n_pairs, mode, n_threads)
+    else:
+        with nogil:
+            _rotate_run(<double *>NULL, dst_, src_, dst_rows_, src_rows_, idx_, n_rows, cos_, sin_,
+                        table_rs, d, r, n_pairs, mode, n_threads)
 
 
 # -------------------------------------------------------- bandwidth probes

@@ -214,6 +214,57 @@ FPE_DEFINE_ROW_OPS(f64)
 FPE_DEFINE_MIXED_ROWS(float, double, f32_f64)
 FPE_DEFINE_MIXED_ROWS(double, float, f64_f32)
 
+/* Rotary embeddings: rotate channel pairs (a, b) of one row by the angles
+ * whose cosines and sines are cos_row[k], sin_row[k]:
+ *   a' = a cos - b sin,  b' = b cos + a sin,
+ * pair k's channels at first_off + k*ks and second_off + k*ks (the sin_off /
+ * cos_off fields of fpe_cols). Formed in float64, rounded once. */
+#define FPE_ROTATE_SHAPES(READ_A, READ_B)                                               \
+    if (d.ks == 1 && r.ks == 1) {                                                       \
+        for (fpe_idx k = 0; k < n; k++) {                                               \
+            double a = (double)READ_A(r.sin_off + k), b = (double)READ_B(r.cos_off + k);\
+            double ck = cos_row[k], sk = sin_row[k];                                    \
+            dst[d.sin_off + k] = (FPE_T)(a * ck - b * sk);                              \
+            dst[d.cos_off + k] = (FPE_T)(b * ck + a * sk);                              \
+        }                                                                               \
+    } else {                                                                            \
+        for (fpe_idx k = 0; k < n; k++) {                                               \
+            double a = (double)READ_A(r.sin_off + k * r.ks);                            \
+            double b = (double)READ_B(r.cos_off + k * r.ks);                            \
+            double ck = cos_row[k], sk = sin_row[k];                                    \
+            dst[d.sin_off + k * d.ks] = (FPE_T)(a * ck - b * sk);                       \
+            dst[d.cos_off + k * d.ks] = (FPE_T)(b * ck + a * sk);                       \
+        }                                                                               \
+    }
+
+#define FPE_READ_DST(i) dst[i]
+#define FPE_READ_SRC(i) src[i]
+
+#define FPE_DEFINE_ROTATE(SUFFIX)                                                       \
+    FPE_DISPATCH                                                                        \
+    static void fpe_rotate_inplace_##SUFFIX(FPE_T *restrict dst, fpe_cols d,            \
+                                            const double *restrict cos_row,             \
+                                            const double *restrict sin_row, fpe_idx n)  \
+    {                                                                                   \
+        fpe_cols r = d;                                                                 \
+        FPE_ROTATE_SHAPES(FPE_READ_DST, FPE_READ_DST)                                   \
+    }                                                                                   \
+    FPE_DISPATCH                                                                        \
+    static void fpe_rotate_to_##SUFFIX(FPE_T *restrict dst, fpe_cols d,                 \
+                                       const FPE_T *restrict src, fpe_cols r,           \
+                                       const double *restrict cos_row,                  \
+                                       const double *restrict sin_row, fpe_idx n)       \
+    {                                                                                   \
+        FPE_ROTATE_SHAPES(FPE_READ_SRC, FPE_READ_SRC)                                   \
+    }
+
+#define FPE_T float
+FPE_DEFINE_ROTATE(f32)
+#undef FPE_T
+#define FPE_T double
+FPE_DEFINE_ROTATE(f64)
+#undef FPE_T
+
 /* Bandwidth probes: the same loops with a constant instead of a sinusoid,
  * compiled with the same flags and dispatch. They bound what any kernel that
  * reads and writes (or only writes) every element once can reach. */

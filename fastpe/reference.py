@@ -30,7 +30,7 @@ from ._validation import (
 )
 
 __all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "add_table", "frequencies", "make_positions",
-           "sincos_2d", "add_sincos_2d", "sinusoidal_nd", "add_sinusoidal_nd"]
+           "sincos_2d", "add_sincos_2d", "sinusoidal_nd", "add_sinusoidal_nd", "apply_rotary", "rotary_cos_sin"]
 
 
 def frequencies(dim, base=10000.0, layout="interleaved"):
@@ -265,3 +265,53 @@ def add_sinusoidal_nd(x, shape, *, min_timescale=1.0, max_timescale=1e4, scale=N
         raise ValueError(f"x must have prod(shape) = {math.prod(shape)} tokens on axis -2, got shape {x.shape}")
     table = sinusoidal_nd(shape, dim, min_timescale=lo, max_timescale=hi, dtype=np.float64).reshape(-1, dim)
     return _add_grid(x, table, scale, out)
+
+
+def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half", rotary_dim=None, inv_freq=None,
+                 scaling=None, seq_axis=-2, out=None, num_threads=None):
+    """RoPE as HF writes it: x * cos + rotate(x) * sin on the first rotary_dim
+    channels, angles position * w_k in float64, rounded once to x's dtype."""
+    from ._rotary import rotary_request, row_positions
+
+    req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
+                         num_threads)
+    r, h = req.rotary_dim, req.rotary_dim // 2
+    results = []
+    for i, a in enumerate(req.arrays):
+        angles = row_positions(req, i)[..., None] * req.freq
+        cos = np.cos(angles) * req.attention_factor
+        sin = np.sin(angles) * req.attention_factor
+        x = a.astype(np.float64)
+        if req.layout == "half":      # rotate_half: pair (k, k + r/2)
+            x1, x2 = x[..., :h], x[..., h:r]
+        else:                         # GPT-J / Meta: pair (2k, 2k + 1)
+            x1, x2 = x[..., 0:r:2], x[..., 1:r:2]
+        y = x.copy()
+        rotated1 = x1 * cos - x2 * sin
+        rotated2 = x2 * cos + x1 * sin
+        if req.layout == "half":
+            y[..., :h], y[..., h:r] = rotated1, rotated2
+        else:
+            y[..., 0:r:2], y[..., 1:r:2] = rotated1, rotated2
+        target = a if req.outs is None else req.outs[i]
+        target[...] = y
+        results.append(target)
+    return results[0] if len(results) == 1 else tuple(results)
+
+
+def rotary_cos_sin(n_positions, rotary_dim, *, offset=0, base=10000.0, scaling=None, layout="half",
+                   dtype=np.float32):
+    from ._rotary import rotary_cos_sin as _checked  # argument checks only
+
+    _checked(0, rotary_dim, offset=offset, base=base, scaling=scaling, layout=layout, dtype=dtype)
+    from ._rotary import _scaled_frequencies
+
+    n_positions = check_count("n_positions", n_positions)
+    freq, factor = _scaled_frequencies(int(rotary_dim), float(base), scaling, None, float(offset) + n_positions)
+    angles = (float(offset) + np.arange(n_positions, dtype=np.float64))[:, None] * freq
+    cos, sin = np.cos(angles) * factor, np.sin(angles) * factor
+    if layout == "half":
+        cos, sin = np.concatenate([cos, cos], axis=1), np.concatenate([sin, sin], axis=1)
+    else:
+        cos, sin = np.repeat(cos, 2, axis=1), np.repeat(sin, 2, axis=1)
+    return cos.astype(dtype), sin.astype(dtype)

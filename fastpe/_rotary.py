@@ -1,0 +1,228 @@
+"""Rotary position embeddings (RoPE), applied in place.
+
+The distinct positions of a call are collected once; their cosines and sines
+come from the sinusoid kernel in float64 (one table for all the arrays being
+rotated, attention factor folded in); the rotate kernel then walks every
+vector row of each array in memory order and rotates its channel pairs.
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+from . import _api, _kernels
+from ._rows import _axis_offsets
+from ._validation import (
+    as_float_array,
+    broadcastable_to,
+    check_num_threads,
+    check_out,
+    check_real_scalar,
+    frequencies_argument,
+    real_array,
+    writable_array,
+)
+
+ROTARY_LAYOUTS = ("half", "interleaved")
+
+
+class RotaryRequest:
+    """Validated arguments of apply_rotary."""
+
+    __slots__ = ("arrays", "outs", "seq_axes", "T", "rotary_dim", "layout", "freq", "attention_factor",
+                 "offset", "positions", "num_threads")
+
+
+def _scaled_frequencies(rotary_dim, base, scaling, inv_freq, seq_len):
+    """(float64 frequencies, attention factor): HF's rope_parameters when scaling is given."""
+    if inv_freq is not None:
+        if scaling is not None:
+            raise ValueError("inv_freq cannot be combined with scaling: scaling computes the frequencies")
+        return frequencies_argument(inv_freq, rotary_dim, "concat"), 1.0
+    if scaling is not None:
+        from ._rope_scaling import rope_inv_freq
+
+        freq, factor = rope_inv_freq(rotary_dim, base, scaling, seq_len=seq_len)
+        return np.ascontiguousarray(freq, dtype=np.float64), float(factor)
+    k = np.arange(rotary_dim // 2, dtype=np.float64)
+    return np.float64(base) ** (-(2.0 * k) / rotary_dim), 1.0
+
+
+def _seq_axis(name, seq_axis, ndim):
+    if isinstance(seq_axis, (bool, np.bool_)) or not isinstance(seq_axis, numbers.Integral):
+        raise TypeError(f"seq_axis must be an int, got {seq_axis!r}")
+    axis = operator.index(seq_axis)
+    if not -ndim <= axis < ndim or axis % ndim == ndim - 1:
+        raise ValueError(f"seq_axis={seq_axis} must name an axis of {name} ({ndim} dims) before its channel axis")
+    return axis % ndim
+
+
+def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
+                   num_threads):
+    req = RotaryRequest()
+    if not arrays:
+        raise TypeError("apply_rotary needs at least one array to rotate")
+    if out is not None:
+        if isinstance(out, np.ndarray) or len(out) != len(arrays):
+            raise ValueError(f"out must be a sequence of {len(arrays)} arrays, one per array to rotate")
+    names = [f"arrays[{i}]" for i in range(len(arrays))]
+    checked = []
+    for i, a in enumerate(arrays):
+        a = writable_array(names[i], a, hint="; pass out= to write the result elsewhere") if out is None \
+            else as_float_array(names[i], a)
+        if a.ndim < 2:
+            raise ValueError(f"{names[i]} must have at least 2 dimensions (..., T, ..., D), got shape {a.shape}")
+        checked.append(a)
+    if len({a.dtype for a in checked}) > 1:
+        raise TypeError(f"the arrays to rotate must share one dtype, got {[a.dtype.name for a in checked]}")
+    req.arrays = checked
+    req.seq_axes = [_seq_axis(names[i], seq_axis, a.ndim) for i, a in enumerate(checked)]
+    lengths = {a.shape[ax] for a, ax in zip(checked, req.seq_axes)}
+    if len(lengths) > 1:
+        raise ValueError(f"the arrays to rotate must agree on the sequence length, got {sorted(lengths)}")
+    req.T = lengths.pop()
+    if not isinstance(layout, str) or layout not in ROTARY_LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(map(repr, ROTARY_LAYOUTS))}; got {layout!r}")
+    req.layout = layout
+    widths = {a.shape[-1] for a in checked}
+    if rotary_dim is None:
+        if len(widths) > 1:
+            raise ValueError(f"the arrays have different channel counts {sorted(widths)}: pass rotary_dim")
+        rotary_dim = widths.pop()
+    elif isinstance(rotary_dim, (bool, np.bool_)) or not isinstance(rotary_dim, numbers.Integral):
+        raise TypeError(f"rotary_dim must be an int, got {rotary_dim!r}")
+    rotary_dim = operator.index(rotary_dim)
+    if rotary_dim < 2 or rotary_dim % 2:
+        raise ValueError(f"rotary_dim must be even and >= 2 (channel pairs are rotated), got {rotary_dim}")
+    narrowest = min(a.shape[-1] for a in checked)
+    if rotary_dim > narrowest:
+        raise ValueError(f"rotary_dim={rotary_dim} exceeds the channel count of an array ({narrowest})")
+    req.rotary_dim = rotary_dim
+    base = check_real_scalar("base", 10000.0 if base is None else base, positive=True)
+    req.num_threads = check_num_threads(num_threads)
+    off = real_array("offset", offset)
+    B = checked[0].shape[0]
+    if positions is not None:
+        if (off != 0).any():
+            raise ValueError("offset cannot be combined with positions: positions already give every token's position")
+        req.positions = real_array("positions", positions)
+        req.offset = None
+        for a, ax, name in zip(checked, req.seq_axes, names):
+            _positions_for(req.positions, a.shape[: ax + 1], name)
+        seq_len = float(np.max(req.positions)) + 1 if req.positions.size else 0.0
+    else:
+        if off.ndim > 1 or (off.ndim == 1 and off.shape[0] not in (1, B)):
+            raise ValueError(f"offset must be a number or one per sequence, shape ({B},) along the first axis; "
+                             f"got shape {off.shape}")
+        if off.ndim == 1 and any(a.shape[0] != B or ax == 0 for a, ax in zip(checked, req.seq_axes)):
+            raise ValueError("a per-sequence offset needs every array to have the batch on its first axis")
+        req.offset, req.positions = off, None
+        seq_len = (float(np.max(off)) if off.size else 0.0) + req.T
+    req.freq, req.attention_factor = _scaled_frequencies(rotary_dim, base, scaling, inv_freq, seq_len)
+    if out is not None:
+        req.outs = [check_out(o, a.shape, a.dtype, name=f"out[{i}]") for i, (o, a) in enumerate(zip(out, checked))]
+    else:
+        req.outs = None
+    return req
+
+
+def _positions_for(positions, prefix_shape, name):
+    """positions aligned to an array's axes up to and including its sequence axis.
+
+    A (B, T) array (HF's position_ids) pairs with the first and the sequence
+    axis whatever lies between them; anything else broadcasts from the right."""
+    n = len(prefix_shape)
+    if positions.ndim == 2 and n > 2:
+        shaped = positions.reshape((positions.shape[0],) + (1,) * (n - 2) + (positions.shape[1],))
+    else:
+        shaped = positions
+    return broadcastable_to("positions", shaped, prefix_shape, f"the axes up to the sequence axis of {name}")
+
+
+def row_positions(req, i):
+    """Float64 positions of every vector row of array i, shaped like its shape[:-1]."""
+    a, ax = req.arrays[i], req.seq_axes[i]
+    prefix = a.shape[: ax + 1]
+    if req.positions is not None:
+        pos = _positions_for(req.positions, prefix, f"arrays[{i}]")
+    else:
+        off = req.offset.reshape((-1,) + (1,) * (len(prefix) - 1)) if req.offset.ndim else req.offset
+        pos = off + np.arange(req.T, dtype=np.float64).reshape((1,) * ax + (req.T,))
+    pos = pos.reshape(pos.shape + (1,) * (a.ndim - 1 - len(prefix)))
+    return np.broadcast_to(pos, a.shape[:-1])
+
+
+def pair_columns(layout, rotary_dim):
+    """(first, second, step): pair k is channels first + k*step and second + k*step."""
+    return (0, rotary_dim // 2, 1) if layout == "half" else (0, 1, 2)
+
+
+def cos_sin_table(positions, freq, attention_factor):
+    """Float64 (cos, sin) tables, one row per position, by the sinusoid kernel."""
+    half = freq.shape[0]
+    enc = _api.sinusoidal_encode(positions, 2 * half, layout="concat", inv_freq=freq, dtype=np.float64)
+    if attention_factor != 1.0:
+        enc *= attention_factor
+    return enc[:, half:], enc[:, :half]
+
+
+def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half", rotary_dim=None, inv_freq=None,
+                 scaling=None, seq_axis=-2, out=None, num_threads=None):
+    """Rotate each array (e.g. q, k) in place by the angles of its tokens' positions.
+
+    One angle computation is shared by all the arrays; returns the array (or
+    out), or a tuple of them when several were given. See the README."""
+    req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
+                         num_threads)
+    results = req.outs if req.outs is not None else req.arrays
+    per_array = [row_positions(req, i) for i in range(len(req.arrays))]
+    if all(p.size == 0 for p in per_array):
+        return results[0] if len(results) == 1 else tuple(results)
+    distinct = np.unique(np.concatenate([np.unique(p) for p in per_array]))
+    cos_t, sin_t = cos_sin_table(distinct, req.freq, req.attention_factor)
+    first, second, step = pair_columns(req.layout, req.rotary_dim)
+    total = sum(a.size for a in req.arrays)
+    n_threads = _api.resolve_threads(req.num_threads, total)
+    for i, a in enumerate(req.arrays):
+        if a.size == 0:
+            continue
+        dst = results[i]
+        src, mode = _api._source_and_mode(a, dst)
+        if mode == _kernels.MODE_ADD_TO and req.rotary_dim < a.shape[-1]:
+            np.copyto(dst[..., req.rotary_dim:], src[..., req.rotary_dim:])  # untouched channels
+        lead = a.shape[:-1]
+        dst_rows = np.ascontiguousarray(_axis_offsets(lead, dst.strides, range(len(lead))).ravel())
+        src_rows = dst_rows if src is dst else np.ascontiguousarray(
+            _axis_offsets(lead, src.strides, range(len(lead))).ravel())
+        index = np.searchsorted(distinct, per_array[i].ravel()).astype(np.intp)
+        _kernels.rotate_rows(dst, src, dst_rows, src_rows, index, cos_t, sin_t, req.rotary_dim // 2,
+                             first, second, step, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
+                             mode, min(n_threads, dst_rows.shape[0]))
+    return results[0] if len(results) == 1 else tuple(results)
+
+
+def rotary_cos_sin(n_positions, rotary_dim, *, offset=0, base=10000.0, scaling=None, layout="half",
+                   dtype=np.float32):
+    """(cos, sin) tables of shape (n_positions, rotary_dim), attention factor applied:
+    layout "half" repeats the frequencies in both halves (HF's cat(freqs, freqs)),
+    "interleaved" in adjacent columns."""
+    from ._validation import check_count, check_dtype_argument
+
+    n_positions = check_count("n_positions", n_positions)
+    if isinstance(rotary_dim, (bool, np.bool_)) or not isinstance(rotary_dim, numbers.Integral):
+        raise TypeError(f"rotary_dim must be an int, got {rotary_dim!r}")
+    if rotary_dim < 2 or rotary_dim % 2:
+        raise ValueError(f"rotary_dim must be even and >= 2, got {rotary_dim}")
+    if not isinstance(layout, str) or layout not in ROTARY_LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(map(repr, ROTARY_LAYOUTS))}; got {layout!r}")
+    offset = check_real_scalar("offset", offset)
+    base = check_real_scalar("base", base, positive=True)
+    dtype = check_dtype_argument(dtype)
+    freq, factor = _scaled_frequencies(int(rotary_dim), base, scaling, None, offset + n_positions)
+    cos_t, sin_t = cos_sin_table(offset + np.arange(n_positions, dtype=np.float64), freq, factor)
+    if layout == "half":
+        expand = lambda t: np.concatenate([t, t], axis=1)  # noqa: E731
+    else:
+        expand = lambda t: np.repeat(t, 2, axis=1)  # noqa: E731
+    return expand(cos_t).astype(dtype), expand(sin_t).astype(dtype)

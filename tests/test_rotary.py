@@ -1,0 +1,189 @@
+"""apply_rotary and rotary_cos_sin: kernel vs the NumPy reference over layouts,
+dtypes, grouped-query head counts, sequence axes, offsets and positions,
+strided and out= arrays; the reference against an independent complex
+multiplication; the float32 accuracy bound at large positions; Hugging
+Face's apply_rotary_pos_emb where installed; bad input."""
+
+import cmath
+import math
+
+import numpy as np
+import pytest
+from util import DTYPES, array_variants, assert_unchanged, assert_within, rng_for, snapshot
+
+import fastpe
+from fastpe import reference
+
+LAYOUTS = ("half", "interleaved")
+
+
+def _tol(dtype, expected):
+    """The kernel rotates in float64 and rounds once, like the reference; its
+    angles differ from the reference's by the recurrence (<~1e-12 rad at these
+    positions). float32: one ulp of the result either side of a rounding
+    boundary; float64: angle error times |x| plus a few ulps."""
+    mag = 1.0 + np.abs(expected.astype(np.float64))
+    if np.dtype(dtype) == np.float32:
+        return np.finfo(np.float32).eps * mag
+    return 1e-11 * mag
+
+
+CASES = [
+    # (q shape, k shape or None, seq_axis, kwargs)
+    ((2, 8, 33, 64), (2, 2, 33, 64), -2, {"offset": np.array([0, 7])}),
+    ((2, 33, 8, 64), (2, 33, 2, 64), -3, {"positions": "BT"}),
+    ((1, 4, 17, 32), None, -2, {"offset": 5.5}),
+    ((3, 2, 21, 48), (3, 2, 21, 48), -2, {"positions": "T", "rotary_dim": 32}),
+    ((2, 600, 4, 64), (2, 600, 1, 64), -3, {"offset": np.array([3, 100])}),     # threaded
+    ((17, 16), None, 0, {"offset": 2}),
+]
+
+
+def _kwargs(kw, shape, seq_axis, rng):
+    kw = dict(kw)
+    T = shape[seq_axis]
+    if kw.get("positions") == "BT":
+        kw["positions"] = rng.integers(0, 5000, (shape[0], T))
+    elif kw.get("positions") == "T":
+        kw["positions"] = rng.permutation(T) * 3 - 10
+    return kw
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_apply_rotary_matches_reference(dtype, layout, case):
+    qshape, kshape, seq_axis, kw = CASES[case]
+    rng = rng_for("rotary", case, layout, np.dtype(dtype).name)
+    kw = _kwargs(kw, qshape, seq_axis, rng)
+    kinds = None  # every memory layout the generator has: C, F, transposed, strided, reversed views
+    for label, q in array_variants(qshape, dtype, rng, kinds=kinds):
+        arrays = [q] if kshape is None else [q, rng.standard_normal(kshape).astype(dtype)]
+        before = [a.copy() for a in arrays]
+        expected = reference.apply_rotary(*[b.copy() for b in before], layout=layout, seq_axis=seq_axis, **kw)
+        got = fastpe.apply_rotary(*arrays, layout=layout, seq_axis=seq_axis, **kw)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        got = got if isinstance(got, tuple) else (got,)
+        for g, e, a in zip(got, expected, arrays):
+            assert g is a
+            assert_within(g, e, _tol(dtype, e), f"{layout} {label} q{qshape} {kw}")
+        r = kw.get("rotary_dim")
+        if r is not None:
+            for a, b in zip(arrays, before):
+                assert np.array_equal(a[..., r:], b[..., r:]), "channels past rotary_dim must stay untouched"
+
+
+def test_reference_against_complex_rotation():
+    """Interleaved RoPE is multiplication of (x[2k] + i x[2k+1]) by exp(i p w_k)."""
+    rng = rng_for("rotary-complex")
+    x = rng.standard_normal((3, 10, 8))
+    positions = [0, 1, 5, 1000, 4096, 2**20, -3, 7.5, 12, 100]
+    got = reference.apply_rotary(x.copy(), positions=np.array(positions), layout="interleaved", base=500.0)
+    for b in range(3):
+        for t, p in enumerate(positions):
+            for k in range(4):
+                w = math.pow(500.0, -2 * k / 8)
+                z = complex(x[b, t, 2 * k], x[b, t, 2 * k + 1]) * cmath.exp(1j * p * w)
+                assert abs(got[b, t, 2 * k] - z.real) < 2e-9 and abs(got[b, t, 2 * k + 1] - z.imag) < 2e-9
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_float32_within_4_ulp_of_float64_at_large_positions(layout):
+    """Angles in float64: float32 results stay within 4 ulp (of |x|) of a float64
+    rotation from the same frequencies, for positions up to 2**20."""
+    rng = rng_for("rotary-ulp", layout)
+    x = rng.standard_normal((2, 4, 64, 128)).astype(np.float32)
+    positions = np.concatenate([np.arange(32), 2**20 - np.arange(32)])
+    got = fastpe.apply_rotary(x.copy(), positions=positions, layout=layout)
+    expected = reference.apply_rotary(x.astype(np.float64), positions=positions, layout=layout)
+    ulp = np.spacing(np.maximum(np.abs(expected), np.abs(x)).astype(np.float32)).astype(np.float64)
+    assert_within(got, expected, 4 * ulp, f"float32 {layout} up to 2**20")
+
+
+def test_out_leaves_inputs_and_copies_untouched_channels():
+    rng = rng_for("rotary-out")
+    q = rng.standard_normal((2, 3, 9, 12))
+    k = rng.standard_normal((2, 1, 9, 12))
+    q0, k0 = q.copy(), k.copy()
+    outs = (np.full_like(q, np.nan), np.full_like(k, np.nan))
+    got = fastpe.apply_rotary(q, k, rotary_dim=8, out=outs, offset=4)
+    assert got[0] is outs[0] and got[1] is outs[1]
+    assert np.array_equal(q, q0) and np.array_equal(k, k0)
+    exp = reference.apply_rotary(q0.copy(), k0.copy(), rotary_dim=8, offset=4)
+    for g, e in zip(got, exp):
+        assert_within(g, e, _tol(np.float64, e), "out=")
+
+
+def test_out_partially_overlapping_input():
+    rng = rng_for("rotary-overlap")
+    buf = rng.standard_normal((2, 11, 8))
+    x, out = buf[:, :-1], buf[:, 1:]
+    expected = reference.apply_rotary(x.copy(), offset=1)
+    got = fastpe.apply_rotary(x, offset=1, out=[out])
+    assert_within(got, expected, _tol(np.float64, expected), "overlapping out")
+
+
+def test_rotary_cos_sin_layouts():
+    for layout in LAYOUTS:
+        c, s = fastpe.rotary_cos_sin(40, 16, offset=3, layout=layout, dtype=np.float64)
+        rc, rs = reference.rotary_cos_sin(40, 16, offset=3, layout=layout, dtype=np.float64)
+        assert_within(c, rc, 1e-12, f"cos {layout}")
+        assert_within(s, rs, 1e-12, f"sin {layout}")
+    c, _ = fastpe.rotary_cos_sin(5, 8, dtype=np.float64)
+    assert np.array_equal(c[:, :4], c[:, 4:]), "half: the frequencies repeat in both halves"
+    c, _ = fastpe.rotary_cos_sin(5, 8, layout="interleaved", dtype=np.float64)
+    assert np.array_equal(c[:, 0::2], c[:, 1::2]), "interleaved: each frequency twice, adjacent"
+    angles = np.arange(5)[:, None] * 10000.0 ** (-np.arange(4) * 2 / 8)
+    assert_within(c[:, 0::2], np.cos(angles), 1e-12, "cos values")
+
+
+def test_hugging_face_apply_rotary_pos_emb():
+    torch = pytest.importorskip("torch")
+    llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+    torch.set_num_threads(1)
+    rng = rng_for("rotary-hf")
+    q = rng.standard_normal((2, 4, 20, 32))
+    k = rng.standard_normal((2, 2, 20, 32))
+    position_ids = np.stack([np.arange(20), np.arange(20) + 5])
+    inv_freq = 10000.0 ** (-np.arange(16) * 2 / 32)
+    angles = position_ids[..., None] * inv_freq
+    emb = np.concatenate([angles, angles], axis=-1)
+    cos, sin = torch.from_numpy(np.cos(emb)), torch.from_numpy(np.sin(emb))
+    hq, hk = llama.apply_rotary_pos_emb(torch.from_numpy(q), torch.from_numpy(k), cos, sin)
+    gq, gk = fastpe.apply_rotary(q.copy(), k.copy(), positions=position_ids)
+    assert_within(gq, hq.numpy(), 1e-11, "HF q")
+    assert_within(gk, hk.numpy(), 1e-11, "HF k")
+
+
+BAD = [
+    ("no-arrays", TypeError, "at least one", lambda x: fastpe.apply_rotary()),
+    ("odd-rotary-dim", ValueError, "rotary_dim", lambda x: fastpe.apply_rotary(x, rotary_dim=5)),
+    ("odd-width", ValueError, "rotary_dim", lambda x: fastpe.apply_rotary(x[..., :7])),
+    ("rotary-dim-too-wide", ValueError, "rotary_dim", lambda x: fastpe.apply_rotary(x, rotary_dim=10)),
+    ("layout", ValueError, "layout", lambda x: fastpe.apply_rotary(x, layout="neox")),
+    ("seq-axis-channel", ValueError, "seq_axis", lambda x: fastpe.apply_rotary(x, seq_axis=-1)),
+    ("seq-axis-range", ValueError, "seq_axis", lambda x: fastpe.apply_rotary(x, seq_axis=9)),
+    ("length-mismatch", ValueError, "sequence length", lambda x: fastpe.apply_rotary(x, x[:, :, :5].copy())),
+    ("dtype-mismatch", TypeError, "dtype", lambda x: fastpe.apply_rotary(x, x.astype(np.float32))),
+    ("offset-shape", ValueError, "offset", lambda x: fastpe.apply_rotary(x, offset=np.zeros(5))),
+    ("positions-shape", ValueError, "positions", lambda x: fastpe.apply_rotary(x, positions=np.zeros(4))),
+    ("positions-nan", ValueError, "positions", lambda x: fastpe.apply_rotary(x, positions=np.full(6, np.nan))),
+    ("offset-with-positions", ValueError, "offset", lambda x: fastpe.apply_rotary(x, offset=1, positions=np.arange(6))),
+    ("inv-freq-length", ValueError, "inv_freq", lambda x: fastpe.apply_rotary(x, inv_freq=np.ones(3))),
+    ("base", ValueError, "base", lambda x: fastpe.apply_rotary(x, base=-1.0)),
+    ("read-only", ValueError, "arrays", lambda x: fastpe.apply_rotary(np.broadcast_to(x, x.shape))),
+    ("int-array", TypeError, "arrays", lambda x: fastpe.apply_rotary(x.astype(np.int64))),
+    ("out-count", ValueError, "out", lambda x: fastpe.apply_rotary(x, out=[])),
+    ("out-shape", ValueError, "out", lambda x: fastpe.apply_rotary(x, out=[np.zeros((2, 3))])),
+    ("num-threads", ValueError, "num_threads", lambda x: fastpe.apply_rotary(x, num_threads=0)),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_rotary_input_raises_and_writes_nothing(case):
+    _, exc, match, call = case
+    x = rng_for("rotary-bad", case[0]).standard_normal((2, 3, 6, 8))
+    snaps = snapshot(x)
+    with pytest.raises(exc, match=match):
+        call(x)
+    assert_unchanged(snaps, case[0])
