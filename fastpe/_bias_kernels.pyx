@@ -1,0 +1,186 @@
+# cython: language_level=3
+"""OpenMP kernels of fastpe's additive attention biases (ALiBi, T5 buckets).
+
+Nothing here validates: fastpe._bias checks every argument and prepares the
+small float64 inputs (slopes, key positions, the per-distance bias lookup)
+before calling in. Scores are passed as raw pointers plus byte strides, so any
+strided layout (negative strides, transposed axes) is written in place.
+
+Work items are (batch, head, block of query rows); each thread takes a
+contiguous run of items (schedule="static"). Every element is written once:
+the bias is formed in float64, added to the score in float64 and the sum is
+rounded once to the scores' dtype.
+"""
+
+cimport numpy as cnp
+from cython.parallel cimport prange
+
+cnp.import_array()
+
+ctypedef Py_ssize_t fpe_idx
+
+cdef extern from "_openmp.h" nogil:
+    int FPE_HAVE_OPENMP
+
+ctypedef fused floating:
+    float
+    double
+
+cdef enum:
+    _ADD_INPLACE = 1
+    _ADD_TO = 2
+    _KIND_ALIBI = 0
+    _KIND_LOOKUP = 1
+
+# The same values as fastpe._kernels.MODE_*, which _api._source_and_mode returns.
+MODE_ADD_INPLACE = 1
+MODE_ADD_TO = 2
+KIND_ALIBI = 0
+KIND_LOOKUP = 1
+
+
+def openmp_enabled():
+    """True when this extension was compiled with OpenMP."""
+    return bool(FPE_HAVE_OPENMP)
+
+
+cdef struct Scores:
+    char *dst
+    const char *src
+    fpe_idx B, H, Tq, Tk
+    fpe_idx d_sb, d_sh, d_sq, d_sk   # dst byte strides
+    fpe_idx s_sb, s_sh, s_sq, s_sk   # src byte strides
+    int mode
+
+
+cdef struct Bias:
+    int kind
+    # ALiBi: bias[j] = slope[h] * (keys[b * keys_bs + j] - (qoff[b] + i * qstep))
+    const double *slopes
+    const double *keys
+    fpe_idx keys_bs
+    const double *qoff
+    double qstep
+    # Lookup: bias[j] = lut[lut_start[b] + h * lut_hs - i + j]
+    const double *lut
+    const fpe_idx *lut_start
+    fpe_idx lut_hs
+
+
+# ------------------------------------------------------------ leaf loops
+# Unit-stride variants are separate so the compiler vectorises them.
+
+cdef inline void _alibi_row(floating *dst, const floating *src, fpe_idx dk, fpe_idx sk,
+                            const double *keys, double slope, double q, fpe_idx n,
+                            bint inplace) noexcept nogil:
+    cdef fpe_idx j
+    if dk == 1 and (inplace or sk == 1):
+        if inplace:
+            for j in range(n):
+                dst[j] = <floating>(<double>dst[j] + slope * (keys[j] - q))
+        else:
+            for j in range(n):
+                dst[j] = <floating>(<double>src[j] + slope * (keys[j] - q))
+    elif inplace:
+        for j in range(n):
+            dst[j * dk] = <floating>(<double>dst[j * dk] + slope * (keys[j] - q))
+    else:
+        for j in range(n):
+            dst[j * dk] = <floating>(<double>src[j * sk] + slope * (keys[j] - q))
+
+
+cdef inline void _lookup_row(floating *dst, const floating *src, fpe_idx dk, fpe_idx sk,
+                             const double *bias, fpe_idx n, bint inplace) noexcept nogil:
+    cdef fpe_idx j
+    if dk == 1 and (inplace or sk == 1):
+        if inplace:
+            for j in range(n):
+                dst[j] = <floating>(<double>dst[j] + bias[j])
+        else:
+            for j in range(n):
+                dst[j] = <floating>(<double>src[j] + bias[j])
+    elif inplace:
+        for j in range(n):
+            dst[j * dk] = <floating>(<double>dst[j * dk] + bias[j])
+    else:
+        for j in range(n):
+            dst[j * dk] = <floating>(<double>src[j * sk] + bias[j])
+
+
+# ------------------------------------------------------------ driver
+
+cdef void _item(floating *dummy, const Scores *sc, const Bias *bi, fpe_idx block,
+                fpe_idx item) noexcept nogil:
+    cdef fpe_idx n_blocks = (sc.Tq + block - 1) // block
+    cdef fpe_idx bh = item // n_blocks
+    cdef fpe_idx i0 = (item % n_blocks) * block
+    cdef fpe_idx i1 = min(i0 + block, sc.Tq)
+    cdef fpe_idx b = bh // sc.H, h = bh % sc.H, i
+    cdef char *drow = sc.dst + b * sc.d_sb + h * sc.d_sh
+    cdef const char *srow = sc.src + b * sc.s_sb + h * sc.s_sh
+    cdef fpe_idx dk = sc.d_sk // <fpe_idx>sizeof(floating), sk = sc.s_sk // <fpe_idx>sizeof(floating)
+    cdef bint inplace = sc.mode == _ADD_INPLACE
+    cdef double slope, q0
+    cdef const double *keys
+    cdef const double *lut
+    if bi.kind == _KIND_ALIBI:
+        slope = bi.slopes[h]
+        keys = bi.keys + b * bi.keys_bs
+        q0 = bi.qoff[b]
+        for i in range(i0, i1):
+            _alibi_row(<floating *>(drow + i * sc.d_sq), <const floating *>(srow + i * sc.s_sq), dk, sk,
+                       keys, slope, q0 + <double>i * bi.qstep, sc.Tk, inplace)
+    else:
+        lut = bi.lut + bi.lut_start[b] + h * bi.lut_hs
+        for i in range(i0, i1):
+            _lookup_row(<floating *>(drow + i * sc.d_sq), <const floating *>(srow + i * sc.s_sq), dk, sk,
+                        lut - i, sc.Tk, inplace)
+
+
+cdef void _run(floating *dummy, const Scores *sc, const Bias *bi, fpe_idx block, fpe_idx n_items,
+               int n_threads) noexcept nogil:
+    cdef fpe_idx item
+    if n_threads == 1:
+        for item in range(n_items):
+            _item(dummy, sc, bi, block, item)
+    else:
+        for item in prange(n_items, schedule="static", num_threads=n_threads):
+            _item(dummy, sc, bi, block, item)
+
+
+cdef inline void *_data(cnp.ndarray a):
+    return cnp.PyArray_DATA(a)
+
+
+def add_bias(cnp.ndarray dst, cnp.ndarray src, int mode, int kind,
+             cnp.ndarray slopes, cnp.ndarray keys, fpe_idx keys_bs, cnp.ndarray qoff, double qstep,
+             cnp.ndarray lut, cnp.ndarray lut_start, fpe_idx lut_hs,
+             fpe_idx block, fpe_idx n_items, int n_threads):
+    """Add a bias to 4-D scores (B, H, Tq, Tk) into dst (mode: in place, or dst = src + bias).
+
+    kind KIND_ALIBI: slope[h] * (keys[b * keys_bs + j] - (qoff[b] + i * qstep));
+    kind KIND_LOOKUP: lut[lut_start[b] + h * lut_hs - i + j]. All float64
+    (intp for lut_start) and C-contiguous; items are (b, h, block of rows)."""
+    cdef Scores sc
+    cdef Bias bi
+    sc.dst = <char *>_data(dst)
+    sc.src = <const char *>_data(src)
+    sc.B, sc.H, sc.Tq, sc.Tk = dst.shape[0], dst.shape[1], dst.shape[2], dst.shape[3]
+    sc.d_sb, sc.d_sh, sc.d_sq, sc.d_sk = dst.strides[0], dst.strides[1], dst.strides[2], dst.strides[3]
+    sc.s_sb, sc.s_sh, sc.s_sq, sc.s_sk = src.strides[0], src.strides[1], src.strides[2], src.strides[3]
+    sc.mode = mode
+    bi.kind = kind
+    bi.slopes = <const double *>_data(slopes)
+    bi.keys = <const double *>_data(keys)
+    bi.keys_bs = keys_bs
+    bi.qoff = <const double *>_data(qoff)
+    bi.qstep = qstep
+    bi.lut = <const double *>_data(lut)
+    bi.lut_start = <const fpe_idx *>_data(lut_start)
+    bi.lut_hs = lut_hs
+    if cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
+        with nogil:
+            _run(<float *>NULL, &sc, &bi, block, n_items, n_threads)
+    else:
+        with nogil:
+            _run(<double *>NULL, &sc, &bi, block, n_items, n_threads)

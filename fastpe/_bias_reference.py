@@ -1,0 +1,313 @@
+"""Additive attention biases in plain NumPy: ALiBi and T5's bucketed relative bias.
+
+This module defines what fastpe._bias computes. It also holds the argument
+checks both share (pure Python, so the reference never needs the compiled
+kernels), and the exact T5 bucket function, which NumPy already computes in
+one pass over its (small) input.
+
+Conventions (scores of shape (B, H, Tq, Tk): batch, head, query, key):
+
+* ALiBi adds ``slope[h] * (j - (i + offset[b]))`` to ``scores[b, h, i, j]``
+  (Press et al. 2022; ``offset`` is the number of tokens already in a KV
+  cache). With ``key_positions`` it adds BLOOM's key-only form
+  ``slope[h] * key_positions[b, j]`` instead: softmax along j is unchanged by
+  a per-row constant, so ``-slope * i`` may be dropped, and BLOOM's positions
+  ``(cumsum(mask) - 1) * mask`` skip left padding.
+* T5 adds ``bias_table[bucket(j - (i + offset[b])), h]``.
+
+The bias is formed in float64 and added to the scores in float64; the sum is
+rounded once to the scores' dtype.
+"""
+
+import math
+import numbers
+import operator
+
+import numpy as np
+
+from ._validation import (
+    array_of_kind,
+    as_float_array,
+    broadcastable_to,
+    check_num_threads,
+    check_out,
+    check_real_scalar,
+    real_array,
+    writable_array,
+)
+
+DEFAULT_MAX_BIAS = 8.0
+# Positions and relative distances are exact in float64 up to here.
+_MAX_POSITION = 2**52
+
+
+# ------------------------------------------------------------------ checks
+
+def check_heads(n_heads):
+    if isinstance(n_heads, (bool, np.bool_)) or not isinstance(n_heads, numbers.Integral):
+        raise TypeError(f"n_heads must be an int >= 1, got {n_heads!r}")
+    n_heads = operator.index(n_heads)
+    if n_heads < 1:
+        raise ValueError(f"n_heads must be >= 1, got {n_heads}")
+    return n_heads
+
+
+def check_max_bias(max_bias):
+    return check_real_scalar("max_bias", max_bias, positive=True)
+
+
+def scores_and_out(scores, out):
+    """The scores a bias is added to (read), and the array written (out, or scores)."""
+    if out is None:
+        scores = writable_array("scores", scores, hint="; pass out= to write the result into another array")
+    else:
+        scores = as_float_array("scores", scores)
+    if scores.ndim != 4:
+        raise ValueError(f"scores must have 4 dimensions (batch, heads, queries, keys), got shape {scores.shape}")
+    if out is not None:
+        out = check_out(out, scores.shape, scores.dtype)
+    return scores, out
+
+
+def check_offset(offset, scores_shape):
+    """Query offsets: an integer, or one per batch entry; returned as int64 of shape (B,)."""
+    if isinstance(offset, numbers.Integral) and not isinstance(offset, (bool, np.bool_)):
+        off = np.full((), operator.index(offset), dtype=object)
+        if abs(int(off[()])) > _MAX_POSITION:
+            raise ValueError(f"offset must lie in [-2**52, 2**52], got {offset}")
+        off = off.astype(np.int64)
+    else:
+        off = array_of_kind("offset", offset, "iu", "integers (a query position offset)")
+        if off.dtype.kind == "u" and off.size and off.max() > _MAX_POSITION:
+            raise ValueError("offset must lie in [-2**52, 2**52]")
+        off = off.astype(np.int64, copy=False)
+    B, _, Tq, Tk = scores_shape
+    off = broadcastable_to("offset", off, (B,), "the batch axis (one offset per sequence)")
+    off = np.broadcast_to(off, (B,))
+    if off.size and (np.abs(off).max() > _MAX_POSITION - Tq - Tk):
+        raise ValueError(f"offset must lie within +-(2**52 - Tq - Tk) so that positions stay exact, "
+                         f"got values from {off.min()} to {off.max()}")
+    return np.ascontiguousarray(off, dtype=np.int64)
+
+
+def check_slopes(slopes, max_bias, n_heads):
+    """Explicit slopes (H,), or ALiBi's default for n_heads heads (float64)."""
+    max_bias = check_max_bias(max_bias)
+    if slopes is None:
+        return alibi_slopes(n_heads, max_bias) if n_heads else np.zeros(0)
+    if max_bias != DEFAULT_MAX_BIAS:
+        raise ValueError("max_bias only shapes the default slopes; it cannot be combined with explicit slopes=")
+    s = real_array("slopes", slopes)
+    if s.shape != (n_heads,):
+        raise ValueError(f"slopes must have shape ({n_heads},) (one per head of scores), got {s.shape}")
+    return np.ascontiguousarray(s)
+
+
+def check_key_positions(key_positions, offset, scores_shape):
+    """BLOOM's key positions, broadcast to (B, Tk) float64; offset must then be 0."""
+    if isinstance(offset, np.ndarray) or not (isinstance(offset, numbers.Integral) and offset == 0):
+        off = np.asarray(offset)
+        if off.dtype.kind not in "iuf" or off.size == 0 or (off != 0).any():
+            raise ValueError("offset cannot be combined with key_positions: the key-only form has no query position")
+    kp = real_array("key_positions", key_positions)
+    B, _, _, Tk = scores_shape
+    kp = broadcastable_to("key_positions", kp, (B, Tk), "(batch, keys) =")
+    return kp
+
+
+def check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_bucket_settings(bidirectional, num_buckets, max_distance):
+    """(bidirectional, num_buckets, max_distance), checked against what T5's bucket arithmetic needs.
+
+    Each direction gets n = num_buckets (// 2 when bidirectional) buckets, the
+    first n // 2 exact. With n // 2 == 0 T5's formula divides log(0) by
+    log(inf) (NaN buckets), and max_distance must exceed n // 2 or the log
+    bins run backwards (max_distance < n // 2 gives negative buckets, == a
+    division by zero)."""
+    bidirectional = check_bool("bidirectional", bidirectional)
+    for name, v in (("num_buckets", num_buckets), ("max_distance", max_distance)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {v!r}")
+    num_buckets, max_distance = operator.index(num_buckets), operator.index(max_distance)
+    if num_buckets < 1:
+        raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
+    if max_distance <= 0:
+        raise ValueError(f"max_distance must be > 0, got {max_distance}")
+    n = num_buckets // 2 if bidirectional else num_buckets
+    if n // 2 < 1:
+        need = 4 if bidirectional else 2
+        raise ValueError(f"num_buckets must be >= {need} when bidirectional={bidirectional} (T5's bucket formula "
+                         f"needs at least one exact bucket per direction), got {num_buckets}")
+    if max_distance <= n // 2:
+        raise ValueError(f"max_distance must be > {n // 2} (the number of exact buckets per direction for "
+                         f"num_buckets={num_buckets}, bidirectional={bidirectional}), got {max_distance}")
+    return bidirectional, num_buckets, max_distance
+
+
+def check_bias_table(bias_table, num_buckets, n_heads):
+    table = real_array("bias_table", bias_table)
+    if table.shape != (num_buckets, n_heads):
+        raise ValueError(f"bias_table must have shape (num_buckets, heads) = ({num_buckets}, {n_heads}), "
+                         f"got {table.shape}")
+    return table
+
+
+def alibi_request(scores, slopes, max_bias, offset, key_positions, out, num_threads):
+    scores, out = scores_and_out(scores, out)
+    num_threads = check_num_threads(num_threads)
+    slopes = check_slopes(slopes, max_bias, scores.shape[1])
+    if key_positions is not None:
+        kp = check_key_positions(key_positions, offset, scores.shape)
+        off = None
+    else:
+        kp = None
+        off = check_offset(offset, scores.shape)
+    return scores, out, slopes, off, kp, num_threads
+
+
+def relative_request(scores, bias_table, bidirectional, num_buckets, max_distance, offset, out, num_threads):
+    scores, out = scores_and_out(scores, out)
+    num_threads = check_num_threads(num_threads)
+    settings = check_bucket_settings(bidirectional, num_buckets, max_distance)
+    table = check_bias_table(bias_table, settings[1], scores.shape[1])
+    off = check_offset(offset, scores.shape)
+    return scores, out, table, settings, off, num_threads
+
+
+# ------------------------------------------------------------------ ALiBi slopes
+
+def alibi_slopes(n_heads, max_bias=DEFAULT_MAX_BIAS):
+    """ALiBi's head slopes (float64, shape (n_heads,)), as the paper's get_slopes.
+
+    With m = n_heads rounded down to a power of two, head h < m gets
+    2 ** (-max_bias * (h + 1) / m); the remaining heads take every other
+    slope of the 2m-head set, 2 ** (-max_bias * (2 (h - m) + 1) / (2 m)).
+    max_bias=8 is the paper (and BLOOM); MPT's alibi_bias_max generalises the
+    8 the same way (its "ceil to a power of two, odd slopes then even ones"
+    construction yields the same list). Each slope is one float64 power of
+    two of a rounded exponent; the paper's start * ratio ** i and BLOOM's
+    float32 powers agree to within their own rounding."""
+    n_heads = check_heads(n_heads)
+    max_bias = check_max_bias(max_bias)
+    m = 1 << (n_heads.bit_length() - 1)
+    h = np.arange(n_heads, dtype=np.float64)
+    first = h < m
+    exponent = np.where(first, -max_bias * (h + 1) / m, -max_bias * (2 * (h - m) + 1) / (2 * m))
+    return np.exp2(exponent)
+
+
+# ------------------------------------------------------------------ T5 buckets
+
+def _exact_log_bins(u, max_exact, max_distance, n_log):
+    """floor(log(u / max_exact) / log(max_distance / max_exact) * n_log), exactly,
+    for integers max_exact <= u < max_distance (int64 array).
+
+    float64 settles every value but those within rounding of an integer; those
+    are decided in integers: floor(...) >= k  <=>  u**n >= max_distance**k * max_exact**(n - k)."""
+    v = np.log(u / max_exact) / math.log(max_distance / max_exact) * n_log
+    k = np.floor(v).astype(np.int64)
+    r = np.rint(v)
+    near = np.abs(v - r) <= 1e-9 * np.maximum(1.0, np.abs(v))
+    for idx in np.flatnonzero(near):
+        uu, kk = int(u[idx]), int(r[idx])
+        g = math.gcd(kk, n_log) or n_log
+        ok = uu ** (n_log // g) >= max_distance ** (kk // g) * max_exact ** ((n_log - kk) // g)
+        k[idx] = kk if ok else kk - 1
+    return k
+
+
+def bucket_of(relative_position, bidirectional, num_buckets, max_distance):
+    """The bucket of every relative distance in an int64 array (checked settings)."""
+    rp = np.asarray(relative_position, dtype=np.int64)
+    buckets = np.zeros(rp.shape, dtype=np.int64)
+    n = num_buckets
+    if bidirectional:
+        n //= 2
+        buckets += (rp > 0) * n
+        dist = np.abs(rp)
+    else:
+        dist = -np.minimum(rp, 0)
+    max_exact = n // 2
+    small = dist < max_exact
+    far = dist >= max_distance
+    mid = ~small & ~far
+    buckets += np.where(small, dist, n - 1)
+    if mid.any():
+        u, inverse = np.unique(dist[mid], return_inverse=True)
+        k = _exact_log_bins(u, max_exact, max_distance, n - max_exact)
+        buckets[mid] += np.minimum(max_exact + k, n - 1)[inverse] - (n - 1)
+    return buckets
+
+
+def relative_position_bucket(relative_position, *, bidirectional=True, num_buckets=32, max_distance=128):
+    """T5's bucket of each relative position j - i (int64, same shape).
+
+    Equal to HF T5Attention._relative_position_bucket (Mesh TensorFlow's
+    _relative_position_bucket): bidirectional splits the buckets between
+    negative and positive distances (positive ones get num_buckets // 2
+    added); otherwise positive distances (future keys) share bucket 0. Of
+    each direction's n buckets, distances below n // 2 get their own, the rest
+    are binned by max_exact + floor(log(d / max_exact) / log(max_distance /
+    max_exact) * (n - max_exact)), capped at n - 1.
+
+    fastpe evaluates that floor exactly (float64, and integer arithmetic
+    where the value is within rounding of a bin edge). HF evaluates it in
+    float32 (relative error ~1e-7), so where the exact value is an integer,
+    or within ~1e-6 of one, HF may land in the neighbouring bucket. At T5's
+    own settings (32 or 64 buckets, max_distance 128 or 256) the two agree for
+    every distance. Examples where they differ:
+
+    * bidirectional=True, num_buckets=34, max_distance=27: n = 17, 8 exact
+      buckets, 9 log bins; distance 18 = 8 * (27/8) ** (6/9) sits exactly on
+      an edge (the exact floor is 6), float32 gives 5.9999995: HF puts
+      relative positions -18 / +18 in buckets 13 / 30, fastpe in 14 / 31.
+    * bidirectional=False, num_buckets=46, max_distance=164: for distance 107
+      the exact value is 17.99999817 (floor 17, bucket 40); float32 rounds it
+      to 18.0 and HF gives bucket 41.
+    """
+    bidirectional, num_buckets, max_distance = check_bucket_settings(bidirectional, num_buckets, max_distance)
+    rp = array_of_kind("relative_position", relative_position, "iu", "integers (key - query positions)")
+    if rp.dtype.kind == "u" and rp.size and rp.max() > np.iinfo(np.int64).max:
+        raise ValueError("relative_position does not fit in int64")
+    return bucket_of(rp.astype(np.int64, copy=False), bidirectional, num_buckets, max_distance)
+
+
+# ------------------------------------------------------------------ reference adds
+
+def _store(scores, out, total):
+    dst = scores if out is None else out
+    dst[...] = total.astype(scores.dtype)
+    return dst
+
+
+def add_alibi(scores, *, slopes=None, max_bias=DEFAULT_MAX_BIAS, offset=0, key_positions=None, out=None,
+              num_threads=None):
+    """scores[b, h, i, j] + slope[h] * (j - (i + offset[b])), or + slope[h] * key_positions[b, j]."""
+    scores, out, slopes, off, kp, _ = alibi_request(scores, slopes, max_bias, offset, key_positions, out,
+                                                    num_threads)
+    B, H, Tq, Tk = scores.shape
+    s = slopes[None, :, None, None]
+    if kp is None:
+        q = np.arange(Tq, dtype=np.float64)[None, :] + off[:, None].astype(np.float64)   # (B, Tq)
+        rel = np.arange(Tk, dtype=np.float64)[None, None, :] - q[:, :, None]              # (B, Tq, Tk)
+        bias = s * rel[:, None, :, :]
+    else:
+        bias = s * np.broadcast_to(kp, (B, Tk))[:, None, None, :]
+    return _store(scores, out, scores.astype(np.float64) + bias)
+
+
+def add_relative_bias(scores, bias_table, *, bidirectional, num_buckets, max_distance, offset=0, out=None,
+                      num_threads=None):
+    """scores[b, h, i, j] + bias_table[bucket(j - (i + offset[b])), h]."""
+    scores, out, table, settings, off, _ = relative_request(scores, bias_table, bidirectional, num_buckets,
+                                                            max_distance, offset, out, num_threads)
+    B, H, Tq, Tk = scores.shape
+    rel = np.arange(Tk)[None, None, :] - (np.arange(Tq)[None, :, None] + off[:, None, None])  # (B, Tq, Tk)
+    buckets = bucket_of(rel, *settings)
+    bias = np.moveaxis(table[buckets], -1, 1)  # (B, Tq, Tk, H) -> (B, H, Tq, Tk)
+    return _store(scores, out, scores.astype(np.float64) + bias)
