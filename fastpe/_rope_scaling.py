@@ -1,0 +1,344 @@
+"""Rotary-embedding (RoPE) frequencies with the scalings of Hugging Face transformers.
+
+``rope_inv_freq(dim, base, scaling, seq_len=)`` returns ``(inv_freq,
+attention_factor)`` exactly as transformers 5.x ``ROPE_INIT_FUNCTIONS`` (and the
+models' ``compute_default_rope_parameters`` for ``"default"``) define them, with
+the same parameter names and semantics, but computed in float64 (HF computes
+the frequencies in float32; tests/test_rope_scaling.py compares against it).
+This is plain NumPy and the only implementation: fastpe and fastpe.reference
+share it.
+
+Conventions
+-----------
+* ``dim`` is HF's ``head_dim``. A ``partial_rotary_factor`` key gives the
+  rotary width as HF does, ``int(dim * partial_rotary_factor)``; ``inv_freq``
+  has half that many entries (``dim // 2`` without the key). The rotary width
+  must be even and >= 2 (HF's yarn fails on an odd one; fastpe refuses it for
+  every type). HF's generic functions apply ``partial_rotary_factor`` for every
+  type; fastpe does so for ``"default"`` too (GPT-NeoX, Phi), where Llama's
+  own default ignores it (Llama configs never set it).
+* ``scaling`` is ``config.rope_parameters`` (or a legacy ``rope_scaling``) as
+  a dict: ``rope_type`` (or the legacy ``type``; ``rope_type`` wins when both
+  are present, as in HF's ``standardize_rope_params``) picks the rule. A
+  ``rope_theta`` key (not None) overrides ``base``. HF reads
+  ``max_position_embeddings`` from the config object, not the dict: here it is
+  a key of ``scaling`` (needed by ``"dynamic"``, and by ``"yarn"`` /
+  ``"longrope"`` when ``factor`` is absent). A missing
+  ``original_max_position_embeddings`` defaults to ``max_position_embeddings``
+  for yarn/longrope/llama3, as HF's ``standardize_rope_params`` does.
+* Unknown keys are ignored, as HF does (it only logs them): real configs carry
+  model-specific keys (``mrope_section``, ``mrope_interleaved``, keys of other
+  rope types...), so refusing them would break passing a real config as is.
+  Only the keys a rope type uses are validated. ``scaling`` is never modified.
+* ``seq_len`` matters only for ``"dynamic"`` (clamped below by
+  ``max_position_embeddings``; None means ``max_position_embeddings``) and
+  ``"longrope"`` (long factors when ``seq_len`` is truthy and
+  ``> original_max_position_embeddings``, short ones otherwise, None and 0
+  included); other types ignore it, as HF does.
+* fastpe is stateless. HF's ``dynamic_rope_update`` keeps the frequencies of
+  the longest sequence seen so far (it only recomputes on growth, and resets to
+  the original ones when a sequence shorter than ``max_position_embeddings``
+  follows a longer one); here the result depends only on the ``seq_len`` given.
+  For longrope HF switches on ``max(position_ids) + 1``: pass that as seq_len.
+
+HF semantics kept on purpose (some surprising)
+----------------------------------------------
+* yarn: ``attention_factor`` (when not given) is
+  ``get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim)`` only when
+  *both* ``mscale`` and ``mscale_all_dim`` are truthy; otherwise it is
+  ``get_mscale(factor)`` = ``0.1 * ln(factor) + 1`` (1 for factor <= 1), so a
+  lone ``mscale`` is ignored and ``mscale=0`` means "absent".
+* yarn: ``truncate`` absent means True, but ``truncate=None`` means False (HF:
+  ``truncate = rope_parameters.get("truncate", True)`` then ``if truncate:``).
+* yarn: the correction range is clamped to ``[0, dim - 1]`` although the ramp
+  runs over ``dim // 2`` entries (HF's ``min(high, dim - 1)``), and equal
+  bounds get ``high += 0.001``.
+* yarn/longrope: ``factor`` None or absent means
+  ``max_position_embeddings / original_max_position_embeddings``.
+* longrope: the attention factor uses that ``factor`` (not the long/short
+  lists): 1 when ``factor <= 1``, else
+  ``sqrt(1 + ln(factor) / ln(original_max_position_embeddings))``.
+* dynamic: ``base * (factor * seq_len / max_pos - (factor - 1)) ** (dim / (dim - 2))``
+  with ``dim`` the rotary width (so it needs dim >= 4).
+
+Stricter than HF (HF only logs a warning or fails with an arithmetic error):
+factors, attention_factor, beta_fast/beta_slow, max_position_embeddings and
+original_max_position_embeddings must be > 0 (``beta_fast`` / ``beta_slow`` of
+0 are errors, where HF's ``or 32`` / ``or 1`` would silently use the
+default); ``beta_fast >= beta_slow``; ``high_freq_factor > low_freq_factor``;
+``long_factor`` / ``short_factor`` must have exactly ``rotary_dim // 2``
+positive entries; ``mscale`` / ``mscale_all_dim`` >= 0; yarn needs
+``rope_theta != 1`` and longrope with factor > 1 and no ``attention_factor``
+needs ``original_max_position_embeddings >= 2`` (both divide by a log).
+"""
+
+import math
+import numbers
+import operator
+from collections.abc import Mapping
+
+import numpy as np
+
+from ._presets import vaswani_frequencies
+from ._validation import check_count, check_real_scalar
+
+ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3")
+
+_MISSING = object()
+
+
+def _name(key):
+    return f"scaling[{key!r}]"
+
+
+def _real(params, key, *, required=False, positive=True, nonnegative=False, why=""):
+    """A finite real value of params[key]; None if absent or None (unless required)."""
+    value = params.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"{_name(key)} is required for rope_type={params['__type__']!r}{why}")
+        return None
+    value = check_real_scalar(_name(key), value)
+    if positive and value <= 0:
+        raise ValueError(f"{_name(key)} must be > 0, got {value}")
+    if nonnegative and value < 0:
+        raise ValueError(f"{_name(key)} must be >= 0, got {value}")
+    return value
+
+
+def _positive_int(params, key, *, required=False, why=""):
+    value = params.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"{_name(key)} is required for rope_type={params['__type__']!r}{why}")
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{_name(key)} must be a positive integer, got {value!r}")
+    value = operator.index(value)
+    if value <= 0:
+        raise ValueError(f"{_name(key)} must be a positive integer, got {value}")
+    return value
+
+
+def _original_max(params):
+    """original_max_position_embeddings, defaulting to max_position_embeddings (HF's standardization)."""
+    orig = _positive_int(params, "original_max_position_embeddings")
+    mpe = _positive_int(params, "max_position_embeddings")
+    if orig is None:
+        if mpe is None:
+            raise ValueError(
+                f"{_name('original_max_position_embeddings')} is required for rope_type={params['__type__']!r} "
+                f"(or {_name('max_position_embeddings')}, its default)")
+        orig = mpe
+    return orig, mpe
+
+
+def _factor_or_ratio(params, orig, mpe):
+    """yarn/longrope: factor, or max_position_embeddings / original_max_position_embeddings."""
+    factor = _real(params, "factor")
+    if factor is None:
+        if mpe is None:
+            raise ValueError(
+                f"{_name('factor')} is required for rope_type={params['__type__']!r} "
+                f"(or {_name('max_position_embeddings')}, to use max_position_embeddings / "
+                f"original_max_position_embeddings)")
+        factor = mpe / orig
+    return factor
+
+
+def _factor_list(params, key, n):
+    value = params.get(key)
+    if value is None:
+        raise ValueError(f"{_name(key)} is required for rope_type='longrope'")
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{_name(key)} must be a list of {n} positive numbers, got {value!r}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{_name(key)} must be a list of {n} positive numbers; NumPy cannot convert it: {exc}") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{_name(key)} must be a list of {n} positive numbers, got dtype {arr.dtype}")
+    if arr.shape != (n,):
+        raise ValueError(f"{_name(key)} must hold rotary_dim // 2 = {n} numbers, got shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not (np.isfinite(arr).all() and (arr > 0).all()):
+        raise ValueError(f"{_name(key)} must hold finite numbers > 0")
+    return arr
+
+
+def _check_dim(dim):
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"dim must be a positive even integer, got {dim!r}")
+    dim = operator.index(dim)
+    if dim <= 0 or dim % 2:
+        raise ValueError(f"dim must be a positive even integer, got {dim}")
+    return dim
+
+
+def _default(rdim, base):
+    """w_k = base ** (-2k / rdim), k < rdim // 2 (fastpe's Vaswani expression)."""
+    return vaswani_frequencies(rdim, base, rdim // 2)
+
+
+def _linear(p, rdim, base, seq_len):
+    factor = _real(p, "factor", required=True)
+    return _default(rdim, base) / factor, 1.0
+
+
+def _dynamic(p, rdim, base, seq_len):
+    factor = _real(p, "factor", required=True)
+    mpe = _positive_int(p, "max_position_embeddings", required=True,
+                        why=" (HF reads it from config.max_position_embeddings)")
+    if rdim < 4:
+        raise ValueError(f"rope_type='dynamic' needs a rotary width >= 4 (its base exponent is "
+                         f"dim / (dim - 2)), got {rdim}")
+    seq = mpe if seq_len is None else max(seq_len, mpe)
+    base = base * ((factor * seq / mpe) - (factor - 1)) ** (rdim / (rdim - 2))
+    if not math.isfinite(base):
+        raise ValueError(f"rope_type='dynamic': the scaled base overflows float64 (seq_len={seq_len}, factor={factor})")
+    return _default(rdim, base), 1.0
+
+
+def _get_mscale(scale, mscale=1.0):
+    if scale <= 1:
+        return 1.0
+    return 0.1 * mscale * math.log(scale) + 1.0
+
+
+def _yarn(p, rdim, base, seq_len):
+    orig, mpe = _original_max(p)
+    factor = _factor_or_ratio(p, orig, mpe)
+    attention_factor = _real(p, "attention_factor")
+    mscale = _real(p, "mscale", positive=False, nonnegative=True)
+    mscale_all_dim = _real(p, "mscale_all_dim", positive=False, nonnegative=True)
+    beta_fast = _real(p, "beta_fast")
+    beta_slow = _real(p, "beta_slow")
+    beta_fast = 32.0 if beta_fast is None else beta_fast
+    beta_slow = 1.0 if beta_slow is None else beta_slow
+    if beta_fast < beta_slow:
+        raise ValueError(f"{_name('beta_fast')} ({beta_fast}) must be >= {_name('beta_slow')} ({beta_slow})")
+    truncate = p.get("truncate", True)
+    if truncate is not None and not isinstance(truncate, (bool, np.bool_)):
+        raise TypeError(f"{_name('truncate')} must be a bool, got {truncate!r}")
+    truncate = bool(truncate)  # HF: `if truncate:`, so None means False
+    if base == 1.0:
+        raise ValueError(f"base (or {_name('rope_theta')}) must not be 1 for rope_type='yarn': "
+                         f"its correction range divides by ln(base)")
+
+    if attention_factor is None:
+        if mscale and mscale_all_dim:
+            attention_factor = float(_get_mscale(factor, mscale) / _get_mscale(factor, mscale_all_dim))
+        else:
+            attention_factor = _get_mscale(factor)
+
+    def correction_dim(num_rotations):
+        return (rdim * math.log(orig / (num_rotations * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, rdim - 1)
+    if low == high:
+        high += 0.001  # HF: prevent singularity
+    ramp = np.clip((np.arange(rdim // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
+
+    extrapolation = _default(rdim, base)
+    interpolation = extrapolation / factor
+    extrapolation_factor = 1.0 - ramp
+    inv_freq = interpolation * (1.0 - extrapolation_factor) + extrapolation * extrapolation_factor
+    return inv_freq, float(attention_factor)
+
+
+def _longrope(p, rdim, base, seq_len):
+    long_factor = _factor_list(p, "long_factor", rdim // 2)
+    short_factor = _factor_list(p, "short_factor", rdim // 2)
+    orig, mpe = _original_max(p)
+    factor = _factor_or_ratio(p, orig, mpe)
+    attention_factor = _real(p, "attention_factor")
+    if attention_factor is None:
+        if factor <= 1.0:
+            attention_factor = 1.0
+        elif orig < 2:
+            raise ValueError(f"{_name('original_max_position_embeddings')} must be >= 2 for rope_type='longrope' "
+                             f"with factor > 1 (the attention factor divides by its log), got {orig}")
+        else:
+            attention_factor = math.sqrt(1 + math.log(factor) / math.log(orig))
+    ext = long_factor if (seq_len and seq_len > orig) else short_factor
+    return _default(rdim, base) / ext, float(attention_factor)
+
+
+def _llama3(p, rdim, base, seq_len):
+    factor = _real(p, "factor", required=True)
+    low_freq_factor = _real(p, "low_freq_factor", required=True)
+    high_freq_factor = _real(p, "high_freq_factor", required=True)
+    if high_freq_factor <= low_freq_factor:
+        raise ValueError(f"{_name('high_freq_factor')} ({high_freq_factor}) must be > "
+                         f"{_name('low_freq_factor')} ({low_freq_factor})")
+    old_context_len, _ = _original_max(p)
+
+    inv_freq = _default(rdim, base)
+    low_freq_wavelen = old_context_len / low_freq_factor
+    high_freq_wavelen = old_context_len / high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    # wavelen < high_freq_wavelen: unchanged; wavelen > low_freq_wavelen: divided by factor
+    inv_freq_llama = np.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    # in between: interpolate with a smooth factor
+    smooth = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    smoothed = (1 - smooth) * inv_freq_llama / factor + smooth * inv_freq_llama
+    is_medium = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
+    return np.where(is_medium, smoothed, inv_freq_llama), 1.0
+
+
+_RULES = {"linear": _linear, "dynamic": _dynamic, "yarn": _yarn, "longrope": _longrope, "llama3": _llama3}
+
+
+def rope_inv_freq(dim, base=10000.0, scaling=None, *, seq_len=None):
+    """RoPE inverse frequencies and attention factor, as HF transformers 5.x computes them.
+
+    dim: head dimension (positive even int); with a ``partial_rotary_factor``
+        key the rotary width is ``int(dim * partial_rotary_factor)``.
+    base: rope theta; a ``rope_theta`` key of ``scaling`` overrides it.
+    scaling: None (default RoPE) or a dict like ``config.rope_parameters``;
+        see the module docstring for the keys of each ``rope_type``
+        (one of ``ROPE_TYPES``).
+    seq_len: current sequence length (dynamic, longrope); ignored otherwise.
+
+    Returns ``(inv_freq, attention_factor)``: a float64 array of
+    ``rotary_dim // 2`` frequencies and a Python float. Arguments are all
+    checked first; errors name the offending argument or key.
+    """
+    dim = _check_dim(dim)
+    base = check_real_scalar("base", base, positive=True)
+    if seq_len is not None:
+        seq_len = check_count("seq_len", seq_len)
+    if scaling is None:
+        scaling = {}
+    elif not isinstance(scaling, Mapping):
+        raise TypeError(f"scaling must be None or a dict like config.rope_parameters, got {type(scaling).__name__}")
+    if "rope_type" in scaling:
+        rope_type, key = scaling["rope_type"], "rope_type"
+    else:
+        rope_type, key = scaling.get("type", "default"), "type"
+    if not isinstance(rope_type, str) or rope_type not in ROPE_TYPES:
+        raise ValueError(f"{_name(key)} must be one of {', '.join(map(repr, ROPE_TYPES))}; got {rope_type!r}")
+    params = dict(scaling)
+    params["__type__"] = rope_type
+
+    theta = _real(params, "rope_theta")
+    if theta is not None:
+        base = theta
+    rdim = dim
+    prf = _real(params, "partial_rotary_factor")
+    if prf is not None:
+        if prf > 1:
+            raise ValueError(f"{_name('partial_rotary_factor')} must be in (0, 1], got {prf}")
+        rdim = int(dim * prf)
+        if rdim < 2 or rdim % 2:
+            raise ValueError(f"{_name('partial_rotary_factor')}={prf} gives a rotary width int({dim} * {prf}) = "
+                             f"{rdim}; it must be even and >= 2")
+
+    if rope_type == "default":
+        inv_freq, attention_factor = _default(rdim, base), 1.0
+    else:
+        inv_freq, attention_factor = _RULES[rope_type](params, rdim, base, seq_len)
+    return np.ascontiguousarray(inv_freq, dtype=np.float64), float(attention_factor)
