@@ -80,6 +80,9 @@ def _cases():
                 cases.append((dim, {**y, "mscale": 0.707, "mscale_all_dim": 1.0}, None, factor))
                 cases.append((dim, {**y, "mscale": 0.707}, None, factor))
                 cases.append((dim, {**y, "attention_factor": 1.25}, None, factor))
+                # HF's truthiness rules: truncate=None means False, mscale_all_dim=0 means absent
+                cases.append((dim, {**y, "truncate": None, "beta_fast": None, "beta_slow": None}, None, factor))
+                cases.append((dim, {**y, "mscale": 1.0, "mscale_all_dim": 0.0}, None, factor))
             cases.append((dim, {"rope_type": "yarn", "factor": None, "rope_theta": base,
                                 "original_max_position_embeddings": 1024}, None, 4.0))
             for seq_len in (None, 0, 1024, 1025, 9000):
