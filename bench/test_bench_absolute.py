@@ -52,3 +52,23 @@ def test_learned_table(pe_bench, impl):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_grid_2d(pe_bench, impl):
     _run(pe_bench, "2-D grid 32x64", impl, lambda api, x: api.add_sincos_2d(x, 32, 64))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_rotary_q_and_k(pe_bench, impl):
+    """apply_rotary on q and k of (1, 32, 4096, 128), stacked so one probe covers both."""
+    shape = (2, 1, 32, 4096, 128)
+    both, pattern = pe_bench.filled(shape, np.float32)
+    threads = effective_threads(None, both.size)
+    pe_bench.describe("rotary float32 2x1x32x4096x128", impl, threads, both, 2)
+    if impl == "probe":
+        flat = both.reshape(-1)
+
+        def fn():
+            _kernels.probe(flat, PROBE_VALUE, False, threads)
+    else:
+        api = _api(impl)
+
+        def fn():
+            api.apply_rotary(both[0], both[1], offset=3)
+    pe_bench.inplace(fn, both, pattern, impl)

@@ -140,17 +140,26 @@ def _positions_for(positions, prefix_shape, name):
     return broadcastable_to("positions", shaped, prefix_shape, f"the axes up to the sequence axis of {name}")
 
 
-def row_positions(req, i):
-    """Float64 positions of every vector row of array i, shaped like its shape[:-1]."""
+def _prefix_positions(req, i):
+    """Float64 positions over array i's axes up to its sequence axis (size-1
+    axes where they broadcast): small, before any fan-out over heads."""
     a, ax = req.arrays[i], req.seq_axes[i]
     prefix = a.shape[: ax + 1]
     if req.positions is not None:
-        pos = _positions_for(req.positions, prefix, f"arrays[{i}]")
-    else:
-        off = req.offset.reshape((-1,) + (1,) * (len(prefix) - 1)) if req.offset.ndim else req.offset
-        pos = off + np.arange(req.T, dtype=np.float64).reshape((1,) * ax + (req.T,))
-    pos = pos.reshape(pos.shape + (1,) * (a.ndim - 1 - len(prefix)))
-    return np.broadcast_to(pos, a.shape[:-1])
+        return _positions_for(req.positions, prefix, f"arrays[{i}]")
+    off = req.offset.reshape((-1,) + (1,) * (len(prefix) - 1)) if req.offset.ndim else req.offset
+    return off + np.arange(req.T, dtype=np.float64).reshape((1,) * ax + (req.T,))
+
+
+def _to_rows(values, a, ax):
+    """Broadcast values over array a's prefix axes to all of its vector rows."""
+    values = values.reshape(values.shape + (1,) * (a.ndim - 1 - values.ndim))
+    return np.broadcast_to(values, a.shape[:-1])
+
+
+def row_positions(req, i):
+    """Float64 positions of every vector row of array i, shaped like its shape[:-1]."""
+    return _to_rows(_prefix_positions(req, i), req.arrays[i], req.seq_axes[i])
 
 
 def pair_columns(layout, rotary_dim):
@@ -176,10 +185,10 @@ def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half",
     req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
                          num_threads)
     results = req.outs if req.outs is not None else req.arrays
-    per_array = [row_positions(req, i) for i in range(len(req.arrays))]
-    if all(p.size == 0 for p in per_array):
+    if all(a.size == 0 for a in req.arrays):
         return results[0] if len(results) == 1 else tuple(results)
-    distinct = np.unique(np.concatenate([np.unique(p) for p in per_array]))
+    prefix_positions = [_prefix_positions(req, i) for i in range(len(req.arrays))]
+    distinct = np.unique(np.concatenate([p.ravel() for p in prefix_positions]))
     cos_t, sin_t = cos_sin_table(distinct, req.freq, req.attention_factor)
     first, second, step = pair_columns(req.layout, req.rotary_dim)
     total = sum(a.size for a in req.arrays)
@@ -195,7 +204,8 @@ def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half",
         dst_rows = np.ascontiguousarray(_axis_offsets(lead, dst.strides, range(len(lead))).ravel())
         src_rows = dst_rows if src is dst else np.ascontiguousarray(
             _axis_offsets(lead, src.strides, range(len(lead))).ravel())
-        index = np.searchsorted(distinct, per_array[i].ravel()).astype(np.intp)
+        index = np.searchsorted(distinct, prefix_positions[i]).astype(np.intp)
+        index = np.ascontiguousarray(_to_rows(index, a, req.seq_axes[i])).ravel()
         _kernels.rotate_rows(dst, src, dst_rows, src_rows, index, cos_t, sin_t, req.rotary_dim // 2,
                              first, second, step, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
                              mode, min(n_threads, dst_rows.shape[0]))

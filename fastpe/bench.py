@@ -52,6 +52,7 @@ __all__ = [
     "ADD_LEARNED",
     "ADD_POSITIONS",
     "ADD_PRESET",
+    "ROTARY",
     "CASES",
     "Case",
     "CaseResult",
@@ -213,10 +214,23 @@ def _grid2d_call(api, st, i, num_threads, options):
     api.add_sincos_2d(st.target, h, w, layout=options.get("layout", "mae"), num_threads=num_threads)
 
 
+def _rotary_setup(shape, dtype, rng, options):
+    """q and k of the same shape, stacked on a leading axis so one probe sweep covers both."""
+    pattern = _pattern(shape, dtype, rng)
+    both = np.empty((2,) + tuple(shape), dtype=dtype)
+    np.copyto(both, pattern)
+    return State(target=both, pattern=pattern)
+
+
+def _rotary_call(api, st, i, num_threads, options):
+    api.apply_rotary(st.target[0], st.target[1], offset=_offset(i, options), num_threads=num_threads)
+
+
 ADD = Op("add_sinusoidal", "fused add", "add", _add_setup, _add_call)
 ADD_PRESET = Op("add_sinusoidal(preset=)", "fused add", "add", _add_setup, _preset_call)
 ADD_LEARNED = Op("add_table", "learned table", "add", _learned_setup, _learned_call)
 ADD_GRID_2D = Op("add_sincos_2d", "2-D grid", "add", _add_setup, _grid2d_call)
+ROTARY = Op("apply_rotary(q, k)", "rotary", "add", _rotary_setup, _rotary_call)
 ADD_POSITIONS = Op("add_sinusoidal(positions=)", "positions", "add", _positions_setup, _positions_call)
 TABLE = Op("sinusoidal_table(out=)", "table", "fill", _table_setup, _table_call)
 
@@ -236,6 +250,8 @@ CASES: List[Case] = [
     Case("add, fairseq preset, new offset", ADD_PRESET, (8, 2048, 1024), options={"preset": "fairseq", **NEW_OFFSET}),
     Case("learned table, new offset", ADD_LEARNED, (8, 2048, 1024), options=NEW_OFFSET),
     Case("2-D grid 32x64 (mae)", ADD_GRID_2D, (8, 2048, 1024), options={"grid": (32, 64)}),
+    Case("rotary q and k, new offset", ROTARY, (1, 32, 4096, 128), options=NEW_OFFSET, ref_reps=3,
+         quick=(1, 8, 1024, 128)),
 ]
 
 
