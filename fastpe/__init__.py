@@ -9,6 +9,7 @@ from ._api import add_sinusoidal, add_table, make_positions, sinusoidal_encode, 
 from ._config import cache_clear, cache_info, set_cache_limit, show_config
 from ._grids import add_sincos_2d, add_sinusoidal_nd, sincos_2d, sinusoidal_nd
 from ._presets import PRESETS
+from ._rope_scaling import rope_inv_freq
 from ._rotary import apply_rotary, rotary_cos_sin
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "cache_info",
     "make_positions",
     "reference",
+    "rope_inv_freq",
     "rotary_cos_sin",
     "set_cache_limit",
     "show_config",

@@ -44,9 +44,18 @@ def _scaled_frequencies(rotary_dim, base, scaling, inv_freq, seq_len):
         from ._rope_scaling import rope_inv_freq
 
         freq, factor = rope_inv_freq(rotary_dim, base, scaling, seq_len=seq_len)
+        if freq.shape[0] != rotary_dim // 2:
+            raise ValueError(f"scaling gives {2 * freq.shape[0]} rotary channels (partial_rotary_factor) but "
+                             f"rotary_dim is {rotary_dim}: pass rotary_dim={2 * freq.shape[0]} with the full width "
+                             f"as the scaling's dim, or drop partial_rotary_factor")
         return np.ascontiguousarray(freq, dtype=np.float64), float(factor)
     k = np.arange(rotary_dim // 2, dtype=np.float64)
     return np.float64(base) ** (-(2.0 * k) / rotary_dim), 1.0
+
+
+def _seq_len(max_position):
+    """HF's seq_len for dynamic and longrope scaling: the largest position + 1."""
+    return max(int(np.floor(max_position)) + 1, 0)
 
 
 def _seq_axis(name, seq_axis, ndim):
@@ -110,7 +119,7 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
         req.offset = None
         for a, ax, name in zip(checked, req.seq_axes, names):
             _positions_for(req.positions, a.shape[: ax + 1], name)
-        seq_len = float(np.max(req.positions)) + 1 if req.positions.size else 0.0
+        seq_len = _seq_len(np.max(req.positions) if req.positions.size else -1.0)
     else:
         if off.ndim > 1 or (off.ndim == 1 and off.shape[0] not in (1, B)):
             raise ValueError(f"offset must be a number or one per sequence, shape ({B},) along the first axis; "
@@ -118,7 +127,7 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
         if off.ndim == 1 and any(a.shape[0] != B or ax == 0 for a, ax in zip(checked, req.seq_axes)):
             raise ValueError("a per-sequence offset needs every array to have the batch on its first axis")
         req.offset, req.positions = off, None
-        seq_len = (float(np.max(off)) if off.size else 0.0) + req.T
+        seq_len = _seq_len((float(np.max(off)) if off.size else 0.0) + req.T - 1)
     req.freq, req.attention_factor = _scaled_frequencies(rotary_dim, base, scaling, inv_freq, seq_len)
     if out is not None:
         req.outs = [check_out(o, a.shape, a.dtype, name=f"out[{i}]") for i, (o, a) in enumerate(zip(out, checked))]
@@ -229,7 +238,7 @@ def rotary_cos_sin(n_positions, rotary_dim, *, offset=0, base=10000.0, scaling=N
     offset = check_real_scalar("offset", offset)
     base = check_real_scalar("base", base, positive=True)
     dtype = check_dtype_argument(dtype)
-    freq, factor = _scaled_frequencies(int(rotary_dim), base, scaling, None, offset + n_positions)
+    freq, factor = _scaled_frequencies(int(rotary_dim), base, scaling, None, _seq_len(offset + n_positions - 1))
     cos_t, sin_t = cos_sin_table(offset + np.arange(n_positions, dtype=np.float64), freq, factor)
     if layout == "half":
         expand = lambda t: np.concatenate([t, t], axis=1)  # noqa: E731

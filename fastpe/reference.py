@@ -307,7 +307,8 @@ def rotary_cos_sin(n_positions, rotary_dim, *, offset=0, base=10000.0, scaling=N
     from ._rotary import _scaled_frequencies
 
     n_positions = check_count("n_positions", n_positions)
-    freq, factor = _scaled_frequencies(int(rotary_dim), float(base), scaling, None, float(offset) + n_positions)
+    freq, factor = _scaled_frequencies(int(rotary_dim), float(base), scaling, None,
+                                       max(int(np.floor(float(offset) + n_positions - 1)) + 1, 0))
     angles = (float(offset) + np.arange(n_positions, dtype=np.float64))[:, None] * freq
     cos, sin = np.cos(angles) * factor, np.sin(angles) * factor
     if layout == "half":

@@ -187,3 +187,39 @@ def test_bad_rotary_input_raises_and_writes_nothing(case):
     with pytest.raises(exc, match=match):
         call(x)
     assert_unchanged(snaps, case[0])
+
+
+SCALINGS = [
+    {"rope_type": "linear", "factor": 4.0},
+    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+     "original_max_position_embeddings": 256},
+    {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256},
+    {"rope_type": "dynamic", "factor": 2.0, "max_position_embeddings": 64},
+    {"rope_type": "longrope", "long_factor": [1.5] * 16, "short_factor": [1.0] * 16,
+     "original_max_position_embeddings": 64, "max_position_embeddings": 256, "rope_theta": 5e5},
+]
+
+
+@pytest.mark.parametrize("scaling", SCALINGS, ids=[s["rope_type"] for s in SCALINGS])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_apply_rotary_with_scaling(scaling, dtype):
+    """With scaling, the frequencies and attention factor come from
+    rope_inv_freq (checked against HF in test_rope_scaling.py); the rotation
+    must use them, and the attention factor scales cos and sin."""
+    rng = rng_for("rotary-scaling", scaling["rope_type"], np.dtype(dtype).name)
+    q = rng.standard_normal((2, 4, 100, 32)).astype(dtype)
+    expected = reference.apply_rotary(q.copy(), scaling=scaling, offset=np.array([0, 30]))
+    got = fastpe.apply_rotary(q, scaling=scaling, offset=np.array([0, 30]))
+    assert_within(got, expected, _tol(dtype, expected), f"scaling {scaling}")
+    # independent check of the reference: rotate with rope_inv_freq's output by hand
+    freq, factor = fastpe.rope_inv_freq(32, scaling=scaling, seq_len=130)
+    x = q.astype(np.float64) if dtype == np.float64 else None
+    if x is not None:
+        x0 = rng_for("rotary-scaling", scaling["rope_type"], np.dtype(dtype).name).standard_normal((2, 4, 100, 32))
+        pos = np.array([0, 30])[:, None, None] + np.arange(100)[None, None, :]
+        ang = pos[..., None] * freq
+        c, s = np.cos(ang) * factor, np.sin(ang) * factor
+        manual = x0.copy()
+        manual[..., :16] = x0[..., :16] * c - x0[..., 16:] * s
+        manual[..., 16:] = x0[..., 16:] * c + x0[..., :16] * s
+        assert_within(expected, manual, 1e-12 * (1 + np.abs(manual)), "reference vs a hand rotation")
