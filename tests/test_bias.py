@@ -1,0 +1,564 @@
+"""ALiBi and T5 relative attention biases: kernels vs the NumPy reference, the
+reference vs independent formulas and vs Hugging Face, and every bad input."""
+
+import math
+
+import numpy as np
+import pytest
+
+from fastpe import _bias as fast
+from fastpe import _bias_reference as ref
+from util import ALL_KINDS, array_variants, assert_unchanged, assert_within, describe, out_variants, rng_for, snapshot
+
+DTYPES = (np.float32, np.float64)
+
+try:
+    import torch
+
+    torch.set_num_threads(1)
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+    from transformers.models.t5.modeling_t5 import T5Attention
+    HAVE_HF = True
+except Exception:  # pragma: no cover - optional
+    HAVE_HF = False
+
+try:
+    from transformers.models.mpt.modeling_mpt import build_mpt_alibi_tensor
+except Exception:  # pragma: no cover - optional
+    build_mpt_alibi_tensor = None
+
+needs_hf = pytest.mark.skipif(not HAVE_HF, reason="transformers + torch not installed")
+
+
+def tol_of(expected, dtype, bias_abs=0.0):
+    """Kernel vs reference. Both form the bias in float64, add in float64 and round
+    once to dtype; they agree bit for bit unless the compiler contracts
+    slope * d + score into an FMA (-march=native), which moves the float64 sum
+    by at most an ulp of the bias terms, and the final rounding by one ulp of dtype."""
+    eps = float(np.finfo(dtype).eps)
+    return eps * np.abs(np.asarray(expected, dtype=np.float64)) + 4 * 2.0**-52 * bias_abs + 1e-300
+
+
+def check(fn_fast, fn_ref, scores, msg, *, out=None, **kw):
+    """Run kernel and reference on copies; compare; check return value and untouched inputs."""
+    before = scores.copy()
+    expected = fn_ref(np.array(scores, copy=True), **kw)
+    side = snapshot(*[v for v in kw.values() if isinstance(v, np.ndarray)])
+    got = fn_fast(scores, out=out, **kw)
+    full = f"{msg} [scores {describe(before)}; out {describe(out)}; {sorted(kw)}]"
+    assert got is (scores if out is None else out), f"{full}: wrong array returned"
+    if out is not None and not np.shares_memory(out, scores):
+        assert scores.tobytes() == before.tobytes(), f"{full}: scores changed although out= was given"
+    assert got.dtype == before.dtype
+    assert_unchanged(side, f"{full}: an argument array")
+    bias_abs = np.abs(expected.astype(np.float64) - before.astype(np.float64))
+    assert_within(got, expected, tol_of(expected, before.dtype, bias_abs), full)
+    return got
+
+
+# ------------------------------------------------------------------ slopes
+
+def paper_get_slopes(n):
+    """The ALiBi paper's reference code, verbatim (ofirpress/attention_with_linear_biases)."""
+    def get_slopes_power_of_2(n):
+        start = 2 ** (-2 ** -(math.log2(n) - 3))
+        ratio = start
+        return [start * ratio**i for i in range(n)]
+
+    if math.log2(n).is_integer():
+        return get_slopes_power_of_2(n)
+    closest_power_of_2 = 2 ** math.floor(math.log2(n))
+    return get_slopes_power_of_2(closest_power_of_2) + paper_get_slopes(2 * closest_power_of_2)[0::2][
+        : n - closest_power_of_2]
+
+
+@pytest.mark.parametrize("n", list(range(1, 70)) + [96, 128, 255])
+def test_slopes_match_paper_code(n):
+    got = fast.alibi_slopes(n)
+    assert got.dtype == np.float64 and got.shape == (n,)
+    # The paper multiplies rounded powers (start * ratio**i): ratio's rounding
+    # is raised to the power i, so its error grows ~i ulps along the list.
+    np.testing.assert_allclose(got, paper_get_slopes(n), rtol=2.3e-16 * (n + 4), atol=0)
+
+
+def test_slopes_exact_for_small_powers_of_two():
+    assert fast.alibi_slopes(8).tolist() == [2.0**-k for k in range(1, 9)]
+    assert fast.alibi_slopes(4).tolist() == [2.0**-k for k in (2, 4, 6, 8)]
+    assert fast.alibi_slopes(1).tolist() == [2.0**-8]
+    # 12 heads: the 8-head set, then every other slope of the 16-head set.
+    assert fast.alibi_slopes(12).tolist() == [2.0**-k for k in range(1, 9)] + [2.0**-k for k in (0.5, 1.5, 2.5, 3.5)]
+
+
+@pytest.mark.parametrize("max_bias", [1.0, 4.0, 8.0, 12.5, 16.0])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 6, 7, 8, 12, 20, 32, 40])
+def test_slopes_max_bias_independent(n, max_bias):
+    m = 2 ** math.floor(math.log2(n))
+    want = [math.pow(2.0, -max_bias * (h + 1) / m) for h in range(m)]
+    want += [math.pow(2.0, -max_bias * (2 * k + 1) / (2 * m)) for k in range(n - m)]
+    np.testing.assert_allclose(fast.alibi_slopes(n, max_bias), want, rtol=4e-16, atol=0)
+    assert fast.alibi_slopes is ref.alibi_slopes or np.array_equal(fast.alibi_slopes(n, max_bias),
+                                                                    ref.alibi_slopes(n, max_bias))
+
+
+@needs_hf
+@pytest.mark.parametrize("n", list(range(1, 50)) + [64, 71, 112])
+def test_slopes_match_bloom(n):
+    from transformers.models.bloom.modeling_bloom import _get_alibi_slopes
+
+    hf = _get_alibi_slopes(n, torch.device("cpu")).double().numpy()
+    # BLOOM computes in float32 (torch.pow of a float32 base).
+    np.testing.assert_allclose(fast.alibi_slopes(n), hf, rtol=1e-6, atol=0)
+
+
+@pytest.mark.skipif(build_mpt_alibi_tensor is None, reason="transformers' MPT not available")
+@pytest.mark.parametrize("max_bias", [8, 4, 16, 6.5])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 40])
+def test_mpt_alibi_tensor(n, max_bias):
+    """MPT's build_mpt_alibi_tensor(n, T, alibi_bias_max) is slope * (j - (T - 1)):
+    one query at position T - 1, i.e. offset T - 1; its slopes (power of two
+    rounded up, odd then even slopes) are the paper's with 8 -> max_bias."""
+    T = 9
+    hf = build_mpt_alibi_tensor(n, T, max_bias).double().numpy()  # (n, 1, T)
+    got = fast.add_alibi(np.zeros((1, n, 1, T)), max_bias=float(max_bias), offset=T - 1)
+    assert_within(got[0], hf, 1e-6 * np.abs(hf) + 1e-12, f"MPT n={n} max_bias={max_bias}")
+
+
+# ------------------------------------------------------------------ ALiBi: reference vs formula
+
+def test_alibi_reference_vs_loops():
+    rng = rng_for("alibi-loops")
+    B, H, Tq, Tk = 2, 3, 4, 6
+    x = rng.standard_normal((B, H, Tq, Tk))
+    off = np.array([0, 5])
+    slopes = rng.uniform(0.01, 1, H)
+    got = ref.add_alibi(x.copy(), slopes=slopes, offset=off)
+    kp = rng.integers(0, 10, (B, Tk))
+    got_kp = ref.add_alibi(x.copy(), slopes=slopes, key_positions=kp)
+    for b in range(B):
+        for h in range(H):
+            for i in range(Tq):
+                for j in range(Tk):
+                    assert got[b, h, i, j] == x[b, h, i, j] + slopes[h] * (j - (i + off[b]))
+                    assert got_kp[b, h, i, j] == x[b, h, i, j] + slopes[h] * kp[b, j]
+
+
+def test_alibi_default_slopes_and_max_bias():
+    x = np.zeros((1, 5, 3, 4))
+    np.testing.assert_array_equal(ref.add_alibi(x.copy()),
+                                  ref.add_alibi(x.copy(), slopes=ref.alibi_slopes(5)))
+    np.testing.assert_array_equal(fast.add_alibi(x.copy(), max_bias=4.0),
+                                  ref.add_alibi(x.copy(), slopes=ref.alibi_slopes(5, 4.0)))
+
+
+# ------------------------------------------------------------------ ALiBi: kernel vs reference
+
+SHAPE = (2, 3, 5, 7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_alibi_layouts(dtype, kind):
+    rng = rng_for("alibi-layouts", dtype, kind)
+    for label, x in array_variants(SHAPE, dtype, rng, kinds=(kind,)):
+        check(fast.add_alibi, ref.add_alibi, x, f"alibi {label}")
+    for label, x in array_variants(SHAPE, dtype, rng, kinds=(kind,)):
+        check(fast.add_alibi, ref.add_alibi, x, f"alibi {label} offsets", offset=np.array([3, -2]))
+    for label, x in array_variants(SHAPE, dtype, rng, kinds=(kind,)):
+        kp = rng.integers(0, 20, (SHAPE[0], SHAPE[3]))
+        check(fast.add_alibi, ref.add_alibi, x, f"alibi {label} key_positions", key_positions=kp)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kw", [
+    {}, {"offset": 17}, {"offset": np.array([0, 1000])}, {"offset": -3}, {"max_bias": 3.0},
+    {"slopes": np.array([0.5, -0.25, 3.0])}, {"key_positions": np.arange(7) * 1.5},
+    {"key_positions": np.array([[0, 0, 0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5, 6]])},
+    {"key_positions": np.array([[2], [5]])},
+], ids=lambda kw: ",".join(kw) or "default")
+def test_alibi_options_and_out(dtype, kw):
+    rng = rng_for("alibi-out", dtype, sorted(kw))
+    for label, out in out_variants(SHAPE, dtype, rng):
+        x = rng.standard_normal(SHAPE).astype(dtype)
+        check(fast.add_alibi, ref.add_alibi, x, f"alibi {label}", out=out, **kw)
+    x = rng.standard_normal(SHAPE).astype(dtype)
+    check(fast.add_alibi, ref.add_alibi, x, "alibi out=scores", out=x, **kw)
+
+
+@pytest.mark.parametrize("fn,extra", [
+    (("add_alibi",), {}),
+    (("add_relative_bias",), {"bidirectional": True, "num_buckets": 32, "max_distance": 128}),
+])
+def test_out_overlapping_scores(fn, extra):
+    """out a different view of scores' memory: the result is as if scores were read first."""
+    rng = rng_for("overlap", fn)
+    f, r = getattr(fast, fn[0]), getattr(ref, fn[0])
+    args = (rng.standard_normal((32, 3)),) if fn[0] == "add_relative_bias" else ()
+    base = rng.standard_normal((2, 3, 5, 8))
+    expected = r(base[..., :7].copy(), *args, **extra)
+    got = f(base[..., :7], *args, out=base[..., 1:], **extra)
+    assert_within(got, expected, tol_of(expected, np.float64, 64.0), f"{fn[0]} overlapping out")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threads_large(dtype, threads):
+    """Large enough to run threaded (>= 2**15 elements); rows split between threads."""
+    rng = rng_for("threads", dtype, threads)
+    for shape in [(1, 2, 150, 130), (3, 5, 33, 70)]:
+        x = np.swapaxes(rng.standard_normal(shape[:2] + shape[:1:-1]).astype(dtype), -1, -2)
+        check(fast.add_alibi, ref.add_alibi, x, f"alibi threads={threads}", num_threads=threads,
+              offset=np.arange(shape[0]) * 7)
+        x = rng.standard_normal(shape).astype(dtype)
+        check(fast.add_alibi, ref.add_alibi, x, f"alibi kp threads={threads}", num_threads=threads,
+              key_positions=rng.integers(0, 100, (shape[0], shape[3])))
+        x = rng.standard_normal(shape).astype(dtype)[:, :, ::-1]
+        table = rng.standard_normal((32, shape[1])).astype(dtype)
+        check(fast.add_relative_bias, ref.add_relative_bias, x, f"t5 threads={threads}", bias_table=table,
+              bidirectional=bool(threads % 2), num_buckets=32, max_distance=128, num_threads=threads,
+              offset=np.arange(shape[0]) * 11)
+
+
+# ------------------------------------------------------------------ BLOOM conformance
+
+@needs_hf
+@pytest.mark.parametrize("n_heads", [1, 4, 6, 12, 16])
+def test_bloom_alibi_tensor(n_heads):
+    rng = rng_for("bloom", n_heads)
+    B, T = 3, 11
+    mask = np.ones((B, T), dtype=np.int64)
+    mask[1, :4] = 0          # left padding
+    mask[2, 8:] = 0          # right padding
+    mask[2, 2] = 0           # a hole
+    hf = build_alibi_tensor(torch.from_numpy(mask), n_heads, torch.float32).double().numpy()
+    hf = hf.reshape(B, n_heads, 1, T)
+    key_positions = (np.cumsum(mask, axis=-1) - 1) * mask
+    Tq = 5
+    x = rng.standard_normal((B, n_heads, Tq, T)).astype(np.float32)
+    got = fast.add_alibi(x.copy(), key_positions=key_positions)
+    expected = x.astype(np.float64) + hf
+    # HF's float32 slopes are torch.pow(float32(2 ** (-8 / m)), k): the base's
+    # rounding (<= 6e-8 relative) is raised to powers k <= m, so up to ~1e-6
+    # relative for 16 heads (as in test_slopes_match_bloom); plus our rounding.
+    assert_within(got, expected, 1e-6 * np.abs(hf) + 6e-8 * np.abs(expected) + 1e-12, f"BLOOM H={n_heads}")
+
+
+# ------------------------------------------------------------------ T5 buckets
+
+def exact_bucket(rp, bidirectional, num_buckets, max_distance):
+    """T5's bucket from its definition, in integers only (no logarithms):
+    floor(log(d / e) / log(D / e) * n) >= k  <=>  d**n * e**k >= D**k * e**n."""
+    nb = num_buckets // 2 if bidirectional else num_buckets
+    bucket = nb if (bidirectional and rp > 0) else 0
+    d = abs(rp) if bidirectional else max(-rp, 0)
+    e = nb // 2
+    if d < e:
+        return bucket + d
+    n = nb - e
+    k = 0
+    while k < n and d**n * e ** (k + 1) >= max_distance ** (k + 1) * e**n:
+        k += 1
+    return bucket + min(e + k, nb - 1)
+
+
+GRID = [(bd, nb, md) for bd in (True, False) for nb, md in [
+    (32, 128), (32, 256), (64, 128), (128, 128), (8, 16), (16, 100), (34, 27), (46, 164), (4, 3), (2, 5),
+    (5, 7), (33, 65), (48, 81), (65, 108), (6, 1000)] if not (bd and nb < 4)]
+
+
+@pytest.mark.parametrize("bidirectional,num_buckets,max_distance", GRID)
+def test_buckets_vs_integer_definition(bidirectional, num_buckets, max_distance):
+    rp = np.arange(-300, 301)
+    got = fast.relative_position_bucket(rp, bidirectional=bidirectional, num_buckets=num_buckets,
+                                        max_distance=max_distance)
+    assert got.dtype == np.int64 and got.shape == rp.shape
+    want = [exact_bucket(int(r), bidirectional, num_buckets, max_distance) for r in rp]
+    assert got.tolist() == want
+    assert got.min() >= 0 and got.max() < num_buckets
+
+
+@needs_hf
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("num_buckets", [4, 5, 8, 16, 24, 32, 33, 34, 46, 64, 128])
+def test_buckets_vs_hf(bidirectional, num_buckets):
+    """Equal to HF wherever HF's float32 log is not within its rounding of a bin edge."""
+    rp = np.arange(-3000, 3001)
+    nb = num_buckets // 2 if bidirectional else num_buckets
+    e = nb // 2
+    for max_distance in [9, 27, 50, 128, 164, 256, 1000]:
+        if max_distance <= e:
+            continue  # outside T5's well-defined range (test_bad_bucket_settings)
+        got = fast.relative_position_bucket(rp, bidirectional=bidirectional, num_buckets=num_buckets,
+                                            max_distance=max_distance)
+        hf = T5Attention._relative_position_bucket(torch.from_numpy(rp), bidirectional=bidirectional,
+                                                   num_buckets=num_buckets, max_distance=max_distance).numpy()
+        for idx in np.flatnonzero(got != hf):
+            d = abs(int(rp[idx]))
+            v = math.log(d / e) / math.log(max_distance / e) * (nb - e)
+            where = (max_distance, int(rp[idx]), int(got[idx]), int(hf[idx]), v)
+            assert abs(v - round(v)) < 2e-6 * max(1.0, v), where
+            assert abs(int(got[idx]) - int(hf[idx])) == 1, where
+
+
+@needs_hf
+def test_buckets_known_hf_differences():
+    """The documented examples: HF's float32 log lands in the neighbouring bucket."""
+    rp = np.array([-18, 18])
+    kw = dict(bidirectional=True, num_buckets=34, max_distance=27)
+    assert fast.relative_position_bucket(rp, **kw).tolist() == [14, 31]
+    assert T5Attention._relative_position_bucket(torch.from_numpy(rp), **kw).tolist() == [13, 30]
+    assert [exact_bucket(int(r), **kw) for r in rp] == [14, 31]
+    rp = np.array([-107])
+    kw = dict(bidirectional=False, num_buckets=46, max_distance=164)
+    assert fast.relative_position_bucket(rp, **kw).tolist() == [40]
+    assert T5Attention._relative_position_bucket(torch.from_numpy(rp), **kw).tolist() == [41]
+    assert exact_bucket(-107, **kw) == 40
+
+
+@needs_hf
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_buckets_agree_with_hf_at_t5_settings(bidirectional):
+    rp = np.arange(-5000, 5001)
+    for nb, md in [(32, 128), (32, 256), (64, 128)]:
+        hf = T5Attention._relative_position_bucket(torch.from_numpy(rp), bidirectional=bidirectional,
+                                                   num_buckets=nb, max_distance=md).numpy()
+        got = fast.relative_position_bucket(rp, bidirectional=bidirectional, num_buckets=nb, max_distance=md)
+        np.testing.assert_array_equal(got, hf)
+
+
+def test_bucket_input_forms():
+    assert fast.relative_position_bucket(5).shape == ()
+    assert fast.relative_position_bucket(np.array([[1, -1]], dtype=np.int32)).shape == (1, 2)
+    assert fast.relative_position_bucket(np.array([], dtype=np.int64)).shape == (0,)
+    big = np.array([-(2**62), 2**62])
+    assert fast.relative_position_bucket(big).tolist() == [15, 31]
+
+
+# ------------------------------------------------------------------ T5 add
+
+def test_relative_reference_vs_loops():
+    rng = rng_for("t5-loops")
+    B, H, Tq, Tk = 2, 3, 5, 9
+    x = rng.standard_normal((B, H, Tq, Tk))
+    table = rng.standard_normal((16, H))
+    off = np.array([0, 40])
+    for bd in (True, False):
+        got = ref.add_relative_bias(x.copy(), table, bidirectional=bd, num_buckets=16, max_distance=20, offset=off)
+        for b in range(B):
+            for h in range(H):
+                for i in range(Tq):
+                    for j in range(Tk):
+                        bk = exact_bucket(j - (i + int(off[b])), bd, 16, 20)
+                        assert got[b, h, i, j] == x[b, h, i, j] + table[bk, h]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_relative_layouts(dtype, kind):
+    rng = rng_for("t5-layouts", dtype, kind)
+    for table_dtype in DTYPES:
+        table = rng.standard_normal((32, SHAPE[1])).astype(table_dtype)
+        for bd in (True, False):
+            for off in (0, np.array([4, 130])):
+                for label, x in array_variants(SHAPE, dtype, rng, kinds=(kind,)):
+                    check(fast.add_relative_bias, ref.add_relative_bias, x, f"t5 {label}", bias_table=table,
+                          bidirectional=bd, num_buckets=32, max_distance=20, offset=off)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [0, 7, -4, np.array([0, 3]), np.array([5, 5]), np.array([0, 10**6]),
+                                    np.array([[2], [9000]])], ids=str)
+def test_relative_offsets_and_out(dtype, offset):
+    rng = rng_for("t5-out", dtype, str(offset))
+    table = rng.standard_normal((20, SHAPE[1]))
+    for label, out in out_variants(SHAPE, dtype, rng):
+        x = rng.standard_normal(SHAPE).astype(dtype)
+        if np.ndim(offset) == 2:
+            with pytest.raises(ValueError, match="offset"):
+                fast.add_relative_bias(x, table, bidirectional=False, num_buckets=20, max_distance=50,
+                                       offset=offset, out=out)
+            return
+        check(fast.add_relative_bias, ref.add_relative_bias, x, f"t5 {label}", out=out, bias_table=table,
+              bidirectional=False, num_buckets=20, max_distance=50, offset=offset)
+
+
+def test_relative_lookup_spans():
+    """Distinct offsets far apart get separate spans; close ones share one: both index correctly."""
+    rng = rng_for("t5-spans")
+    table = rng.standard_normal((32, 2))
+    x = rng.standard_normal((4, 2, 6, 5))
+    for off in (np.array([0, 1, 2, 3]), np.array([0, 10**9, 5, 10**9]), np.array([-(10**6), 3, 3, 10**6])):
+        check(fast.add_relative_bias, ref.add_relative_bias, x.copy(), f"spans {off}", bias_table=table,
+              bidirectional=True, num_buckets=32, max_distance=128, offset=off)
+
+
+@needs_hf
+@pytest.mark.parametrize("is_decoder", [False, True])
+@pytest.mark.parametrize("past", [0, 3, 200])
+def test_t5_compute_bias(is_decoder, past):
+    from transformers import T5Config
+
+    cfg = T5Config(d_model=16, d_kv=4, num_heads=3, relative_attention_num_buckets=32,
+                   relative_attention_max_distance=128, is_decoder=is_decoder)
+    attn = T5Attention(cfg, has_relative_attention_bias=True, layer_idx=0)
+    Tq, Tk = 6, 300
+    with torch.no_grad():
+        hf = attn.compute_bias(Tq, Tk, past_seen_tokens=past).double().numpy()
+    table = attn.relative_attention_bias.weight.detach().numpy()
+    got = fast.add_relative_bias(np.zeros((1, 3, Tq, Tk), dtype=np.float32), table, bidirectional=not is_decoder,
+                                 num_buckets=32, max_distance=128, offset=past)
+    np.testing.assert_array_equal(got, hf)
+
+
+# ------------------------------------------------------------------ empty inputs
+
+@pytest.mark.parametrize("shape", [(0, 2, 3, 4), (2, 0, 3, 4), (2, 2, 0, 4), (2, 2, 3, 0)])
+def test_empty_is_noop(shape):
+    for f, kw in [(fast.add_alibi, {}), (fast.add_alibi, {"offset": np.zeros(shape[0], dtype=int)}),
+                  (fast.add_relative_bias, {"bias_table": np.zeros((32, shape[1])), "bidirectional": True,
+                                            "num_buckets": 32, "max_distance": 128}),
+                  (ref.add_alibi, {}), (ref.add_relative_bias, {"bias_table": np.zeros((32, shape[1])),
+                                                                "bidirectional": True, "num_buckets": 32,
+                                                                "max_distance": 128})]:
+        x = np.zeros(shape, dtype=np.float32)
+        assert f(x, **kw) is x
+        out = np.zeros(shape, dtype=np.float32)
+        assert f(x, out=out, **kw) is out
+
+
+# ------------------------------------------------------------------ bad input
+
+def _scores(shape=(2, 3, 4, 5), dtype=np.float32):
+    return rng_for("bad", shape, dtype).standard_normal(shape).astype(dtype)
+
+
+def _ro():
+    x = _scores()
+    x.flags.writeable = False
+    return x
+
+
+T5_OK = {"bidirectional": True, "num_buckets": 32, "max_distance": 128}
+TABLE = np.ones((32, 3))
+
+BAD_ALIBI = [
+    ("list scores", lambda: ([[[[1.0]]]],), {}, TypeError, "scores"),
+    ("3-D", lambda: (_scores((3, 4, 5)),), {}, ValueError, "4 dimensions"),
+    ("5-D", lambda: (_scores((1, 2, 3, 4, 5)),), {}, ValueError, "4 dimensions"),
+    ("int dtype", lambda: (np.zeros((1, 1, 2, 2), dtype=np.int32),), {}, TypeError, "scores"),
+    ("float16", lambda: (np.zeros((1, 1, 2, 2), dtype=np.float16),), {}, TypeError, "float16"),
+    ("read-only", lambda: (_ro(),), {}, ValueError, "read-only"),
+    ("slopes shape", lambda: (_scores(),), {"slopes": np.ones(4)}, ValueError, "slopes"),
+    ("slopes 2-D", lambda: (_scores(),), {"slopes": np.ones((3, 1))}, ValueError, "slopes"),
+    ("slopes nan", lambda: (_scores(),), {"slopes": np.array([1, np.nan, 1])}, ValueError, "slopes"),
+    ("slopes str", lambda: (_scores(),), {"slopes": np.array(["a", "b", "c"])}, TypeError, "slopes"),
+    ("slopes + max_bias", lambda: (_scores(),), {"slopes": np.ones(3), "max_bias": 4.0}, ValueError, "max_bias"),
+    ("max_bias 0", lambda: (_scores(),), {"max_bias": 0.0}, ValueError, "max_bias"),
+    ("max_bias -1", lambda: (_scores(),), {"max_bias": -1}, ValueError, "max_bias"),
+    ("max_bias inf", lambda: (_scores(),), {"max_bias": np.inf}, ValueError, "max_bias"),
+    ("max_bias str", lambda: (_scores(),), {"max_bias": "8"}, TypeError, "max_bias"),
+    ("offset float", lambda: (_scores(),), {"offset": 1.5}, TypeError, "offset"),
+    ("offset float array", lambda: (_scores(),), {"offset": np.array([1.0, 2.0])}, TypeError, "offset"),
+    ("offset shape", lambda: (_scores(),), {"offset": np.array([1, 2, 3])}, ValueError, "offset"),
+    ("offset 2-D", lambda: (_scores(),), {"offset": np.zeros((2, 3), dtype=int)}, ValueError, "offset"),
+    ("offset huge", lambda: (_scores(),), {"offset": 2**60}, ValueError, "offset"),
+    ("offset huge array", lambda: (_scores(),), {"offset": np.array([0, 2**60])}, ValueError, "offset"),
+    ("offset bool", lambda: (_scores(),), {"offset": True}, TypeError, "offset"),
+    ("kp shape", lambda: (_scores(),), {"key_positions": np.zeros((2, 4))}, ValueError, "key_positions"),
+    ("kp 3-D", lambda: (_scores(),), {"key_positions": np.zeros((1, 2, 5))}, ValueError, "key_positions"),
+    ("kp nan", lambda: (_scores(),), {"key_positions": np.full((2, 5), np.nan)}, ValueError, "key_positions"),
+    ("kp str", lambda: (_scores(),), {"key_positions": "abc"}, TypeError, "key_positions"),
+    ("kp + offset", lambda: (_scores(),), {"key_positions": np.zeros((2, 5)), "offset": 3}, ValueError, "offset"),
+    ("kp + offset array", lambda: (_scores(),), {"key_positions": np.zeros((2, 5)), "offset": np.array([0, 1])},
+     ValueError, "offset"),
+    ("out shape", lambda: (_scores(),), {"out": np.zeros((2, 3, 4, 6), dtype=np.float32)}, ValueError, "out"),
+    ("out dtype", lambda: (_scores(),), {"out": np.zeros((2, 3, 4, 5))}, ValueError, "out"),
+    ("out list", lambda: (_scores(),), {"out": [0.0]}, TypeError, "out"),
+    ("out read-only", lambda: (_scores(),), {"out": _ro()}, ValueError, "read-only"),
+    ("num_threads 0", lambda: (_scores(),), {"num_threads": 0}, ValueError, "num_threads"),
+    ("num_threads float", lambda: (_scores(),), {"num_threads": 2.0}, TypeError, "num_threads"),
+]
+
+BAD_T5 = [
+    ("3-D", lambda: (_scores((3, 4, 5)), TABLE), T5_OK, ValueError, "4 dimensions"),
+    ("read-only", lambda: (_ro(), TABLE), T5_OK, ValueError, "read-only"),
+    ("int dtype", lambda: (np.zeros((2, 3, 2, 2), dtype=np.int64), TABLE), T5_OK, TypeError, "scores"),
+    ("table rows", lambda: (_scores(), np.ones((31, 3))), T5_OK, ValueError, "bias_table"),
+    ("table heads", lambda: (_scores(), np.ones((32, 4))), T5_OK, ValueError, "bias_table"),
+    ("table 1-D", lambda: (_scores(), np.ones(32)), T5_OK, ValueError, "bias_table"),
+    ("table nan", lambda: (_scores(), np.full((32, 3), np.nan)), T5_OK, ValueError, "bias_table"),
+    ("table str", lambda: (_scores(), "table"), T5_OK, TypeError, "bias_table"),
+    ("bidirectional int", lambda: (_scores(), TABLE), {**T5_OK, "bidirectional": 1}, TypeError, "bidirectional"),
+    ("num_buckets float", lambda: (_scores(), TABLE), {**T5_OK, "num_buckets": 32.0}, TypeError, "num_buckets"),
+    ("num_buckets 0", lambda: (_scores(), np.ones((0, 3))), {**T5_OK, "num_buckets": 0}, ValueError, "num_buckets"),
+    ("num_buckets 3 bidir", lambda: (_scores(), np.ones((3, 3))), {**T5_OK, "num_buckets": 3}, ValueError,
+     "num_buckets must be >= 4"),
+    ("num_buckets 1 uni", lambda: (_scores(), np.ones((1, 3))), {**T5_OK, "num_buckets": 1, "bidirectional": False},
+     ValueError, "num_buckets must be >= 2"),
+    ("max_distance 0", lambda: (_scores(), TABLE), {**T5_OK, "max_distance": 0}, ValueError, "max_distance"),
+    ("max_distance -5", lambda: (_scores(), TABLE), {**T5_OK, "max_distance": -5}, ValueError, "max_distance"),
+    ("max_distance = max_exact", lambda: (_scores(), TABLE), {**T5_OK, "max_distance": 8}, ValueError,
+     "max_distance must be > 8"),
+    ("max_distance float", lambda: (_scores(), TABLE), {**T5_OK, "max_distance": 128.0}, TypeError, "max_distance"),
+    ("offset float", lambda: (_scores(), TABLE), {**T5_OK, "offset": 0.5}, TypeError, "offset"),
+    ("offset shape", lambda: (_scores(), TABLE), {**T5_OK, "offset": np.array([1, 2, 3])}, ValueError, "offset"),
+    ("out dtype", lambda: (_scores(), TABLE), {**T5_OK, "out": np.zeros((2, 3, 4, 5))}, ValueError, "out"),
+    ("num_threads -1", lambda: (_scores(), TABLE), {**T5_OK, "num_threads": -1}, ValueError, "num_threads"),
+]
+
+
+def _check_bad(fn, make_args, kw, exc, match, label):
+    args = make_args()
+    kw = {k: (v() if callable(v) else v) for k, v in kw.items()}
+    snaps = snapshot(*args, *kw.values())
+    with pytest.raises(exc, match=match):
+        fn(*args, **kw)
+    assert_unchanged(snaps, label)
+
+
+@pytest.mark.parametrize("impl", ["fast", "ref"])
+@pytest.mark.parametrize("label,make_args,kw,exc,match", BAD_ALIBI, ids=[c[0] for c in BAD_ALIBI])
+def test_bad_alibi(impl, label, make_args, kw, exc, match):
+    _check_bad((fast if impl == "fast" else ref).add_alibi, make_args, kw, exc, match, label)
+
+
+@pytest.mark.parametrize("impl", ["fast", "ref"])
+@pytest.mark.parametrize("label,make_args,kw,exc,match", BAD_T5, ids=[c[0] for c in BAD_T5])
+def test_bad_relative(impl, label, make_args, kw, exc, match):
+    _check_bad((fast if impl == "fast" else ref).add_relative_bias, make_args, kw, exc, match, label)
+
+
+def test_bad_t5_without_required_keywords():
+    with pytest.raises(TypeError):
+        fast.add_relative_bias(_scores(), TABLE)  # bidirectional, num_buckets, max_distance are required
+
+
+@pytest.mark.parametrize("n,max_bias,exc", [(0, 8.0, ValueError), (-2, 8.0, ValueError), (2.5, 8.0, TypeError),
+                                            (True, 8.0, TypeError), ("4", 8.0, TypeError), (4, 0.0, ValueError),
+                                            (4, float("nan"), ValueError), (4, None, TypeError)])
+def test_bad_slopes(n, max_bias, exc):
+    with pytest.raises(exc, match="n_heads|max_bias"):
+        fast.alibi_slopes(n, max_bias)
+
+
+@pytest.mark.parametrize("rp,kw,exc,match", [
+    (np.array([1.0, 2.0]), {}, TypeError, "relative_position"),
+    ("abc", {}, TypeError, "relative_position"),
+    (np.array([1]), {"num_buckets": 2}, ValueError, "num_buckets"),
+    (np.array([1]), {"num_buckets": 2, "bidirectional": False, "max_distance": 1}, ValueError, "max_distance"),
+    (np.array([1]), {"max_distance": 0}, ValueError, "max_distance"),
+    (np.array([1]), {"bidirectional": None}, TypeError, "bidirectional"),
+    (np.array([2**63], dtype=np.uint64), {}, ValueError, "int64"),
+])
+def test_bad_bucket_settings(rp, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        fast.relative_position_bucket(rp, **kw)
+
+
+def test_scores_equal_out_and_readonly_scores_with_out():
+    """Read-only scores are fine when out= is given (scores are only read)."""
+    x = _scores()
+    x.flags.writeable = False
+    out = np.empty_like(x)
+    check(fast.add_alibi, ref.add_alibi, x, "read-only scores with out", out=out)
+    check(fast.add_relative_bias, ref.add_relative_bias, x, "read-only scores with out", out=out,
+          bias_table=TABLE, **T5_OK)
