@@ -12,6 +12,7 @@ import operator
 import numpy as np
 
 from . import _api, _kernels
+from ._plan import CACHE
 from ._rows import _axis_offsets
 from ._validation import (
     as_float_array,
@@ -171,15 +172,37 @@ def row_positions(req, i):
     return _to_rows(_prefix_positions(req, i), req.arrays[i], req.seq_axes[i])
 
 
+def _cached(key, build):
+    """A read-only, flattened intp array kept in the bounded cache."""
+    def make():
+        arr = np.ascontiguousarray(build(), dtype=np.intp).ravel()
+        arr.flags.writeable = False
+        return arr
+
+    return CACHE.get(key, make)
+
+
+def _row_offsets(a):
+    """Byte offsets of every vector row of a (C order of its logical shape)."""
+    lead = a.shape[:-1]
+    return _cached(("rows", lead, a.strides[:-1]), lambda: _axis_offsets(lead, a.strides, range(len(lead))))
+
+
 def pair_columns(layout, rotary_dim):
     """(first, second, step): pair k is channels first + k*step and second + k*step."""
     return (0, rotary_dim // 2, 1) if layout == "half" else (0, 1, 2)
 
 
 def cos_sin_table(positions, freq, attention_factor):
-    """Float64 (cos, sin) tables, one row per position, by the sinusoid kernel."""
+    """Float64 (cos, sin) tables, one row per position, by the sinusoid kernel
+    (the grid kernel when the positions are consecutive)."""
     half = freq.shape[0]
-    enc = _api.sinusoidal_encode(positions, 2 * half, layout="concat", inv_freq=freq, dtype=np.float64)
+    n = positions.shape[0]
+    if n > 1 and positions[-1] - positions[0] == n - 1 and np.all(np.diff(positions) == 1.0):
+        enc = _api.sinusoidal_table(n, 2 * half, offset=float(positions[0]), layout="concat", inv_freq=freq,
+                                    dtype=np.float64)
+    else:
+        enc = _api.sinusoidal_encode(positions, 2 * half, layout="concat", inv_freq=freq, dtype=np.float64)
     if attention_factor != 1.0:
         enc *= attention_factor
     return enc[:, half:], enc[:, :half]
@@ -196,8 +219,13 @@ def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half",
     results = req.outs if req.outs is not None else req.arrays
     if all(a.size == 0 for a in req.arrays):
         return results[0] if len(results) == 1 else tuple(results)
-    prefix_positions = [_prefix_positions(req, i) for i in range(len(req.arrays))]
-    distinct = np.unique(np.concatenate([p.ravel() for p in prefix_positions]))
+    scalar_offset = req.positions is None and req.offset.ndim == 0
+    if scalar_offset:
+        # Positions offset + t: the table rows are t itself, no search needed.
+        distinct = float(req.offset) + np.arange(req.T, dtype=np.float64)
+    else:
+        prefix_positions = [_prefix_positions(req, i) for i in range(len(req.arrays))]
+        distinct = np.unique(np.concatenate([p.ravel() for p in prefix_positions]))
     cos_t, sin_t = cos_sin_table(distinct, req.freq, req.attention_factor)
     first, second, step = pair_columns(req.layout, req.rotary_dim)
     total = sum(a.size for a in req.arrays)
@@ -209,12 +237,15 @@ def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half",
         src, mode = _api._source_and_mode(a, dst)
         if mode == _kernels.MODE_ADD_TO and req.rotary_dim < a.shape[-1]:
             np.copyto(dst[..., req.rotary_dim:], src[..., req.rotary_dim:])  # untouched channels
-        lead = a.shape[:-1]
-        dst_rows = np.ascontiguousarray(_axis_offsets(lead, dst.strides, range(len(lead))).ravel())
-        src_rows = dst_rows if src is dst else np.ascontiguousarray(
-            _axis_offsets(lead, src.strides, range(len(lead))).ravel())
-        index = np.searchsorted(distinct, prefix_positions[i]).astype(np.intp)
-        index = np.ascontiguousarray(_to_rows(index, a, req.seq_axes[i])).ravel()
+        dst_rows = _row_offsets(dst)
+        src_rows = dst_rows if src is dst else _row_offsets(src)
+        if scalar_offset:
+            index = _cached(("rotary-t-index", a.shape[:-1], req.seq_axes[i]),
+                            lambda: _to_rows(np.arange(req.T, dtype=np.intp).reshape(
+                                (1,) * req.seq_axes[i] + (req.T,)), a, req.seq_axes[i]))
+        else:
+            index = np.searchsorted(distinct, prefix_positions[i]).astype(np.intp)
+            index = np.ascontiguousarray(_to_rows(index, a, req.seq_axes[i])).ravel()
         _kernels.rotate_rows(dst, src, dst_rows, src_rows, index, cos_t, sin_t, req.rotary_dim // 2,
                              first, second, step, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
                              mode, min(n_threads, dst_rows.shape[0]))
