@@ -136,9 +136,7 @@ def _extension(name):
 
 # _kernels: the sinusoid, rotary and learned-table kernels; _bias_kernels:
 # additive attention biases (ALiBi, T5 buckets), which index scores, not rows.
-extensions = [_extension("_kernels")] + (
-    [_extension("_bias_kernels")] if os.path.exists(os.path.join("fastpe", "_bias_kernels.pyx")) else []
-)
+extensions = [_extension("_kernels"), _extension("_bias_kernels")]
 
 setup(
     ext_modules=cythonize(
