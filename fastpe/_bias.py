@@ -6,9 +6,23 @@ the checks, shared with the NumPy reference) before anything is written; then
 one pass over the scores, threaded over (batch, head, block of query rows)
 with the GIL released, adds the bias.
 
-Accumulation: the bias is formed in float64 and added to the score in
-float64; the sum is rounded once to the scores' dtype. fastpe adds biases, it
-does not mask: combine with your own mask (e.g. -inf above the diagonal).
+Accumulation: the bias is formed in float64, rounded once to the scores'
+dtype and added in that dtype. For float64 scores that is the float64 sum;
+for float32 scores the result carries two roundings (at most half a float32
+ulp of the bias plus half an ulp of the result), exactly what
+scores + bias.astype(float32) gives in NumPy. Adding in float64 instead
+(convert, add, round) made the float32 kernel ~3x slower than a plain add on
+the portable (SSE2) build; the gain, under one float32 ulp, is far below what
+attention scores in float32 resolve.
+
+Both biases run through one kernel: per head, the bias of every relative
+distance the call needs (ALiBi: slope * d; T5: bias_table[bucket(d)]), or of
+every key (BLOOM's key-only form), is tabulated once (O(H * (Tq + Tk))),
+and row i of (b, h) adds a shifted window of that lookup. The (Tq, Tk)
+bucket or distance matrix is never built.
+
+fastpe adds biases, it does not mask: combine with your own mask (e.g. -inf
+above the diagonal).
 """
 
 import numpy as np
@@ -26,8 +40,6 @@ from ._bias_reference import (
 
 __all__ = ["alibi_slopes", "add_alibi", "relative_position_bucket", "add_relative_bias"]
 
-_NONE_F64 = np.zeros(1, dtype=np.float64)
-_NONE_IDX = np.zeros(1, dtype=np.intp)
 
 
 def _items(shape, n_threads):
@@ -42,14 +54,35 @@ def _items(shape, n_threads):
     return block, n_items, max(1, min(n_threads, n_items))
 
 
-def _run(scores, out, num_threads, kind, slopes=_NONE_F64, keys=_NONE_F64, keys_bs=0, qoff=_NONE_F64,
-         qstep=0.0, lut=_NONE_F64, lut_start=_NONE_IDX, lut_hs=0):
+def _run(scores, out, num_threads, lut, start, istep):
+    """dst[b, h, i, j] = scores[b, h, i, j] + lut[h, start[b] - i * istep + j] (lut in float64: rounded here)."""
     dst = scores if out is None else out
     src, mode = _source_and_mode(scores, dst)
+    lut = np.ascontiguousarray(lut, dtype=dst.dtype)
     block, n_items, n_threads = _items(dst.shape, resolve_threads(num_threads, dst.size))
-    _bias_kernels.add_bias(dst, src, mode, kind, slopes, keys, keys_bs, qoff, qstep, lut, lut_start, lut_hs,
+    _bias_kernels.add_bias(dst, src, mode, lut, np.ascontiguousarray(start, dtype=np.intp), lut.shape[1], istep,
                            block, n_items, n_threads)
     return dst
+
+
+def _distances(off, Tq, Tk):
+    """Every relative distance j - (i + offset[b]) the call needs, and where batch b's window starts.
+
+    Returns (distances int64 (W,), start intp (B,)) with
+    j - (i + offset[b]) == distances[start[b] - i + j]. Distinct offsets close
+    together share one span of Tq + Tk - 1 + (max - min offset) distances;
+    far apart, each distinct offset gets its own span of Tq + Tk - 1."""
+    W = Tq + Tk - 1
+    uniq, inverse = np.unique(off, return_inverse=True)
+    lo, hi = int(uniq[0]), int(uniq[-1])
+    if hi - lo <= (len(uniq) - 1) * W:
+        distances = np.arange(W + hi - lo, dtype=np.int64) - (Tq - 1) - hi
+        start = (Tq - 1) + hi - off
+    else:
+        k = np.arange(W, dtype=np.int64)
+        distances = (k[None, :] - (Tq - 1) - uniq[:, None]).reshape(-1)
+        start = inverse.reshape(-1) * W + (Tq - 1)
+    return distances, start
 
 
 def add_alibi(scores, *, slopes=None, max_bias=DEFAULT_MAX_BIAS, offset=0, key_positions=None, out=None,
@@ -66,44 +99,22 @@ def add_alibi(scores, *, slopes=None, max_bias=DEFAULT_MAX_BIAS, offset=0, key_p
     differs from the above by -slopes[h] * i per row, which softmax ignores.
 
     slopes: (H,) reals; default alibi_slopes(H, max_bias) (max_bias cannot be
-    combined with explicit slopes). The bias is formed and added in float64
-    and the sum rounded once to scores' dtype. Returns the array written."""
+    combined with explicit slopes). The bias is formed in float64 and rounded
+    once to scores' dtype, then added (see the module docstring). Returns the
+    array written."""
     scores, out, slopes, off, kp, num_threads = alibi_request(scores, slopes, max_bias, offset, key_positions,
                                                               out, num_threads)
     dst = scores if out is None else out
     if dst.size == 0:
         return dst
-    B, _, _, Tk = scores.shape
+    B, H, Tq, Tk = scores.shape
     if kp is None:
-        return _run(scores, out, num_threads, _bias_kernels.KIND_ALIBI, slopes=slopes,
-                    keys=np.arange(Tk, dtype=np.float64), keys_bs=0, qoff=off.astype(np.float64), qstep=1.0)
-    keys = np.ascontiguousarray(np.broadcast_to(kp, (kp.shape[0], Tk)), dtype=np.float64)
-    keys_bs = Tk if keys.shape[0] > 1 else 0
-    return _run(scores, out, num_threads, _bias_kernels.KIND_ALIBI, slopes=slopes, keys=keys, keys_bs=keys_bs,
-                qoff=np.zeros(B), qstep=0.0)
-
-
-def _relative_lookup(table, settings, off, Tq, Tk):
-    """Per head, the bias of every relative distance the call needs, and where batch b's rows start.
-
-    Distances j - i - offset[b] span Tq + Tk - 1 values per offset. One span
-    covers all offsets when they are close together; otherwise each distinct
-    offset gets its own span. Returns (lut (H, width) float64, start (B,) intp)
-    with bias(b, h, i, j) = lut[h, start[b] - i + j]: O(H * (Tq + Tk)) work and
-    memory, never the (Tq, Tk) bucket matrix."""
-    W = Tq + Tk - 1
-    uniq, inverse = np.unique(off, return_inverse=True)
-    lo, hi = int(uniq[0]), int(uniq[-1])
-    if hi - lo <= (len(uniq) - 1) * W:
-        distances = np.arange(W + hi - lo, dtype=np.int64) - (Tq - 1) - hi
-        start = (Tq - 1) + hi - off
-    else:
-        k = np.arange(W, dtype=np.int64)
-        distances = (k[None, :] - (Tq - 1) - uniq[:, None]).reshape(-1)
-        start = inverse.reshape(-1) * W + (Tq - 1)
-    buckets = bucket_of(distances, *settings)
-    lut = np.ascontiguousarray(table[buckets].T, dtype=np.float64)
-    return lut, np.ascontiguousarray(start, dtype=np.intp)
+        distances, start = _distances(off, Tq, Tk)
+        return _run(scores, out, num_threads, slopes[:, None] * distances.astype(np.float64)[None, :], start, 1)
+    keys = np.broadcast_to(kp, (kp.shape[0], Tk))
+    lut = (slopes[:, None, None] * keys[None, :, :]).reshape(H, -1)
+    start = np.arange(B) * Tk if keys.shape[0] > 1 else np.zeros(B, dtype=np.intp)
+    return _run(scores, out, num_threads, lut, start, 0)
 
 
 def add_relative_bias(scores, bias_table, *, bidirectional, num_buckets, max_distance, offset=0, out=None,
@@ -116,14 +127,13 @@ def add_relative_bias(scores, bias_table, *, bidirectional, num_buckets, max_dis
     differs). bias_table: (num_buckets, H) reals, the learned embedding
     (HF's relative_attention_bias.weight). offset: an int, or one per batch
     entry (HF's past_seen_tokens). The bias of each distance is looked up
-    once per head (O(H * (Tq + Tk))), added in float64 and the sum rounded
-    once to scores' dtype. Returns the array written."""
+    once per head (O(H * (Tq + Tk))), rounded to scores' dtype and added.
+    Returns the array written."""
     scores, out, table, settings, off, num_threads = relative_request(
         scores, bias_table, bidirectional, num_buckets, max_distance, offset, out, num_threads)
     dst = scores if out is None else out
     if dst.size == 0:
         return dst
     _, _, Tq, Tk = scores.shape
-    lut, start = _relative_lookup(table, settings, off, Tq, Tk)
-    return _run(scores, out, num_threads, _bias_kernels.KIND_LOOKUP, lut=lut, lut_start=start,
-                lut_hs=lut.shape[1])
+    distances, start = _distances(off, Tq, Tk)
+    return _run(scores, out, num_threads, table[bucket_of(distances, *settings)].T, start, 1)

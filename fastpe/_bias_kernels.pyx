@@ -1,15 +1,18 @@
 # cython: language_level=3
 """OpenMP kernels of fastpe's additive attention biases (ALiBi, T5 buckets).
 
-Nothing here validates: fastpe._bias checks every argument and prepares the
-small float64 inputs (slopes, key positions, the per-distance bias lookup)
-before calling in. Scores are passed as raw pointers plus byte strides, so any
-strided layout (negative strides, transposed axes) is written in place.
+Nothing here validates: fastpe._bias checks every argument and builds, per
+head, the bias of every relative distance (or key) the call needs, in float64
+rounded once to the scores' dtype, before calling in: O(H * (Tq + Tk)).
+Both biases are then one kernel: row i of (b, h) adds a shifted window of
+that lookup, bias[j] = lut[start[b] + h * lut_hs - i * istep + j], a
+unit-stride float add the compiler vectorises. Scores are passed as raw
+pointers plus byte strides, so any strided layout (negative strides,
+transposed axes) is written in place.
 
 Work items are (batch, head, block of query rows); each thread takes a
-contiguous run of items (schedule="static"). Every element is written once:
-the bias is formed in float64, added to the score in float64 and the sum is
-rounded once to the scores' dtype.
+contiguous run of items (schedule="static"). Every element is read and
+written once.
 """
 
 cimport numpy as cnp
@@ -29,14 +32,10 @@ ctypedef fused floating:
 cdef enum:
     _ADD_INPLACE = 1
     _ADD_TO = 2
-    _KIND_ALIBI = 0
-    _KIND_LOOKUP = 1
 
 # The same values as fastpe._kernels.MODE_*, which _api._source_and_mode returns.
 MODE_ADD_INPLACE = 1
 MODE_ADD_TO = 2
-KIND_ALIBI = 0
-KIND_LOOKUP = 1
 
 
 def openmp_enabled():
@@ -54,57 +53,32 @@ cdef struct Scores:
 
 
 cdef struct Bias:
-    int kind
-    # ALiBi: bias[j] = slope[h] * (keys[b * keys_bs + j] - (qoff[b] + i * qstep))
-    const double *slopes
-    const double *keys
-    fpe_idx keys_bs
-    const double *qoff
-    double qstep
-    # Lookup: bias[j] = lut[lut_start[b] + h * lut_hs - i + j]
-    const double *lut
+    # bias(b, h, i, j) = lut[lut_start[b] + h * lut_hs - i * istep + j]
+    const void *lut            # the scores' dtype
     const fpe_idx *lut_start
     fpe_idx lut_hs
+    fpe_idx istep
 
 
-# ------------------------------------------------------------ leaf loops
-# Unit-stride variants are separate so the compiler vectorises them.
-
-cdef inline void _alibi_row(floating *dst, const floating *src, fpe_idx dk, fpe_idx sk,
-                            const double *keys, double slope, double q, fpe_idx n,
-                            bint inplace) noexcept nogil:
-    cdef fpe_idx j
-    if dk == 1 and (inplace or sk == 1):
-        if inplace:
-            for j in range(n):
-                dst[j] = <floating>(<double>dst[j] + slope * (keys[j] - q))
-        else:
-            for j in range(n):
-                dst[j] = <floating>(<double>src[j] + slope * (keys[j] - q))
-    elif inplace:
-        for j in range(n):
-            dst[j * dk] = <floating>(<double>dst[j * dk] + slope * (keys[j] - q))
-    else:
-        for j in range(n):
-            dst[j * dk] = <floating>(<double>src[j * sk] + slope * (keys[j] - q))
-
+# ------------------------------------------------------------ leaf loop
+# The unit-stride variants are separate so the compiler vectorises them.
 
 cdef inline void _lookup_row(floating *dst, const floating *src, fpe_idx dk, fpe_idx sk,
-                             const double *bias, fpe_idx n, bint inplace) noexcept nogil:
+                             const floating *bias, fpe_idx n, bint inplace) noexcept nogil:
     cdef fpe_idx j
     if dk == 1 and (inplace or sk == 1):
         if inplace:
             for j in range(n):
-                dst[j] = <floating>(<double>dst[j] + bias[j])
+                dst[j] = dst[j] + bias[j]
         else:
             for j in range(n):
-                dst[j] = <floating>(<double>src[j] + bias[j])
+                dst[j] = src[j] + bias[j]
     elif inplace:
         for j in range(n):
-            dst[j * dk] = <floating>(<double>dst[j * dk] + bias[j])
+            dst[j * dk] = dst[j * dk] + bias[j]
     else:
         for j in range(n):
-            dst[j * dk] = <floating>(<double>src[j * sk] + bias[j])
+            dst[j * dk] = src[j * sk] + bias[j]
 
 
 # ------------------------------------------------------------ driver
@@ -120,21 +94,10 @@ cdef void _item(floating *dummy, const Scores *sc, const Bias *bi, fpe_idx block
     cdef const char *srow = sc.src + b * sc.s_sb + h * sc.s_sh
     cdef fpe_idx dk = sc.d_sk // <fpe_idx>sizeof(floating), sk = sc.s_sk // <fpe_idx>sizeof(floating)
     cdef bint inplace = sc.mode == _ADD_INPLACE
-    cdef double slope, q0
-    cdef const double *keys
-    cdef const double *lut
-    if bi.kind == _KIND_ALIBI:
-        slope = bi.slopes[h]
-        keys = bi.keys + b * bi.keys_bs
-        q0 = bi.qoff[b]
-        for i in range(i0, i1):
-            _alibi_row(<floating *>(drow + i * sc.d_sq), <const floating *>(srow + i * sc.s_sq), dk, sk,
-                       keys, slope, q0 + <double>i * bi.qstep, sc.Tk, inplace)
-    else:
-        lut = bi.lut + bi.lut_start[b] + h * bi.lut_hs
-        for i in range(i0, i1):
-            _lookup_row(<floating *>(drow + i * sc.d_sq), <const floating *>(srow + i * sc.s_sq), dk, sk,
-                        lut - i, sc.Tk, inplace)
+    cdef const floating *lut = <const floating *>bi.lut + bi.lut_start[b] + h * bi.lut_hs
+    for i in range(i0, i1):
+        _lookup_row(<floating *>(drow + i * sc.d_sq), <const floating *>(srow + i * sc.s_sq), dk, sk,
+                    lut - i * bi.istep, sc.Tk, inplace)
 
 
 cdef void _run(floating *dummy, const Scores *sc, const Bias *bi, fpe_idx block, fpe_idx n_items,
@@ -152,15 +115,12 @@ cdef inline void *_data(cnp.ndarray a):
     return cnp.PyArray_DATA(a)
 
 
-def add_bias(cnp.ndarray dst, cnp.ndarray src, int mode, int kind,
-             cnp.ndarray slopes, cnp.ndarray keys, fpe_idx keys_bs, cnp.ndarray qoff, double qstep,
-             cnp.ndarray lut, cnp.ndarray lut_start, fpe_idx lut_hs,
-             fpe_idx block, fpe_idx n_items, int n_threads):
-    """Add a bias to 4-D scores (B, H, Tq, Tk) into dst (mode: in place, or dst = src + bias).
-
-    kind KIND_ALIBI: slope[h] * (keys[b * keys_bs + j] - (qoff[b] + i * qstep));
-    kind KIND_LOOKUP: lut[lut_start[b] + h * lut_hs - i + j]. All float64
-    (intp for lut_start) and C-contiguous; items are (b, h, block of rows)."""
+def add_bias(cnp.ndarray dst, cnp.ndarray src, int mode, cnp.ndarray lut, cnp.ndarray lut_start,
+             fpe_idx lut_hs, fpe_idx istep, fpe_idx block, fpe_idx n_items, int n_threads):
+    """Add a bias to 4-D scores (B, H, Tq, Tk) into dst (mode: in place, or dst = src + bias):
+    bias(b, h, i, j) = lut[lut_start[b] + h * lut_hs - i * istep + j], lut
+    C-contiguous in dst's dtype, lut_start intp (B,); every index in range.
+    Items are (b, h, block of `block` query rows)."""
     cdef Scores sc
     cdef Bias bi
     sc.dst = <char *>_data(dst)
@@ -169,15 +129,10 @@ def add_bias(cnp.ndarray dst, cnp.ndarray src, int mode, int kind,
     sc.d_sb, sc.d_sh, sc.d_sq, sc.d_sk = dst.strides[0], dst.strides[1], dst.strides[2], dst.strides[3]
     sc.s_sb, sc.s_sh, sc.s_sq, sc.s_sk = src.strides[0], src.strides[1], src.strides[2], src.strides[3]
     sc.mode = mode
-    bi.kind = kind
-    bi.slopes = <const double *>_data(slopes)
-    bi.keys = <const double *>_data(keys)
-    bi.keys_bs = keys_bs
-    bi.qoff = <const double *>_data(qoff)
-    bi.qstep = qstep
-    bi.lut = <const double *>_data(lut)
+    bi.lut = _data(lut)
     bi.lut_start = <const fpe_idx *>_data(lut_start)
     bi.lut_hs = lut_hs
+    bi.istep = istep
     if cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
         with nogil:
             _run(<float *>NULL, &sc, &bi, block, n_items, n_threads)

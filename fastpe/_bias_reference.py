@@ -15,8 +15,8 @@ Conventions (scores of shape (B, H, Tq, Tk): batch, head, query, key):
   ``(cumsum(mask) - 1) * mask`` skip left padding.
 * T5 adds ``bias_table[bucket(j - (i + offset[b])), h]``.
 
-The bias is formed in float64 and added to the scores in float64; the sum is
-rounded once to the scores' dtype.
+The bias is formed in float64, rounded once to the scores' dtype and added
+in that dtype: ``scores + bias.astype(scores.dtype)``.
 """
 
 import math
@@ -272,16 +272,18 @@ def relative_position_bucket(relative_position, *, bidirectional=True, num_bucke
     """
     bidirectional, num_buckets, max_distance = check_bucket_settings(bidirectional, num_buckets, max_distance)
     rp = array_of_kind("relative_position", relative_position, "iu", "integers (key - query positions)")
-    if rp.dtype.kind == "u" and rp.size and rp.max() > np.iinfo(np.int64).max:
-        raise ValueError("relative_position does not fit in int64")
+    if rp.size and ((rp.dtype.kind == "u" and rp.max() > np.iinfo(np.int64).max)
+                    or (rp.dtype.kind == "i" and rp.min() < -np.iinfo(np.int64).max)):
+        raise ValueError("relative_position must lie within +-(2**63 - 1) (int64 with a negatable minimum)")
     return bucket_of(rp.astype(np.int64, copy=False), bidirectional, num_buckets, max_distance)
 
 
 # ------------------------------------------------------------------ reference adds
 
-def _store(scores, out, total):
+def _store(scores, out, bias):
+    """scores + bias (float64, rounded once to scores' dtype, then added in that dtype)."""
     dst = scores if out is None else out
-    dst[...] = total.astype(scores.dtype)
+    dst[...] = scores + bias.astype(scores.dtype)
     return dst
 
 
@@ -298,7 +300,7 @@ def add_alibi(scores, *, slopes=None, max_bias=DEFAULT_MAX_BIAS, offset=0, key_p
         bias = s * rel[:, None, :, :]
     else:
         bias = s * np.broadcast_to(kp, (B, Tk))[:, None, None, :]
-    return _store(scores, out, scores.astype(np.float64) + bias)
+    return _store(scores, out, bias)
 
 
 def add_relative_bias(scores, bias_table, *, bidirectional, num_buckets, max_distance, offset=0, out=None,
@@ -310,4 +312,4 @@ def add_relative_bias(scores, bias_table, *, bidirectional, num_buckets, max_dis
     rel = np.arange(Tk)[None, None, :] - (np.arange(Tq)[None, :, None] + off[:, None, None])  # (B, Tq, Tk)
     buckets = bucket_of(rel, *settings)
     bias = np.moveaxis(table[buckets], -1, 1)  # (B, Tq, Tk, H) -> (B, H, Tq, Tk)
-    return _store(scores, out, scores.astype(np.float64) + bias)
+    return _store(scores, out, bias)
