@@ -72,3 +72,30 @@ def test_rotary_q_and_k(pe_bench, impl):
         def fn():
             api.apply_rotary(both[0], both[1], offset=3)
     pe_bench.inplace(fn, both, pattern, impl)
+
+
+@pytest.mark.parametrize("kind", ["alibi", "t5"])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_attention_bias(pe_bench, impl, kind):
+    """add_alibi and add_relative_bias on scores (1, 16, 2048, 2048)."""
+    shape = (1, 16, 2048, 2048)
+    scores, pattern = pe_bench.filled(shape, np.float32)
+    threads = effective_threads(None, scores.size)
+    pe_bench.describe(f"{kind} bias float32 1x16x2048x2048", impl, threads, scores, 2)
+    table = np.random.default_rng(1).standard_normal((32, 16)).astype(np.float32)
+    if impl == "probe":
+        flat = scores.reshape(-1)
+
+        def fn():
+            _kernels.probe(flat, PROBE_VALUE, False, threads)
+    elif kind == "alibi":
+        api = _api(impl)
+
+        def fn():
+            api.add_alibi(scores, offset=3)
+    else:
+        api = _api(impl)
+
+        def fn():
+            api.add_relative_bias(scores, table, bidirectional=True, num_buckets=32, max_distance=128)
+    pe_bench.inplace(fn, scores, pattern, impl)

@@ -5,6 +5,7 @@ The compiled kernels (OpenMP, float64 angles) sit behind a validation layer;
 """
 
 from . import reference
+from ._bias import add_alibi, add_relative_bias, alibi_slopes, relative_position_bucket
 from ._api import add_sinusoidal, add_table, make_positions, sinusoidal_encode, sinusoidal_table
 from ._config import cache_clear, cache_info, set_cache_limit, show_config
 from ._grids import add_sincos_2d, add_sinusoidal_nd, sincos_2d, sinusoidal_nd
@@ -17,15 +18,19 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS",
     "__version__",
+    "add_alibi",
+    "add_relative_bias",
     "add_sincos_2d",
     "add_sinusoidal",
     "add_sinusoidal_nd",
     "add_table",
+    "alibi_slopes",
     "apply_rotary",
     "cache_clear",
     "cache_info",
     "make_positions",
     "reference",
+    "relative_position_bucket",
     "rope_inv_freq",
     "rotary_cos_sin",
     "set_cache_limit",

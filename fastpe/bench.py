@@ -52,6 +52,8 @@ __all__ = [
     "ADD_LEARNED",
     "ADD_POSITIONS",
     "ADD_PRESET",
+    "ALIBI",
+    "T5_BIAS",
     "ROTARY",
     "CASES",
     "Case",
@@ -226,11 +228,28 @@ def _rotary_call(api, st, i, num_threads, options):
     api.apply_rotary(st.target[0], st.target[1], offset=_offset(i, options), num_threads=num_threads)
 
 
+def _alibi_call(api, st, i, num_threads, options):
+    api.add_alibi(st.target, offset=i % 7, num_threads=num_threads)
+
+
+def _t5_setup(shape, dtype, rng, options):
+    st = _add_setup(shape, dtype, rng, options)
+    st.bias_table = rng.standard_normal((32, shape[1])).astype(dtype)
+    return st
+
+
+def _t5_call(api, st, i, num_threads, options):
+    api.add_relative_bias(st.target, st.bias_table, bidirectional=True, num_buckets=32, max_distance=128,
+                          num_threads=num_threads)
+
+
 ADD = Op("add_sinusoidal", "fused add", "add", _add_setup, _add_call)
 ADD_PRESET = Op("add_sinusoidal(preset=)", "fused add", "add", _add_setup, _preset_call)
 ADD_LEARNED = Op("add_table", "learned table", "add", _learned_setup, _learned_call)
 ADD_GRID_2D = Op("add_sincos_2d", "2-D grid", "add", _add_setup, _grid2d_call)
 ROTARY = Op("apply_rotary(q, k)", "rotary", "add", _rotary_setup, _rotary_call)
+ALIBI = Op("add_alibi", "attention bias", "add", _add_setup, _alibi_call)
+T5_BIAS = Op("add_relative_bias", "attention bias", "add", _t5_setup, _t5_call)
 ADD_POSITIONS = Op("add_sinusoidal(positions=)", "positions", "add", _positions_setup, _positions_call)
 TABLE = Op("sinusoidal_table(out=)", "table", "fill", _table_setup, _table_call)
 
@@ -252,6 +271,8 @@ CASES: List[Case] = [
     Case("2-D grid 32x64 (mae)", ADD_GRID_2D, (8, 2048, 1024), options={"grid": (32, 64)}),
     Case("rotary q and k, new offset", ROTARY, (1, 32, 4096, 128), options=NEW_OFFSET, ref_reps=3,
          quick=(1, 8, 1024, 128)),
+    Case("ALiBi bias", ALIBI, (1, 16, 2048, 2048), ref_reps=3, quick=(1, 8, 512, 512)),
+    Case("T5 relative bias", T5_BIAS, (1, 16, 2048, 2048), ref_reps=3, quick=(1, 8, 512, 512)),
 ]
 
 

@@ -30,7 +30,8 @@ from ._validation import (
 )
 
 __all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "add_table", "frequencies", "make_positions",
-           "sincos_2d", "add_sincos_2d", "sinusoidal_nd", "add_sinusoidal_nd", "apply_rotary", "rotary_cos_sin"]
+           "sincos_2d", "add_sincos_2d", "sinusoidal_nd", "add_sinusoidal_nd", "apply_rotary", "rotary_cos_sin",
+           "alibi_slopes", "add_alibi", "relative_position_bucket", "add_relative_bias"]
 
 
 def frequencies(dim, base=10000.0, layout="interleaved"):
@@ -316,3 +317,6 @@ def rotary_cos_sin(n_positions, rotary_dim, *, offset=0, base=10000.0, scaling=N
     else:
         cos, sin = np.repeat(cos, 2, axis=1), np.repeat(sin, 2, axis=1)
     return cos.astype(dtype), sin.astype(dtype)
+
+
+from ._bias_reference import add_alibi, add_relative_bias, alibi_slopes, relative_position_bucket  # noqa: E402
