@@ -29,6 +29,7 @@ from ._validation import (
     array_of_kind,
     as_float_array,
     broadcastable_to,
+    check_count,
     check_num_threads,
     check_out,
     check_real_scalar,
@@ -44,12 +45,7 @@ _MAX_POSITION = 2**52
 # ------------------------------------------------------------------ checks
 
 def check_heads(n_heads):
-    if isinstance(n_heads, (bool, np.bool_)) or not isinstance(n_heads, numbers.Integral):
-        raise TypeError(f"n_heads must be an int >= 1, got {n_heads!r}")
-    n_heads = operator.index(n_heads)
-    if n_heads < 1:
-        raise ValueError(f"n_heads must be >= 1, got {n_heads}")
-    return n_heads
+    return check_count("n_heads", n_heads, minimum=1)
 
 
 def check_max_bias(max_bias):

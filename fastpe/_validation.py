@@ -108,13 +108,13 @@ def check_out(out, shape, dtype=None, name="out"):
     return out
 
 
-def check_count(name, value):
-    """A non-negative integer (n_positions, dim)."""
+def check_count(name, value, minimum=0):
+    """An integer >= minimum (n_positions, dim, n_heads)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a non-negative integer, got {value!r}")
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
     value = operator.index(value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 
