@@ -27,7 +27,12 @@ RESEED_INTERVAL = 256
 # The largest team fastpe starts: more threads than this only oversubscribe
 # the cores, and a team of 10**5 makes libgomp kill the process.
 MAX_TEAM = max(8, 4 * (os.cpu_count() or 1))
-# Work items per thread, so that uneven items still balance.
+# Work items a call is cut into (enough to balance a few threads), and the
+# fewest positions an item covers (each item pays for one seed).
+ITEMS_PER_CALL = 8
+MIN_BLOCK = 16
+# Work items per thread for kernels whose results do not depend on how the
+# work is split (the attention biases): there the team size may set it.
 ITEMS_PER_THREAD = 4
 # Rows per tile. Written straight into one sequence, a tile of output rows
 # stays in L2 across the frequency chunks; shared by several sequences, a tile
@@ -59,20 +64,27 @@ def _tile_rows(nbytes, n_cols, dst, block):
     return max(1, min(block, nbytes // max(n_cols * dst.itemsize, 1)))
 
 
-def _blocks(T, n_seq, n_threads, max_block):
-    """Positions per work item: at most max_block, and enough items to balance."""
-    n_blocks = -(-T // max_block)
-    if n_threads > 1 and n_seq * n_blocks < ITEMS_PER_THREAD * n_threads:
-        n_blocks = min(T, -(-ITEMS_PER_THREAD * n_threads // n_seq))
-    block = -(-T // n_blocks)
+def _blocks(T, n_seq, max_block):
+    """Positions per work item: at most max_block, and about ITEMS_PER_CALL
+    items per sequence. It depends on the input only, never on the team size:
+    each item starts from a fresh seed, so the same call gives the same bits
+    on any number of threads."""
+    block = max(MIN_BLOCK, -(-T // ITEMS_PER_CALL))
+    block = min(block, max_block, max(T, 1))
     return block, n_seq * -(-T // block)
+
+
+def _chunks(group_ptr):
+    """Work items of the grouped kernels, from the groups alone (not the team size)."""
+    n_groups = group_ptr.shape[0] - 1
+    return balanced_chunks(group_ptr, min(ITEMS_PER_CALL, -(-n_groups // MIN_BLOCK)))
 
 
 def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=_NO_ZERO_POSITION):
     """Rows at positions key + t (t along axis -2), for every key group."""
     groups = group_rows(keys, lead_shape, [dst, src])
     n_seq = groups.keys.shape[0]
-    block, n_items = _blocks(T, n_seq, n_threads, RESEED_INTERVAL)
+    block, n_items = _blocks(T, n_seq, RESEED_INTERVAL)
     _kernels.sinusoid_grid(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1],
         T, block, _tile_rows(TILE_DIRECT_BYTES, plan.n_cols, dst, block),
@@ -86,7 +98,7 @@ def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=
 def _grouped(dst, src, plan, keys, lead_shape, scale, mode, n_threads, zero_pos=_NO_ZERO_POSITION):
     """Rows at arbitrary positions `keys` (aligned to lead_shape)."""
     groups = group_rows(keys, lead_shape, [dst, src])
-    chunks = balanced_chunks(groups.group_ptr, ITEMS_PER_THREAD * n_threads if n_threads > 1 else 1)
+    chunks = _chunks(groups.group_ptr)
     _kernels.sinusoid_grouped(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1], chunks,
         RESEED_INTERVAL, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
@@ -216,7 +228,7 @@ def add_table(x, table, *, offset=0, positions=None, scale=None, out=None, num_t
     if req.positions is None:
         T = x.shape[-2]
         groups = group_rows(req.offset.astype(np.float64), x.shape[:-2], [dst, src])
-        block, n_items = _blocks(T, groups.keys.shape[0], n_threads, 1 << 30)
+        block, n_items = _blocks(T, groups.keys.shape[0], 1 << 30)
         tile = _tile_rows(TILE_SHARED_BYTES, table.shape[1], dst, block)
         _kernels.table_add(dst, src, table, True, groups.keys.astype(np.intp), groups.group_ptr, T, block, tile,
                            _NO_POSITIONS, _NO_INDEX, _NO_INDEX, groups.rows[0], groups.rows[1],
@@ -224,7 +236,7 @@ def add_table(x, table, *, offset=0, positions=None, scale=None, out=None, num_t
                            min(n_threads, n_items))
     else:
         groups = group_rows(req.positions.astype(np.float64), x.shape[:-1], [dst, src])
-        chunks = balanced_chunks(groups.group_ptr, ITEMS_PER_THREAD * n_threads if n_threads > 1 else 1)
+        chunks = _chunks(groups.group_ptr)
         n_items = chunks.shape[0] - 1
         _kernels.table_add(dst, src, table, False, _NO_INDEX, _NO_INDEX, 0, 1, 1,
                            groups.keys, groups.group_ptr, chunks, groups.rows[0], groups.rows[1],

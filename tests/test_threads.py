@@ -163,3 +163,25 @@ def test_concurrent_threads_sharing_input_with_out():
         expected = reference.add_sinusoidal(x.copy(), offset=off)
         assert_within(outs[k], expected, add_tolerance(np.float32, 4000, np.abs(x)), f"shared x, offsets {off}")
 
+
+
+@pytest.mark.parametrize("case", ["grid", "per-sequence", "positions", "table", "encode", "rotary"])
+def test_regression_results_independent_of_thread_count(case):
+    """The same call gives the same bits on any number of threads. Work items
+    were sized from the team size and each item starts from a fresh seed, so a
+    call with num_threads=None differed (1.4e-11 in float64) between a thread
+    whose OpenMP default differed from another's (found by the concurrency
+    tests in a full run)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 700, 48))
+    calls = {
+        "grid": lambda n: fastpe.add_sinusoidal(x.copy(), offset=5, scale=0.7, num_threads=n),
+        "per-sequence": lambda n: fastpe.add_sinusoidal(x.copy(), offset=np.array([0, 9, 2000]), num_threads=n),
+        "positions": lambda n: fastpe.add_sinusoidal(x.copy(), positions=rng.integers(0, 9000, (3, 700)) * 0 + np.arange(700)[::-1] * 3, num_threads=n),
+        "table": lambda n: fastpe.sinusoidal_table(5000, 48, offset=1e5, dtype=np.float64, num_threads=n),
+        "encode": lambda n: fastpe.sinusoidal_encode(np.arange(6000) * 1.5, 48, dtype=np.float64, num_threads=n),
+        "rotary": lambda n: fastpe.apply_rotary(x.copy().reshape(3, 700, 2, 24), offset=np.array([1, 2, 3]), seq_axis=-3, num_threads=n),
+    }
+    results = [calls[case](n) for n in (1, 2, 3, 7)]
+    for n, r in zip((2, 3, 7), results[1:]):
+        assert np.array_equal(results[0], r), f"{case}: {n} threads differ from 1 thread"
