@@ -44,7 +44,11 @@ The pyproject's pytest settings apply here too: ``--import-mode=importlib``
 import numpy as np
 import pytest
 
-from fastpe import _kernels
+import fastpe
+from fastpe import _kernels, reference
+from fastpe.bench import effective_threads
+
+PROBE_VALUE = 1e-3
 
 # Rounds per implementation, by array size: the reference is slow on large arrays.
 _ROUNDS = {
@@ -102,6 +106,24 @@ class PEBench:
         return self.benchmark.pedantic(
             fn, setup=setup, rounds=self.rounds(impl, x.nbytes), iterations=1, warmup_rounds=1
         )
+
+    def measure(self, group, impl, x, pattern, call):
+        """Time one implementation in place on x (restored from pattern every
+        round): impl "probe" sweeps x += c with fastpe's thread count, any
+        other runs call(api, x) with api = fastpe or fastpe.reference."""
+        threads = effective_threads(None, x.size)
+        self.describe(group, impl, threads, x, 2)
+        if impl == "probe":
+            flat = x.reshape(-1)
+
+            def fn():
+                _kernels.probe(flat, PROBE_VALUE, False, threads)
+        else:
+            api = fastpe if impl == "fastpe" else reference
+
+            def fn():
+                call(api, x)
+        return self.inplace(fn, x, pattern, impl)
 
     def overwrite(self, fn, out, impl):
         """Time fn() that overwrites out entirely (tables): no setup needed."""

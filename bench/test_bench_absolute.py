@@ -8,34 +8,13 @@ See bench/conftest.py for how to run, save and compare.
 import numpy as np
 import pytest
 
-import fastpe
-from fastpe import _kernels, reference
-from fastpe.bench import effective_threads
-
 IMPLS = ["fastpe", "reference", "probe"]
 SHAPE = (8, 2048, 1024)
-PROBE_VALUE = 1e-3
-
-
-def _api(impl):
-    return fastpe if impl == "fastpe" else reference
 
 
 def _run(pe_bench, kind, impl, call):
     x, pattern = pe_bench.filled(SHAPE, np.float32)
-    threads = effective_threads(None, x.size)
-    pe_bench.describe(f"{kind} float32 {'x'.join(map(str, SHAPE))}", impl, threads, x, 2)
-    if impl == "probe":
-        flat = x.reshape(-1)
-
-        def fn():
-            _kernels.probe(flat, PROBE_VALUE, False, threads)
-    else:
-        api = _api(impl)
-
-        def fn():
-            call(api, x)
-    pe_bench.inplace(fn, x, pattern, impl)
+    pe_bench.measure(f"{kind} float32 {'x'.join(map(str, SHAPE))}", impl, x, pattern, call)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -59,20 +38,8 @@ def test_rotary_q_and_k(pe_bench, impl):
     """apply_rotary on q and k of (1, 32, 4096, 128), stacked so one probe covers both."""
     shape = (2, 1, 32, 4096, 128)
     both, pattern = pe_bench.filled(shape, np.float32)
-    threads = effective_threads(None, both.size)
-    pe_bench.describe("rotary float32 2x1x32x4096x128", impl, threads, both, 2)
-    if impl == "probe":
-        flat = both.reshape(-1)
-
-        def fn():
-            _kernels.probe(flat, PROBE_VALUE, False, threads)
-    else:
-        api = _api(impl)
-
-        def fn():
-            api.apply_rotary(both[0], both[1], offset=3)
-    pe_bench.inplace(fn, both, pattern, impl)
-
+    pe_bench.measure("rotary float32 2x1x32x4096x128", impl, both, pattern,
+                     lambda api, both: api.apply_rotary(both[0], both[1], offset=3))
 
 @pytest.mark.parametrize("kind", ["alibi", "t5"])
 @pytest.mark.parametrize("impl", IMPLS)
@@ -80,22 +47,11 @@ def test_attention_bias(pe_bench, impl, kind):
     """add_alibi and add_relative_bias on scores (1, 16, 2048, 2048)."""
     shape = (1, 16, 2048, 2048)
     scores, pattern = pe_bench.filled(shape, np.float32)
-    threads = effective_threads(None, scores.size)
-    pe_bench.describe(f"{kind} bias float32 1x16x2048x2048", impl, threads, scores, 2)
     table = np.random.default_rng(1).standard_normal((32, 16)).astype(np.float32)
-    if impl == "probe":
-        flat = scores.reshape(-1)
-
-        def fn():
-            _kernels.probe(flat, PROBE_VALUE, False, threads)
-    elif kind == "alibi":
-        api = _api(impl)
-
-        def fn():
+    if kind == "alibi":
+        def call(api, scores):
             api.add_alibi(scores, offset=3)
     else:
-        api = _api(impl)
-
-        def fn():
+        def call(api, scores):
             api.add_relative_bias(scores, table, bidirectional=True, num_buckets=32, max_distance=128)
-    pe_bench.inplace(fn, scores, pattern, impl)
+    pe_bench.measure(f"{kind} bias float32 1x16x2048x2048", impl, scores, pattern, call)

@@ -34,19 +34,7 @@ def _group(kind, x):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_fused_add(pe_bench, impl, dtype, shape):
     x, pattern = pe_bench.filled(shape, dtype)
-    threads = effective_threads(None, x.size)
-    pe_bench.describe(_group("fused add", x), impl, threads, x, 2)
-    if impl == "probe":
-        flat = x.reshape(-1)
-
-        def fn():
-            _kernels.probe(flat, PROBE_VALUE, False, threads)
-    else:
-        add = _api(impl).add_sinusoidal
-
-        def fn():
-            add(x)
-    pe_bench.inplace(fn, x, pattern, impl)
+    pe_bench.measure(_group("fused add", x), impl, x, pattern, lambda api, x: api.add_sinusoidal(x))
 
 
 @pytest.mark.parametrize("shape", TABLE_SHAPES, ids=shape_id)
@@ -78,19 +66,8 @@ def test_positions(pe_bench, impl, dtype):
     # every sequence at its own start (packed or continued sequences)
     starts = np.random.default_rng(1).integers(0, 4096, size=(shape[0], 1))
     positions = starts + np.arange(shape[1])
-    threads = effective_threads(None, x.size)
-    pe_bench.describe(_group("positions", x), impl, threads, x, 2)
-    if impl == "probe":
-        flat = x.reshape(-1)
-
-        def fn():
-            _kernels.probe(flat, PROBE_VALUE, False, threads)
-    else:
-        add = _api(impl).add_sinusoidal
-
-        def fn():
-            add(x, positions=positions)
-    pe_bench.inplace(fn, x, pattern, impl)
+    pe_bench.measure(_group("positions", x), impl, x, pattern,
+                     lambda api, x: api.add_sinusoidal(x, positions=positions))
 
 
 def _thread_counts():
