@@ -1,6 +1,7 @@
-"""Benchmarks of the absolute encodings beyond Vaswani: a preset, a learned
-table and a 2-D grid, each next to add_sinusoidal and the probe on the same
-shape (one group per operation, so each table shows the ratio).
+"""Benchmarks of the encodings beyond the plain sinusoid: a preset, a learned
+table and a 2-D grid on the shape of the main fused add, rotary on q and k,
+and the ALiBi and T5 biases on attention scores; each next to the reference
+and the probe (one group per operation, so each table shows the ratios).
 
 See bench/conftest.py for how to run, save and compare.
 """
