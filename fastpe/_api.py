@@ -56,10 +56,6 @@ def resolve_threads(num_threads, work):
     return n
 
 
-def _plan_of(enc):
-    return sinusoid_plan(enc)
-
-
 def _tile_rows(nbytes, n_cols, dst, block):
     return max(1, min(block, nbytes // max(n_cols * dst.itemsize, 1)))
 
@@ -150,7 +146,7 @@ def sinusoidal_table(n_positions, dim, *, offset=0, base=None, layout=None, dtyp
     if out.size == 0:
         return out
     n_threads = resolve_threads(num_threads, out.size)
-    _grid(out, out, _plan_of(enc), np.full((), offset), (), n_positions, 1.0,
+    _grid(out, out, sinusoid_plan(enc), np.full((), offset), (), n_positions, 1.0,
           _kernels.MODE_STORE, n_threads, enc.zero_position)
     return out
 
@@ -167,7 +163,7 @@ def sinusoidal_encode(positions, dim, *, base=None, layout=None, dtype=np.float3
     if out.size == 0:
         return out
     n_threads = resolve_threads(num_threads, out.size)
-    _grouped(out, out, _plan_of(enc), pos, pos.shape, 1.0, _kernels.MODE_STORE, n_threads,
+    _grouped(out, out, sinusoid_plan(enc), pos, pos.shape, 1.0, _kernels.MODE_STORE, n_threads,
              enc.zero_position)
     return out
 
@@ -185,7 +181,7 @@ def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout
     src, mode = _source_and_mode(x, dst)
     scale = 1.0 if req.scale is None else req.scale
     n_threads = resolve_threads(req.num_threads, dst.size)
-    plan = _plan_of(req.encoding)
+    plan = sinusoid_plan(req.encoding)
     enc = req.encoding
     if req.positions is None:
         offsets = req.offset + enc.implicit_shift if enc.implicit_shift else req.offset

@@ -84,9 +84,6 @@ from ._validation import check_count, check_real_scalar
 
 ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3")
 
-_MISSING = object()
-
-
 def _name(key):
     return f"scaling[{key!r}]"
 
