@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _api
 from ._plan import CACHE
-from ._validation import check_count, check_dtype_argument, check_real_scalar, x_and_out
+from ._validation import check_count, check_dtype_argument, check_layout, check_real_scalar, x_and_out
 
 LAYOUTS_2D = ("mae", "timm", "big_vision")
 
@@ -26,8 +26,7 @@ def check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token):
     grid_w = check_count("grid_w", grid_w)
     dim = check_count("dim", dim)
     base = check_real_scalar("base", base, positive=True)
-    if not isinstance(layout, str) or layout not in LAYOUTS_2D:
-        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS_2D))}; got {layout!r}")
+    check_layout(layout, LAYOUTS_2D)
     if dim % 4:
         raise ValueError(f"dim must be a multiple of 4 for a 2-D sin-cos grid (sin and cos of 2 axes), got {dim}")
     if layout == "big_vision" and dim < 8:

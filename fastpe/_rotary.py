@@ -17,6 +17,9 @@ from ._rows import _axis_offsets
 from ._validation import (
     as_float_array,
     broadcastable_to,
+    check_count,
+    check_dtype_argument,
+    check_layout,
     check_num_threads,
     check_out,
     check_real_scalar,
@@ -52,6 +55,16 @@ def _scaled_frequencies(rotary_dim, base, scaling, inv_freq, seq_len):
         return np.ascontiguousarray(freq, dtype=np.float64), float(factor)
     k = np.arange(rotary_dim // 2, dtype=np.float64)
     return np.float64(base) ** (-(2.0 * k) / rotary_dim), 1.0
+
+
+def check_rotary_dim(rotary_dim):
+    """An even int >= 2: channels are rotated in pairs."""
+    if isinstance(rotary_dim, (bool, np.bool_)) or not isinstance(rotary_dim, numbers.Integral):
+        raise TypeError(f"rotary_dim must be an int, got {rotary_dim!r}")
+    rotary_dim = operator.index(rotary_dim)
+    if rotary_dim < 2 or rotary_dim % 2:
+        raise ValueError(f"rotary_dim must be even and >= 2 (channel pairs are rotated), got {rotary_dim}")
+    return rotary_dim
 
 
 def _seq_len(max_position):
@@ -92,19 +105,13 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
     if len(lengths) > 1:
         raise ValueError(f"the arrays to rotate must agree on the sequence length, got {sorted(lengths)}")
     req.T = lengths.pop()
-    if not isinstance(layout, str) or layout not in ROTARY_LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(map(repr, ROTARY_LAYOUTS))}; got {layout!r}")
-    req.layout = layout
+    req.layout = check_layout(layout, ROTARY_LAYOUTS)
     widths = {a.shape[-1] for a in checked}
     if rotary_dim is None:
         if len(widths) > 1:
             raise ValueError(f"the arrays have different channel counts {sorted(widths)}: pass rotary_dim")
         rotary_dim = widths.pop()
-    elif isinstance(rotary_dim, (bool, np.bool_)) or not isinstance(rotary_dim, numbers.Integral):
-        raise TypeError(f"rotary_dim must be an int, got {rotary_dim!r}")
-    rotary_dim = operator.index(rotary_dim)
-    if rotary_dim < 2 or rotary_dim % 2:
-        raise ValueError(f"rotary_dim must be even and >= 2 (channel pairs are rotated), got {rotary_dim}")
+    rotary_dim = check_rotary_dim(rotary_dim)
     narrowest = min(a.shape[-1] for a in checked)
     if rotary_dim > narrowest:
         raise ValueError(f"rotary_dim={rotary_dim} exceeds the channel count of an array ({narrowest})")
@@ -252,24 +259,21 @@ def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half",
     return results[0] if len(results) == 1 else tuple(results)
 
 
+def rotary_table_arguments(n_positions, rotary_dim, offset, base, layout, dtype):
+    """Checked arguments of rotary_cos_sin (shared with the reference)."""
+    return (check_count("n_positions", n_positions), check_rotary_dim(rotary_dim), check_real_scalar("offset", offset),
+            check_real_scalar("base", base, positive=True), check_layout(layout, ROTARY_LAYOUTS),
+            check_dtype_argument(dtype))
+
+
 def rotary_cos_sin(n_positions, rotary_dim, *, offset=0, base=10000.0, scaling=None, layout="half",
                    dtype=np.float32):
     """(cos, sin) tables of shape (n_positions, rotary_dim), attention factor applied:
     layout "half" repeats the frequencies in both halves (HF's cat(freqs, freqs)),
     "interleaved" in adjacent columns."""
-    from ._validation import check_count, check_dtype_argument
-
-    n_positions = check_count("n_positions", n_positions)
-    if isinstance(rotary_dim, (bool, np.bool_)) or not isinstance(rotary_dim, numbers.Integral):
-        raise TypeError(f"rotary_dim must be an int, got {rotary_dim!r}")
-    if rotary_dim < 2 or rotary_dim % 2:
-        raise ValueError(f"rotary_dim must be even and >= 2, got {rotary_dim}")
-    if not isinstance(layout, str) or layout not in ROTARY_LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(map(repr, ROTARY_LAYOUTS))}; got {layout!r}")
-    offset = check_real_scalar("offset", offset)
-    base = check_real_scalar("base", base, positive=True)
-    dtype = check_dtype_argument(dtype)
-    freq, factor = _scaled_frequencies(int(rotary_dim), base, scaling, None, _seq_len(offset + n_positions - 1))
+    n_positions, rotary_dim, offset, base, layout, dtype = rotary_table_arguments(
+        n_positions, rotary_dim, offset, base, layout, dtype)
+    freq, factor = _scaled_frequencies(rotary_dim, base, scaling, None, _seq_len(offset + n_positions - 1))
     cos_t, sin_t = cos_sin_table(offset + np.arange(n_positions, dtype=np.float64), freq, factor)
     if layout == "half":
         expand = lambda t: np.concatenate([t, t], axis=1)  # noqa: E731

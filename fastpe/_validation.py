@@ -136,9 +136,10 @@ def check_real_scalar(name, value, *, positive=False):
     return value
 
 
-def check_layout(layout):
-    if not isinstance(layout, str) or layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}; got {layout!r}")
+def check_layout(layout, layouts=LAYOUTS):
+    """One of the layout names a function knows (1-D, rotary or 2-D grid layouts)."""
+    if not isinstance(layout, str) or layout not in layouts:
+        raise ValueError(f"layout must be one of {', '.join(map(repr, layouts))}; got {layout!r}")
     return layout
 
 

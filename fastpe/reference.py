@@ -302,15 +302,13 @@ def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half",
 
 def rotary_cos_sin(n_positions, rotary_dim, *, offset=0, base=10000.0, scaling=None, layout="half",
                    dtype=np.float32):
-    from ._rotary import rotary_cos_sin as _checked  # argument checks only
+    from ._rotary import _scaled_frequencies, rotary_table_arguments
 
-    _checked(0, rotary_dim, offset=offset, base=base, scaling=scaling, layout=layout, dtype=dtype)
-    from ._rotary import _scaled_frequencies
-
-    n_positions = check_count("n_positions", n_positions)
-    freq, factor = _scaled_frequencies(int(rotary_dim), float(base), scaling, None,
-                                       max(int(np.floor(float(offset) + n_positions - 1)) + 1, 0))
-    angles = (float(offset) + np.arange(n_positions, dtype=np.float64))[:, None] * freq
+    n_positions, rotary_dim, offset, base, layout, dtype = rotary_table_arguments(
+        n_positions, rotary_dim, offset, base, layout, dtype)
+    freq, factor = _scaled_frequencies(rotary_dim, base, scaling, None,
+                                       max(int(np.floor(offset + n_positions - 1)) + 1, 0))
+    angles = (offset + np.arange(n_positions, dtype=np.float64))[:, None] * freq
     cos, sin = np.cos(angles) * factor, np.sin(angles) * factor
     if layout == "half":
         cos, sin = np.concatenate([cos, cos], axis=1), np.concatenate([sin, sin], axis=1)
