@@ -138,8 +138,7 @@ static void fpe_advance(double *restrict s, double *restrict c,
         const FPE_T sc = (FPE_T)scale;                                                  \
         FPE_STEP_SHAPES(FPE_EMIT_ADD_TO)                                                \
     }                                                                                   \
-    /* Whole rows from an encoding row already rounded to the storage type and */      \
-    /* in column order: dst = pe, dst = dst * scale + pe, dst = src * scale + pe. */    \
+    /* dst = pe over a whole row (pe in column order, in the storage type). */          \
     FPE_DISPATCH                                                                        \
     static void fpe_store_##SUFFIX(FPE_T *restrict dst, fpe_idx stride,                 \
                                    const FPE_T *restrict pe, fpe_idx n)                 \
@@ -148,33 +147,6 @@ static void fpe_advance(double *restrict s, double *restrict c,
             for (fpe_idx j = 0; j < n; j++) dst[j] = pe[j];                             \
         } else {                                                                        \
             for (fpe_idx j = 0; j < n; j++) dst[j * stride] = pe[j];                    \
-        }                                                                               \
-    }                                                                                   \
-    FPE_DISPATCH                                                                        \
-    static void fpe_add_inplace_##SUFFIX(FPE_T *restrict dst, fpe_idx stride,           \
-                                         const FPE_T *restrict pe, double scale,        \
-                                         fpe_idx n)                                     \
-    {                                                                                   \
-        const FPE_T sc = (FPE_T)scale;                                                  \
-        if (stride == 1) {                                                              \
-            for (fpe_idx j = 0; j < n; j++) FPE_EMIT_ADD_INPLACE(j, j, pe[j])           \
-        } else {                                                                        \
-            for (fpe_idx j = 0; j < n; j++) FPE_EMIT_ADD_INPLACE(j * stride, j, pe[j])  \
-        }                                                                               \
-    }                                                                                   \
-    /* src and dst are disjoint (the Python layer copies a partially */                 \
-    /* overlapping input first). */                                                     \
-    FPE_DISPATCH                                                                        \
-    static void fpe_add_to_##SUFFIX(FPE_T *restrict dst, fpe_idx dst_stride,            \
-                                    const FPE_T *restrict src, fpe_idx src_stride,      \
-                                    const FPE_T *restrict pe, double scale, fpe_idx n)  \
-    {                                                                                   \
-        const FPE_T sc = (FPE_T)scale;                                                  \
-        if (dst_stride == 1 && src_stride == 1) {                                       \
-            for (fpe_idx j = 0; j < n; j++) FPE_EMIT_ADD_TO(j, j, pe[j])                \
-        } else {                                                                        \
-            for (fpe_idx j = 0; j < n; j++)                                             \
-                FPE_EMIT_ADD_TO(j * dst_stride, j * src_stride, pe[j])                  \
         }                                                                               \
     }
 
@@ -185,20 +157,24 @@ FPE_DEFINE_ROW_OPS(f32)
 FPE_DEFINE_ROW_OPS(f64)
 #undef FPE_T
 
-/* Rows of a learned table whose dtype differs from x's: computed in the
- * wider type (float64) and rounded once, dst = x * scale + table_row. */
-#define FPE_DEFINE_MIXED_ROWS(XT, PT, SUFFIX)                                           \
+/* Whole rows from an encoding row pe already in column order: dst = dst *
+ * scale + pe in place, or dst = src * scale + pe (src and dst disjoint: the
+ * Python layer copies a partially overlapping input first). XT is the
+ * storage type, PT the encoding row's (a learned table may differ from x),
+ * WT the type the sum is formed in: the storage type when they agree (PE was
+ * rounded to it once), float64 when they differ. */
+#define FPE_DEFINE_ROW_ADDS(XT, PT, WT, SUFFIX)                                         \
     FPE_DISPATCH                                                                        \
     static void fpe_add_inplace_##SUFFIX(XT *restrict dst, fpe_idx stride,              \
                                          const PT *restrict pe, double scale, fpe_idx n)\
     {                                                                                   \
+        const WT sc = (WT)scale;                                                        \
         if (stride == 1) {                                                              \
-            for (fpe_idx j = 0; j < n; j++)                                             \
-                dst[j] = (XT)((double)dst[j] * scale + (double)pe[j]);                  \
+            for (fpe_idx j = 0; j < n; j++) dst[j] = (XT)((WT)dst[j] * sc + (WT)pe[j]); \
         } else {                                                                        \
             for (fpe_idx j = 0; j < n; j++) {                                           \
                 fpe_idx i = j * stride;                                                 \
-                dst[i] = (XT)((double)dst[i] * scale + (double)pe[j]);                  \
+                dst[i] = (XT)((WT)dst[i] * sc + (WT)pe[j]);                             \
             }                                                                           \
         }                                                                               \
     }                                                                                   \
@@ -207,12 +183,19 @@ FPE_DEFINE_ROW_OPS(f64)
                                     const XT *restrict src, fpe_idx src_stride,         \
                                     const PT *restrict pe, double scale, fpe_idx n)     \
     {                                                                                   \
-        for (fpe_idx j = 0; j < n; j++)                                                 \
-            dst[j * dst_stride] = (XT)((double)src[j * src_stride] * scale + (double)pe[j]); \
+        const WT sc = (WT)scale;                                                        \
+        if (dst_stride == 1 && src_stride == 1) {                                       \
+            for (fpe_idx j = 0; j < n; j++) dst[j] = (XT)((WT)src[j] * sc + (WT)pe[j]); \
+        } else {                                                                        \
+            for (fpe_idx j = 0; j < n; j++)                                             \
+                dst[j * dst_stride] = (XT)((WT)src[j * src_stride] * sc + (WT)pe[j]);   \
+        }                                                                               \
     }
 
-FPE_DEFINE_MIXED_ROWS(float, double, f32_f64)
-FPE_DEFINE_MIXED_ROWS(double, float, f64_f32)
+FPE_DEFINE_ROW_ADDS(float, float, float, f32)
+FPE_DEFINE_ROW_ADDS(double, double, double, f64)
+FPE_DEFINE_ROW_ADDS(float, double, double, f32_f64)
+FPE_DEFINE_ROW_ADDS(double, float, double, f64_f32)
 
 /* Rotary embeddings: rotate channel pairs (a, b) of one row by the angles
  * whose cosines and sines are cos_row[k], sin_row[k]:
