@@ -8,6 +8,8 @@ from . import _forksafe, _kernels, reference
 from ._plan import sinusoid_plan
 from ._rows import balanced_chunks, group_rows
 from ._validation import (
+    FLOAT16,
+    NATIVE_FLOATS,
     Encoding,
     add_request,
     table_request,
@@ -56,8 +58,19 @@ def resolve_threads(num_threads, work):
     return n
 
 
+def storage_kind(dtype):
+    """The kernels' STORAGE_* code of a supported dtype."""
+    if dtype == FLOAT16:
+        return _kernels.STORAGE_F16
+    if dtype in NATIVE_FLOATS:
+        return _kernels.STORAGE_NATIVE
+    return _kernels.STORAGE_BF16
+
+
 def _tile_rows(nbytes, n_cols, dst, block):
-    return max(1, min(block, nbytes // max(n_cols * dst.itemsize, 1)))
+    # 16-bit storage is fed from float64 encoding rows.
+    row_itemsize = dst.itemsize if storage_kind(dst.dtype) == _kernels.STORAGE_NATIVE else 8
+    return max(1, min(block, nbytes // max(n_cols * row_itemsize, 1)))
 
 
 def _blocks(T, n_seq, max_block):
@@ -87,7 +100,7 @@ def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=
         _tile_rows(TILE_SHARED_BYTES, plan.n_cols, dst, block),
         dst.strides[-2], dst.strides[-1] // dst.itemsize,
         src.strides[-2], src.strides[-1] // src.itemsize,
-        scale, mode, zero_pos, min(n_threads, n_items),
+        scale, mode, zero_pos, storage_kind(dst.dtype), min(n_threads, n_items),
     )
 
 
@@ -98,7 +111,7 @@ def _grouped(dst, src, plan, keys, lead_shape, scale, mode, n_threads, zero_pos=
     _kernels.sinusoid_grouped(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1], chunks,
         RESEED_INTERVAL, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
-        scale, mode, zero_pos, min(n_threads, chunks.shape[0] - 1),
+        scale, mode, zero_pos, storage_kind(dst.dtype), min(n_threads, chunks.shape[0] - 1),
     )
 
 
@@ -208,7 +221,7 @@ def add_table(x, table, *, offset=0, positions=None, scale=None, out=None, num_t
     Token t sits at row offset + t (offset: int, or one per sequence), or at
     the rows `positions` gives. Positions outside the table are an IndexError
     raised before anything is written. x and table may differ in dtype: the
-    sum is then formed in float64."""
+    sum is then formed in float64 (always, for a 16-bit x)."""
     req = table_request(x, table, offset, positions, scale, out, num_threads)
     x = req.x
     dst = x if req.out is None else req.out
@@ -216,25 +229,33 @@ def add_table(x, table, *, offset=0, positions=None, scale=None, out=None, num_t
         return dst
     src, mode = _source_and_mode(x, dst)
     table = req.table
-    if table.strides[1] != table.itemsize:
+    rows = req.offset if req.positions is None else req.positions
+    first_row = 0
+    if table.dtype not in NATIVE_FLOATS:
+        # A 16-bit table: the rows this call reads, widened (exactly) to float32.
+        first_row = int(rows.min())
+        last_row = int(rows.max()) + (x.shape[-2] if req.positions is None else 1)
+        table = table[first_row:last_row].astype(np.float32)
+    elif table.strides[1] != table.itemsize:
         table = np.ascontiguousarray(table)  # the leaf loops read table rows with unit stride
     scale = 1.0 if req.scale is None else req.scale
     n_threads = resolve_threads(req.num_threads, dst.size)
     cs = (dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize)
+    kind = storage_kind(dst.dtype)
     if req.positions is None:
         T = x.shape[-2]
-        groups = group_rows(req.offset.astype(np.float64), x.shape[:-2], [dst, src])
+        groups = group_rows((req.offset - first_row).astype(np.float64), x.shape[:-2], [dst, src])
         block, n_items = _blocks(T, groups.keys.shape[0], 1 << 30)
         tile = _tile_rows(TILE_SHARED_BYTES, table.shape[1], dst, block)
         _kernels.table_add(dst, src, table, True, groups.keys.astype(np.intp), groups.group_ptr, T, block, tile,
                            _NO_POSITIONS, _NO_INDEX, _NO_INDEX, groups.rows[0], groups.rows[1],
-                           dst.strides[-2], cs[0], src.strides[-2], cs[1], scale, mode, n_items,
+                           dst.strides[-2], cs[0], src.strides[-2], cs[1], scale, mode, kind, n_items,
                            min(n_threads, n_items))
     else:
-        groups = group_rows(req.positions.astype(np.float64), x.shape[:-1], [dst, src])
+        groups = group_rows((req.positions - first_row).astype(np.float64), x.shape[:-1], [dst, src])
         chunks = _chunks(groups.group_ptr)
         n_items = chunks.shape[0] - 1
         _kernels.table_add(dst, src, table, False, _NO_INDEX, _NO_INDEX, 0, 1, 1,
                            groups.keys, groups.group_ptr, chunks, groups.rows[0], groups.rows[1],
-                           0, cs[0], 0, cs[1], scale, mode, n_items, min(n_threads, n_items))
+                           0, cs[0], 0, cs[1], scale, mode, kind, n_items, min(n_threads, n_items))
     return dst

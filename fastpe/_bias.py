@@ -1,7 +1,7 @@
 """Additive attention biases: ALiBi and T5's bucketed relative bias, fused into scores in place.
 
-Scores have shape (B, H, Tq, Tk) (batch, head, query, key), float32 or
-float64, any strides. Every argument is checked (fastpe._bias_reference holds
+Scores have shape (B, H, Tq, Tk) (batch, head, query, key), float16,
+bfloat16, float32 or float64, any strides. Every argument is checked (fastpe._bias_reference holds
 the checks, shared with the NumPy reference) before anything is written; then
 one pass over the scores, threaded over (batch, head, block of query rows)
 with the GIL released, adds the bias.
@@ -13,7 +13,9 @@ ulp of the bias plus half an ulp of the result), exactly what
 scores + bias.astype(float32) gives in NumPy. Adding in float64 instead
 (convert, add, round) made the float32 kernel ~3x slower than a plain add on
 the portable (SSE2) build; the gain, under one float32 ulp, is far below what
-attention scores in float32 resolve.
+attention scores in float32 resolve. 16-bit scores are the exception: their
+sum is formed in float64 and rounded once (bias rounded to float16 first would
+cost up to an ulp of the bias, which can exceed the result's).
 
 Both biases run through one kernel: per head, the bias of every relative
 distance the call needs (ALiBi: slope * d; T5: bias_table[bucket(d)]), or of
@@ -27,8 +29,8 @@ above the diagonal).
 
 import numpy as np
 
-from . import _bias_kernels
-from ._api import ITEMS_PER_THREAD, _source_and_mode, resolve_threads
+from . import _bias_kernels, _kernels
+from ._api import ITEMS_PER_THREAD, _source_and_mode, resolve_threads, storage_kind
 from ._bias_reference import (
     DEFAULT_MAX_BIAS,
     alibi_request,
@@ -58,9 +60,10 @@ def _run(scores, out, num_threads, lut, start, istep):
     """dst[b, h, i, j] = scores[b, h, i, j] + lut[h, start[b] - i * istep + j] (lut in float64: rounded here)."""
     dst = scores if out is None else out
     src, mode = _source_and_mode(scores, dst)
-    lut = np.ascontiguousarray(lut, dtype=dst.dtype)
+    kind = storage_kind(dst.dtype)
+    lut = np.ascontiguousarray(lut, dtype=dst.dtype if kind == _kernels.STORAGE_NATIVE else np.float64)
     block, n_items, n_threads = _items(dst.shape, resolve_threads(num_threads, dst.size))
-    _bias_kernels.add_bias(dst, src, mode, lut, np.ascontiguousarray(start, dtype=np.intp), lut.shape[1], istep,
+    _bias_kernels.add_bias(dst, src, mode, kind, lut, np.ascontiguousarray(start, dtype=np.intp), lut.shape[1], istep,
                            block, n_items, n_threads)
     return dst
 

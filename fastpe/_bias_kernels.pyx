@@ -6,7 +6,9 @@ head, the bias of every relative distance (or key) the call needs, in float64
 rounded once to the scores' dtype, before calling in: O(H * (Tq + Tk)).
 Both biases are then one kernel: row i of (b, h) adds a shifted window of
 that lookup, bias[j] = lut[start[b] + h * lut_hs - i * istep + j], a
-unit-stride float add the compiler vectorises. Scores are passed as raw
+unit-stride float add the compiler vectorises. 16-bit scores (float16,
+bfloat16) take a float64 lookup instead: the sum is formed in float64 and
+rounded once, by the same leaf loops as fastpe._kernels. Scores are passed as raw
 pointers plus byte strides, so any strided layout (negative strides,
 transposed axes) is written in place.
 
@@ -20,7 +22,7 @@ from cython.parallel cimport prange
 
 cnp.import_array()
 
-ctypedef Py_ssize_t fpe_idx
+from fastpe._simd cimport fpe_apply_bf16_f64, fpe_apply_f16_f64, fpe_half, fpe_idx
 
 cdef extern from "_openmp.h" nogil:
     int FPE_HAVE_OPENMP
@@ -32,6 +34,8 @@ ctypedef fused floating:
 cdef enum:
     _ADD_INPLACE = 1
     _ADD_TO = 2
+    _NATIVE = 0
+    _F16 = 1
 
 # The same values as fastpe._kernels.MODE_*, which _api._source_and_mode returns.
 MODE_ADD_INPLACE = 1
@@ -49,12 +53,14 @@ cdef struct Scores:
     fpe_idx B, H, Tq, Tk
     fpe_idx d_sb, d_sh, d_sq, d_sk   # dst byte strides
     fpe_idx s_sb, s_sh, s_sq, s_sk   # src byte strides
+    fpe_idx itemsize
     int mode
+    int kind                         # fastpe._kernels.STORAGE_*
 
 
 cdef struct Bias:
     # bias(b, h, i, j) = lut[lut_start[b] + h * lut_hs - i * istep + j]
-    const void *lut            # the scores' dtype
+    const void *lut            # the scores' dtype (float64 for 16-bit scores)
     const fpe_idx *lut_start
     fpe_idx lut_hs
     fpe_idx istep
@@ -81,6 +87,15 @@ cdef inline void _lookup_row(floating *dst, const floating *src, fpe_idx dk, fpe
             dst[j * dk] = src[j * sk] + bias[j]
 
 
+cdef inline void _lookup_half_row(fpe_half *dst, const fpe_half *src, fpe_idx dk, fpe_idx sk,
+                                  const double *bias, fpe_idx n, bint inplace, int kind) noexcept nogil:
+    cdef int mode = _ADD_INPLACE if inplace else _ADD_TO
+    if kind == _F16:
+        fpe_apply_f16_f64(dst, dk, src, sk, bias, 1.0, n, mode)
+    else:
+        fpe_apply_bf16_f64(dst, dk, src, sk, bias, 1.0, n, mode)
+
+
 # ------------------------------------------------------------ driver
 
 cdef void _item(floating *dummy, const Scores *sc, const Bias *bi, fpe_idx block,
@@ -92,12 +107,16 @@ cdef void _item(floating *dummy, const Scores *sc, const Bias *bi, fpe_idx block
     cdef fpe_idx b = bh // sc.H, h = bh % sc.H, i
     cdef char *drow = sc.dst + b * sc.d_sb + h * sc.d_sh
     cdef const char *srow = sc.src + b * sc.s_sb + h * sc.s_sh
-    cdef fpe_idx dk = sc.d_sk // <fpe_idx>sizeof(floating), sk = sc.s_sk // <fpe_idx>sizeof(floating)
+    cdef fpe_idx dk = sc.d_sk // sc.itemsize, sk = sc.s_sk // sc.itemsize
     cdef bint inplace = sc.mode == _ADD_INPLACE
     cdef const floating *lut = <const floating *>bi.lut + bi.lut_start[b] + h * bi.lut_hs
     for i in range(i0, i1):
-        _lookup_row(<floating *>(drow + i * sc.d_sq), <const floating *>(srow + i * sc.s_sq), dk, sk,
-                    lut - i * bi.istep, sc.Tk, inplace)
+        if sc.kind != _NATIVE:
+            _lookup_half_row(<fpe_half *>(drow + i * sc.d_sq), <const fpe_half *>(srow + i * sc.s_sq), dk, sk,
+                             <const double *>(lut - i * bi.istep), sc.Tk, inplace, sc.kind)
+        else:
+            _lookup_row(<floating *>(drow + i * sc.d_sq), <const floating *>(srow + i * sc.s_sq), dk, sk,
+                        lut - i * bi.istep, sc.Tk, inplace)
 
 
 cdef void _run(floating *dummy, const Scores *sc, const Bias *bi, fpe_idx block, fpe_idx n_items,
@@ -115,11 +134,12 @@ cdef inline void *_data(cnp.ndarray a):
     return cnp.PyArray_DATA(a)
 
 
-def add_bias(cnp.ndarray dst, cnp.ndarray src, int mode, cnp.ndarray lut, cnp.ndarray lut_start,
+def add_bias(cnp.ndarray dst, cnp.ndarray src, int mode, int kind, cnp.ndarray lut, cnp.ndarray lut_start,
              fpe_idx lut_hs, fpe_idx istep, fpe_idx block, fpe_idx n_items, int n_threads):
     """Add a bias to 4-D scores (B, H, Tq, Tk) into dst (mode: in place, or dst = src + bias):
     bias(b, h, i, j) = lut[lut_start[b] + h * lut_hs - i * istep + j], lut
-    C-contiguous in dst's dtype, lut_start intp (B,); every index in range.
+    C-contiguous in dst's dtype (float64 when kind is a 16-bit STORAGE_*), lut_start
+    intp (B,); every index in range.
     Items are (b, h, block of `block` query rows)."""
     cdef Scores sc
     cdef Bias bi
@@ -128,12 +148,14 @@ def add_bias(cnp.ndarray dst, cnp.ndarray src, int mode, cnp.ndarray lut, cnp.nd
     sc.B, sc.H, sc.Tq, sc.Tk = dst.shape[0], dst.shape[1], dst.shape[2], dst.shape[3]
     sc.d_sb, sc.d_sh, sc.d_sq, sc.d_sk = dst.strides[0], dst.strides[1], dst.strides[2], dst.strides[3]
     sc.s_sb, sc.s_sh, sc.s_sq, sc.s_sk = src.strides[0], src.strides[1], src.strides[2], src.strides[3]
+    sc.itemsize = dst.itemsize
     sc.mode = mode
+    sc.kind = kind
     bi.lut = _data(lut)
     bi.lut_start = <const fpe_idx *>_data(lut_start)
     bi.lut_hs = lut_hs
     bi.istep = istep
-    if cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
+    if kind == _NATIVE and cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
         with nogil:
             _run(<float *>NULL, &sc, &bi, block, n_items, n_threads)
     else:

@@ -26,6 +26,7 @@ import operator
 import numpy as np
 
 from ._validation import (
+    NATIVE_FLOATS,
     array_of_kind,
     as_float_array,
     broadcastable_to,
@@ -277,9 +278,13 @@ def relative_position_bucket(relative_position, *, bidirectional=True, num_bucke
 # ------------------------------------------------------------------ reference adds
 
 def _store(scores, out, bias):
-    """scores + bias (float64, rounded once to scores' dtype, then added in that dtype)."""
+    """scores + bias (float64, rounded once to scores' dtype, then added in that
+    dtype); 16-bit scores: the float64 sum, rounded once."""
     dst = scores if out is None else out
-    dst[...] = scores + bias.astype(scores.dtype)
+    if scores.dtype in NATIVE_FLOATS:
+        dst[...] = scores + bias.astype(scores.dtype)
+    else:
+        dst[...] = scores.astype(np.float64) + bias
     return dst
 
 

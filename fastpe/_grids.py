@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _api
 from ._plan import CACHE
-from ._validation import check_count, check_dtype_argument, check_layout, check_real_scalar, x_and_out
+from ._validation import NATIVE_FLOATS, check_count, check_dtype_argument, check_layout, check_real_scalar, x_and_out
 
 LAYOUTS_2D = ("mae", "timm", "big_vision")
 
@@ -110,6 +110,12 @@ def grid_nd_table(shape, dim, min_timescale, max_timescale, dtype):
                    lambda: _grid_nd_float64(shape, dim, min_timescale, max_timescale), dtype)
 
 
+def _table_dtype(x):
+    """The cached table a fused add reads: x's dtype (PE rounded to it once),
+    or float64 for 16-bit x, whose sum is formed in float64 and rounded once."""
+    return x.dtype if x.dtype in NATIVE_FLOATS else np.dtype(np.float64)
+
+
 def sincos_2d(grid_h, grid_w, dim, *, base=10000.0, layout="mae", cls_token=False, dtype=np.float32):
     """2-D sin-cos encoding of a grid_h x grid_w grid: shape (grid_h*grid_w [+1], dim)."""
     grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token)
@@ -125,7 +131,7 @@ def add_sincos_2d(x, grid_h, grid_w, *, base=10000.0, layout="mae", cls_token=Fa
     if x.shape[-2] != tokens:
         raise ValueError(f"x must have {tokens} tokens on axis -2 (grid_h * grid_w{' + 1 cls' if cls_token else ''}), "
                          f"got shape {x.shape}")
-    table = grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, x.dtype)
+    table = grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, _table_dtype(x))
     return _api.add_table(x, table, scale=scale, out=out, num_threads=num_threads)
 
 
@@ -142,6 +148,6 @@ def add_sinusoidal_nd(x, shape, *, min_timescale=1.0, max_timescale=1e4, scale=N
     tokens = math.prod(shape)
     if x.shape[-2] != tokens:
         raise ValueError(f"x must have prod(shape) = {tokens} tokens on axis -2, got shape {x.shape}")
-    return _api.add_table(x, grid_nd_table(shape, dim, lo, hi, x.dtype), scale=scale, out=out,
+    return _api.add_table(x, grid_nd_table(shape, dim, lo, hi, _table_dtype(x)), scale=scale, out=out,
                           num_threads=num_threads)
 

@@ -14,65 +14,17 @@ batch row that shares the position while the row is hot in cache.
 
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
-from libc.stdint cimport int32_t, uint8_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t
 from libc.string cimport memset
 
 cnp.import_array()
 
-ctypedef Py_ssize_t fpe_idx
+from fastpe._simd cimport *
 
 cdef extern from "_openmp.h" nogil:
     int FPE_HAVE_OPENMP
     int fpe_omp_max_threads()
     int fpe_omp_version()
-
-cdef extern from "_simd.h" nogil:
-    int FPE_DISPATCH_ENABLED
-    const char *fpe_simd_level()
-    ctypedef struct fpe_cols:
-        fpe_idx sin_off
-        fpe_idx cos_off
-        fpe_idx ks
-    void fpe_seed(double *s, double *c, double p, const double *freq, fpe_idx n)
-    void fpe_advance(double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n)
-    void fpe_step_store_f32(float *dst, fpe_cols d, double *s, double *c,
-                            const double *step_cos, const double *step_sin, fpe_idx n)
-    void fpe_step_store_f64(double *dst, fpe_cols d, double *s, double *c,
-                            const double *step_cos, const double *step_sin, fpe_idx n)
-    void fpe_step_add_inplace_f32(float *dst, fpe_cols d, double scale, double *s, double *c,
-                                  const double *step_cos, const double *step_sin, fpe_idx n)
-    void fpe_step_add_inplace_f64(double *dst, fpe_cols d, double scale, double *s, double *c,
-                                  const double *step_cos, const double *step_sin, fpe_idx n)
-    void fpe_step_add_to_f32(float *dst, fpe_cols d, const float *src, fpe_cols r, double scale,
-                             double *s, double *c, const double *step_cos, const double *step_sin,
-                             fpe_idx n)
-    void fpe_step_add_to_f64(double *dst, fpe_cols d, const double *src, fpe_cols r, double scale,
-                             double *s, double *c, const double *step_cos, const double *step_sin,
-                             fpe_idx n)
-    void fpe_store_f32(float *dst, fpe_idx stride, const float *pe, fpe_idx n)
-    void fpe_store_f64(double *dst, fpe_idx stride, const double *pe, fpe_idx n)
-    void fpe_add_inplace_f32(float *x, fpe_idx stride, const float *pe, double scale, fpe_idx n)
-    void fpe_add_inplace_f64(double *x, fpe_idx stride, const double *pe, double scale, fpe_idx n)
-    void fpe_add_to_f32(float *dst, fpe_idx dst_stride, const float *src, fpe_idx src_stride,
-                        const float *pe, double scale, fpe_idx n)
-    void fpe_add_to_f64(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
-                        const double *pe, double scale, fpe_idx n)
-    void fpe_add_inplace_f32_f64(float *x, fpe_idx stride, const double *pe, double scale, fpe_idx n)
-    void fpe_add_inplace_f64_f32(double *x, fpe_idx stride, const float *pe, double scale, fpe_idx n)
-    void fpe_add_to_f32_f64(float *dst, fpe_idx dst_stride, const float *src, fpe_idx src_stride,
-                            const double *pe, double scale, fpe_idx n)
-    void fpe_add_to_f64_f32(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
-                            const float *pe, double scale, fpe_idx n)
-    void fpe_rotate_inplace_f32(float *dst, fpe_cols d, const double *cos_row, const double *sin_row, fpe_idx n)
-    void fpe_rotate_inplace_f64(double *dst, fpe_cols d, const double *cos_row, const double *sin_row, fpe_idx n)
-    void fpe_rotate_to_f32(float *dst, fpe_cols d, const float *src, fpe_cols r,
-                           const double *cos_row, const double *sin_row, fpe_idx n)
-    void fpe_rotate_to_f64(double *dst, fpe_cols d, const double *src, fpe_cols r,
-                           const double *cos_row, const double *sin_row, fpe_idx n)
-    void fpe_probe_add_f32(float *x, float value, fpe_idx n)
-    void fpe_probe_add_f64(double *x, double value, fpe_idx n)
-    void fpe_probe_fill_f32(float *x, float value, fpe_idx n)
-    void fpe_probe_fill_f64(double *x, double value, fpe_idx n)
 
 ctypedef fused floating:
     float
@@ -87,10 +39,18 @@ ctypedef fused table_t:
 MODE_STORE = 0          # dst = pe                       (tables)
 MODE_ADD_INPLACE = 1    # dst = dst * scale + pe         (src is dst)
 MODE_ADD_TO = 2         # dst = src * scale + pe         (src, dst disjoint)
+# How x is stored. The 16-bit types go through float64 encoding rows (never
+# the direct fused path): the sum is formed in float64 and rounded once.
+STORAGE_NATIVE = 0      # float32 or float64 (the fused type says which)
+STORAGE_F16 = 1         # IEEE float16
+STORAGE_BF16 = 2        # bfloat16
 cdef enum:
     _STORE = 0
     _ADD_INPLACE = 1
     _ADD_TO = 2
+    _NATIVE = 0
+    _F16 = 1
+    _BF16 = 2
     # Frequencies per pass: the state of 512 frequencies (s, c, cos w, sin w:
     # 16 KiB) stays in L1 while a tile of rows is generated.
     COL_CHUNK = 512
@@ -142,6 +102,7 @@ cdef struct Target:
     fpe_idx src_cs
     double scale
     int mode
+    int kind                  # STORAGE_*
 
 
 cdef inline void _emit1(floating *dst, const floating *src, fpe_idx col, double v,
@@ -208,10 +169,27 @@ cdef inline void _step_chunk(floating *dst, const floating *src, const Plan *pl,
         fpe_advance(s + k, c + k, pl.step_cos + k, pl.step_sin + k, 1)
 
 
+cdef inline void _apply_half_row(fpe_half *dst, const fpe_half *src, const table_t *pe,
+                                 fpe_idx n, const Target *tg) noexcept nogil:
+    """Apply a whole float32/float64 row pe to a 16-bit row per tg.mode."""
+    if tg.kind == _F16:
+        if table_t is double:
+            fpe_apply_f16_f64(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n, tg.mode)
+        else:
+            fpe_apply_f16_f32(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n, tg.mode)
+    elif table_t is double:
+        fpe_apply_bf16_f64(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n, tg.mode)
+    else:
+        fpe_apply_bf16_f32(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n, tg.mode)
+
+
 cdef inline void _apply_row(floating *dst, const floating *src, const floating *pe,
                             fpe_idx n, const Target *tg) noexcept nogil:
-    """Apply a whole encoding row pe (column order, storage type) per tg.mode."""
-    if floating is float:
+    """Apply a whole encoding row pe (column order, storage type; float64 for
+    the 16-bit types) per tg.mode."""
+    if tg.kind != _NATIVE:
+        _apply_half_row(<fpe_half *>dst, <const fpe_half *>src, pe, n, tg)
+    elif floating is float:
         if tg.mode == _STORE:
             fpe_store_f32(dst, tg.dst_cs, pe, n)
         elif tg.mode == _ADD_INPLACE:
@@ -274,7 +252,8 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
     cdef double *c = scratch + gap
     cdef floating *tile_buf = <floating *>(c + gap)
     cdef fpe_idx r0 = seq_ptr[seq], r1 = seq_ptr[seq + 1]
-    cdef fpe_idx tile = tile_direct if r1 - r0 == 1 else tile_shared
+    cdef bint direct = r1 - r0 == 1 and tg.kind == _NATIVE
+    cdef fpe_idx tile = tile_direct if direct else tile_shared
     cdef double start = p0[seq]
     cdef fpe_idx a, b, t, r, k0, chunk = COL_CHUNK
     cdef char *dst_row
@@ -285,7 +264,7 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
     a = t0
     while a < t1:
         b = min(a + tile, t1)
-        if r1 - r0 == 1:
+        if direct:
             dst_row = tg.dst + tg.dst_rows[r0]
             src_row = tg.src + tg.src_rows[r0]
             k0 = 0
@@ -404,7 +383,7 @@ cdef Plan _make_plan(object plan, cnp.ndarray zeros, double zero_pos):
 
 cdef Target _make_target(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray dst_rows,
                          cnp.ndarray src_rows, fpe_idx dst_cs, fpe_idx src_cs,
-                         double scale, int mode):
+                         double scale, int mode, int kind):
     cdef Target t
     t.dst = <char *>_data(dst)
     t.src = <const char *>_data(src)
@@ -414,6 +393,7 @@ cdef Target _make_target(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray dst_rows,
     t.src_cs = src_cs
     t.scale = scale
     t.mode = mode
+    t.kind = kind
     return t
 
 
@@ -438,18 +418,18 @@ def sinusoid_grid(cnp.ndarray dst, cnp.ndarray src, object plan,
                   cnp.ndarray dst_rows, cnp.ndarray src_rows,
                   fpe_idx T, fpe_idx block, fpe_idx tile_direct, fpe_idx tile_shared,
                   fpe_idx dst_rs, fpe_idx dst_cs, fpe_idx src_rs, fpe_idx src_cs,
-                  double scale, int mode, double zero_pos, int n_threads):
+                  double scale, int mode, double zero_pos, int kind, int n_threads):
     """Sinusoid rows at positions p0[seq] + t, applied to each sequence's rows."""
     cdef fpe_idx per_thread
     cdef cnp.ndarray scratch = _scratch(plan, n_threads, tile_shared, &per_thread)
     cdef cnp.ndarray zeros = cnp.PyArray_ZEROS(1, [max(plan.n_cols, 1)], cnp.NPY_FLOAT64, 0)
     cdef Plan pl = _make_plan(plan, zeros, zero_pos)
-    cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode)
+    cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode, kind)
     cdef const double *p0_ = <const double *>_data(p0)
     cdef const fpe_idx *seq_ptr_ = <const fpe_idx *>_data(seq_ptr)
     cdef fpe_idx n_seq = p0.shape[0]
     cdef double *scratch_ = _aligned64(<double *>_data(scratch))
-    if cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
+    if kind == _NATIVE and cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
         with nogil:
             _grid_run(<float *>NULL, &pl, &tg, p0_, seq_ptr_, n_seq, T, block, tile_direct, tile_shared, dst_rs, src_rs,
                       scratch_, per_thread, n_threads)
@@ -463,19 +443,19 @@ def sinusoid_grouped(cnp.ndarray dst, cnp.ndarray src, object plan,
                      cnp.ndarray positions, cnp.ndarray group_ptr,
                      cnp.ndarray dst_rows, cnp.ndarray src_rows, cnp.ndarray chunk_ptr,
                      fpe_idx block, fpe_idx dst_cs, fpe_idx src_cs,
-                     double scale, int mode, double zero_pos, int n_threads):
+                     double scale, int mode, double zero_pos, int kind, int n_threads):
     """Sinusoid rows at sorted distinct positions, each applied to its group of rows."""
     cdef fpe_idx per_thread
     cdef cnp.ndarray scratch = _scratch(plan, n_threads, 1, &per_thread)
     cdef cnp.ndarray zeros = cnp.PyArray_ZEROS(1, [max(plan.n_cols, 1)], cnp.NPY_FLOAT64, 0)
     cdef Plan pl = _make_plan(plan, zeros, zero_pos)
-    cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode)
+    cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode, kind)
     cdef const double *pos_ = <const double *>_data(positions)
     cdef const fpe_idx *group_ptr_ = <const fpe_idx *>_data(group_ptr)
     cdef const fpe_idx *chunk_ptr_ = <const fpe_idx *>_data(chunk_ptr)
     cdef fpe_idx n_chunks = chunk_ptr.shape[0] - 1
     cdef double *scratch_ = _aligned64(<double *>_data(scratch))
-    if cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
+    if kind == _NATIVE and cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
         with nogil:
             _grouped_run(<float *>NULL, &pl, &tg, pos_, group_ptr_, chunk_ptr_, n_chunks, block,
                          scratch_, per_thread, n_threads)
@@ -493,7 +473,9 @@ def sinusoid_grouped(cnp.ndarray dst, cnp.ndarray src, object plan,
 
 cdef inline void _apply_table_row(floating *dst, const floating *src, const table_t *row, fpe_idx n,
                                   const Target *tg) noexcept nogil:
-    if floating is float and table_t is double:
+    if tg.kind != _NATIVE:
+        _apply_half_row(<fpe_half *>dst, <const fpe_half *>src, row, n, tg)
+    elif floating is float and table_t is double:
         if tg.mode == _ADD_INPLACE:
             fpe_add_inplace_f32_f64(dst, tg.dst_cs, row, tg.scale, n)
         else:
@@ -568,10 +550,11 @@ def table_add(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray table, bint grid,
               cnp.ndarray positions, cnp.ndarray group_ptr, cnp.ndarray chunk_ptr,
               cnp.ndarray dst_rows, cnp.ndarray src_rows,
               fpe_idx dst_rs, fpe_idx dst_cs, fpe_idx src_rs, fpe_idx src_cs,
-              double scale, int mode, fpe_idx n_items, int n_threads):
+              double scale, int mode, int kind, fpe_idx n_items, int n_threads):
     """x * scale + table[position] for the rows of dst (table rows contiguous).
-    grid: positions p0[seq] + t per sequence; else sorted distinct positions."""
-    cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode)
+    grid: positions p0[seq] + t per sequence; else sorted distinct positions.
+    A 16-bit x (kind) takes a float32 or float64 table."""
+    cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode, kind)
     cdef const void *tab = _data(table)
     cdef fpe_idx table_rs = table.strides[0], n = dst.shape[dst.ndim - 1]
     cdef const fpe_idx *p0_ = <const fpe_idx *>_data(p0)
@@ -579,7 +562,7 @@ def table_add(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray table, bint grid,
     cdef const double *pos_ = <const double *>_data(positions)
     cdef const fpe_idx *group_ptr_ = <const fpe_idx *>_data(group_ptr)
     cdef const fpe_idx *chunk_ptr_ = <const fpe_idx *>_data(chunk_ptr)
-    cdef bint x32 = cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32
+    cdef bint x32 = kind != _NATIVE or cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32
     cdef bint t32 = cnp.PyArray_TYPE(table) == cnp.NPY_FLOAT32
     with nogil:
         if x32 and t32:
@@ -603,8 +586,18 @@ def table_add(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray table, bint grid,
 
 cdef inline void _rotate_row(floating *dst, const floating *src, fpe_cols d, fpe_cols r,
                              const double *cos_row, const double *sin_row, fpe_idx n,
-                             int mode) noexcept nogil:
-    if floating is float:
+                             int mode, int kind) noexcept nogil:
+    if kind == _F16:
+        if mode == _ADD_INPLACE:
+            fpe_rotate_inplace_f16(<fpe_half *>dst, d, cos_row, sin_row, n)
+        else:
+            fpe_rotate_to_f16(<fpe_half *>dst, d, <const fpe_half *>src, r, cos_row, sin_row, n)
+    elif kind == _BF16:
+        if mode == _ADD_INPLACE:
+            fpe_rotate_inplace_bf16(<fpe_half *>dst, d, cos_row, sin_row, n)
+        else:
+            fpe_rotate_to_bf16(<fpe_half *>dst, d, <const fpe_half *>src, r, cos_row, sin_row, n)
+    elif floating is float:
         if mode == _ADD_INPLACE:
             fpe_rotate_inplace_f32(dst, d, cos_row, sin_row, n)
         else:
@@ -619,24 +612,24 @@ cdef inline void _rotate_row(floating *dst, const floating *src, fpe_cols d, fpe
 cdef void _rotate_run(floating *dummy, char *dst, const char *src, const fpe_idx *dst_rows,
                       const fpe_idx *src_rows, const fpe_idx *table_idx, fpe_idx n_rows,
                       const char *cos_table, const char *sin_table, fpe_idx table_rs,
-                      fpe_cols d, fpe_cols r, fpe_idx n, int mode, int n_threads) noexcept nogil:
+                      fpe_cols d, fpe_cols r, fpe_idx n, int mode, int kind, int n_threads) noexcept nogil:
     cdef fpe_idx i
     if n_threads == 1:
         for i in range(n_rows):
             _rotate_row(<floating *>(dst + dst_rows[i]), <const floating *>(src + src_rows[i]), d, r,
                         <const double *>(cos_table + table_idx[i] * table_rs),
-                        <const double *>(sin_table + table_idx[i] * table_rs), n, mode)
+                        <const double *>(sin_table + table_idx[i] * table_rs), n, mode, kind)
     else:
         for i in prange(n_rows, schedule="static", num_threads=n_threads):
             _rotate_row(<floating *>(dst + dst_rows[i]), <const floating *>(src + src_rows[i]), d, r,
                         <const double *>(cos_table + table_idx[i] * table_rs),
-                        <const double *>(sin_table + table_idx[i] * table_rs), n, mode)
+                        <const double *>(sin_table + table_idx[i] * table_rs), n, mode, kind)
 
 
 def rotate_rows(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray dst_rows, cnp.ndarray src_rows,
                 cnp.ndarray table_idx, cnp.ndarray cos_table, cnp.ndarray sin_table,
                 fpe_idx n_pairs, fpe_idx first_col, fpe_idx second_col, fpe_idx col_step,
-                fpe_idx dst_cs, fpe_idx src_cs, int mode, int n_threads):
+                fpe_idx dst_cs, fpe_idx src_cs, int mode, int kind, int n_threads):
     """Rotate channel pairs (first_col + k*col_step, second_col + k*col_step),
     k < n_pairs, of the rows at byte offsets dst_rows (reading src_rows when
     mode is MODE_ADD_TO) by the angles of table row table_idx[i]. cos_table and
@@ -659,11 +652,11 @@ def rotate_rows(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray dst_rows, cnp.ndar
     if cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
         with nogil:
             _rotate_run(<float *>NULL, dst_, src_, dst_rows_, src_rows_, idx_, n_rows, cos_, sin_,
-                        table_rs, d, r, n_pairs, mode, n_threads)
+                        table_rs, d, r, n_pairs, mode, kind, n_threads)
     else:
         with nogil:
             _rotate_run(<double *>NULL, dst_, src_, dst_rows_, src_rows_, idx_, n_rows, cos_, sin_,
-                        table_rs, d, r, n_pairs, mode, n_threads)
+                        table_rs, d, r, n_pairs, mode, kind, n_threads)
 
 
 # -------------------------------------------------------- bandwidth probes

@@ -255,7 +255,7 @@ def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half",
             index = np.ascontiguousarray(_to_rows(index, a, req.seq_axes[i])).ravel()
         _kernels.rotate_rows(dst, src, dst_rows, src_rows, index, cos_t, sin_t, req.rotary_dim // 2,
                              first, second, step, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
-                             mode, min(n_threads, dst_rows.shape[0]))
+                             mode, _api.storage_kind(dst.dtype), min(n_threads, dst_rows.shape[0]))
     return results[0] if len(results) == 1 else tuple(results)
 
 

@@ -19,8 +19,14 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef ptrdiff_t fpe_idx;
+
+/* Each extension uses only some of these loops. */
+#if defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wunused-function"
+#endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(FASTPE_NO_DISPATCH) && !defined(__SANITIZE_ADDRESS__)
@@ -49,6 +55,71 @@ static const char *fpe_simd_level(void)
 typedef struct {
     fpe_idx sin_off, cos_off, ks;
 } fpe_cols;
+
+/* 16-bit storage: IEEE float16 and bfloat16, held as their bits. Values are
+ * computed in float64, narrowed to float32 rounding to odd, then rounded to
+ * nearest even: with 13 or more spare bits, round-to-odd makes the two steps
+ * equal to one correct rounding of the float64 value. Integer and float
+ * operations only, branch-free, so every compiler vectorises them and no
+ * instruction-set extension (F16C, AVX512-FP16) is assumed. They need IEEE
+ * round-to-nearest arithmetic with subnormals (no flush-to-zero). */
+typedef uint16_t fpe_half;
+
+static inline uint32_t fpe_bits_of(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float fpe_float_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+static inline float fpe_f64_to_f32_odd(double d)
+{
+    float t = (float)d; /* nearest: one of the two neighbours of d */
+    uint32_t u = fpe_bits_of(t);
+    /* Inexact and even: take the other neighbour, whose last bit is odd. */
+    uint32_t other = fabs((double)t) > fabs(d) ? u - 1u : u + 1u;
+    return fpe_float_of((double)t != d && !(u & 1u) ? other : u);
+}
+
+static inline float fpe_f16_to_f32(fpe_half h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, a = h & 0x7fffu;
+    /* Exponent and mantissa moved into float32's fields are off by 2**112:
+     * one exact multiply rebiases normals and normalises subnormals. */
+    uint32_t m = fpe_bits_of(fpe_float_of(a << 13) * 0x1p112f);
+    m = a >= 0x7c00u ? (a << 13) | 0x7f800000u : m; /* infinities and NaNs */
+    return fpe_float_of(m | sign);
+}
+
+static inline fpe_half fpe_f32_to_f16(float f)
+{
+    uint32_t u = fpe_bits_of(f), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    /* Normal results: rebias the exponent (127 -> 15) and round the 13
+     * dropped bits to nearest even; a carry moves into the exponent. */
+    uint32_t normal = (a - (112u << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
+    /* Subnormal results: adding 0.5 puts float16's subnormal unit (2**-24)
+     * at float32's last bit, so the float addition does the rounding. */
+    uint32_t subnormal = fpe_bits_of(fpe_float_of(a) + 0.5f) - 0x3f000000u;
+    uint32_t r = a < (113u << 23) ? subnormal : normal;
+    r = a >= (143u << 23) ? 0x7c00u : r;  /* beyond 65520: infinity */
+    r = a > 0x7f800000u ? 0x7e00u : r;    /* NaN stays a (quiet) NaN */
+    return (fpe_half)(r | sign);
+}
+
+static inline float fpe_bf16_to_f32(fpe_half h) { return fpe_float_of((uint32_t)h << 16); }
+
+static inline fpe_half fpe_f32_to_bf16(float f)
+{
+    uint32_t u = fpe_bits_of(f);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16; /* nearest even */
+    r = (u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r; /* quiet NaN */
+    return (fpe_half)r;
+}
+
+/* How each storage type is read into, and written from, the type a sum is
+ * formed in. */
+#define FPE_LOAD_NATIVE(WT, v) ((WT)(v))
+#define FPE_STORE_NATIVE(XT, v) ((XT)(v))
+#define FPE_LOAD_F16(WT, v) ((WT)fpe_f16_to_f32(v))
+#define FPE_STORE_F16(XT, v) fpe_f32_to_f16(fpe_f64_to_f32_odd(v))
+#define FPE_LOAD_BF16(WT, v) ((WT)fpe_bf16_to_f32(v))
+#define FPE_STORE_BF16(XT, v) fpe_f32_to_bf16(fpe_f64_to_f32_odd(v))
 
 /* Seed every frequency's state at position p from libm, in float64. */
 static void fpe_seed(double *restrict s, double *restrict c, double p,
@@ -137,17 +208,6 @@ static void fpe_advance(double *restrict s, double *restrict c,
     {                                                                                   \
         const FPE_T sc = (FPE_T)scale;                                                  \
         FPE_STEP_SHAPES(FPE_EMIT_ADD_TO)                                                \
-    }                                                                                   \
-    /* dst = pe over a whole row (pe in column order, in the storage type). */          \
-    FPE_DISPATCH                                                                        \
-    static void fpe_store_##SUFFIX(FPE_T *restrict dst, fpe_idx stride,                 \
-                                   const FPE_T *restrict pe, fpe_idx n)                 \
-    {                                                                                   \
-        if (stride == 1) {                                                              \
-            for (fpe_idx j = 0; j < n; j++) dst[j] = pe[j];                             \
-        } else {                                                                        \
-            for (fpe_idx j = 0; j < n; j++) dst[j * stride] = pe[j];                    \
-        }                                                                               \
     }
 
 #define FPE_T float
@@ -157,24 +217,36 @@ FPE_DEFINE_ROW_OPS(f32)
 FPE_DEFINE_ROW_OPS(f64)
 #undef FPE_T
 
-/* Whole rows from an encoding row pe already in column order: dst = dst *
- * scale + pe in place, or dst = src * scale + pe (src and dst disjoint: the
- * Python layer copies a partially overlapping input first). XT is the
- * storage type, PT the encoding row's (a learned table may differ from x),
- * WT the type the sum is formed in: the storage type when they agree (PE was
- * rounded to it once), float64 when they differ. */
-#define FPE_DEFINE_ROW_ADDS(XT, PT, WT, SUFFIX)                                         \
+/* Whole rows from an encoding row pe already in column order: dst = pe,
+ * dst = dst * scale + pe in place, or dst = src * scale + pe (src and dst
+ * disjoint: the Python layer copies a partially overlapping input first).
+ * XT is the storage type, PT the encoding row's (a learned table may differ
+ * from x), WT the type the sum is formed in: the storage type when they agree
+ * (PE was rounded to it once), float64 when they differ and for the 16-bit
+ * types. LOAD and STORE convert between XT and WT. */
+#define FPE_DEFINE_ROW_ADDS(XT, PT, WT, SUFFIX, LOAD, STORE)                            \
+    FPE_DISPATCH                                                                        \
+    static void fpe_store_##SUFFIX(XT *restrict dst, fpe_idx stride,                    \
+                                   const PT *restrict pe, fpe_idx n)                    \
+    {                                                                                   \
+        if (stride == 1) {                                                              \
+            for (fpe_idx j = 0; j < n; j++) dst[j] = STORE(XT, (WT)pe[j]);              \
+        } else {                                                                        \
+            for (fpe_idx j = 0; j < n; j++) dst[j * stride] = STORE(XT, (WT)pe[j]);     \
+        }                                                                               \
+    }                                                                                   \
     FPE_DISPATCH                                                                        \
     static void fpe_add_inplace_##SUFFIX(XT *restrict dst, fpe_idx stride,              \
                                          const PT *restrict pe, double scale, fpe_idx n)\
     {                                                                                   \
         const WT sc = (WT)scale;                                                        \
         if (stride == 1) {                                                              \
-            for (fpe_idx j = 0; j < n; j++) dst[j] = (XT)((WT)dst[j] * sc + (WT)pe[j]); \
+            for (fpe_idx j = 0; j < n; j++)                                             \
+                dst[j] = STORE(XT, LOAD(WT, dst[j]) * sc + (WT)pe[j]);                  \
         } else {                                                                        \
             for (fpe_idx j = 0; j < n; j++) {                                           \
                 fpe_idx i = j * stride;                                                 \
-                dst[i] = (XT)((WT)dst[i] * sc + (WT)pe[j]);                             \
+                dst[i] = STORE(XT, LOAD(WT, dst[i]) * sc + (WT)pe[j]);                  \
             }                                                                           \
         }                                                                               \
     }                                                                                   \
@@ -185,29 +257,55 @@ FPE_DEFINE_ROW_OPS(f64)
     {                                                                                   \
         const WT sc = (WT)scale;                                                        \
         if (dst_stride == 1 && src_stride == 1) {                                       \
-            for (fpe_idx j = 0; j < n; j++) dst[j] = (XT)((WT)src[j] * sc + (WT)pe[j]); \
+            for (fpe_idx j = 0; j < n; j++)                                             \
+                dst[j] = STORE(XT, LOAD(WT, src[j]) * sc + (WT)pe[j]);                  \
         } else {                                                                        \
             for (fpe_idx j = 0; j < n; j++)                                             \
-                dst[j * dst_stride] = (XT)((WT)src[j * src_stride] * sc + (WT)pe[j]);   \
+                dst[j * dst_stride] = STORE(XT, LOAD(WT, src[j * src_stride]) * sc      \
+                                                    + (WT)pe[j]);                       \
         }                                                                               \
     }
 
-FPE_DEFINE_ROW_ADDS(float, float, float, f32)
-FPE_DEFINE_ROW_ADDS(double, double, double, f64)
-FPE_DEFINE_ROW_ADDS(float, double, double, f32_f64)
-FPE_DEFINE_ROW_ADDS(double, float, double, f64_f32)
+/* One entry for all three: mode 0 stores, 1 adds in place, 2 adds to src
+ * (fastpe._kernels.MODE_*). */
+#define FPE_DEFINE_ROW_APPLY(XT, PT, SUFFIX)                                            \
+    static inline void fpe_apply_##SUFFIX(XT *dst, fpe_idx dst_stride,                 \
+                                          const XT *src, fpe_idx src_stride,           \
+                                          const PT *pe, double scale, fpe_idx n,       \
+                                          int mode)                                    \
+    {                                                                                   \
+        if (mode == 0) fpe_store_##SUFFIX(dst, dst_stride, pe, n);                      \
+        else if (mode == 1) fpe_add_inplace_##SUFFIX(dst, dst_stride, pe, scale, n);    \
+        else fpe_add_to_##SUFFIX(dst, dst_stride, src, src_stride, pe, scale, n);       \
+    }
+
+FPE_DEFINE_ROW_ADDS(float, float, float, f32, FPE_LOAD_NATIVE, FPE_STORE_NATIVE)
+FPE_DEFINE_ROW_ADDS(double, double, double, f64, FPE_LOAD_NATIVE, FPE_STORE_NATIVE)
+FPE_DEFINE_ROW_ADDS(float, double, double, f32_f64, FPE_LOAD_NATIVE, FPE_STORE_NATIVE)
+FPE_DEFINE_ROW_ADDS(double, float, double, f64_f32, FPE_LOAD_NATIVE, FPE_STORE_NATIVE)
+/* 16-bit storage: sinusoid rows come in float64, learned tables in float32
+ * or float64 (the Python layer widens a 16-bit table's rows exactly). */
+FPE_DEFINE_ROW_ADDS(fpe_half, double, double, f16_f64, FPE_LOAD_F16, FPE_STORE_F16)
+FPE_DEFINE_ROW_ADDS(fpe_half, float, double, f16_f32, FPE_LOAD_F16, FPE_STORE_F16)
+FPE_DEFINE_ROW_ADDS(fpe_half, double, double, bf16_f64, FPE_LOAD_BF16, FPE_STORE_BF16)
+FPE_DEFINE_ROW_ADDS(fpe_half, float, double, bf16_f32, FPE_LOAD_BF16, FPE_STORE_BF16)
+FPE_DEFINE_ROW_APPLY(fpe_half, double, f16_f64)
+FPE_DEFINE_ROW_APPLY(fpe_half, float, f16_f32)
+FPE_DEFINE_ROW_APPLY(fpe_half, double, bf16_f64)
+FPE_DEFINE_ROW_APPLY(fpe_half, float, bf16_f32)
 
 /* Rotary embeddings: rotate channel pairs (a, b) of one row by the angles
  * whose cosines and sines are cos_row[k], sin_row[k]:
  *   a' = a cos - b sin,  b' = b cos + a sin,
  * pair k's channels at first_off + k*ks and second_off + k*ks (the sin_off /
- * cos_off fields of fpe_cols). Formed in float64, rounded once. */
+ * cos_off fields of fpe_cols). Formed in float64, rounded once (16-bit types:
+ * through float32, as above). */
 #define FPE_ROTATE_PAIR(A_IN, B_IN, A_OUT, B_OUT)                                       \
     {                                                                                   \
-        double va_ = (double)(A_IN), vb_ = (double)(B_IN);                              \
+        double va_ = FPE_LOAD(double, A_IN), vb_ = FPE_LOAD(double, B_IN);              \
         double ck_ = cos_row[k], sk_ = sin_row[k];                                      \
-        A_OUT = (FPE_T)(va_ * ck_ - vb_ * sk_);                                         \
-        B_OUT = (FPE_T)(vb_ * ck_ + va_ * sk_);                                         \
+        A_OUT = FPE_STORE(FPE_T, va_ * ck_ - vb_ * sk_);                                \
+        B_OUT = FPE_STORE(FPE_T, vb_ * ck_ + va_ * sk_);                                \
     }
 
 /* The pair streams get their own restrict pointers (they touch disjoint
@@ -248,11 +346,27 @@ FPE_DEFINE_ROW_ADDS(double, float, double, f64_f32)
         }                                                                               \
     }
 
+#define FPE_LOAD FPE_LOAD_NATIVE
+#define FPE_STORE FPE_STORE_NATIVE
 #define FPE_T float
 FPE_DEFINE_ROTATE(f32)
 #undef FPE_T
 #define FPE_T double
 FPE_DEFINE_ROTATE(f64)
+#undef FPE_T
+#undef FPE_LOAD
+#undef FPE_STORE
+#define FPE_T fpe_half
+#define FPE_LOAD FPE_LOAD_F16
+#define FPE_STORE FPE_STORE_F16
+FPE_DEFINE_ROTATE(f16)
+#undef FPE_LOAD
+#undef FPE_STORE
+#define FPE_LOAD FPE_LOAD_BF16
+#define FPE_STORE FPE_STORE_BF16
+FPE_DEFINE_ROTATE(bf16)
+#undef FPE_LOAD
+#undef FPE_STORE
 #undef FPE_T
 
 /* Bandwidth probes: the same loops with a constant instead of a sinusoid,

@@ -7,6 +7,7 @@ what was expected.
 
 import numbers
 import operator
+import sys
 
 import numpy as np
 
@@ -24,26 +25,51 @@ from ._presets import (
     vaswani_frequencies,
 )
 
-SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_SUPPORTED_NAMES = "float32 or float64"
+FLOAT16 = np.dtype(np.float16)
+NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_SUPPORTED_NAMES = "float16, bfloat16, float32 or float64"
+_BFLOAT16_HINT = "bfloat16 is the ml_dtypes dtype: pip install ml_dtypes (or fastpe[bfloat16])"
+
+
+def bfloat16_dtype():
+    """ml_dtypes' bfloat16 if ml_dtypes is loaded, else None. fastpe never
+    imports it for an array: a bfloat16 array means it is already loaded."""
+    ml_dtypes = sys.modules.get("ml_dtypes")
+    return None if ml_dtypes is None else np.dtype(ml_dtypes.bfloat16)
 
 
 def _dtype_problem(dtype):
     """Why an array dtype cannot be used, or None."""
-    if dtype in SUPPORTED_DTYPES:
+    if dtype in NATIVE_FLOATS or dtype == FLOAT16 or dtype == bfloat16_dtype():
         return None
-    if dtype.kind == "f" and dtype.newbyteorder("=") in SUPPORTED_DTYPES:
+    if dtype.kind == "f" and dtype.newbyteorder("=") in NATIVE_FLOATS + (FLOAT16,):
         return f"has non-native byte order ({dtype.str}); convert it with .astype({dtype.newbyteorder('=').name!r})"
-    if dtype.kind == "f" or dtype.name in ("bfloat16",):
-        return f"has dtype {dtype.name}, which fastpe does not support yet"
+    if dtype.kind == "f":
+        return f"has dtype {dtype.name}, which fastpe does not support"
     return f"has dtype {dtype}"
+
+
+def _named_dtype(dtype):
+    """np.dtype(dtype), loading ml_dtypes for the name "bfloat16" if it is installed."""
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        if dtype != "bfloat16":
+            raise
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError(f"dtype {dtype!r} needs the optional ml_dtypes package; {_BFLOAT16_HINT}") from None
+    return np.dtype(ml_dtypes.bfloat16)
 
 
 def check_dtype_argument(dtype):
     """The `dtype=` argument of the table functions."""
     try:
-        dt = np.dtype(dtype)
-    except TypeError:
+        dt = _named_dtype(dtype)
+    except TypeError as exc:
+        if "ml_dtypes" in str(exc):
+            raise
         raise TypeError(f"dtype must be {_SUPPORTED_NAMES}, got {dtype!r}") from None
     problem = _dtype_problem(dt)
     if problem:
@@ -52,7 +78,7 @@ def check_dtype_argument(dtype):
 
 
 def as_float_array(name, value):
-    """A float32/float64 ndarray that is only read (x when out= is given)."""
+    """A supported float ndarray that is only read (x when out= is given)."""
     if not isinstance(value, np.ndarray):
         try:
             value = np.asarray(value)

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ._validation import (
+    NATIVE_FLOATS,
     Encoding,
     add_request,
     check_count,
@@ -164,7 +165,9 @@ def add_table(x, table, *, offset=0, positions=None, scale=None, out=None, num_t
         positions = req.offset[..., None] + np.arange(x.shape[-2])
     else:
         positions = req.positions
-    wider = np.result_type(x.dtype, req.table.dtype)
+    # The kernel's rule: one native dtype adds in it; mixed or 16-bit dtypes in float64.
+    same = x.dtype == req.table.dtype and x.dtype in NATIVE_FLOATS
+    wider = x.dtype if same else np.dtype(np.float64)
     values = x.astype(wider)
     if req.scale is not None:
         values = values * wider.type(req.scale)

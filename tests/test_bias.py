@@ -468,7 +468,7 @@ BAD_ALIBI = [
     ("3-D", lambda: (_scores((3, 4, 5)),), {}, ValueError, "4 dimensions"),
     ("5-D", lambda: (_scores((1, 2, 3, 4, 5)),), {}, ValueError, "4 dimensions"),
     ("int dtype", lambda: (np.zeros((1, 1, 2, 2), dtype=np.int32),), {}, TypeError, "scores"),
-    ("float16", lambda: (np.zeros((1, 1, 2, 2), dtype=np.float16),), {}, TypeError, "float16"),
+    ("longdouble", lambda: (np.zeros((1, 1, 2, 2), dtype=np.longdouble),), {}, TypeError, np.dtype(np.longdouble).name),
     ("read-only", lambda: (_ro(),), {}, ValueError, "read-only"),
     ("slopes shape", lambda: (_scores(),), {"slopes": np.ones(4)}, ValueError, "slopes"),
     ("slopes 2-D", lambda: (_scores(),), {"slopes": np.ones((3, 1))}, ValueError, "slopes"),

@@ -2,7 +2,7 @@
 
 Hypothesis throws random shapes (0-size included), memory layouts (slices with
 gaps, negative steps, transposes, zero strides, unaligned, read-only, lists),
-dtypes (float32/64, float16, ints, complex, bool, object, big-endian
+dtypes (float32/64, long double, big-endian float16, ints, complex, bool, object, big-endian
 '>f4'/'>f8'), positions (huge, negative, fractional, NaN, inf, wrong shapes),
 offsets, scales, bases, layouts, inv_freq, num_threads and out arrays (wrong
 shape or dtype, read-only, x itself, views that overlap x partially or in
@@ -68,7 +68,7 @@ ENCODE_ARGS = ("positions", "dim", "dtype", "out") + _ENCODING_ARGS
 PRESETS = ("vaswani", "marian", "tensor2tensor", "fairseq", "whisper")
 
 GOOD_DTYPES = ("float32", "float64")
-BAD_DTYPES = ("float16", "int32", "int64", "uint8", "complex64", "complex128", "bool", ">f4", ">f8", "object")
+BAD_DTYPES = ("longdouble", ">f2", "int32", "int64", "uint8", "complex64", "complex128", "bool", ">f4", ">f8", "object")
 CONTRACT_MAX = 2**20
 
 
@@ -786,7 +786,7 @@ def test_big_endian_x_is_rejected_untouched(data):
 def _draw_dtype(data, chaos, suspects):
     broken = breaks(data, chaos, "dtype")
     dtype = pick(data, [None, None, np.float32, np.float64, "float64", "f4"],
-                 [np.float16, ">f8", ">f4", int, np.int32, "nope", complex], broken, "dtype")
+                 [np.longdouble, ">f2", ">f8", ">f4", int, np.int32, "nope", complex], broken, "dtype")
     if broken:
         suspects.add("dtype")
     return dtype

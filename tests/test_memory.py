@@ -69,7 +69,7 @@ def _one_round(a):
     fastpe.sinusoidal_encode(a["enc_pos"], 9)
     for call in (
         lambda: fastpe.add_sinusoidal(a["x"], positions=a["positions"], offset=1),
-        lambda: fastpe.add_sinusoidal(a["x"].astype(np.float16)),
+        lambda: fastpe.add_sinusoidal(a["x"].astype(np.longdouble)),
         lambda: fastpe.sinusoidal_table(4, 4, base=-1.0),
         lambda: fastpe.sinusoidal_encode([np.nan], 4),
     ):

@@ -148,7 +148,7 @@ BAD_TABLE_CALLS = [
     ("table-width", ValueError, "table", lambda x, t: fastpe.add_table(x, t[:, :-1])),
     ("table-1d", ValueError, "table", lambda x, t: fastpe.add_table(x, t[0])),
     ("table-int", TypeError, "table", lambda x, t: fastpe.add_table(x, t.astype(np.int64))),
-    ("table-float16", TypeError, "table", lambda x, t: fastpe.add_table(x, t.astype(np.float16))),
+    ("table-longdouble", TypeError, "table", lambda x, t: fastpe.add_table(x, t.astype(np.longdouble))),
     ("positions-and-offset", ValueError, "offset", lambda x, t: fastpe.add_table(x, t, offset=1, positions=np.zeros(x.shape[-2], dtype=int))),
     ("positions-shape", ValueError, "positions", lambda x, t: fastpe.add_table(x, t, positions=np.zeros((3, 2), dtype=int))),
     ("scale-nan", ValueError, "scale", lambda x, t: fastpe.add_table(x, t, scale=float("nan"))),

@@ -1,0 +1,68 @@
+# Declarations of the C leaf loops in _simd.h, shared by both kernel modules.
+from libc.stdint cimport uint16_t
+
+ctypedef Py_ssize_t fpe_idx
+
+cdef extern from "_simd.h" nogil:
+    int FPE_DISPATCH_ENABLED
+    const char *fpe_simd_level()
+    ctypedef struct fpe_cols:
+        fpe_idx sin_off
+        fpe_idx cos_off
+        fpe_idx ks
+    void fpe_seed(double *s, double *c, double p, const double *freq, fpe_idx n)
+    void fpe_advance(double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_store_f32(float *dst, fpe_cols d, double *s, double *c,
+                            const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_store_f64(double *dst, fpe_cols d, double *s, double *c,
+                            const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_add_inplace_f32(float *dst, fpe_cols d, double scale, double *s, double *c,
+                                  const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_add_inplace_f64(double *dst, fpe_cols d, double scale, double *s, double *c,
+                                  const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_add_to_f32(float *dst, fpe_cols d, const float *src, fpe_cols r, double scale,
+                             double *s, double *c, const double *step_cos, const double *step_sin,
+                             fpe_idx n)
+    void fpe_step_add_to_f64(double *dst, fpe_cols d, const double *src, fpe_cols r, double scale,
+                             double *s, double *c, const double *step_cos, const double *step_sin,
+                             fpe_idx n)
+    ctypedef uint16_t fpe_half
+    # 16-bit rows (mode: 0 store, 1 add in place, 2 add to src)
+    void fpe_apply_f16_f64(fpe_half *dst, fpe_idx dst_stride, const fpe_half *src, fpe_idx src_stride,
+                           const double *pe, double scale, fpe_idx n, int mode)
+    void fpe_apply_f16_f32(fpe_half *dst, fpe_idx dst_stride, const fpe_half *src, fpe_idx src_stride,
+                           const float *pe, double scale, fpe_idx n, int mode)
+    void fpe_apply_bf16_f64(fpe_half *dst, fpe_idx dst_stride, const fpe_half *src, fpe_idx src_stride,
+                            const double *pe, double scale, fpe_idx n, int mode)
+    void fpe_apply_bf16_f32(fpe_half *dst, fpe_idx dst_stride, const fpe_half *src, fpe_idx src_stride,
+                            const float *pe, double scale, fpe_idx n, int mode)
+    void fpe_store_f32(float *dst, fpe_idx stride, const float *pe, fpe_idx n)
+    void fpe_store_f64(double *dst, fpe_idx stride, const double *pe, fpe_idx n)
+    void fpe_add_inplace_f32(float *x, fpe_idx stride, const float *pe, double scale, fpe_idx n)
+    void fpe_add_inplace_f64(double *x, fpe_idx stride, const double *pe, double scale, fpe_idx n)
+    void fpe_add_to_f32(float *dst, fpe_idx dst_stride, const float *src, fpe_idx src_stride,
+                        const float *pe, double scale, fpe_idx n)
+    void fpe_add_to_f64(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
+                        const double *pe, double scale, fpe_idx n)
+    void fpe_add_inplace_f32_f64(float *x, fpe_idx stride, const double *pe, double scale, fpe_idx n)
+    void fpe_add_inplace_f64_f32(double *x, fpe_idx stride, const float *pe, double scale, fpe_idx n)
+    void fpe_add_to_f32_f64(float *dst, fpe_idx dst_stride, const float *src, fpe_idx src_stride,
+                            const double *pe, double scale, fpe_idx n)
+    void fpe_add_to_f64_f32(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
+                            const float *pe, double scale, fpe_idx n)
+    void fpe_rotate_inplace_f32(float *dst, fpe_cols d, const double *cos_row, const double *sin_row, fpe_idx n)
+    void fpe_rotate_inplace_f64(double *dst, fpe_cols d, const double *cos_row, const double *sin_row, fpe_idx n)
+    void fpe_rotate_to_f32(float *dst, fpe_cols d, const float *src, fpe_cols r,
+                           const double *cos_row, const double *sin_row, fpe_idx n)
+    void fpe_rotate_to_f64(double *dst, fpe_cols d, const double *src, fpe_cols r,
+                           const double *cos_row, const double *sin_row, fpe_idx n)
+    void fpe_rotate_inplace_f16(fpe_half *dst, fpe_cols d, const double *cos_row, const double *sin_row, fpe_idx n)
+    void fpe_rotate_inplace_bf16(fpe_half *dst, fpe_cols d, const double *cos_row, const double *sin_row, fpe_idx n)
+    void fpe_rotate_to_f16(fpe_half *dst, fpe_cols d, const fpe_half *src, fpe_cols r,
+                           const double *cos_row, const double *sin_row, fpe_idx n)
+    void fpe_rotate_to_bf16(fpe_half *dst, fpe_cols d, const fpe_half *src, fpe_cols r,
+                            const double *cos_row, const double *sin_row, fpe_idx n)
+    void fpe_probe_add_f32(float *x, float value, fpe_idx n)
+    void fpe_probe_add_f64(double *x, double value, fpe_idx n)
+    void fpe_probe_fill_f32(float *x, float value, fpe_idx n)
+    void fpe_probe_fill_f64(double *x, double value, fpe_idx n)
