@@ -16,7 +16,11 @@ from typing import Any, Iterable, Literal, Mapping, Optional, TypeVar, Union
 import numpy as np
 import numpy.typing as npt
 
-# The caller's array, returned as is by the in-place functions.
+# The caller's array, returned as is by the in-place functions. Their x and
+# out are both ArrayT (a pragmatic signature rather than @overload pairs for
+# out=None and out given, repeated in the compiled and reference modules):
+# exact when x and out are of one type, the usual case; otherwise the checker
+# infers their common supertype.
 ArrayT = TypeVar("ArrayT")
 
 Int = Union[int, np.integer[Any]]
