@@ -1,12 +1,17 @@
 """The public functions: validate everything, then hand raw memory to the kernels."""
 
+from __future__ import annotations
+
 import os
+from typing import Optional
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _forksafe, _kernels, reference
 from ._plan import sinusoid_plan
 from ._rows import balanced_chunks, group_rows
+from ._typing import ArrayT, Int, Layout, OptArrayLike, OptInt, OptReal, Preset, Real, Table
 from ._validation import (
     FLOAT16,
     NATIVE_FLOATS,
@@ -146,9 +151,11 @@ def _table_out(out, shape, dtype, what):
     return check_out(out, shape)
 
 
-def sinusoidal_table(n_positions, dim, *, offset=0, base=None, layout=None, dtype=np.float32, out=None,
-                     num_threads=None, inv_freq=None, preset=None, padding_idx=None, min_timescale=None,
-                     max_timescale=None):
+def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptReal = None,
+                     layout: Optional[Layout] = None, dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None,
+                     num_threads: OptInt = None, inv_freq: OptArrayLike = None, preset: Optional[Preset] = None,
+                     padding_idx: OptInt = None, min_timescale: OptReal = None,
+                     max_timescale: OptReal = None) -> Table:
     """The (n_positions, dim) table of encodings of positions offset .. offset + n_positions - 1."""
     n_positions = check_count("n_positions", n_positions)
     dim = check_count("dim", dim)
@@ -164,8 +171,10 @@ def sinusoidal_table(n_positions, dim, *, offset=0, base=None, layout=None, dtyp
     return out
 
 
-def sinusoidal_encode(positions, dim, *, base=None, layout=None, dtype=np.float32, out=None, num_threads=None,
-                      inv_freq=None, preset=None, padding_idx=None, min_timescale=None, max_timescale=None):
+def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = None, layout: Optional[Layout] = None,
+                      dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None, num_threads: OptInt = None,
+                      inv_freq: OptArrayLike = None, preset: Optional[Preset] = None, padding_idx: OptInt = None,
+                      min_timescale: OptReal = None, max_timescale: OptReal = None) -> Table:
     """Encodings of arbitrary (int or fractional) positions: shape positions.shape + (dim,)."""
     pos = real_array("positions", positions)
     dim = check_count("dim", dim)
@@ -181,9 +190,11 @@ def sinusoidal_encode(positions, dim, *, base=None, layout=None, dtype=np.float3
     return out
 
 
-def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout=None, out=None,
-                   num_threads=None, inv_freq=None, preset=None, padding_idx=None, min_timescale=None,
-                   max_timescale=None):
+def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayLike = None, scale: OptReal = None,
+                   base: OptReal = None, layout: Optional[Layout] = None, out: Optional[ArrayT] = None,
+                   num_threads: OptInt = None, inv_freq: OptArrayLike = None, preset: Optional[Preset] = None,
+                   padding_idx: OptInt = None, min_timescale: OptReal = None,
+                   max_timescale: OptReal = None) -> ArrayT:
     """x * scale + PE, written into x (or out); see the README for the conventions."""
     req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
                       preset, padding_idx, min_timescale, max_timescale)
@@ -204,7 +215,8 @@ def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout
     return dst
 
 
-def make_positions(token_ids, padding_idx, *, past_length=0):
+def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
+                   past_length: npt.ArrayLike = 0) -> npt.NDArray[np.int64]:
     """Padding-aware positions (fairseq make_positions, HF create_position_ids_from_input_ids).
 
     NumPy is already a single pass here, so this is the reference function."""
@@ -215,7 +227,8 @@ _NO_INDEX = np.zeros(2, dtype=np.intp)
 _NO_POSITIONS = np.zeros(1, dtype=np.float64)
 
 
-def add_table(x, table, *, offset=0, positions=None, scale=None, out=None, num_threads=None):
+def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, positions: OptArrayLike = None,
+              scale: OptReal = None, out: Optional[ArrayT] = None, num_threads: OptInt = None) -> ArrayT:
     """x * scale + table[position] in one fused pass (learned position tables).
 
     Token t sits at row offset + t (offset: int, or one per sequence), or at

@@ -27,7 +27,12 @@ fastpe adds biases, it does not mask: combine with your own mask (e.g. -inf
 above the diagonal).
 """
 
+from __future__ import annotations
+
+from typing import Optional
+
 import numpy as np
+import numpy.typing as npt
 
 from . import _bias_kernels, _kernels
 from ._api import ITEMS_PER_THREAD, _source_and_mode, resolve_threads, storage_kind
@@ -39,6 +44,7 @@ from ._bias_reference import (
     relative_position_bucket,
     relative_request,
 )
+from ._typing import ArrayT, Bool, Int, OptArrayLike, OptInt, Real
 
 __all__ = ["alibi_slopes", "add_alibi", "relative_position_bucket", "add_relative_bias"]
 
@@ -88,8 +94,9 @@ def _distances(off, Tq, Tk):
     return distances, start
 
 
-def add_alibi(scores, *, slopes=None, max_bias=DEFAULT_MAX_BIAS, offset=0, key_positions=None, out=None,
-              num_threads=None):
+def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = DEFAULT_MAX_BIAS,
+              offset: npt.ArrayLike = 0, key_positions: OptArrayLike = None, out: Optional[ArrayT] = None,
+              num_threads: OptInt = None) -> ArrayT:
     """Add ALiBi's linear biases to attention scores (B, H, Tq, Tk), in place unless out= is given.
 
     scores[b, h, i, j] += slopes[h] * (j - (i + offset[b])): query i sits at
@@ -120,8 +127,9 @@ def add_alibi(scores, *, slopes=None, max_bias=DEFAULT_MAX_BIAS, offset=0, key_p
     return _run(scores, out, num_threads, lut, start, 0)
 
 
-def add_relative_bias(scores, bias_table, *, bidirectional, num_buckets, max_distance, offset=0, out=None,
-                      num_threads=None):
+def add_relative_bias(scores: ArrayT, bias_table: npt.ArrayLike, *, bidirectional: Bool, num_buckets: Int,
+                      max_distance: Int, offset: npt.ArrayLike = 0, out: Optional[ArrayT] = None,
+                      num_threads: OptInt = None) -> ArrayT:
     """Add T5's bucketed relative position bias to scores (B, H, Tq, Tk), in place unless out= is given.
 
     scores[b, h, i, j] += bias_table[bucket(j - (i + offset[b])), h], with

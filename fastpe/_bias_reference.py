@@ -19,12 +19,17 @@ The bias is formed in float64, rounded once to the scores' dtype and added
 in that dtype: ``scores + bias.astype(scores.dtype)``.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
 import operator
+from typing import Optional
 
 import numpy as np
+import numpy.typing as npt
 
+from ._typing import ArrayT, Bool, Int, OptArrayLike, OptInt, Real
 from ._validation import (
     NATIVE_FLOATS,
     array_of_kind,
@@ -178,7 +183,7 @@ def relative_request(scores, bias_table, bidirectional, num_buckets, max_distanc
 
 # ------------------------------------------------------------------ ALiBi slopes
 
-def alibi_slopes(n_heads, max_bias=DEFAULT_MAX_BIAS):
+def alibi_slopes(n_heads: Int, max_bias: Real = DEFAULT_MAX_BIAS) -> npt.NDArray[np.float64]:
     """ALiBi's head slopes (float64, shape (n_heads,)), as the paper's get_slopes.
 
     With m = n_heads rounded down to a power of two, head h < m gets
@@ -241,7 +246,8 @@ def bucket_of(relative_position, bidirectional, num_buckets, max_distance):
     return buckets
 
 
-def relative_position_bucket(relative_position, *, bidirectional=True, num_buckets=32, max_distance=128):
+def relative_position_bucket(relative_position: npt.ArrayLike, *, bidirectional: Bool = True, num_buckets: Int = 32,
+                             max_distance: Int = 128) -> npt.NDArray[np.int64]:
     """T5's bucket of each relative position j - i (int64, same shape).
 
     Equal to HF T5Attention._relative_position_bucket (Mesh TensorFlow's
@@ -288,8 +294,9 @@ def _store(scores, out, bias):
     return dst
 
 
-def add_alibi(scores, *, slopes=None, max_bias=DEFAULT_MAX_BIAS, offset=0, key_positions=None, out=None,
-              num_threads=None):
+def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = DEFAULT_MAX_BIAS,
+              offset: npt.ArrayLike = 0, key_positions: OptArrayLike = None, out: Optional[ArrayT] = None,
+              num_threads: OptInt = None) -> ArrayT:
     """scores[b, h, i, j] + slope[h] * (j - (i + offset[b])), or + slope[h] * key_positions[b, j]."""
     scores, out, slopes, off, kp, _ = alibi_request(scores, slopes, max_bias, offset, key_positions, out,
                                                     num_threads)
@@ -304,8 +311,9 @@ def add_alibi(scores, *, slopes=None, max_bias=DEFAULT_MAX_BIAS, offset=0, key_p
     return _store(scores, out, bias)
 
 
-def add_relative_bias(scores, bias_table, *, bidirectional, num_buckets, max_distance, offset=0, out=None,
-                      num_threads=None):
+def add_relative_bias(scores: ArrayT, bias_table: npt.ArrayLike, *, bidirectional: Bool, num_buckets: Int,
+                      max_distance: Int, offset: npt.ArrayLike = 0, out: Optional[ArrayT] = None,
+                      num_threads: OptInt = None) -> ArrayT:
     """scores[b, h, i, j] + bias_table[bucket(j - (i + offset[b])), h]."""
     scores, out, table, settings, off, _ = relative_request(scores, bias_table, bidirectional, num_buckets,
                                                             max_distance, offset, out, num_threads)

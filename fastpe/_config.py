@@ -1,13 +1,17 @@
 """Build and runtime facts (show_config) and the plan cache's controls."""
 
+from __future__ import annotations
+
 import os
 import platform
 import sys
+from typing import Any
 
 import numpy as np
 
 from . import _forksafe, _kernels
-from ._plan import CACHE
+from ._plan import CACHE, CacheInfo
+from ._typing import Int
 
 try:
     from ._build_info import BUILD_INFO
@@ -28,7 +32,7 @@ def _openmp_runtime():
     return None
 
 
-def config():
+def config() -> dict[str, Any]:
     """The facts show_config prints, as a dict."""
     from . import __version__
 
@@ -51,7 +55,7 @@ def config():
     }
 
 
-def show_config(print_out=True):
+def show_config(print_out: bool = True) -> dict[str, Any]:
     """Print (and return) the version, OpenMP status, thread count, SIMD level and build flags."""
     info = config()
     if print_out:
@@ -61,17 +65,17 @@ def show_config(print_out=True):
     return info
 
 
-def cache_info():
+def cache_info() -> CacheInfo:
     """CacheInfo(hits, misses, entries, nbytes, limit) of the frequency-plan cache."""
     return CACHE.info()
 
 
-def cache_clear():
+def cache_clear() -> None:
     """Empty the plan cache and reset its counters."""
     CACHE.clear()
 
 
-def set_cache_limit(nbytes):
+def set_cache_limit(nbytes: Int) -> None:
     """Bound the plan cache to nbytes (0 disables caching). Also FASTPE_CACHE_BYTES."""
     import numbers
 

@@ -8,14 +8,19 @@ the learned-table kernel over it: each element of x is read and written once.
 Tokens are ordered row-major (the first grid axis outermost).
 """
 
+from __future__ import annotations
+
 import math
 import numbers
 import operator
+from typing import Optional
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _api
 from ._plan import CACHE
+from ._typing import ArrayT, Bool, GridLayout, Int, OptInt, OptReal, Real, Shape, Table
 from ._validation import NATIVE_FLOATS, check_count, check_dtype_argument, check_layout, check_real_scalar, x_and_out
 
 LAYOUTS_2D = ("mae", "timm", "big_vision")
@@ -116,14 +121,16 @@ def _table_dtype(x):
     return x.dtype if x.dtype in NATIVE_FLOATS else np.dtype(np.float64)
 
 
-def sincos_2d(grid_h, grid_w, dim, *, base=10000.0, layout="mae", cls_token=False, dtype=np.float32):
+def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
+              cls_token: Bool = False, dtype: npt.DTypeLike = np.float32) -> Table:
     """2-D sin-cos encoding of a grid_h x grid_w grid: shape (grid_h*grid_w [+1], dim)."""
     grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token)
     return grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, check_dtype_argument(dtype)).copy()
 
 
-def add_sincos_2d(x, grid_h, grid_w, *, base=10000.0, layout="mae", cls_token=False, scale=None, out=None,
-                  num_threads=None):
+def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
+                  cls_token: Bool = False, scale: OptReal = None, out: Optional[ArrayT] = None,
+                  num_threads: OptInt = None) -> ArrayT:
     """x * scale + sincos_2d(...) into x (..., grid_h*grid_w [+1], dim), in place (or out)."""
     x, _ = x_and_out(x, out)
     grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, x.shape[-1], base, layout, cls_token)
@@ -135,13 +142,16 @@ def add_sincos_2d(x, grid_h, grid_w, *, base=10000.0, layout="mae", cls_token=Fa
     return _api.add_table(x, table, scale=scale, out=out, num_threads=num_threads)
 
 
-def sinusoidal_nd(shape, dim, *, min_timescale=1.0, max_timescale=1e4, dtype=np.float32):
+def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
+                  max_timescale: Real = 1e4, dtype: npt.DTypeLike = np.float32) -> Table:
     """tensor2tensor's add_timing_signal_nd encoding: shape (*shape, dim)."""
     shape, dim, lo, hi = check_grid_nd(shape, dim, min_timescale, max_timescale)
     return grid_nd_table(shape, dim, lo, hi, check_dtype_argument(dtype)).copy().reshape(shape + (dim,))
 
 
-def add_sinusoidal_nd(x, shape, *, min_timescale=1.0, max_timescale=1e4, scale=None, out=None, num_threads=None):
+def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
+                      max_timescale: Real = 1e4, scale: OptReal = None, out: Optional[ArrayT] = None,
+                      num_threads: OptInt = None) -> ArrayT:
     """x * scale + sinusoidal_nd(shape, D) into x (..., prod(shape), D), in place (or out)."""
     x, _ = x_and_out(x, out)
     shape, dim, lo, hi = check_grid_nd(shape, x.shape[-1], min_timescale, max_timescale)

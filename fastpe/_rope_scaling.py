@@ -72,14 +72,18 @@ positive entries; ``mscale`` / ``mscale_all_dim`` >= 0; yarn needs
 needs ``original_max_position_embeddings >= 2`` (both divide by a log).
 """
 
+from __future__ import annotations
+
 import math
 import numbers
 import operator
 from collections.abc import Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 from ._presets import vaswani_frequencies
+from ._typing import Int, OptInt, Real, Scaling
 from ._validation import check_count, check_real_scalar
 
 ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3")
@@ -289,7 +293,8 @@ def _llama3(p, rdim, base, seq_len):
 _RULES = {"linear": _linear, "dynamic": _dynamic, "yarn": _yarn, "longrope": _longrope, "llama3": _llama3}
 
 
-def rope_inv_freq(dim, base=10000.0, scaling=None, *, seq_len=None):
+def rope_inv_freq(dim: Int, base: Real = 10000.0, scaling: Scaling = None, *,
+                  seq_len: OptInt = None) -> tuple[npt.NDArray[np.float64], float]:
     """RoPE inverse frequencies and attention factor, as HF transformers 5.x computes them.
 
     dim: head dimension (positive even int); with a ``partial_rotary_factor``

@@ -6,14 +6,19 @@ rotated, attention factor folded in); the rotate kernel then walks every
 vector row of each array in memory order and rotates its channel pairs.
 """
 
+from __future__ import annotations
+
 import numbers
 import operator
+from typing import Optional, Sequence, Union, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _api, _kernels
 from ._plan import CACHE
 from ._rows import _axis_offsets
+from ._typing import ArrayT, Int, OptArrayLike, OptInt, OptReal, Real, RotaryLayout, Scaling, Table
 from ._validation import (
     as_float_array,
     broadcastable_to,
@@ -215,8 +220,23 @@ def cos_sin_table(positions, freq, attention_factor):
     return enc[:, half:], enc[:, :half]
 
 
-def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half", rotary_dim=None, inv_freq=None,
-                 scaling=None, seq_axis=-2, out=None, num_threads=None):
+# One array gives that array back (or out[0]), several give a tuple.
+@overload
+def apply_rotary(array: ArrayT, /, *, offset: npt.ArrayLike = ..., positions: OptArrayLike = ...,
+                 base: OptReal = ..., layout: RotaryLayout = ..., rotary_dim: OptInt = ...,
+                 inv_freq: OptArrayLike = ..., scaling: Scaling = ..., seq_axis: Int = ...,
+                 out: Optional[Sequence[ArrayT]] = ..., num_threads: OptInt = ...) -> ArrayT: ...
+@overload
+def apply_rotary(first: ArrayT, second: ArrayT, /, *arrays: ArrayT, offset: npt.ArrayLike = ...,
+                 positions: OptArrayLike = ..., base: OptReal = ..., layout: RotaryLayout = ...,
+                 rotary_dim: OptInt = ..., inv_freq: OptArrayLike = ..., scaling: Scaling = ...,
+                 seq_axis: Int = ..., out: Optional[Sequence[ArrayT]] = ...,
+                 num_threads: OptInt = ...) -> tuple[ArrayT, ...]: ...
+def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArrayLike = None,
+                 base: OptReal = 10000.0, layout: RotaryLayout = "half", rotary_dim: OptInt = None,
+                 inv_freq: OptArrayLike = None, scaling: Scaling = None, seq_axis: Int = -2,
+                 out: Optional[Sequence[ArrayT]] = None,
+                 num_threads: OptInt = None) -> Union[ArrayT, tuple[ArrayT, ...]]:
     """Rotate each array (e.g. q, k) in place by the angles of its tokens' positions.
 
     One angle computation is shared by all the arrays; returns the array (or
@@ -266,8 +286,9 @@ def rotary_table_arguments(n_positions, rotary_dim, offset, base, layout, dtype)
             check_dtype_argument(dtype))
 
 
-def rotary_cos_sin(n_positions, rotary_dim, *, offset=0, base=10000.0, scaling=None, layout="half",
-                   dtype=np.float32):
+def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = 10000.0,
+                   scaling: Scaling = None, layout: RotaryLayout = "half",
+                   dtype: npt.DTypeLike = np.float32) -> tuple[Table, Table]:
     """(cos, sin) tables of shape (n_positions, rotary_dim), attention factor applied:
     layout "half" repeats the frequencies in both halves (HF's cat(freqs, freqs)),
     "interleaved" in adjacent columns."""

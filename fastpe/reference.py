@@ -10,9 +10,30 @@ every number is computed here.
 Use it to check fastpe, or where the compiled extension is unavailable.
 """
 
+from __future__ import annotations
+
 import math
+from typing import Optional, Sequence, Union, overload
 
 import numpy as np
+import numpy.typing as npt
+
+from ._typing import (
+    ArrayT,
+    Bool,
+    GridLayout,
+    Int,
+    Layout,
+    OptArrayLike,
+    OptInt,
+    OptReal,
+    Preset,
+    Real,
+    RotaryLayout,
+    Scaling,
+    Shape,
+    Table,
+)
 
 from ._validation import (
     NATIVE_FLOATS,
@@ -35,7 +56,7 @@ __all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "add_table
            "alibi_slopes", "add_alibi", "relative_position_bucket", "add_relative_bias"]
 
 
-def frequencies(dim, base=10000.0, layout="interleaved"):
+def frequencies(dim: Int, base: Real = 10000.0, layout: str = "interleaved") -> npt.NDArray[np.float64]:
     """w_k = base ** (-2k / dim) for k = 0 .. ceil(dim/2)-1 (interleaved) or dim//2-1 (concat)."""
     n = (dim + 1) // 2 if layout == "interleaved" else dim // 2
     k = np.arange(n, dtype=np.float64)
@@ -92,7 +113,8 @@ def _encode64(positions, enc):
     return pe
 
 
-def make_positions(token_ids, padding_idx, *, past_length=0):
+def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
+                   past_length: npt.ArrayLike = 0) -> npt.NDArray[np.int64]:
     """fairseq's make_positions / HF's create_position_ids_from_input_ids:
     (cumsum(mask) + past_length) * mask + padding_idx along the last axis,
     mask = token_ids != padding_idx; int64."""
@@ -108,9 +130,11 @@ def _store(result, dtype, out):
     return out
 
 
-def sinusoidal_table(n_positions, dim, *, offset=0, base=None, layout=None, dtype=np.float32, out=None,
-                     num_threads=None, inv_freq=None, preset=None, padding_idx=None, min_timescale=None,
-                     max_timescale=None):
+def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptReal = None,
+                     layout: Optional[Layout] = None, dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None,
+                     num_threads: OptInt = None, inv_freq: OptArrayLike = None, preset: Optional[Preset] = None,
+                     padding_idx: OptInt = None, min_timescale: OptReal = None,
+                     max_timescale: OptReal = None) -> Table:
     n_positions = check_count("n_positions", n_positions)
     dim = check_count("dim", dim)
     offset = check_real_scalar("offset", offset)
@@ -123,8 +147,10 @@ def sinusoidal_table(n_positions, dim, *, offset=0, base=None, layout=None, dtyp
     return _store(_encode64(positions, enc), dtype, out)
 
 
-def sinusoidal_encode(positions, dim, *, base=None, layout=None, dtype=np.float32, out=None, num_threads=None,
-                      inv_freq=None, preset=None, padding_idx=None, min_timescale=None, max_timescale=None):
+def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = None, layout: Optional[Layout] = None,
+                      dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None, num_threads: OptInt = None,
+                      inv_freq: OptArrayLike = None, preset: Optional[Preset] = None, padding_idx: OptInt = None,
+                      min_timescale: OptReal = None, max_timescale: OptReal = None) -> Table:
     positions = real_array("positions", positions)
     dim = check_count("dim", dim)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
@@ -135,9 +161,11 @@ def sinusoidal_encode(positions, dim, *, base=None, layout=None, dtype=np.float3
     return _store(_encode64(positions, enc), dtype, out)
 
 
-def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout=None, out=None,
-                   num_threads=None, inv_freq=None, preset=None, padding_idx=None, min_timescale=None,
-                   max_timescale=None):
+def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayLike = None, scale: OptReal = None,
+                   base: OptReal = None, layout: Optional[Layout] = None, out: Optional[ArrayT] = None,
+                   num_threads: OptInt = None, inv_freq: OptArrayLike = None, preset: Optional[Preset] = None,
+                   padding_idx: OptInt = None, min_timescale: OptReal = None,
+                   max_timescale: OptReal = None) -> ArrayT:
     req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
                       preset, padding_idx, min_timescale, max_timescale)
     x = req.x
@@ -158,7 +186,8 @@ def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout
     return target
 
 
-def add_table(x, table, *, offset=0, positions=None, scale=None, out=None, num_threads=None):
+def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, positions: OptArrayLike = None,
+              scale: OptReal = None, out: Optional[ArrayT] = None, num_threads: OptInt = None) -> ArrayT:
     req = table_request(x, table, offset, positions, scale, out, num_threads)
     x = req.x
     if req.positions is None:
@@ -177,7 +206,8 @@ def add_table(x, table, *, offset=0, positions=None, scale=None, out=None, num_t
     return target
 
 
-def sincos_2d(grid_h, grid_w, dim, *, base=10000.0, layout="mae", cls_token=False, dtype=np.float32):
+def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
+              cls_token: Bool = False, dtype: npt.DTypeLike = np.float32) -> Table:
     """2-D sin-cos grid encodings, each layout computed the way its source does (in float64)."""
     from ._grids import check_grid_2d
 
@@ -215,7 +245,8 @@ def sincos_2d(grid_h, grid_w, dim, *, base=10000.0, layout="mae", cls_token=Fals
     return pe.reshape(-1, dim).astype(dtype)
 
 
-def sinusoidal_nd(shape, dim, *, min_timescale=1.0, max_timescale=1e4, dtype=np.float32):
+def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
+                  max_timescale: Real = 1e4, dtype: npt.DTypeLike = np.float32) -> Table:
     """tensor2tensor's add_timing_signal_nd: each axis gets dim // (2 ndim) timescales,
     [sin | cos] of its coordinate in its own slice of channels; leftover channels are zero."""
     from ._grids import check_grid_nd
@@ -243,8 +274,9 @@ def _add_grid(x, table64, scale, out):
     return target
 
 
-def add_sincos_2d(x, grid_h, grid_w, *, base=10000.0, layout="mae", cls_token=False, scale=None, out=None,
-                  num_threads=None):
+def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
+                  cls_token: Bool = False, scale: OptReal = None, out: Optional[ArrayT] = None,
+                  num_threads: OptInt = None) -> ArrayT:
     from ._grids import check_grid_2d
 
     x, out = x_and_out(x, out)
@@ -258,7 +290,9 @@ def add_sincos_2d(x, grid_h, grid_w, *, base=10000.0, layout="mae", cls_token=Fa
     return _add_grid(x, table, scale, out)
 
 
-def add_sinusoidal_nd(x, shape, *, min_timescale=1.0, max_timescale=1e4, scale=None, out=None, num_threads=None):
+def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
+                      max_timescale: Real = 1e4, scale: OptReal = None, out: Optional[ArrayT] = None,
+                      num_threads: OptInt = None) -> ArrayT:
     from ._grids import check_grid_nd
 
     x, out = x_and_out(x, out)
@@ -271,8 +305,25 @@ def add_sinusoidal_nd(x, shape, *, min_timescale=1.0, max_timescale=1e4, scale=N
     return _add_grid(x, table, scale, out)
 
 
-def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half", rotary_dim=None, inv_freq=None,
-                 scaling=None, seq_axis=-2, out=None, num_threads=None):
+# One array gives that array back (or out[0]), several give a tuple.
+@overload
+def apply_rotary(array: ArrayT, /, *, offset: npt.ArrayLike = ..., positions: OptArrayLike = ...,
+                 base: OptReal = ..., layout: RotaryLayout = ..., rotary_dim: OptInt = ...,
+                 inv_freq: OptArrayLike = ..., scaling: Scaling = ..., seq_axis: Int = ...,
+                 out: Optional[Sequence[ArrayT]] = ..., num_threads: OptInt = ...) -> ArrayT:
+ ...
+@overload
+def apply_rotary(first: ArrayT, second: ArrayT, /, *arrays: ArrayT, offset: npt.ArrayLike = ...,
+                 positions: OptArrayLike = ..., base: OptReal = ..., layout: RotaryLayout = ...,
+                 rotary_dim: OptInt = ..., inv_freq: OptArrayLike = ..., scaling: Scaling = ...,
+                 seq_axis: Int = ..., out: Optional[Sequence[ArrayT]] = ...,
+                 num_threads: OptInt = ...) -> tuple[ArrayT, ...]:
+ ...
+def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArrayLike = None,
+                 base: OptReal = 10000.0, layout: RotaryLayout = "half", rotary_dim: OptInt = None,
+                 inv_freq: OptArrayLike = None, scaling: Scaling = None, seq_axis: Int = -2,
+                 out: Optional[Sequence[ArrayT]] = None,
+                 num_threads: OptInt = None) -> Union[ArrayT, tuple[ArrayT, ...]]:
     """RoPE as HF writes it: x * cos + rotate(x) * sin on the first rotary_dim
     channels, angles position * w_k in float64, rounded once to x's dtype."""
     from ._rotary import rotary_request, row_positions
@@ -303,8 +354,9 @@ def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half",
     return results[0] if len(results) == 1 else tuple(results)
 
 
-def rotary_cos_sin(n_positions, rotary_dim, *, offset=0, base=10000.0, scaling=None, layout="half",
-                   dtype=np.float32):
+def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = 10000.0,
+                   scaling: Scaling = None, layout: RotaryLayout = "half",
+                   dtype: npt.DTypeLike = np.float32) -> tuple[Table, Table]:
     from ._rotary import _scaled_frequencies, rotary_table_arguments
 
     n_positions, rotary_dim, offset, base, layout, dtype = rotary_table_arguments(
