@@ -106,7 +106,9 @@ def add_sinusoidal(darr, *, offset=0, positions=None, scale=None, base=None, lay
 
     ``offset`` (a number, or one per sequence) and ``positions`` may be NumPy or
     Dask arrays; they are broadcast and chunked like darr. ``num_threads`` is
-    passed to every block's kernel call."""
+    passed to every block's kernel call: with Dask's threaded scheduler, which
+    already runs one block per core, num_threads=1 avoids oversubscription
+    (distributed's nanny-started workers set OMP_NUM_THREADS=1 themselves)."""
     x = da.asarray(darr)
     _known_shape("x", x)
     if x.ndim < 2:

@@ -147,6 +147,34 @@ def test_inv_freq_and_odd_width():
               f"chunks={chunks}", inv_freq=inv_freq)
 
 
+def half_dtypes():
+    """(dtype, machine epsilon) of the 16-bit floats at hand."""
+    dtypes = [(np.dtype(np.float16), 2.0**-10)]
+    try:
+        import ml_dtypes
+    except ImportError:
+        return dtypes
+    return dtypes + [(np.dtype(ml_dtypes.bfloat16), 2.0**-7)]
+
+
+@pytest.mark.parametrize("dtype, eps", half_dtypes(), ids=str)
+def test_other_dtypes_follow_the_eager_call(dtype, eps):
+    """fastpe.dask passes x's dtype through: it accepts what the eager call accepts, rejects the rest alike."""
+    x = data((3, 20, 8)).astype(dtype)
+    try:
+        eager = fastpe.add_sinusoidal(x.copy(), offset=4)
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc), match="x must"):
+            fpd.add_sinusoidal(da.from_array(x, chunks=(2, 8, 8)), offset=4)
+        return
+    for chunks in [(2, 8, 8), (3, 20, (3, 5))]:
+        result = fpd.add_sinusoidal(da.from_array(x, chunks=chunks), offset=4).compute()
+        assert result.dtype == dtype
+        # One rounding of the sum in the narrow dtype apart, at most.
+        np.testing.assert_allclose(result.astype(np.float64), eager.astype(np.float64),
+                                   rtol=eps, atol=eps)
+
+
 @pytest.mark.parametrize("shape", [(0, 5, 4), (3, 0, 4), (3, 5, 0), (0, 0)])
 def test_size_zero(shape):
     x = np.zeros(shape, np.float32)
