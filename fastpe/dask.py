@@ -1,0 +1,203 @@
+"""Lazy Dask versions of add_sinusoidal, sinusoidal_table and sinusoidal_encode.
+
+Import it explicitly (``import fastpe.dask``); ``import fastpe`` never imports
+Dask. Every block is computed by the eager kernel into a new buffer (input
+blocks may be shared by other tasks, so they are never written). Arguments are
+checked when the graph is built, by the eager functions on zero-size stand-ins;
+only the values inside Dask offsets and positions wait for the compute.
+
+A chunk of D (the last axis) still needs frequencies of the full width, so a
+block that covers columns [d0, d1) encodes its distinct positions at full
+width and keeps those columns: splitting D into k chunks encodes each distinct
+position k times (k x the sin/cos work of one chunk over all of D), while the
+add itself still touches each element once. Keep D in one chunk when you can.
+"""
+
+import math
+
+import numpy as np
+
+try:
+    import dask.array as da
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "fastpe.dask needs Dask: pip install fastpe[dask] (installs dask[array] and distributed)"
+    ) from exc
+
+from . import _api
+from ._validation import Encoding, check_count, real_array
+
+__all__ = ["add_sinusoidal", "sinusoidal_encode", "sinusoidal_table"]
+
+
+def _known_shape(name, arr):
+    if any(isinstance(n, float) and math.isnan(n) for n in arr.shape):
+        raise ValueError(f"{name} has unknown chunk sizes (shape {arr.shape}); call {name}.compute_chunk_sizes() first")
+
+
+def _stand_in(name, value):
+    """What the eager checks see: NumPy values as they are, a Dask array as zeros of its shape and dtype."""
+    if isinstance(value, da.Array):
+        _known_shape(name, value)
+        return np.broadcast_to(np.zeros((), value.dtype), value.shape)
+    return value
+
+
+def _aligned(arr, shape, chunks):
+    """arr (already checked to broadcast to shape) broadcast to shape and cut into chunks."""
+    arr = da.asarray(arr)
+    lead = len(shape) - arr.ndim
+    own = tuple((1,) if n == 1 else c for n, c in zip(arr.shape, chunks[lead:]))
+    return da.broadcast_to(arr.rechunk(own), shape, chunks=chunks)
+
+
+def _indices(chunks):
+    """0 .. n-1 cut like one axis of the output: each block learns which rows or columns it covers."""
+    return da.arange(sum(chunks), chunks=(chunks,))
+
+
+def _meta(ndim, dtype):
+    # Given to blockwise so that it never calls a block function to guess the output type.
+    return np.empty((0,) * ndim, dtype=dtype)
+
+
+def _columns(cols, dim):
+    """The slice of the full width a block covers, or None when it covers all of it."""
+    if cols.shape[0] == dim:
+        return None
+    return slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def _encoded_columns(positions, dim, columns, dtype, enc):
+    """(encodings of the distinct positions, in the block's columns; index of each position among them)."""
+    distinct, inverse = np.unique(positions, return_inverse=True)
+    rows = _api.sinusoidal_encode(distinct, dim, dtype=dtype, **enc)
+    return np.ascontiguousarray(rows[:, columns]), inverse.reshape(np.shape(positions))
+
+
+def _add_block(x, t, cols, offset, positions, *, dim, shift, scale, num_threads, enc):
+    x = np.asarray(x)
+    out = np.empty(x.shape, x.dtype)
+    columns = _columns(cols, dim)
+    if columns is None:
+        # All of D: the fused kernel, with this block's first token at offset + t0.
+        if positions is None:
+            _api.add_sinusoidal(x, offset=offset + t[0], scale=scale, out=out, num_threads=num_threads, **enc)
+        else:
+            _api.add_sinusoidal(x, positions=positions, scale=scale, out=out, num_threads=num_threads, **enc)
+        return out
+    if positions is None:
+        # The eager call's implicit positions, shift (fairseq's padding_idx + 1) included.
+        positions = np.asarray(offset, dtype=np.float64)[..., None] + (shift + t)
+    table, rows = _encoded_columns(positions, dim, columns, x.dtype, {**enc, "num_threads": num_threads})
+    # add_table forms x * scale + row in x's dtype, as add_sinusoidal does with its encoding.
+    _api.add_table(x, table, positions=rows, scale=scale, out=out, num_threads=num_threads)
+    return out
+
+
+def _encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale):
+    return {"base": base, "layout": layout, "inv_freq": inv_freq, "preset": preset, "padding_idx": padding_idx,
+            "min_timescale": min_timescale, "max_timescale": max_timescale}
+
+
+def add_sinusoidal(darr, *, offset=0, positions=None, scale=None, base=None, layout=None, num_threads=None,
+                   inv_freq=None, preset=None, padding_idx=None, min_timescale=None, max_timescale=None):
+    """Lazy ``darr * scale + PE``: the same result as fastpe.add_sinusoidal on the computed array.
+
+    ``offset`` (a number, or one per sequence) and ``positions`` may be NumPy or
+    Dask arrays; they are broadcast and chunked like darr. ``num_threads`` is
+    passed to every block's kernel call: with Dask's threaded scheduler, which
+    already runs one block per core, num_threads=1 avoids oversubscription
+    (distributed's nanny-started workers set OMP_NUM_THREADS=1 themselves)."""
+    x = da.asarray(darr)
+    _known_shape("x", x)
+    if x.ndim < 2:
+        raise ValueError(f"x must have at least 2 dimensions (..., T, D), got shape {x.shape}")
+    if positions is not None and isinstance(offset, da.Array):
+        raise ValueError("offset cannot be combined with positions: positions already give every token's position")
+    enc = _encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
+    # The eager checks, on a zero-width stand-in of x (same dtype, same (..., T)) and
+    # stand-ins of Dask offsets and positions; the encoding is checked at the real width.
+    _api.add_sinusoidal(np.empty(x.shape[:-1] + (0,), x.dtype), offset=_stand_in("offset", offset),
+                        positions=_stand_in("positions", positions), scale=scale, num_threads=num_threads)
+    shift = Encoding(x.shape[-1], **enc).implicit_shift
+    if x.size == 0:
+        return x
+    ind = tuple(range(x.ndim))
+    if positions is not None:
+        keys = (None, None, _aligned(positions, x.shape[:-1], x.chunks[:-1]), ind[:-1])
+    elif np.ndim(offset) == 0 and not isinstance(offset, da.Array):
+        keys = (float(offset), None, None, None)
+    else:
+        keys = (_aligned(offset, x.shape[:-2], x.chunks[:-2]), ind[:-2], None, None)
+    return da.blockwise(
+        _add_block, ind, x, ind, _indices(x.chunks[-2]), ind[-2:-1], _indices(x.chunks[-1]), ind[-1:], *keys,
+        dim=x.shape[-1], shift=shift, scale=scale, num_threads=num_threads, enc=enc,
+        dtype=x.dtype, meta=_meta(x.ndim, x.dtype), token="fastpe-add-sinusoidal",
+    )
+
+
+def _encode_block(positions, cols, *, dim, out_dtype, kwargs):
+    columns = _columns(cols, dim)
+    if columns is None:
+        return _api.sinusoidal_encode(positions, dim, dtype=out_dtype, **kwargs)
+    table, rows = _encoded_columns(positions, dim, columns, out_dtype, kwargs)
+    return table[rows]
+
+
+def sinusoidal_encode(positions, dim, *, chunks=None, base=None, layout=None, dtype=np.float32, num_threads=None,
+                      inv_freq=None, preset=None, padding_idx=None, min_timescale=None, max_timescale=None):
+    """Lazy encodings of ``positions`` (NumPy or Dask): shape positions.shape + (dim,).
+
+    ``chunks=None`` keeps the chunks of positions and puts dim in one chunk;
+    otherwise ``chunks`` chunks the whole output, as in Dask."""
+    kwargs = {"num_threads": num_threads,
+              **_encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)}
+    stand_in = _stand_in("positions", positions)
+    if not isinstance(positions, da.Array):
+        real_array("positions", stand_in)  # NumPy positions: their values are checked now
+    # Everything else (dim, dtype, the encoding, num_threads) by the eager call on zero positions.
+    _api.sinusoidal_encode(np.zeros(0, np.asarray(stand_in).dtype), dim, dtype=dtype, **kwargs)
+    dtype = np.dtype(dtype)
+    pos = da.asarray(positions)
+    shape = pos.shape + (dim,)
+    if chunks is None:
+        chunks = pos.chunks + ((dim,),)
+    else:
+        chunks = da.core.normalize_chunks(chunks, shape, dtype=dtype)
+        pos = pos.rechunk(chunks[:-1])
+    ind = tuple(range(len(shape)))
+    return da.blockwise(
+        _encode_block, ind, pos, ind[:-1], _indices(chunks[-1]), ind[-1:],
+        dim=dim, out_dtype=dtype, kwargs=kwargs, dtype=dtype, meta=_meta(len(shape), dtype),
+        token="fastpe-sinusoidal-encode",
+    )
+
+
+def _table_block(rows, cols, *, offset, dim, out_dtype, kwargs):
+    columns = _columns(cols, dim)
+    table = _api.sinusoidal_table(rows.shape[0], dim, offset=offset + rows[0], dtype=out_dtype, **kwargs)
+    return table if columns is None else np.ascontiguousarray(table[:, columns])
+
+
+def sinusoidal_table(n_positions, dim, *, offset=0, chunks=None, base=None, layout=None, dtype=np.float32,
+                     num_threads=None, inv_freq=None, preset=None, padding_idx=None, min_timescale=None,
+                     max_timescale=None):
+    """Lazy (n_positions, dim) table: row t encodes position offset + t.
+
+    ``chunks=None`` chunks rows automatically and keeps dim in one chunk;
+    otherwise ``chunks`` is any Dask chunk specification of (n_positions, dim)."""
+    kwargs = {"num_threads": num_threads,
+              **_encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)}
+    n_positions = check_count("n_positions", n_positions)
+    _api.sinusoidal_table(0, dim, offset=offset, dtype=dtype, **kwargs)
+    dtype = np.dtype(dtype)
+    shape = (n_positions, dim)
+    chunks = da.core.normalize_chunks(("auto", -1) if chunks is None else chunks, shape, dtype=dtype)
+    if 0 in shape:
+        return da.empty(shape, chunks=chunks, dtype=dtype)
+    return da.blockwise(
+        _table_block, (0, 1), _indices(chunks[0]), (0,), _indices(chunks[1]), (1,),
+        offset=float(offset), dim=dim, out_dtype=dtype, kwargs=kwargs, dtype=dtype, meta=_meta(2, dtype),
+        token="fastpe-sinusoidal-table",
+    )
