@@ -9,6 +9,6 @@ MODE_ADD_TO: int
 
 def openmp_enabled() -> bool: ...
 def add_bias(
-    dst: npt.NDArray[Any], src: npt.NDArray[Any], mode: int, lut: npt.NDArray[Any], lut_start: npt.NDArray[Any],
+    dst: npt.NDArray[Any], src: npt.NDArray[Any], mode: int, kind: int, lut: npt.NDArray[Any], lut_start: npt.NDArray[Any],
     lut_hs: int, istep: int, block: int, n_items: int, n_threads: int,
 ) -> None: ...

@@ -7,6 +7,9 @@ import numpy.typing as npt
 MODE_STORE: int
 MODE_ADD_INPLACE: int
 MODE_ADD_TO: int
+STORAGE_NATIVE: int
+STORAGE_F16: int
+STORAGE_BF16: int
 
 def openmp_enabled() -> bool: ...
 def openmp_version() -> int: ...
@@ -18,14 +21,14 @@ def sinusoid_grid(
     dst_rows: npt.NDArray[Any], src_rows: npt.NDArray[Any],
     T: int, block: int, tile_direct: int, tile_shared: int,
     dst_rs: int, dst_cs: int, src_rs: int, src_cs: int,
-    scale: float, mode: int, zero_pos: float, n_threads: int,
+    scale: float, mode: int, zero_pos: float, kind: int, n_threads: int,
 ) -> None: ...
 def sinusoid_grouped(
     dst: npt.NDArray[Any], src: npt.NDArray[Any], plan: Any,
     positions: npt.NDArray[Any], group_ptr: npt.NDArray[Any],
     dst_rows: npt.NDArray[Any], src_rows: npt.NDArray[Any], chunk_ptr: npt.NDArray[Any],
     block: int, dst_cs: int, src_cs: int,
-    scale: float, mode: int, zero_pos: float, n_threads: int,
+    scale: float, mode: int, zero_pos: float, kind: int, n_threads: int,
 ) -> None: ...
 def table_add(
     dst: npt.NDArray[Any], src: npt.NDArray[Any], table: npt.NDArray[Any], grid: bool,
@@ -33,12 +36,12 @@ def table_add(
     positions: npt.NDArray[Any], group_ptr: npt.NDArray[Any], chunk_ptr: npt.NDArray[Any],
     dst_rows: npt.NDArray[Any], src_rows: npt.NDArray[Any],
     dst_rs: int, dst_cs: int, src_rs: int, src_cs: int,
-    scale: float, mode: int, n_items: int, n_threads: int,
+    scale: float, mode: int, kind: int, n_items: int, n_threads: int,
 ) -> None: ...
 def rotate_rows(
     dst: npt.NDArray[Any], src: npt.NDArray[Any], dst_rows: npt.NDArray[Any], src_rows: npt.NDArray[Any],
     table_idx: npt.NDArray[Any], cos_table: npt.NDArray[Any], sin_table: npt.NDArray[Any],
     n_pairs: int, first_col: int, second_col: int, col_step: int,
-    dst_cs: int, src_cs: int, mode: int, n_threads: int,
+    dst_cs: int, src_cs: int, mode: int, kind: int, n_threads: int,
 ) -> None: ...
 def probe(x: npt.NDArray[Any], value: float, fill: bool, n_threads: int) -> None: ...
