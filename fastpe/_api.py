@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from . import _forksafe, _kernels, reference
 from ._plan import sinusoid_plan
+from ._interop import caller_result
 from ._rows import balanced_chunks, group_rows
 from ._typing import ArrayT, Int, Layout, OptArrayLike, OptInt, OptReal, Preset, Real, Table
 from ._validation import (
@@ -162,13 +163,12 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     offset = check_real_scalar("offset", offset)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     num_threads = check_num_threads(num_threads)
-    out = _table_out(out, (n_positions, dim), dtype, "n_positions x dim")
-    if out.size == 0:
-        return out
-    n_threads = resolve_threads(num_threads, out.size)
-    _grid(out, out, sinusoid_plan(enc), np.full((), offset), (), n_positions, 1.0,
-          _kernels.MODE_STORE, n_threads, enc.zero_position)
-    return out
+    table = _table_out(out, (n_positions, dim), dtype, "n_positions x dim")
+    if table.size:
+        n_threads = resolve_threads(num_threads, table.size)
+        _grid(table, table, sinusoid_plan(enc), np.full((), offset), (), n_positions, 1.0,
+              _kernels.MODE_STORE, n_threads, enc.zero_position)
+    return caller_result(table, out)
 
 
 def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = None, layout: Optional[Layout] = None,
@@ -181,13 +181,12 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     num_threads = check_num_threads(num_threads)
     shape = pos.shape + (dim,)
-    out = _table_out(out, shape, dtype, "positions.shape + (dim,)")
-    if out.size == 0:
-        return out
-    n_threads = resolve_threads(num_threads, out.size)
-    _grouped(out, out, sinusoid_plan(enc), pos, pos.shape, 1.0, _kernels.MODE_STORE, n_threads,
-             enc.zero_position)
-    return out
+    table = _table_out(out, shape, dtype, "positions.shape + (dim,)")
+    if table.size:
+        n_threads = resolve_threads(num_threads, table.size)
+        _grouped(table, table, sinusoid_plan(enc), pos, pos.shape, 1.0, _kernels.MODE_STORE, n_threads,
+                 enc.zero_position)
+    return caller_result(table, out)
 
 
 def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayLike = None, scale: OptReal = None,
@@ -198,21 +197,20 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
     """x * scale + PE, written into x (or out); see the README for the conventions."""
     req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
                       preset, padding_idx, min_timescale, max_timescale)
-    x = req.x
-    dst = x if req.out is None else req.out
+    dst = req.x if req.out is None else req.out
     if dst.size == 0:
-        return dst
-    src, mode = _source_and_mode(x, dst)
+        return caller_result(x, out)
+    src, mode = _source_and_mode(req.x, dst)
     scale = 1.0 if req.scale is None else req.scale
     n_threads = resolve_threads(req.num_threads, dst.size)
     plan = sinusoid_plan(req.encoding)
     enc = req.encoding
     if req.positions is None:
         offsets = req.offset + enc.implicit_shift if enc.implicit_shift else req.offset
-        _grid(dst, src, plan, offsets, x.shape[:-2], x.shape[-2], scale, mode, n_threads, enc.zero_position)
+        _grid(dst, src, plan, offsets, dst.shape[:-2], dst.shape[-2], scale, mode, n_threads, enc.zero_position)
     else:
-        _grouped(dst, src, plan, req.positions, x.shape[:-1], scale, mode, n_threads, enc.zero_position)
-    return dst
+        _grouped(dst, src, plan, req.positions, dst.shape[:-1], scale, mode, n_threads, enc.zero_position)
+    return caller_result(x, out)
 
 
 def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
@@ -236,39 +234,38 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
     raised before anything is written. x and table may differ in dtype: the
     sum is then formed in float64 (always, for a 16-bit x)."""
     req = table_request(x, table, offset, positions, scale, out, num_threads)
-    x = req.x
-    dst = x if req.out is None else req.out
+    dst = req.x if req.out is None else req.out
     if dst.size == 0:
-        return dst
-    src, mode = _source_and_mode(x, dst)
-    table = req.table
+        return caller_result(x, out)
+    src, mode = _source_and_mode(req.x, dst)
+    table_rows = req.table
     rows = req.offset if req.positions is None else req.positions
     first_row = 0
-    if table.dtype not in NATIVE_FLOATS:
+    if table_rows.dtype not in NATIVE_FLOATS:
         # A 16-bit table: the rows this call reads, widened (exactly) to float32.
         first_row = int(rows.min())
-        last_row = int(rows.max()) + (x.shape[-2] if req.positions is None else 1)
-        table = table[first_row:last_row].astype(np.float32)
-    elif table.strides[1] != table.itemsize:
-        table = np.ascontiguousarray(table)  # the leaf loops read table rows with unit stride
+        last_row = int(rows.max()) + (dst.shape[-2] if req.positions is None else 1)
+        table_rows = table_rows[first_row:last_row].astype(np.float32)
+    elif table_rows.strides[1] != table_rows.itemsize:
+        table_rows = np.ascontiguousarray(table_rows)  # the leaf loops read table rows with unit stride
     scale = 1.0 if req.scale is None else req.scale
     n_threads = resolve_threads(req.num_threads, dst.size)
     cs = (dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize)
     kind = storage_kind(dst.dtype)
     if req.positions is None:
-        T = x.shape[-2]
-        groups = group_rows((req.offset - first_row).astype(np.float64), x.shape[:-2], [dst, src])
+        T = dst.shape[-2]
+        groups = group_rows((req.offset - first_row).astype(np.float64), dst.shape[:-2], [dst, src])
         block, n_items = _blocks(T, groups.keys.shape[0], 1 << 30)
-        tile = _tile_rows(TILE_SHARED_BYTES, table.shape[1], dst, block)
-        _kernels.table_add(dst, src, table, True, groups.keys.astype(np.intp), groups.group_ptr, T, block, tile,
+        tile = _tile_rows(TILE_SHARED_BYTES, table_rows.shape[1], dst, block)
+        _kernels.table_add(dst, src, table_rows, True, groups.keys.astype(np.intp), groups.group_ptr, T, block, tile,
                            _NO_POSITIONS, _NO_INDEX, _NO_INDEX, groups.rows[0], groups.rows[1],
                            dst.strides[-2], cs[0], src.strides[-2], cs[1], scale, mode, kind, n_items,
                            min(n_threads, n_items))
     else:
-        groups = group_rows((req.positions - first_row).astype(np.float64), x.shape[:-1], [dst, src])
+        groups = group_rows((req.positions - first_row).astype(np.float64), dst.shape[:-1], [dst, src])
         chunks = _chunks(groups.group_ptr)
         n_items = chunks.shape[0] - 1
-        _kernels.table_add(dst, src, table, False, _NO_INDEX, _NO_INDEX, 0, 1, 1,
+        _kernels.table_add(dst, src, table_rows, False, _NO_INDEX, _NO_INDEX, 0, 1, 1,
                            groups.keys, groups.group_ptr, chunks, groups.rows[0], groups.rows[1],
                            0, cs[0], 0, cs[1], scale, mode, kind, n_items, min(n_threads, n_items))
-    return dst
+    return caller_result(x, out)

@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from . import _bias_kernels, _kernels
 from ._api import ITEMS_PER_THREAD, _source_and_mode, resolve_threads, storage_kind
+from ._interop import caller_result
 from ._bias_reference import (
     DEFAULT_MAX_BIAS,
     alibi_request,
@@ -71,7 +72,6 @@ def _run(scores, out, num_threads, lut, start, istep):
     block, n_items, n_threads = _items(dst.shape, resolve_threads(num_threads, dst.size))
     _bias_kernels.add_bias(dst, src, mode, kind, lut, np.ascontiguousarray(start, dtype=np.intp), lut.shape[1], istep,
                            block, n_items, n_threads)
-    return dst
 
 
 def _distances(off, Tq, Tk):
@@ -112,19 +112,19 @@ def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = D
     combined with explicit slopes). The bias is formed in float64 and rounded
     once to scores' dtype, then added (see the module docstring). Returns the
     array written."""
-    scores, out, slopes, off, kp, num_threads = alibi_request(scores, slopes, max_bias, offset, key_positions,
-                                                              out, num_threads)
-    dst = scores if out is None else out
-    if dst.size == 0:
-        return dst
-    B, H, Tq, Tk = scores.shape
-    if kp is None:
-        distances, start = _distances(off, Tq, Tk)
-        return _run(scores, out, num_threads, slopes[:, None] * distances.astype(np.float64)[None, :], start, 1)
-    keys = np.broadcast_to(kp, (kp.shape[0], Tk))
-    lut = (slopes[:, None, None] * keys[None, :, :]).reshape(H, -1)
-    start = np.arange(B) * Tk if keys.shape[0] > 1 else np.zeros(B, dtype=np.intp)
-    return _run(scores, out, num_threads, lut, start, 0)
+    sc, out_view, slopes, off, kp, num_threads = alibi_request(scores, slopes, max_bias, offset, key_positions,
+                                                               out, num_threads)
+    if sc.size:
+        B, H, Tq, Tk = sc.shape
+        if kp is None:
+            distances, start = _distances(off, Tq, Tk)
+            _run(sc, out_view, num_threads, slopes[:, None] * distances.astype(np.float64)[None, :], start, 1)
+        else:
+            keys = np.broadcast_to(kp, (kp.shape[0], Tk))
+            lut = (slopes[:, None, None] * keys[None, :, :]).reshape(H, -1)
+            start = np.arange(B) * Tk if keys.shape[0] > 1 else np.zeros(B, dtype=np.intp)
+            _run(sc, out_view, num_threads, lut, start, 0)
+    return caller_result(scores, out)
 
 
 def add_relative_bias(scores: ArrayT, bias_table: npt.ArrayLike, *, bidirectional: Bool, num_buckets: Int,
@@ -140,11 +140,10 @@ def add_relative_bias(scores: ArrayT, bias_table: npt.ArrayLike, *, bidirectiona
     entry (HF's past_seen_tokens). The bias of each distance is looked up
     once per head (O(H * (Tq + Tk))), rounded to scores' dtype and added.
     Returns the array written."""
-    scores, out, table, settings, off, num_threads = relative_request(
+    sc, out_view, table, settings, off, num_threads = relative_request(
         scores, bias_table, bidirectional, num_buckets, max_distance, offset, out, num_threads)
-    dst = scores if out is None else out
-    if dst.size == 0:
-        return dst
-    _, _, Tq, Tk = scores.shape
-    distances, start = _distances(off, Tq, Tk)
-    return _run(scores, out, num_threads, table[bucket_of(distances, *settings)].T, start, 1)
+    if sc.size:
+        _, _, Tq, Tk = sc.shape
+        distances, start = _distances(off, Tq, Tk)
+        _run(sc, out_view, num_threads, table[bucket_of(distances, *settings)].T, start, 1)
+    return caller_result(scores, out)

@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 import numpy.typing as npt
 
+from ._interop import caller_result
 from ._typing import ArrayT, Bool, Int, OptArrayLike, OptInt, Real
 from ._validation import (
     NATIVE_FLOATS,
@@ -291,16 +292,15 @@ def _store(scores, out, bias):
         dst[...] = scores + bias.astype(scores.dtype)
     else:
         dst[...] = scores.astype(np.float64) + bias
-    return dst
 
 
 def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = DEFAULT_MAX_BIAS,
               offset: npt.ArrayLike = 0, key_positions: OptArrayLike = None, out: Optional[ArrayT] = None,
               num_threads: OptInt = None) -> ArrayT:
     """scores[b, h, i, j] + slope[h] * (j - (i + offset[b])), or + slope[h] * key_positions[b, j]."""
-    scores, out, slopes, off, kp, _ = alibi_request(scores, slopes, max_bias, offset, key_positions, out,
-                                                    num_threads)
-    B, H, Tq, Tk = scores.shape
+    sc, out_view, slopes, off, kp, _ = alibi_request(scores, slopes, max_bias, offset, key_positions, out,
+                                                     num_threads)
+    B, H, Tq, Tk = sc.shape
     s = slopes[None, :, None, None]
     if kp is None:
         q = np.arange(Tq, dtype=np.float64)[None, :] + off[:, None].astype(np.float64)   # (B, Tq)
@@ -308,17 +308,19 @@ def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = D
         bias = s * rel[:, None, :, :]
     else:
         bias = s * np.broadcast_to(kp, (B, Tk))[:, None, None, :]
-    return _store(scores, out, bias)
+    _store(sc, out_view, bias)
+    return caller_result(scores, out)
 
 
 def add_relative_bias(scores: ArrayT, bias_table: npt.ArrayLike, *, bidirectional: Bool, num_buckets: Int,
                       max_distance: Int, offset: npt.ArrayLike = 0, out: Optional[ArrayT] = None,
                       num_threads: OptInt = None) -> ArrayT:
     """scores[b, h, i, j] + bias_table[bucket(j - (i + offset[b])), h]."""
-    scores, out, table, settings, off, _ = relative_request(scores, bias_table, bidirectional, num_buckets,
-                                                            max_distance, offset, out, num_threads)
-    B, H, Tq, Tk = scores.shape
+    sc, out_view, table, settings, off, _ = relative_request(scores, bias_table, bidirectional, num_buckets,
+                                                             max_distance, offset, out, num_threads)
+    B, H, Tq, Tk = sc.shape
     rel = np.arange(Tk)[None, None, :] - (np.arange(Tq)[None, :, None] + off[:, None, None])  # (B, Tq, Tk)
     buckets = bucket_of(rel, *settings)
     bias = np.moveaxis(table[buckets], -1, 1)  # (B, Tq, Tk, H) -> (B, H, Tq, Tk)
-    return _store(scores, out, bias)
+    _store(sc, out_view, bias)
+    return caller_result(scores, out)

@@ -20,16 +20,22 @@ except ImportError:  # built by a tool that skipped setup.py's build_ext hook
 
 
 def _openmp_runtime():
-    """Path of the OpenMP runtime loaded in this process, when threadpoolctl can tell."""
+    """The OpenMP runtime loaded in this process, when threadpoolctl can tell.
+    With several (torch ships its own), the one a repaired wheel vendors next
+    to fastpe (fastpe.libs, .dylibs) comes first."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return None
-    for lib in threadpool_info():
-        if lib.get("user_api") == "openmp":
-            name = " ".join(str(part) for part in (lib.get("internal_api"), lib.get("version")) if part)
-            return f"{name} at {lib.get('filepath')}"
-    return None
+    runtimes = [lib for lib in threadpool_info() if lib.get("user_api") == "openmp"]
+    if not runtimes:
+        return None
+    site = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ours = os.path.join(site, "fastpe")
+    runtimes.sort(key=lambda lib: not str(lib.get("filepath", "")).startswith(ours))
+    lib = runtimes[0]
+    name = " ".join(str(part) for part in (lib.get("internal_api"), lib.get("version")) if part)
+    return f"{name} at {lib.get('filepath')}"
 
 
 def config() -> dict[str, Any]:

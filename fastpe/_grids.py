@@ -132,13 +132,13 @@ def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, 
                   cls_token: Bool = False, scale: OptReal = None, out: Optional[ArrayT] = None,
                   num_threads: OptInt = None) -> ArrayT:
     """x * scale + sincos_2d(...) into x (..., grid_h*grid_w [+1], dim), in place (or out)."""
-    x, _ = x_and_out(x, out)
-    grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, x.shape[-1], base, layout, cls_token)
+    xa, _ = x_and_out(x, out)
+    grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, xa.shape[-1], base, layout, cls_token)
     tokens = grid_h * grid_w + cls_token
-    if x.shape[-2] != tokens:
+    if xa.shape[-2] != tokens:
         raise ValueError(f"x must have {tokens} tokens on axis -2 (grid_h * grid_w{' + 1 cls' if cls_token else ''}), "
-                         f"got shape {x.shape}")
-    table = grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, _table_dtype(x))
+                         f"got shape {xa.shape}")
+    table = grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, _table_dtype(xa))
     return _api.add_table(x, table, scale=scale, out=out, num_threads=num_threads)
 
 
@@ -153,11 +153,11 @@ def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
                       max_timescale: Real = 1e4, scale: OptReal = None, out: Optional[ArrayT] = None,
                       num_threads: OptInt = None) -> ArrayT:
     """x * scale + sinusoidal_nd(shape, D) into x (..., prod(shape), D), in place (or out)."""
-    x, _ = x_and_out(x, out)
-    shape, dim, lo, hi = check_grid_nd(shape, x.shape[-1], min_timescale, max_timescale)
+    xa, _ = x_and_out(x, out)
+    shape, dim, lo, hi = check_grid_nd(shape, xa.shape[-1], min_timescale, max_timescale)
     tokens = math.prod(shape)
-    if x.shape[-2] != tokens:
-        raise ValueError(f"x must have prod(shape) = {tokens} tokens on axis -2, got shape {x.shape}")
-    return _api.add_table(x, grid_nd_table(shape, dim, lo, hi, _table_dtype(x)), scale=scale, out=out,
+    if xa.shape[-2] != tokens:
+        raise ValueError(f"x must have prod(shape) = {tokens} tokens on axis -2, got shape {xa.shape}")
+    return _api.add_table(x, grid_nd_table(shape, dim, lo, hi, _table_dtype(xa)), scale=scale, out=out,
                           num_threads=num_threads)
 

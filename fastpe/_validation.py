@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from ._interop import ndarray_view
 from ._plan import LAYOUTS, n_frequencies
 from ._presets import (
     DEFAULT_BASE,
@@ -79,7 +80,10 @@ def check_dtype_argument(dtype):
 
 def as_float_array(name, value):
     """A supported float ndarray that is only read (x when out= is given)."""
-    if not isinstance(value, np.ndarray):
+    view = ndarray_view(name, value)
+    if view is not None:
+        value = view
+    else:
         try:
             value = np.asarray(value)
         except (TypeError, ValueError) as exc:
@@ -108,11 +112,15 @@ def has_internal_overlap(a):
 
 
 def writable_array(name, value, *, hint=""):
-    """An ndarray fastpe may write into in place."""
-    if not isinstance(value, np.ndarray):
+    """An ndarray fastpe may write into in place: value itself, or a view of a
+    tensor's memory (see _interop)."""
+    view = ndarray_view(name, value)
+    if view is None:
         raise TypeError(
-            f"{name} must be a numpy.ndarray to be written in place, got {type(value).__name__}{hint}"
+            f"{name} must be a numpy.ndarray, or a CPU array exposing __dlpack__ or the array interface "
+            f"(a torch.Tensor), to be written in place; got {type(value).__name__}{hint}"
         )
+    value = view
     problem = _dtype_problem(value.dtype)
     if problem:
         raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; it {problem}")

@@ -18,6 +18,7 @@ from typing import Optional, Sequence, Union, overload
 import numpy as np
 import numpy.typing as npt
 
+from ._interop import caller_result
 from ._typing import (
     ArrayT,
     Bool,
@@ -141,10 +142,9 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     check_num_threads(num_threads)
     dtype = check_dtype_argument(dtype)
-    if out is not None:
-        out = check_out(out, (n_positions, dim))
+    out_view = None if out is None else check_out(out, (n_positions, dim))
     positions = offset + np.arange(n_positions, dtype=np.float64)
-    return _store(_encode64(positions, enc), dtype, out)
+    return caller_result(_store(_encode64(positions, enc), dtype, out_view), out)
 
 
 def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = None, layout: Optional[Layout] = None,
@@ -156,9 +156,8 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     check_num_threads(num_threads)
     dtype = check_dtype_argument(dtype)
-    if out is not None:
-        out = check_out(out, positions.shape + (dim,))
-    return _store(_encode64(positions, enc), dtype, out)
+    out_view = None if out is None else check_out(out, positions.shape + (dim,))
+    return caller_result(_store(_encode64(positions, enc), dtype, out_view), out)
 
 
 def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayLike = None, scale: OptReal = None,
@@ -168,8 +167,7 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
                    max_timescale: OptReal = None) -> ArrayT:
     req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
                       preset, padding_idx, min_timescale, max_timescale)
-    x = req.x
-    T = x.shape[-2]
+    T = req.x.shape[-2]
     if req.positions is None:
         # fairseq's implicit positions start at padding_idx + 1.
         start = req.offset + req.encoding.implicit_shift
@@ -177,33 +175,31 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
     else:
         positions = req.positions
     pe = _encode64(positions, req.encoding)
-    values = x.astype(np.float64)
+    values = req.x.astype(np.float64)
     if req.scale is not None:
         values = values * req.scale
-    result = values + pe
-    target = x if req.out is None else req.out
-    target[...] = result
-    return target
+    target = req.x if req.out is None else req.out
+    target[...] = values + pe
+    return caller_result(x, out)
 
 
 def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, positions: OptArrayLike = None,
               scale: OptReal = None, out: Optional[ArrayT] = None, num_threads: OptInt = None) -> ArrayT:
     req = table_request(x, table, offset, positions, scale, out, num_threads)
-    x = req.x
+    xa = req.x
     if req.positions is None:
-        positions = req.offset[..., None] + np.arange(x.shape[-2])
+        positions = req.offset[..., None] + np.arange(xa.shape[-2])
     else:
         positions = req.positions
     # The kernel's rule: one native dtype adds in it; mixed or 16-bit dtypes in float64.
-    same = x.dtype == req.table.dtype and x.dtype in NATIVE_FLOATS
-    wider = x.dtype if same else np.dtype(np.float64)
-    values = x.astype(wider)
+    same = xa.dtype == req.table.dtype and xa.dtype in NATIVE_FLOATS
+    wider = xa.dtype if same else np.dtype(np.float64)
+    values = xa.astype(wider)
     if req.scale is not None:
         values = values * wider.type(req.scale)
-    result = values + req.table[positions].astype(wider)
-    target = x if req.out is None else req.out
-    target[...] = result
-    return target
+    target = xa if req.out is None else req.out
+    target[...] = values + req.table[positions].astype(wider)
+    return caller_result(x, out)
 
 
 def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
@@ -265,13 +261,15 @@ def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
     return signal.astype(dtype)
 
 
-def _add_grid(x, table64, scale, out):
-    values = x.astype(np.float64)
+def _add_grid(x, out, table64, scale):
+    """x * scale + table64 in float64, rounded once into out (or x); returns the caller's object."""
+    xa, out_view = x_and_out(x, out)
+    values = xa.astype(np.float64)
     if scale is not None:
         values = values * scale
-    target = x if out is None else out
+    target = xa if out_view is None else out_view
     target[...] = values + table64
-    return target
+    return caller_result(x, out)
 
 
 def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
@@ -279,15 +277,15 @@ def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, 
                   num_threads: OptInt = None) -> ArrayT:
     from ._grids import check_grid_2d
 
-    x, out = x_and_out(x, out)
-    grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, x.shape[-1], base, layout, cls_token)
+    xa, _ = x_and_out(x, out)
+    grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, xa.shape[-1], base, layout, cls_token)
     scale = check_scale(scale)
     check_num_threads(num_threads)
     tokens = grid_h * grid_w + cls_token
-    if x.shape[-2] != tokens:
-        raise ValueError(f"x must have {tokens} tokens on axis -2, got shape {x.shape}")
+    if xa.shape[-2] != tokens:
+        raise ValueError(f"x must have {tokens} tokens on axis -2, got shape {xa.shape}")
     table = sincos_2d(grid_h, grid_w, dim, base=base, layout=layout, cls_token=cls_token, dtype=np.float64)
-    return _add_grid(x, table, scale, out)
+    return _add_grid(x, out, table, scale)
 
 
 def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
@@ -295,14 +293,14 @@ def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
                       num_threads: OptInt = None) -> ArrayT:
     from ._grids import check_grid_nd
 
-    x, out = x_and_out(x, out)
-    shape, dim, lo, hi = check_grid_nd(shape, x.shape[-1], min_timescale, max_timescale)
+    xa, _ = x_and_out(x, out)
+    shape, dim, lo, hi = check_grid_nd(shape, xa.shape[-1], min_timescale, max_timescale)
     scale = check_scale(scale)
     check_num_threads(num_threads)
-    if x.shape[-2] != math.prod(shape):
-        raise ValueError(f"x must have prod(shape) = {math.prod(shape)} tokens on axis -2, got shape {x.shape}")
+    if xa.shape[-2] != math.prod(shape):
+        raise ValueError(f"x must have prod(shape) = {math.prod(shape)} tokens on axis -2, got shape {xa.shape}")
     table = sinusoidal_nd(shape, dim, min_timescale=lo, max_timescale=hi, dtype=np.float64).reshape(-1, dim)
-    return _add_grid(x, table, scale, out)
+    return _add_grid(x, out, table, scale)
 
 
 # One array gives that array back (or out[0]), several give a tuple.
@@ -331,7 +329,6 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
                          num_threads)
     r, h = req.rotary_dim, req.rotary_dim // 2
-    results = []
     for i, a in enumerate(req.arrays):
         angles = row_positions(req, i)[..., None] * req.freq
         cos = np.cos(angles) * req.attention_factor
@@ -350,8 +347,8 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
             y[..., 0:r:2], y[..., 1:r:2] = rotated1, rotated2
         target = a if req.outs is None else req.outs[i]
         target[...] = y
-        results.append(target)
-    return results[0] if len(results) == 1 else tuple(results)
+    returned = list(out) if out is not None else list(arrays)  # the caller's objects
+    return returned[0] if len(returned) == 1 else tuple(returned)
 
 
 def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = 10000.0,

@@ -72,6 +72,35 @@ def test_openmp_is_enabled_in_this_build():
     assert _kernels.omp_max_threads() >= 1
 
 
+def test_threadpool_limits_caps_the_team():
+    """threadpoolctl.threadpool_limits(1) reaches fastpe's OpenMP runtime: calls run on one thread."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastpe._api import resolve_threads
+
+    big = 1 << 22
+    fastpe.add_sinusoidal(np.zeros((2, 64, 32), dtype=np.float32), num_threads=2)  # the runtime is loaded
+    before = _kernels.omp_max_threads()
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert _kernels.omp_max_threads() == 1
+        assert resolve_threads(None, big) == 1
+        x = random_values((4, 256, 64), np.float32, rng_for("threadpool-limits"))
+        check_add_against_reference(x, "inside threadpool_limits(1)", offset=3)
+    assert _kernels.omp_max_threads() == before, "threadpool_limits did not restore the team size"
+    if before > 1:
+        assert resolve_threads(None, big) > 1
+
+
+def test_show_config_names_the_loaded_openmp_runtime():
+    pytest.importorskip("threadpoolctl")
+    from threadpoolctl import threadpool_info
+
+    info = fastpe.show_config(print_out=False)
+    loaded = [lib["filepath"] for lib in threadpool_info() if lib["user_api"] == "openmp"]
+    assert loaded, "threadpoolctl sees no OpenMP runtime although fastpe was built with OpenMP"
+    runtime = info["openmp_runtime"]
+    assert runtime is not None and any(runtime.endswith(f"at {path}") for path in loaded), (runtime, loaded)
+
+
 def _job(i):
     """The i-th job of the concurrency test: a varied call and its arguments."""
     rng = np.random.default_rng(1000 + i)

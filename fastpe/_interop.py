@@ -1,0 +1,73 @@
+"""Arrays of other libraries seen as NumPy views of the same memory.
+
+fastpe writes into the caller's memory, so a PyTorch tensor (or any CPU array
+exposing DLPack, ``__dlpack__``, or the NumPy array interface) is viewed
+without a copy, the kernels write through the view, and the public functions
+return the caller's own object. Nothing here imports an array library: a
+tensor's library is already loaded when the tensor exists.
+"""
+
+import sys
+
+import numpy as np
+
+_DLPACK_CPU = 1  # DLDeviceType kDLCPU
+_DLPACK_DEVICES = {2: "cuda", 3: "cuda host", 4: "opencl", 7: "vulkan", 8: "metal", 9: "vpi", 10: "rocm",
+                   13: "cuda managed", 14: "oneapi"}
+
+
+def _device_name(device):
+    kind = int(device[0])
+    return f"{_DLPACK_DEVICES.get(kind, f'DLPack device type {kind}')}:{int(device[1])}"
+
+
+def _torch_bfloat16_view(name, value):
+    """A torch bfloat16 tensor as an ml_dtypes bfloat16 view (DLPack cannot
+    carry bfloat16 into NumPy), or None for anything else."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor) or value.dtype != torch.bfloat16:
+        return None
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError(f"{name} is a bfloat16 tensor; viewing it needs the optional ml_dtypes package "
+                        "(pip install ml_dtypes, or fastpe[bfloat16])") from None
+    return np.from_dlpack(value.view(torch.int16)).view(ml_dtypes.bfloat16)
+
+
+def ndarray_view(name, value):
+    """A NumPy array sharing value's memory, for a CPU array exposing DLPack or
+    the array interface; None for any other object (lists, scalars, ...).
+
+    Errors name the argument: a tensor that requires grad (its in-place change
+    would bypass autograd), one on another device, or one DLPack cannot export."""
+    if isinstance(value, np.ndarray):
+        return value
+    if getattr(value, "requires_grad", False):
+        raise ValueError(f"{name} requires grad; fastpe works outside autograd, so pass {name}.detach() "
+                         "(the same memory, no copy)")
+    if hasattr(value, "__dlpack__"):
+        try:
+            device = value.__dlpack_device__() if hasattr(value, "__dlpack_device__") else (_DLPACK_CPU, 0)
+        except (BufferError, RuntimeError, TypeError, ValueError) as exc:  # e.g. torch's "meta" device
+            raise ValueError(f"{name} is not in CPU memory ({exc}); fastpe computes on the CPU") from None
+        if int(device[0]) != _DLPACK_CPU:
+            raise ValueError(f"{name} lives on {_device_name(device)}; fastpe computes on the CPU. "
+                             f"Move it with {name}.cpu() (a copy) and copy the result back")
+        view = _torch_bfloat16_view(name, value)
+        if view is not None:
+            return view
+        try:
+            return np.from_dlpack(value)
+        except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+            raise TypeError(f"{name} cannot be viewed as a NumPy array through DLPack: {exc}") from None
+    if hasattr(value, "__array_interface__") or hasattr(value, "__array_struct__"):
+        # Both protocols describe existing memory, so NumPy wraps it without a copy.
+        return np.asarray(value)
+    return None
+
+
+def caller_result(result, out):
+    """What a public function returns: the caller's own out if given (a tensor
+    stays a tensor), else `result` (the caller's x, or a new table)."""
+    return result if out is None else out
