@@ -1,0 +1,295 @@
+"""16-bit storage: IEEE float16 and bfloat16 (ml_dtypes' NumPy dtype).
+
+The rule under test: for a 16-bit x (and out), every function forms its value
+in float64 (float64(x) * scale + PE, angles in float64) and rounds it once,
+correctly (to nearest even), to the storage type. Two kinds of checks:
+
+* Against fastpe.reference, every entry point, within one unit in the last
+  place of the storage type (measured at the reference value; below the
+  normal range, at the smallest normal). Exact equality is not promised: PE
+  differs from the reference's by ~1e-14 (recurrence against libm), which
+  decides near-ties, and the reference stores bfloat16 through ml_dtypes'
+  float64 -> bfloat16 cast, which rounds twice (through float32). Both are
+  rare, so mismatching elements must also be rare (MISMATCH_FRACTION).
+* The rounding itself, independently of the reference: add_table of a zero
+  16-bit x and a float64 table must store each table value correctly rounded,
+  bit for bit, at ties and one float64 ulp either side of them, where a plain
+  float64 -> float32 -> 16-bit conversion would round twice the wrong way.
+  Expected values are known by construction, or come from NumPy's direct
+  float64 -> float16 cast (correctly rounded) and an exact float64 formula.
+
+float16 tests run without ml_dtypes; bfloat16 ones are skipped without it.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastpe
+from fastpe import reference
+from reliability_util import run_python
+from util import ALL_KINDS, array_variants, assert_unchanged, describe, out_variants, rng_for, snapshot
+
+HALF_NAMES = ("float16", "bfloat16")
+# Significant bits (the implicit one included) and the frexp exponent of the
+# smallest normal, 2**(MIN_EXP - 1), of each storage type.
+PRECISION = {"float16": 11, "bfloat16": 8}
+MIN_EXP = {"float16": -13, "bfloat16": -125}
+# Bits of the largest finite value; one more is +inf.
+MAX_FINITE_BITS = {"float16": 0x7BFF, "bfloat16": 0x7F7F}
+# Elements allowed to differ from the reference (each by at most one ulp).
+MISMATCH_FRACTION = 1e-3
+
+
+def half_dtype(name):
+    """The dtype called `name`; bfloat16 skips the test where ml_dtypes is missing."""
+    if name == "float16":
+        return np.dtype(np.float16)
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+@pytest.fixture(params=HALF_NAMES)
+def half(request):
+    return half_dtype(request.param)
+
+
+# --------------------------------------------------------------------------
+# Units in the last place, exact rounding, comparisons
+
+
+def ulp_at(values, dtype):
+    """One ulp of dtype at |values| (finite float64); the subnormal spacing below the normal range."""
+    name = np.dtype(dtype).name
+    smallest_normal = math.ldexp(1.0, MIN_EXP[name] - 1)
+    _, e = np.frexp(np.maximum(np.abs(np.asarray(values, dtype=np.float64)), smallest_normal))
+    return np.ldexp(1.0, e - PRECISION[name])
+
+
+def round_exact(values, dtype):
+    """float64 values rounded to nearest even in dtype, in exact float64 arithmetic
+    (scaling by a power of two, np.rint, scaling back): an independent model of
+    a correct conversion, whose result dtype holds exactly (or is +-inf)."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    q = ulp_at(np.where(finite, v, 0.0), dtype)
+    r = np.rint(np.where(finite, v, 0.0) / q) * q
+    top = np.array(MAX_FINITE_BITS[np.dtype(dtype).name], dtype=np.uint16).view(dtype).astype(np.float64)
+    r = np.where(np.abs(r) > top, np.copysign(np.inf, v), r)
+    return np.where(finite, r, v).astype(dtype)
+
+
+def bits(a):
+    return np.ascontiguousarray(a).view(np.uint16)
+
+
+def assert_bits_equal(got, expected, msg, values=None):
+    """Same bits everywhere, except that a NaN only has to be a NaN."""
+    assert got.dtype == expected.dtype and got.shape == expected.shape, f"{msg}: {describe(got)} vs {describe(expected)}"
+    g, e = got.astype(np.float32), expected.astype(np.float32)
+    nan = np.isnan(e)
+    assert np.array_equal(np.isnan(g), nan), f"{msg}: NaNs at different places"
+    bad = (bits(got) != bits(expected)) & ~nan
+    if bad.any():
+        i = np.flatnonzero(bad.ravel())
+        shown = ", ".join(
+            f"[{k}] {'' if values is None else repr(float(np.ravel(values)[k])) + ' -> '}"
+            f"got {g.ravel()[k]!r} (0x{int(bits(got).ravel()[k]):04x}) "
+            f"expected {e.ravel()[k]!r} (0x{int(bits(expected).ravel()[k]):04x})"
+            for k in i[:5])
+        raise AssertionError(f"{msg}: {i.size} of {got.size} elements differ; {shown}")
+
+
+def assert_half_close(got, expected, msg):
+    """got within one ulp of expected (both of one 16-bit dtype), same NaNs and
+    infinities, and at most MISMATCH_FRACTION of the elements differing at all."""
+    assert got.dtype == expected.dtype, f"{msg}: dtype {got.dtype} != {expected.dtype}"
+    assert got.shape == expected.shape, f"{msg}: shape {got.shape} != {expected.shape}"
+    if got.size == 0:
+        return
+    g, e = got.astype(np.float64), expected.astype(np.float64)
+    finite = np.isfinite(e)
+    assert np.array_equal(np.isnan(g), np.isnan(e)), f"{msg}: NaNs at different places"
+    assert np.array_equal(g[~finite & ~np.isnan(e)], e[~finite & ~np.isnan(e)]), f"{msg}: infinities differ"
+    err = np.where(finite, np.abs(g - np.where(finite, e, 0.0)), 0.0)
+    tol = ulp_at(np.where(finite, e, 0.0), got.dtype)
+    bad = err > tol
+    if bad.any():
+        k = np.unravel_index(np.argmax(np.where(bad, err / tol, 0)), err.shape)
+        raise AssertionError(f"{msg}: {int(bad.sum())} of {err.size} elements beyond one ulp; worst at {k}: "
+                             f"got {g[k]!r}, expected {e[k]!r} (ulp {tol[k]!r})")
+    differ = int(((bits(got) != bits(expected)) & ~np.isnan(e)).sum())
+    assert differ <= MISMATCH_FRACTION * got.size, (
+        f"{msg}: {differ} of {got.size} elements differ from the reference by an ulp; "
+        f"correct rounding makes that rare (<= {MISMATCH_FRACTION:g})")
+
+
+def random_half(shape, dtype, rng, magnitude=3.0):
+    return rng.uniform(-magnitude, magnitude, shape).astype(dtype)
+
+
+def compare_fused(name, x, *args, out=None, msg="", **kwargs):
+    """fastpe.<name> against reference.<name> (each on its own copy of x): the
+    return value, x left alone under a separate out=, values within one ulp."""
+    before = x.copy()
+    expected = getattr(reference, name)(x.copy(), *args, **kwargs)
+    got = getattr(fastpe, name)(x, *args, out=out, **kwargs)
+    full = f"{name} {msg} [x {describe(before)}; out {describe(out)}; {sorted(kwargs)}]"
+    assert got is (x if out is None else out), f"{full}: must return the array it wrote"
+    if out is not None and not np.shares_memory(out, x):
+        assert x.tobytes() == before.tobytes(), f"{full}: x changed although out= was given"
+    assert_half_close(got, expected, full)
+    return got
+
+
+# --------------------------------------------------------------------------
+# Correct rounding, independently of the reference
+
+
+def tie_cases(dtype):
+    """(float64 values, expected 16-bit bits) known by construction, for every
+    pair of neighbours lo < hi of non-negative dtype values (the largest finite
+    value paired with +inf) and their negatives:
+      the tie (lo + hi) / 2 -> whichever of lo, hi is even;
+      one float64 ulp above / below the tie -> hi / lo;
+      a quarter float32 ulp above / below the tie -> hi / lo (float64 -> float32
+        rounding to nearest would land on the tie, and the second rounding
+        would go to even: the double-rounding trap round-to-odd avoids);
+      lo itself -> lo."""
+    name = np.dtype(dtype).name
+    lo_bits = np.arange(MAX_FINITE_BITS[name] + 1, dtype=np.uint16)
+    hi_bits = lo_bits + np.uint16(1)
+    lo = lo_bits.view(dtype).astype(np.float64)
+    tie = lo + ulp_at(lo, dtype) / 2
+    even = np.where(lo_bits % 2 == 0, lo_bits, hi_bits)
+    quarter32 = np.spacing(tie.astype(np.float32)).astype(np.float64) / 4
+    values = [tie, np.nextafter(tie, np.inf), np.nextafter(tie, -np.inf), tie + quarter32, tie - quarter32, lo]
+    expected = [even, hi_bits, lo_bits, hi_bits, lo_bits, lo_bits]
+    v, b = np.concatenate(values), np.concatenate(expected)
+    return np.concatenate([v, -v]), np.concatenate([b, b | np.uint16(0x8000)])
+
+
+def special_cases(dtype):
+    """Zeros, infinities, NaN and values far outside the range, with their expected bits."""
+    inf_bits = MAX_FINITE_BITS[np.dtype(dtype).name] + 1
+    f32_max = float(np.finfo(np.float32).max)
+    cases = [(0.0, 0), (-0.0, 0x8000), (np.inf, inf_bits), (-np.inf, inf_bits | 0x8000),
+             (5e-324, 0), (-5e-324, 0x8000), (1e-300, 0), (-1e-300, 0x8000),
+             (1e300, inf_bits), (-1e300, inf_bits | 0x8000),
+             (f32_max * (1 + 2**-30), inf_bits), (-f32_max * (1 + 2**-30), inf_bits | 0x8000), (np.nan, None)]
+    if np.dtype(dtype) == np.float16:
+        cases += [(65504.0, 0x7BFF), (65519.99, 0x7BFF), (65520.0, 0x7C00), (-65520.0, 0xFC00), (65536.0, 0x7C00),
+                  (2.0**-24, 0x0001), (2.0**-25, 0x0000), (2.0**-25 * (1 + 2**-40), 0x0001),
+                  (2.0**-14, 0x0400), (2.0**-14 - 2.0**-25, 0x0400), (2.0**-14 - 2.0**-24, 0x03FF)]
+    values = np.array([v for v, _ in cases])
+    nan_bits = (inf_bits | (inf_bits >> 1)) & 0x7FFF  # a quiet NaN (any NaN will do)
+    expected = np.array([nan_bits if b is None else b for _, b in cases], dtype=np.uint16)
+    return values, expected
+
+
+def store_through_add_table(values, dtype, table_dtype=np.float64, out=False):
+    """x + table with x a zero of the value's sign (so that x + v is v exactly,
+    -0 included) in dtype, table = values in table_dtype, laid out as (rows, 64)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    pad = -len(v) % 64
+    v = np.concatenate([v, np.zeros(pad)]).reshape(-1, 64)
+    x = np.copysign(0.0, v).astype(dtype)
+    with np.errstate(over="ignore"):
+        table = v.astype(table_dtype)
+    target = np.full_like(x, 7) if out else None
+    got = fastpe.add_table(x, table, scale=1.0, out=target)
+    return got.ravel()[: v.size - pad]
+
+
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_exact_model_matches_construction_and_numpy(name):
+    """round_exact (the model the random-value tests use) agrees with the
+    constructed cases, and with NumPy's correctly rounded float64 -> float16 cast."""
+    dtype = half_dtype(name)
+    for values, expected in (tie_cases(dtype), special_cases(dtype)):
+        assert_bits_equal(round_exact(values, dtype), expected.view(dtype), f"round_exact {name}", values)
+    if name == "float16":
+        rng = rng_for("model", name)
+        v = np.concatenate([tie_cases(dtype)[0], rng.standard_normal(20000) * 10.0 ** rng.integers(-9, 6, 20000)])
+        with np.errstate(over="ignore"):
+            assert_bits_equal(round_exact(v, dtype), v.astype(np.float16), "round_exact vs numpy", v)
+
+
+@pytest.mark.parametrize("out", [False, True], ids=["in-place", "out"])
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_rounding_ties_and_double_rounding_traps(name, out):
+    """Every tie of the type, one float64 ulp and a quarter float32 ulp either
+    side, largest finite value to overflow, subnormals, zeros, infinities, NaN."""
+    dtype = half_dtype(name)
+    for label, (values, expected) in (("ties", tie_cases(dtype)), ("specials", special_cases(dtype))):
+        got = store_through_add_table(values, dtype, out=out)
+        assert_bits_equal(got, expected.view(dtype), f"add_table float64 table -> {name} ({label})", values)
+
+
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_rounding_float32_table(name):
+    """A float32 table: its ties and float32 neighbours of them (the f32 row kernels)."""
+    dtype = half_dtype(name)
+    values, expected = tie_cases(dtype)
+    n = values.size // 2 // 6
+    ties, tie_bits = values[:n], expected[:n]
+    hi_bits, lo_bits = expected[n : 2 * n], expected[2 * n : 3 * n]
+    t32 = ties.astype(np.float32)
+    assert np.array_equal(t32.astype(np.float64), ties), "every tie of a 16-bit type is a float32 value"
+    v = np.concatenate([t32, np.nextafter(t32, np.float32(np.inf)), np.nextafter(t32, np.float32(-np.inf))])
+    want = np.concatenate([tie_bits, hi_bits, lo_bits])
+    v, want = np.concatenate([v, -v]), np.concatenate([want, want | np.uint16(0x8000)])
+    got = store_through_add_table(v, dtype, table_dtype=np.float32)
+    assert_bits_equal(got, want.view(dtype), f"add_table float32 table -> {name}", v)
+
+
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_rounding_random_values_whole_range(name):
+    """Random float64 values over the type's whole range (log-uniform magnitudes,
+    both signs, into overflow and below the subnormals): correctly rounded."""
+    dtype = half_dtype(name)
+    rng = rng_for("random-range", name)
+    lo_exp, hi_exp = MIN_EXP[name] - PRECISION[name] - 3, -MIN_EXP[name] + 5
+    v = rng.choice([-1.0, 1.0], 200_000) * np.exp2(rng.uniform(lo_exp, hi_exp, 200_000))
+    if name == "float16":
+        with np.errstate(over="ignore"):
+            expected = v.astype(np.float16)  # NumPy converts float64 -> float16 directly, correctly rounded
+    else:
+        expected = round_exact(v, dtype)
+    assert_bits_equal(store_through_add_table(v, dtype), expected, f"random values -> {name}", v)
+
+
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_rounding_through_the_bias_kernel(name):
+    """add_alibi with slope v per head adds v * (j - i): +v at (i, j) = (0, 1)
+    and -v at (1, 0); the bias kernel's 16-bit store rounds them correctly too."""
+    dtype = half_dtype(name)
+    values, expected = tie_cases(dtype)
+    keep = values > 0
+    values, expected = values[keep], expected[keep]
+    scores = np.zeros((1, values.size, 2, 2), dtype)
+    fastpe.add_alibi(scores, slopes=values)
+    assert_bits_equal(scores[0, :, 0, 1], expected.view(dtype), f"add_alibi +slope -> {name}", values)
+    assert_bits_equal(scores[0, :, 1, 0], (expected | np.uint16(0x8000)).view(dtype),
+                      f"add_alibi -slope -> {name}", -values)
+
+
+@pytest.mark.parametrize("table_kind", ["float64", "float32", "same"])
+@pytest.mark.parametrize("out", [False, True], ids=["in-place", "out"])
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_exhaustive_round_trip(name, out, table_kind):
+    """All 65536 bit patterns plus a table of -0.0 (x + -0 is x for every x,
+    +0 included) come back bit-identical; NaNs stay NaN."""
+    dtype = half_dtype(name)
+    x = np.arange(65536, dtype=np.uint16).view(dtype).reshape(256, 256)
+    table = np.full((256, 256), -0.0, dtype=dtype if table_kind == "same" else table_kind)
+    before = x.copy()
+    target = np.full_like(x, 3) if out else None
+    got = fastpe.add_table(x, table, out=target)
+    assert got is (x if target is None else target)
+    assert_bits_equal(got, before, f"round trip {name} table {table_kind} {'out' if out else 'in place'}")
+    if out:
+        assert bits(x).tobytes() == bits(before).tobytes(), "x changed although out= was given"
