@@ -103,12 +103,17 @@ def assert_bits_equal(got, expected, msg, values=None):
         raise AssertionError(f"{msg}: {i.size} of {got.size} elements differ; {shown}")
 
 
-def assert_half_close(got, expected, exact, msg, fraction=MISMATCH_FRACTION):
-    """got (16-bit) against the reference: within one ulp of its 16-bit result
-    `expected`, with the same NaNs and infinities; and equal to `exact` (the
-    reference's float64 value, correctly rounded here) but for at most
-    `fraction` of the elements (at least one: where PE is exactly 1, cos 0, the
-    sum can be an exact tie that PE's ~1e-16 recurrence error decides)."""
+def assert_half_close(got, expected, exact, msg, slack=0.0, fraction=MISMATCH_FRACTION):
+    """got (16-bit) against the reference.
+
+    `expected` is the reference's 16-bit result, `exact` its float64 value
+    (rounded correctly here), `slack` the absolute error that float64 value may
+    carry (PE's, and the float64 product's: see value_slack). Then:
+      * |got - expected| <= one ulp of the storage type at expected, + slack;
+        same NaNs and infinities;
+      * got differs from exact, correctly rounded, by more than slack in at most
+        `fraction` of the elements (at least one: PE exactly 1, cos 0, can make
+        an exact tie that PE's ~1e-16 recurrence error decides)."""
     assert got.dtype == expected.dtype, f"{msg}: dtype {got.dtype} != {expected.dtype}"
     assert got.shape == expected.shape, f"{msg}: shape {got.shape} != {expected.shape}"
     if got.size == 0:
@@ -117,25 +122,40 @@ def assert_half_close(got, expected, exact, msg, fraction=MISMATCH_FRACTION):
     finite = np.isfinite(e)
     assert np.array_equal(np.isnan(g), np.isnan(e)), f"{msg}: NaNs at different places"
     assert np.array_equal(g[~finite & ~np.isnan(e)], e[~finite & ~np.isnan(e)]), f"{msg}: infinities differ"
+    slack = np.broadcast_to(np.where(np.isfinite(slack), slack, 0.0), g.shape)
     err = np.where(finite, np.abs(g - np.where(finite, e, 0.0)), 0.0)
-    tol = ulp_at(np.where(finite, e, 0.0), got.dtype)
+    tol = ulp_at(np.where(finite, e, 0.0), got.dtype) + slack
     bad = err > tol
     if bad.any():
         k = np.unravel_index(np.argmax(np.where(bad, err / tol, 0)), err.shape)
         raise AssertionError(f"{msg}: {int(bad.sum())} of {err.size} elements beyond one ulp; worst at {k}: "
-                             f"got {g[k]!r}, expected {e[k]!r} (ulp {tol[k]!r})")
-    correct = round_exact(exact, got.dtype)
-    differ = int(((bits(got) != bits(correct)) & ~np.isnan(e)).sum())
+                             f"got {g[k]!r}, expected {e[k]!r} (ulp + slack {tol[k]!r})")
+    correct = round_exact(exact, got.dtype).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf where both overflow
+        off = np.where(finite, np.abs(g - correct), 0.0) > slack
+    differ = int(off.sum())
     assert differ <= max(1, fraction * got.size), (
         f"{msg}: {differ} of {got.size} elements differ from the correctly rounded reference value; "
         f"correct rounding makes that rare (<= {fraction:g})")
+
+
+# The float64 error of a value x*scale + PE, relative to 1 + |x*scale| + |value|:
+# PE's (the contract's 1e-12 up to |p| = 4096, absolute) and the product's
+# (2**-53 relative; the kernels may fuse the multiply-add). bfloat16 reaches
+# down to 1e-38, so where PE should be 0 (sin 0) its ~1e-16 recurrence error
+# shows; float16 rounds it to a (signed) zero.
+PE_ERROR = 1e-12
+
+
+def value_slack(exact, xs=0.0, pe_error=PE_ERROR):
+    return pe_error * (1.0 + np.abs(xs) + np.abs(exact))
 
 
 def random_half(shape, dtype, rng, magnitude=3.0):
     return rng.uniform(-magnitude, magnitude, shape).astype(dtype)
 
 
-def compare_fused(name, x, *args, out=None, msg="", **kwargs):
+def compare_fused(name, x, *args, out=None, msg="", pe_error=PE_ERROR, **kwargs):
     """fastpe.<name> against reference.<name> (each on its own copy of x): the
     return value, x left alone under a separate out=, values within one ulp."""
     before = x.copy()
@@ -146,7 +166,8 @@ def compare_fused(name, x, *args, out=None, msg="", **kwargs):
     assert got is (x if out is None else out), f"{full}: must return the array it wrote"
     if out is not None and not np.shares_memory(out, x):
         assert x.tobytes() == before.tobytes(), f"{full}: x changed although out= was given"
-    assert_half_close(got, expected, exact, full)
+    xs = before.astype(np.float64) * (kwargs.get("scale") or 1.0)
+    assert_half_close(got, expected, exact, full, value_slack(exact, xs, pe_error))
     return got
 
 
@@ -353,7 +374,7 @@ def test_add_sinusoidal_out_overlapping_x(half):
     exact = reference.add_sinusoidal(x.astype(np.float64), offset=5)
     got = fastpe.add_sinusoidal(x, out=out, offset=5)
     assert got is out
-    assert_half_close(np.ascontiguousarray(out), expected, exact, "out overlapping x")
+    assert_half_close(np.ascontiguousarray(out), expected, exact, "out overlapping x", value_slack(exact, 3.0))
 
 
 # (shape, offset): odd and even D, D = 1, T = 1, size 0, 2-D to 4-D.
@@ -373,12 +394,15 @@ def test_memory_layouts(half, case):
 
 
 def test_large_positions(half):
-    """Positions up to 1e7 (float64 angles): still within an ulp of the reference."""
+    """Positions up to 1e7 (float64 angles): still within an ulp of the reference.
+    Beyond the contract's 2**20, PE may differ from the reference's by the
+    rounding of the angle p * w (~1e-9 at 1e7): the slack near cancellation."""
     rng = rng_for("large", half.name)
     positions = np.concatenate([1e7 - np.arange(300), rng.uniform(-1e7, 1e7, 300), 2**23 + 0.5 + np.arange(300)])
     x = random_half((3, 300, 64), half, rng)
-    compare_fused("add_sinusoidal", x.copy(), msg="positions", positions=positions.reshape(3, 300))
-    compare_fused("add_sinusoidal", x, msg="offsets", offset=np.array([9_999_700, -10_000_000, 5_000_000.5]))
+    compare_fused("add_sinusoidal", x.copy(), msg="positions", positions=positions.reshape(3, 300), pe_error=1e-8)
+    compare_fused("add_sinusoidal", x, msg="offsets", offset=np.array([9_999_700, -10_000_000, 5_000_000.5]),
+                  pe_error=1e-8)
 
 
 def test_mismatches_are_rare_on_large_inputs(half):
@@ -393,7 +417,8 @@ def test_mismatches_are_rare_on_large_inputs(half):
         expected = reference.add_sinusoidal(x.copy(), **kwargs)
         exact = reference.add_sinusoidal(x.astype(np.float64), **kwargs)
         got = fastpe.add_sinusoidal(x, **kwargs)
-        assert_half_close(got, expected, exact, f"large add_sinusoidal {sorted(kwargs)}", fraction=1e-4)
+        assert_half_close(got, expected, exact, f"large add_sinusoidal {sorted(kwargs)}", value_slack(exact, 3.0),
+                          fraction=1e-4)
 
 
 THREAD_SHAPE = (4, 1024, 64)  # 2**18 output elements: a real OpenMP team
@@ -422,3 +447,109 @@ def test_bit_identical_across_thread_counts(half):
         first = call(1)
         for n in (2, 3, None):
             assert bits(call(n)).tobytes() == bits(first).tobytes(), f"{label}: num_threads={n} differs from 1"
+
+
+# --------------------------------------------------------------------------
+# Tables, add_table, grids, rotary, biases against the reference
+
+
+def dtype_spellings(name):
+    """The ways a caller names the dtype: the NumPy type / dtype, and the string."""
+    dtype = half_dtype(name)
+    return {"type": dtype.type, "dtype": dtype, "string": name}
+
+
+def compare_table(name, *args, dtype, msg="", **kwargs):
+    """fastpe.<name>(..., dtype=dtype) against the reference in that dtype and in float64."""
+    got = getattr(fastpe, name)(*args, dtype=dtype, **kwargs)
+    expected = getattr(reference, name)(*args, dtype=dtype, **kwargs)
+    exact = getattr(reference, name)(*args, dtype=np.float64, **kwargs)
+    assert got.dtype == np.dtype(dtype), f"{name} {msg}: dtype {got.dtype}, asked for {dtype!r}"
+    assert_half_close(got, expected, exact, f"{name} {msg} dtype={dtype!r} {sorted(kwargs)}", value_slack(exact))
+    return got
+
+
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_sinusoidal_table_and_encode(name):
+    rng = rng_for("tables", name)
+    for spelling, dtype in dtype_spellings(name).items():
+        compare_table("sinusoidal_table", 300, 33, dtype=dtype, msg=spelling, offset=-20)
+        compare_table("sinusoidal_table", 50, 16, dtype=dtype, msg=spelling, layout="concat", offset=2.5)
+        compare_table("sinusoidal_table", 64, 16, dtype=dtype, msg=spelling, preset="fairseq")
+        compare_table("sinusoidal_table", 40, 8, dtype=dtype, msg=spelling, preset="whisper")
+        compare_table("sinusoidal_encode", rng.uniform(-1e4, 1e4, (3, 70)), 10, dtype=dtype, msg=spelling)
+        compare_table("sinusoidal_encode", rng.integers(0, 9, 40), 12, dtype=dtype, msg=spelling,
+                      preset="tensor2tensor")
+
+
+def test_sinusoidal_table_into_half_out(half):
+    """out= a 16-bit array (strided): its dtype wins, and it is what comes back."""
+    out = np.full((100, 40), 9, dtype=half)[:, ::2]
+    got = fastpe.sinusoidal_table(100, 20, offset=7, out=out)
+    exact = reference.sinusoidal_table(100, 20, offset=7, dtype=np.float64)
+    assert got is out
+    assert_half_close(np.ascontiguousarray(got), reference.sinusoidal_table(100, 20, offset=7, dtype=half),
+                      exact, "table into out", value_slack(exact))
+
+
+TABLE_KWARGS = {
+    "offset": lambda rng, s: {"offset": 3},
+    "offset-per-sequence": lambda rng, s: {"offset": np.array([0, 50, 7])},
+    "positions": lambda rng, s: {"positions": rng.integers(0, 100, s[:-1])},
+    "scale": lambda rng, s: {"offset": 1, "scale": 0.37},
+    "scale-exact": lambda rng, s: {"positions": rng.integers(0, 100, s[-2]), "scale": -2.0},
+}
+
+
+def _table_dtypes(half):
+    return [half, np.dtype(np.float32), np.dtype(np.float64)] + (
+        [half_dtype("bfloat16")] if half.name == "float16" else [np.dtype(np.float16)])
+
+
+@pytest.mark.parametrize("case", TABLE_KWARGS)
+def test_add_table_half_x(half, case):
+    """A 16-bit x with a float16, bfloat16, float32 or float64 table; in place and out=."""
+    shape = (3, 40, 9)
+    rng = rng_for("add-table", half.name, case)
+    kwargs = TABLE_KWARGS[case](rng, shape)
+    for table_dtype in _table_dtypes(half):
+        table = rng.standard_normal((120, shape[-1])).astype(table_dtype)
+        msg = f"{case} table {table_dtype.name}"
+        compare_fused("add_table", random_half(shape, half, rng), table, msg=msg, **kwargs)
+        out = np.full(shape, 5, dtype=half)
+        compare_fused("add_table", random_half(shape, half, rng), table, out=out, msg=msg, **kwargs)
+
+
+@pytest.mark.parametrize("scale", [None, 2.0, -0.5])
+@pytest.mark.parametrize("x_dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_add_table_native_x_half_table(half, x_dtype, scale):
+    """float32 / float64 x with a 16-bit table, scales that are exact in float32:
+    every product and row is exact, so the one rounding leaves nothing to differ."""
+    rng = rng_for("native-x", half.name, np.dtype(x_dtype).name, scale)
+    x = rng.uniform(-3, 3, (2, 50, 12)).astype(x_dtype)
+    table = rng.standard_normal((80, 12)).astype(half)
+    expected = reference.add_table(x.copy(), table, offset=np.array([0, 29]), scale=scale)
+    got = fastpe.add_table(x, table, offset=np.array([0, 29]), scale=scale)
+    assert got.dtype == np.dtype(x_dtype)
+    assert got.tobytes() == expected.tobytes(), f"x {np.dtype(x_dtype).name} table {half.name} scale={scale}"
+
+
+@pytest.mark.xfail(strict=True, reason="a float32 x with a 16-bit table is added in float32 (scale rounded to "
+                                       "float32), not formed in float64 as add_table documents")
+def test_regression_float32_x_half_table_sums_in_float64(half):
+    """add_table documents: x and table of different dtypes form x*scale + row in
+    float64 and round once (reference.add_table does). _api.add_table widens a
+    16-bit table to float32 before the kernel, which then sees float32 x and
+    float32 table and takes the single-dtype float32 path: scale rounded to
+    float32, x*scale + row rounded in float32. With scale=1.1 about a third of
+    the elements differ from the float64-formed sum, by thousands of float32
+    ulps where x*scale and row nearly cancel."""
+    rng = rng_for("regression-f32", half.name)
+    x = rng.uniform(-3, 3, (4, 100, 16)).astype(np.float32)
+    table = rng.standard_normal((120, 16)).astype(half)
+    exact = reference.add_table(x.astype(np.float64), table, offset=2, scale=1.1)
+    got = fastpe.add_table(x, table, offset=2, scale=1.1)
+    err = np.abs(got.astype(np.float64) - exact)
+    assert np.all(err <= np.spacing(np.abs(exact.astype(np.float32))).astype(np.float64)), (
+        f"max error {err.max():.3e}: beyond one float32 ulp of the float64 sum")
+    assert int((got != exact.astype(np.float32)).sum()) <= MISMATCH_FRACTION * got.size
