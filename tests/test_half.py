@@ -553,3 +553,118 @@ def test_regression_float32_x_half_table_sums_in_float64(half):
     assert np.all(err <= np.spacing(np.abs(exact.astype(np.float32))).astype(np.float64)), (
         f"max error {err.max():.3e}: beyond one float32 ulp of the float64 sum")
     assert int((got != exact.astype(np.float32)).sum()) <= MISMATCH_FRACTION * got.size
+
+
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_grids(name):
+    """add_sincos_2d / add_sinusoidal_nd on 16-bit x (float64 tables inside), and
+    sincos_2d / sinusoidal_nd asked for a 16-bit dtype."""
+    dtype = half_dtype(name)
+    rng = rng_for("grids", name)
+    for layout in ("mae", "timm", "big_vision"):
+        for cls_token in (False, True):
+            x = random_half((2, 4 * 5 + cls_token, 32), dtype, rng)
+            compare_fused("add_sincos_2d", x, 4, 5, msg=layout, layout=layout, cls_token=cls_token, scale=2.5)
+        compare_table("sincos_2d", 4, 5, 32, dtype=dtype, msg=layout, layout=layout, cls_token=True)
+    x = random_half((3, 24, 26), dtype, rng)
+    compare_fused("add_sinusoidal_nd", x, (2, 3, 4), msg="3-D grid", out=np.full(x.shape, 1, dtype))
+    compare_fused("add_sinusoidal_nd", x.transpose(1, 0, 2)[:3].transpose(1, 0, 2).copy()[:, :, ::-1], (3,),
+                  msg="reversed channels", scale=0.5)
+    compare_table("sinusoidal_nd", (3, 4), 16, dtype=dtype, max_timescale=100.0)
+
+
+ROTARY_CASES = {
+    "half": {},
+    "interleaved": {"layout": "interleaved"},
+    "partial-half": {"rotary_dim": 8},
+    "partial-interleaved": {"rotary_dim": 6, "layout": "interleaved"},
+    "offset-per-batch": {"offset": np.array([0, 1000])},
+    "positions": {"positions": np.arange(20)[::-1] * 3},
+    "base": {"base": 500000.0, "offset": 4096},
+}
+
+
+def _rotary_pair(dtype, rng):
+    return random_half((2, 4, 20, 16), dtype, rng), random_half((2, 2, 20, 16), dtype, rng)
+
+
+@pytest.mark.parametrize("case", ROTARY_CASES)
+def test_apply_rotary(half, case):
+    """One array, two arrays (q and k with different head counts), in place and out=."""
+    kwargs = ROTARY_CASES[case]
+    rng = rng_for("rotary", half.name, case)
+    q, k = _rotary_pair(half, rng)
+    compare_fused("apply_rotary", q, msg=case, **kwargs)
+    q, k = _rotary_pair(half, rng)
+    before = (q.copy(), k.copy())
+    expected = reference.apply_rotary(q.copy(), k.copy(), **kwargs)
+    exact = reference.apply_rotary(q.astype(np.float64), k.astype(np.float64), **kwargs)
+    for outs in (None, [np.full(q.shape, 4, half), np.full(k.shape, 4, half)[..., ::-1]]):
+        got = fastpe.apply_rotary(*(a.copy() for a in before), out=outs, **kwargs)
+        for i in range(2):
+            if outs is not None:
+                assert got[i] is outs[i]
+            assert_half_close(np.ascontiguousarray(got[i]), expected[i], exact[i], f"apply_rotary pair[{i}] {case}",
+                              value_slack(exact[i], before[i].astype(np.float64)))
+
+
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_rotary_cos_sin(name, layout):
+    for spelling, dtype in dtype_spellings(name).items():
+        got = fastpe.rotary_cos_sin(100, 16, offset=-3, layout=layout, dtype=dtype)
+        expected = reference.rotary_cos_sin(100, 16, offset=-3, layout=layout, dtype=dtype)
+        exact = reference.rotary_cos_sin(100, 16, offset=-3, layout=layout, dtype=np.float64)
+        for g, e, x in zip(got, expected, exact):
+            assert g.dtype == half_dtype(name), f"rotary_cos_sin dtype {g.dtype} for {dtype!r}"
+            assert_half_close(g, e, x, f"rotary_cos_sin {layout} {spelling}", value_slack(x))
+
+
+def test_biases(half):
+    """add_alibi (relative and BLOOM's key-position forms) and add_relative_bias on 16-bit scores."""
+    rng = rng_for("biases", half.name)
+    shape = (2, 4, 9, 13)
+    compare_fused("add_alibi", random_half(shape, half, rng), msg="offsets", offset=np.array([0, 40]))
+    compare_fused("add_alibi", random_half(shape, half, rng), msg="slopes", slopes=rng.uniform(0, 1, 4),
+                  out=np.full(shape, 2, half)[..., ::-1])
+    compare_fused("add_alibi", random_half(shape, half, rng), msg="key positions",
+                  key_positions=rng.integers(0, 13, (2, 13)))
+    for bidirectional in (True, False):
+        for table_dtype in (np.float64, np.float32, np.float16):
+            table = rng.standard_normal((32, 4)).astype(table_dtype)
+            compare_fused("add_relative_bias", random_half(shape, half, rng), table, msg=f"table {table.dtype}",
+                          bidirectional=bidirectional, num_buckets=32, max_distance=20, offset=np.array([3, 0]))
+
+
+def _bfloat16_argument_calls():
+    """(label, call(args_dtype)) of real-valued array arguments other than the
+    arrays written; each call's result with bfloat16 arguments must equal the
+    result with the same values as float64."""
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 4, 6, 8)).astype(np.float32)
+    vals = {"bias_table": (np.arange(128.0).reshape(32, 4) - 64) / 16, "slopes": np.array([0.5, 0.25, 0.125, 1.0]),
+            "inv_freq": np.array([1.0, 0.5, 0.25, 0.125]), "positions": np.arange(6.0)[::-1],
+            "key_positions": np.arange(6.0).reshape(1, 6)}
+    return {
+        "bias_table": lambda dt: fastpe.add_relative_bias(x[..., :6].copy(), vals["bias_table"].astype(dt),
+                                                          bidirectional=True, num_buckets=32, max_distance=20),
+        "slopes": lambda dt: fastpe.add_alibi(x[..., :6].copy(), slopes=vals["slopes"].astype(dt)),
+        "key_positions": lambda dt: fastpe.add_alibi(x[..., :6].copy(), key_positions=vals["key_positions"].astype(dt)),
+        "inv_freq": lambda dt: fastpe.add_sinusoidal(x.copy(), inv_freq=vals["inv_freq"].astype(dt)),
+        "positions": lambda dt: fastpe.add_sinusoidal(x.copy(), positions=vals["positions"].astype(dt)),
+    }
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="real-valued array arguments accept float16 but reject bfloat16 arrays "
+                          "(_validation.real_array/array_of_kind accept dtype kinds 'iuf'; bfloat16's kind is 'V')")
+@pytest.mark.parametrize("argument", list(_bfloat16_argument_calls()))
+def test_regression_bfloat16_value_arguments(argument):
+    """A bfloat16 bias_table (T5's learned relative_attention_bias in a bfloat16
+    model), slopes, key_positions, inv_freq or positions is rejected with
+    "TypeError: <name> must hold integers or floats, got dtype bfloat16",
+    while the same values in float16 are accepted and add_table takes a
+    bfloat16 table."""
+    bf16 = half_dtype("bfloat16")
+    call = _bfloat16_argument_calls()[argument]
+    np.testing.assert_array_equal(call(np.float16), call(np.float64))  # float16 arguments work
+    np.testing.assert_array_equal(call(bf16), call(np.float64))
