@@ -242,10 +242,11 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
     rows = req.offset if req.positions is None else req.positions
     first_row = 0
     if table_rows.dtype not in NATIVE_FLOATS:
-        # A 16-bit table: the rows this call reads, widened (exactly) to float32.
+        # A 16-bit table: the rows this call reads, widened (exactly) to float64,
+        # so a float32 x takes the mixed-dtype rule (the sum in float64) too.
         first_row = int(rows.min())
         last_row = int(rows.max()) + (dst.shape[-2] if req.positions is None else 1)
-        table_rows = table_rows[first_row:last_row].astype(np.float32)
+        table_rows = table_rows[first_row:last_row].astype(np.float64)
     elif table_rows.strides[1] != table_rows.itemsize:
         table_rows = np.ascontiguousarray(table_rows)  # the leaf loops read table rows with unit stride
     scale = 1.0 if req.scale is None else req.scale

@@ -57,25 +57,18 @@ typedef struct {
 } fpe_cols;
 
 /* 16-bit storage: IEEE float16 and bfloat16, held as their bits. Values are
- * computed in float64, narrowed to float32 rounding to odd, then rounded to
- * nearest even: with 13 or more spare bits, round-to-odd makes the two steps
- * equal to one correct rounding of the float64 value. Integer and float
- * operations only, branch-free, so every compiler vectorises them and no
- * instruction-set extension (F16C, AVX512-FP16) is assumed. They need IEEE
- * round-to-nearest arithmetic with subnormals (no flush-to-zero). */
+ * read exactly (16 bits -> float32 -> float64), computed in float64, and
+ * rounded once from float64 to nearest even, straight from the float64 bits.
+ * Integer and float operations only, branch-free, so every compiler
+ * vectorises them and no instruction-set extension (F16C, AVX512-FP16) is
+ * assumed. They need IEEE round-to-nearest arithmetic with subnormals (no
+ * flush-to-zero). */
 typedef uint16_t fpe_half;
 
 static inline uint32_t fpe_bits_of(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float fpe_float_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-
-static inline float fpe_f64_to_f32_odd(double d)
-{
-    float t = (float)d; /* nearest: one of the two neighbours of d */
-    uint32_t u = fpe_bits_of(t);
-    /* Inexact and even: take the other neighbour, whose last bit is odd. */
-    uint32_t other = fabs((double)t) > fabs(d) ? u - 1u : u + 1u;
-    return fpe_float_of((double)t != d && !(u & 1u) ? other : u);
-}
+static inline uint64_t fpe_bits64_of(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
+static inline double fpe_double_of(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
 
 static inline float fpe_f16_to_f32(fpe_half h)
 {
@@ -87,39 +80,44 @@ static inline float fpe_f16_to_f32(fpe_half h)
     return fpe_float_of(m | sign);
 }
 
-static inline fpe_half fpe_f32_to_f16(float f)
-{
-    uint32_t u = fpe_bits_of(f), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
-    /* Normal results: rebias the exponent (127 -> 15) and round the 13
-     * dropped bits to nearest even; a carry moves into the exponent. */
-    uint32_t normal = (a - (112u << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
-    /* Subnormal results: adding 0.5 puts float16's subnormal unit (2**-24)
-     * at float32's last bit, so the float addition does the rounding. */
-    uint32_t subnormal = fpe_bits_of(fpe_float_of(a) + 0.5f) - 0x3f000000u;
-    uint32_t r = a < (113u << 23) ? subnormal : normal;
-    r = a >= (143u << 23) ? 0x7c00u : r;  /* beyond 65520: infinity */
-    r = a > 0x7f800000u ? 0x7e00u : r;    /* NaN stays a (quiet) NaN */
-    return (fpe_half)(r | sign);
-}
-
 static inline float fpe_bf16_to_f32(fpe_half h) { return fpe_float_of((uint32_t)h << 16); }
 
-static inline fpe_half fpe_f32_to_bf16(float f)
-{
-    uint32_t u = fpe_bits_of(f);
-    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16; /* nearest even */
-    r = (u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r; /* quiet NaN */
-    return (fpe_half)r;
-}
+/* float64 -> a 16-bit format with exponent bias BIAS and MANT mantissa bits,
+ * nearest even. OVERFLOW is the smallest magnitude that rounds to infinity,
+ * SUB_MAGIC the power of two whose float64 ulp is the format's subnormal
+ * unit, INF and QNAN the format's infinity and quiet NaN. */
+#define FPE_DEFINE_NARROW(NAME, BIAS, MANT, OVERFLOW, SUB_MAGIC, INF, QNAN)              \
+    static inline fpe_half NAME(double d)                                               \
+    {                                                                                   \
+        uint64_t u = fpe_bits64_of(d), sign = (u >> 48) & 0x8000u;                      \
+        int64_t a = (int64_t)(u & 0x7fffffffffffffffull);                               \
+        const int shift = 52 - (MANT);                                                  \
+        /* Normal results: rebias the exponent and round the dropped bits to */        \
+        /* nearest even; a carry moves into the exponent. */                            \
+        uint64_t normal = ((uint64_t)a - ((uint64_t)(1023 - (BIAS)) << 52)              \
+                           + ((1ull << (shift - 1)) - 1u) + (((uint64_t)a >> shift) & 1u)) \
+                          >> shift;                                                     \
+        /* Subnormal results: adding SUB_MAGIC puts the subnormal unit at */           \
+        /* float64's last bit, so the float addition does the rounding. */              \
+        uint64_t subnormal = fpe_bits64_of(fpe_double_of((uint64_t)a) + (SUB_MAGIC))    \
+                             - fpe_bits64_of(SUB_MAGIC);                                \
+        uint64_t r = a < (int64_t)((uint64_t)(1023 - (BIAS) + 1) << 52) ? subnormal : normal; \
+        r = a >= (int64_t)fpe_bits64_of(OVERFLOW) ? (INF) : r;                          \
+        r = a > (int64_t)0x7ff0000000000000ll ? (QNAN) : r; /* NaN stays NaN */         \
+        return (fpe_half)(r | sign);                                                    \
+    }
+
+FPE_DEFINE_NARROW(fpe_f64_to_f16, 15, 10, 65520.0, 0x1p28, 0x7c00u, 0x7e00u)
+FPE_DEFINE_NARROW(fpe_f64_to_bf16, 127, 7, 0x1.ffp127, 0x1p-81, 0x7f80u, 0x7fc0u)
 
 /* How each storage type is read into, and written from, the type a sum is
  * formed in. */
 #define FPE_LOAD_NATIVE(WT, v) ((WT)(v))
 #define FPE_STORE_NATIVE(XT, v) ((XT)(v))
 #define FPE_LOAD_F16(WT, v) ((WT)fpe_f16_to_f32(v))
-#define FPE_STORE_F16(XT, v) fpe_f32_to_f16(fpe_f64_to_f32_odd(v))
+#define FPE_STORE_F16(XT, v) fpe_f64_to_f16(v)
 #define FPE_LOAD_BF16(WT, v) ((WT)fpe_bf16_to_f32(v))
-#define FPE_STORE_BF16(XT, v) fpe_f32_to_bf16(fpe_f64_to_f32_odd(v))
+#define FPE_STORE_BF16(XT, v) fpe_f64_to_bf16(v)
 
 /* Seed every frequency's state at position p from libm, in float64. */
 static void fpe_seed(double *restrict s, double *restrict c, double p,
@@ -298,8 +296,7 @@ FPE_DEFINE_ROW_APPLY(fpe_half, float, bf16_f32)
  * whose cosines and sines are cos_row[k], sin_row[k]:
  *   a' = a cos - b sin,  b' = b cos + a sin,
  * pair k's channels at first_off + k*ks and second_off + k*ks (the sin_off /
- * cos_off fields of fpe_cols). Formed in float64, rounded once (16-bit types:
- * through float32, as above). */
+ * cos_off fields of fpe_cols). Formed in float64, rounded once. */
 #define FPE_ROTATE_PAIR(A_IN, B_IN, A_OUT, B_OUT)                                       \
     {                                                                                   \
         double va_ = FPE_LOAD(double, A_IN), vb_ = FPE_LOAD(double, B_IN);              \

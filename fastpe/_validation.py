@@ -32,16 +32,17 @@ _SUPPORTED_NAMES = "float16, bfloat16, float32 or float64"
 _BFLOAT16_HINT = "bfloat16 is the ml_dtypes dtype: pip install ml_dtypes (or fastpe[bfloat16])"
 
 
-def bfloat16_dtype():
-    """ml_dtypes' bfloat16 if ml_dtypes is loaded, else None. fastpe never
-    imports it for an array: a bfloat16 array means it is already loaded."""
+def is_bfloat16(dtype):
+    """dtype is ml_dtypes' bfloat16. fastpe never imports ml_dtypes for this:
+    a bfloat16 array means it is already loaded. (Never compare a dtype with
+    None: np.dtype(None) is float64.)"""
     ml_dtypes = sys.modules.get("ml_dtypes")
-    return None if ml_dtypes is None else np.dtype(ml_dtypes.bfloat16)
+    return ml_dtypes is not None and dtype == np.dtype(ml_dtypes.bfloat16)
 
 
 def _dtype_problem(dtype):
     """Why an array dtype cannot be used, or None."""
-    if dtype in NATIVE_FLOATS or dtype == FLOAT16 or dtype == bfloat16_dtype():
+    if dtype in NATIVE_FLOATS or dtype == FLOAT16 or is_bfloat16(dtype):
         return None
     if dtype.kind == "f" and dtype.newbyteorder("=") in NATIVE_FLOATS + (FLOAT16,):
         return f"has non-native byte order ({dtype.str}); convert it with .astype({dtype.newbyteorder('=').name!r})"
@@ -190,11 +191,16 @@ def check_num_threads(num_threads):
 
 
 def array_of_kind(name, value, kinds, holds):
-    """np.asarray(value), whose dtype kind must be one of `kinds` ("iuf": numbers)."""
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number or an array of {holds}; NumPy cannot convert it: {exc}") from None
+    """np.asarray(value), whose dtype kind must be one of `kinds` ("iuf": numbers).
+    bfloat16 counts as a float and is widened to float32 (exactly)."""
+    arr = ndarray_view(name, value)
+    if arr is None:
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a number or an array of {holds}; NumPy cannot convert it: {exc}") from None
+    if "f" in kinds and is_bfloat16(arr.dtype):
+        arr = arr.astype(np.float32)
     if arr.dtype.kind not in kinds:
         raise TypeError(f"{name} must hold {holds}, got dtype {arr.dtype}")
     return arr
