@@ -383,5 +383,8 @@ FPE_DEFINE_ROTATE(bf16)
 
 FPE_DEFINE_PROBES(float, f32)
 FPE_DEFINE_PROBES(double, f64)
+/* 16-bit storage: the same traffic as an integer add (a float16 add needs
+ * conversions, which are arithmetic, not traffic). */
+FPE_DEFINE_PROBES(uint16_t, u16)
 
 #endif

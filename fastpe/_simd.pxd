@@ -66,3 +66,5 @@ cdef extern from "_simd.h" nogil:
     void fpe_probe_add_f64(double *x, double value, fpe_idx n)
     void fpe_probe_fill_f32(float *x, float value, fpe_idx n)
     void fpe_probe_fill_f64(double *x, double value, fpe_idx n)
+    void fpe_probe_add_u16(uint16_t *x, uint16_t value, fpe_idx n)
+    void fpe_probe_fill_u16(uint16_t *x, uint16_t value, fpe_idx n)
