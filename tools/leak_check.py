@@ -38,6 +38,11 @@ import numpy as np
 
 import fastpe
 
+try:  # optional: the tensor path is checked when torch is installed
+    import torch
+except ImportError:
+    torch = None
+
 
 def rss_bytes():
     try:
@@ -68,6 +73,10 @@ def make_inputs():
         "scores": rng.uniform(-1, 1, (2, 2, 6, 7)).astype(np.float32),
         "bias_table": rng.uniform(-1, 1, (32, 2)),
         "ids": rng.integers(0, 5, (2, 16)),
+        "x16": rng.uniform(-1, 1, (2, 16, 32)).astype(np.float16),
+        "scores16": rng.uniform(-1, 1, (2, 2, 6, 7)).astype(np.float16),
+        # a CPU tensor, written through DLPack (when torch is installed)
+        "tensor": None if torch is None else torch.zeros(2, 16, 32),
     }
 
 
@@ -92,6 +101,13 @@ def later_functions(i, a):
     fastpe.relative_position_bucket(np.arange(-20, 20), bidirectional=bool(i % 2))
     fastpe.add_relative_bias(a["scores"], a["bias_table"], bidirectional=True, num_buckets=32, max_distance=128)
     a["scores"] *= 0.5
+    # 16-bit storage and tensors
+    fastpe.add_sinusoidal(a["x16"], offset=i % 5, scale=0.5)
+    fastpe.sinusoidal_table(16, 8, dtype=np.float16)
+    fastpe.add_alibi(a["scores16"])
+    a["scores16"] *= np.float16(0.5)
+    if a["tensor"] is not None:
+        fastpe.add_sinusoidal(a["tensor"], scale=0.5)
 
 
 def one_round(i, a):
