@@ -1,8 +1,6 @@
 """fastpe.dask against the eager kernel and fastpe.reference, for every way of
 chunking (..., T, D), on the local schedulers and on a real distributed cluster."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from hypothesis import strategies as st  # noqa: E402
 import fastpe  # noqa: E402
 import fastpe.dask as fpd  # noqa: E402
 from fastpe import _kernels, reference  # noqa: E402
+from reliability_util import run_python  # noqa: E402
 from util import add_tolerance, assert_within, max_abs_position_of_add, rng_for  # noqa: E402
 
 SHAPE = (2, 3, 40, 10)
@@ -328,7 +327,8 @@ def test_import_does_not_need_dask():
         "else:\n"
         "    raise AssertionError('no ImportError')\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    proc = run_python(code)  # from a temporary directory: never the uncompiled sources
+    assert proc.returncode == 0, proc.stderr
 
 
 # --------------------------------------------------------------------------
