@@ -21,7 +21,7 @@ import numpy.typing as npt
 from . import _api
 from ._plan import CACHE
 from ._typing import ArrayT, Bool, GridLayout, Int, OptInt, OptReal, Real, Shape, Table
-from ._validation import NATIVE_FLOATS, check_count, check_dtype_argument, check_layout, check_real_scalar, x_and_out
+from ._validation import check_count, check_dtype_argument, check_layout, check_real_scalar, encoding_dtype_for, x_and_out
 
 LAYOUTS_2D = ("mae", "timm", "big_vision")
 
@@ -115,12 +115,6 @@ def grid_nd_table(shape, dim, min_timescale, max_timescale, dtype):
                    lambda: _grid_nd_float64(shape, dim, min_timescale, max_timescale), dtype)
 
 
-def _table_dtype(x):
-    """The cached table a fused add reads: x's dtype (PE rounded to it once),
-    or float64 for 16-bit x, whose sum is formed in float64 and rounded once."""
-    return x.dtype if x.dtype in NATIVE_FLOATS else np.dtype(np.float64)
-
-
 def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
               cls_token: Bool = False, dtype: npt.DTypeLike = np.float32) -> Table:
     """2-D sin-cos encoding of a grid_h x grid_w grid: shape (grid_h*grid_w [+1], dim)."""
@@ -138,7 +132,7 @@ def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, 
     if xa.shape[-2] != tokens:
         raise ValueError(f"x must have {tokens} tokens on axis -2 (grid_h * grid_w{' + 1 cls' if cls_token else ''}), "
                          f"got shape {xa.shape}")
-    table = grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, _table_dtype(xa))
+    table = grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, encoding_dtype_for(xa.dtype))
     return _api.add_table(x, table, scale=scale, out=out, num_threads=num_threads)
 
 
@@ -158,6 +152,6 @@ def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
     tokens = math.prod(shape)
     if xa.shape[-2] != tokens:
         raise ValueError(f"x must have prod(shape) = {tokens} tokens on axis -2, got shape {xa.shape}")
-    return _api.add_table(x, grid_nd_table(shape, dim, lo, hi, _table_dtype(xa)), scale=scale, out=out,
+    return _api.add_table(x, grid_nd_table(shape, dim, lo, hi, encoding_dtype_for(xa.dtype)), scale=scale, out=out,
                           num_threads=num_threads)
 

@@ -40,6 +40,13 @@ def is_bfloat16(dtype):
     return ml_dtypes is not None and dtype == np.dtype(ml_dtypes.bfloat16)
 
 
+def encoding_dtype_for(dtype):
+    """The dtype a fused add rounds its encoding (or table) to before adding
+    into x of `dtype`: x's own for float32/float64, float64 for the 16-bit
+    types, whose sum is formed in float64 and rounded once."""
+    return dtype if dtype in NATIVE_FLOATS else np.dtype(np.float64)
+
+
 def _dtype_problem(dtype):
     """Why an array dtype cannot be used, or None."""
     if dtype in NATIVE_FLOATS or dtype == FLOAT16 or is_bfloat16(dtype):

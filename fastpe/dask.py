@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from . import _api
-from ._validation import Encoding, check_count, real_array
+from ._validation import Encoding, check_count, encoding_dtype_for, real_array
 
 __all__ = ["add_sinusoidal", "sinusoidal_encode", "sinusoidal_table"]
 
@@ -89,8 +89,9 @@ def _add_block(x, t, cols, offset, positions, *, dim, shift, scale, num_threads,
     if positions is None:
         # The eager call's implicit positions, shift (fairseq's padding_idx + 1) included.
         positions = np.asarray(offset, dtype=np.float64)[..., None] + (shift + t)
-    table, rows = _encoded_columns(positions, dim, columns, x.dtype, {**enc, "num_threads": num_threads})
-    # add_table forms x * scale + row in x's dtype, as add_sinusoidal does with its encoding.
+    table, rows = _encoded_columns(positions, dim, columns, encoding_dtype_for(x.dtype),
+                                   {**enc, "num_threads": num_threads})
+    # add_table then forms x * scale + row as add_sinusoidal does with its encoding.
     _api.add_table(x, table, positions=rows, scale=scale, out=out, num_threads=num_threads)
     return out
 

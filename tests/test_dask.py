@@ -156,22 +156,21 @@ def half_dtypes():
     return dtypes + [(np.dtype(ml_dtypes.bfloat16), 2.0**-7)]
 
 
+@pytest.mark.parametrize("chunks", [(2, 8, 8), (3, 20, (3, 5)), (1, 7, (2, 2, 4))], ids=str)
 @pytest.mark.parametrize("dtype, eps", half_dtypes(), ids=str)
-def test_other_dtypes_follow_the_eager_call(dtype, eps):
-    """fastpe.dask passes x's dtype through: it accepts what the eager call accepts, rejects the rest alike."""
+def test_16_bit_dtypes(dtype, eps, chunks):
+    """float16/bfloat16 blocks, D split or not, round the float64 sum once, as
+    the eager call does: within one ulp of the reference, and almost always
+    equal to it. (Regression: blocks that split D added an encoding already
+    rounded to 16 bits, a second rounding that changed ~20% of the values.)"""
     x = data((3, 20, 8)).astype(dtype)
-    try:
-        eager = fastpe.add_sinusoidal(x.copy(), offset=4)
-    except (TypeError, ValueError) as exc:
-        with pytest.raises(type(exc), match="x must"):
-            fpd.add_sinusoidal(da.from_array(x, chunks=(2, 8, 8)), offset=4)
-        return
-    for chunks in [(2, 8, 8), (3, 20, (3, 5))]:
-        result = fpd.add_sinusoidal(da.from_array(x, chunks=chunks), offset=4).compute()
-        assert result.dtype == dtype
-        # One rounding of the sum in the narrow dtype apart, at most.
-        np.testing.assert_allclose(result.astype(np.float64), eager.astype(np.float64),
-                                   rtol=eps, atol=eps)
+    expected = reference.add_sinusoidal(x.copy(), offset=4, scale=1.5).astype(np.float64)
+    result = fpd.add_sinusoidal(da.from_array(x, chunks=chunks), offset=4, scale=1.5).compute()
+    assert result.dtype == dtype
+    got = result.astype(np.float64)
+    ulp = eps * 2.0 ** np.floor(np.log2(np.maximum(np.abs(expected), 2.0**-14)))
+    assert_within(got, expected, ulp, f"{dtype} chunks={chunks}")
+    assert np.count_nonzero(got != expected) <= 0.01 * got.size, f"{dtype} chunks={chunks}: rounded twice?"
 
 
 @pytest.mark.parametrize("shape", [(0, 5, 4), (3, 0, 4), (3, 5, 0), (0, 0)])
