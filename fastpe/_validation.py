@@ -99,7 +99,13 @@ def as_float_array(name, value):
     problem = _dtype_problem(value.dtype)
     if problem:
         raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; it {problem}")
-    return value
+    return aligned(value)
+
+
+def aligned(a):
+    """a, or an aligned copy of an input that is only read: the kernels load
+    whole elements (unpickled out-of-band buffers, e.g. Dask's, can be unaligned)."""
+    return a if a.flags.aligned else a.copy()
 
 
 def has_internal_overlap(a):
@@ -210,7 +216,7 @@ def array_of_kind(name, value, kinds, holds):
         arr = arr.astype(np.float32)
     if arr.dtype.kind not in kinds:
         raise TypeError(f"{name} must hold {holds}, got dtype {arr.dtype}")
-    return arr
+    return aligned(arr)
 
 
 def real_array(name, value, *, allow_nonfinite=False):

@@ -11,7 +11,7 @@ import pytest
 
 import fastpe
 from fastpe import reference
-from util import assert_unchanged, snapshot
+from util import assert_unchanged, assert_within, snapshot
 
 as_strided = np.lib.stride_tricks.as_strided
 
@@ -299,3 +299,40 @@ def test_regression_huge_int_arguments(impl, fname, args, kwargs, name):
     with pytest.raises((TypeError, ValueError), match=rf"(?<![A-Za-z_]){name}(?![A-Za-z_])"):
         func(*args, **kwargs)
     assert_unchanged(snaps, f"{impl} {fname} {name}=huge int")
+
+
+def _unaligned(a):
+    """A copy of a whose data starts one byte off its dtype's alignment."""
+    raw = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    b = raw[1:].view(a.dtype).reshape(a.shape)
+    b[...] = a
+    assert not b.flags.aligned
+    return b
+
+
+def test_regression_unaligned_read_only_inputs():
+    """Regression: inputs that are only read (x with out=, positions, offsets,
+    tables) were handed to the kernels unaligned, which UBSan reported as
+    misaligned loads in Dask workers (unpickled out-of-band buffers). They are
+    now read through an aligned copy; in-place targets stay a ValueError."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 7, 6))
+    positions = rng.uniform(0, 100, (2, 7))
+    table = rng.standard_normal((30, 6))
+    scores = rng.standard_normal((1, 2, 3, 4))
+    bias_table = rng.standard_normal((8, 2))
+    cases = [
+        ("x with out=", lambda m, u: m.add_sinusoidal(u(x), out=np.empty_like(x), offset=3)),
+        ("positions", lambda m, u: m.add_sinusoidal(x.copy(), positions=u(positions))),
+        ("offset", lambda m, u: m.add_sinusoidal(x.copy(), offset=u(np.array([2.5, 7.0])))),
+        ("table", lambda m, u: m.add_table(x.copy(), u(table), offset=4)),
+        ("x and table", lambda m, u: m.add_table(u(x), u(table), out=np.empty_like(x))),
+        ("scores with out=", lambda m, u: m.add_alibi(u(scores), out=np.empty_like(scores))),
+        ("bias_table", lambda m, u: m.add_relative_bias(scores.copy(), u(bias_table), bidirectional=True,
+                                                       num_buckets=8, max_distance=16)),
+        ("rotary x with out=", lambda m, u: m.apply_rotary(u(x), out=[np.empty_like(x)], offset=1)),
+    ]
+    for name, call in cases:
+        expected = call(reference, lambda a: a.copy())
+        got = call(fastpe, _unaligned)
+        assert_within(got, expected, 1e-9, f"unaligned {name}")

@@ -62,8 +62,14 @@ def add_tolerance(dtype, max_abs_position, xs_abs):
         already allows for).
     Hence atol = contract + [x*scale != 0] * eps/2 + 2 * eps(dtype) * |x*scale|, elementwise.
     """
-    eps = float(np.finfo(dtype).eps)
     xs = np.asarray(xs_abs, dtype=np.float64)
+    if np.dtype(dtype).itemsize == 2:
+        # 16-bit storage: the float64 sum rounded once, so one ulp of the
+        # 16-bit type at the result's magnitude (<= |x*scale| + 1), plus the
+        # float64 encoding's own error.
+        mant = 10 if np.dtype(dtype) == np.float16 else 7
+        return 2.0 ** (np.floor(np.log2(xs + 1.0)) - mant) + contract_atol(np.float64, max_abs_position)
+    eps = float(np.finfo(dtype).eps)
     return contract_atol(dtype, max_abs_position) + np.where(xs != 0, 0.5 * eps, 0.0) + 2.0 * eps * xs
 
 

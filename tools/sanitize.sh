@@ -110,5 +110,10 @@ if [ "$reports" -gt 0 ]; then
     [ "$status" -eq 0 ] && status=1
 else
     echo "== no sanitizer reports"
+    if [ "$status" -ne 0 ]; then
+        # UBSan may print to the process's stderr instead of log_path, and
+        # halt_on_error ends the process: pytest's capture then shows nothing.
+        echo "== pytest failed: rerun the failing tests with -s to see a sanitizer message on stderr"
+    fi
 fi
 exit "$status"
