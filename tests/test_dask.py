@@ -58,6 +58,15 @@ def data(shape=SHAPE, dtype=np.float64, key="x"):
 # A real cluster: two worker processes, so blocks are pickled and computed elsewhere.
 
 
+# Every cluster result is awaited at most this long: a worker that dies on
+# every try must fail the test, not hang the run.
+CLUSTER_TIMEOUT_S = 120
+
+
+def on_cluster(client, *lazies):
+    return [future.result(timeout=CLUSTER_TIMEOUT_S) for future in client.compute(list(lazies))]
+
+
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
@@ -343,17 +352,17 @@ def test_cluster_add(client, chunking):
         fpd.add_sinusoidal(da.from_array(x, chunks=CHUNKINGS[chunking]), offset=offset, scale=2.0),
         fpd.add_sinusoidal(da.from_array(x, chunks=CHUNKINGS[chunking]), positions=positions, preset="fairseq"),
     ]
-    first, second = client.gather(client.compute(lazies))
+    first, second = on_cluster(client, *lazies)
     check(first, x, f"cluster chunks={chunking}", offset=offset, scale=2.0)
     check(second, x, f"cluster chunks={chunking}", positions=positions, preset="fairseq")
 
 
 def test_cluster_table_and_encode(client):
-    table = fpd.sinusoidal_table(300, 16, chunks=(64, (5, 11)), offset=4).compute()  # the active client runs it
+    (table,) = on_cluster(client, fpd.sinusoidal_table(300, 16, chunks=(64, (5, 11)), offset=4))
     assert_within(table, reference.sinusoidal_table(300, 16, offset=4), add_tolerance(np.float32, 310, 0),
                   "cluster table")
     positions = rng_for("cluster encode").integers(0, 1000, size=(6, 7))
-    enc = fpd.sinusoidal_encode(da.from_array(positions, chunks=3), 16, dtype=np.float64).compute()
+    (enc,) = on_cluster(client, fpd.sinusoidal_encode(da.from_array(positions, chunks=3), 16, dtype=np.float64))
     assert_within(enc, reference.sinusoidal_encode(positions, 16, dtype=np.float64),
                   add_tolerance(np.float64, 1000, 0), "cluster encode")
 
