@@ -38,6 +38,18 @@ def _openmp_runtime():
     return f"{name} at {lib.get('filepath')}"
 
 
+def _distribution_version(name):
+    """The installed version of a distribution, or None (without importing it)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+    except ImportError:
+        return None
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def config() -> dict[str, Any]:
     """The facts show_config prints, as a dict."""
     from . import __version__
@@ -54,6 +66,8 @@ def config() -> dict[str, Any]:
         "serial_after_fork": _forksafe.serial_only(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "simd": _kernels.simd_level(),
+        # bfloat16 storage needs ml_dtypes; asking for its version imports nothing.
+        "ml_dtypes": _distribution_version("ml_dtypes"),
         "compiler": BUILD_INFO.get("compiler"),
         "compile_args": BUILD_INFO.get("extra_compile_args"),
         "link_args": BUILD_INFO.get("extra_link_args"),
