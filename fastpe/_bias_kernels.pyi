@@ -8,6 +8,7 @@ MODE_ADD_INPLACE: int
 MODE_ADD_TO: int
 
 def openmp_enabled() -> bool: ...
+def set_half_simd(enable: bool) -> bool: ...
 def add_bias(
     dst: npt.NDArray[Any], src: npt.NDArray[Any], mode: int, kind: int, lut: npt.NDArray[Any], lut_start: npt.NDArray[Any],
     lut_hs: int, istep: int, block: int, n_items: int, n_threads: int,

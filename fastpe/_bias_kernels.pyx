@@ -22,7 +22,7 @@ from cython.parallel cimport prange
 
 cnp.import_array()
 
-from fastpe._simd cimport fpe_apply_bf16_f64, fpe_apply_f16_f64, fpe_half, fpe_idx
+from fastpe._simd cimport fpe_apply_bf16_f64, fpe_apply_f16_f64, fpe_half, fpe_half_avx512, fpe_half_simd_init, fpe_idx
 
 cdef extern from "_openmp.h" nogil:
     int FPE_HAVE_OPENMP
@@ -45,6 +45,9 @@ MODE_ADD_TO = 2
 def openmp_enabled():
     """True when this extension was compiled with OpenMP."""
     return bool(FPE_HAVE_OPENMP)
+
+
+include "_half_simd.pxi"
 
 
 cdef struct Scores:

@@ -66,6 +66,7 @@ def config() -> dict[str, Any]:
         "serial_after_fork": _forksafe.serial_only(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "simd": _kernels.simd_level(),
+        "16-bit rows": _kernels.half_simd(),
         # bfloat16 storage needs ml_dtypes; asking for its version imports nothing.
         "ml_dtypes": _distribution_version("ml_dtypes"),
         "compiler": BUILD_INFO.get("compiler"),

@@ -264,14 +264,118 @@ FPE_DEFINE_ROW_OPS(f64)
         }                                                                               \
     }
 
+/* 16-bit rows from float64 encodings with AVX-512 (GCC on x86-64, on CPUs
+ * with AVX512F/VL/BW/DQ and F16C, chosen at run time; a plain target
+ * attribute, not target_clones, so sanitized builds check it too): the
+ * same float64 sum, narrowed to float32 by truncation with the last bit set
+ * when inexact (round to odd, which keeps the next rounding correct), then
+ * rounded to 16 bits by the hardware (float16) or by integer arithmetic
+ * (bfloat16). The same bits as the portable loops, about 2.5x faster; the
+ * tests run both (set_half_simd). Rows are handled 8 elements at a time and
+ * the tail by the portable loop. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTPE_NO_DISPATCH)
+#include <immintrin.h>
+#define FPE_HALF_AVX512_BUILT 1
+#define FPE_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,f16c,fma")))
+
+/* 1: use the AVX-512 rows; 0: the portable loops. Set once at import
+ * (fpe_half_simd_init), and by tests. */
+static int fpe_half_avx512 = 0;
+
+static int fpe_half_simd_init(void)
+{
+    __builtin_cpu_init();
+    fpe_half_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+                      && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+                      && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+    return fpe_half_avx512;
+}
+
+FPE_AVX512 static inline __m256 fpe_f32_odd8(__m512d d)
+{
+    __m256 t = _mm512_cvt_roundpd_ps(d, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __mmask8 inexact = _mm512_cmp_pd_mask(_mm512_cvtps_pd(t), d, _CMP_NEQ_UQ);
+    __m256i bits = _mm256_castps_si256(t);
+    return _mm256_castsi256_ps(_mm256_mask_or_epi32(bits, inexact, bits, _mm256_set1_epi32(1)));
+}
+
+FPE_AVX512 static inline __m512d fpe_load8_f16(const fpe_half *p)
+{
+    return _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)));
+}
+
+FPE_AVX512 static inline __m128i fpe_narrow8_f16(__m512d d)
+{
+    return _mm256_cvtps_ph(fpe_f32_odd8(d), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+FPE_AVX512 static inline __m512d fpe_load8_bf16(const fpe_half *p)
+{
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+}
+
+FPE_AVX512 static inline __m128i fpe_narrow8_bf16(__m512d d)
+{
+    __m256i u = _mm256_castps_si256(fpe_f32_odd8(d));
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
+    __m256i nan_bits = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    __mmask8 is_nan = _mm256_cmpgt_epi32_mask(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                              _mm256_set1_epi32(0x7f800000));
+    return _mm256_cvtepi32_epi16(_mm256_mask_mov_epi32(r, is_nan, nan_bits));
+}
+
+/* Rows of unit stride: returns how many leading elements were done. */
+#define FPE_DEFINE_HALF_AVX512(KIND)                                                    \
+    FPE_AVX512 static fpe_idx fpe_apply_avx512_##KIND(fpe_half *dst, const fpe_half *src,\
+                                                      const double *pe, double scale,   \
+                                                      fpe_idx n, int mode)              \
+    {                                                                                   \
+        const __m512d sc = _mm512_set1_pd(scale);                                       \
+        fpe_idx j = 0;                                                                  \
+        if (mode == 0) {                                                                \
+            for (; n - j >= 8; j += 8)                                                  \
+                _mm_storeu_si128((__m128i *)(dst + j),                                  \
+                                 fpe_narrow8_##KIND(_mm512_loadu_pd(pe + j)));          \
+        } else {                                                                        \
+            const fpe_half *x = mode == 1 ? dst : src;                                  \
+            for (; n - j >= 8; j += 8) {                                                \
+                __m512d v = _mm512_fmadd_pd(fpe_load8_##KIND(x + j), sc,                \
+                                            _mm512_loadu_pd(pe + j));                   \
+                _mm_storeu_si128((__m128i *)(dst + j), fpe_narrow8_##KIND(v));          \
+            }                                                                           \
+        }                                                                               \
+        return j;                                                                       \
+    }
+FPE_DEFINE_HALF_AVX512(f16)
+FPE_DEFINE_HALF_AVX512(bf16)
+/* The AVX-512 rows take what they can of a unit-stride call. */
+#define FPE_HALF_FAST(KIND)                                                             \
+    if (fpe_half_avx512 && dst_stride == 1 && (mode != 2 || src_stride == 1)) {         \
+        fpe_idx done = fpe_apply_avx512_##KIND(dst, src, pe, scale, n, mode);           \
+        dst += done;                                                                    \
+        src += mode == 2 ? done : 0;                                                    \
+        pe += done;                                                                     \
+        n -= done;                                                                      \
+    }
+#else
+#define FPE_HALF_AVX512_BUILT 0
+static int fpe_half_avx512 = 0;
+static int fpe_half_simd_init(void) { return 0; }
+#define FPE_HALF_FAST(KIND)
+#endif
+#define FPE_NO_FAST_PATH
+
 /* One entry for all three: mode 0 stores, 1 adds in place, 2 adds to src
  * (fastpe._kernels.MODE_*). */
-#define FPE_DEFINE_ROW_APPLY(XT, PT, SUFFIX)                                            \
+#define FPE_DEFINE_ROW_APPLY(XT, PT, SUFFIX, FAST)                                      \
     static inline void fpe_apply_##SUFFIX(XT *dst, fpe_idx dst_stride,                 \
                                           const XT *src, fpe_idx src_stride,           \
                                           const PT *pe, double scale, fpe_idx n,       \
                                           int mode)                                    \
     {                                                                                   \
+        FAST                                                                            \
         if (mode == 0) fpe_store_##SUFFIX(dst, dst_stride, pe, n);                      \
         else if (mode == 1) fpe_add_inplace_##SUFFIX(dst, dst_stride, pe, scale, n);    \
         else fpe_add_to_##SUFFIX(dst, dst_stride, src, src_stride, pe, scale, n);       \
@@ -287,10 +391,10 @@ FPE_DEFINE_ROW_ADDS(fpe_half, double, double, f16_f64, FPE_LOAD_F16, FPE_STORE_F
 FPE_DEFINE_ROW_ADDS(fpe_half, float, double, f16_f32, FPE_LOAD_F16, FPE_STORE_F16)
 FPE_DEFINE_ROW_ADDS(fpe_half, double, double, bf16_f64, FPE_LOAD_BF16, FPE_STORE_BF16)
 FPE_DEFINE_ROW_ADDS(fpe_half, float, double, bf16_f32, FPE_LOAD_BF16, FPE_STORE_BF16)
-FPE_DEFINE_ROW_APPLY(fpe_half, double, f16_f64)
-FPE_DEFINE_ROW_APPLY(fpe_half, float, f16_f32)
-FPE_DEFINE_ROW_APPLY(fpe_half, double, bf16_f64)
-FPE_DEFINE_ROW_APPLY(fpe_half, float, bf16_f32)
+FPE_DEFINE_ROW_APPLY(fpe_half, double, f16_f64, FPE_HALF_FAST(f16))
+FPE_DEFINE_ROW_APPLY(fpe_half, float, f16_f32, FPE_NO_FAST_PATH)
+FPE_DEFINE_ROW_APPLY(fpe_half, double, bf16_f64, FPE_HALF_FAST(bf16))
+FPE_DEFINE_ROW_APPLY(fpe_half, float, bf16_f32, FPE_NO_FAST_PATH)
 
 /* Rotary embeddings: rotate channel pairs (a, b) of one row by the angles
  * whose cosines and sines are cos_row[k], sin_row[k]:

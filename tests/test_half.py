@@ -58,6 +58,23 @@ def half(request):
     return half_dtype(request.param)
 
 
+@pytest.fixture(autouse=True, scope="module", params=["avx512", "portable"])
+def half_rows(request):
+    """Every test runs with both implementations of the 16-bit rows: the
+    AVX-512 one (where the CPU and the build have it) and the portable loops."""
+    from fastpe import _bias_kernels, _kernels
+
+    enable = request.param == "avx512"
+    previous = _kernels.set_half_simd(enable), _bias_kernels.set_half_simd(enable)
+    if enable and _kernels.half_simd() != "avx512":
+        _kernels.set_half_simd(previous[0])
+        _bias_kernels.set_half_simd(previous[1])
+        pytest.skip("this CPU or build has no AVX-512 rows for 16-bit storage")
+    yield request.param
+    _kernels.set_half_simd(previous[0])
+    _bias_kernels.set_half_simd(previous[1])
+
+
 # --------------------------------------------------------------------------
 # Units in the last place, exact rounding, comparisons
 
