@@ -317,13 +317,15 @@ FPE_AVX512 static inline __m512d fpe_load8_bf16(const fpe_half *p)
 
 FPE_AVX512 static inline __m128i fpe_narrow8_bf16(__m512d d)
 {
-    __m256i u = _mm256_castps_si256(fpe_f32_odd8(d));
+    __m256 f = fpe_f32_odd8(d);
+    __m256i u = _mm256_castps_si256(f);
     __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
     __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
     __m256i nan_bits = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
-    __mmask8 is_nan = _mm256_cmpgt_epi32_mask(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
-                                              _mm256_set1_epi32(0x7f800000));
-    return _mm256_cvtepi32_epi16(_mm256_mask_mov_epi32(r, is_nan, nan_bits));
+    r = _mm256_mask_mov_epi32(r, _mm256_cmp_ps_mask(f, f, _CMP_UNORD_Q), nan_bits);
+    /* 16-bit halves of the 8 results (all < 2**16): pack within lanes, gather the lanes. */
+    __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+    return _mm256_castsi256_si128(packed);
 }
 
 /* Rows of unit stride: returns how many leading elements were done. */
