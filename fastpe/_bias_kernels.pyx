@@ -22,7 +22,8 @@ from cython.parallel cimport prange
 
 cnp.import_array()
 
-from fastpe._simd cimport fpe_apply_bf16_f64, fpe_apply_f16_f64, fpe_half, fpe_half_avx512, fpe_half_simd_init, fpe_idx
+from fastpe._simd cimport (fpe_apply_bf16_f64, fpe_apply_f16_f64, fpe_half, fpe_half_best, fpe_half_level,
+                           fpe_half_simd_init, fpe_idx)
 
 cdef extern from "_openmp.h" nogil:
     int FPE_HAVE_OPENMP

@@ -76,11 +76,6 @@ def simd_level():
     return fpe_simd_level().decode("ascii")
 
 
-def half_simd():
-    """How 16-bit rows are converted: "avx512" or "portable"."""
-    return "avx512" if fpe_half_avx512 else "portable"
-
-
 include "_half_simd.pxi"
 
 

@@ -264,33 +264,46 @@ FPE_DEFINE_ROW_OPS(f64)
         }                                                                               \
     }
 
-/* 16-bit rows from float64 encodings with AVX-512 (GCC on x86-64, on CPUs
- * with AVX512F/VL/BW/DQ and F16C, chosen at run time; a plain target
- * attribute, not target_clones, so sanitized builds check it too): the
+/* 16-bit rows from float64 encodings with AVX-512, or AVX2 with F16C (GCC on
+ * x86-64; the widest the CPU has is chosen at run time; plain target
+ * attributes, not target_clones, so sanitized builds check them too): the
  * same float64 sum, narrowed to float32 by truncation with the last bit set
  * when inexact (round to odd, which keeps the next rounding correct), then
  * rounded to 16 bits by the hardware (float16) or by integer arithmetic
- * (bfloat16). The same bits as the portable loops, about 2.5x faster; the
- * tests run both (set_half_simd). Rows are handled 8 elements at a time and
- * the tail by the portable loop. */
+ * (bfloat16). The same bits as the portable loops; the tests run every
+ * level (set_half_simd). Rows go 8 elements at a time, the tail through the
+ * portable loop. */
+#define FPE_HALF_PORTABLE 0
+#define FPE_HALF_AVX2 1
+#define FPE_HALF_AVX512 2
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTPE_NO_DISPATCH)
 #include <immintrin.h>
-#define FPE_HALF_AVX512_BUILT 1
 #define FPE_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,f16c,fma")))
+#define FPE_AVX2 __attribute__((target("avx2,f16c,fma")))
 
-/* 1: use the AVX-512 rows; 0: the portable loops. Set once at import
- * (fpe_half_simd_init), and by tests. */
-static int fpe_half_avx512 = 0;
+/* The implementation in use (FPE_HALF_*): set at import by
+ * fpe_half_simd_init, and by tests. */
+static int fpe_half_level = FPE_HALF_PORTABLE;
 
-static int fpe_half_simd_init(void)
+/* The widest implementation this CPU runs. */
+static int fpe_half_best(void)
 {
     __builtin_cpu_init();
-    fpe_half_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
-                      && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
-                      && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
-    return fpe_half_avx512;
+    if (!__builtin_cpu_supports("f16c") || !__builtin_cpu_supports("fma")) return FPE_HALF_PORTABLE;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+        return FPE_HALF_AVX512;
+    return __builtin_cpu_supports("avx2") ? FPE_HALF_AVX2 : FPE_HALF_PORTABLE;
 }
 
+/* float32 -> bfloat16 bits, nearest even, NaN kept quiet (32-bit lanes). */
+#define FPE_BF16_BITS(VEC, SET1, SRLI, AND, ADD, OR, U, F, NAN_SELECT)                    \
+    VEC lsb_ = AND(SRLI(U, 16), SET1(1));                                               \
+    VEC r_ = SRLI(ADD(ADD(U, SET1(0x7fff)), lsb_), 16);                                 \
+    VEC nan_ = OR(SRLI(U, 16), SET1(0x40));                                             \
+    r_ = NAN_SELECT(r_, nan_, F);
+
+/* ---- AVX-512: 8 float64 lanes */
 FPE_AVX512 static inline __m256 fpe_f32_odd8(__m512d d)
 {
     __m256 t = _mm512_cvt_roundpd_ps(d, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
@@ -315,17 +328,63 @@ FPE_AVX512 static inline __m512d fpe_load8_bf16(const fpe_half *p)
     return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
 }
 
+#define FPE_NAN_SELECT512(R, NAN, F) _mm256_mask_mov_epi32(R, _mm256_cmp_ps_mask(F, F, _CMP_UNORD_Q), NAN)
 FPE_AVX512 static inline __m128i fpe_narrow8_bf16(__m512d d)
 {
     __m256 f = fpe_f32_odd8(d);
     __m256i u = _mm256_castps_si256(f);
-    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
-    __m256i nan_bits = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
-    r = _mm256_mask_mov_epi32(r, _mm256_cmp_ps_mask(f, f, _CMP_UNORD_Q), nan_bits);
+    FPE_BF16_BITS(__m256i, _mm256_set1_epi32, _mm256_srli_epi32, _mm256_and_si256, _mm256_add_epi32,
+                  _mm256_or_si256, u, f, FPE_NAN_SELECT512)
     /* 16-bit halves of the 8 results (all < 2**16): pack within lanes, gather the lanes. */
-    __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
-    return _mm256_castsi256_si128(packed);
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r_, r_), 0x08));
+}
+
+/* ---- AVX2: 4 float64 lanes, twice */
+FPE_AVX2 static inline __m128 fpe_f32_odd4(__m256d d)
+{
+    __m128 t = _mm256_cvtpd_ps(d); /* nearest: one of the two neighbours of d */
+    __m256d back = _mm256_cvtps_pd(t);
+    __m256d magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffll));
+    __m256d away = _mm256_cmp_pd(_mm256_and_pd(back, magnitude), _mm256_and_pd(d, magnitude), _CMP_GT_OQ);
+    __m256d inexact = _mm256_cmp_pd(back, d, _CMP_NEQ_UQ);
+    const __m256i even_lanes = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    __m128i away32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(away), even_lanes));
+    __m128i inexact32 = _mm256_castsi256_si128(
+        _mm256_permutevar8x32_epi32(_mm256_castpd_si256(inexact), even_lanes));
+    /* rounded away from zero: one step back (the mask is -1), then the odd bit */
+    __m128i u = _mm_add_epi32(_mm_castps_si128(t), away32);
+    return _mm_castsi128_ps(_mm_or_si128(u, _mm_and_si128(inexact32, _mm_set1_epi32(1))));
+}
+
+FPE_AVX2 static inline __m256 fpe_f32_odd8_avx2(__m256d lo, __m256d hi)
+{
+    return _mm256_set_m128(fpe_f32_odd4(hi), fpe_f32_odd4(lo));
+}
+
+FPE_AVX2 static inline __m256 fpe_load8_f32_f16(const fpe_half *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+FPE_AVX2 static inline __m256 fpe_load8_f32_bf16(const fpe_half *p)
+{
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+FPE_AVX2 static inline __m128i fpe_store8_f16_avx2(__m256 f)
+{
+    return _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+#define FPE_NAN_SELECT256(R, NAN, F) \
+    _mm256_blendv_epi8(R, NAN, _mm256_castps_si256(_mm256_cmp_ps(F, F, _CMP_UNORD_Q)))
+FPE_AVX2 static inline __m128i fpe_store8_bf16_avx2(__m256 f)
+{
+    __m256i u = _mm256_castps_si256(f);
+    FPE_BF16_BITS(__m256i, _mm256_set1_epi32, _mm256_srli_epi32, _mm256_and_si256, _mm256_add_epi32,
+                  _mm256_or_si256, u, f, FPE_NAN_SELECT256)
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r_, r_), 0x08));
 }
 
 /* Rows of unit stride: returns how many leading elements were done. */
@@ -335,38 +394,61 @@ FPE_AVX512 static inline __m128i fpe_narrow8_bf16(__m512d d)
                                                       fpe_idx n, int mode)              \
     {                                                                                   \
         const __m512d sc = _mm512_set1_pd(scale);                                       \
+        const fpe_half *x = mode == 1 ? dst : src;                                      \
         fpe_idx j = 0;                                                                  \
-        if (mode == 0) {                                                                \
-            for (; n - j >= 8; j += 8)                                                  \
-                _mm_storeu_si128((__m128i *)(dst + j),                                  \
-                                 fpe_narrow8_##KIND(_mm512_loadu_pd(pe + j)));          \
-        } else {                                                                        \
-            const fpe_half *x = mode == 1 ? dst : src;                                  \
-            for (; n - j >= 8; j += 8) {                                                \
-                __m512d v = _mm512_fmadd_pd(fpe_load8_##KIND(x + j), sc,                \
-                                            _mm512_loadu_pd(pe + j));                   \
-                _mm_storeu_si128((__m128i *)(dst + j), fpe_narrow8_##KIND(v));          \
+        for (; n - j >= 8; j += 8) {                                                    \
+            __m512d v = _mm512_loadu_pd(pe + j);                                        \
+            if (mode) v = _mm512_fmadd_pd(fpe_load8_##KIND(x + j), sc, v);              \
+            _mm_storeu_si128((__m128i *)(dst + j), fpe_narrow8_##KIND(v));              \
+        }                                                                               \
+        return j;                                                                       \
+    }
+#define FPE_DEFINE_HALF_AVX2(KIND)                                                      \
+    FPE_AVX2 static fpe_idx fpe_apply_avx2_##KIND(fpe_half *dst, const fpe_half *src,   \
+                                                  const double *pe, double scale,       \
+                                                  fpe_idx n, int mode)                  \
+    {                                                                                   \
+        const __m256d sc = _mm256_set1_pd(scale);                                       \
+        const fpe_half *x = mode == 1 ? dst : src;                                      \
+        fpe_idx j = 0;                                                                  \
+        for (; n - j >= 8; j += 8) {                                                    \
+            __m256d lo = _mm256_loadu_pd(pe + j), hi = _mm256_loadu_pd(pe + j + 4);     \
+            if (mode) {                                                                 \
+                __m256 f = fpe_load8_f32_##KIND(x + j);                                 \
+                lo = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(f)), sc, lo);\
+                hi = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(f, 1)), sc, hi);\
             }                                                                           \
+            _mm_storeu_si128((__m128i *)(dst + j),                                      \
+                             fpe_store8_##KIND##_avx2(fpe_f32_odd8_avx2(lo, hi)));      \
         }                                                                               \
         return j;                                                                       \
     }
 FPE_DEFINE_HALF_AVX512(f16)
 FPE_DEFINE_HALF_AVX512(bf16)
-/* The AVX-512 rows take what they can of a unit-stride call. */
-#define FPE_HALF_FAST(KIND)                                                             \
-    if (fpe_half_avx512 && dst_stride == 1 && (mode != 2 || src_stride == 1)) {         \
-        fpe_idx done = fpe_apply_avx512_##KIND(dst, src, pe, scale, n, mode);           \
+FPE_DEFINE_HALF_AVX2(f16)
+FPE_DEFINE_HALF_AVX2(bf16)
+
+#define FPE_HALF_FAST_STEP(FN)                                                          \
+    {                                                                                   \
+        fpe_idx done = FN(dst, src, pe, scale, n, mode);                                \
         dst += done;                                                                    \
         src += mode == 2 ? done : 0;                                                    \
         pe += done;                                                                     \
         n -= done;                                                                      \
     }
+/* The vector rows take what they can of a unit-stride call. */
+#define FPE_HALF_FAST(KIND)                                                             \
+    if (dst_stride == 1 && (mode != 2 || src_stride == 1)) {                            \
+        if (fpe_half_level == FPE_HALF_AVX512) FPE_HALF_FAST_STEP(fpe_apply_avx512_##KIND)\
+        else if (fpe_half_level == FPE_HALF_AVX2) FPE_HALF_FAST_STEP(fpe_apply_avx2_##KIND)\
+    }
 #else
-#define FPE_HALF_AVX512_BUILT 0
-static int fpe_half_avx512 = 0;
-static int fpe_half_simd_init(void) { return 0; }
+static int fpe_half_level = FPE_HALF_PORTABLE;
+static int fpe_half_best(void) { return FPE_HALF_PORTABLE; }
 #define FPE_HALF_FAST(KIND)
 #endif
+
+static int fpe_half_simd_init(void) { return fpe_half_level = fpe_half_best(); }
 #define FPE_NO_FAST_PATH
 
 /* One entry for all three: mode 0 stores, 1 adds in place, 2 adds to src

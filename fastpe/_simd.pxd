@@ -27,9 +27,9 @@ cdef extern from "_simd.h" nogil:
                              double *s, double *c, const double *step_cos, const double *step_sin,
                              fpe_idx n)
     ctypedef uint16_t fpe_half
-    # AVX-512 rows for 16-bit storage (see _simd.h): built in, and in use.
-    int FPE_HALF_AVX512_BUILT
-    int fpe_half_avx512
+    # The implementation of the 16-bit rows (see _simd.h): in use, and the best available.
+    int fpe_half_level
+    int fpe_half_best()
     int fpe_half_simd_init()
     # 16-bit rows (mode: 0 store, 1 add in place, 2 add to src)
     void fpe_apply_f16_f64(fpe_half *dst, fpe_idx dst_stride, const fpe_half *src, fpe_idx src_stride,

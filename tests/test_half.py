@@ -58,21 +58,31 @@ def half(request):
     return half_dtype(request.param)
 
 
-@pytest.fixture(autouse=True, scope="module", params=["avx512", "portable"])
-def half_rows(request):
-    """Every test runs with both implementations of the 16-bit rows: the
-    AVX-512 one (where the CPU and the build have it) and the portable loops."""
+def _use_half_rows(name):
+    """Switch both kernel modules to one implementation of the 16-bit rows;
+    returns the previous ones. Skips the test where this CPU lacks it."""
     from fastpe import _bias_kernels, _kernels
 
-    enable = request.param == "avx512"
-    previous = _kernels.set_half_simd(enable), _bias_kernels.set_half_simd(enable)
-    if enable and _kernels.half_simd() != "avx512":
-        _kernels.set_half_simd(previous[0])
-        _bias_kernels.set_half_simd(previous[1])
-        pytest.skip("this CPU or build has no AVX-512 rows for 16-bit storage")
-    yield request.param
+    try:
+        return _kernels.set_half_simd(name), _bias_kernels.set_half_simd(name)
+    except ValueError:
+        pytest.skip(f"this CPU or build has no {name} rows for 16-bit storage")
+
+
+def _restore_half_rows(previous):
+    from fastpe import _bias_kernels, _kernels
+
     _kernels.set_half_simd(previous[0])
     _bias_kernels.set_half_simd(previous[1])
+
+
+@pytest.fixture(autouse=True, scope="module", params=["avx512", "avx2", "portable"])
+def half_rows(request):
+    """Every test runs with each implementation of the 16-bit rows this CPU
+    has: AVX-512, AVX2 with F16C, and the portable loops."""
+    previous = _use_half_rows(request.param)
+    yield request.param
+    _restore_half_rows(previous)
 
 
 # --------------------------------------------------------------------------
@@ -804,12 +814,12 @@ def test_regression_float64_arguments_stay_float64_without_ml_dtypes():
     assert float(proc.stdout) < 1e-12, proc.stdout
 
 
-def test_avx512_and_portable_rows_give_the_same_bits(half):
-    """The two implementations of the 16-bit rows agree bit for bit (each is
-    also checked against the reference and the exact rounding above)."""
-    from fastpe import _bias_kernels, _kernels
-
-    rng = rng_for("avx512-vs-portable", half.name)
+@pytest.mark.parametrize("level", ["avx512", "avx2"])
+def test_vector_and_portable_rows_give_the_same_bits(half, level):
+    """Each vector implementation of the 16-bit rows agrees bit for bit with
+    the portable loops (each is also checked against the reference and the
+    exact rounding above)."""
+    rng = rng_for("vector-vs-portable", half.name)
     x = (rng.standard_normal((3, 257, 77)) * rng.choice([1e-6, 1.0, 300.0], (3, 257, 1))).astype(half)
     scores = rng.standard_normal((2, 3, 33, 45)).astype(half)
     positions = rng.uniform(-1000, 1000, (3, 257))
@@ -819,16 +829,12 @@ def test_avx512_and_portable_rows_give_the_same_bits(half):
         "table": lambda: fastpe.sinusoidal_table(300, 77, offset=-40, dtype=half),
         "bias": lambda: fastpe.add_alibi(scores.copy(), offset=[3, 0]),
     }
-    previous = _kernels.set_half_simd(True), _bias_kernels.set_half_simd(True)
+    previous = _use_half_rows(level)
     try:
-        if _kernels.half_simd() != "avx512":
-            pytest.skip("this CPU or build has no AVX-512 rows for 16-bit storage")
-        fast = {name: call() for name, call in calls.items()}
-        _kernels.set_half_simd(False)
-        _bias_kernels.set_half_simd(False)
+        vector = {name: call() for name, call in calls.items()}
+        _use_half_rows("portable")
         portable = {name: call() for name, call in calls.items()}
     finally:
-        _kernels.set_half_simd(previous[0])
-        _bias_kernels.set_half_simd(previous[1])
+        _restore_half_rows(previous)
     for name in calls:
-        assert fast[name].tobytes() == portable[name].tobytes(), name
+        assert vector[name].tobytes() == portable[name].tobytes(), name
