@@ -58,44 +58,44 @@ def _dtype_problem(dtype):
     return f"has dtype {dtype}"
 
 
-def _named_dtype(dtype):
-    """np.dtype(dtype), loading ml_dtypes for the name "bfloat16" if it is installed."""
-    try:
-        return np.dtype(dtype)
-    except TypeError:
-        if dtype != "bfloat16":
-            raise
+def _bfloat16_by_name():
+    """ml_dtypes' bfloat16, for dtype="bfloat16" (NumPy knows the name only once ml_dtypes is loaded)."""
     try:
         import ml_dtypes
     except ImportError:
-        raise TypeError(f"dtype {dtype!r} needs the optional ml_dtypes package; {_BFLOAT16_HINT}") from None
+        raise TypeError(f"dtype 'bfloat16' needs the optional ml_dtypes package; {_BFLOAT16_HINT}") from None
     return np.dtype(ml_dtypes.bfloat16)
 
 
 def check_dtype_argument(dtype):
     """The `dtype=` argument of the table functions."""
     try:
-        dt = _named_dtype(dtype)
-    except TypeError as exc:
-        if "ml_dtypes" in str(exc):
-            raise
-        raise TypeError(f"dtype must be {_SUPPORTED_NAMES}, got {dtype!r}") from None
+        dt = np.dtype(dtype)
+    except TypeError:
+        if not (isinstance(dtype, str) and dtype == "bfloat16"):
+            raise TypeError(f"dtype must be {_SUPPORTED_NAMES}, got {dtype!r}") from None
+        dt = _bfloat16_by_name()
     problem = _dtype_problem(dt)
     if problem:
         raise TypeError(f"dtype must be {_SUPPORTED_NAMES}; {dt!r} {problem}")
     return dt
 
 
+def _read_array(name, value, expected):
+    """value as an ndarray to read: a view of a tensor's memory (see _interop),
+    or np.asarray's conversion; `expected` says what else it should be."""
+    arr = ndarray_view(name, value)
+    if arr is not None:
+        return arr
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be {expected}; NumPy cannot convert it: {exc}") from None
+
+
 def as_float_array(name, value):
     """A supported float ndarray that is only read (x when out= is given)."""
-    view = ndarray_view(name, value)
-    if view is not None:
-        value = view
-    else:
-        try:
-            value = np.asarray(value)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; NumPy cannot convert it: {exc}") from None
+    value = _read_array(name, value, f"an array of {_SUPPORTED_NAMES}")
     problem = _dtype_problem(value.dtype)
     if problem:
         raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; it {problem}")
@@ -206,12 +206,7 @@ def check_num_threads(num_threads):
 def array_of_kind(name, value, kinds, holds):
     """np.asarray(value), whose dtype kind must be one of `kinds` ("iuf": numbers).
     bfloat16 counts as a float and is widened to float32 (exactly)."""
-    arr = ndarray_view(name, value)
-    if arr is None:
-        try:
-            arr = np.asarray(value)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be a number or an array of {holds}; NumPy cannot convert it: {exc}") from None
+    arr = _read_array(name, value, f"a number or an array of {holds}")
     if "f" in kinds and is_bfloat16(arr.dtype):
         arr = arr.astype(np.float32)
     if arr.dtype.kind not in kinds:
