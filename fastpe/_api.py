@@ -24,6 +24,7 @@ from ._validation import (
     check_num_threads,
     check_out,
     check_real_scalar,
+    encoding_dtype_for,
     real_array,
 )
 
@@ -74,8 +75,8 @@ def storage_kind(dtype):
 
 
 def _tile_rows(nbytes, n_cols, dst, block):
-    # 16-bit storage is fed from float64 encoding rows.
-    row_itemsize = dst.itemsize if storage_kind(dst.dtype) == _kernels.STORAGE_NATIVE else 8
+    # Tile rows are encoding rows: 16-bit storage is fed from float64 ones.
+    row_itemsize = encoding_dtype_for(dst.dtype).itemsize
     return max(1, min(block, nbytes // max(n_cols * row_itemsize, 1)))
 
 

@@ -34,7 +34,7 @@ from typing import Optional
 import numpy as np
 import numpy.typing as npt
 
-from . import _bias_kernels, _kernels
+from . import _bias_kernels
 from ._api import ITEMS_PER_THREAD, _source_and_mode, resolve_threads, storage_kind
 from ._interop import caller_result
 from ._bias_reference import (
@@ -46,6 +46,7 @@ from ._bias_reference import (
     relative_request,
 )
 from ._typing import ArrayT, Bool, Int, OptArrayLike, OptInt, Real
+from ._validation import encoding_dtype_for
 
 __all__ = ["alibi_slopes", "add_alibi", "relative_position_bucket", "add_relative_bias"]
 
@@ -67,11 +68,10 @@ def _run(scores, out, num_threads, lut, start, istep):
     """dst[b, h, i, j] = scores[b, h, i, j] + lut[h, start[b] - i * istep + j] (lut in float64: rounded here)."""
     dst = scores if out is None else out
     src, mode = _source_and_mode(scores, dst)
-    kind = storage_kind(dst.dtype)
-    lut = np.ascontiguousarray(lut, dtype=dst.dtype if kind == _kernels.STORAGE_NATIVE else np.float64)
+    lut = np.ascontiguousarray(lut, dtype=encoding_dtype_for(dst.dtype))
     block, n_items, n_threads = _items(dst.shape, resolve_threads(num_threads, dst.size))
-    _bias_kernels.add_bias(dst, src, mode, kind, lut, np.ascontiguousarray(start, dtype=np.intp), lut.shape[1], istep,
-                           block, n_items, n_threads)
+    _bias_kernels.add_bias(dst, src, mode, storage_kind(dst.dtype), lut, np.ascontiguousarray(start, dtype=np.intp),
+                           lut.shape[1], istep, block, n_items, n_threads)
 
 
 def _distances(off, Tq, Tk):

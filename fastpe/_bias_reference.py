@@ -32,7 +32,6 @@ import numpy.typing as npt
 from ._interop import caller_result
 from ._typing import ArrayT, Bool, Int, OptArrayLike, OptInt, Real
 from ._validation import (
-    NATIVE_FLOATS,
     array_of_kind,
     as_float_array,
     broadcastable_to,
@@ -40,6 +39,7 @@ from ._validation import (
     check_num_threads,
     check_out,
     check_real_scalar,
+    encoding_dtype_for,
     real_array,
     writable_array,
 )
@@ -288,10 +288,8 @@ def _store(scores, out, bias):
     """scores + bias (float64, rounded once to scores' dtype, then added in that
     dtype); 16-bit scores: the float64 sum, rounded once."""
     dst = scores if out is None else out
-    if scores.dtype in NATIVE_FLOATS:
-        dst[...] = scores + bias.astype(scores.dtype)
-    else:
-        dst[...] = scores.astype(np.float64) + bias
+    dtype = encoding_dtype_for(scores.dtype)
+    dst[...] = scores.astype(dtype, copy=False) + bias.astype(dtype, copy=False)
 
 
 def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = DEFAULT_MAX_BIAS,
