@@ -71,3 +71,9 @@ def caller_result(result, out):
     """What a public function returns: the caller's own out if given (a tensor
     stays a tensor), else `result` (the caller's x, or a new table)."""
     return result if out is None else out
+
+
+def caller_results(arrays, out):
+    """What apply_rotary returns: the caller's arrays (or outs), one alone or a tuple."""
+    returned = tuple(arrays) if out is None else tuple(out)
+    return returned[0] if len(returned) == 1 else returned

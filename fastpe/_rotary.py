@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _api, _kernels
+from ._interop import caller_results
 from ._plan import CACHE
 from ._rows import _axis_offsets
 from ._typing import ArrayT, Int, OptArrayLike, OptInt, OptReal, Real, RotaryLayout, Scaling, Table
@@ -244,9 +245,8 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
                          num_threads)
     results = req.outs if req.outs is not None else req.arrays
-    returned = list(out) if out is not None else list(arrays)  # the caller's objects (tensors stay tensors)
     if all(a.size == 0 for a in req.arrays):
-        return returned[0] if len(returned) == 1 else tuple(returned)
+        return caller_results(arrays, out)
     scalar_offset = req.positions is None and req.offset.ndim == 0
     if scalar_offset:
         # Positions offset + t: the table rows are t itself, no search needed.
@@ -277,7 +277,7 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
         _kernels.rotate_rows(dst, src, dst_rows, src_rows, index, cos_t, sin_t, req.rotary_dim // 2,
                              first, second, step, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
                              mode, _api.storage_kind(dst.dtype), min(n_threads, dst_rows.shape[0]))
-    return returned[0] if len(returned) == 1 else tuple(returned)
+    return caller_results(arrays, out)
 
 
 def rotary_table_arguments(n_positions, rotary_dim, offset, base, layout, dtype):

@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Union, overload
 import numpy as np
 import numpy.typing as npt
 
-from ._interop import caller_result
+from ._interop import caller_result, caller_results
 from ._typing import (
     ArrayT,
     Bool,
@@ -262,14 +262,12 @@ def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
 
 
 def _add_grid(x, out, table64, scale):
-    """x * scale + table64 in float64, rounded once into out (or x); returns the caller's object."""
-    xa, out_view = x_and_out(x, out)
-    values = xa.astype(np.float64)
+    """x * scale + table64 in float64, rounded once into out (or x): validated arrays."""
+    values = x.astype(np.float64)
     if scale is not None:
         values = values * scale
-    target = xa if out_view is None else out_view
+    target = x if out is None else out
     target[...] = values + table64
-    return caller_result(x, out)
 
 
 def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
@@ -277,7 +275,7 @@ def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, 
                   num_threads: OptInt = None) -> ArrayT:
     from ._grids import check_grid_2d
 
-    xa, _ = x_and_out(x, out)
+    xa, out_view = x_and_out(x, out)
     grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, xa.shape[-1], base, layout, cls_token)
     scale = check_scale(scale)
     check_num_threads(num_threads)
@@ -285,7 +283,8 @@ def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, 
     if xa.shape[-2] != tokens:
         raise ValueError(f"x must have {tokens} tokens on axis -2, got shape {xa.shape}")
     table = sincos_2d(grid_h, grid_w, dim, base=base, layout=layout, cls_token=cls_token, dtype=np.float64)
-    return _add_grid(x, out, table, scale)
+    _add_grid(xa, out_view, table, scale)
+    return caller_result(x, out)
 
 
 def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
@@ -293,14 +292,15 @@ def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
                       num_threads: OptInt = None) -> ArrayT:
     from ._grids import check_grid_nd
 
-    xa, _ = x_and_out(x, out)
+    xa, out_view = x_and_out(x, out)
     shape, dim, lo, hi = check_grid_nd(shape, xa.shape[-1], min_timescale, max_timescale)
     scale = check_scale(scale)
     check_num_threads(num_threads)
     if xa.shape[-2] != math.prod(shape):
         raise ValueError(f"x must have prod(shape) = {math.prod(shape)} tokens on axis -2, got shape {xa.shape}")
     table = sinusoidal_nd(shape, dim, min_timescale=lo, max_timescale=hi, dtype=np.float64).reshape(-1, dim)
-    return _add_grid(x, out, table, scale)
+    _add_grid(xa, out_view, table, scale)
+    return caller_result(x, out)
 
 
 # One array gives that array back (or out[0]), several give a tuple.
@@ -347,8 +347,7 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
             y[..., 0:r:2], y[..., 1:r:2] = rotated1, rotated2
         target = a if req.outs is None else req.outs[i]
         target[...] = y
-    returned = list(out) if out is not None else list(arrays)  # the caller's objects
-    return returned[0] if len(returned) == 1 else tuple(returned)
+    return caller_results(arrays, out)
 
 
 def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = 10000.0,
