@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _api
+from ._interop import caller_result
 from ._plan import CACHE
 from ._typing import ArrayT, Bool, GridLayout, Int, OptInt, OptReal, Real, Shape, Table
 from ._validation import check_count, check_dtype_argument, check_layout, check_real_scalar, encoding_dtype_for, x_and_out
@@ -126,14 +127,16 @@ def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, 
                   cls_token: Bool = False, scale: OptReal = None, out: Optional[ArrayT] = None,
                   num_threads: OptInt = None) -> ArrayT:
     """x * scale + sincos_2d(...) into x (..., grid_h*grid_w [+1], dim), in place (or out)."""
-    xa, _ = x_and_out(x, out)
+    xa, out_view = x_and_out(x, out)
     grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, xa.shape[-1], base, layout, cls_token)
     tokens = grid_h * grid_w + cls_token
     if xa.shape[-2] != tokens:
         raise ValueError(f"x must have {tokens} tokens on axis -2 (grid_h * grid_w{' + 1 cls' if cls_token else ''}), "
                          f"got shape {xa.shape}")
     table = grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, encoding_dtype_for(xa.dtype))
-    return _api.add_table(x, table, scale=scale, out=out, num_threads=num_threads)
+    # The NumPy views, not the caller's objects: a tensor is exported once.
+    _api.add_table(xa, table, scale=scale, out=out_view, num_threads=num_threads)
+    return caller_result(x, out)
 
 
 def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
@@ -147,11 +150,12 @@ def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
                       max_timescale: Real = 1e4, scale: OptReal = None, out: Optional[ArrayT] = None,
                       num_threads: OptInt = None) -> ArrayT:
     """x * scale + sinusoidal_nd(shape, D) into x (..., prod(shape), D), in place (or out)."""
-    xa, _ = x_and_out(x, out)
+    xa, out_view = x_and_out(x, out)
     shape, dim, lo, hi = check_grid_nd(shape, xa.shape[-1], min_timescale, max_timescale)
     tokens = math.prod(shape)
     if xa.shape[-2] != tokens:
         raise ValueError(f"x must have prod(shape) = {tokens} tokens on axis -2, got shape {xa.shape}")
-    return _api.add_table(x, grid_nd_table(shape, dim, lo, hi, encoding_dtype_for(xa.dtype)), scale=scale, out=out,
-                          num_threads=num_threads)
+    _api.add_table(xa, grid_nd_table(shape, dim, lo, hi, encoding_dtype_for(xa.dtype)), scale=scale, out=out_view,
+                   num_threads=num_threads)
+    return caller_result(x, out)
 
