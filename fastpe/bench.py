@@ -255,6 +255,16 @@ TABLE = Op("sinusoidal_table(out=)", "table", "fill", _table_setup, _table_call)
 
 NEW_OFFSET = {"new_offset": True}
 
+def _bfloat16_cases():
+    """The bfloat16 case, where the optional ml_dtypes is installed."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return []
+    return [Case("add, bfloat16, new offset", ADD, (8, 2048, 1024), np.dtype(ml_dtypes.bfloat16),
+                 options=NEW_OFFSET)]
+
+
 CASES: List[Case] = [
     Case("add, small (serial path)", ADD, (1, 16, 64), ref_reps=20),
     Case("add, new offset", ADD, (1, 128, 64), options=NEW_OFFSET, ref_reps=20),
@@ -262,6 +272,7 @@ CASES: List[Case] = [
     Case("add, new offset", ADD, (8, 2048, 1024), np.float64, options=NEW_OFFSET),
     Case("add, long sequence, new offset", ADD, (1, 8192, 1024), options=NEW_OFFSET),
     Case("add, float16, new offset", ADD, (8, 2048, 1024), np.float16, options=NEW_OFFSET),
+    *_bfloat16_cases(),
     Case("add, 512 MiB", ADD, (32, 4096, 1024), quick=False, ref_reps=3, weight=4.0),
     Case("table into out", TABLE, (8192, 4096), quick=(2048, 4096), weight=1.5),
     Case("add, thread scaling", ADD, (32, 4096, 1024), threads=(1, 2), reference=False,
@@ -278,16 +289,6 @@ CASES: List[Case] = [
 
 
 # ------------------------------------------------------------ measurement
-
-
-try:  # bfloat16 is the optional ml_dtypes dtype
-    import ml_dtypes
-
-    CASES.insert(next(i for i, c in enumerate(CASES) if c.dtype == np.float16) + 1,
-                 Case("add, bfloat16, new offset", ADD, (8, 2048, 1024), np.dtype(ml_dtypes.bfloat16),
-                      options=NEW_OFFSET))
-except ImportError:
-    pass
 
 
 def effective_threads(num_threads, size):
