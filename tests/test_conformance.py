@@ -49,6 +49,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import fastpe  # noqa: E402
+from torch_util import np32, single_threaded_torch  # noqa: E402,F401 (autouse fixture)
 from util import add_tolerance, assert_within, rng_for  # noqa: E402
 
 from transformers.models.distilbert import modeling_distilbert  # noqa: E402
@@ -65,18 +66,6 @@ def float32_library_atol(positions):
     shaped to broadcast over the last (dim) axis."""
     p = np.abs(np.asarray(positions, dtype=np.float64))
     return (1e-6 + 2e-7 * p)[..., None]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_threaded_torch():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def np32(t):
-    return t.detach().cpu().numpy()
 
 
 def tokens(rng, B, T, padding_idx):

@@ -23,6 +23,8 @@ import fastpe
 
 torch = pytest.importorskip("torch")
 
+from torch_util import single_threaded_torch  # noqa: E402,F401 (autouse fixture)
+
 
 def _torchtune_file(relative):
     spec = importlib.util.find_spec("torchtune")
@@ -34,15 +36,6 @@ def _torchtune_file(relative):
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # This torch build's multi-threaded float32 cos was seen ~3e-5 off on some elements.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _tolerance(x, positions):

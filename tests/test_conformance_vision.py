@@ -105,6 +105,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import fastpe  # noqa: E402
+from torch_util import np32, single_threaded_torch  # noqa: E402,F401 (autouse fixture)
 from util import add_tolerance, assert_within, rng_for  # noqa: E402
 
 FLOAT32_ANGLE_FLOOR = 1e-6
@@ -114,18 +115,6 @@ FLOAT32_ANGLE_SLOPE = 2.5e-7
 def float32_library_atol(p):
     """Elementwise bound for a float32-angle library at coordinates p (see the module docstring)."""
     return FLOAT32_ANGLE_FLOOR + FLOAT32_ANGLE_SLOPE * np.abs(np.asarray(p, dtype=np.float64))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_threaded_torch():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def np32(t):
-    return t.detach().cpu().numpy()
 
 
 def coordinates(shape):
