@@ -126,12 +126,3 @@ def rss_bytes():
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
-
-
-def sanitized_build():
-    """True when fastpe was built with FASTPE_SANITIZE=1 (tools/sanitize.sh)."""
-    try:
-        from fastpe._build_info import BUILD_INFO
-    except ImportError:
-        return False
-    return bool(BUILD_INFO.get("sanitize"))
