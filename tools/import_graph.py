@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Print fastpe's internal import graph and check its layering rules.
+
+    python tools/import_graph.py [--check] [--dot]
+
+Reads the package's sources with ``ast`` (nothing is imported), counting
+imports at any depth, function-level ones included. With ``--check`` it exits
+non-zero when
+
+* two modules import each other through any chain (a cycle), or
+* an implementation module imports the reference (``reference`` or
+  ``_bias_reference``): the reference checks the implementation, so the
+  implementation must not lean on it (only the package's ``__init__`` and
+  the benchmark, which times the two side by side, may import it), or
+* the reference imports anything from the package beyond the modules listed
+  in ``REFERENCE_MAY_IMPORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+
+PACKAGE = "fastpe"
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
+REFERENCE = {"reference", "_bias_reference"}
+REFERENCE_USERS = {"__init__", "bench"}
+# What the reference shares with the implementation, deliberately: argument
+# checks, formulas, the caller-result helper of the interop layer and typing.
+REFERENCE_MAY_IMPORT = {"_validation", "_formulas", "_interop", "_typing", "_presets", "_rope_scaling"}
+
+
+def module_names():
+    names = {}
+    for entry in sorted(os.listdir(ROOT)):
+        stem, ext = os.path.splitext(entry)
+        if ext == ".py":
+            names[stem] = os.path.join(ROOT, entry)
+        elif ext in (".pyx", ".pyi") and stem not in names:
+            names[stem] = None  # compiled: imports nothing of the package at run time
+    return names
+
+
+def imports_of(path, known):
+    """The package modules that the file at `path` imports, at any depth."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module is None:  # from . import a, b
+                found.update(alias.name for alias in node.names if alias.name in known)
+            elif node.level == 1:  # from .a import b
+                found.add(node.module.split(".")[0])
+            elif node.module and node.module.split(".")[0] == PACKAGE:  # from fastpe.a import b
+                parts = node.module.split(".")
+                if len(parts) > 1:
+                    found.add(parts[1])
+                else:
+                    found.update(alias.name for alias in node.names if alias.name in known)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == PACKAGE and len(parts) > 1:
+                    found.add(parts[1])
+    return {name for name in found if name in known}
+
+
+def graph():
+    known = module_names()
+    return {name: sorted(imports_of(path, known)) if path else [] for name, path in known.items()}
+
+
+def cycles(edges):
+    """Every strongly connected component with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in edges.get(v, ()):
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def problems(edges):
+    found = [f"import cycle: {' <-> '.join(component)}" for component in cycles(edges)]
+    for module, targets in sorted(edges.items()):
+        if module in REFERENCE_USERS | REFERENCE:
+            continue
+        for target in targets:
+            if target in REFERENCE:
+                found.append(f"{module} imports the reference module {target}")
+    for module in sorted(REFERENCE & set(edges)):
+        for target in edges[module]:
+            if target not in REFERENCE_MAY_IMPORT | REFERENCE:
+                found.append(f"the reference module {module} imports {target}, which is not shared by design")
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when a layering rule is broken")
+    parser.add_argument("--dot", action="store_true", help="print the graph in Graphviz dot syntax")
+    args = parser.parse_args(argv)
+    edges = graph()
+    if args.dot:
+        print("digraph fastpe {")
+        for module, targets in sorted(edges.items()):
+            for target in targets:
+                print(f'  "{module}" -> "{target}";')
+        print("}")
+    else:
+        for module, targets in sorted(edges.items()):
+            print(f"{module:18} -> {', '.join(targets) if targets else '-'}")
+    found = problems(edges)
+    for problem in found:
+        print("PROBLEM:", problem, file=sys.stderr)
+    if not found:
+        print("no cycle; the implementation does not import the reference", file=sys.stderr)
+    return 1 if args.check and found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
