@@ -275,7 +275,9 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     scaling : dict, optional
         A Hugging Face ``config.rope_parameters`` (or ``rope_scaling``) dict,
         passed as is: ``linear``, ``dynamic``, ``yarn``, ``longrope``,
-        ``llama3`` (see `rope_inv_freq`).
+        ``llama3`` (see `rope_inv_freq`). A ``partial_rotary_factor`` key is
+        refused (a ValueError): leave it out and pass
+        ``rotary_dim=int(head_dim * partial_rotary_factor)``.
     seq_axis : int, optional
         The sequence axis (default -2); ``-3`` for ``(B, T, H, D)`` arrays
         (flash-attn, ggml). It must lie before the channel axis.
