@@ -158,7 +158,83 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
                      num_threads: OptInt = None, inv_freq: OptArrayLike = None, preset: Optional[Preset] = None,
                      padding_idx: OptInt = None, min_timescale: OptReal = None,
                      max_timescale: OptReal = None) -> Table:
-    """The (n_positions, dim) table of encodings of positions offset .. offset + n_positions - 1."""
+    """The table of sinusoidal encodings of consecutive positions.
+
+    Row ``t`` encodes position ``offset + t``: with the default layout,
+    column ``2k`` is ``sin(p * w_k)`` and column ``2k + 1`` is
+    ``cos(p * w_k)``, ``w_k = base ** (-2k / dim)``. Angles are formed in
+    float64 and each value is rounded once to the table's dtype.
+
+    Parameters
+    ----------
+    n_positions : int
+        Number of rows (>= 0).
+    dim : int
+        Width of each encoding (>= 0).
+    offset : int or float, optional
+        Position of the first row (default 0); may be negative or fractional.
+    base : float, optional
+        Frequency base, ``10000`` when None. Ignored when `inv_freq` is given.
+    layout : {"interleaved", "concat"}, optional
+        Column order: ``"interleaved"`` (default; sin and cos of one frequency
+        side by side) or ``"concat"`` (all sines, then all cosines).
+    dtype : dtype, optional
+        float64, float32 (default), float16 or bfloat16 (``"bfloat16"`` needs
+        ml_dtypes). Ignored when `out` is given: the table takes `out`'s dtype.
+    out : array, optional
+        A writable ``(n_positions, dim)`` float array (or tensor) to fill.
+    num_threads : int, optional
+        OpenMP threads for this call; None uses OpenMP's default.
+    inv_freq : array_like, optional
+        The pair frequencies ``w_k`` themselves (1-D, ``ceil(dim / 2)``
+        entries for ``"interleaved"``, ``dim // 2`` for ``"concat"``).
+    preset : {"vaswani", "marian", "tensor2tensor", "fairseq", "whisper"}, optional
+        A model's own convention (see ``fastpe.PRESETS``); cannot be combined
+        with `layout` or `inv_freq`.
+    padding_idx : int, optional
+        A position whose encoding is zero (fairseq defaults it to 1).
+    min_timescale, max_timescale : float, optional
+        Parameters of the ``"tensor2tensor"`` (both) and ``"whisper"``
+        (`max_timescale`) presets.
+
+    Returns
+    -------
+    table : ndarray
+        The new ``(n_positions, dim)`` array, or `out` (the caller's object).
+
+    Raises
+    ------
+    TypeError
+        A non-integer `n_positions`, `dim` or `num_threads`; an unsupported
+        `dtype` or `out` dtype.
+    ValueError
+        Negative counts, non-finite `offset` or `base`, ``base <= 0``, an
+        unknown `layout` or `preset`, an `inv_freq` of the wrong length, a
+        preset combined with `layout`, `inv_freq` or another preset's
+        parameters, an `out` of the wrong shape or read-only.
+
+    See Also
+    --------
+    sinusoidal_encode : encodings of arbitrary positions.
+    add_sinusoidal : the encoding added into an array in place.
+    fastpe.reference.sinusoidal_table : the NumPy definition.
+
+    Notes
+    -----
+    An odd `dim` ends with a sine column in the interleaved layout and with a
+    zero column in the concat layout (fairseq's convention).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> table = fastpe.sinusoidal_table(2048, 512)
+    >>> table.shape, table.dtype.name
+    ((2048, 512), 'float32')
+    >>> row = fastpe.sinusoidal_table(1, 4, offset=3, dtype=np.float64)[0]
+    >>> bool(np.allclose(row, [np.sin(3), np.cos(3), np.sin(0.03), np.cos(0.03)]))
+    True
+    """
     n_positions = check_count("n_positions", n_positions)
     dim = check_count("dim", dim)
     offset = check_real_scalar("offset", offset)
@@ -176,7 +252,56 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
                       dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None, num_threads: OptInt = None,
                       inv_freq: OptArrayLike = None, preset: Optional[Preset] = None, padding_idx: OptInt = None,
                       min_timescale: OptReal = None, max_timescale: OptReal = None) -> Table:
-    """Encodings of arbitrary (int or fractional) positions: shape positions.shape + (dim,)."""
+    """Sinusoidal encodings of arbitrary positions.
+
+    Each position (int or fractional, any order, any shape) gets the row
+    `sinusoidal_table` would give it; angles are formed in float64.
+
+    Parameters
+    ----------
+    positions : array_like
+        Real positions, any shape; all finite.
+    dim : int
+        Width of each encoding (>= 0).
+    base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale
+        The encoding, as in `sinusoidal_table`.
+    dtype : dtype, optional
+        Result dtype (default float32); ignored when `out` is given.
+    out : array, optional
+        A writable array of shape ``positions.shape + (dim,)`` to fill.
+    num_threads : int, optional
+        OpenMP threads for this call; None uses OpenMP's default.
+
+    Returns
+    -------
+    encodings : ndarray
+        Shape ``positions.shape + (dim,)``: a new array, or `out`.
+
+    Raises
+    ------
+    TypeError
+        Non-real `positions`, a non-integer `dim` or `num_threads`, an
+        unsupported dtype.
+    ValueError
+        Non-finite positions, and the encoding errors of `sinusoidal_table`.
+
+    See Also
+    --------
+    sinusoidal_table : consecutive positions.
+    fastpe.reference.sinusoidal_encode : the NumPy definition.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> pe = fastpe.sinusoidal_encode(np.array([[0, 1, 2], [5, 6, 7]]), 64)
+    >>> pe.shape
+    (2, 3, 64)
+    >>> half = fastpe.sinusoidal_encode([2.5], 8, dtype=np.float64)
+    >>> between = fastpe.sinusoidal_table(1, 8, offset=2.5, dtype=np.float64)
+    >>> bool(np.array_equal(half, between))
+    True
+    """
     pos = real_array("positions", positions)
     dim = check_count("dim", dim)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
@@ -195,7 +320,87 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
                    num_threads: OptInt = None, inv_freq: OptArrayLike = None, preset: Optional[Preset] = None,
                    padding_idx: OptInt = None, min_timescale: OptReal = None,
                    max_timescale: OptReal = None) -> ArrayT:
-    """x * scale + PE, written into x (or out); see the README for the conventions."""
+    """Add the sinusoidal encoding into `x` in place: ``x * scale + PE``.
+
+    `x` has shape ``(..., T, D)``: token ``t`` of each sequence sits at
+    position ``offset + t``, or at the position `positions` gives it. The
+    encoding of each position is generated once, in float64, rounded once to
+    `x`'s dtype and added to every sequence in the same pass; no table is
+    built first.
+
+    Parameters
+    ----------
+    x : array
+        Float array (or PyTorch CPU tensor, or any DLPack / array-interface
+        array) with at least 2 dimensions ``(..., T, D)``. Written in place
+        unless `out` is given; any strides.
+    offset : int, float or array_like, optional
+        Position of the first token: one number, or one per sequence
+        (broadcastable to ``x.shape[:-2]``, e.g. the KV-cache lengths).
+    positions : array_like, optional
+        Explicit positions (int or float), broadcastable to ``x.shape[:-1]``
+        (packed sequences, left padding, any position ids). Replaces `offset`.
+    scale : float, optional
+        Multiplies `x` before the encoding is added (e.g. ``sqrt(D)``).
+    base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale
+        The encoding, as in `sinusoidal_table`.
+    out : array, optional
+        Where to write the result (same shape and dtype as `x`); `x` is then
+        left unchanged. It may be `x` itself or overlap it.
+    num_threads : int, optional
+        OpenMP threads for this call; None uses OpenMP's default.
+
+    Returns
+    -------
+    result : array
+        `x` (or `out`): the caller's own object, written in place.
+
+    Raises
+    ------
+    TypeError
+        A non-float or big-endian dtype, an `x` that cannot be written in
+        place (e.g. a list without `out`), a non-integer `num_threads`.
+    ValueError
+        Fewer than 2 dimensions, read-only memory, a tensor that requires
+        grad or lives on another device, `offset` or `positions` that do not
+        broadcast, non-finite values, `offset` combined with `positions`, an
+        `out` of another shape or dtype, and the encoding errors of
+        `sinusoidal_table`.
+
+    See Also
+    --------
+    sinusoidal_table : the table this adds.
+    make_positions : padding-aware positions.
+    fastpe.reference.add_sinusoidal : the NumPy definition.
+
+    Notes
+    -----
+    Every argument is checked before anything is written: a rejected call
+    leaves `x` and `out` as they were. For float32, ``x * scale + PE`` is
+    formed in float32 with the exactly rounded PE (one fused multiply-add
+    where the CPU has FMA); float16 and bfloat16 sums are formed in float64
+    and rounded once. With the ``"fairseq"`` preset, implicit positions
+    start at ``padding_idx + 1 + offset``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> x = np.zeros((2, 16, 8), dtype=np.float32)
+    >>> y = fastpe.add_sinusoidal(x)
+    >>> y is x
+    True
+    >>> bool(np.allclose(x[1], fastpe.sinusoidal_table(16, 8)))
+    True
+
+    One offset per sequence, and the ``sqrt(D)`` scale in the same pass:
+
+    >>> x = np.ones((2, 16, 8))
+    >>> _ = fastpe.add_sinusoidal(x, offset=np.array([0, 5]), scale=np.sqrt(8))
+    >>> expected = np.sqrt(8) + fastpe.sinusoidal_table(16, 8, offset=5, dtype=np.float64)
+    >>> bool(np.allclose(x[1], expected))
+    True
+    """
     req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
                       preset, padding_idx, min_timescale, max_timescale)
     dst = req.x if req.out is None else req.out
@@ -216,9 +421,54 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
 
 def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
                    past_length: npt.ArrayLike = 0) -> npt.NDArray[np.int64]:
-    """Padding-aware positions (fairseq make_positions, HF create_position_ids_from_input_ids).
+    """Padding-aware positions of token ids (fairseq's ``make_positions``).
 
-    NumPy is already a single pass here, so this is the reference function."""
+    Computes ``(cumsum(mask) + past_length) * mask + padding_idx`` along the
+    last axis, with ``mask = token_ids != padding_idx``: real tokens count up
+    from ``padding_idx + 1 + past_length``, pad tokens get ``padding_idx``.
+    This is also Hugging Face's ``create_position_ids_from_input_ids``.
+
+    Parameters
+    ----------
+    token_ids : array_like of int
+        Token ids, 1-D ``(T,)`` or batched ``(..., T)``; left or right padding.
+    padding_idx : int
+        The id of the padding token (also the position pads get).
+    past_length : int or array_like of int, optional
+        Tokens already seen (a KV cache): one number, or one per sequence.
+
+    Returns
+    -------
+    positions : ndarray of int64
+        Same shape as `token_ids`.
+
+    Raises
+    ------
+    TypeError
+        Non-integer `token_ids`, `padding_idx` or `past_length`.
+    ValueError
+        `past_length` that does not broadcast to the sequences.
+
+    See Also
+    --------
+    add_sinusoidal : pass the result as ``positions=`` (with
+        ``preset="fairseq"``, pad tokens then get nothing added).
+
+    Notes
+    -----
+    NumPy already does this in one pass, so this function calls
+    `fastpe.reference.make_positions`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> ids = np.array([[5, 6, 7, 1, 1], [1, 1, 5, 6, 7]])
+    >>> fastpe.make_positions(ids, padding_idx=1).tolist()
+    [[2, 3, 4, 1, 1], [1, 1, 2, 3, 4]]
+    >>> fastpe.make_positions(ids, padding_idx=1, past_length=10)[0].tolist()
+    [12, 13, 14, 1, 1]
+    """
     return reference.make_positions(token_ids, padding_idx, past_length=past_length)
 
 
@@ -228,12 +478,75 @@ _NO_POSITIONS = np.zeros(1, dtype=np.float64)
 
 def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, positions: OptArrayLike = None,
               scale: OptReal = None, out: Optional[ArrayT] = None, num_threads: OptInt = None) -> ArrayT:
-    """x * scale + table[position] in one fused pass (learned position tables).
+    """Add rows of a learned position table into `x` in place: ``x * scale + table[p]``.
 
-    Token t sits at row offset + t (offset: int, or one per sequence), or at
-    the rows `positions` gives. Positions outside the table are an IndexError
-    raised before anything is written. x and table may differ in dtype: the
-    sum is then formed in float64 (always, for a 16-bit x)."""
+    Token ``t`` of each sequence reads row ``offset + t`` (BERT, GPT-2,
+    BART, fairseq learned embeddings), or the row `positions` gives it. The
+    rows are read where they are: nothing of `x`'s size is gathered first.
+
+    Parameters
+    ----------
+    x : array
+        Float array (or tensor) of shape ``(..., T, D)``, written in place
+        unless `out` is given.
+    table : array_like
+        The ``(n_rows, D)`` float table (any supported dtype; it may differ
+        from `x`'s).
+    offset : int or array_like of int, optional
+        Row of the first token: one number, or one per sequence
+        (broadcastable to ``x.shape[:-2]``). BART's learned positions use
+        ``offset=2``.
+    positions : array_like of int, optional
+        Rows, broadcastable to ``x.shape[:-1]``; replaces `offset`.
+    scale : float, optional
+        Multiplies `x` before the row is added.
+    out : array, optional
+        Where to write the result (same shape and dtype as `x`).
+    num_threads : int, optional
+        OpenMP threads for this call; None uses OpenMP's default.
+
+    Returns
+    -------
+    result : array
+        `x` (or `out`): the caller's own object.
+
+    Raises
+    ------
+    IndexError
+        A position outside ``[0, len(table))``, raised before anything is
+        written.
+    TypeError
+        Non-float dtypes, non-integer positions or offsets.
+    ValueError
+        A table of the wrong width or not 2-D, and the errors of
+        `add_sinusoidal`.
+
+    See Also
+    --------
+    fastpe.reference.add_table : the NumPy definition.
+
+    Notes
+    -----
+    With one native dtype (float32 or float64 for both), the sum is formed in
+    that dtype. With mixed dtypes, or a 16-bit `x` or table, it is formed in
+    float64 and rounded once to `x`'s dtype. A table whose rows are not
+    contiguous is copied once (the table, never `x`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> table = np.arange(12.0).reshape(6, 2)      # 6 learned positions, D = 2
+    >>> x = np.zeros((1, 3, 2))
+    >>> fastpe.add_table(x, table, offset=2)[0].tolist()
+    [[4.0, 5.0], [6.0, 7.0], [8.0, 9.0]]
+    >>> fastpe.add_table(np.zeros((2, 2)), table, positions=[5, 0]).tolist()
+    [[10.0, 11.0], [0.0, 1.0]]
+    >>> fastpe.add_table(np.zeros((1, 3, 2)), table, offset=4)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    IndexError: positions offset + t (t < 3) must lie in [0, 6) (the table's rows); ...
+    """
     req = table_request(x, table, offset, positions, scale, out, num_threads)
     dst = req.x if req.out is None else req.out
     if dst.size == 0:

@@ -97,21 +97,74 @@ def _distances(off, Tq, Tk):
 def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = DEFAULT_MAX_BIAS,
               offset: npt.ArrayLike = 0, key_positions: OptArrayLike = None, out: Optional[ArrayT] = None,
               num_threads: OptInt = None) -> ArrayT:
-    """Add ALiBi's linear biases to attention scores (B, H, Tq, Tk), in place unless out= is given.
+    """Add ALiBi's linear biases to attention scores in place.
 
-    scores[b, h, i, j] += slopes[h] * (j - (i + offset[b])): query i sits at
-    position i + offset (offset: an int, or one int per batch entry, e.g.
-    the KV-cache lengths when decoding), key j at position j.
+    ``scores[b, h, i, j] += slopes[h] * (j - (i + offset[b]))``: query ``i``
+    sits at position ``i + offset``, key ``j`` at position ``j``. fastpe adds
+    biases; it does not mask.
 
-    With key_positions (real array broadcastable to (B, Tk), e.g. BLOOM's
-    (cumsum(mask) - 1) * mask), adds BLOOM's key-only form
-    slopes[h] * key_positions[b, j] instead (offset must then be 0): it
-    differs from the above by -slopes[h] * i per row, which softmax ignores.
+    Parameters
+    ----------
+    scores : array
+        Float array (or tensor) of shape ``(B, H, Tq, Tk)``, any strides;
+        written in place unless `out` is given.
+    slopes : array_like, optional
+        ``(H,)`` real slopes; default ``alibi_slopes(H, max_bias)``.
+    max_bias : float, optional
+        The ALiBi paper's 8 (default); cannot be combined with `slopes`.
+    offset : int or array_like of int, optional
+        Position of the first query: one number, or one per batch entry
+        (e.g. the KV-cache lengths when decoding).
+    key_positions : array_like, optional
+        Real positions broadcastable to ``(B, Tk)``, e.g. BLOOM's
+        ``(cumsum(mask) - 1) * mask``: adds BLOOM's key-only form
+        ``slopes[h] * key_positions[b, j]`` instead (then `offset` must be 0).
+        It differs from the above by ``-slopes[h] * i`` per row, which
+        softmax ignores.
+    out : array, optional
+        Where to write the result (same shape and dtype as `scores`).
+    num_threads : int, optional
+        OpenMP threads for this call; None uses OpenMP's default.
 
-    slopes: (H,) reals; default alibi_slopes(H, max_bias) (max_bias cannot be
-    combined with explicit slopes). The bias is formed in float64 and rounded
-    once to scores' dtype, then added (see the module docstring). Returns the
-    array written."""
+    Returns
+    -------
+    result : array
+        `scores` (or `out`): the caller's own object.
+
+    Raises
+    ------
+    TypeError
+        Non-float scores, non-integer `offset`.
+    ValueError
+        `scores` not 4-D, `slopes` not of length H, `slopes` with a
+        non-default `max_bias`, `key_positions` with a non-zero `offset`,
+        arguments that do not broadcast, read-only memory.
+
+    See Also
+    --------
+    alibi_slopes : the default slopes.
+    fastpe.reference.add_alibi : the NumPy definition.
+
+    Notes
+    -----
+    The bias is formed in float64, rounded once to the scores' dtype and
+    added in that dtype (16-bit scores: the float64 sum, rounded once).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> scores = np.zeros((1, 2, 3, 3))
+    >>> _ = fastpe.add_alibi(scores, slopes=[1.0, 0.5])
+    >>> scores[0, 1].tolist()
+    [[0.0, 0.5, 1.0], [-0.5, 0.0, 0.5], [-1.0, -0.5, 0.0]]
+
+    Decoding one token after 4 cached ones (query at position 4):
+
+    >>> step = np.zeros((1, 2, 1, 5))
+    >>> fastpe.add_alibi(step, slopes=[1.0, 0.5], offset=4)[0, 0, 0].tolist()
+    [-4.0, -3.0, -2.0, -1.0, 0.0]
+    """
     sc, out_view, slopes, off, kp, num_threads = alibi_request(scores, slopes, max_bias, offset, key_positions,
                                                                out, num_threads)
     if sc.size:
@@ -130,16 +183,67 @@ def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = D
 def add_relative_bias(scores: ArrayT, bias_table: npt.ArrayLike, *, bidirectional: Bool, num_buckets: Int,
                       max_distance: Int, offset: npt.ArrayLike = 0, out: Optional[ArrayT] = None,
                       num_threads: OptInt = None) -> ArrayT:
-    """Add T5's bucketed relative position bias to scores (B, H, Tq, Tk), in place unless out= is given.
+    """Add T5's bucketed relative position bias to attention scores in place.
 
-    scores[b, h, i, j] += bias_table[bucket(j - (i + offset[b])), h], with
-    bucket = relative_position_bucket(..., bidirectional, num_buckets,
-    max_distance) (exact; see its docstring for where HF's float32 log
-    differs). bias_table: (num_buckets, H) reals, the learned embedding
-    (HF's relative_attention_bias.weight). offset: an int, or one per batch
-    entry (HF's past_seen_tokens). The bias of each distance is looked up
-    once per head (O(H * (Tq + Tk))), rounded to scores' dtype and added.
-    Returns the array written."""
+    ``scores[b, h, i, j] += bias_table[bucket(j - (i + offset[b])), h]``,
+    with ``bucket`` = `relative_position_bucket` (computed exactly). The
+    ``(Tq, Tk)`` bucket matrix is never built: the bias of each relative
+    distance is tabulated per head (``O(H (Tq + Tk))``) and shifted slices of
+    it are added to each row.
+
+    Parameters
+    ----------
+    scores : array
+        Float array (or tensor) of shape ``(B, H, Tq, Tk)``; written in place
+        unless `out` is given.
+    bias_table : array_like
+        ``(num_buckets, H)`` reals: the learned embedding (HF's
+        ``relative_attention_bias.weight``).
+    bidirectional : bool
+        True for encoders (T5's encoder), False for causal decoders.
+    num_buckets : int
+        Number of buckets (T5: 32); >= 4 when bidirectional, else >= 2.
+    max_distance : int
+        Distance from which every bucket is the last (T5: 128); above the
+        exact buckets.
+    offset : int or array_like of int, optional
+        Position of the first query: one number or one per batch entry
+        (HF's ``past_seen_tokens``).
+    out : array, optional
+        Where to write the result (same shape and dtype as `scores`).
+    num_threads : int, optional
+        OpenMP threads for this call; None uses OpenMP's default.
+
+    Returns
+    -------
+    result : array
+        `scores` (or `out`): the caller's own object.
+
+    Raises
+    ------
+    TypeError
+        Non-float scores, a non-bool `bidirectional`, non-integer settings.
+    ValueError
+        `scores` not 4-D, a `bias_table` not of shape ``(num_buckets, H)``,
+        bucket settings out of range, read-only memory.
+
+    See Also
+    --------
+    relative_position_bucket : the buckets.
+    fastpe.reference.add_relative_bias : the NumPy definition.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> table = np.arange(32.0 * 2).reshape(32, 2)              # (num_buckets, H)
+    >>> scores = np.zeros((1, 2, 4, 4))
+    >>> _ = fastpe.add_relative_bias(scores, table, bidirectional=True, num_buckets=32, max_distance=128)
+    >>> i, j = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
+    >>> buckets = fastpe.relative_position_bucket(j - i, bidirectional=True)
+    >>> bool(np.array_equal(scores[0, 1], table[buckets, 1]))
+    True
+    """
     sc, out_view, table, settings, off, num_threads = relative_request(
         scores, bias_table, bidirectional, num_buckets, max_distance, offset, out, num_threads)
     if sc.size:

@@ -185,16 +185,53 @@ def relative_request(scores, bias_table, bidirectional, num_buckets, max_distanc
 # ------------------------------------------------------------------ ALiBi slopes
 
 def alibi_slopes(n_heads: Int, max_bias: Real = DEFAULT_MAX_BIAS) -> npt.NDArray[np.float64]:
-    """ALiBi's head slopes (float64, shape (n_heads,)), as the paper's get_slopes.
+    """ALiBi's head slopes, as the paper's reference code ``get_slopes``.
 
-    With m = n_heads rounded down to a power of two, head h < m gets
-    2 ** (-max_bias * (h + 1) / m); the remaining heads take every other
-    slope of the 2m-head set, 2 ** (-max_bias * (2 (h - m) + 1) / (2 m)).
-    max_bias=8 is the paper (and BLOOM); MPT's alibi_bias_max generalises the
-    8 the same way (its "ceil to a power of two, odd slopes then even ones"
-    construction yields the same list). Each slope is one float64 power of
-    two of a rounded exponent; the paper's start * ratio ** i and BLOOM's
-    float32 powers agree to within their own rounding."""
+    With ``m`` = `n_heads` rounded down to a power of two, head ``h < m``
+    gets ``2 ** (-max_bias * (h + 1) / m)``; the remaining heads take every
+    other slope of the ``2m``-head set, ``2 ** (-max_bias * (2 (h - m) + 1)
+    / (2m))``.
+
+    Parameters
+    ----------
+    n_heads : int
+        Number of attention heads (>= 1); need not be a power of two.
+    max_bias : float, optional
+        8 (default) is the paper's and BLOOM's; MPT's ``alibi_bias_max``
+        generalises it the same way.
+
+    Returns
+    -------
+    slopes : ndarray of float64
+        Shape ``(n_heads,)``.
+
+    Raises
+    ------
+    TypeError
+        A non-integer `n_heads`.
+    ValueError
+        ``n_heads < 1``, a non-finite or non-positive `max_bias`.
+
+    See Also
+    --------
+    add_alibi : adds the biases these slopes scale.
+
+    Notes
+    -----
+    The same function serves as ``fastpe.alibi_slopes`` and
+    ``fastpe.reference.alibi_slopes``. Each slope is one float64 power of two
+    of a rounded exponent; the paper's ``start * ratio ** i`` and BLOOM's
+    float32 powers agree to within their own rounding. The non-power-of-two
+    rule is matched against HF BLOOM and MPT.
+
+    Examples
+    --------
+    >>> import fastpe
+    >>> fastpe.alibi_slopes(8).tolist()
+    [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.00390625]
+    >>> fastpe.alibi_slopes(6).tolist()     # 4 heads' slopes, then every other of 8's
+    [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125]
+    """
     n_heads = check_heads(n_heads)
     max_bias = check_max_bias(max_bias)
     m = 1 << (n_heads.bit_length() - 1)
@@ -249,17 +286,51 @@ def bucket_of(relative_position, bidirectional, num_buckets, max_distance):
 
 def relative_position_bucket(relative_position: npt.ArrayLike, *, bidirectional: Bool = True, num_buckets: Int = 32,
                              max_distance: Int = 128) -> npt.NDArray[np.int64]:
-    """T5's bucket of each relative position j - i (int64, same shape).
+    """T5's bucket of each relative position ``j - i``.
 
-    Equal to HF T5Attention._relative_position_bucket (Mesh TensorFlow's
-    _relative_position_bucket): bidirectional splits the buckets between
-    negative and positive distances (positive ones get num_buckets // 2
-    added); otherwise positive distances (future keys) share bucket 0. Of
-    each direction's n buckets, distances below n // 2 get their own, the rest
-    are binned by max_exact + floor(log(d / max_exact) / log(max_distance /
-    max_exact) * (n - max_exact)), capped at n - 1.
+    Equal to HF ``T5Attention._relative_position_bucket`` (Mesh TensorFlow's
+    ``_relative_position_bucket``): `bidirectional` splits the buckets
+    between negative and positive distances (positive ones get
+    ``num_buckets // 2`` added); otherwise positive distances (future keys)
+    share bucket 0. Of each direction's ``n`` buckets, distances below
+    ``max_exact = n // 2`` get their own, the rest are binned by
+    ``max_exact + floor(log(d / max_exact) / log(max_distance / max_exact)
+    * (n - max_exact))``, capped at ``n - 1``.
 
-    fastpe evaluates that floor exactly (float64, and integer arithmetic
+    Parameters
+    ----------
+    relative_position : array_like of int
+        Key position minus query position, any shape.
+    bidirectional : bool, optional
+        Split the buckets between both directions (default True).
+    num_buckets : int, optional
+        Number of buckets (default 32); >= 4 when bidirectional, else >= 2.
+    max_distance : int, optional
+        Distance from which every bucket is the last (default 128); it must
+        lie above the exact buckets.
+
+    Returns
+    -------
+    buckets : ndarray of int64
+        Same shape as `relative_position`.
+
+    Raises
+    ------
+    TypeError
+        Non-integer positions or settings, a non-bool `bidirectional`.
+    ValueError
+        Settings out of range, positions beyond int64.
+
+    See Also
+    --------
+    add_relative_bias : adds the learned bias of each bucket.
+
+    Notes
+    -----
+    The same function serves as ``fastpe.relative_position_bucket`` and
+    ``fastpe.reference.relative_position_bucket``.
+
+    fastpe evaluates the floor exactly (float64, and integer arithmetic
     where the value is within rounding of a bin edge). HF evaluates it in
     float32 (relative error ~1e-7), so where the exact value is an integer,
     or within ~1e-6 of one, HF may land in the neighbouring bucket. At T5's
@@ -273,6 +344,15 @@ def relative_position_bucket(relative_position: npt.ArrayLike, *, bidirectional:
     * bidirectional=False, num_buckets=46, max_distance=164: for distance 107
       the exact value is 17.99999817 (floor 17, bucket 40); float32 rounds it
       to 18.0 and HF gives bucket 41.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> fastpe.relative_position_bucket(np.array([-3, -1, 0, 1, 3, 200])).tolist()
+    [3, 1, 0, 17, 19, 31]
+    >>> fastpe.relative_position_bucket(np.array([-3, 0, 3]), bidirectional=False).tolist()
+    [3, 0, 0]
     """
     bidirectional, num_buckets, max_distance = check_bucket_settings(bidirectional, num_buckets, max_distance)
     rp = array_of_kind("relative_position", relative_position, "iu", "integers (key - query positions)")
@@ -295,7 +375,22 @@ def _store(scores, out, bias):
 def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = DEFAULT_MAX_BIAS,
               offset: npt.ArrayLike = 0, key_positions: OptArrayLike = None, out: Optional[ArrayT] = None,
               num_threads: OptInt = None) -> ArrayT:
-    """scores[b, h, i, j] + slope[h] * (j - (i + offset[b])), or + slope[h] * key_positions[b, j]."""
+    """NumPy definition of `fastpe.add_alibi` (same signature and checks).
+
+    Builds the whole ``(B, H, Tq, Tk)`` bias
+    ``slope[h] * (j - (i + offset[b]))`` (or ``slope[h] * key_positions[b,
+    j]``) in float64, rounds it to the scores' dtype and adds it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> scores = np.random.default_rng(0).standard_normal((2, 4, 8, 8))
+    >>> expected = fastpe.reference.add_alibi(scores.copy(), offset=np.array([0, 3]))
+    >>> got = fastpe.add_alibi(scores, offset=np.array([0, 3]))
+    >>> bool(np.allclose(got, expected, rtol=0, atol=1e-12))
+    True
+    """
     sc, out_view, slopes, off, kp, _ = alibi_request(scores, slopes, max_bias, offset, key_positions, out,
                                                      num_threads)
     B, H, Tq, Tk = sc.shape
@@ -313,7 +408,24 @@ def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = D
 def add_relative_bias(scores: ArrayT, bias_table: npt.ArrayLike, *, bidirectional: Bool, num_buckets: Int,
                       max_distance: Int, offset: npt.ArrayLike = 0, out: Optional[ArrayT] = None,
                       num_threads: OptInt = None) -> ArrayT:
-    """scores[b, h, i, j] + bias_table[bucket(j - (i + offset[b])), h]."""
+    """NumPy definition of `fastpe.add_relative_bias` (same signature and checks).
+
+    Builds the ``(B, Tq, Tk)`` bucket matrix and gathers
+    ``bias_table[bucket(j - (i + offset[b])), h]``, then adds it as
+    `fastpe.reference.add_alibi` does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> rng = np.random.default_rng(0)
+    >>> scores, table = rng.standard_normal((1, 4, 8, 8)), rng.standard_normal((32, 4))
+    >>> settings = dict(bidirectional=False, num_buckets=32, max_distance=128)
+    >>> expected = fastpe.reference.add_relative_bias(scores.copy(), table, **settings)
+    >>> got = fastpe.add_relative_bias(scores, table, **settings)
+    >>> bool(np.allclose(got, expected, rtol=0, atol=1e-12))
+    True
+    """
     sc, out_view, table, settings, off, _ = relative_request(scores, bias_table, bidirectional, num_buckets,
                                                              max_distance, offset, out, num_threads)
     B, H, Tq, Tk = sc.shape

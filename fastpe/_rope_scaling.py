@@ -297,17 +297,74 @@ def rope_inv_freq(dim: Int, base: Real = 10000.0, scaling: Scaling = None, *,
                   seq_len: OptInt = None) -> tuple[npt.NDArray[np.float64], float]:
     """RoPE inverse frequencies and attention factor, as HF transformers 5.x computes them.
 
-    dim: head dimension (positive even int); with a ``partial_rotary_factor``
-        key the rotary width is ``int(dim * partial_rotary_factor)``.
-    base: rope theta; a ``rope_theta`` key of ``scaling`` overrides it.
-    scaling: None (default RoPE) or a dict like ``config.rope_parameters``;
-        see the module docstring for the keys of each ``rope_type``
-        (one of ``ROPE_TYPES``).
-    seq_len: current sequence length (dynamic, longrope); ignored otherwise.
+    The rules of ``ROPE_INIT_FUNCTIONS`` with their parameter names, computed
+    in float64 (HF computes the frequencies in float32).
 
-    Returns ``(inv_freq, attention_factor)``: a float64 array of
-    ``rotary_dim // 2`` frequencies and a Python float. Arguments are all
-    checked first; errors name the offending argument or key.
+    Parameters
+    ----------
+    dim : int
+        Head dimension (positive, even); with a ``partial_rotary_factor`` key
+        the rotary width is ``int(dim * partial_rotary_factor)``.
+    base : float, optional
+        RoPE theta (default 10000); a ``rope_theta`` key of `scaling`
+        overrides it.
+    scaling : dict, optional
+        None (plain RoPE) or a dict like ``config.rope_parameters``. Its
+        ``rope_type`` (or legacy ``type``) is one of ``default``, ``linear``
+        (``factor``), ``dynamic`` (``factor``, ``max_position_embeddings``),
+        ``yarn`` (``factor``, ``beta_fast``, ``beta_slow``, ``mscale``,
+        ``mscale_all_dim``, ``attention_factor``, ``truncate``,
+        ``original_max_position_embeddings``), ``longrope``
+        (``long_factor``, ``short_factor``,
+        ``original_max_position_embeddings``, ``factor`` or
+        ``max_position_embeddings``) or ``llama3`` (``factor``,
+        ``low_freq_factor``, ``high_freq_factor``,
+        ``original_max_position_embeddings``). Unknown keys are ignored, as
+        HF does; the dict is never modified.
+    seq_len : int, optional
+        The current sequence length (``dynamic``, ``longrope``); ignored by
+        the other types.
+
+    Returns
+    -------
+    inv_freq : ndarray of float64
+        ``rotary_dim // 2`` frequencies.
+    attention_factor : float
+        The factor that multiplies cos and sin (yarn, longrope; else 1).
+
+    Raises
+    ------
+    TypeError
+        A `scaling` that is not a mapping, non-numeric keys.
+    ValueError
+        An unknown ``rope_type``, a missing or out-of-range key (each is
+        named), an odd rotary width.
+
+    See Also
+    --------
+    apply_rotary : takes the same `scaling`.
+
+    Notes
+    -----
+    The module ``fastpe._rope_scaling`` lists HF's quirks that fastpe keeps
+    (a lone ``mscale`` is ignored by yarn, ``truncate=None`` means False,
+    longrope switches to the long factors only above
+    ``original_max_position_embeddings``) and where it is stricter than HF.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> inv_freq, factor = fastpe.rope_inv_freq(128, 500000.0)
+    >>> inv_freq.shape, factor
+    ((64,), 1.0)
+    >>> linear, _ = fastpe.rope_inv_freq(128, 500000.0, {"rope_type": "linear", "factor": 8.0})
+    >>> bool(np.allclose(linear, inv_freq / 8))
+    True
+    >>> _, yarn_factor = fastpe.rope_inv_freq(64, 10000.0, {"rope_type": "yarn", "factor": 4.0,
+    ...                                                    "original_max_position_embeddings": 4096})
+    >>> round(yarn_factor, 6)                # 0.1 * ln(4) + 1
+    1.138629
     """
     dim = _check_dim(dim)
     base = check_real_scalar("base", base, positive=True)

@@ -238,10 +238,117 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
                  inv_freq: OptArrayLike = None, scaling: Scaling = None, seq_axis: Int = -2,
                  out: Optional[Sequence[ArrayT]] = None,
                  num_threads: OptInt = None) -> Union[ArrayT, tuple[ArrayT, ...]]:
-    """Rotate each array (e.g. q, k) in place by the angles of its tokens' positions.
+    """Rotary position embedding (RoPE): rotate each array (e.g. q and k) in place.
 
-    One angle computation is shared by all the arrays; returns the array (or
-    out), or a tuple of them when several were given. See the README."""
+    Each channel pair ``(a, b)`` of a token at position ``p`` becomes
+    ``(a cos - b sin, b cos + a sin)`` with angles ``p * w_k``,
+    ``w_k = base ** (-2k / rotary_dim)``. The distinct positions of the call
+    get one float64 cos/sin table, shared by all the arrays; each row is
+    rotated in float64 and rounded once.
+
+    Parameters
+    ----------
+    *arrays : array
+        One or more float arrays (or tensors) of one dtype, e.g. ``q`` of
+        shape ``(B, H, T, D)`` and ``k`` of shape ``(B, Hk, T, D)``: the head
+        counts may differ (grouped-query attention), the sequence length may
+        not. Written in place unless `out` is given.
+    offset : int, float or array_like, optional
+        Position of the first token: one number, or one per sequence (shape
+        ``(B,)``, the batch on the first axis).
+    positions : array_like, optional
+        Explicit positions: ``(T,)``, ``(B, T)`` (HF's ``position_ids``, the
+        batch on the first axis for any `seq_axis`), or anything
+        broadcastable to the axes up to and including the sequence axis.
+        Replaces `offset`.
+    base : float, optional
+        RoPE theta (default 10000); a ``rope_theta`` key of `scaling` wins.
+    layout : {"half", "interleaved"}, optional
+        ``"half"`` (default) pairs channel ``i`` with ``i + rotary_dim / 2``
+        (GPT-NeoX, HF Llama's ``rotate_half``); ``"interleaved"`` pairs
+        ``2i`` with ``2i + 1`` (GPT-J, Meta's complex form).
+    rotary_dim : int, optional
+        Rotate only the first `rotary_dim` channels (even; default the whole
+        width); the frequencies then use `rotary_dim` as denominator.
+    inv_freq : array_like, optional
+        The ``rotary_dim // 2`` frequencies themselves.
+    scaling : dict, optional
+        A Hugging Face ``config.rope_parameters`` (or ``rope_scaling``) dict,
+        passed as is: ``linear``, ``dynamic``, ``yarn``, ``longrope``,
+        ``llama3`` (see `rope_inv_freq`). A ``partial_rotary_factor`` key is
+        refused (a ValueError): leave it out and pass
+        ``rotary_dim=int(head_dim * partial_rotary_factor)``.
+    seq_axis : int, optional
+        The sequence axis (default -2); ``-3`` for ``(B, T, H, D)`` arrays
+        (flash-attn, ggml). It must lie before the channel axis.
+    out : sequence of array, optional
+        One array per input, each of its input's shape and dtype.
+    num_threads : int, optional
+        OpenMP threads for this call; None uses OpenMP's default.
+
+    Returns
+    -------
+    rotated : array or tuple of array
+        The array (or ``out[0]``) for one input; a tuple for several. The
+        caller's own objects.
+
+    Raises
+    ------
+    TypeError
+        No arrays, arrays of several dtypes, non-float dtypes, a non-integer
+        `rotary_dim` or `seq_axis`.
+    ValueError
+        Arrays with fewer than 2 dimensions or different sequence lengths, an
+        odd or too large `rotary_dim`, `offset` combined with `positions`,
+        `inv_freq` combined with `scaling`, a bad `scaling` key, arguments
+        that do not broadcast, read-only memory.
+
+    See Also
+    --------
+    rotary_cos_sin : the cos and sin tables, HF style.
+    rope_inv_freq : the frequencies of a scaling.
+    fastpe.reference.apply_rotary : the NumPy definition.
+
+    Notes
+    -----
+    An odd `rotary_dim` is refused: HF rounds it up, so port such a model with
+    an explicit even `rotary_dim` and `inv_freq`. fastpe is stateless:
+    ``dynamic`` and ``longrope`` use the call's own length (its largest
+    position + 1) where HF keeps the largest it has seen.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> rng = np.random.default_rng(0)
+    >>> q = rng.standard_normal((1, 4, 16, 8)).astype(np.float32)
+    >>> k = rng.standard_normal((1, 2, 16, 8)).astype(np.float32)   # fewer key heads
+    >>> q0, k0 = q.copy(), k.copy()
+    >>> q2, k2 = fastpe.apply_rotary(q, k, offset=5)
+    >>> q2 is q and k2 is k
+    True
+
+    Rotation keeps each pair's length, and the rotated dot product depends
+    only on the distance between the positions:
+
+    >>> bool(np.allclose(np.linalg.norm(q, axis=-1), np.linalg.norm(q0, axis=-1)))
+    True
+    >>> def rotated(position):
+    ...     return fastpe.apply_rotary(np.ones((1, 8)), offset=position)
+    >>> near = (rotated(3) * rotated(10)).sum()
+    >>> far = (rotated(100) * rotated(107)).sum()
+    >>> bool(np.isclose(near, far))
+    True
+
+    With a Hugging Face scaling, passed as the model's config has it
+    (``linear`` divides the positions by its factor):
+
+    >>> scaling = {"rope_type": "linear", "factor": 4.0}
+    >>> x = np.ones((1, 8, 8))
+    >>> y = fastpe.apply_rotary(x.copy(), positions=4 * np.arange(8), scaling=scaling)
+    >>> bool(np.allclose(y, fastpe.apply_rotary(x.copy(), positions=np.arange(8))))
+    True
+    """
     req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
                          num_threads)
     results = req.outs if req.outs is not None else req.arrays
@@ -290,9 +397,64 @@ def rotary_table_arguments(n_positions, rotary_dim, offset, base, layout, dtype)
 def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = 10000.0,
                    scaling: Scaling = None, layout: RotaryLayout = "half",
                    dtype: npt.DTypeLike = np.float32) -> tuple[Table, Table]:
-    """(cos, sin) tables of shape (n_positions, rotary_dim), attention factor applied:
-    layout "half" repeats the frequencies in both halves (HF's cat(freqs, freqs)),
-    "interleaved" in adjacent columns."""
+    """The RoPE cos and sin tables, as Hugging Face's rotary embedding returns them.
+
+    Row ``t`` holds ``cos(p * w_k)`` and ``sin(p * w_k)`` for position
+    ``p = offset + t``, each frequency repeated for both channels of its
+    pair, times the scaling's attention factor.
+
+    Parameters
+    ----------
+    n_positions : int
+        Number of rows.
+    rotary_dim : int
+        Columns: the rotary width (even, >= 2).
+    offset : float, optional
+        Position of the first row (default 0).
+    base : float, optional
+        RoPE theta (default 10000).
+    scaling : dict, optional
+        A HF ``rope_parameters`` dict, as in `apply_rotary`.
+    layout : {"half", "interleaved"}, optional
+        ``"half"`` repeats the frequencies in both halves (HF's
+        ``cat(freqs, freqs)``), ``"interleaved"`` in adjacent columns.
+    dtype : dtype, optional
+        Result dtype (default float32).
+
+    Returns
+    -------
+    cos, sin : ndarray
+        Two ``(n_positions, rotary_dim)`` arrays.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Non-integer or negative counts, an odd `rotary_dim`, an unknown
+        `layout`, a bad `scaling`.
+
+    See Also
+    --------
+    apply_rotary : applies the rotation without building these tables.
+    fastpe.reference.rotary_cos_sin : the NumPy definition.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> cos, sin = fastpe.rotary_cos_sin(4096, 128)
+    >>> cos.shape, sin.shape
+    ((4096, 128), (4096, 128))
+    >>> cos, sin = fastpe.rotary_cos_sin(3, 4, dtype=np.float64)    # w = [1, 0.01]
+    >>> bool(np.allclose(sin[2], np.sin([2, 0.02, 2, 0.02])))
+    True
+
+    Applying them as HF's ``apply_rotary_pos_emb`` does gives `apply_rotary`'s result:
+
+    >>> x = np.random.default_rng(0).standard_normal((3, 4))
+    >>> rotate_half = np.concatenate([-x[:, 2:], x[:, :2]], axis=1)
+    >>> bool(np.allclose(x * cos + rotate_half * sin, fastpe.apply_rotary(x.copy())))
+    True
+    """
     n_positions, rotary_dim, offset, base, layout, dtype = rotary_table_arguments(
         n_positions, rotary_dim, offset, base, layout, dtype)
     freq, factor = _scaled_frequencies(rotary_dim, base, scaling, None, _seq_len(offset + n_positions - 1))

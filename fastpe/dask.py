@@ -103,13 +103,60 @@ def _encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale,
 
 def add_sinusoidal(darr, *, offset=0, positions=None, scale=None, base=None, layout=None, num_threads=None,
                    inv_freq=None, preset=None, padding_idx=None, min_timescale=None, max_timescale=None):
-    """Lazy ``darr * scale + PE``: the same result as fastpe.add_sinusoidal on the computed array.
+    """Lazy `fastpe.add_sinusoidal`: ``darr * scale + PE`` as a new Dask array.
 
-    ``offset`` (a number, or one per sequence) and ``positions`` may be NumPy or
-    Dask arrays; they are broadcast and chunked like darr. ``num_threads`` is
-    passed to every block's kernel call: with Dask's threaded scheduler, which
-    already runs one block per core, num_threads=1 avoids oversubscription
-    (distributed's nanny-started workers set OMP_NUM_THREADS=1 themselves)."""
+    Every block is computed by the eager kernel into a new buffer (input
+    blocks are never written). Arguments are checked now, when the graph is
+    built; only the values inside Dask `offset` and `positions` wait for the
+    compute.
+
+    Parameters
+    ----------
+    darr : dask.array.Array or array_like
+        Shape ``(..., T, D)``; any axis may be chunked (keep D in one chunk:
+        each chunk of D encodes at the full width).
+    offset : int, float or array_like, optional
+        One number, or one per sequence (NumPy or Dask), chunked like `darr`.
+    positions : array_like, optional
+        Explicit positions (NumPy or Dask) broadcastable to
+        ``darr.shape[:-1]``; replaces `offset`.
+    scale, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale
+        As in `fastpe.add_sinusoidal`.
+    num_threads : int, optional
+        Passed to every block's kernel call. With Dask's threaded scheduler,
+        which already runs one block per core, pass 1 (distributed's
+        nanny-started workers set ``OMP_NUM_THREADS=1`` themselves).
+
+    Returns
+    -------
+    result : dask.array.Array
+        Same shape, dtype and chunks as `darr`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `fastpe.add_sinusoidal`, at graph-building time; a ValueError for
+        unknown chunk sizes.
+
+    Notes
+    -----
+    Results are within the numerical contract of the eager call, not
+    bit-identical to it: each block starts its recurrence at its own
+    position.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastpe, fastpe.dask
+    >>> x = da.ones((4, 64, 32), chunks=(2, 16, 32), dtype=np.float32)
+    >>> y = fastpe.dask.add_sinusoidal(x, offset=np.arange(4), scale=2.0)
+    >>> y.chunks == x.chunks
+    True
+    >>> eager = fastpe.add_sinusoidal(np.ones((4, 64, 32), np.float32), offset=np.arange(4), scale=2.0)
+    >>> bool(np.allclose(y.compute(scheduler="sync"), eager, atol=1e-6))
+    True
+    """
     x = da.asarray(darr)
     _known_shape("x", x)
     if x.ndim < 2:
@@ -148,10 +195,43 @@ def _encode_block(positions, cols, *, dim, out_dtype, kwargs):
 
 def sinusoidal_encode(positions, dim, *, chunks=None, base=None, layout=None, dtype=np.float32, num_threads=None,
                       inv_freq=None, preset=None, padding_idx=None, min_timescale=None, max_timescale=None):
-    """Lazy encodings of ``positions`` (NumPy or Dask): shape positions.shape + (dim,).
+    """Lazy `fastpe.sinusoidal_encode`: encodings of `positions` as a Dask array.
 
-    ``chunks=None`` keeps the chunks of positions and puts dim in one chunk;
-    otherwise ``chunks`` chunks the whole output, as in Dask."""
+    Parameters
+    ----------
+    positions : dask.array.Array or array_like
+        Real positions, any shape.
+    dim : int
+        Width of each encoding.
+    chunks : optional
+        None (default) keeps the chunks of `positions` and puts `dim` in one
+        chunk; otherwise any Dask chunk specification of the whole output.
+    base, layout, dtype, num_threads, inv_freq, preset, padding_idx, min_timescale, max_timescale
+        As in `fastpe.sinusoidal_encode`.
+
+    Returns
+    -------
+    encodings : dask.array.Array
+        Shape ``positions.shape + (dim,)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `fastpe.sinusoidal_encode`, at graph-building time (NumPy
+        positions are checked now, Dask ones when computed).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastpe, fastpe.dask
+    >>> enc = fastpe.dask.sinusoidal_encode(da.arange(100, chunks=25) * 3, 16)
+    >>> enc.shape, enc.chunks[0]
+    ((100, 16), (25, 25, 25, 25))
+    >>> expected = fastpe.sinusoidal_encode(np.arange(100) * 3, 16)
+    >>> bool(np.allclose(enc.compute(scheduler="sync"), expected, atol=1e-6))
+    True
+    """
     kwargs = {"num_threads": num_threads,
               **_encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)}
     stand_in = _stand_in("positions", positions)
@@ -184,10 +264,42 @@ def _table_block(rows, cols, *, offset, dim, out_dtype, kwargs):
 def sinusoidal_table(n_positions, dim, *, offset=0, chunks=None, base=None, layout=None, dtype=np.float32,
                      num_threads=None, inv_freq=None, preset=None, padding_idx=None, min_timescale=None,
                      max_timescale=None):
-    """Lazy (n_positions, dim) table: row t encodes position offset + t.
+    """Lazy `fastpe.sinusoidal_table`: row ``t`` encodes position ``offset + t``.
 
-    ``chunks=None`` chunks rows automatically and keeps dim in one chunk;
-    otherwise ``chunks`` is any Dask chunk specification of (n_positions, dim)."""
+    Parameters
+    ----------
+    n_positions, dim : int
+        The table's shape.
+    offset : int or float, optional
+        Position of the first row.
+    chunks : optional
+        None (default) chunks the rows automatically and keeps `dim` in one
+        chunk; otherwise any Dask chunk specification of
+        ``(n_positions, dim)``.
+    base, layout, dtype, num_threads, inv_freq, preset, padding_idx, min_timescale, max_timescale
+        As in `fastpe.sinusoidal_table`.
+
+    Returns
+    -------
+    table : dask.array.Array
+        Shape ``(n_positions, dim)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `fastpe.sinusoidal_table`, at graph-building time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe, fastpe.dask
+    >>> table = fastpe.dask.sinusoidal_table(100_000, 512, chunks=(8192, 512))
+    >>> table.numblocks
+    (13, 1)
+    >>> block = table[8190:8194].compute(scheduler="sync")      # across a chunk boundary
+    >>> bool(np.allclose(block, fastpe.sinusoidal_table(4, 512, offset=8190), atol=1e-6))
+    True
+    """
     kwargs = {"num_threads": num_threads,
               **_encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)}
     n_positions = check_count("n_positions", n_positions)

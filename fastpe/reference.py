@@ -58,7 +58,34 @@ __all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "add_table
 
 
 def frequencies(dim: Int, base: Real = 10000.0, layout: str = "interleaved") -> npt.NDArray[np.float64]:
-    """w_k = base ** (-2k / dim) for k = 0 .. ceil(dim/2)-1 (interleaved) or dim//2-1 (concat)."""
+    """The pair frequencies ``w_k = base ** (-2k / dim)`` of the default encoding.
+
+    Parameters
+    ----------
+    dim : int
+        Encoding width.
+    base : float, optional
+        Frequency base (default 10000).
+    layout : {"interleaved", "concat"}, optional
+        ``k = 0 .. ceil(dim / 2) - 1`` for ``"interleaved"`` (default),
+        ``k = 0 .. dim // 2 - 1`` for ``"concat"``.
+
+    Returns
+    -------
+    w : ndarray of float64
+        The frequencies, as `fastpe.sinusoidal_table`'s ``inv_freq`` takes them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> fastpe.reference.frequencies(4).tolist()
+    [1.0, 0.01]
+    >>> w = fastpe.reference.frequencies(6, layout="concat")
+    >>> bool(np.array_equal(fastpe.sinusoidal_table(5, 6, layout="concat", inv_freq=w),
+    ...                     fastpe.sinusoidal_table(5, 6, layout="concat")))
+    True
+    """
     n = (dim + 1) // 2 if layout == "interleaved" else dim // 2
     k = np.arange(n, dtype=np.float64)
     return np.float64(base) ** (-(2.0 * k) / dim)
@@ -116,9 +143,22 @@ def _encode64(positions, enc):
 
 def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
                    past_length: npt.ArrayLike = 0) -> npt.NDArray[np.int64]:
-    """fairseq's make_positions / HF's create_position_ids_from_input_ids:
-    (cumsum(mask) + past_length) * mask + padding_idx along the last axis,
-    mask = token_ids != padding_idx; int64."""
+    """Reference of `fastpe.make_positions`, which is this function.
+
+    ``(cumsum(mask) + past_length) * mask + padding_idx`` along the last axis,
+    ``mask = token_ids != padding_idx``, as int64: fairseq's ``make_positions``,
+    HF's ``create_position_ids_from_input_ids``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> ids = np.array([1, 1, 7, 8, 9])                 # left padding, padding_idx = 1
+    >>> fastpe.reference.make_positions(ids, 1).tolist()
+    [1, 1, 2, 3, 4]
+    >>> bool(np.array_equal(fastpe.make_positions(ids, 1), [1, 1, 2, 3, 4]))
+    True
+    """
     ids, padding_idx, past_length = check_make_positions(token_ids, padding_idx, past_length)
     mask = (ids != padding_idx).astype(np.int64)
     return (np.cumsum(mask, axis=-1) + past_length) * mask + padding_idx
@@ -136,6 +176,20 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
                      num_threads: OptInt = None, inv_freq: OptArrayLike = None, preset: Optional[Preset] = None,
                      padding_idx: OptInt = None, min_timescale: OptReal = None,
                      max_timescale: OptReal = None) -> Table:
+    """NumPy definition of `fastpe.sinusoidal_table` (same signature and checks).
+
+    Angles ``position * w_k`` in float64, ``np.sin`` / ``np.cos``, each preset's
+    frequencies written as its source writes them; rounded to the dtype once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> ref = fastpe.reference.sinusoidal_table(4096, 64, offset=-7, dtype=np.float64)
+    >>> got = fastpe.sinusoidal_table(4096, 64, offset=-7, dtype=np.float64)
+    >>> bool(np.abs(got - ref).max() < 1e-12)
+    True
+    """
     n_positions = check_count("n_positions", n_positions)
     dim = check_count("dim", dim)
     offset = check_real_scalar("offset", offset)
@@ -151,6 +205,18 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
                       dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None, num_threads: OptInt = None,
                       inv_freq: OptArrayLike = None, preset: Optional[Preset] = None, padding_idx: OptInt = None,
                       min_timescale: OptReal = None, max_timescale: OptReal = None) -> Table:
+    """NumPy definition of `fastpe.sinusoidal_encode` (same signature and checks).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> positions = np.array([[0.5, 3.0], [1e5, -2.0]])
+    >>> ref = fastpe.reference.sinusoidal_encode(positions, 32, preset="fairseq", dtype=np.float64)
+    >>> got = fastpe.sinusoidal_encode(positions, 32, preset="fairseq", dtype=np.float64)
+    >>> bool(np.abs(got - ref).max() < 1e-9)
+    True
+    """
     positions = real_array("positions", positions)
     dim = check_count("dim", dim)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
@@ -165,6 +231,21 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
                    num_threads: OptInt = None, inv_freq: OptArrayLike = None, preset: Optional[Preset] = None,
                    padding_idx: OptInt = None, min_timescale: OptReal = None,
                    max_timescale: OptReal = None) -> ArrayT:
+    """NumPy definition of `fastpe.add_sinusoidal` (same signature and checks).
+
+    Builds the encoding of every token in float64, forms ``x * scale + PE`` in
+    float64 and rounds it once into `x` (or `out`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> x = np.random.default_rng(0).standard_normal((4, 128, 64)).astype(np.float32)
+    >>> ref = fastpe.reference.add_sinusoidal(x.copy(), offset=np.arange(4), scale=8.0)
+    >>> got = fastpe.add_sinusoidal(x, offset=np.arange(4), scale=8.0)
+    >>> bool(np.allclose(got, ref, rtol=1e-6, atol=1e-6))
+    True
+    """
     req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
                       preset, padding_idx, min_timescale, max_timescale)
     T = req.x.shape[-2]
@@ -185,6 +266,22 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
 
 def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, positions: OptArrayLike = None,
               scale: OptReal = None, out: Optional[ArrayT] = None, num_threads: OptInt = None) -> ArrayT:
+    """NumPy definition of `fastpe.add_table` (same signature and checks).
+
+    Gathers ``table[positions]`` and adds it: in the common dtype when `x` and
+    `table` share float32 or float64, else in float64, rounded once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> rng = np.random.default_rng(0)
+    >>> x, table = rng.standard_normal((2, 16, 8)), rng.standard_normal((40, 8))
+    >>> ref = fastpe.reference.add_table(x.copy(), table, offset=np.array([0, 20]))
+    >>> got = fastpe.add_table(x, table, offset=np.array([0, 20]))
+    >>> bool(np.array_equal(got, ref))
+    True
+    """
     req = table_request(x, table, offset, positions, scale, out, num_threads)
     xa = req.x
     if req.positions is None:
@@ -204,7 +301,19 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
 
 def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
               cls_token: Bool = False, dtype: npt.DTypeLike = np.float32) -> Table:
-    """2-D sin-cos grid encodings, each layout computed the way its source does (in float64)."""
+    """NumPy definition of `fastpe.sincos_2d`: each layout written the way its source writes it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> for layout in ("mae", "timm", "big_vision"):
+    ...     ref = fastpe.reference.sincos_2d(7, 5, 64, layout=layout, cls_token=True)
+    ...     print(layout, bool(np.allclose(fastpe.sincos_2d(7, 5, 64, layout=layout, cls_token=True), ref)))
+    mae True
+    timm True
+    big_vision True
+    """
     from ._grids import check_grid_2d
 
     grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token)
@@ -243,8 +352,19 @@ def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layou
 
 def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
                   max_timescale: Real = 1e4, dtype: npt.DTypeLike = np.float32) -> Table:
-    """tensor2tensor's add_timing_signal_nd: each axis gets dim // (2 ndim) timescales,
-    [sin | cos] of its coordinate in its own slice of channels; leftover channels are zero."""
+    """NumPy definition of `fastpe.sinusoidal_nd` (tensor2tensor's ``add_timing_signal_nd``).
+
+    Each axis gets ``dim // (2 ndim)`` timescales and the ``[sin | cos]`` of its
+    coordinate in its own slice of channels; leftover channels are zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> ref = fastpe.reference.sinusoidal_nd((4, 6, 6), 100)
+    >>> bool(np.allclose(fastpe.sinusoidal_nd((4, 6, 6), 100), ref))
+    True
+    """
     from ._grids import check_grid_nd
 
     shape, dim, lo, hi = check_grid_nd(shape, dim, min_timescale, max_timescale)
@@ -273,6 +393,18 @@ def _add_grid(x, out, table64, scale):
 def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
                   cls_token: Bool = False, scale: OptReal = None, out: Optional[ArrayT] = None,
                   num_threads: OptInt = None) -> ArrayT:
+    """NumPy definition of `fastpe.add_sincos_2d` (same signature and checks).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> x = np.random.default_rng(0).standard_normal((2, 17, 32))
+    >>> ref = fastpe.reference.add_sincos_2d(x.copy(), 4, 4, cls_token=True, scale=2.0)
+    >>> got = fastpe.add_sincos_2d(x, 4, 4, cls_token=True, scale=2.0)
+    >>> bool(np.allclose(got, ref, rtol=0, atol=1e-12))
+    True
+    """
     from ._grids import check_grid_2d
 
     xa, out_view = x_and_out(x, out)
@@ -290,6 +422,17 @@ def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, 
 def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
                       max_timescale: Real = 1e4, scale: OptReal = None, out: Optional[ArrayT] = None,
                       num_threads: OptInt = None) -> ArrayT:
+    """NumPy definition of `fastpe.add_sinusoidal_nd` (same signature and checks).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> x = np.random.default_rng(0).standard_normal((1, 24, 16))
+    >>> ref = fastpe.reference.add_sinusoidal_nd(x.copy(), (2, 3, 4))
+    >>> bool(np.allclose(fastpe.add_sinusoidal_nd(x, (2, 3, 4)), ref, rtol=0, atol=1e-12))
+    True
+    """
     from ._grids import check_grid_nd
 
     xa, out_view = x_and_out(x, out)
@@ -322,8 +465,25 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
                  inv_freq: OptArrayLike = None, scaling: Scaling = None, seq_axis: Int = -2,
                  out: Optional[Sequence[ArrayT]] = None,
                  num_threads: OptInt = None) -> Union[ArrayT, tuple[ArrayT, ...]]:
-    """RoPE as HF writes it: x * cos + rotate(x) * sin on the first rotary_dim
-    channels, angles position * w_k in float64, rounded once to x's dtype."""
+    """NumPy definition of `fastpe.apply_rotary`: RoPE as HF writes it.
+
+    ``x * cos + rotate(x) * sin`` on the first `rotary_dim` channels, angles
+    ``position * w_k`` in float64, rounded once to the arrays' dtype. Same
+    signature and checks as `fastpe.apply_rotary`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> rng = np.random.default_rng(0)
+    >>> q, k = rng.standard_normal((2, 4, 32, 16)), rng.standard_normal((2, 2, 32, 16))
+    >>> scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+    ...            "high_freq_factor": 4.0, "original_max_position_embeddings": 8}
+    >>> ref_q, ref_k = fastpe.reference.apply_rotary(q.copy(), k.copy(), offset=np.array([3, 9]), scaling=scaling)
+    >>> got_q, got_k = fastpe.apply_rotary(q, k, offset=np.array([3, 9]), scaling=scaling)
+    >>> bool(np.allclose(got_q, ref_q, rtol=0, atol=1e-12) and np.allclose(got_k, ref_k, rtol=0, atol=1e-12))
+    True
+    """
     from ._rotary import rotary_request, row_positions
 
     req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
@@ -353,6 +513,17 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
 def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = 10000.0,
                    scaling: Scaling = None, layout: RotaryLayout = "half",
                    dtype: npt.DTypeLike = np.float32) -> tuple[Table, Table]:
+    """NumPy definition of `fastpe.rotary_cos_sin` (same signature and checks).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> ref_cos, ref_sin = fastpe.reference.rotary_cos_sin(64, 32, offset=100, layout="interleaved")
+    >>> cos, sin = fastpe.rotary_cos_sin(64, 32, offset=100, layout="interleaved")
+    >>> bool(np.allclose(cos, ref_cos, atol=1e-6) and np.allclose(sin, ref_sin, atol=1e-6))
+    True
+    """
     from ._rotary import _scaled_frequencies, rotary_table_arguments
 
     n_positions, rotary_dim, offset, base, layout, dtype = rotary_table_arguments(

@@ -1,9 +1,8 @@
-"""The README's examples run as written.
+"""The README's examples run as written, and its Set up block is what CI runs.
 
-The ```python blocks of the sections below (all of them, or the first few)
-are executed in order in one namespace per section; a block that needs a
-running cluster or Ray is not run (NOT_RUN says why). Sections that need
-torch or dask skip where those are not installed.
+Every ```python block of the README runs, each in a fresh namespace, from a
+temporary directory. A block that uses torch or bfloat16 skips where torch or
+ml_dtypes is not installed.
 """
 
 import os
@@ -12,38 +11,58 @@ import re
 import pytest
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
-# section -> how many of its blocks run (None: all); the API section's later
-# blocks are fragments that use names the reader supplies.
-SECTIONS = {"API": 1, "PyTorch and other array libraries": None, "Examples": None, "Dask and Ray": None}
-# A block containing one of these is shown, not run.
-NOT_RUN = {
-    'Client("scheduler-address:8786")': "needs a running Dask scheduler",
-    "ds.map_batches": "needs Ray and a dataset",
-}
-NEEDS = {"torch": "torch", "dask": "dask.array", "ml_dtypes": "ml_dtypes"}
+MAX_LINES = 300
+SET_UP = """\
+# 1. Install fastpe and run the main job: the benchmark report
+python -m venv .venv && . .venv/bin/activate && pip install . && fastpe bench
+
+# 2. Install the test extra and run the whole test suite against the installed package
+python -m venv .venv && . .venv/bin/activate && pip install ".[test]" && pytest
+"""
 
 
-def _sections():
+def _readme():
     if not os.path.exists(README):
         pytest.skip("README.md is not beside the tests (an installed test tree)")
     with open(README, encoding="utf-8") as f:
-        text = f.read()
-    found = {}
-    for match in re.finditer(r"^## (.+?)\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S):
-        found[match.group(1).strip()] = re.findall(r"```python\n(.*?)```", match.group(2), flags=re.S)
-    return found
+        return f.read()
 
 
-@pytest.mark.parametrize("section", list(SECTIONS))
-def test_readme_examples_run(section, tmp_path, monkeypatch):
-    blocks = _sections().get(section)
-    assert blocks, f"README has no python example in section {section!r}"
-    blocks = blocks[:SECTIONS[section]]
-    code = "\n".join(block for block in blocks if not any(marker in block for marker in NOT_RUN))
-    for word, module in NEEDS.items():
-        if re.search(rf"\b{word}\b", code):
-            pytest.importorskip(module)
+def _python_blocks():
+    if not os.path.exists(README):
+        return []
+    return re.findall(r"^```python\n(.*?)^```", _readme(), flags=re.M | re.S)
+
+
+@pytest.mark.parametrize("index", range(len(_python_blocks())))
+def test_readme_example_runs(index, tmp_path, monkeypatch):
+    code = _python_blocks()[index]
+    if re.search(r"\btorch\b", code):
+        pytest.importorskip("torch")
     if "bfloat16" in code:
         pytest.importorskip("ml_dtypes")
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, f"README.md ({section})", "exec"), {"__name__": "readme_example"})
+    exec(compile(code, f"README.md (python block {index + 1})", "exec"), {"__name__": "readme_example"})
+
+
+def test_readme_has_three_examples():
+    assert len(_python_blocks()) == 3, "the README shows three short examples; the rest lives in docs/"
+
+
+def test_readme_is_short():
+    n_lines = _readme().count("\n")
+    assert n_lines <= MAX_LINES, f"README.md has {n_lines} lines; move detail into docs/ (limit {MAX_LINES})"
+
+
+def test_set_up_block_reads_as_documented():
+    match = re.search(r"^## Set up\n\n```bash\n(.*?)^```", _readme(), flags=re.M | re.S)
+    assert match, "README.md has no bash block right under '## Set up'"
+    assert match.group(1) == SET_UP
+
+
+def test_readme_links_resolve():
+    root = os.path.dirname(README)
+    targets = re.findall(r"\]\(((?!https?:)[^)#]+)", _readme())
+    assert targets, "the README links to no docs page"
+    missing = [t for t in targets if not os.path.exists(os.path.join(root, t))]
+    assert not missing, f"README links to missing files: {missing}"
