@@ -417,10 +417,17 @@ def _rotary_peers(st, dtype, options, torch):
     return out
 
 
-def _as_numpy(result, dtype):
-    """A peer's result as one array of `dtype` (q and k stacked like the case's target)."""
-    arrays = [r if isinstance(r, np.ndarray) else r.detach().float().numpy() for r in result]
-    return np.stack(arrays).astype(dtype)
+def peer_result(st, call, i, dtype):
+    """Run peer `call` once on call index `i` from the case's initial arrays
+    (untimed) and return what it computed as a float64 array shaped like
+    ``st.target`` (a rotary peer's new q and k stacked)."""
+    st.reset()
+    result = call(i)
+    if result is None:
+        return st.target.astype(np.float64)
+    arrays = [r if isinstance(r, np.ndarray) else r.detach().double().numpy() for r in result]
+    # through the case's dtype: a peer's result is in it, whatever its library calls it
+    return np.stack(arrays).astype(dtype).astype(np.float64)
 
 
 def _ulp(value, dtype):
@@ -457,16 +464,12 @@ def check_peers(op, st, dtype, options, peers, num_threads, i=0):
     Returns {peer: {"max_abs_diff", "tolerance"}}; raises PeerMismatch when a
     peer differs from fastpe by more than peer_tolerance. Leaves the state reset.
     """
-    st.reset()
-    op.call(fastpe, st, i, num_threads, options)
-    expected = st.target.astype(np.float64)
+    expected = peer_result(st, lambda i: op.call(fastpe, st, i, num_threads, options), i, dtype)
     tolerance = peer_tolerance(st.pattern, dtype, op.peer_ulps)
     out = {}
     for name, call in peers.items():
-        st.reset()
-        result = call(i)
-        got = st.target if result is None else _as_numpy(result, dtype)
-        diff = float(np.max(np.abs(got.astype(np.float64) - expected))) if expected.size else 0.0
+        got = peer_result(st, call, i, dtype)
+        diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
         if not diff <= tolerance:
             st.reset()
             raise PeerMismatch(f"{op.label}: peer {name} differs from fastpe by {diff:.3g} "
@@ -474,6 +477,7 @@ def check_peers(op, st, dtype, options, peers, num_threads, i=0):
         out[name] = {"max_abs_diff": diff, "tolerance": tolerance}
     st.reset()
     return out
+
 
 ADD = Op("add_sinusoidal", "fused add", "add", _add_setup, _add_call, _cached_add_peers(_sinusoid_table))
 ADD_PRESET = Op("add_sinusoidal(preset=)", "fused add", "add", _add_setup, _preset_call,
