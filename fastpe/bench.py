@@ -1,4 +1,5 @@
-"""Benchmark report: fastpe against its NumPy reference and a bandwidth probe.
+"""Benchmark report: fastpe against what users write instead, its NumPy
+reference and a bandwidth probe.
 
 Run it as ``python -m fastpe bench [--quick] [--json PATH] [--plot PATH]
 [--threads N] [--repeat N]``, or from Python::
@@ -7,9 +8,26 @@ Run it as ``python -m fastpe bench [--quick] [--json PATH] [--plot PATH]
     report = bench.run(quick=True)
     print(bench.format_report(report))
 
-For every case three implementations are timed:
+For every case these implementations are timed:
 
 * ``fastpe``    -- the compiled OpenMP kernels;
+* ``numpy``, ``torch`` -- the peers: what a user writes without fastpe. The
+  encoding is computed once, outside the timed region, in the case's dtype
+  (as the PyTorch tutorial's ``register_buffer`` does); a call adds the rows
+  it needs in place, ``x += table[o:o+T]`` or ``x.add_(table[o:o+T])``, at
+  the same new offset ``o < 4096`` as fastpe's call. Rotary's peer is
+  Hugging Face's ``q * cos + rotate_half(q) * sin`` (and the same for k)
+  with cos and sin cached for every position, the scaled frequencies and
+  yarn's attention factor folded in; a call gathers its position's rows.
+  NumPy runs on one thread (it has no other); torch, imported only when it
+  is installed, runs at fastpe's thread count for the run
+  (``torch.set_num_threads``, restored afterwards). Before timing, each
+  peer's result is compared with fastpe's once (``check_peers``): a peer
+  that computes something else stops the run. "fastpe/peer" is fastpe's time
+  over the fastest peer's: lower is better, below 1.00x fastpe is faster.
+  Ops without a sensible peer (tables, biases) show "-"; a peer that makes
+  sense but cannot run here (torch not installed, NumPy without bfloat16
+  arithmetic) shows "n/m" and a note;
 * ``reference`` -- ``fastpe.reference``, the plain NumPy implementation;
 * ``probe``     -- ``fastpe._kernels.probe``: the same array traffic with no
   arithmetic worth the name (``x += c`` for fused adds, ``t[:] = c`` for
@@ -17,18 +35,20 @@ For every case three implementations are timed:
   kernel could reach on this machine, so "% of probe" (probe time / fastpe
   time x 100) says how close fastpe gets to that ceiling.
 
-Method: the implementations of one case are called round-robin (the order
-rotating every round) so that a noisy, shared machine slows them alike; each
-figure is the median of its samples. In-place calls keep adding into the same
-array; every ``RESET_EVERY`` calls it is restored from a saved pattern outside
-the timed region, so values stay small and finite. Tiny calls are timed in
-batches (a sample is the mean of up to ``RESET_EVERY`` back-to-back calls).
-The reference is slow on big arrays, so it gets fewer samples than fastpe and
-the probe, and fewer still when the run's time budget requires it; the report
-says so when that happens.
+Method: the implementations of one case, peers included, are called
+round-robin (the order rotating every round) so that a noisy, shared machine
+slows them alike; each figure is the median of its samples. In-place calls
+keep adding into the same array; every ``RESET_EVERY`` calls it is restored
+from a saved pattern outside the timed region, so values stay small and
+finite. Tiny calls are timed in batches (a sample is the mean of up to
+``RESET_EVERY`` back-to-back calls).
+The reference is slow on big arrays, so it gets fewer samples than fastpe,
+the peers and the probe, and fewer still when the run's time budget requires
+it; the report says so when that happens.
 
 Cases are data (``CASES``, a list of :class:`Case`); what a case does is an
-:class:`Op`. A new encoding is one ``Op`` plus one ``Case(...)`` line a case.
+:class:`Op`, with its peers. A new encoding is one ``Op`` plus one
+``Case(...)`` line a case.
 """
 
 import gc
@@ -59,10 +79,20 @@ __all__ = [
     "CASES",
     "Case",
     "CaseResult",
+    "LLAMA3_SCALING",
+    "NEW_OFFSET",
     "Op",
+    "PEERS",
+    "PeerMismatch",
     "Report",
+    "SIDE_BY_SIDE",
     "TABLE",
+    "YARN_SCALING",
+    "check_peers",
     "format_report",
+    "import_torch",
+    "peer_result",
+    "peer_tolerance",
     "plot",
     "run",
     "write_json",
@@ -650,6 +680,8 @@ class CaseResult:
                     "fastpe": self.traffic_bytes / tf / 1e9,
                     "reference": self.traffic_bytes / tr / 1e9,
                     "probe": self.traffic_bytes / tp / 1e9,
+                    **{name: self.traffic_bytes / peer_s[name] / 1e9 if name in peer_s else None
+                       for name in PEERS},
                 },
                 "n": {
                     "fastpe": len(f.samples),
@@ -1161,7 +1193,7 @@ PLOT_MISSING = (
 
 
 def plot(report, path):
-    """PNG chart: GB/s of array traffic against array size for fastpe, reference, probe."""
+    """PNG chart: GB/s of array traffic against array size for every implementation."""
     try:
         import matplotlib
     except ImportError:
@@ -1169,7 +1201,8 @@ def plot(report, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"fastpe": "tab:blue", "reference": "tab:orange", "probe": "tab:gray"}
+    colors = {"fastpe": "tab:blue", "reference": "tab:orange", "probe": "tab:gray", "numpy": "tab:green",
+              "torch": "tab:red"}
     markers = {"fused add": "o", "table": "s", "positions": "^"}
     fig, ax = plt.subplots(figsize=(9, 5.5))
     default_threads = report.settings["threads"]
