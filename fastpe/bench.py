@@ -91,6 +91,7 @@ __all__ = [
     "check_peers",
     "format_report",
     "import_torch",
+    "max_abs_diff",
     "peer_result",
     "peer_tolerance",
     "plot",
@@ -449,15 +450,23 @@ def _rotary_peers(st, dtype, options, torch):
 
 def peer_result(st, call, i, dtype):
     """Run peer `call` once on call index `i` from the case's initial arrays
-    (untimed) and return what it computed as a float64 array shaped like
-    ``st.target`` (a rotary peer's new q and k stacked)."""
+    (untimed) and return what it computed, in the case's dtype and shaped
+    like ``st.target`` (a rotary peer's new q and k stacked). An in-place
+    result is ``st.target`` itself: valid until the state's next reset."""
     st.reset()
     result = call(i)
     if result is None:
-        return st.target.astype(np.float64)
+        return st.target
+    # float64 holds every peer dtype exactly (torch's bfloat16 has no NumPy twin)
     arrays = [r if isinstance(r, np.ndarray) else r.detach().double().numpy() for r in result]
-    # through the case's dtype: a peer's result is in it, whatever its library calls it
-    return np.stack(arrays).astype(dtype).astype(np.float64)
+    return np.stack(arrays).astype(dtype)
+
+
+def max_abs_diff(a, b, chunk=1 << 20):
+    """max |a - b| in float64, a chunk at a time (the arrays may be 512 MiB)."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    return max((float(np.max(np.abs(a[k:k + chunk].astype(np.float64) - b[k:k + chunk].astype(np.float64))))
+                for k in range(0, a.size, chunk)), default=0.0)
 
 
 def _ulp(value, dtype):
@@ -494,12 +503,11 @@ def check_peers(op, st, dtype, options, peers, num_threads, i=0):
     Returns {peer: {"max_abs_diff", "tolerance"}}; raises PeerMismatch when a
     peer differs from fastpe by more than peer_tolerance. Leaves the state reset.
     """
-    expected = peer_result(st, lambda i: op.call(fastpe, st, i, num_threads, options), i, dtype)
+    expected = peer_result(st, lambda i: op.call(fastpe, st, i, num_threads, options), i, dtype).copy()
     tolerance = peer_tolerance(st.pattern, dtype, op.peer_ulps)
     out = {}
     for name, call in peers.items():
-        got = peer_result(st, call, i, dtype)
-        diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
+        diff = max_abs_diff(peer_result(st, call, i, dtype), expected)
         if not diff <= tolerance:
             st.reset()
             raise PeerMismatch(f"{op.label}: peer {name} differs from fastpe by {diff:.3g} "

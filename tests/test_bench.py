@@ -51,8 +51,13 @@ def _state(op, shape, dtype, options, seed=0):
     return op.setup(shape, np.dtype(dtype), np.random.default_rng(seed), options)
 
 
+def _result(st, call, i):
+    """A peer's (or reference's) result of call i, as a float64 copy."""
+    return bench.peer_result(st, call, i, st.target.dtype).astype(np.float64)
+
+
 def _reference_result(op, st, i, options):
-    return bench.peer_result(st, lambda i: op.call(reference, st, i, None, options), i, st.target.dtype)
+    return _result(st, lambda i: op.call(reference, st, i, None, options), i)
 
 
 @pytest.mark.parametrize("peer", PEER_NAMES)
@@ -67,7 +72,7 @@ def test_peer_matches_reference(op, shape, dtype, options, peer):
     tolerance = bench.peer_tolerance(st.pattern, dtype, op.peer_ulps)
     for i in CALLS:
         expected = _reference_result(op, st, i, options)
-        got = bench.peer_result(st, peers[peer], i, dtype)
+        got = _result(st, peers[peer], i)
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=0, atol=tolerance, err_msg=f"call {i}")
         # the encoding was really added: the result is not the input
@@ -79,8 +84,7 @@ def test_rotary_peer_is_hf_rotate_half_by_hand():
     options = {"scaling": bench.YARN_SCALING, **NEW_OFFSET}
     st = _state(bench.ROTARY, (1, 2, 1, 8), np.float64, options)
     i = 3
-    got = bench.peer_result(st, bench._rotary_peers(st, np.dtype(np.float64), options, None)["numpy"], i,
-                            np.float64)
+    got = _result(st, bench._rotary_peers(st, np.dtype(np.float64), options, None)["numpy"], i)
     inv_freq, factor = bench.fastpe.rope_inv_freq(8, scaling=bench.YARN_SCALING)
     angles = bench._offset(i, options) * inv_freq
     cos = np.concatenate([np.cos(angles)] * 2) * factor
@@ -89,6 +93,14 @@ def test_rotary_peer_is_hf_rotate_half_by_hand():
     rotated = np.concatenate([-x[..., 4:], x[..., :4]], axis=-1)
     # q and k (stacked) both start from the pattern, on every head
     np.testing.assert_allclose(got, np.broadcast_to(x * cos + rotated * sin, got.shape), rtol=0, atol=1e-12)
+
+
+def test_max_abs_diff_reads_every_chunk():
+    a = np.zeros(10, dtype=np.float32)
+    b = np.zeros(10, dtype=np.float32)
+    b[9] = 0.5
+    assert bench.max_abs_diff(a, b, chunk=4) == 0.5
+    assert bench.max_abs_diff(a[:0], b[:0]) == 0.0
 
 
 def test_peer_tolerance_is_ulps_of_the_largest_input():
