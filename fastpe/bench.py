@@ -488,7 +488,8 @@ def peer_tolerance(pattern, dtype, ulps):
     """How far a peer's result may be from fastpe's: `ulps` units in the last
     place of the inputs' largest magnitude (at least 1, the encoding's) in
     `dtype`, plus the float64 encoding's contract. Peer and fastpe round
-    differently (the table, then the sum; fastpe once), never by more."""
+    differently (a peer rounds the table, then each product and sum; fastpe
+    once), by an ulp or two of the inputs (op.peer_ulps), a wrong row by far more."""
     magnitude = max(1.0, float(np.max(np.abs(np.asarray(pattern, dtype=np.float64)))))
     return ulps * _ulp(magnitude, dtype) + PE_CONTRACT_F64
 
