@@ -566,7 +566,7 @@ CASES: List[Case] = [
     Case("add, new offset", ADD, (16, 512, 768), options=NEW_OFFSET, quick=False),
     Case("add, new offset", ADD, SIDE_BY_SIDE, options=NEW_OFFSET, quick=QUICK_SIDE_BY_SIDE),
     Case("add, new offset", ADD, SIDE_BY_SIDE, np.float64, options=NEW_OFFSET, quick=False),
-    Case("add, long sequence, new offset", ADD, (1, 8192, 1024), options=NEW_OFFSET),
+    Case("add, long sequence, new offset", ADD, (1, 8192, 1024), options=NEW_OFFSET, quick=(1, 4096, 1024)),
     Case("add, 512 MiB, new offset", ADD, (32, 4096, 1024), options=NEW_OFFSET, quick=False, ref_reps=3,
          weight=4.0),
     Case("add, float16, new offset", ADD, SIDE_BY_SIDE, np.float16, options=NEW_OFFSET, quick=QUICK_SIDE_BY_SIDE),
@@ -583,7 +583,7 @@ CASES: List[Case] = [
     _decode_step(", llama3", {"scaling": LLAMA3_SCALING}),
     _decode_step(", yarn", {"scaling": YARN_SCALING}),
     Case("rotary prefill, q and k, new offset", ROTARY, (1, 32, 4096, 128), options=NEW_OFFSET, ref_reps=3,
-         quick=(1, 8, 1024, 128)),
+         quick=(1, 8, 512, 128)),
     Case("ALiBi bias", ALIBI, (1, 16, 2048, 2048), ref_reps=3, quick=(1, 8, 512, 512)),
     Case("T5 relative bias", T5_BIAS, (1, 16, 2048, 2048), ref_reps=3, quick=(1, 8, 512, 512)),
 ]
