@@ -1,23 +1,31 @@
-"""pytest-benchmark suite of fastpe: fastpe vs fastpe.reference vs a bandwidth probe.
+"""pytest-benchmark suite of fastpe: fastpe vs its peers vs fastpe.reference vs a bandwidth probe.
 
 Run from the repository root (after ``python setup.py build_ext --inplace``)::
 
     PYTHONPATH=. python -m pytest bench --benchmark-only
 
-Every benchmark group is one operation at one dtype and size, and holds three
-implementations side by side:
+Every benchmark group is one operation at one dtype and size, and holds its
+implementations side by side, so the group's table shows their ratios:
 
 * ``fastpe``    -- the compiled OpenMP kernels;
+* ``numpy``, ``torch`` -- the peers, what users write instead of fastpe: the
+  encoding computed once (untimed), then ``x += table[o:o+T]`` or
+  ``x.add_(table[o:o+T])`` per call (rotary: Hugging Face's
+  ``q*cos + rotate_half(q)*sin`` on cached cos/sin rows); see
+  ``fastpe.bench``. torch runs at fastpe's thread count and is skipped where
+  it is not installed. Each peer is checked against fastpe once, untimed;
 * ``reference`` -- ``fastpe.reference`` (plain NumPy), given fewer rounds on
   large arrays so the suite finishes in a few minutes;
 * ``probe``     -- ``fastpe._kernels.probe``: ``x += c`` (fused adds) or
   ``t[:] = c`` (tables) over the same array, dtype and thread count; the
   memory-bandwidth ceiling of the machine.
 
-Groups: ``fused add <dtype> <shape>``, ``table <dtype> <shape>``,
-``positions <dtype> <shape>`` and ``threads <dtype> <shape>`` (fastpe and the
-probe at 1 thread and at the default count). Select with ``-k``, e.g.
-``-k "fused_add and float32"`` or ``-k "not reference"``.
+Calls with a new offset use a new offset ``o < 4096`` every call, the same
+sequence for fastpe and its peers. Groups: ``fused add <dtype> <shape>``,
+``table <dtype> <shape>``, ``positions <dtype> <shape>``, ``rotary ...``,
+``threads <dtype> <shape>`` (fastpe and the probe at 1 thread and at the
+default count), and one group per other operation. Select with ``-k``, e.g.
+``-k "fused_add and float32"``, ``-k "not reference"`` or ``-k "fastpe or torch"``.
 
 In-place operations run under ``benchmark.pedantic(fn, setup=..., rounds=...,
 iterations=1)``: ``setup`` restores the input from a saved pattern before every
@@ -41,11 +49,13 @@ The pyproject's pytest settings apply here too: ``--import-mode=importlib``
 ``filterwarnings = error``.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 
 import fastpe
-from fastpe import _kernels, reference
+from fastpe import _kernels, bench, reference
 from fastpe.bench import effective_threads
 
 PROBE_VALUE = 1e-3
@@ -107,23 +117,43 @@ class PEBench:
             fn, setup=setup, rounds=self.rounds(impl, x.nbytes), iterations=1, warmup_rounds=1
         )
 
-    def measure(self, group, impl, x, pattern, call):
-        """Time one implementation in place on x (restored from pattern every
-        round): impl "probe" sweeps x += c with fastpe's thread count, any
-        other runs call(api, x) with api = fastpe or fastpe.reference."""
-        threads = effective_threads(None, x.size)
-        self.describe(group, impl, threads, x, 2)
-        if impl == "probe":
-            flat = x.reshape(-1)
+    def case(self, kind, op, shape, dtype, impl, options=None):
+        """Time one implementation of a fastpe.bench operation: impl is
+        "fastpe", "reference", "probe" or a peer (bench.PEERS). The group is
+        `kind` at the dtype and shape; every call gets the next call index
+        (a new offset where options ask for one)."""
+        options = {} if options is None else options
+        dtype = np.dtype(dtype)
+        st = op.setup(shape, dtype, np.random.default_rng(0), options)
+        calls = itertools.count()
+        if impl in bench.PEERS:
+            torch = bench.import_torch() if impl == "torch" else None
+            if impl == "torch" and torch is None:
+                pytest.skip("torch is not installed")
+            peers = op.peers(st, dtype, options, torch)
+            if impl not in peers:
+                pytest.skip(f"{impl} has no {dtype.name} arithmetic")
+            bench.check_peers(op, st, dtype, options, {impl: peers[impl]}, None)  # untimed
+            peer = peers[impl]
 
             def fn():
-                _kernels.probe(flat, PROBE_VALUE, False, threads)
+                peer(next(calls))
+        elif impl == "probe":
+            flat = st.target.reshape(-1)
+            threads = effective_threads(None, flat.size)
+
+            def fn():
+                _kernels.probe(flat, PROBE_VALUE, op.probe == "fill", threads)
         else:
             api = fastpe if impl == "fastpe" else reference
 
             def fn():
-                call(api, x)
-        return self.inplace(fn, x, pattern, impl)
+                op.call(api, st, next(calls), None, options)
+        threads = 1 if impl in ("reference", "numpy") else effective_threads(None, st.target.size)
+        self.describe(f"{kind} {dtype.name} {'x'.join(map(str, shape))}", impl, threads, st.target,
+                      op.traffic_factor)
+        self.benchmark.extra_info.update(options={k: v for k, v in options.items()})
+        return self.inplace(fn, st.target, st.pattern, impl)
 
     def overwrite(self, fn, out, impl):
         """Time fn() that overwrites out entirely (tables): no setup needed."""
@@ -133,6 +163,21 @@ class PEBench:
 @pytest.fixture
 def pe_bench(benchmark):
     return PEBench(benchmark)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_at_fastpe_threads(default_threads):
+    """torch's peers run at fastpe's thread count; torch's own is restored afterwards."""
+    torch = bench.import_torch()
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(default_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

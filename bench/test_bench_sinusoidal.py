@@ -1,4 +1,4 @@
-"""Benchmarks: sinusoidal tables and fused adds, fastpe vs reference vs probe.
+"""Benchmarks: sinusoidal tables and fused adds, fastpe vs its peers vs reference vs probe.
 
 See bench/conftest.py for how to run, save and compare.
 """
@@ -7,12 +7,25 @@ import numpy as np
 import pytest
 
 import fastpe
-from fastpe import _kernels, reference
+from fastpe import _kernels, bench, reference
 from fastpe.bench import effective_threads
 
-IMPLS = ["fastpe", "reference", "probe"]
-DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
-ADD_SHAPES = [(1, 128, 64), (2, 512, 256), (8, 2048, 1024)]
+IMPLS = ["fastpe", *bench.PEERS, "reference", "probe"]
+# The shapes of "what users write instead" (a new offset o < 4096 every call).
+ADD_SHAPES = [(1, 16, 64), (1, 128, 768), (4, 512, 768), (16, 512, 768), bench.SIDE_BY_SIDE, (1, 8192, 1024)]
+
+
+def _bfloat16():
+    try:
+        import ml_dtypes
+    except ImportError:
+        return pytest.param("bfloat16", marks=pytest.mark.skip(reason="ml_dtypes is not installed"))
+    return pytest.param(np.dtype(ml_dtypes.bfloat16), id="bfloat16")
+
+
+# float64 and the 16-bit dtypes on the side-by-side shape only
+OTHER_DTYPES = [pytest.param(np.float64, id="float64"), pytest.param(np.float16, id="float16"), _bfloat16()]
+TABLE_DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
 TABLE_SHAPES = [(8192, 4096)]
 PROBE_VALUE = 1e-3
 
@@ -30,16 +43,20 @@ def _group(kind, x):
 
 
 @pytest.mark.parametrize("shape", ADD_SHAPES, ids=shape_id)
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_fused_add(pe_bench, impl, dtype, shape):
-    x, pattern = pe_bench.filled(shape, dtype)
-    pe_bench.measure(_group("fused add", x), impl, x, pattern, lambda api, x: api.add_sinusoidal(x))
+def test_fused_add(pe_bench, impl, shape):
+    pe_bench.case("fused add", bench.ADD, shape, np.float32, impl, bench.NEW_OFFSET)
+
+
+@pytest.mark.parametrize("dtype", OTHER_DTYPES)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_fused_add_dtypes(pe_bench, impl, dtype):
+    pe_bench.case("fused add", bench.ADD, bench.SIDE_BY_SIDE, dtype, impl, bench.NEW_OFFSET)
 
 
 @pytest.mark.parametrize("shape", TABLE_SHAPES, ids=shape_id)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", TABLE_DTYPES)
+@pytest.mark.parametrize("impl", ["fastpe", "reference", "probe"])
 def test_table(pe_bench, impl, dtype, shape):
     out = np.zeros(shape, dtype=dtype)
     threads = effective_threads(None, out.size)
@@ -58,16 +75,10 @@ def test_table(pe_bench, impl, dtype, shape):
     pe_bench.overwrite(fn, out, impl)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_positions(pe_bench, impl, dtype):
-    shape = (8, 2048, 1024)
-    x, pattern = pe_bench.filled(shape, dtype)
-    # every sequence at its own start (packed or continued sequences)
-    starts = np.random.default_rng(1).integers(0, 4096, size=(shape[0], 1))
-    positions = starts + np.arange(shape[1])
-    pe_bench.measure(_group("positions", x), impl, x, pattern,
-                     lambda api, x: api.add_sinusoidal(x, positions=positions))
+def test_positions(pe_bench, impl):
+    """Every sequence at its own start (packed or continued sequences); peers gather table[positions]."""
+    pe_bench.case("positions", bench.ADD_POSITIONS, bench.SIDE_BY_SIDE, np.float32, impl)
 
 
 def _thread_counts():

@@ -1,4 +1,5 @@
-"""Benchmark report: fastpe against its NumPy reference and a bandwidth probe.
+"""Benchmark report: fastpe against what users write instead, its NumPy
+reference and a bandwidth probe.
 
 Run it as ``python -m fastpe bench [--quick] [--json PATH] [--plot PATH]
 [--threads N] [--repeat N]``, or from Python::
@@ -7,9 +8,26 @@ Run it as ``python -m fastpe bench [--quick] [--json PATH] [--plot PATH]
     report = bench.run(quick=True)
     print(bench.format_report(report))
 
-For every case three implementations are timed:
+For every case these implementations are timed:
 
 * ``fastpe``    -- the compiled OpenMP kernels;
+* ``numpy``, ``torch`` -- the peers: what a user writes without fastpe. The
+  encoding is computed once, outside the timed region, in the case's dtype
+  (as the PyTorch tutorial's ``register_buffer`` does); a call adds the rows
+  it needs in place, ``x += table[o:o+T]`` or ``x.add_(table[o:o+T])``, at
+  the same new offset ``o < 4096`` as fastpe's call. Rotary's peer is
+  Hugging Face's ``q * cos + rotate_half(q) * sin`` (and the same for k)
+  with cos and sin cached for every position, the scaled frequencies and
+  yarn's attention factor folded in; a call gathers its position's rows.
+  NumPy runs on one thread (it has no other); torch, imported only when it
+  is installed, runs at fastpe's thread count for the run
+  (``torch.set_num_threads``, restored afterwards). Before timing, each
+  peer's result is compared with fastpe's once (``check_peers``): a peer
+  that computes something else stops the run. "fastpe/peer" is fastpe's time
+  over the fastest peer's: lower is better, below 1.00x fastpe is faster.
+  Ops without a sensible peer (tables, biases) show "-"; a peer that makes
+  sense but cannot run here (torch not installed, NumPy without bfloat16
+  arithmetic) shows "n/m" and a note;
 * ``reference`` -- ``fastpe.reference``, the plain NumPy implementation;
 * ``probe``     -- ``fastpe._kernels.probe``: the same array traffic with no
   arithmetic worth the name (``x += c`` for fused adds, ``t[:] = c`` for
@@ -17,18 +35,20 @@ For every case three implementations are timed:
   kernel could reach on this machine, so "% of probe" (probe time / fastpe
   time x 100) says how close fastpe gets to that ceiling.
 
-Method: the implementations of one case are called round-robin (the order
-rotating every round) so that a noisy, shared machine slows them alike; each
-figure is the median of its samples. In-place calls keep adding into the same
-array; every ``RESET_EVERY`` calls it is restored from a saved pattern outside
-the timed region, so values stay small and finite. Tiny calls are timed in
-batches (a sample is the mean of up to ``RESET_EVERY`` back-to-back calls).
-The reference is slow on big arrays, so it gets fewer samples than fastpe and
-the probe, and fewer still when the run's time budget requires it; the report
-says so when that happens.
+Method: the implementations of one case, peers included, are called
+round-robin (the order rotating every round) so that a noisy, shared machine
+slows them alike; each figure is the median of its samples. In-place calls
+keep adding into the same array; every ``RESET_EVERY`` calls it is restored
+from a saved pattern outside the timed region, so values stay small and
+finite. Tiny calls are timed in batches (a sample is the mean of up to
+``RESET_EVERY`` back-to-back calls).
+The reference is slow on big arrays, so it gets fewer samples than fastpe,
+the peers and the probe, and fewer still when the run's time budget requires
+it; the report says so when that happens.
 
 Cases are data (``CASES``, a list of :class:`Case`); what a case does is an
-:class:`Op`. A new encoding is one ``Op`` plus one ``Case(...)`` line a case.
+:class:`Op`, with its peers. A new encoding is one ``Op`` plus one
+``Case(...)`` line a case.
 """
 
 import gc
@@ -45,6 +65,7 @@ import numpy as np
 
 import fastpe
 from fastpe import _kernels, reference
+from fastpe._api import resolve_threads
 
 __all__ = [
     "ADD",
@@ -58,10 +79,21 @@ __all__ = [
     "CASES",
     "Case",
     "CaseResult",
+    "LLAMA3_SCALING",
+    "NEW_OFFSET",
     "Op",
+    "PEERS",
+    "PeerMismatch",
     "Report",
+    "SIDE_BY_SIDE",
     "TABLE",
+    "YARN_SCALING",
+    "check_peers",
     "format_report",
+    "import_torch",
+    "max_abs_diff",
+    "peer_result",
+    "peer_tolerance",
     "plot",
     "run",
     "write_json",
@@ -82,11 +114,14 @@ QUICK_CHEAP_REF_S = 0.01
 COLD_REF_S = 0.2
 # A reference call estimated below this always gets at least one warm sample.
 ALWAYS_WARM_REF_S = 1.5
-# New offset for call i: keeps the kernels from seeing the same positions twice in a row.
+# New offset for call i, in [1, _OFFSET_RANGE]: keeps the kernels from seeing
+# the same positions twice in a row; 1021 is prime, so every offset comes round.
 _OFFSET_STEP = 1021
-_OFFSET_RANGE = 1 << 16
+_OFFSET_RANGE = 4095
 
-IMPLS = ("fastpe", "reference", "probe")
+IMPLS = ("fastpe", "reference", "probe", "numpy", "torch")
+# Implementations timed at a chosen thread count (one series per count).
+THREADED = ("fastpe", "probe")
 
 
 # ----------------------------------------------------------------- cases
@@ -118,6 +153,13 @@ class Op:
         ``fastpe`` module or ``fastpe.reference``; ``i`` counts the calls of
         this implementation (for a new offset every call).
     probe: "add" (x += c: read + write) or "fill" (t[:] = c: write only).
+    peers(state, dtype, options, torch) -> {name: call(i)}: what a user
+        writes without fastpe (see PEERS), built outside the timed region;
+        ``torch`` is the module or None. A call returns None when it works
+        in place on ``state.target``, else the arrays it computed.
+        None: no peer makes sense for this op.
+    peer_ulps: how far a peer may be from fastpe, in units in the last place
+        of the inputs' largest magnitude (see peer_tolerance).
     """
 
     label: str
@@ -125,6 +167,8 @@ class Op:
     probe: str
     setup: Callable[..., State]
     call: Callable[..., Any]
+    peers: Optional[Callable[..., Dict[str, Callable[[int], Any]]]] = None
+    peer_ulps: int = 2
 
     @property
     def traffic_factor(self):
@@ -142,6 +186,7 @@ class Case:
         at that shape instead.
     ref_reps: most reference samples (the budget may allow fewer).
     weight: share of the run's time budget, relative to other cases.
+    peers: False leaves the op's peers out of this case (thread scaling).
     """
 
     name: str
@@ -154,6 +199,7 @@ class Case:
     quick: Any = True
     ref_reps: int = 5
     weight: float = 1.0
+    peers: bool = True
 
 
 def _pattern(shape, dtype, rng):
@@ -170,6 +216,10 @@ def _add_setup(shape, dtype, rng, options):
 
 def _offset(i, options):
     return 1 + (i * _OFFSET_STEP) % _OFFSET_RANGE if options.get("new_offset") else 0
+
+
+def _max_offset(options):
+    return _OFFSET_RANGE if options.get("new_offset") else 0
 
 
 def _add_call(api, st, i, num_threads, options):
@@ -225,7 +275,8 @@ def _rotary_setup(shape, dtype, rng, options):
 
 
 def _rotary_call(api, st, i, num_threads, options):
-    api.apply_rotary(st.target[0], st.target[1], offset=_offset(i, options), num_threads=num_threads)
+    api.apply_rotary(st.target[0], st.target[1], offset=_offset(i, options), scaling=options.get("scaling"),
+                     num_threads=num_threads)
 
 
 def _alibi_call(api, st, i, num_threads, options):
@@ -243,17 +294,254 @@ def _t5_call(api, st, i, num_threads, options):
                           num_threads=num_threads)
 
 
-ADD = Op("add_sinusoidal", "fused add", "add", _add_setup, _add_call)
-ADD_PRESET = Op("add_sinusoidal(preset=)", "fused add", "add", _add_setup, _preset_call)
-ADD_LEARNED = Op("add_table", "learned table", "add", _learned_setup, _learned_call)
-ADD_GRID_2D = Op("add_sincos_2d", "2-D grid", "add", _add_setup, _grid2d_call)
-ROTARY = Op("apply_rotary(q, k)", "rotary", "add", _rotary_setup, _rotary_call)
+# ------------------------------------------------------------------ peers
+#
+# A peer is what a user writes instead of fastpe: the encoding computed once
+# (outside the timed region, by fastpe.reference, in the case's dtype) and
+# one in-place add of the rows a call needs, in NumPy and in torch. Each peer
+# works on the case's own arrays (torch through tensors sharing their
+# memory) and gets the same call index, so the same positions, as fastpe.
+
+PEERS = ("numpy", "torch")
+
+
+def import_torch():
+    """torch, or None where it is not installed (imported only when a run has peers)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _tensor(torch, a):
+    """A tensor sharing a's memory (bfloat16 through its 16-bit pattern: torch
+    does not know ml_dtypes)."""
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def numpy_adds(dtype):
+    """Whether NumPy can add arrays of `dtype` (ml_dtypes' bfloat16 registers the ufunc)."""
+    try:
+        np.add(np.zeros(1, dtype), np.zeros(1, dtype))
+    except TypeError:
+        return False
+    return True
+
+
+def _slice_rows(st, options, convert):
+    """Rows of call i: table[o:o+T] at the call's offset o."""
+    n = st.target.shape[-2]
+
+    def rows(i):
+        o = _offset(i, options)
+        return slice(o, o + n)
+
+    return rows
+
+
+def _position_rows(st, options, convert):
+    """Rows of every call: table[positions] (a gather)."""
+    index = convert(st.positions)
+    return lambda i: index
+
+
+def _cached_add_peers(build_table, rows_of=_slice_rows):
+    """Peers adding rows of a table built once: NumPy ``x += table[rows]`` and
+    torch ``x.add_(table[rows])``, broadcast over the batch."""
+
+    def peers(st, dtype, options, torch):
+        table = build_table(st, dtype, options)
+        x = st.target
+        out = {}
+        if numpy_adds(dtype):
+            numpy_rows = rows_of(st, options, lambda a: a)
+
+            def numpy_add(i):
+                np.add(x, table[numpy_rows(i)], out=x)  # x += table[rows]
+
+            out["numpy"] = numpy_add
+        if torch is not None:
+            xt, tt = _tensor(torch, x), _tensor(torch, table)
+            torch_rows = rows_of(st, options, torch.from_numpy)
+
+            def torch_add(i):
+                xt.add_(tt[torch_rows(i)])
+
+            out["torch"] = torch_add
+        return out
+
+    return peers
+
+
+def _rows_needed(st, options):
+    """Table rows every call of the case reads: the largest offset (or position) + T."""
+    last = int(st.positions.max()) if hasattr(st, "positions") else _max_offset(options) + st.target.shape[-2] - 1
+    return last + 1
+
+
+# Position of the first token at offset 0, where a preset does not start at 0:
+# fairseq starts after its padding_idx (1), so its model reads rows o + 2 on.
+_PRESET_FIRST_POSITION = {"fairseq": 2}
+
+
+def _sinusoid_table(st, dtype, options):
+    """Row o encodes the position of the first token at offset o."""
+    preset = options.get("preset")
+    return reference.sinusoidal_table(_rows_needed(st, options), st.target.shape[-1], dtype=dtype, preset=preset,
+                                      offset=_PRESET_FIRST_POSITION.get(preset, 0))
+
+
+def _learned_table(st, dtype, options):
+    return st.table
+
+
+def _grid_table(st, dtype, options):
+    h, w = options["grid"]
+    return reference.sincos_2d(h, w, st.target.shape[-1], layout=options.get("layout", "mae"), dtype=dtype)
+
+
+def _rotate_half_numpy(a):
+    h = a.shape[-1] // 2
+    return np.concatenate((-a[..., h:], a[..., :h]), axis=-1)
+
+
+def _rotate_half_torch(torch):
+    def rotate_half(a):
+        h = a.shape[-1] // 2
+        return torch.cat((-a[..., h:], a[..., :h]), dim=-1)
+
+    return rotate_half
+
+
+def _rotary_peers(st, dtype, options, torch):
+    """Hugging Face's RoPE as its models write it, with cos and sin cached once
+    for every position (the scaled frequencies and yarn's attention factor
+    folded in, as HF does): per call, gather the rows of the call's
+    position_ids, then ``q * cos + rotate_half(q) * sin``, and the same for
+    k. Like HF, the results are new arrays; q and k are left as they are."""
+    n_rows = _rows_needed(st, options)
+    t, dim = st.target.shape[-2:]
+    cos, sin = reference.rotary_cos_sin(n_rows, dim, scaling=options.get("scaling"), layout="half", dtype=dtype)
+    # position_ids of each offset, made once (a model makes them per step; not what is measured here)
+    positions = np.arange(n_rows)
+    offsets = range(_max_offset(options) + 1)
+
+    def hf_rotary(q, k, cos, sin, ids, rotate_half, unsqueeze):
+        def call(i):
+            pid = ids[_offset(i, options)]
+            c, s = unsqueeze(cos[pid]), unsqueeze(sin[pid])
+            return q * c + rotate_half(q) * s, k * c + rotate_half(k) * s
+
+        return call
+
+    q, k = st.target[0], st.target[1]
+    out = {"numpy": hf_rotary(q, k, cos, sin, [positions[None, o:o + t] for o in offsets], _rotate_half_numpy,
+                              lambda a: a[:, None])}
+    if torch is not None:
+        positions_t = torch.from_numpy(positions)
+        out["torch"] = hf_rotary(_tensor(torch, q), _tensor(torch, k), _tensor(torch, cos), _tensor(torch, sin),
+                                 [positions_t[None, o:o + t] for o in offsets], _rotate_half_torch(torch),
+                                 lambda a: a.unsqueeze(1))
+    return out
+
+
+def peer_result(st, call, i, dtype):
+    """Run peer `call` once on call index `i` from the case's initial arrays
+    (untimed) and return what it computed, in the case's dtype and shaped
+    like ``st.target`` (a rotary peer's new q and k stacked). An in-place
+    result is ``st.target`` itself: valid until the state's next reset."""
+    st.reset()
+    result = call(i)
+    if result is None:
+        return st.target
+    # float64 holds every peer dtype exactly (torch's bfloat16 has no NumPy twin)
+    arrays = [r if isinstance(r, np.ndarray) else r.detach().double().numpy() for r in result]
+    return np.stack(arrays).astype(dtype)
+
+
+def max_abs_diff(a, b, chunk=1 << 20):
+    """max |a - b| in float64, a chunk at a time (the arrays may be 512 MiB)."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    return max((float(np.max(np.abs(a[k:k + chunk].astype(np.float64) - b[k:k + chunk].astype(np.float64))))
+                for k in range(0, a.size, chunk)), default=0.0)
+
+
+def _ulp(value, dtype):
+    """Spacing of `dtype` numbers at `value` (a positive float)."""
+    try:
+        eps = float(np.finfo(dtype).eps)
+    except ValueError:  # ml_dtypes' bfloat16
+        import ml_dtypes
+
+        eps = float(ml_dtypes.finfo(dtype).eps)
+    return eps * 2.0 ** math.floor(math.log2(value))
+
+
+# The float64 encoding's own error (numerical contract, |p| <= 2**20).
+PE_CONTRACT_F64 = 1e-9
+
+
+def peer_tolerance(pattern, dtype, ulps):
+    """How far a peer's result may be from fastpe's: `ulps` units in the last
+    place of the inputs' largest magnitude (at least 1, the encoding's) in
+    `dtype`, plus the float64 encoding's contract. Peer and fastpe round
+    differently (a peer rounds the table, then each product and sum; fastpe
+    once), by an ulp or two of the inputs (op.peer_ulps), a wrong row by far more."""
+    magnitude = max(1.0, float(np.max(np.abs(np.asarray(pattern, dtype=np.float64)))))
+    return ulps * _ulp(magnitude, dtype) + PE_CONTRACT_F64
+
+
+class PeerMismatch(AssertionError):
+    """A peer computed something else than fastpe: the comparison would be meaningless."""
+
+
+def check_peers(op, st, dtype, options, peers, num_threads, i=0):
+    """Run fastpe and every peer once on call `i` (untimed) and compare.
+
+    Returns {peer: {"max_abs_diff", "tolerance"}}; raises PeerMismatch when a
+    peer differs from fastpe by more than peer_tolerance. Leaves the state reset.
+    """
+    expected = peer_result(st, lambda i: op.call(fastpe, st, i, num_threads, options), i, dtype).copy()
+    tolerance = peer_tolerance(st.pattern, dtype, op.peer_ulps)
+    out = {}
+    for name, call in peers.items():
+        diff = max_abs_diff(peer_result(st, call, i, dtype), expected)
+        if not diff <= tolerance:
+            st.reset()
+            raise PeerMismatch(f"{op.label}: peer {name} differs from fastpe by {diff:.3g} "
+                               f"(tolerance {tolerance:.3g}) at call {i}")
+        out[name] = {"max_abs_diff": diff, "tolerance": tolerance}
+    st.reset()
+    return out
+
+
+ADD = Op("add_sinusoidal", "fused add", "add", _add_setup, _add_call, _cached_add_peers(_sinusoid_table))
+ADD_PRESET = Op("add_sinusoidal(preset=)", "fused add", "add", _add_setup, _preset_call,
+                _cached_add_peers(_sinusoid_table))
+ADD_LEARNED = Op("add_table", "learned table", "add", _learned_setup, _learned_call,
+                 _cached_add_peers(_learned_table))
+ADD_GRID_2D = Op("add_sincos_2d", "2-D grid", "add", _add_setup, _grid2d_call, _cached_add_peers(_grid_table))
+# HF's formula rounds cos/sin, two products and a sum: a few ulps from fastpe's one rounding.
+ROTARY = Op("apply_rotary(q, k)", "rotary", "add", _rotary_setup, _rotary_call, _rotary_peers, peer_ulps=4)
 ALIBI = Op("add_alibi", "attention bias", "add", _add_setup, _alibi_call)
 T5_BIAS = Op("add_relative_bias", "attention bias", "add", _t5_setup, _t5_call)
-ADD_POSITIONS = Op("add_sinusoidal(positions=)", "positions", "add", _positions_setup, _positions_call)
+ADD_POSITIONS = Op("add_sinusoidal(positions=)", "positions", "add", _positions_setup, _positions_call,
+                   _cached_add_peers(_sinusoid_table, _position_rows))
 TABLE = Op("sinusoidal_table(out=)", "table", "fill", _table_setup, _table_call)
 
 NEW_OFFSET = {"new_offset": True}
+# Llama 3.1's and a YaRN model's rope_parameters (yarn: HF's attention factor 0.1 ln(factor) + 1).
+LLAMA3_SCALING = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                  "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+YARN_SCALING = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096}
+# The shape on which add_table, a preset, positions, the 2-D grid and the 16-bit
+# adds sit beside add_sinusoidal, and its --quick stand-in.
+SIDE_BY_SIDE = (8, 2048, 1024)
+QUICK_SIDE_BY_SIDE = (2, 2048, 1024)
+
 
 def _bfloat16_cases():
     """The bfloat16 case, where the optional ml_dtypes is installed."""
@@ -261,28 +549,41 @@ def _bfloat16_cases():
         import ml_dtypes
     except ImportError:
         return []
-    return [Case("add, bfloat16, new offset", ADD, (8, 2048, 1024), np.dtype(ml_dtypes.bfloat16),
-                 options=NEW_OFFSET)]
+    return [Case("add, bfloat16, new offset", ADD, SIDE_BY_SIDE, np.dtype(ml_dtypes.bfloat16),
+                 options=NEW_OFFSET, quick=QUICK_SIDE_BY_SIDE)]
+
+
+def _decode_step(name, options):
+    """One decode step of rotary: q and k each (1, 32, 1, 128) at a new position every call."""
+    return Case(f"rotary decode step{name}", ROTARY, (1, 32, 1, 128), options={**NEW_OFFSET, **options},
+                ref_reps=20, weight=0.5)
 
 
 CASES: List[Case] = [
-    Case("add, small (serial path)", ADD, (1, 16, 64), ref_reps=20),
-    Case("add, new offset", ADD, (1, 128, 64), options=NEW_OFFSET, ref_reps=20),
-    Case("add, new offset", ADD, (8, 2048, 1024), options=NEW_OFFSET),
-    Case("add, new offset", ADD, (8, 2048, 1024), np.float64, options=NEW_OFFSET),
-    Case("add, long sequence, new offset", ADD, (1, 8192, 1024), options=NEW_OFFSET),
-    Case("add, float16, new offset", ADD, (8, 2048, 1024), np.float16, options=NEW_OFFSET),
+    Case("add, new offset (serial path)", ADD, (1, 16, 64), options=NEW_OFFSET, ref_reps=20, weight=0.5),
+    Case("add, new offset", ADD, (1, 128, 768), options=NEW_OFFSET, ref_reps=20, weight=0.5),
+    Case("add, new offset", ADD, (4, 512, 768), options=NEW_OFFSET, quick=False, weight=0.5),
+    Case("add, new offset", ADD, (16, 512, 768), options=NEW_OFFSET, quick=False),
+    Case("add, new offset", ADD, SIDE_BY_SIDE, options=NEW_OFFSET, quick=QUICK_SIDE_BY_SIDE),
+    Case("add, new offset", ADD, SIDE_BY_SIDE, np.float64, options=NEW_OFFSET, quick=False),
+    Case("add, long sequence, new offset", ADD, (1, 8192, 1024), options=NEW_OFFSET, quick=(1, 4096, 1024)),
+    Case("add, 512 MiB, new offset", ADD, (32, 4096, 1024), options=NEW_OFFSET, quick=False, ref_reps=3,
+         weight=4.0),
+    Case("add, float16, new offset", ADD, SIDE_BY_SIDE, np.float16, options=NEW_OFFSET, quick=QUICK_SIDE_BY_SIDE),
     *_bfloat16_cases(),
-    Case("add, 512 MiB", ADD, (32, 4096, 1024), quick=False, ref_reps=3, weight=4.0),
     Case("table into out", TABLE, (8192, 4096), quick=(2048, 4096), weight=1.5),
-    Case("add, thread scaling", ADD, (32, 4096, 1024), threads=(1, 2), reference=False,
-         quick=(8, 2048, 1024), weight=2.0),
-    Case("add, explicit positions", ADD_POSITIONS, (8, 2048, 1024), weight=1.5),
-    Case("add, fairseq preset, new offset", ADD_PRESET, (8, 2048, 1024), options={"preset": "fairseq", **NEW_OFFSET}),
-    Case("learned table, new offset", ADD_LEARNED, (8, 2048, 1024), options=NEW_OFFSET),
-    Case("2-D grid 32x64 (mae)", ADD_GRID_2D, (8, 2048, 1024), options={"grid": (32, 64)}),
-    Case("rotary q and k, new offset", ROTARY, (1, 32, 4096, 128), options=NEW_OFFSET, ref_reps=3,
-         quick=(1, 8, 1024, 128)),
+    Case("add, thread scaling", ADD, (32, 4096, 1024), threads=(1, 2), reference=False, peers=False,
+         quick=QUICK_SIDE_BY_SIDE, weight=2.0),
+    Case("add, explicit positions", ADD_POSITIONS, SIDE_BY_SIDE, quick=QUICK_SIDE_BY_SIDE, weight=1.5),
+    Case("add, fairseq preset, new offset", ADD_PRESET, SIDE_BY_SIDE, options={"preset": "fairseq", **NEW_OFFSET},
+         quick=QUICK_SIDE_BY_SIDE),
+    Case("learned table, new offset", ADD_LEARNED, SIDE_BY_SIDE, options=NEW_OFFSET, quick=QUICK_SIDE_BY_SIDE),
+    Case("2-D grid 32x64 (mae)", ADD_GRID_2D, SIDE_BY_SIDE, options={"grid": (32, 64)}, quick=QUICK_SIDE_BY_SIDE),
+    _decode_step("", {}),
+    _decode_step(", llama3", {"scaling": LLAMA3_SCALING}),
+    _decode_step(", yarn", {"scaling": YARN_SCALING}),
+    Case("rotary prefill, q and k, new offset", ROTARY, (1, 32, 4096, 128), options=NEW_OFFSET, ref_reps=3,
+         quick=(1, 8, 512, 128)),
     Case("ALiBi bias", ALIBI, (1, 16, 2048, 2048), ref_reps=3, quick=(1, 8, 512, 512)),
     Case("T5 relative bias", T5_BIAS, (1, 16, 2048, 2048), ref_reps=3, quick=(1, 8, 512, 512)),
 ]
@@ -293,12 +594,6 @@ CASES: List[Case] = [
 
 def effective_threads(num_threads, size):
     """The team size fastpe uses for `size` output elements (probes use the same)."""
-    try:
-        from fastpe._api import resolve_threads
-    except ImportError:  # pragma: no cover - the API module moved; mirror its rule
-        if not _kernels.openmp_enabled() or size < (1 << 15):
-            return 1
-        return num_threads if num_threads is not None else max(1, _kernels.omp_max_threads())
     return resolve_threads(num_threads, size)
 
 
@@ -346,6 +641,10 @@ class CaseResult:
     series: List[Series]
     notes: List[str]
     elapsed_s: float
+    # peer -> why it was not measured, for the peers the op has but this run could not time
+    peers_not_measured: Dict[str, str] = field(default_factory=dict)
+    # peer -> its agreement with fastpe (check_peers)
+    peer_check: Dict[str, Dict[str, float]] = field(default_factory=dict)
 
     @property
     def nbytes(self):
@@ -357,7 +656,7 @@ class CaseResult:
 
     def get(self, impl, threads=None):
         for s in self.series:
-            if s.impl == impl and (threads is None or impl == "reference" or s.threads == threads):
+            if s.impl == impl and (threads is None or impl not in THREADED or s.threads == threads):
                 return s
         return None
 
@@ -372,22 +671,32 @@ class CaseResult:
             tf = f.median
             tr = r.median if r else float("nan")
             tp = p.median if p else float("nan")
+            peers = {name: self.get(name) for name in PEERS}
+            peer_s = {name: s.median for name, s in peers.items() if s is not None and s.samples}
+            best = min(peer_s, key=peer_s.get) if peer_s else None
             out.append({
                 "threads": t,
                 "fastpe_s": tf,
                 "reference_s": tr,
                 "probe_s": tp,
+                "peers_s": {name: peer_s.get(name) for name in PEERS},
+                "best_peer": best,
+                "best_peer_s": peer_s[best] if best else None,
+                "fastpe_over_best_peer": tf / peer_s[best] if best else None,
                 "speedup_vs_reference": tr / tf,
                 "percent_of_probe": 100.0 * tp / tf,
                 "gbps": {
                     "fastpe": self.traffic_bytes / tf / 1e9,
                     "reference": self.traffic_bytes / tr / 1e9,
                     "probe": self.traffic_bytes / tp / 1e9,
+                    **{name: self.traffic_bytes / peer_s[name] / 1e9 if name in peer_s else None
+                       for name in PEERS},
                 },
                 "n": {
                     "fastpe": len(f.samples),
                     "reference": len(r.samples) if r else 0,
                     "probe": len(p.samples) if p else 0,
+                    **{name: len(s.samples) if s else 0 for name, s in peers.items()},
                 },
             })
         return out
@@ -405,6 +714,8 @@ class CaseResult:
             "probe": "x += c" if self.case.op.probe == "add" else "t[:] = c",
             "rows": _jsonable(self.rows()),
             "series": [s.stats() for s in self.series],
+            "peer_check": self.peer_check,
+            "peers_not_measured": dict(self.peers_not_measured),
             "notes": list(self.notes),
             "elapsed_s": self.elapsed_s,
         }
@@ -442,7 +753,28 @@ def _batch(cost):
     return int(min(RESET_EVERY, max(1, math.ceil(MIN_SAMPLE_S / cost))))
 
 
-def _measure(case, shape, dtype, num_threads, repeat, ref_reps, allowance, seed, quick=False):
+def _add_peers(case, st, dtype, num_threads, torch, series, resets):
+    """Build the case's peers (untimed), check them against fastpe, add their series.
+
+    Returns (peers not measured -> why, check_peers' figures)."""
+    op, opts = case.op, case.options
+    if op.peers is None or not case.peers:
+        return {}, {}
+    peers = op.peers(st, dtype, opts, torch)
+    missing = {}
+    for name in PEERS:
+        if name not in peers:
+            missing[name] = ("torch is not installed" if name == "torch" and torch is None
+                             else f"{name} has no {dtype.name} arithmetic")
+    check = check_peers(op, st, dtype, opts, peers, num_threads)
+    # numpy runs on one thread; torch at its own thread count (set for the run)
+    peer_threads = {"numpy": 1, "torch": torch.get_num_threads() if torch is not None else 1}
+    for name, call in peers.items():
+        series.append(Series(name, peer_threads[name], call, resets))
+    return missing, check
+
+
+def _measure(case, shape, dtype, num_threads, repeat, ref_reps, allowance, seed, quick=False, torch=None):
     op, opts = case.op, case.options
     rng = np.random.default_rng(seed)
     st = op.setup(shape, dtype, rng, opts)
@@ -459,6 +791,7 @@ def _measure(case, shape, dtype, num_threads, repeat, ref_reps, allowance, seed,
         series.append(Series("fastpe", eff, lambda i, nt=nt: op.call(fastpe, st, i, nt, opts), resets))
         series.append(Series("probe", eff,
                              lambda i, eff=eff: _kernels.probe(flat, probe_value, fill, eff), resets))
+    missing, check = _add_peers(case, st, dtype, num_threads, torch, series, resets)
     if case.reference:
         series.append(Series("reference", 1, lambda i: op.call(reference, st, i, None, opts), resets))
 
@@ -553,9 +886,9 @@ def _measure(case, shape, dtype, num_threads, repeat, ref_reps, allowance, seed,
                 f"(about {_fmt_time(ref.median)} a call; more did not fit the time budget)"
             )
     if n_rounds < repeat:
-        notes.append(f"fastpe/probe: {n_rounds} samples instead of {repeat} (time budget)")
+        notes.append(f"fastpe/probe/peers: {n_rounds} samples instead of {repeat} (time budget)")
     del st, flat
-    return series, notes
+    return series, notes, missing, check
 
 
 # ---------------------------------------------------------------- report
@@ -669,21 +1002,32 @@ def run(*, quick=False, threads=None, repeat=None, cases=None, budget_s=None, se
         plan = [(c if c.threads is None else _with_threads(c, (1, max(2, threads))), s) for c, s in plan]
 
     config = fastpe.show_config(print_out=False)
+    torch = import_torch() if any(c.peers and c.op.peers for c, _ in plan) else None
+    torch_threads = torch.get_num_threads() if torch is not None else None
     results = []
     weights = [c.weight for c, _ in plan]
-    for k, (case, shape) in enumerate(plan):
-        dtype = np.dtype(case.dtype)
-        remaining = budget_s - (time.perf_counter() - started)
-        allowance = max(0.05, remaining * case.weight / sum(weights[k:]))
-        say(f"[{k + 1}/{len(plan)}] {case.name} {_shape_str(shape)} {dtype.name} ...")
-        t0 = time.perf_counter()
-        series, notes = _measure(case, shape, dtype, threads, repeat, case.ref_reps, allowance, seed + k, quick)
-        res = CaseResult(case, shape, dtype, series, notes, time.perf_counter() - t0)
-        results.append(res)
-        for row in res.rows():
-            say(f"      fastpe {_fmt_time(row['fastpe_s'])}, reference {_fmt_time(row['reference_s'])}, "
-                f"probe {_fmt_time(row['probe_s'])} at {row['threads']} thread(s)")
-        say(f"      ({res.elapsed_s:.1f} s)")
+    try:
+        if torch is not None:
+            torch.set_num_threads(run_threads)  # the peers run at fastpe's thread count
+        for k, (case, shape) in enumerate(plan):
+            dtype = np.dtype(case.dtype)
+            remaining = budget_s - (time.perf_counter() - started)
+            allowance = max(0.05, remaining * case.weight / sum(weights[k:]))
+            say(f"[{k + 1}/{len(plan)}] {case.name} {_shape_str(shape)} {dtype.name} ...")
+            t0 = time.perf_counter()
+            series, notes, missing, check = _measure(case, shape, dtype, threads, repeat, case.ref_reps, allowance,
+                                                     seed + k, quick, torch)
+            res = CaseResult(case, shape, dtype, series, notes, time.perf_counter() - t0, missing, check)
+            results.append(res)
+            for row in res.rows():
+                peers = "".join(f", {name} {_fmt_time(row['peers_s'][name])}" for name in PEERS
+                                if row["peers_s"][name] is not None)
+                say(f"      fastpe {_fmt_time(row['fastpe_s'])}{peers}, reference {_fmt_time(row['reference_s'])}, "
+                    f"probe {_fmt_time(row['probe_s'])} at {row['threads']} thread(s)")
+            say(f"      ({res.elapsed_s:.1f} s)")
+    finally:
+        if torch is not None:
+            torch.set_num_threads(torch_threads)
     settings = {
         "mode": "quick" if quick else "default",
         "threads": run_threads,
@@ -692,6 +1036,8 @@ def run(*, quick=False, threads=None, repeat=None, cases=None, budget_s=None, se
         "budget_s": budget_s,
         "reset_every": RESET_EVERY,
         "statistic": "median",
+        "peers": {"numpy": np.__version__, "torch": torch.__version__ if torch is not None else None,
+                  "torch_threads": run_threads if torch is not None else None},
     }
     machine["load_average_1min_end"] = _load_average()
     return Report(machine, config, settings, results, time.perf_counter() - started)
@@ -739,6 +1085,13 @@ def _load_text(m):
     return text
 
 
+def _peer_versions(settings):
+    peers = settings.get("peers", {})
+    torch = (f"torch {peers['torch']} at {peers['torch_threads']} thread(s)" if peers.get("torch")
+             else "torch not measured")
+    return f"numpy {peers.get('numpy')} (1 thread), {torch}"
+
+
 def format_report(report):
     """The report as text: header, one row per case and thread count, scaling, notes."""
     cfg, m, st = report.config, report.machine, report.settings
@@ -753,27 +1106,45 @@ def format_report(report):
         "times: medians of round-robin interleaved samples; probe = x += c (add) or t[:] = c (table)",
         "       at the same size, dtype and thread count; vs ref = reference/fastpe; "
         "% probe = probe/fastpe x 100",
+        "peers (what users write instead): the encoding computed once, untimed, then per call numpy "
+        "`x += table[o:o+T]`, torch `x.add_(table[o:o+T])`",
+        "       (rotary: HF's `q*cos + rotate_half(q)*sin` with cached cos/sin rows), checked against fastpe "
+        "once per case; " + _peer_versions(st),
+        "fastpe/peer = fastpe time / fastest peer's time (lower is better; below 1.00x fastpe is faster); "
+        "- = no peer for this op, n/m = not measured",
         "",
     ]
-    header = ("case", "shape", "dtype", "thr", "fastpe", "reference", "probe",
-              "vs ref", "% probe", "GB/s", "n f/r/p")
+    header = ("case", "shape", "dtype", "thr", "fastpe", *PEERS, "reference", "probe",
+              "fastpe/peer", "vs ref", "% probe", "GB/s", "n f/r/p")
     table = []
     notes = []
-    for res in report.results:
-        marks = ""
-        for note in res.notes:
+
+    def mark(note):
+        if note not in notes:
             notes.append(note)
-            marks += f"[{len(notes)}]"
+        return f"[{notes.index(note) + 1}]"
+
+    for res in report.results:
+        marks = "".join(mark(note) for note in res.notes)
         for row in res.rows():
             n = row["n"]
+            peer_cells = []
+            for name in PEERS:
+                if name in res.peers_not_measured:
+                    peer_cells.append("n/m" + mark(f"{name}: not measured, {res.peers_not_measured[name]}"))
+                else:
+                    peer_cells.append(_fmt_time(row["peers_s"][name]))
+            best = row["best_peer"]
             table.append((
                 res.case.name,
                 _shape_str(res.shape),
                 "f32" if res.dtype == np.float32 else "f64" if res.dtype == np.float64 else res.dtype.name,
                 str(row["threads"]),
                 _fmt_time(row["fastpe_s"]),
+                *peer_cells,
                 _fmt_time(row["reference_s"]) + marks,
                 _fmt_time(row["probe_s"]),
+                f"{row['fastpe_over_best_peer']:.2f}x {best}" if best else "-",
                 _fmt_ratio(row["speedup_vs_reference"]),
                 _fmt_pct(row["percent_of_probe"]),
                 f"{row['gbps']['fastpe']:.1f}",
@@ -831,7 +1202,7 @@ PLOT_MISSING = (
 
 
 def plot(report, path):
-    """PNG chart: GB/s of array traffic against array size for fastpe, reference, probe."""
+    """PNG chart: GB/s of array traffic against array size for every implementation."""
     try:
         import matplotlib
     except ImportError:
@@ -839,7 +1210,8 @@ def plot(report, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"fastpe": "tab:blue", "reference": "tab:orange", "probe": "tab:gray"}
+    colors = {"fastpe": "tab:blue", "reference": "tab:orange", "probe": "tab:gray", "numpy": "tab:green",
+              "torch": "tab:red"}
     markers = {"fused add": "o", "table": "s", "positions": "^"}
     fig, ax = plt.subplots(figsize=(9, 5.5))
     default_threads = report.settings["threads"]
