@@ -12,6 +12,7 @@ import numpy as np
 from . import _forksafe, _kernels
 from ._plan import CACHE, CacheInfo
 from ._typing import Int
+from ._validation import check_count
 
 try:
     from ._build_info import BUILD_INFO
@@ -98,8 +99,4 @@ def cache_clear() -> None:
 
 def set_cache_limit(nbytes: Int) -> None:
     """Bound the plan cache to nbytes (0 disables caching). Also FASTPE_CACHE_BYTES."""
-    import numbers
-
-    if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral) or nbytes < 0:
-        raise ValueError(f"nbytes must be a non-negative integer, got {nbytes!r}")
-    CACHE.set_limit(int(nbytes))
+    CACHE.set_limit(check_count("nbytes", nbytes))
