@@ -112,7 +112,7 @@ def check_key_positions(key_positions, offset, scores_shape):
         off = np.asarray(offset)
         if off.dtype.kind not in "iuf" or off.size == 0 or (off != 0).any():
             raise ValueError("offset cannot be combined with key_positions: the key-only form has no query position")
-    kp = real_array("key_positions", key_positions)
+    kp = real_array("key_positions", key_positions, position=True)
     B, _, _, Tk = scores_shape
     kp = broadcastable_to("key_positions", kp, (B, Tk), "(batch, keys) =")
     return kp

@@ -28,9 +28,11 @@ from ._validation import (
     check_layout,
     check_num_threads,
     check_out,
+    check_position_range,
     check_real_scalar,
     frequencies_argument,
     real_array,
+    table_offset,
     writable_array,
 )
 
@@ -49,7 +51,7 @@ def _scaled_frequencies(rotary_dim, base, scaling, inv_freq, seq_len):
     if inv_freq is not None:
         if scaling is not None:
             raise ValueError("inv_freq cannot be combined with scaling: scaling computes the frequencies")
-        return frequencies_argument(inv_freq, rotary_dim, "concat"), 1.0
+        return frequencies_argument(inv_freq, rotary_dim, "concat", f"rotary_dim // 2, rotary_dim={rotary_dim}"), 1.0
     if scaling is not None:
         from ._rope_scaling import rope_inv_freq
 
@@ -124,12 +126,12 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
     req.rotary_dim = rotary_dim
     base = check_real_scalar("base", 10000.0 if base is None else base, positive=True)
     req.num_threads = check_num_threads(num_threads)
-    off = real_array("offset", offset)
+    off = real_array("offset", offset, position=True)
     B = checked[0].shape[0]
     if positions is not None:
         if (off != 0).any():
             raise ValueError("offset cannot be combined with positions: positions already give every token's position")
-        req.positions = real_array("positions", positions)
+        req.positions = real_array("positions", positions, position=True)
         req.offset = None
         for a, ax, name in zip(checked, req.seq_axes, names):
             _positions_for(req.positions, a.shape[: ax + 1], name)
@@ -141,6 +143,8 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
         if off.ndim == 1 and any(a.shape[0] != B or ax == 0 for a, ax in zip(checked, req.seq_axes)):
             raise ValueError("a per-sequence offset needs every array to have the batch on its first axis")
         req.offset, req.positions = off, None
+        if off.size and req.T:
+            check_position_range("offset + T - 1", float(np.min(off)), float(np.max(off)) + (req.T - 1))
         seq_len = _seq_len((float(np.max(off)) if off.size else 0.0) + req.T - 1)
     req.freq, req.attention_factor = _scaled_frequencies(rotary_dim, base, scaling, inv_freq, seq_len)
     if out is not None:
@@ -160,7 +164,8 @@ def _positions_for(positions, prefix_shape, name):
         shaped = positions.reshape((positions.shape[0],) + (1,) * (n - 2) + (positions.shape[1],))
     else:
         shaped = positions
-    return broadcastable_to("positions", shaped, prefix_shape, f"the axes up to the sequence axis of {name}")
+    return broadcastable_to("positions", shaped, prefix_shape, f"the axes up to the sequence axis of {name}",
+                            given_shape=positions.shape)
 
 
 def _prefix_positions(req, i):
@@ -282,7 +287,8 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
 
 def rotary_table_arguments(n_positions, rotary_dim, offset, base, layout, dtype):
     """Checked arguments of rotary_cos_sin (shared with the reference)."""
-    return (check_count("n_positions", n_positions), check_rotary_dim(rotary_dim), check_real_scalar("offset", offset),
+    n_positions = check_count("n_positions", n_positions)
+    return (n_positions, check_rotary_dim(rotary_dim), table_offset(offset, n_positions),
             check_real_scalar("base", base, positive=True), check_layout(layout, ROTARY_LAYOUTS),
             check_dtype_argument(dtype))
 

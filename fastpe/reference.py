@@ -45,9 +45,9 @@ from ._validation import (
     check_make_positions,
     check_num_threads,
     check_out,
-    check_real_scalar,
     check_scale,
     real_array,
+    table_offset,
     table_request,
     x_and_out,
 )
@@ -138,7 +138,7 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
                      max_timescale: OptReal = None) -> Table:
     n_positions = check_count("n_positions", n_positions)
     dim = check_count("dim", dim)
-    offset = check_real_scalar("offset", offset)
+    offset = table_offset(offset, n_positions)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     check_num_threads(num_threads)
     dtype = check_dtype_argument(dtype)
@@ -151,7 +151,7 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
                       dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None, num_threads: OptInt = None,
                       inv_freq: OptArrayLike = None, preset: Optional[Preset] = None, padding_idx: OptInt = None,
                       min_timescale: OptReal = None, max_timescale: OptReal = None) -> Table:
-    positions = real_array("positions", positions)
+    positions = real_array("positions", positions, position=True)
     dim = check_count("dim", dim)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     check_num_threads(num_threads)
@@ -238,7 +238,7 @@ def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layou
         pe = np.concatenate([np.sin(xa), np.cos(xa), np.sin(ya), np.cos(ya)], axis=1)
     if cls_token:
         pe = np.concatenate([np.zeros((1, dim)), pe], axis=0)
-    return pe.reshape(-1, dim).astype(dtype)
+    return pe.reshape(grid_h * grid_w + int(cls_token), dim).astype(dtype)  # explicit: size-0 grids too
 
 
 def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
