@@ -357,7 +357,7 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
 
     n_positions, rotary_dim, offset, base, layout, dtype = rotary_table_arguments(
         n_positions, rotary_dim, offset, base, layout, dtype)
-    freq, factor = _scaled_frequencies(rotary_dim, base, scaling, None,
+    freq, factor, _ = _scaled_frequencies(None, rotary_dim, base, scaling, None,
                                        max(int(np.floor(offset + n_positions - 1)) + 1, 0))
     angles = (offset + np.arange(n_positions, dtype=np.float64))[:, None] * freq
     cos, sin = np.cos(angles) * factor, np.sin(angles) * factor
