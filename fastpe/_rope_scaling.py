@@ -103,7 +103,7 @@ import numpy.typing as npt
 
 from ._presets import vaswani_frequencies
 from ._typing import Int, OptInt, Real, Scaling
-from ._validation import check_count, check_real_scalar
+from ._validation import check_count, check_int, check_real_scalar
 
 ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3", "proportional")
 
@@ -206,9 +206,7 @@ def _factor_list(params, key, n):
 
 
 def _check_dim(dim):
-    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral):
-        raise TypeError(f"dim must be a positive even integer, got {dim!r}")
-    dim = operator.index(dim)
+    dim = check_int("dim", dim, "a positive even integer")
     if dim <= 0 or dim % 2:
         raise ValueError(f"dim must be a positive even integer, got {dim}")
     return dim

@@ -8,8 +8,6 @@ vector row of each array in memory order and rotates its channel pairs.
 
 from __future__ import annotations
 
-import numbers
-import operator
 from typing import Optional, Sequence, Union, overload
 
 import numpy as np
@@ -24,6 +22,7 @@ from ._validation import (
     as_float_array,
     broadcastable_to,
     check_count,
+    check_int,
     check_dtype_argument,
     check_layout,
     check_num_threads,
@@ -71,9 +70,7 @@ def _scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
 
 def check_rotary_dim(rotary_dim):
     """An even int >= 2: channels are rotated in pairs."""
-    if isinstance(rotary_dim, (bool, np.bool_)) or not isinstance(rotary_dim, numbers.Integral):
-        raise TypeError(f"rotary_dim must be an int, got {rotary_dim!r}")
-    rotary_dim = operator.index(rotary_dim)
+    rotary_dim = check_int("rotary_dim", rotary_dim)
     if rotary_dim < 2 or rotary_dim % 2:
         raise ValueError(f"rotary_dim must be even and >= 2 (channel pairs are rotated), got {rotary_dim}")
     return rotary_dim
@@ -85,9 +82,7 @@ def _seq_len(max_position):
 
 
 def _seq_axis(name, seq_axis, ndim):
-    if isinstance(seq_axis, (bool, np.bool_)) or not isinstance(seq_axis, numbers.Integral):
-        raise TypeError(f"seq_axis must be an int, got {seq_axis!r}")
-    axis = operator.index(seq_axis)
+    axis = check_int("seq_axis", seq_axis)
     if not -ndim <= axis < ndim or axis % ndim == ndim - 1:
         raise ValueError(f"seq_axis={seq_axis} must name an axis of {name} ({ndim} dims) before its channel axis")
     return axis % ndim

@@ -171,12 +171,26 @@ def check_out(out, shape, dtype=None, name="out"):
     return out
 
 
-def check_count(name, value, minimum=0):
-    """An integer >= minimum (n_positions, dim, n_heads)."""
+def check_int(name, value, expected="an int"):
+    """A Python or NumPy integer, or a 0-d integer array or tensor, as an int.
+    bool and float are the wrong type (TypeError), whatever their value."""
     value = _unwrap_0d(name, value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    value = operator.index(value)
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    return operator.index(value)
+
+
+def check_bool(name, value):
+    """True or False (Python or NumPy bool, or a 0-d bool array or tensor); 0 and 1 are the wrong type."""
+    value = _unwrap_0d(name, value)
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_count(name, value, minimum=0):
+    """An integer >= minimum (n_positions, dim, n_heads)."""
+    value = check_int(name, value, f"an integer >= {minimum}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
@@ -223,7 +237,9 @@ def check_real_scalar(name, value, *, positive=False):
 
 def check_layout(layout, layouts=LAYOUTS):
     """One of the layout names a function knows (1-D, rotary or 2-D grid layouts)."""
-    if not isinstance(layout, str) or layout not in layouts:
+    if not isinstance(layout, str):
+        raise TypeError(f"layout must be one of {', '.join(map(repr, layouts))} (a str); got {layout!r}")
+    if layout not in layouts:
         raise ValueError(f"layout must be one of {', '.join(map(repr, layouts))}; got {layout!r}")
     return layout
 
@@ -232,10 +248,7 @@ def check_num_threads(num_threads):
     """None (OpenMP's default) or an int >= 1."""
     if num_threads is None:
         return None
-    num_threads = _unwrap_0d("num_threads", num_threads)
-    if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, numbers.Integral):
-        raise TypeError(f"num_threads must be None or an int >= 1, got {num_threads!r}")
-    num_threads = operator.index(num_threads)
+    num_threads = check_int("num_threads", num_threads, "None or an int >= 1")
     if num_threads < 1:
         raise ValueError(f"num_threads must be None or an int >= 1, got {num_threads}")
     return num_threads
@@ -373,7 +386,9 @@ class Encoding:
         self.padding_idx = self._padding_idx(padding_idx)
 
     def _init_preset(self, preset, layout, inv_freq, given):
-        if not isinstance(preset, str) or preset not in PRESETS:
+        if not isinstance(preset, str):
+            raise TypeError(f"preset must be one of {', '.join(map(repr, PRESETS))} (a str); got {preset!r}")
+        if preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}; got {preset!r}")
         if layout is not None:
             raise ValueError(f"preset={preset!r} cannot be combined with layout={layout!r}: the preset fixes the layout")
@@ -401,9 +416,7 @@ class Encoding:
     def _padding_idx(self, padding_idx):
         if padding_idx is None:
             return FAIRSEQ_PADDING_IDX if self.preset == "fairseq" else None
-        if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(padding_idx, numbers.Integral):
-            raise TypeError(f"padding_idx must be an int, got {padding_idx!r}")
-        return operator.index(padding_idx)
+        return check_int("padding_idx", padding_idx)
 
     @property
     def zero_position(self):
@@ -494,13 +507,12 @@ def check_make_positions(token_ids, padding_idx, past_length):
     ids = array_of_kind("token_ids", token_ids, "iu", "integers")
     if ids.ndim < 1:
         raise ValueError(f"token_ids must have at least 1 dimension (..., T), got shape {ids.shape}")
-    if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(padding_idx, numbers.Integral):
-        raise TypeError(f"padding_idx must be an int, got {padding_idx!r}")
+    padding_idx = check_int("padding_idx", padding_idx)
     past = np.asarray(past_length)
     if past.dtype.kind not in "iu":
         raise TypeError(f"past_length must be an int or an integer array, got {past_length!r}")
     past = broadcastable_to("past_length", past, ids.shape[:-1], "token_ids.shape[:-1] (one per sequence)")
-    return ids, operator.index(padding_idx), past.astype(np.int64)[..., None]
+    return ids, padding_idx, past.astype(np.int64)[..., None]
 
 
 def integer_array(name, value):
