@@ -12,7 +12,7 @@ import numpy as np
 from . import _forksafe, _kernels
 from ._plan import CACHE, CacheInfo
 from ._typing import Int
-from ._validation import check_count
+from ._validation import check_bool, check_count
 
 try:
     from ._build_info import BUILD_INFO
@@ -79,6 +79,7 @@ def config() -> dict[str, Any]:
 
 def show_config(print_out: bool = True) -> dict[str, Any]:
     """Print (and return) the version, OpenMP status, thread count, SIMD level and build flags."""
+    print_out = check_bool("print_out", print_out)
     info = config()
     if print_out:
         width = max(map(len, info))
