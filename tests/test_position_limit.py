@@ -95,3 +95,12 @@ def test_positions_below_the_limit_agree_with_the_reference():
     ref = reference.sinusoidal_encode(positions, 2, inv_freq=np.array([2.0**-52]), layout="concat",
                                       dtype=np.float64)
     assert np.allclose(got, ref, atol=1e-12, rtol=0)
+
+
+def test_dask_graphs_refuse_the_limit_when_built():
+    pytest.importorskip("dask.array")
+    import fastpe.dask
+
+    with pytest.raises(ValueError, match=r"offset \+ n_positions - 1.*2\*\*53"):
+        fastpe.dask.sinusoidal_table(6, 8, offset=LIMIT - 5)
+    assert fastpe.dask.sinusoidal_table(6, 8, offset=LIMIT - 6, dtype=None).dtype == np.float32
