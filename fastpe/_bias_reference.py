@@ -66,7 +66,7 @@ def scores_and_out(scores, out):
     if out is None:
         scores = writable_array("scores", scores, hint="; pass out= to write the result into another array")
     else:
-        scores = as_float_array("scores", scores)
+        scores = as_float_array("scores", scores, like=writable_array("out", out).dtype)
     if scores.ndim != 4:
         raise ValueError(f"scores must have 4 dimensions (batch, heads, queries, keys), got shape {scores.shape}")
     if out is not None:

@@ -100,7 +100,7 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
     checked = []
     for i, a in enumerate(arrays):
         a = writable_array(names[i], a, hint="; pass out= to write the result elsewhere") if out is None \
-            else as_float_array(names[i], a)
+            else as_float_array(names[i], a, like=writable_array(f"out[{i}]", out[i]).dtype)
         if a.ndim < 2:
             raise ValueError(f"{names[i]} must have at least 2 dimensions (..., T, ..., D), got shape {a.shape}")
         checked.append(a)

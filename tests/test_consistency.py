@@ -82,3 +82,16 @@ def test_regression_size_0_grids_agree(grid, layout, cls_token):
     fastpe.add_sincos_2d(x, grid[0], grid[1], layout=layout, cls_token=cls_token)
     reference.add_sincos_2d(y, grid[0], grid[1], layout=layout, cls_token=cls_token)
     np.testing.assert_allclose(x, y, atol=2.4e-7, rtol=0)
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_list_inputs_with_out_follow_out_in_rotary_and_biases(mod):
+    """The same rule for apply_rotary's arrays and the biases' scores: a list is read as out's dtype."""
+    q = np.arange(2 * 3 * 4, dtype=np.float32).reshape(1, 2, 3, 4) / 7
+    out = np.zeros_like(q)
+    mod.apply_rotary(q.tolist(), out=[out])
+    np.testing.assert_array_equal(out, mod.apply_rotary(q.copy()))
+    scores = np.arange(2 * 3 * 3, dtype=np.float16).reshape(1, 2, 3, 3)
+    out16 = np.zeros_like(scores)
+    mod.add_alibi(scores.tolist(), out=out16)
+    np.testing.assert_array_equal(out16, mod.add_alibi(scores.copy()))
