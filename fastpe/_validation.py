@@ -295,7 +295,7 @@ def _first_beyond_limit(arr):
     elif arr.dtype.kind == "i":
         beyond = (arr >= POSITION_LIMIT) | (arr <= -POSITION_LIMIT)
     else:
-        beyond = np.abs(arr) >= POSITION_LIMIT
+        beyond = np.abs(arr) >= np.float64(POSITION_LIMIT)  # a strong float64: float16 must not cast 2**53
     return arr[beyond].flat[0].item() if beyond.any() else None
 
 
