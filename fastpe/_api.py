@@ -23,9 +23,9 @@ from ._validation import (
     check_dtype_argument,
     check_num_threads,
     check_out,
-    check_real_scalar,
     encoding_dtype_for,
     real_array,
+    table_offset,
 )
 
 # Below this many output elements a call runs on one thread: waking a team
@@ -237,7 +237,7 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     """
     n_positions = check_count("n_positions", n_positions)
     dim = check_count("dim", dim)
-    offset = check_real_scalar("offset", offset)
+    offset = table_offset(offset, n_positions)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     num_threads = check_num_threads(num_threads)
     table = _table_out(out, (n_positions, dim), dtype, "n_positions x dim")
@@ -302,7 +302,7 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     >>> bool(np.array_equal(half, between))
     True
     """
-    pos = real_array("positions", positions)
+    pos = real_array("positions", positions, position=True)
     dim = check_count("dim", dim)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     num_threads = check_num_threads(num_threads)

@@ -35,7 +35,9 @@ from ._validation import (
     array_of_kind,
     as_float_array,
     broadcastable_to,
+    check_bool,
     check_count,
+    check_int,
     check_num_threads,
     check_out,
     check_real_scalar,
@@ -64,7 +66,7 @@ def scores_and_out(scores, out):
     if out is None:
         scores = writable_array("scores", scores, hint="; pass out= to write the result into another array")
     else:
-        scores = as_float_array("scores", scores)
+        scores = as_float_array("scores", scores, like=writable_array("out", out).dtype)
     if scores.ndim != 4:
         raise ValueError(f"scores must have 4 dimensions (batch, heads, queries, keys), got shape {scores.shape}")
     if out is not None:
@@ -112,16 +114,10 @@ def check_key_positions(key_positions, offset, scores_shape):
         off = np.asarray(offset)
         if off.dtype.kind not in "iuf" or off.size == 0 or (off != 0).any():
             raise ValueError("offset cannot be combined with key_positions: the key-only form has no query position")
-    kp = real_array("key_positions", key_positions)
+    kp = real_array("key_positions", key_positions, position=True)
     B, _, _, Tk = scores_shape
     kp = broadcastable_to("key_positions", kp, (B, Tk), "(batch, keys) =")
     return kp
-
-
-def check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def check_bucket_settings(bidirectional, num_buckets, max_distance):
@@ -133,10 +129,7 @@ def check_bucket_settings(bidirectional, num_buckets, max_distance):
     bins run backwards (max_distance < n // 2 gives negative buckets, == a
     division by zero)."""
     bidirectional = check_bool("bidirectional", bidirectional)
-    for name, v in (("num_buckets", num_buckets), ("max_distance", max_distance)):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"{name} must be an int, got {v!r}")
-    num_buckets, max_distance = operator.index(num_buckets), operator.index(max_distance)
+    num_buckets, max_distance = check_int("num_buckets", num_buckets), check_int("max_distance", max_distance)
     if num_buckets < 1:
         raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
     if max_distance <= 0:

@@ -12,6 +12,7 @@ import numpy as np
 from . import _forksafe, _kernels
 from ._plan import CACHE, CacheInfo
 from ._typing import Int
+from ._validation import check_bool, check_count
 
 try:
     from ._build_info import BUILD_INFO
@@ -109,6 +110,7 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
     >>> sorted(k for k in config if k.startswith("openmp"))
     ['openmp', 'openmp_runtime', 'openmp_version']
     """
+    print_out = check_bool("print_out", print_out)
     info = config()
     if print_out:
         width = max(map(len, info))
@@ -178,8 +180,10 @@ def set_cache_limit(nbytes: Int) -> None:
 
     Raises
     ------
+    TypeError
+        A non-integer `nbytes` (a bool or a float included).
     ValueError
-        A negative or non-integer `nbytes`.
+        A negative `nbytes`.
 
     See Also
     --------
@@ -194,8 +198,4 @@ def set_cache_limit(nbytes: Int) -> None:
     1048576
     >>> fastpe.set_cache_limit(before)
     """
-    import numbers
-
-    if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral) or nbytes < 0:
-        raise ValueError(f"nbytes must be a non-negative integer, got {nbytes!r}")
-    CACHE.set_limit(int(nbytes))
+    CACHE.set_limit(check_count("nbytes", nbytes))

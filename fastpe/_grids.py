@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from typing import Optional
 
 import numpy as np
@@ -22,7 +21,7 @@ from . import _api
 from ._interop import caller_result
 from ._plan import CACHE
 from ._typing import ArrayT, Bool, GridLayout, Int, OptInt, OptReal, Real, Shape, Table
-from ._validation import check_count, check_dtype_argument, check_layout, check_real_scalar, encoding_dtype_for, x_and_out
+from ._validation import check_bool, check_count, check_dtype_argument, check_int, check_layout, check_real_scalar, encoding_dtype_for, x_and_out
 
 LAYOUTS_2D = ("mae", "timm", "big_vision")
 
@@ -37,18 +36,17 @@ def check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token):
         raise ValueError(f"dim must be a multiple of 4 for a 2-D sin-cos grid (sin and cos of 2 axes), got {dim}")
     if layout == "big_vision" and dim < 8:
         raise ValueError(f"dim must be >= 8 for layout='big_vision' (its frequencies divide by dim/4 - 1), got {dim}")
-    if not isinstance(cls_token, (bool, np.bool_)):
-        raise TypeError(f"cls_token must be a bool, got {cls_token!r}")
-    return grid_h, grid_w, dim, base, bool(cls_token)
+    return grid_h, grid_w, dim, base, check_bool("cls_token", cls_token)
 
 
 def check_grid_nd(shape, dim, min_timescale, max_timescale):
-    if isinstance(shape, numbers.Integral) and not isinstance(shape, (bool, np.bool_)):
+    if isinstance(shape, (numbers.Number, np.ndarray)) and np.ndim(shape) == 0:
         shape = (shape,)
     try:
-        shape = tuple(operator.index(s) for s in shape)
+        shape = tuple(shape)
     except TypeError:
         raise TypeError(f"shape must be a tuple of non-negative ints, got {shape!r}") from None
+    shape = tuple(check_int("shape", s, "a tuple of non-negative ints") for s in shape)
     if not shape or any(s < 0 for s in shape):
         raise ValueError(f"shape must be a non-empty tuple of non-negative ints, got {shape!r}")
     dim = check_count("dim", dim)

@@ -7,6 +7,7 @@ and the model presets) is one plan; the kernels only ever see plans.
 
 import os
 import threading
+import warnings
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -103,15 +104,19 @@ class PlanCache:
 
 
 def _limit_from_environment():
+    """FASTPE_CACHE_BYTES, or the default. A malformed value warns and falls
+    back to the default: a typo in the environment must not break the import."""
     raw = os.environ.get("FASTPE_CACHE_BYTES")
     if raw is None or raw.strip() == "":
         return _DEFAULT_CACHE_LIMIT
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"FASTPE_CACHE_BYTES must be a non-negative integer number of bytes, got {raw!r}") from None
+        value = -1
     if value < 0:
-        raise ValueError(f"FASTPE_CACHE_BYTES must be a non-negative integer number of bytes, got {raw!r}")
+        warnings.warn(f"FASTPE_CACHE_BYTES must be a non-negative integer number of bytes, got {raw!r}; "
+                      f"using the default {_DEFAULT_CACHE_LIMIT}", RuntimeWarning, stacklevel=2)
+        return _DEFAULT_CACHE_LIMIT
     return value
 
 

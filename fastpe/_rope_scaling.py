@@ -17,19 +17,37 @@ Conventions
   every type). HF's generic functions apply ``partial_rotary_factor`` for every
   type; fastpe does so for ``"default"`` too (GPT-NeoX, Phi), where Llama's
   own default ignores it (Llama configs never set it).
-* ``scaling`` is ``config.rope_parameters`` (or a legacy ``rope_scaling``) as
-  a dict: ``rope_type`` (or the legacy ``type``; ``rope_type`` wins when both
-  are present, as in HF's ``standardize_rope_params``) picks the rule. A
-  ``rope_theta`` key (not None) overrides ``base``. HF reads
-  ``max_position_embeddings`` from the config object, not the dict: here it is
-  a key of ``scaling`` (needed by ``"dynamic"``, and by ``"yarn"`` /
-  ``"longrope"`` when ``factor`` is absent). A missing
+* ``scaling`` is the model's config itself (anything with a ``rope_parameters``
+  attribute; transformers is never imported), or ``config.rope_parameters``
+  (or a legacy ``rope_scaling``) as a dict: ``rope_type`` (or the legacy
+  ``type``; ``rope_type`` wins when both are present, as in HF's
+  ``standardize_rope_params``) picks the rule. A ``rope_theta`` key (not
+  None) overrides ``base``.
+* A config gives what HF reads from it besides the dict:
+  ``max_position_embeddings`` (dynamic, and yarn/longrope without
+  ``factor``), ``original_max_position_embeddings`` (an attribute of Phi-3's
+  config, which HF prefers to the dict's for yarn/longrope/llama3), the head
+  width (``head_dim``, else ``hidden_size // num_attention_heads``), and
+  ``rope_theta`` / ``partial_rotary_factor`` attributes of configs that keep
+  them outside the dict (as ``standardize_rope_params`` does). With a dict,
+  ``max_position_embeddings`` is a key of ``scaling`` instead. A missing
   ``original_max_position_embeddings`` defaults to ``max_position_embeddings``
   for yarn/longrope/llama3, as HF's ``standardize_rope_params`` does.
-* Unknown keys are ignored, as HF does (it only logs them): real configs carry
-  model-specific keys (``mrope_section``, ``mrope_interleaved``, keys of other
-  rope types...), so refusing them would break passing a real config as is.
-  Only the keys a rope type uses are validated. ``scaling`` is never modified.
+  Per-layer dicts (``{"full_attention": {...}, "sliding_attention": {...}}``)
+  are refused: pass the one layer type's dict (with
+  ``max_position_embeddings``), or a config whose ``rope_parameters`` is flat.
+* Keys the rope type does not use warn (``UserWarning`` naming them), as HF's
+  ``validate_rope`` does (it logs them); a config's
+  ``ignore_keys_at_rope_validation`` are not warned about, as in HF. A
+  ``seq_len`` key is an error: it is an argument, never a rope parameter
+  (``rope_inv_freq(..., seq_len=)``; ``apply_rotary`` takes it from the
+  positions). Only the keys a rope type uses are validated. ``scaling`` is
+  never modified.
+* ``"proportional"`` (HF's ``_compute_proportional_rope_parameters``):
+  ``int(partial_rotary_factor * dim // 2)`` frequencies
+  ``base ** (-2k / dim)`` over the whole head, the remaining ``dim // 2``
+  ones 0 (those channel pairs are not rotated), all divided by ``factor``
+  (default 1). Its rotary width is the whole head.
 * ``seq_len`` matters only for ``"dynamic"`` (clamped below by
   ``max_position_embeddings``; None means ``max_position_embeddings``) and
   ``"longrope"`` (long factors when ``seq_len`` is truthy and
@@ -77,6 +95,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -84,9 +103,24 @@ import numpy.typing as npt
 
 from ._presets import vaswani_frequencies
 from ._typing import Int, OptInt, Real, Scaling
-from ._validation import check_count, check_real_scalar
+from ._validation import check_count, check_int, check_real_scalar
 
-ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3")
+ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3", "proportional")
+
+# The keys each rope type reads (HF's validate_rope lists), besides the ones every type takes.
+_COMMON_KEYS = {"rope_type", "type", "rope_theta", "partial_rotary_factor", "max_position_embeddings"}
+_TYPE_KEYS = {
+    "default": set(),
+    "linear": {"factor"},
+    "dynamic": {"factor"},
+    "yarn": {"factor", "original_max_position_embeddings", "attention_factor", "beta_fast", "beta_slow", "mscale",
+             "mscale_all_dim", "truncate"},
+    "longrope": {"short_factor", "long_factor", "original_max_position_embeddings", "attention_factor", "factor"},
+    "llama3": {"factor", "original_max_position_embeddings", "low_freq_factor", "high_freq_factor"},
+    "proportional": {"factor"},
+}
+# HF's standardize_rope_params fills original_max_position_embeddings for these.
+_ORIGINAL_MAX_TYPES = ("llama3", "yarn", "longrope")
 
 def _name(key):
     return f"scaling[{key!r}]"
@@ -113,11 +147,15 @@ def _positive_int(params, key, *, required=False, why=""):
         if required:
             raise ValueError(f"{_name(key)} is required for rope_type={params['__type__']!r}{why}")
         return None
+    return _check_positive_int(_name(key), value)
+
+
+def _check_positive_int(name, value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{_name(key)} must be a positive integer, got {value!r}")
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
     value = operator.index(value)
     if value <= 0:
-        raise ValueError(f"{_name(key)} must be a positive integer, got {value}")
+        raise ValueError(f"{name} must be a positive integer, got {value}")
     return value
 
 
@@ -168,9 +206,7 @@ def _factor_list(params, key, n):
 
 
 def _check_dim(dim):
-    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral):
-        raise TypeError(f"dim must be a positive even integer, got {dim!r}")
-    dim = operator.index(dim)
+    dim = check_int("dim", dim, "a positive even integer")
     if dim <= 0 or dim % 2:
         raise ValueError(f"dim must be a positive even integer, got {dim}")
     return dim
@@ -290,10 +326,90 @@ def _llama3(p, rdim, base, seq_len):
     return np.where(is_medium, smoothed, inv_freq_llama), 1.0
 
 
-_RULES = {"linear": _linear, "dynamic": _dynamic, "yarn": _yarn, "longrope": _longrope, "llama3": _llama3}
+def _proportional(p, head_dim, base, seq_len):
+    factor = _real(p, "factor")
+    factor = 1.0 if factor is None else factor
+    prf = _real(p, "partial_rotary_factor")
+    angles = int((1.0 if prf is None else prf) * head_dim // 2)
+    inv_freq = np.zeros(head_dim // 2, dtype=np.float64)
+    inv_freq[:angles] = base ** (-(2.0 * np.arange(angles, dtype=np.float64)) / head_dim)
+    return inv_freq / factor, 1.0
 
 
-def rope_inv_freq(dim: Int, base: Real = 10000.0, scaling: Scaling = None, *,
+_RULES = {"linear": _linear, "dynamic": _dynamic, "yarn": _yarn, "longrope": _longrope, "llama3": _llama3,
+          "proportional": _proportional}
+
+
+def _attribute_int(config, name):
+    value = getattr(config, name, None)
+    return None if value is None else _check_positive_int(f"config.{name}", value)
+
+
+def config_head_dim(config):
+    """HF's head width: config.head_dim, else hidden_size // num_attention_heads (None if neither)."""
+    head_dim = _attribute_int(config, "head_dim")
+    if head_dim is None:
+        hidden, heads = _attribute_int(config, "hidden_size"), _attribute_int(config, "num_attention_heads")
+        if hidden is not None and heads is not None:
+            head_dim = hidden // heads
+    return head_dim
+
+
+def _rope_type_of(params):
+    if "rope_type" in params:
+        return params["rope_type"], "rope_type"
+    return params.get("type", "default"), "type"
+
+
+def scaling_parameters(scaling):
+    """(params dict, head width or None, keys not to warn about) of a scaling argument:
+    None, a rope_parameters dict, or a config with a rope_parameters attribute."""
+    if scaling is None:
+        return {}, None, frozenset()
+    if isinstance(scaling, Mapping):
+        params, head_dim, ignore = dict(scaling), None, frozenset()
+    elif hasattr(scaling, "rope_parameters"):
+        config = scaling
+        rope_parameters = config.rope_parameters
+        if rope_parameters is None:
+            rope_parameters = {}
+        if not isinstance(rope_parameters, Mapping):
+            raise TypeError(f"scaling.rope_parameters must be a dict, got {type(rope_parameters).__name__}")
+        params = dict(rope_parameters)
+        # what HF's standardize_rope_params moves into the dict, and what it reads from the config
+        for name in ("rope_theta", "partial_rotary_factor"):
+            if params.get(name) is None and getattr(config, name, None) is not None:
+                params[name] = getattr(config, name)
+        max_pos = _attribute_int(config, "max_position_embeddings")
+        if max_pos is not None:
+            params["max_position_embeddings"] = max_pos
+        rope_type = _rope_type_of(params)[0]
+        if rope_type in _ORIGINAL_MAX_TYPES and _attribute_int(config, "original_max_position_embeddings"):
+            params["original_max_position_embeddings"] = config.original_max_position_embeddings
+        head_dim = config_head_dim(config)
+        ignore = frozenset(getattr(config, "ignore_keys_at_rope_validation", None) or ())
+    else:
+        raise TypeError(f"scaling must be None, a dict like config.rope_parameters, or a model config with a "
+                        f"rope_parameters attribute; got {type(scaling).__name__}")
+    if "seq_len" in params:
+        raise ValueError("scaling['seq_len'] is not a rope parameter: pass seq_len= to rope_inv_freq "
+                         "(apply_rotary and rotary_cos_sin take it from their positions)")
+    if params and "rope_type" not in params and "type" not in params and \
+            all(isinstance(v, Mapping) for v in params.values()):
+        raise ValueError(f"scaling holds one rope dict per layer type ({', '.join(map(repr, params))}); pass the "
+                         f"dict of one layer type, e.g. scaling=config.rope_parameters[{next(iter(params))!r}], "
+                         f"with its max_position_embeddings")
+    return params, head_dim, ignore
+
+
+def _warn_unused_keys(params, rope_type, ignore):
+    unused = set(params) - _COMMON_KEYS - _TYPE_KEYS[rope_type] - set(ignore)
+    if unused:
+        warnings.warn(f"scaling has keys that rope_type={rope_type!r} does not use, ignored: "
+                      f"{', '.join(map(repr, sorted(unused, key=str)))}", UserWarning, stacklevel=3)
+
+
+def rope_inv_freq(dim: OptInt, base: Real = 10000.0, scaling: Scaling = None, *,
                   seq_len: OptInt = None) -> tuple[npt.NDArray[np.float64], float]:
     """RoPE inverse frequencies and attention factor, as HF transformers 5.x computes them.
 
@@ -302,14 +418,18 @@ def rope_inv_freq(dim: Int, base: Real = 10000.0, scaling: Scaling = None, *,
 
     Parameters
     ----------
-    dim : int
+    dim : int or None
         Head dimension (positive, even); with a ``partial_rotary_factor`` key
-        the rotary width is ``int(dim * partial_rotary_factor)``.
+        the rotary width is ``int(dim * partial_rotary_factor)``. None takes
+        it from a config given as `scaling` (``head_dim``, else
+        ``hidden_size // num_attention_heads``).
     base : float, optional
         RoPE theta (default 10000); a ``rope_theta`` key of `scaling`
         overrides it.
-    scaling : dict, optional
-        None (plain RoPE) or a dict like ``config.rope_parameters``. Its
+    scaling : dict or config, optional
+        None (plain RoPE), a dict like ``config.rope_parameters``, or the
+        Hugging Face config itself (anything with ``rope_parameters``; see
+        `apply_rotary`). Its
         ``rope_type`` (or legacy ``type``) is one of ``default``, ``linear``
         (``factor``), ``dynamic`` (``factor``, ``max_position_embeddings``),
         ``yarn`` (``factor``, ``beta_fast``, ``beta_slow``, ``mscale``,
@@ -319,8 +439,10 @@ def rope_inv_freq(dim: Int, base: Real = 10000.0, scaling: Scaling = None, *,
         ``original_max_position_embeddings``, ``factor`` or
         ``max_position_embeddings``) or ``llama3`` (``factor``,
         ``low_freq_factor``, ``high_freq_factor``,
-        ``original_max_position_embeddings``). Unknown keys are ignored, as
-        HF does; the dict is never modified.
+        ``original_max_position_embeddings``), ``proportional``. Keys a type
+        does not use are ignored with a UserWarning naming them, as HF's
+        validation does; a ``seq_len`` key is a ValueError (it is an
+        argument). The dict is never modified.
     seq_len : int, optional
         The current sequence length (``dynamic``, ``longrope``); ignored by
         the other types.
@@ -365,23 +487,45 @@ def rope_inv_freq(dim: Int, base: Real = 10000.0, scaling: Scaling = None, *,
     ...                                                    "original_max_position_embeddings": 4096})
     >>> round(yarn_factor, 6)                # 0.1 * ln(4) + 1
     1.138629
+
+    A config as it is (here Phi's shape, duck-typed: transformers is not
+    needed) gives the head width and the partial rotary factor:
+
+    >>> from types import SimpleNamespace
+    >>> phi = SimpleNamespace(hidden_size=256, num_attention_heads=4, max_position_embeddings=2048,
+    ...                       rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+    ...                                        "partial_rotary_factor": 0.5})
+    >>> inv_freq, attention_factor = fastpe.rope_inv_freq(None, scaling=phi)   # head_dim 64, 32 rotary channels
+    >>> inv_freq.shape, attention_factor
+    ((16,), 1.0)
     """
+    params, config_dim, ignore = scaling_parameters(scaling)
+    return _inv_freq(dim, config_dim, base, params, ignore, seq_len)
+
+
+def _inv_freq(dim, config_dim, base, params, ignore, seq_len):
+    """rope_inv_freq on parsed scaling (see scaling_parameters)."""
+    if dim is None:
+        if config_dim is None:
+            raise TypeError("dim must be a positive even integer (or None with a config that gives head_dim, or "
+                            "hidden_size and num_attention_heads, as scaling)")
+        dim = config_dim
     dim = _check_dim(dim)
+    if config_dim is not None and dim != config_dim:
+        raise ValueError(f"dim={dim} disagrees with the config's head width {config_dim} (head_dim, or "
+                         f"hidden_size // num_attention_heads)")
     base = check_real_scalar("base", base, positive=True)
     if seq_len is not None:
         seq_len = check_count("seq_len", seq_len)
-    if scaling is None:
-        scaling = {}
-    elif not isinstance(scaling, Mapping):
-        raise TypeError(f"scaling must be None or a dict like config.rope_parameters, got {type(scaling).__name__}")
-    if "rope_type" in scaling:
-        rope_type, key = scaling["rope_type"], "rope_type"
-    else:
-        rope_type, key = scaling.get("type", "default"), "type"
+    rope_type, key = _rope_type_of(params)
     if not isinstance(rope_type, str) or rope_type not in ROPE_TYPES:
         raise ValueError(f"{_name(key)} must be one of {', '.join(map(repr, ROPE_TYPES))}; got {rope_type!r}")
-    params = dict(scaling)
+    _warn_unused_keys(params, rope_type, ignore)
     params["__type__"] = rope_type
+    if rope_type == "proportional":  # its rotary width is the whole head, whatever the factor
+        base = _real(params, "rope_theta") or base
+        inv_freq, attention_factor = _proportional(params, dim, base, seq_len)
+        return np.ascontiguousarray(inv_freq, dtype=np.float64), float(attention_factor)
 
     theta = _real(params, "rope_theta")
     if theta is not None:
@@ -401,3 +545,38 @@ def rope_inv_freq(dim: Int, base: Real = 10000.0, scaling: Scaling = None, *,
     else:
         inv_freq, attention_factor = _RULES[rope_type](params, rdim, base, seq_len)
     return np.ascontiguousarray(inv_freq, dtype=np.float64), float(attention_factor)
+
+
+def rotary_frequencies(scaling, base, seq_len, *, width=None, rotary_dim=None):
+    """(inv_freq, attention_factor, rotary width) of apply_rotary and rotary_cos_sin.
+
+    width: the channel count of the arrays to rotate (apply_rotary; None for
+    rotary_cos_sin). rotary_dim: the caller's explicit rotary width, or None.
+    partial_rotary_factor applies to the head width, as in HF: the config's,
+    else the arrays'. Without one (rotary_cos_sin given a dict) rotary_dim is
+    the rotary width and the factor counts as applied already. Without a
+    factor an explicit rotary_dim is the width the frequencies use (GPT-J)."""
+    params, config_dim, ignore = scaling_parameters(scaling)
+    rope_type = _rope_type_of(params)[0]
+    has_factor = params.get("partial_rotary_factor") is not None
+    if config_dim is not None and width is not None and width != config_dim:
+        raise ValueError(f"the arrays have {width} channels but the config's head width is {config_dim} "
+                         f"(head_dim, or hidden_size // num_attention_heads)")
+    head_dim = config_dim
+    if head_dim is None and (has_factor or rope_type == "proportional" or rotary_dim is None):
+        head_dim = width
+    if head_dim is None:
+        if rope_type == "proportional":
+            raise ValueError("rope_type='proportional' needs the head width: pass the config as scaling")
+        params.pop("partial_rotary_factor", None)
+        dim = rotary_dim
+    else:
+        dim = head_dim
+    freq, attention_factor = _inv_freq(dim, config_dim if head_dim == config_dim else None, base, params, ignore,
+                                       seq_len)
+    width_given = 2 * freq.shape[0]
+    if rotary_dim is not None and rotary_dim != width_given:
+        raise ValueError(f"rotary_dim={rotary_dim} disagrees with scaling, which rotates {width_given} of the "
+                         f"{dim} channels of a head (partial_rotary_factor={params.get('partial_rotary_factor')}, "
+                         f"rope_type={rope_type!r}); pass rotary_dim={width_given}, or leave it None in apply_rotary")
+    return freq, attention_factor, width_given

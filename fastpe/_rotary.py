@@ -8,8 +8,6 @@ vector row of each array in memory order and rotates its channel pairs.
 
 from __future__ import annotations
 
-import numbers
-import operator
 from typing import Optional, Sequence, Union, overload
 
 import numpy as np
@@ -24,13 +22,16 @@ from ._validation import (
     as_float_array,
     broadcastable_to,
     check_count,
+    check_int,
     check_dtype_argument,
     check_layout,
     check_num_threads,
     check_out,
+    check_position_range,
     check_real_scalar,
     frequencies_argument,
     real_array,
+    table_offset,
     writable_array,
 )
 
@@ -44,30 +45,32 @@ class RotaryRequest:
                  "offset", "positions", "num_threads")
 
 
-def _scaled_frequencies(rotary_dim, base, scaling, inv_freq, seq_len):
-    """(float64 frequencies, attention factor): HF's rope_parameters when scaling is given."""
-    if inv_freq is not None:
-        if scaling is not None:
-            raise ValueError("inv_freq cannot be combined with scaling: scaling computes the frequencies")
-        return frequencies_argument(inv_freq, rotary_dim, "concat"), 1.0
-    if scaling is not None:
-        from ._rope_scaling import rope_inv_freq
+def _scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
+    """(float64 frequencies, attention factor, rotary width): HF's scalings when scaling is given.
 
-        freq, factor = rope_inv_freq(rotary_dim, base, scaling, seq_len=seq_len)
-        if freq.shape[0] != rotary_dim // 2:
-            raise ValueError(f"scaling gives {2 * freq.shape[0]} rotary channels (partial_rotary_factor) but "
-                             f"rotary_dim is {rotary_dim}: pass rotary_dim={2 * freq.shape[0]} with the full width "
-                             f"as the scaling's dim, or drop partial_rotary_factor")
-        return np.ascontiguousarray(freq, dtype=np.float64), float(factor)
+    width: the channel count shared by the arrays (None if they differ, or for
+    rotary_cos_sin); rotary_dim: the caller's (checked), or None."""
+    if scaling is not None:
+        if inv_freq is not None:
+            raise ValueError("inv_freq cannot be combined with scaling: scaling computes the frequencies")
+        from ._rope_scaling import rotary_frequencies
+
+        freq, factor, rotary_dim = rotary_frequencies(scaling, base, seq_len, width=width, rotary_dim=rotary_dim)
+        return np.ascontiguousarray(freq, dtype=np.float64), float(factor), rotary_dim
+    if rotary_dim is None:
+        if width is None:
+            raise ValueError("the arrays have different channel counts: pass rotary_dim")
+        rotary_dim = check_rotary_dim(width)
+    if inv_freq is not None:
+        return (frequencies_argument(inv_freq, rotary_dim, "concat", f"rotary_dim // 2, rotary_dim={rotary_dim}"),
+                1.0, rotary_dim)
     k = np.arange(rotary_dim // 2, dtype=np.float64)
-    return np.float64(base) ** (-(2.0 * k) / rotary_dim), 1.0
+    return np.float64(base) ** (-(2.0 * k) / rotary_dim), 1.0, rotary_dim
 
 
 def check_rotary_dim(rotary_dim):
     """An even int >= 2: channels are rotated in pairs."""
-    if isinstance(rotary_dim, (bool, np.bool_)) or not isinstance(rotary_dim, numbers.Integral):
-        raise TypeError(f"rotary_dim must be an int, got {rotary_dim!r}")
-    rotary_dim = operator.index(rotary_dim)
+    rotary_dim = check_int("rotary_dim", rotary_dim)
     if rotary_dim < 2 or rotary_dim % 2:
         raise ValueError(f"rotary_dim must be even and >= 2 (channel pairs are rotated), got {rotary_dim}")
     return rotary_dim
@@ -79,9 +82,7 @@ def _seq_len(max_position):
 
 
 def _seq_axis(name, seq_axis, ndim):
-    if isinstance(seq_axis, (bool, np.bool_)) or not isinstance(seq_axis, numbers.Integral):
-        raise TypeError(f"seq_axis must be an int, got {seq_axis!r}")
-    axis = operator.index(seq_axis)
+    axis = check_int("seq_axis", seq_axis)
     if not -ndim <= axis < ndim or axis % ndim == ndim - 1:
         raise ValueError(f"seq_axis={seq_axis} must name an axis of {name} ({ndim} dims) before its channel axis")
     return axis % ndim
@@ -99,7 +100,7 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
     checked = []
     for i, a in enumerate(arrays):
         a = writable_array(names[i], a, hint="; pass out= to write the result elsewhere") if out is None \
-            else as_float_array(names[i], a)
+            else as_float_array(names[i], a, like=writable_array(f"out[{i}]", out[i]).dtype)
         if a.ndim < 2:
             raise ValueError(f"{names[i]} must have at least 2 dimensions (..., T, ..., D), got shape {a.shape}")
         checked.append(a)
@@ -113,23 +114,17 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
     req.T = lengths.pop()
     req.layout = check_layout(layout, ROTARY_LAYOUTS)
     widths = {a.shape[-1] for a in checked}
-    if rotary_dim is None:
-        if len(widths) > 1:
-            raise ValueError(f"the arrays have different channel counts {sorted(widths)}: pass rotary_dim")
-        rotary_dim = widths.pop()
-    rotary_dim = check_rotary_dim(rotary_dim)
-    narrowest = min(a.shape[-1] for a in checked)
-    if rotary_dim > narrowest:
-        raise ValueError(f"rotary_dim={rotary_dim} exceeds the channel count of an array ({narrowest})")
-    req.rotary_dim = rotary_dim
+    width = next(iter(widths)) if len(widths) == 1 else None
+    if rotary_dim is not None:
+        rotary_dim = check_rotary_dim(rotary_dim)
     base = check_real_scalar("base", 10000.0 if base is None else base, positive=True)
     req.num_threads = check_num_threads(num_threads)
-    off = real_array("offset", offset)
+    off = real_array("offset", offset, position=True)
     B = checked[0].shape[0]
     if positions is not None:
         if (off != 0).any():
             raise ValueError("offset cannot be combined with positions: positions already give every token's position")
-        req.positions = real_array("positions", positions)
+        req.positions = real_array("positions", positions, position=True)
         req.offset = None
         for a, ax, name in zip(checked, req.seq_axes, names):
             _positions_for(req.positions, a.shape[: ax + 1], name)
@@ -141,8 +136,15 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
         if off.ndim == 1 and any(a.shape[0] != B or ax == 0 for a, ax in zip(checked, req.seq_axes)):
             raise ValueError("a per-sequence offset needs every array to have the batch on its first axis")
         req.offset, req.positions = off, None
+        if off.size and req.T:
+            check_position_range("offset + T - 1", float(np.min(off)), float(np.max(off)) + (req.T - 1))
         seq_len = _seq_len((float(np.max(off)) if off.size else 0.0) + req.T - 1)
-    req.freq, req.attention_factor = _scaled_frequencies(rotary_dim, base, scaling, inv_freq, seq_len)
+    req.freq, req.attention_factor, rotary_dim = _scaled_frequencies(width, rotary_dim, base, scaling, inv_freq,
+                                                                     seq_len)
+    narrowest = min(a.shape[-1] for a in checked)
+    if rotary_dim > narrowest:
+        raise ValueError(f"rotary_dim={rotary_dim} exceeds the channel count of an array ({narrowest})")
+    req.rotary_dim = rotary_dim
     if out is not None:
         req.outs = [check_out(o, a.shape, a.dtype, name=f"out[{i}]") for i, (o, a) in enumerate(zip(out, checked))]
     else:
@@ -160,7 +162,8 @@ def _positions_for(positions, prefix_shape, name):
         shaped = positions.reshape((positions.shape[0],) + (1,) * (n - 2) + (positions.shape[1],))
     else:
         shaped = positions
-    return broadcastable_to("positions", shaped, prefix_shape, f"the axes up to the sequence axis of {name}")
+    return broadcastable_to("positions", shaped, prefix_shape, f"the axes up to the sequence axis of {name}",
+                            given_shape=positions.shape)
 
 
 def _prefix_positions(req, i):
@@ -272,12 +275,20 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
         width); the frequencies then use `rotary_dim` as denominator.
     inv_freq : array_like, optional
         The ``rotary_dim // 2`` frequencies themselves.
-    scaling : dict, optional
-        A Hugging Face ``config.rope_parameters`` (or ``rope_scaling``) dict,
-        passed as is: ``linear``, ``dynamic``, ``yarn``, ``longrope``,
-        ``llama3`` (see `rope_inv_freq`). A ``partial_rotary_factor`` key is
-        refused (a ValueError): leave it out and pass
-        ``rotary_dim=int(head_dim * partial_rotary_factor)``.
+    scaling : dict or config, optional
+        A Hugging Face model's config as it is (anything with
+        ``rope_parameters``; transformers is not needed), or its
+        ``rope_parameters`` (or legacy ``rope_scaling``) dict: ``linear``,
+        ``dynamic``, ``yarn``, ``longrope``, ``llama3``, ``proportional``
+        (see `rope_inv_freq`). A config also gives what HF reads from it
+        besides the dict: ``max_position_embeddings`` (``dynamic``,
+        ``longrope``), ``original_max_position_embeddings`` (Phi-3 keeps it
+        there) and the head width (``head_dim``, else
+        ``hidden_size // num_attention_heads``). With the dict alone, add
+        ``max_position_embeddings`` to it where the type needs it.
+        ``partial_rotary_factor`` applies to the arrays' channel count (the
+        head width), as in HF: leave `rotary_dim` None, or pass the same
+        width.
     seq_axis : int, optional
         The sequence axis (default -2); ``-3`` for ``(B, T, H, D)`` arrays
         (flash-attn, ggml). It must lie before the channel axis.
@@ -348,6 +359,70 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     >>> y = fastpe.apply_rotary(x.copy(), positions=4 * np.arange(8), scaling=scaling)
     >>> bool(np.allclose(y, fastpe.apply_rotary(x.copy(), positions=np.arange(8))))
     True
+
+    Hugging Face configs as they are (built here with SimpleNamespace, so
+    the examples need no download; the tests compare them with
+    transformers' own classes):
+
+    >>> from types import SimpleNamespace as Config
+
+    Phi (``PhiConfig(hidden_size=256, num_attention_heads=4, partial_rotary_factor=0.5)``):
+    the first 32 of each head's 64 channels rotate.
+
+    >>> phi = Config(hidden_size=256, num_attention_heads=4, max_position_embeddings=2048,
+    ...              rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5})
+    >>> q = rng.standard_normal((1, 4, 8, 64)).astype(np.float32)
+    >>> k = q.copy()
+    >>> q_rot, k_rot = fastpe.apply_rotary(q.copy(), k, scaling=phi)
+    >>> bool(np.array_equal(q_rot[..., 32:], q[..., 32:]))
+    True
+    >>> same = fastpe.apply_rotary(q.copy(), scaling=phi.rope_parameters)    # the dict as it is
+    >>> bool(np.array_equal(same, q_rot))
+    True
+
+    Llama 3.1 (``rope_type="llama3"``), positions far into a long context:
+
+    >>> llama3 = Config(hidden_size=4096, num_attention_heads=32, head_dim=128, max_position_embeddings=131072,
+    ...                 rope_parameters={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+    ...                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 8192,
+    ...                                  "rope_theta": 500000.0})
+    >>> q = rng.standard_normal((2, 32, 16, 128)).astype(np.float32)
+    >>> position_ids = np.stack([np.arange(16) + 9000, np.arange(16)])
+    >>> rotated = fastpe.apply_rotary(q.copy(), positions=position_ids, scaling=llama3)
+    >>> bool(np.allclose(np.linalg.norm(rotated, axis=-1), np.linalg.norm(q, axis=-1), rtol=1e-5))
+    True
+
+    Qwen2 with YaRN (``rope_scaling={"type": "yarn", "factor": 4.0,
+    "original_max_position_embeddings": 32768}``): cos and sin carry the
+    attention factor ``0.1 ln(4) + 1``.
+
+    >>> qwen2 = Config(hidden_size=3584, num_attention_heads=28, max_position_embeddings=131072,
+    ...                rope_parameters={"type": "yarn", "rope_type": "yarn", "factor": 4.0,
+    ...                                 "original_max_position_embeddings": 32768, "rope_theta": 1000000.0})
+    >>> q = rng.standard_normal((1, 28, 4, 128)).astype(np.float32)
+    >>> rotated = fastpe.apply_rotary(q.copy(), offset=40000, scaling=qwen2)
+    >>> ratio = np.linalg.norm(rotated, axis=-1) / np.linalg.norm(q, axis=-1)
+    >>> bool(np.allclose(ratio, 0.1 * np.log(4.0) + 1, rtol=1e-5))
+    True
+
+    Phi-3 with LongRoPE: the long factors apply once a position passes
+    ``original_max_position_embeddings`` (an attribute of Phi-3's config).
+
+    >>> phi3 = Config(hidden_size=3072, num_attention_heads=32, max_position_embeddings=131072,
+    ...               original_max_position_embeddings=4096,
+    ...               rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+    ...                                "long_factor": [1.0 + 0.5 * i for i in range(48)],
+    ...                                "short_factor": [1.0] * 48})
+    >>> q = rng.standard_normal((1, 32, 4, 96)).astype(np.float32)
+    >>> short = fastpe.apply_rotary(q.copy(), offset=100, scaling=phi3)
+    >>> long = fastpe.apply_rotary(q.copy(), offset=5000, scaling=phi3)
+    >>> inv_freq, attention_factor = fastpe.rope_inv_freq(None, scaling=phi3, seq_len=5004)
+    >>> round(attention_factor, 6)          # sqrt(1 + ln(131072 / 4096) / ln(4096))
+    1.190238
+    >>> params = {**phi3.rope_parameters, "max_position_embeddings": 131072,
+    ...           "original_max_position_embeddings": 4096}
+    >>> bool(np.array_equal(fastpe.apply_rotary(q.copy(), offset=5000, scaling=params), long))
+    True
     """
     req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
                          num_threads)
@@ -389,7 +464,8 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
 
 def rotary_table_arguments(n_positions, rotary_dim, offset, base, layout, dtype):
     """Checked arguments of rotary_cos_sin (shared with the reference)."""
-    return (check_count("n_positions", n_positions), check_rotary_dim(rotary_dim), check_real_scalar("offset", offset),
+    n_positions = check_count("n_positions", n_positions)
+    return (n_positions, check_rotary_dim(rotary_dim), table_offset(offset, n_positions),
             check_real_scalar("base", base, positive=True), check_layout(layout, ROTARY_LAYOUTS),
             check_dtype_argument(dtype))
 
@@ -457,7 +533,7 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
     """
     n_positions, rotary_dim, offset, base, layout, dtype = rotary_table_arguments(
         n_positions, rotary_dim, offset, base, layout, dtype)
-    freq, factor = _scaled_frequencies(rotary_dim, base, scaling, None, _seq_len(offset + n_positions - 1))
+    freq, factor, _ = _scaled_frequencies(None, rotary_dim, base, scaling, None, _seq_len(offset + n_positions - 1))
     cos_t, sin_t = cos_sin_table(offset + np.arange(n_positions, dtype=np.float64), freq, factor)
     if layout == "half":
         expand = lambda t: np.concatenate([t, t], axis=1)  # noqa: E731

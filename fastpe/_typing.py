@@ -11,7 +11,7 @@ accepts) is the type returned. The aliases are ordinary runtime objects, so
 typing.get_type_hints() resolves every public signature on Python >= 3.9.
 """
 
-from typing import Any, Iterable, Literal, Mapping, Optional, TypeVar, Union
+from typing import Any, Iterable, Literal, Mapping, Optional, Protocol, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +38,18 @@ Table = npt.NDArray[Any]
 Layout = Literal["interleaved", "concat"]
 Preset = Literal["vaswani", "marian", "tensor2tensor", "fairseq", "whisper"]
 RotaryLayout = Literal["half", "interleaved"]
-# config.rope_parameters (or rope_scaling) of a Hugging Face model, as a dict.
-Scaling = Optional[Mapping[str, Any]]
+
+
+class RopeConfig(Protocol):
+    """A model config as Hugging Face has it (duck-typed: transformers is never
+    imported): its rope_parameters, and max_position_embeddings, head_dim or
+    hidden_size / num_attention_heads where the rope type needs them."""
+
+    @property
+    def rope_parameters(self) -> Any: ...
+
+
+# config.rope_parameters (or rope_scaling) of a Hugging Face model as a dict, or the config itself.
+Scaling = Optional[Union[Mapping[str, Any], RopeConfig]]
 
 GridLayout = Literal["mae", "timm", "big_vision"]

@@ -67,8 +67,14 @@ def _bfloat16_by_name():
     return np.dtype(ml_dtypes.bfloat16)
 
 
+DEFAULT_TABLE_DTYPE = np.dtype(np.float32)
+
+
 def check_dtype_argument(dtype):
-    """The `dtype=` argument of the table functions."""
+    """The `dtype=` argument of the table functions. None means the documented
+    default, float32 (np.dtype(None) would be float64)."""
+    if dtype is None:
+        return DEFAULT_TABLE_DTYPE
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -93,8 +99,17 @@ def _read_array(name, value, expected):
         raise TypeError(f"{name} must be {expected}; NumPy cannot convert it: {exc}") from None
 
 
-def as_float_array(name, value):
-    """A supported float ndarray that is only read (x when out= is given)."""
+def as_float_array(name, value, like=None):
+    """A supported float ndarray that is only read (x when out= is given).
+
+    A value without a dtype of its own (a list, nested sequences of Python
+    numbers) is read as `like`, the dtype of the array written, as NumPy's
+    ufuncs do with out=; an array keeps its dtype."""
+    if like is not None and not hasattr(value, "dtype") and ndarray_view(name, value) is None:
+        try:
+            value = np.asarray(value, dtype=like)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; NumPy cannot convert it: {exc}") from None
     value = _read_array(name, value, f"an array of {_SUPPORTED_NAMES}")
     problem = _dtype_problem(value.dtype)
     if problem:
@@ -156,11 +171,26 @@ def check_out(out, shape, dtype=None, name="out"):
     return out
 
 
+def check_int(name, value, expected="an int"):
+    """A Python or NumPy integer, or a 0-d integer array or tensor, as an int.
+    bool and float are the wrong type (TypeError), whatever their value."""
+    value = _unwrap_0d(name, value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    return operator.index(value)
+
+
+def check_bool(name, value):
+    """True or False (Python or NumPy bool, or a 0-d bool array or tensor); 0 and 1 are the wrong type."""
+    value = _unwrap_0d(name, value)
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_count(name, value, minimum=0):
     """An integer >= minimum (n_positions, dim, n_heads)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    value = operator.index(value)
+    value = check_int(name, value, f"an integer >= {minimum}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
@@ -173,7 +203,28 @@ def _to_float(name, value):
         raise ValueError(f"{name} must be finite and fit in a float64, got an integer with {value.bit_length()} bits") from None
 
 
+def _unwrap_0d(name, value):
+    """A 0-d array or tensor (np.array(2.0), torch.tensor(2.0)) as its NumPy scalar;
+    anything else as it is. Scalar arguments take them as offset does."""
+    if isinstance(value, (numbers.Number, str, bytes)) or value is None:
+        return value
+    if not (hasattr(value, "__array_interface__") or hasattr(value, "__dlpack__") or hasattr(value, "__array__")):
+        return value
+    arr = ndarray_view(name, value)
+    if arr is None:
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError):
+            return value
+    if arr.ndim != 0:
+        raise TypeError(f"{name} must be a number (or a 0-d array), got an array of shape {arr.shape}")
+    if is_bfloat16(arr.dtype):
+        arr = arr.astype(np.float32)
+    return arr[()]
+
+
 def check_real_scalar(name, value, *, positive=False):
+    value = _unwrap_0d(name, value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     value = _to_float(name, value)
@@ -186,7 +237,9 @@ def check_real_scalar(name, value, *, positive=False):
 
 def check_layout(layout, layouts=LAYOUTS):
     """One of the layout names a function knows (1-D, rotary or 2-D grid layouts)."""
-    if not isinstance(layout, str) or layout not in layouts:
+    if not isinstance(layout, str):
+        raise TypeError(f"layout must be one of {', '.join(map(repr, layouts))} (a str); got {layout!r}")
+    if layout not in layouts:
         raise ValueError(f"layout must be one of {', '.join(map(repr, layouts))}; got {layout!r}")
     return layout
 
@@ -195,9 +248,7 @@ def check_num_threads(num_threads):
     """None (OpenMP's default) or an int >= 1."""
     if num_threads is None:
         return None
-    if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, numbers.Integral):
-        raise TypeError(f"num_threads must be None or an int >= 1, got {num_threads!r}")
-    num_threads = operator.index(num_threads)
+    num_threads = check_int("num_threads", num_threads, "None or an int >= 1")
     if num_threads < 1:
         raise ValueError(f"num_threads must be None or an int >= 1, got {num_threads}")
     return num_threads
@@ -214,22 +265,66 @@ def array_of_kind(name, value, kinds, holds):
     return aligned(arr)
 
 
-def real_array(name, value, *, allow_nonfinite=False):
-    """Positions, offsets and frequencies: any real (int or float) array, as float64."""
+# float64 holds every integer of magnitude below 2**53 exactly; beyond it
+# neighbouring positions round to the same value and angles silently go wrong.
+POSITION_LIMIT = 2**53
+
+
+def _position_limit_error(name, value):
+    return ValueError(f"{name} must lie in (-2**53, 2**53), where float64 holds every integer position "
+                      f"exactly; got {value}")
+
+
+def check_position_range(name, lowest, highest):
+    """The positions a call forms (e.g. offset .. offset + T - 1) stay below 2**53 in magnitude.
+    lowest/highest are exact Python numbers or float64 values formed by ONE rounded
+    addition (rounding is monotonic, so a float64 sum that reaches the limit means the
+    exact one does too; two additions could round below it again)."""
+    for value in (lowest, highest):
+        if abs(value) >= POSITION_LIMIT:
+            raise _position_limit_error(name, value)
+
+
+def _first_beyond_limit(arr):
+    """The first entry of an int/float array with |value| >= 2**53 (as a Python number), or None.
+    Integers are compared as integers, so the message shows the caller's own value."""
+    if arr.size == 0:
+        return None
+    if arr.dtype.kind == "u":
+        beyond = arr >= POSITION_LIMIT
+    elif arr.dtype.kind == "i":
+        beyond = (arr >= POSITION_LIMIT) | (arr <= -POSITION_LIMIT)
+    else:
+        beyond = np.abs(arr) >= np.float64(POSITION_LIMIT)  # a strong float64: float16 must not cast 2**53
+    return arr[beyond].flat[0].item() if beyond.any() else None
+
+
+def real_array(name, value, *, allow_nonfinite=False, position=False):
+    """Positions, offsets and frequencies: any real (int or float) array, as float64.
+    position=True refuses values of magnitude 2**53 and above (POSITION_LIMIT)."""
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_, np.ndarray)):
         # Scalars (int, float, NumPy scalars, Fraction...) without NumPy's overhead.
+        if position and isinstance(value, numbers.Integral) and abs(int(value)) >= POSITION_LIMIT:
+            raise _position_limit_error(name, int(value))
         value = _to_float(name, value)
         if not allow_nonfinite and value - value != 0.0:
             raise ValueError(f"{name} must be finite (no NaN or inf)")
+        if position and abs(value) >= POSITION_LIMIT:
+            raise _position_limit_error(name, value)
         return np.full((), value)
-    arr = array_of_kind(name, value, "iuf", "integers or floats").astype(np.float64, copy=False)
-    if not allow_nonfinite and not np.isfinite(arr).all():
+    arr = array_of_kind(name, value, "iuf", "integers or floats")
+    if arr.dtype.kind == "f" and not allow_nonfinite and not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite (no NaN or inf)")
-    return arr
+    if position:
+        beyond = _first_beyond_limit(arr)
+        if beyond is not None:
+            raise _position_limit_error(name, beyond)
+    return arr.astype(np.float64, copy=False)
 
 
-def broadcastable_to(name, arr, shape, what):
-    """Check that arr broadcasts to exactly `shape`; return arr with leading 1s added."""
+def broadcastable_to(name, arr, shape, what, given_shape=None):
+    """Check that arr broadcasts to exactly `shape`; return arr with leading 1s added.
+    given_shape: the caller's own shape, for the message, when arr was reshaped first."""
     shape = tuple(shape)
     if arr.ndim == 0:
         return arr.reshape((1,) * len(shape))
@@ -240,7 +335,8 @@ def broadcastable_to(name, arr, shape, what):
         except ValueError:
             ok = False
     if not ok:
-        raise ValueError(f"{name} of shape {arr.shape} does not broadcast to {what} {shape}")
+        shown = arr.shape if given_shape is None else tuple(given_shape)
+        raise ValueError(f"{name} of shape {shown} does not broadcast to {what} {shape}")
     return arr.reshape((1,) * (len(shape) - arr.ndim) + arr.shape)
 
 
@@ -248,16 +344,15 @@ def check_scale(scale):
     return None if scale is None else check_real_scalar("scale", scale)
 
 
-def frequencies_argument(inv_freq, dim, layout):
-    """An explicit inv_freq: 1-D, finite, one entry per frequency of the layout."""
+def frequencies_argument(inv_freq, dim, layout, rule=None):
+    """An explicit inv_freq: 1-D, finite, one entry per frequency of the layout.
+    rule: how the expected count follows from dim, for the message."""
     freq = real_array("inv_freq", inv_freq)
     expected = n_frequencies(dim, layout)
     if freq.ndim != 1 or freq.shape[0] != expected:
-        rule = "ceil(dim/2)" if layout == "interleaved" else "dim//2"
-        raise ValueError(
-            f"inv_freq must be a 1-D array of {expected} frequencies ({rule} for layout={layout!r}, dim={dim}), "
-            f"got shape {freq.shape}"
-        )
+        if rule is None:
+            rule = ("ceil(dim/2)" if layout == "interleaved" else "dim//2") + f" for layout={layout!r}, dim={dim}"
+        raise ValueError(f"inv_freq must be a 1-D array of {expected} frequencies ({rule}), got shape {freq.shape}")
     return np.ascontiguousarray(freq)
 
 
@@ -291,7 +386,9 @@ class Encoding:
         self.padding_idx = self._padding_idx(padding_idx)
 
     def _init_preset(self, preset, layout, inv_freq, given):
-        if not isinstance(preset, str) or preset not in PRESETS:
+        if not isinstance(preset, str):
+            raise TypeError(f"preset must be one of {', '.join(map(repr, PRESETS))} (a str); got {preset!r}")
+        if preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}; got {preset!r}")
         if layout is not None:
             raise ValueError(f"preset={preset!r} cannot be combined with layout={layout!r}: the preset fixes the layout")
@@ -319,9 +416,7 @@ class Encoding:
     def _padding_idx(self, padding_idx):
         if padding_idx is None:
             return FAIRSEQ_PADDING_IDX if self.preset == "fairseq" else None
-        if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(padding_idx, numbers.Integral):
-            raise TypeError(f"padding_idx must be an int, got {padding_idx!r}")
-        return operator.index(padding_idx)
+        return check_int("padding_idx", padding_idx)
 
     @property
     def zero_position(self):
@@ -364,7 +459,7 @@ def x_and_out(x, out):
     if out is None:
         x = writable_array("x", x, hint="; pass out= to write the result into another array")
     else:
-        x = as_float_array("x", x)
+        x = as_float_array("x", x, like=writable_array("out", out).dtype)
     if x.ndim < 2:
         raise ValueError(f"x must have at least 2 dimensions (..., T, D), got shape {x.shape}")
     if out is not None:
@@ -380,17 +475,30 @@ def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_th
     req.encoding = Encoding(x.shape[-1], base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     req.scale = check_scale(scale)
     req.num_threads = check_num_threads(num_threads)
-    off = real_array("offset", offset)
+    off = real_array("offset", offset, position=True)
     if positions is not None:
         if (off != 0).any():
             raise ValueError("offset cannot be combined with positions: positions already give every token's position")
-        pos = real_array("positions", positions)
+        pos = real_array("positions", positions, position=True)
         req.positions = broadcastable_to("positions", pos, x.shape[:-1], "x.shape[:-1]")
         req.offset = None
     else:
         req.offset = broadcastable_to("offset", off, x.shape[:-2], "x.shape[:-2] (one offset per sequence)")
         req.positions = None
+        if req.offset.size and x.shape[-2]:
+            shift = req.encoding.implicit_shift
+            check_position_range("offset + T - 1", float(req.offset.min()) + shift,
+                                 float(req.offset.max()) + (shift + x.shape[-2] - 1))
     return req
+
+
+def table_offset(offset, n_positions):
+    """sinusoidal_table's offset: its rows hold positions offset .. offset + n_positions - 1."""
+    offset = check_real_scalar("offset", offset)
+    check_position_range("offset", offset, offset)
+    if n_positions:
+        check_position_range("offset + n_positions - 1", offset, offset + (n_positions - 1))
+    return offset
 
 
 def check_make_positions(token_ids, padding_idx, past_length):
@@ -399,20 +507,24 @@ def check_make_positions(token_ids, padding_idx, past_length):
     ids = array_of_kind("token_ids", token_ids, "iu", "integers")
     if ids.ndim < 1:
         raise ValueError(f"token_ids must have at least 1 dimension (..., T), got shape {ids.shape}")
-    if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(padding_idx, numbers.Integral):
-        raise TypeError(f"padding_idx must be an int, got {padding_idx!r}")
+    padding_idx = check_int("padding_idx", padding_idx)
     past = np.asarray(past_length)
     if past.dtype.kind not in "iu":
         raise TypeError(f"past_length must be an int or an integer array, got {past_length!r}")
     past = broadcastable_to("past_length", past, ids.shape[:-1], "token_ids.shape[:-1] (one per sequence)")
-    return ids, operator.index(padding_idx), past.astype(np.int64)[..., None]
+    return ids, padding_idx, past.astype(np.int64)[..., None]
 
 
 def integer_array(name, value):
-    """Table positions and offsets: integers only (a table has no row 2.5)."""
+    """Table positions and offsets: integers only (a table has no row 2.5), in
+    their own integer dtype (cast to int64 after the range check, so a uint64
+    beyond int64 is reported as itself, not wrapped)."""
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
-        return np.full((), operator.index(value), dtype=np.int64)
-    return array_of_kind(name, value, "iu", "integers (table rows)").astype(np.int64, copy=False)
+        value = operator.index(value)
+        if not -2**63 <= value < 2**63:
+            raise IndexError(f"{name}={value} lies outside any table's rows")
+        return np.full((), value, dtype=np.int64)
+    return array_of_kind(name, value, "iu", "integers (table rows)")
 
 
 class TableRequest:
@@ -440,11 +552,11 @@ def table_request(x, table, offset, positions, scale, out, num_threads):
         if x.size and pos.size and (pos.min() < 0 or pos.max() >= n_rows):
             raise IndexError(f"positions must lie in [0, {n_rows}) (the table's rows); got values from "
                              f"{pos.min()} to {pos.max()}")
-        req.positions, req.offset = pos, None
+        req.positions, req.offset = pos.astype(np.int64, copy=False), None
     else:
         off = broadcastable_to("offset", off, x.shape[:-2], "x.shape[:-2] (one offset per sequence)")
-        if x.size and off.size and (off.min() < 0 or off.max() + T - 1 >= n_rows):
+        if x.size and off.size and (off.min() < 0 or int(off.max()) + T - 1 >= n_rows):
             raise IndexError(f"positions offset + t (t < {T}) must lie in [0, {n_rows}) (the table's rows); "
                              f"offset ranges from {off.min()} to {off.max()}")
-        req.positions, req.offset = None, off
+        req.positions, req.offset = None, off.astype(np.int64, copy=False)
     return req

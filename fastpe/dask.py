@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from . import _api
-from ._validation import Encoding, check_count, encoding_dtype_for, real_array
+from ._validation import Encoding, check_count, check_dtype_argument, encoding_dtype_for, real_array, table_offset
 
 __all__ = ["add_sinusoidal", "sinusoidal_encode", "sinusoidal_table"]
 
@@ -236,7 +236,7 @@ def sinusoidal_encode(positions, dim, *, chunks=None, base=None, layout=None, dt
               **_encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)}
     stand_in = _stand_in("positions", positions)
     if not isinstance(positions, da.Array):
-        real_array("positions", stand_in)  # NumPy positions: their values are checked now
+        real_array("positions", stand_in, position=True)  # NumPy positions: their values are checked now
     # Everything else (dim, dtype, the encoding, num_threads) by the eager call on zero positions.
     _api.sinusoidal_encode(np.zeros(0, np.asarray(stand_in).dtype), dim, dtype=dtype, **kwargs)
     dtype = np.dtype(dtype)
@@ -304,7 +304,8 @@ def sinusoidal_table(n_positions, dim, *, offset=0, chunks=None, base=None, layo
               **_encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)}
     n_positions = check_count("n_positions", n_positions)
     _api.sinusoidal_table(0, dim, offset=offset, dtype=dtype, **kwargs)
-    dtype = np.dtype(dtype)
+    table_offset(offset, n_positions)  # the last row's position too
+    dtype = check_dtype_argument(dtype)
     shape = (n_positions, dim)
     chunks = da.core.normalize_chunks(("auto", -1) if chunks is None else chunks, shape, dtype=dtype)
     if 0 in shape:

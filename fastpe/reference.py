@@ -45,9 +45,9 @@ from ._validation import (
     check_make_positions,
     check_num_threads,
     check_out,
-    check_real_scalar,
     check_scale,
     real_array,
+    table_offset,
     table_request,
     x_and_out,
 )
@@ -192,7 +192,7 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     """
     n_positions = check_count("n_positions", n_positions)
     dim = check_count("dim", dim)
-    offset = check_real_scalar("offset", offset)
+    offset = table_offset(offset, n_positions)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     check_num_threads(num_threads)
     dtype = check_dtype_argument(dtype)
@@ -217,7 +217,7 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     >>> bool(np.abs(got - ref).max() < 1e-9)
     True
     """
-    positions = real_array("positions", positions)
+    positions = real_array("positions", positions, position=True)
     dim = check_count("dim", dim)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     check_num_threads(num_threads)
@@ -347,7 +347,7 @@ def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layou
         pe = np.concatenate([np.sin(xa), np.cos(xa), np.sin(ya), np.cos(ya)], axis=1)
     if cls_token:
         pe = np.concatenate([np.zeros((1, dim)), pe], axis=0)
-    return pe.reshape(-1, dim).astype(dtype)
+    return pe.reshape(grid_h * grid_w + int(cls_token), dim).astype(dtype)  # explicit: size-0 grids too
 
 
 def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
@@ -528,7 +528,7 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
 
     n_positions, rotary_dim, offset, base, layout, dtype = rotary_table_arguments(
         n_positions, rotary_dim, offset, base, layout, dtype)
-    freq, factor = _scaled_frequencies(rotary_dim, base, scaling, None,
+    freq, factor, _ = _scaled_frequencies(None, rotary_dim, base, scaling, None,
                                        max(int(np.floor(offset + n_positions - 1)) + 1, 0))
     angles = (offset + np.arange(n_positions, dtype=np.float64))[:, None] * freq
     cos, sin = np.cos(angles) * factor, np.sin(angles) * factor

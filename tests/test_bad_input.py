@@ -135,8 +135,8 @@ CASES = [
     ("base-inf", ValueError, "base", lambda: (ADD, (X(),), {"base": np.inf})),
     ("layout-unknown", ValueError, "layout", lambda: (ADD, (X(),), {"layout": "rotary"})),
     ("layout-case", ValueError, "layout", lambda: (ADD, (X(),), {"layout": "Interleaved"})),
-    ("layout-int", ValueError, "layout", lambda: (ADD, (X(),), {"layout": 0})),
-    ("layout-two", ValueError, "layout", lambda: (ADD, (X(),), {"layout": 2})),  # layout=None is the default ("interleaved")
+    ("layout-int", TypeError, "layout", lambda: (ADD, (X(),), {"layout": 0})),  # a number where a name is needed
+    ("layout-two", TypeError, "layout", lambda: (ADD, (X(),), {"layout": 2})),  # layout=None is the default ("interleaved")
     ("num_threads-zero", ValueError, "num_threads", lambda: (ADD, (X(),), {"num_threads": 0})),
     ("num_threads-negative", ValueError, "num_threads", lambda: (ADD, (X(),), {"num_threads": -2})),
     ("inv_freq-too-long-interleaved", ValueError, "inv_freq", lambda: (ADD, (X(),), {"inv_freq": np.ones(3)})),

@@ -206,12 +206,24 @@ def test_clear_and_limit_while_other_threads_compute():
     assert not errors, errors[0]
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "100", True, None])
-def test_set_cache_limit_rejects(bad):
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), ("100", TypeError), (True, TypeError),
+                                        (None, TypeError)])
+def test_set_cache_limit_rejects(bad, error):
+    """Regression: set_cache_limit(True) and set_cache_limit(1.5) raised ValueError
+    where every other wrongly typed argument raises TypeError."""
     before = fastpe.cache_info()
-    with pytest.raises(ValueError, match="nbytes"):
+    with pytest.raises(error, match="nbytes"):
         fastpe.set_cache_limit(bad)
     assert fastpe.cache_info().limit == before.limit
+
+
+def test_set_cache_limit_takes_numpy_integers():
+    before = fastpe.cache_info().limit
+    try:
+        fastpe.set_cache_limit(np.int64(12345))
+        assert fastpe.cache_info().limit == 12345
+    finally:
+        fastpe.set_cache_limit(before)
 
 
 def _run_python(code, **env):
@@ -232,5 +244,29 @@ def test_cache_limit_from_environment():
     res = _run_python(code, FASTPE_CACHE_BYTES="12345")
     assert res.returncode == 0, res.stderr
     assert res.stdout.split()[0] == "12345"
-    res = _run_python(code, FASTPE_CACHE_BYTES="lots")
-    assert res.returncode != 0 and "FASTPE_CACHE_BYTES" in res.stderr
+
+
+@pytest.mark.parametrize("raw", ["lots", "-5", "1.5e6", "64MiB"])
+def test_regression_malformed_cache_bytes_warns_and_keeps_import_working(raw):
+    """A malformed FASTPE_CACHE_BYTES made `import fastpe` itself fail; now it
+    warns (RuntimeWarning naming the variable and the value) and uses the default."""
+    code = ("import warnings, fastpe\n"
+            "from fastpe._plan import _DEFAULT_CACHE_LIMIT\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    limit = fastpe._plan._limit_from_environment()\n"
+            "print(fastpe.cache_info().limit == _DEFAULT_CACHE_LIMIT == limit)\n"
+            "print(caught[0].category.__name__)\n"
+            "print(caught[0].message)\n"
+            "fastpe.sinusoidal_table(3, 8)\n")
+    res = _run_python(code, FASTPE_CACHE_BYTES=raw, PYTHONWARNINGS="ignore")
+    assert res.returncode == 0, res.stderr
+    same, category, message = res.stdout.splitlines()
+    assert same == "True" and category == "RuntimeWarning"
+    assert "FASTPE_CACHE_BYTES" in message and repr(raw) in message
+
+
+def test_malformed_cache_bytes_warning_is_shown_at_import():
+    res = _run_python("import fastpe", FASTPE_CACHE_BYTES="lots", PYTHONWARNINGS="default")
+    assert res.returncode == 0, res.stderr
+    assert "RuntimeWarning" in res.stderr and "FASTPE_CACHE_BYTES" in res.stderr and "'lots'" in res.stderr

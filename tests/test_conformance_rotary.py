@@ -73,3 +73,206 @@ def test_llama3_scaled_rope():
     expected = rope(torch.from_numpy(x), input_pos=torch.from_numpy(input_pos)).numpy()
     got = fastpe.apply_rotary(x.copy(), positions=input_pos, scaling=scaling, layout="interleaved", seq_axis=-3)
     assert_within(got, expected, _tolerance(x, input_pos[0]), "Llama3ScaledRoPE")
+
+
+# ------------------------------------------------ Hugging Face configs as they are
+#
+# apply_rotary(..., scaling=config.rope_parameters) and scaling=config against
+# the model's own rotary embedding module (cos, sin from its forward, applied
+# with HF's apply_rotary_pos_emb to the first rotary channels, the rest passed
+# through, as Phi's and GPT-NeoX's attention do). HF forms the frequencies and
+# the angles in float32: the tolerance grows with the position.
+
+def _hf_rotate(rotary_module, q, positions):
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    qt = torch.from_numpy(q)
+    cos, sin = rotary_module(qt, torch.from_numpy(positions))
+    r = cos.shape[-1]
+    rotated, _ = apply_rotary_pos_emb(qt[..., :r], qt[..., :r], cos, sin)
+    return torch.cat([rotated, qt[..., r:]], dim=-1).numpy(), r
+
+
+def _longrope_factors(n, seed):
+    rng = np.random.default_rng(seed)
+    return {"long_factor": [float(v) for v in 1.0 + 20 * rng.random(n)],
+            "short_factor": [float(v) for v in 1.0 + 0.3 * rng.random(n)]}
+
+
+def _rope_type_configs():
+    """(id, config, rotary module class, positions) for every rope type of ROPE_INIT_FUNCTIONS, with and
+    without partial_rotary_factor, built through the model classes as a user would."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.phi.modeling_phi import PhiRotaryEmbedding
+
+    head_dim, heads = 64, 4
+    cases = []
+    for prf in (1.0, 0.5):  # PhiConfig's own default is 0.5
+        rotary = int(head_dim * prf)
+        extra = {"partial_rotary_factor": prf}
+        types = {
+            "default": {"rope_type": "default"},
+            "linear": {"rope_type": "linear", "factor": 4.0},
+            "dynamic": {"rope_type": "dynamic", "factor": 4.0},
+            "yarn": {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 64},
+            "longrope": {"rope_type": "longrope", "original_max_position_embeddings": 64,
+                         **_longrope_factors(rotary // 2, rotary)},
+            "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                       "original_max_position_embeddings": 64},
+            "proportional": {"rope_type": "proportional", "factor": 2.0, "rope_theta": 10000.0},
+        }
+        assert set(types) - {"default"} == set(transformers.modeling_rope_utils.ROPE_INIT_FUNCTIONS)
+        for name, params in types.items():
+            cfg = transformers.PhiConfig(hidden_size=head_dim * heads, num_attention_heads=heads,
+                                         max_position_embeddings=256, rope_parameters=dict(params), **extra)
+            for label, positions in (("short", np.stack([np.arange(40), np.arange(40) + 7])),
+                                     ("long", np.stack([np.arange(40) + 300, np.arange(40) + 20]))):
+                cases.append((f"{name}-prf{prf}-{label}", cfg, PhiRotaryEmbedding, positions))
+    return cases
+
+
+def _model_configs():
+    """A Phi, a Llama-3 (llama3), a Qwen2 (yarn) and a Phi-3 (longrope) config, built as their users build them."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+    from transformers.models.phi.modeling_phi import PhiRotaryEmbedding
+    from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
+
+    far = np.stack([np.arange(32) + 9000, np.arange(32) + 5])
+    return [
+        ("phi", transformers.PhiConfig(hidden_size=256, num_attention_heads=4, partial_rotary_factor=0.5),
+         PhiRotaryEmbedding, far),
+        ("llama3", transformers.LlamaConfig(
+            hidden_size=512, num_attention_heads=4, max_position_embeddings=131072,
+            rope_parameters={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 8192, "rope_theta": 500000.0}),
+         LlamaRotaryEmbedding, far),
+        ("qwen2-yarn", transformers.Qwen2Config(
+            hidden_size=512, num_attention_heads=4, max_position_embeddings=131072,
+            rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}),
+         Qwen2RotaryEmbedding, far),
+        ("phi3-longrope", transformers.Phi3Config(
+            hidden_size=256, num_attention_heads=4, max_position_embeddings=131072,
+            original_max_position_embeddings=4096,
+            rope_scaling={"type": "longrope", **_longrope_factors(32, 3)}),
+         Phi3RotaryEmbedding, far),
+        ("phi3-longrope-short", transformers.Phi3Config(
+            hidden_size=256, num_attention_heads=4, max_position_embeddings=131072,
+            original_max_position_embeddings=4096, partial_rotary_factor=0.5,
+            rope_scaling={"type": "longrope", **_longrope_factors(16, 4)}),
+         Phi3RotaryEmbedding, np.stack([np.arange(32) + 1000, np.arange(32)])),
+    ]
+
+
+def _check_config_case(label, cfg, rotary_class, positions):
+    import copy
+    import logging
+
+    logging.getLogger("transformers").setLevel(logging.ERROR)  # HF logs its own advice on some configs
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    rng = rng_for("hf-config", label)
+    q = rng.standard_normal((2, 3, positions.shape[1], head_dim)).astype(np.float32)
+    before = copy.deepcopy(cfg.rope_parameters)
+    expected, r = _hf_rotate(rotary_class(cfg), q, positions)
+    # HF's float32 angle p * w carries about five roundings of 2**-24 (exponent, pow, factor, reciprocal,
+    # product), each relative to p * w with w <= 1
+    tol = 2e-6 + 3e-7 * positions[:, None, :, None] * (1.0 + np.abs(q))
+    by_config = fastpe.apply_rotary(q.copy(), positions=positions, scaling=cfg)
+    assert_within(by_config, expected, tol, f"{label}: scaling=config")
+    if cfg.rope_parameters.get("rope_type") != "proportional" and label != "phi3-longrope":
+        # the dict as it is, plus max_position_embeddings (HF reads it from the config) where the type needs it
+        params = dict(cfg.rope_parameters)
+        if params.get("rope_type") in ("dynamic", "longrope"):
+            params["max_position_embeddings"] = cfg.max_position_embeddings
+        by_dict = fastpe.apply_rotary(q.copy(), positions=positions, scaling=params)
+        assert_within(by_dict, expected, tol, f"{label}: scaling=config.rope_parameters")
+        ref = fastpe.reference.apply_rotary(q.copy(), positions=positions, scaling=params)
+        assert_within(by_dict, ref, 4e-7 * (1.0 + np.abs(q)), f"{label}: fastpe vs reference")
+    # the rotary tables HF's module returns, for one sequence of consecutive positions
+    start = int(positions[0, 0])
+    cos, sin = rotary_class(cfg)(torch.from_numpy(q[:1]), torch.arange(start, start + 32)[None])
+    ours_cos, ours_sin = fastpe.rotary_cos_sin(32, r, offset=start, scaling=cfg)
+    tol_t = 2e-6 + 3e-7 * (start + 32)
+    assert_within(ours_cos, cos[0].numpy(), tol_t, f"{label}: rotary_cos_sin cos")
+    assert_within(ours_sin, sin[0].numpy(), tol_t, f"{label}: rotary_cos_sin sin")
+    assert cfg.rope_parameters == before, "fastpe modified the config's rope_parameters"
+
+
+@pytest.mark.parametrize("index", range(28))
+def test_every_rope_type_config_as_is(index):
+    cases = _rope_type_configs()
+    assert len(cases) == 28
+    _check_config_case(*cases[index])
+
+
+@pytest.mark.parametrize("name", ["phi", "llama3", "qwen2-yarn", "phi3-longrope", "phi3-longrope-short"])
+def test_model_configs_as_is(name):
+    case = dict((c[0], c) for c in _model_configs())[name]
+    _check_config_case(*case)
+
+
+def test_regression_phi_partial_rotary_factor_applied_once():
+    """PhiConfig(partial_rotary_factor=0.5): apply_rotary(q64, scaling=cfg.rope_parameters) asked for
+    rotary_dim=32, then (given 32) for 16: the factor was applied twice. It now rotates 32 channels."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.PhiConfig(hidden_size=256, num_attention_heads=4, partial_rotary_factor=0.5)
+    q = rng_for("phi-regression").standard_normal((1, 4, 6, 64)).astype(np.float32)
+    pos = np.arange(6)[None] + 11
+    got = fastpe.apply_rotary(q.copy(), positions=pos, scaling=cfg.rope_parameters)
+    np.testing.assert_array_equal(got[..., 32:], q[..., 32:])
+    plain = fastpe.reference.apply_rotary(q[..., :32].copy(), positions=pos)  # default RoPE over 32 channels
+    assert_within(got[..., :32], plain, 4e-7 * (1.0 + np.abs(q[..., :32])), "Phi's 32 rotary channels")
+    assert_within(fastpe.apply_rotary(q.copy(), positions=pos, scaling=cfg.rope_parameters, rotary_dim=32), got,
+                  0.0, "an explicit rotary_dim=32 agrees")
+    with pytest.raises(ValueError, match="rotary_dim=16 disagrees with scaling"):
+        fastpe.apply_rotary(q.copy(), positions=pos, scaling=cfg.rope_parameters, rotary_dim=16)
+
+
+def test_docstring_configs_are_the_real_transformers_configs():
+    """apply_rotary's doctest builds its Phi, Llama-3, Qwen2 (yarn) and Phi-3 (longrope) configs as
+    SimpleNamespaces (no transformers needed): the real classes built with the same arguments give
+    the same rotation bit for bit, and that rotation is HF's."""
+    import doctest
+
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+    from transformers.models.phi.modeling_phi import PhiRotaryEmbedding
+    from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
+
+    from fastpe import _rotary
+
+    (example,) = doctest.DocTestFinder().find(_rotary.apply_rotary, "apply_rotary", globs={})
+    runner = doctest.DocTestRunner()
+    runner.run(example, clear_globs=False)
+    assert runner.summarize(verbose=False).failed == 0
+    duck = example.globs
+    llama3 = duck["llama3"].rope_parameters
+    qwen2 = duck["qwen2"].rope_parameters
+    phi3 = duck["phi3"].rope_parameters
+    real = {
+        "phi": (transformers.PhiConfig(hidden_size=256, num_attention_heads=4, partial_rotary_factor=0.5),
+                PhiRotaryEmbedding),
+        "llama3": (transformers.LlamaConfig(hidden_size=4096, num_attention_heads=32, head_dim=128,
+                                            max_position_embeddings=131072, rope_parameters=dict(llama3)),
+                   LlamaRotaryEmbedding),
+        "qwen2": (transformers.Qwen2Config(hidden_size=3584, num_attention_heads=28, max_position_embeddings=131072,
+                                           rope_theta=qwen2["rope_theta"],
+                                           rope_scaling={"type": "yarn", "factor": qwen2["factor"],
+                                                         "original_max_position_embeddings": 32768}),
+                  Qwen2RotaryEmbedding),
+        "phi3": (transformers.Phi3Config(hidden_size=3072, num_attention_heads=32, max_position_embeddings=131072,
+                                         original_max_position_embeddings=4096,
+                                         rope_scaling={"type": "longrope", "long_factor": phi3["long_factor"],
+                                                       "short_factor": phi3["short_factor"]}),
+                 Phi3RotaryEmbedding),
+    }
+    for name, (cfg, rotary_class) in real.items():
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        positions = np.stack([np.arange(8) + 5000, np.arange(8)])
+        q = rng_for("doc-config", name).standard_normal((2, 2, 8, head_dim)).astype(np.float32)
+        by_duck = fastpe.apply_rotary(q.copy(), positions=positions, scaling=duck[name])
+        by_real = fastpe.apply_rotary(q.copy(), positions=positions, scaling=cfg)
+        np.testing.assert_array_equal(by_duck, by_real, err_msg=name)
+        _check_config_case(f"doc-{name}", cfg, rotary_class, positions)

@@ -256,8 +256,8 @@ def pick(data, good, bad, broken, label):
 
 def draw_positions(data, shape, *, encode=False, broken=False):
     """Positions for x.shape[:-1] == shape (add) or any positions (encode)."""
-    kind = pick(data, ["exact", "exact", "exact", "broadcast", "scalar", "list", "huge"],
-                ["wrong-shape", "nonfinite", "bad-dtype"], broken, "positions-kind")
+    kind = pick(data, ["exact", "exact", "exact", "broadcast", "scalar", "list", "large"],
+                ["wrong-shape", "nonfinite", "bad-dtype", "huge"], broken, "positions-kind")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     if encode:
         shape = tuple(data.draw(st.lists(st.sampled_from([0, 1, 2, 3, 5]), min_size=0, max_size=3), label="pos-shape"))
@@ -296,15 +296,17 @@ def draw_positions(data, shape, *, encode=False, broken=False):
             v.reshape(-1)[data.draw(st.integers(0, v.size - 1))] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
             return v, True
         return v, False
-    if kind == "huge":
-        return rng.uniform(-1e30, 1e30, shape), False
+    if kind == "large":  # beyond the contract, below 2**53: accepted, bounded
+        return rng.uniform(-2.0**52, 2.0**52, shape), False
+    if kind == "huge":  # 2**53 and beyond: refused (float64 no longer holds the positions)
+        return rng.uniform(-1e30, 1e30, shape), True
     dt = data.draw(st.sampled_from(["complex128", "bool", "U2", "object"]))
     return np.zeros(shape, dtype=dt), True
 
 
 def draw_offset(data, lead, *, broken=False, scalar_only=False):
-    good = ["zero", "zero", "int", "float", "np-int", "huge"] + ([] if scalar_only else ["array", "array"])
-    bad = ["bad-shape", "nonfinite", "string", "bool-array"] + (["array"] if scalar_only else [])
+    good = ["zero", "zero", "int", "float", "np-int", "large"] + ([] if scalar_only else ["array", "array"])
+    bad = ["bad-shape", "nonfinite", "string", "bool-array", "huge"] + (["array"] if scalar_only else [])
     kind = pick(data, good, bad, broken, "offset-kind")
     if kind == "zero":
         return 0, False
@@ -314,8 +316,10 @@ def draw_offset(data, lead, *, broken=False, scalar_only=False):
         return np.int16(data.draw(st.integers(-30000, 30000))), False
     if kind == "float":
         return data.draw(st.floats(-1e5, 1e5, allow_nan=False)), False
+    if kind == "large":  # beyond the contract, below 2**53 - 2**20 (room for T)
+        return data.draw(st.sampled_from([1e15, -(2.0**52), 2.0**40])), False
     if kind == "huge":
-        return data.draw(st.sampled_from([1e30, -1e300, 2.0**60])), False
+        return data.draw(st.sampled_from([1e30, -1e300, 2.0**60, 2**53, -(2**53)])), True
     if kind == "nonfinite":
         return data.draw(st.sampled_from([np.nan, np.inf, -np.inf, float("nan"), 10**400, -(10**309)])), True
     if kind == "string":
@@ -725,8 +729,10 @@ def test_add_sinusoidal_single_fault(data):
                   (TypeError, lambda: data.draw(st.sampled_from(["1", 1j, True, None.__class__])))],
         "base": [(ValueError, lambda: data.draw(st.sampled_from([0.0, -1.0, np.nan, np.inf, -np.inf]))),
                  (TypeError, lambda: data.draw(st.sampled_from(["10000", [10000.0], 1j])))],
-        "layout": [(ValueError, lambda: data.draw(st.sampled_from(["Interleaved", "", "fairseq", 1])))],
-        "preset": [(ValueError, lambda: data.draw(st.sampled_from(["bogus", "Whisper", "", 3])))],
+        "layout": [(ValueError, lambda: data.draw(st.sampled_from(["Interleaved", "", "fairseq"]))),
+                   (TypeError, lambda: data.draw(st.sampled_from([1, b"concat"])))],
+        "preset": [(ValueError, lambda: data.draw(st.sampled_from(["bogus", "Whisper", ""]))),
+                   (TypeError, lambda: data.draw(st.sampled_from([3, b"fairseq"])))],
         "padding_idx": [(TypeError, lambda: data.draw(st.sampled_from([1.5, True, "1"])))],
         "inv_freq": [(ValueError, lambda: np.ones((D + 1) // 2 + 1)),
                      (ValueError, lambda: np.full((D + 1) // 2, np.nan) if D else np.ones(3)),

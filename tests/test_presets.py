@@ -617,9 +617,13 @@ def test_timescales_without_preset_are_an_error(name, layout):
     _assert_every_function_raises(kw, 8, ValueError, [name])
 
 
-@pytest.mark.parametrize("preset", ["bert", "Vaswani", "", "t2t", "fairseq ", "rope", 3])
+@pytest.mark.parametrize("preset", ["bert", "Vaswani", "", "t2t", "fairseq ", "rope"])
 def test_unknown_preset_lists_the_names(preset):
     _assert_every_function_raises({"preset": preset}, 8, ValueError, ["preset", *PRESET_NAMES])
+
+
+def test_a_number_as_preset_is_a_type_error():
+    _assert_every_function_raises({"preset": 3}, 8, TypeError, ["preset", *PRESET_NAMES])
 
 
 @pytest.mark.parametrize("preset", ["fairseq", "whisper"])

@@ -101,6 +101,10 @@ def _cases():
                             "original_max_position_embeddings": 512}, None, 8.0))
         cases.append((dim, {**_longrope(r // 2, r), "partial_rotary_factor": prf}, 5000, 1.0))
         cases.append((dim, {**LLAMA3, "partial_rotary_factor": prf}, None, 8.0))
+    # proportional: frequencies over the whole head, the unrotated pairs 0
+    for dim, prf, factor in ((64, 0.25, 1.0), (128, 0.5, 2.0), (80, 1.0, 4.0), (96, 0.3, 1.0)):
+        cases.append((dim, {"rope_type": "proportional", "rope_theta": 10000.0, "partial_rotary_factor": prf,
+                            "factor": factor}, None, 1.0))
     # legacy key
     cases.append((64, {"type": "linear", "factor": 3.0}, None, 1.0))
     return cases
@@ -245,10 +249,11 @@ def test_partial_rotary_factor_and_keys():
     a = rope_inv_freq(64, scaling={"type": "linear", "factor": 2.0})[0]
     b = rope_inv_freq(64, scaling={"rope_type": "linear", "type": "dynamic", "factor": 2.0})[0]
     np.testing.assert_array_equal(a, b)
-    # unknown keys are ignored (HF only logs them); the dict is not modified
+    # keys the rope type does not use warn, naming them (HF's validate_rope logs them); the dict is not modified
     p = {"rope_type": "linear", "factor": 2.0, "mrope_section": [16, 24, 24], "whatever": object()}
     before = dict(p)
-    np.testing.assert_array_equal(rope_inv_freq(64, scaling=p)[0], a)
+    with pytest.warns(UserWarning, match="'mrope_section', 'whatever'"):
+        np.testing.assert_array_equal(rope_inv_freq(64, scaling=p)[0], a)
     assert p == before
     # rope_theta None means `base`
     np.testing.assert_array_equal(rope_inv_freq(64, 500.0, {"rope_theta": None})[0], rope_inv_freq(64, 500.0)[0])
@@ -282,8 +287,8 @@ def test_bad_seq_len(seq_len, exc):
 
 def test_bad_scaling_and_rope_type():
     _raises(TypeError, "scaling", 64, scaling=[("rope_type", "linear")])
-    for rt in ("mrope", "proportional", None, 3):
-        _raises(ValueError, "rope_type.*'default', 'linear', 'dynamic', 'yarn', 'longrope', 'llama3'",
+    for rt in ("mrope", "axial", None, 3):
+        _raises(ValueError, "rope_type.*'default', 'linear', 'dynamic', 'yarn', 'longrope', 'llama3', 'proportional'",
                 64, scaling={"rope_type": rt})
     _raises(ValueError, r"\['type'\].*'llama3'", 64, scaling={"type": "ntk"})
 
@@ -374,3 +379,73 @@ def test_dynamic_needs_rotary_width_4():
     _raises(ValueError, "dynamic.*>= 4", 2, scaling=DYN)
     _raises(ValueError, "dynamic.*>= 4", 64, scaling={**DYN, "partial_rotary_factor": 1 / 32})
     assert rope_inv_freq(4, scaling=DYN)[0].shape == (2,)
+
+
+# ------------------------------------------------------- keys and config objects
+
+@pytest.mark.parametrize("params", [
+    {"rope_type": "dynamic", "factor": 2.0, "max_position_embeddings": 1000, "seq_len": 3000},
+    {"rope_type": "longrope", **_longrope(32, 1), "max_position_embeddings": 8192, "seq_len": 5000},
+    {"seq_len": 10},
+])
+def test_regression_seq_len_key_refused(params):
+    """A seq_len key inside scaling was silently ignored (rope_inv_freq takes it as a keyword)."""
+    _raises(ValueError, r"scaling\['seq_len'\] is not a rope parameter.*seq_len=", 64, scaling=params)
+
+
+@pytest.mark.parametrize("rope_type,key", [("linear", "low_freq_factor"), ("yarn", "long_factor"),
+                                           ("default", "factor"), ("llama3", "beta_fast"), ("dynamic", "factr")])
+def test_unused_keys_warn(rope_type, key):
+    base = {"linear": {"factor": 2.0}, "yarn": {"factor": 2.0, "original_max_position_embeddings": 512},
+            "default": {}, "llama3": {k: v for k, v in LLAMA3.items() if k != "rope_type"},
+            "dynamic": {"factor": 2.0, "max_position_embeddings": 512}}[rope_type]
+    params = {"rope_type": rope_type, **base, key: 1.0}
+    with pytest.warns(UserWarning, match=f"rope_type='{rope_type}' does not use.*'{key}'"):
+        got = rope_inv_freq(64, scaling=params)[0]
+    np.testing.assert_array_equal(got, rope_inv_freq(64, scaling={"rope_type": rope_type, **base})[0])
+
+
+class _Config:
+    """A config as HF keeps it, duck-typed (no transformers needed)."""
+
+    def __init__(self, rope_parameters, **attributes):
+        self.rope_parameters = rope_parameters
+        self.__dict__.update(attributes)
+
+
+def test_config_object_gives_head_dim_and_max_positions():
+    dyn = _Config({"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}, hidden_size=512,
+                  num_attention_heads=8, max_position_embeddings=1000)
+    by_config = rope_inv_freq(None, scaling=dyn, seq_len=3000)[0]
+    by_dict = rope_inv_freq(64, scaling={**dyn.rope_parameters, "max_position_embeddings": 1000}, seq_len=3000)[0]
+    np.testing.assert_array_equal(by_config, by_dict)
+    # head_dim wins over hidden_size // num_attention_heads (as in HF)
+    dyn.head_dim = 32
+    assert rope_inv_freq(None, scaling=dyn)[0].shape == (16,)
+    _raises(ValueError, "disagrees with the config's head width 32", 64, scaling=dyn)
+    # Phi-3 keeps original_max_position_embeddings on the config; HF prefers it to the dict's
+    lr = _longrope(16, 2, original_max_position_embeddings=999)
+    phi3 = _Config(lr, hidden_size=128, num_attention_heads=4, max_position_embeddings=16384,
+                   original_max_position_embeddings=4096)
+    inv, att = rope_inv_freq(None, scaling=phi3, seq_len=5000)
+    assert att == pytest.approx(math.sqrt(1 + math.log(4) / math.log(4096)), rel=1e-15)
+    np.testing.assert_allclose(inv, rope_inv_freq(32)[0] / np.array(lr["long_factor"]), rtol=1e-15)
+    # rope_theta / partial_rotary_factor kept as attributes (older configs) are moved in, as HF does
+    old = _Config({"rope_type": "default"}, head_dim=64, rope_theta=500.0, partial_rotary_factor=0.5)
+    np.testing.assert_array_equal(rope_inv_freq(None, scaling=old)[0], rope_inv_freq(32, 500.0)[0])
+    # the config's ignore_keys_at_rope_validation are not warned about (HF's rule)
+    vl = _Config({"rope_type": "default", "mrope_section": [8, 12, 12]}, head_dim=64,
+                 ignore_keys_at_rope_validation={"mrope_section"})
+    np.testing.assert_array_equal(rope_inv_freq(None, scaling=vl)[0], rope_inv_freq(64)[0])
+
+
+def test_config_object_errors():
+    _raises(TypeError, "dim", None, scaling={"rope_type": "default"})
+    _raises(TypeError, "dim", None, scaling=_Config({"rope_type": "default"}))
+    _raises(TypeError, "rope_parameters must be a dict", 64, scaling=_Config([("rope_type", "default")]))
+    _raises(TypeError, "scaling must be None, a dict", 64, scaling=object())
+    _raises(TypeError, "config.max_position_embeddings", None,
+            scaling=_Config({"rope_type": "dynamic", "factor": 2.0}, head_dim=64, max_position_embeddings=1e3))
+    nested = {"full_attention": {"rope_type": "default"}, "sliding_attention": {"rope_type": "linear", "factor": 2.0}}
+    _raises(ValueError, r"one rope dict per layer type.*config.rope_parameters\['full_attention'\]", 64,
+            scaling=nested)

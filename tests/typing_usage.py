@@ -74,6 +74,15 @@ def rotary() -> None:
     plain: tuple[Array64, float] = fastpe.rope_inv_freq(128, scaling=llama3)
     assert freq.shape == (4,) and factor > 0 and plain[0].shape == (64,)
 
+    class PhiLikeConfig:  # a model config, as transformers has it (duck-typed)
+        def __init__(self) -> None:
+            self.rope_parameters = {"rope_type": "default", "partial_rotary_factor": 0.5}
+            self.hidden_size, self.num_attention_heads = 32, 4
+
+    q4: Array32 = fastpe.apply_rotary(q, scaling=PhiLikeConfig())
+    by_config: tuple[Array64, float] = fastpe.rope_inv_freq(None, scaling=PhiLikeConfig())
+    assert q4 is q and by_config[0].shape == (2,)
+
 
 def biases() -> None:
     scores: Array32 = np.zeros((2, 4, 8, 8), dtype=np.float32)
