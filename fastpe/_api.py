@@ -31,8 +31,9 @@ from ._validation import (
 # Below this many output elements a call runs on one thread: waking a team
 # costs more than it saves.
 SERIAL_BELOW = 1 << 15
-# Positions between libm seeds; the recurrence's rounding grows ~2e-16 a step.
-RESEED_INTERVAL = 256
+# Positions between libm seeds (the canonical seed points of every row are
+# its multiples; see _kernels.pyx); the recurrence's rounding grows ~2e-16 a step.
+RESEED_INTERVAL = _kernels.SEED_GRID
 # The largest team fastpe starts: more threads than this only oversubscribe
 # the cores, and a team of 10**5 makes libgomp kill the process.
 MAX_TEAM = max(8, 4 * (os.cpu_count() or 1))
@@ -81,13 +82,24 @@ def _tile_rows(nbytes, n_cols, dst, block):
 
 
 def _blocks(T, n_seq, max_block):
-    """Positions per work item: at most max_block, and about ITEMS_PER_CALL
-    items per sequence. It depends on the input only, never on the team size:
-    each item starts from a fresh seed, so the same call gives the same bits
-    on any number of threads."""
+    """Positions per work item of the learned-table kernel: at most max_block,
+    and about ITEMS_PER_CALL items per sequence."""
     block = max(MIN_BLOCK, -(-T // ITEMS_PER_CALL))
     block = min(block, max_block, max(T, 1))
     return block, n_seq * -(-T // block)
+
+
+def _seed_blocks(T, n_seq):
+    """Positions per work item of the sinusoid grid kernel, and the items: a
+    power of two from MIN_BLOCK to RESEED_INTERVAL, about ITEMS_PER_CALL items
+    per sequence. The kernel cuts each sequence at absolute multiples of it,
+    so an item never straddles a canonical seed point. The bits do not depend
+    on it (every row follows its canonical path), only the work split does."""
+    block = MIN_BLOCK
+    while block < RESEED_INTERVAL and block * ITEMS_PER_CALL < T:
+        block *= 2
+    # One more item per sequence than T / block: the first one may be partial.
+    return block, n_seq * ((T + 2 * block - 2) // block)
 
 
 def _chunks(group_ptr):
@@ -100,7 +112,7 @@ def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=
     """Rows at positions key + t (t along axis -2), for every key group."""
     groups = group_rows(keys, lead_shape, [dst, src])
     n_seq = groups.keys.shape[0]
-    block, n_items = _blocks(T, n_seq, RESEED_INTERVAL)
+    block, n_items = _seed_blocks(T, n_seq)
     _kernels.sinusoid_grid(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1],
         T, block, _tile_rows(TILE_DIRECT_BYTES, plan.n_cols, dst, block),
@@ -117,7 +129,7 @@ def _grouped(dst, src, plan, keys, lead_shape, scale, mode, n_threads, zero_pos=
     chunks = _chunks(groups.group_ptr)
     _kernels.sinusoid_grouped(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1], chunks,
-        RESEED_INTERVAL, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
+        dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
         scale, mode, zero_pos, storage_kind(dst.dtype), min(n_threads, chunks.shape[0] - 1),
     )
 

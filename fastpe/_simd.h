@@ -10,8 +10,10 @@
  * (sin p w_k, cos p w_k) of the current position p; one state gives both the
  * sine and the cosine column of that frequency. The next position is one
  * rotation by w_k: s' = s cos w + c sin w, c' = c cos w - s sin w.
- * Seeds come from libm in float64 and are refreshed every few hundred rows,
- * so rounding cannot accumulate past ~1e-14.
+ * Seeds come from libm in float64 at canonical points (multiples of 256, see
+ * _kernels.pyx), so rounding cannot accumulate past ~1e-14. fpe_advance and
+ * the fused steps rotate with the same expression, so a row reached by either
+ * has the same bits.
  */
 #ifndef FASTPE_SIMD_H
 #define FASTPE_SIMD_H
