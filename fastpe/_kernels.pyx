@@ -265,13 +265,12 @@ cdef inline void _move_state(double *s, double *c, const Plan *pl, Canonical *st
                              Canonical to) noexcept nogil:
     """Bring the state to the canonical path of `to`: continue it when it sits
     at the same seed point and not past `to`, else seed there; then rotate."""
-    cdef fpe_idx i
     if state.steps < 0 or to.at != state.at or to.steps < state.steps:
         fpe_seed(s, c, to.at, pl.freq, pl.n_freq)
         state.at = to.at
         state.steps = 0
-    for i in range(to.steps - state.steps):
-        fpe_advance(s, c, pl.step_cos, pl.step_sin, pl.n_freq)
+    if to.steps > state.steps:
+        fpe_skip(s, c, pl.step_cos, pl.step_sin, pl.n_freq, to.steps - state.steps)
     state.steps = to.steps
 
 
