@@ -145,9 +145,11 @@ static void fpe_advance(double *restrict s, double *restrict c,
 }
 
 /* Advance every frequency's state by `steps` positions, with the same
- * rotation as fpe_advance (hence the same bits), the state of 16 frequencies
- * held in registers across the steps instead of loaded and stored at each. */
+ * rotation as fpe_advance (hence the same bits), the state of 32 frequencies
+ * held in registers across the steps instead of loaded and stored at each:
+ * eight independent rotation chains hide the multiply-add latency. */
 typedef double fpe_v8d __attribute__((vector_size(64), aligned(8)));
+#define FPE_SKIP_LANES 4
 
 FPE_DISPATCH
 static void fpe_skip(double *restrict s, double *restrict c,
@@ -155,21 +157,21 @@ static void fpe_skip(double *restrict s, double *restrict c,
                      fpe_idx n, fpe_idx steps)
 {
     fpe_idx k = 0;
-    for (; k + 16 <= n; k += 16) {
-        fpe_v8d s0, s1, c0, c1, cw0, cw1, sw0, sw1;
-        memcpy(&s0, s + k, 64); memcpy(&s1, s + k + 8, 64);
-        memcpy(&c0, c + k, 64); memcpy(&c1, c + k + 8, 64);
-        memcpy(&cw0, step_cos + k, 64); memcpy(&cw1, step_cos + k + 8, 64);
-        memcpy(&sw0, step_sin + k, 64); memcpy(&sw1, step_sin + k + 8, 64);
+    for (; k + 8 * FPE_SKIP_LANES <= n; k += 8 * FPE_SKIP_LANES) {
+        fpe_v8d vs[FPE_SKIP_LANES], vc[FPE_SKIP_LANES], cw[FPE_SKIP_LANES], sw[FPE_SKIP_LANES];
+        memcpy(vs, s + k, sizeof vs);
+        memcpy(vc, c + k, sizeof vc);
+        memcpy(cw, step_cos + k, sizeof cw);
+        memcpy(sw, step_sin + k, sizeof sw);
         for (fpe_idx i = 0; i < steps; i++) {
-            fpe_v8d t0 = s0, t1 = s1;
-            s0 = t0 * cw0 + c0 * sw0;
-            s1 = t1 * cw1 + c1 * sw1;
-            c0 = c0 * cw0 - t0 * sw0;
-            c1 = c1 * cw1 - t1 * sw1;
+            for (int j = 0; j < FPE_SKIP_LANES; j++) {
+                fpe_v8d sk = vs[j], ck = vc[j];
+                vs[j] = sk * cw[j] + ck * sw[j];
+                vc[j] = ck * cw[j] - sk * sw[j];
+            }
         }
-        memcpy(s + k, &s0, 64); memcpy(s + k + 8, &s1, 64);
-        memcpy(c + k, &c0, 64); memcpy(c + k + 8, &c1, 64);
+        memcpy(s + k, vs, sizeof vs);
+        memcpy(c + k, vc, sizeof vc);
     }
     for (fpe_idx i = 0; i < steps && k < n; i++)
         fpe_advance(s + k, c + k, step_cos + k, step_sin + k, n - k);
