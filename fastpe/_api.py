@@ -82,24 +82,13 @@ def _tile_rows(nbytes, n_cols, dst, block):
 
 
 def _blocks(T, n_seq, max_block):
-    """Positions per work item of the learned-table kernel: at most max_block,
-    and about ITEMS_PER_CALL items per sequence."""
+    """Positions per work item: at most max_block, and about ITEMS_PER_CALL
+    items per sequence. It depends on the input only. For the sinusoid grid
+    the split does not change the bits (every row follows its canonical path,
+    see _kernels.pyx); it only balances the threads."""
     block = max(MIN_BLOCK, -(-T // ITEMS_PER_CALL))
     block = min(block, max_block, max(T, 1))
     return block, n_seq * -(-T // block)
-
-
-def _seed_blocks(T, n_seq):
-    """Positions per work item of the sinusoid grid kernel, and the items: a
-    power of two from MIN_BLOCK to RESEED_INTERVAL, about ITEMS_PER_CALL items
-    per sequence. The kernel cuts each sequence at absolute multiples of it,
-    so an item never straddles a canonical seed point. The bits do not depend
-    on it (every row follows its canonical path), only the work split does."""
-    block = MIN_BLOCK
-    while block < RESEED_INTERVAL and block * ITEMS_PER_CALL < T:
-        block *= 2
-    # One more item per sequence than T / block: the first one may be partial.
-    return block, n_seq * ((T + 2 * block - 2) // block)
 
 
 def _chunks(group_ptr):
@@ -112,7 +101,7 @@ def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=
     """Rows at positions key + t (t along axis -2), for every key group."""
     groups = group_rows(keys, lead_shape, [dst, src])
     n_seq = groups.keys.shape[0]
-    block, n_items = _seed_blocks(T, n_seq)
+    block, n_items = _blocks(T, n_seq, RESEED_INTERVAL)
     _kernels.sinusoid_grid(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1],
         T, block, _tile_rows(TILE_DIRECT_BYTES, plan.n_cols, dst, block),

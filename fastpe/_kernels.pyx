@@ -304,32 +304,28 @@ cdef inline fpe_idx _unaliased(fpe_idx n) noexcept nogil:
 # ---------------------------------------------------------------- grid kernel
 # Positions p0[seq] + t for t in [0, T). Sequence seq's batch rows are the
 # targets seq_ptr[seq] .. seq_ptr[seq+1]; row t of a target lies t * row stride
-# bytes further. Items cut each sequence at absolute multiples of block (a
-# divisor of SEED_GRID): item i covers sequence i // n_blocks, and its rows
-# lie in one canonical block, so an item that starts on a canonical point
-# seeds there and one that starts inside a block continues the state its
-# thread left (static schedule: consecutive items) or seeds and rotates.
+# bytes further. Item i covers sequence i // n_blocks, positions of block
+# i % n_blocks. Where an item starts, the state its thread left is continued
+# when it sits at the same canonical point (static schedule: a thread's items
+# are consecutive); otherwise the item seeds at the canonical point and
+# rotates to its first row (at most SEED_GRID - 1 rotations, once per thread
+# and sequence). Items need not start on canonical points: rows do not depend
+# on the split, and equal items keep the threads balanced.
 #
 # Rows are produced a tile at a time, frequency chunk by frequency chunk, so
 # the recurrence state stays in L1. A sequence with one target row gets the
 # rows written straight into it; with several, each row is generated once
 # into scratch and then applied to every target.
 
-cdef inline fpe_idx _grid_blocks(fpe_idx T, fpe_idx block) noexcept nogil:
-    """Items per sequence: its first item may be partial, so one more than T / block."""
-    return (T + 2 * block - 2) // block
-
-
 cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
                      const double *p0, const fpe_idx *seq_ptr, fpe_idx T, fpe_idx block,
                      fpe_idx tile_direct, fpe_idx tile_shared, fpe_idx dst_rs, fpe_idx src_rs,
                      fpe_idx item, double *scratch) noexcept nogil:
-    cdef fpe_idx n_blocks = _grid_blocks(T, block)
+    cdef fpe_idx n_blocks = (T + block - 1) // block
     cdef fpe_idx seq = item // n_blocks
     cdef double start = p0[seq]
-    cdef fpe_idx phase = _canonical(start).steps % block
-    cdef fpe_idx t0 = max((item % n_blocks) * block - phase, 0)
-    cdef fpe_idx t1 = min((item % n_blocks + 1) * block - phase, T)
+    cdef fpe_idx t0 = (item % n_blocks) * block
+    cdef fpe_idx t1 = min(t0 + block, T)
     cdef fpe_idx nf = pl.n_freq, n = pl.n_cols, gap = _unaliased(nf)
     cdef Canonical *state = <Canonical *>scratch
     cdef double *s = scratch + STATE_HEADER
@@ -392,7 +388,7 @@ cdef void _grid_run(floating *dummy, const Plan *pl, const Target *tg, const dou
                     fpe_idx tile_direct, fpe_idx tile_shared,
                     fpe_idx dst_rs, fpe_idx src_rs, double *scratch, fpe_idx per_thread,
                     int n_threads) noexcept nogil:
-    cdef fpe_idx n_items = n_seq * _grid_blocks(T, block)
+    cdef fpe_idx n_items = n_seq * ((T + block - 1) // block)
     cdef fpe_idx item
     _forget_states(scratch, per_thread, n_threads)
     if n_threads == 1:
