@@ -31,8 +31,9 @@ from ._validation import (
 # Below this many output elements a call runs on one thread: waking a team
 # costs more than it saves.
 SERIAL_BELOW = 1 << 15
-# Positions between libm seeds; the recurrence's rounding grows ~2e-16 a step.
-RESEED_INTERVAL = 256
+# Positions between libm seeds (the canonical seed points of every row are
+# its multiples; see _kernels.pyx); the recurrence's rounding grows ~2e-16 a step.
+RESEED_INTERVAL = _kernels.SEED_GRID
 # The largest team fastpe starts: more threads than this only oversubscribe
 # the cores, and a team of 10**5 makes libgomp kill the process.
 MAX_TEAM = max(8, 4 * (os.cpu_count() or 1))
@@ -82,9 +83,9 @@ def _tile_rows(nbytes, n_cols, dst, block):
 
 def _blocks(T, n_seq, max_block):
     """Positions per work item: at most max_block, and about ITEMS_PER_CALL
-    items per sequence. It depends on the input only, never on the team size:
-    each item starts from a fresh seed, so the same call gives the same bits
-    on any number of threads."""
+    items per sequence. It depends on the input only. For the sinusoid grid
+    the split does not change the bits (every row follows its canonical path,
+    see _kernels.pyx); it only balances the threads."""
     block = max(MIN_BLOCK, -(-T // ITEMS_PER_CALL))
     block = min(block, max_block, max(T, 1))
     return block, n_seq * -(-T // block)
@@ -117,7 +118,7 @@ def _grouped(dst, src, plan, keys, lead_shape, scale, mode, n_threads, zero_pos=
     chunks = _chunks(groups.group_ptr)
     _kernels.sinusoid_grouped(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1], chunks,
-        RESEED_INTERVAL, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
+        dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
         scale, mode, zero_pos, storage_kind(dst.dtype), min(n_threads, chunks.shape[0] - 1),
     )
 

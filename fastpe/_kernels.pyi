@@ -10,6 +10,7 @@ MODE_ADD_TO: int
 STORAGE_NATIVE: int
 STORAGE_F16: int
 STORAGE_BF16: int
+SEED_GRID: int
 
 def openmp_enabled() -> bool: ...
 def openmp_version() -> int: ...
@@ -31,7 +32,7 @@ def sinusoid_grouped(
     dst: npt.NDArray[Any], src: npt.NDArray[Any], plan: Any,
     positions: npt.NDArray[Any], group_ptr: npt.NDArray[Any],
     dst_rows: npt.NDArray[Any], src_rows: npt.NDArray[Any], chunk_ptr: npt.NDArray[Any],
-    block: int, dst_cs: int, src_cs: int,
+    dst_cs: int, src_cs: int,
     scale: float, mode: int, zero_pos: float, kind: int, n_threads: int,
 ) -> None: ...
 def table_add(

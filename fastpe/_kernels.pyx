@@ -15,6 +15,7 @@ batch row that shares the position while the row is hot in cache.
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t, uint8_t, uint16_t
+from libc.math cimport fabs, floor, trunc
 from libc.string cimport memset
 
 cnp.import_array()
@@ -54,6 +55,12 @@ cdef enum:
     # Frequencies per pass: the state of 512 frequencies (s, c, cos w, sin w:
     # 16 KiB) stays in L1 while a tile of rows is generated.
     COL_CHUNK = 512
+    # Doubles in front of each thread's scratch: where its state stands (a Canonical).
+    STATE_HEADER = 8
+    _SEED_GRID = 256
+
+# Positions between libm seeds (the canonical seed points are its multiples).
+SEED_GRID = _SEED_GRID
 
 
 def openmp_enabled():
@@ -225,6 +232,69 @@ cdef inline void _row_into_buffer(floating *row, const Plan *pl, double *s, doub
         _step_chunk(row, row, pl, &buf, s, c, 0, pl.n_freq)
 
 
+# ------------------------------------------------------- one position, one set of bits
+# The row of position p is a pure function of p: with n its integer part
+# (toward zero) and k = n mod SEED_GRID (0 <= k < SEED_GRID), the state is
+# seeded from libm at the canonical point (n - k) + (p - n) (rounded to
+# float64) and rotated k times; the row is that state, rounded once to the
+# storage type. For an integer p the canonical point is the multiple of
+# SEED_GRID at or below it; a fractional p keeps its fraction (300.25 is
+# seeded at 256.25, -300.5 at -512.5, and every |p| < 1 at p itself, so a
+# position near 0 is never 255 rotations from its seed). Every path (tables,
+# encode, adds, explicit positions, any offset, batch, thread count or work
+# split) reaches p by this path; it only chooses to continue a state it
+# already has at the same canonical point instead of seeding again, which
+# gives the same bits.
+
+cdef struct Canonical:
+    double at                 # the canonical seed point
+    fpe_idx steps             # rotations from it (-1: no state yet)
+
+
+cdef inline Canonical _canonical(double p) noexcept nogil:
+    cdef double n = trunc(p)
+    # Exact: n / SEED_GRID is a power-of-two division, so k is an integer in [0, SEED_GRID).
+    cdef double k = n - _SEED_GRID * floor(n / _SEED_GRID)
+    cdef Canonical to
+    to.at = (n - k) + (p - n)
+    to.steps = <fpe_idx>k
+    return to
+
+
+cdef inline void _move_state(double *s, double *c, const Plan *pl, Canonical *state,
+                             Canonical to) noexcept nogil:
+    """Bring the state to the canonical path of `to`: continue it when it sits
+    at the same seed point and not past `to`, else seed there; then rotate."""
+    if state.steps < 0 or to.at != state.at or to.steps < state.steps:
+        fpe_seed(s, c, to.at, pl.freq, pl.n_freq)
+        state.at = to.at
+        state.steps = 0
+    if to.steps > state.steps:
+        fpe_skip(s, c, pl.step_cos, pl.step_sin, pl.n_freq, to.steps - state.steps)
+    state.steps = to.steps
+
+
+cdef inline fpe_idx _run_end(double start, fpe_idx a, fpe_idx t1, Canonical first) noexcept nogil:
+    """The end of the run of rows a.. (positions start + t) that one state
+    reaches by consecutive rotations from first: the next canonical point, t1,
+    or (fractional positions only) a row whose rounded position leaves the run."""
+    cdef fpe_idx t, lim = min(t1, a + (_SEED_GRID - first.steps))
+    cdef Canonical here
+    if start == floor(start) and fabs(start) + <double>t1 <= 9007199254740992.0:
+        return lim  # integer positions, all exact
+    for t in range(a + 1, lim):
+        here = _canonical(start + <double>t)
+        if here.at != first.at or here.steps != first.steps + (t - a):
+            return t
+    return lim
+
+
+cdef inline void _forget_states(double *scratch, fpe_idx per_thread, int n_threads) noexcept nogil:
+    cdef int i
+    for i in range(n_threads):
+        (<Canonical *>(scratch + i * per_thread)).steps = -1
+
+
 cdef inline fpe_idx _unaliased(fpe_idx n) noexcept nogil:
     """Distance in doubles between scratch arrays: >= n and 2 KiB off a
     multiple of 4 KiB, so a store to one never stalls a load from the other."""
@@ -235,7 +305,12 @@ cdef inline fpe_idx _unaliased(fpe_idx n) noexcept nogil:
 # Positions p0[seq] + t for t in [0, T). Sequence seq's batch rows are the
 # targets seq_ptr[seq] .. seq_ptr[seq+1]; row t of a target lies t * row stride
 # bytes further. Item i covers sequence i // n_blocks, positions of block
-# i % n_blocks, seeded once at the block's first position.
+# i % n_blocks. Where an item starts, the state its thread left is continued
+# when it sits at the same canonical point (static schedule: a thread's items
+# are consecutive); otherwise the item seeds at the canonical point and
+# rotates to its first row (at most SEED_GRID - 1 rotations, once per thread
+# and sequence). Items need not start on canonical points: rows do not depend
+# on the split, and equal items keep the threads balanced.
 #
 # Rows are produced a tile at a time, frequency chunk by frequency chunk, so
 # the recurrence state stays in L1. A sequence with one target row gets the
@@ -248,25 +323,30 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
                      fpe_idx item, double *scratch) noexcept nogil:
     cdef fpe_idx n_blocks = (T + block - 1) // block
     cdef fpe_idx seq = item // n_blocks
+    cdef double start = p0[seq]
     cdef fpe_idx t0 = (item % n_blocks) * block
     cdef fpe_idx t1 = min(t0 + block, T)
     cdef fpe_idx nf = pl.n_freq, n = pl.n_cols, gap = _unaliased(nf)
-    cdef double *s = scratch
-    cdef double *c = scratch + gap
+    cdef Canonical *state = <Canonical *>scratch
+    cdef double *s = scratch + STATE_HEADER
+    cdef double *c = s + gap
     cdef floating *tile_buf = <floating *>(c + gap)
     cdef fpe_idx r0 = seq_ptr[seq], r1 = seq_ptr[seq + 1]
     cdef bint direct = r1 - r0 == 1 and tg.kind == _NATIVE
     cdef fpe_idx tile = tile_direct if direct else tile_shared
-    cdef double start = p0[seq]
     cdef fpe_idx a, b, t, r, k0, chunk = COL_CHUNK
+    cdef Canonical here
     cdef char *dst_row
     cdef const char *src_row
     cdef floating *d
     cdef const floating *sr
-    fpe_seed(s, c, start + <double>t0, pl.freq, nf)
     a = t0
     while a < t1:
-        b = min(a + tile, t1)
+        here = _canonical(start + <double>a)
+        _move_state(s, c, pl, state, here)
+        # A tile is one run of consecutive rotations, so every chunk's state
+        # moves through the same rows.
+        b = _run_end(start, a, min(a + tile, t1), here)
         if direct:
             dst_row = tg.dst + tg.dst_rows[r0]
             src_row = tg.src + tg.src_rows[r0]
@@ -299,6 +379,7 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
                     _apply_row(<floating *>(tg.dst + tg.dst_rows[r] + t * dst_rs),
                                <const floating *>(tg.src + tg.src_rows[r] + t * src_rs),
                                tile_buf + (t - a) * n, n, tg)
+        state.steps += b - a
         a = b
 
 
@@ -309,6 +390,7 @@ cdef void _grid_run(floating *dummy, const Plan *pl, const Target *tg, const dou
                     int n_threads) noexcept nogil:
     cdef fpe_idx n_items = n_seq * ((T + block - 1) // block)
     cdef fpe_idx item
+    _forget_states(scratch, per_thread, n_threads)
     if n_threads == 1:
         for item in range(n_items):
             _grid_item(dummy, pl, tg, p0, seq_ptr, T, block, tile_direct, tile_shared, dst_rs, src_rs, item, scratch)
@@ -320,26 +402,25 @@ cdef void _grid_run(floating *dummy, const Plan *pl, const Target *tg, const dou
 
 # ------------------------------------------------------------- grouped kernel
 # Distinct positions sorted ascending; group g's targets are rows
-# group_ptr[g] .. group_ptr[g+1]. A position one above its predecessor is
-# reached by the recurrence, any other one is seeded. Item i covers groups
-# chunk_ptr[i] .. chunk_ptr[i+1].
+# group_ptr[g] .. group_ptr[g+1]. Each position is reached by its canonical
+# path (a state at the same canonical point is continued, never seeded
+# again). Item i covers groups chunk_ptr[i] .. chunk_ptr[i+1].
 
 cdef void _grouped_item(floating *dummy, const Plan *pl, const Target *tg,
                         const double *positions, const fpe_idx *group_ptr,
-                        const fpe_idx *chunk_ptr, fpe_idx block, fpe_idx item,
+                        const fpe_idx *chunk_ptr, fpe_idx item,
                         double *scratch) noexcept nogil:
-    cdef fpe_idx nf = pl.n_freq, n = pl.n_cols, gap = _unaliased(nf), g, r, seeded_at = -1
-    cdef double *s = scratch
-    cdef double *c = scratch + gap
+    cdef fpe_idx nf = pl.n_freq, n = pl.n_cols, gap = _unaliased(nf), g, r
+    cdef Canonical *state = <Canonical *>scratch
+    cdef double *s = scratch + STATE_HEADER
+    cdef double *c = s + gap
     cdef floating *row = <floating *>(c + gap)
     cdef double p
     for g in range(chunk_ptr[item], chunk_ptr[item + 1]):
         p = positions[g]
-        # After a row the state sits at p_prev + 1: reuse it when that is p.
-        if seeded_at < 0 or g - seeded_at >= block or p != positions[g - 1] + 1.0:
-            fpe_seed(s, c, p, pl.freq, nf)
-            seeded_at = g
+        _move_state(s, c, pl, state, _canonical(p))
         _row_into_buffer(row, pl, s, c, p == pl.zero_pos)
+        state.steps += 1
         for r in range(group_ptr[g], group_ptr[g + 1]):
             _apply_row(<floating *>(tg.dst + tg.dst_rows[r]),
                        <const floating *>(tg.src + tg.src_rows[r]), row, n, tg)
@@ -347,15 +428,16 @@ cdef void _grouped_item(floating *dummy, const Plan *pl, const Target *tg,
 
 cdef void _grouped_run(floating *dummy, const Plan *pl, const Target *tg,
                        const double *positions, const fpe_idx *group_ptr,
-                       const fpe_idx *chunk_ptr, fpe_idx n_chunks, fpe_idx block,
+                       const fpe_idx *chunk_ptr, fpe_idx n_chunks,
                        double *scratch, fpe_idx per_thread, int n_threads) noexcept nogil:
     cdef fpe_idx item
+    _forget_states(scratch, per_thread, n_threads)
     if n_threads == 1:
         for item in range(n_chunks):
-            _grouped_item(dummy, pl, tg, positions, group_ptr, chunk_ptr, block, item, scratch)
+            _grouped_item(dummy, pl, tg, positions, group_ptr, chunk_ptr, item, scratch)
     else:
         for item in prange(n_chunks, schedule="static", num_threads=n_threads):
-            _grouped_item(dummy, pl, tg, positions, group_ptr, chunk_ptr, block, item,
+            _grouped_item(dummy, pl, tg, positions, group_ptr, chunk_ptr, item,
                           scratch + threadid() * per_thread)
 
 
@@ -407,12 +489,12 @@ cdef inline double *_aligned64(double *p) noexcept nogil:
 
 
 cdef cnp.ndarray _scratch(object plan, int n_threads, fpe_idx rows, fpe_idx *per_thread):
-    # Per thread: the state s, c (one per frequency, spaced apart) and `rows`
-    # rows of encodings (sized as float64, enough for either storage type),
-    # rounded to whole cache lines. Zeroed: zero columns of the row buffers
-    # are never written.
+    # Per thread: where its state stands (a Canonical), the state s, c (one
+    # per frequency, spaced apart) and `rows` rows of encodings (sized as
+    # float64, enough for either storage type), rounded to whole cache lines.
+    # Zeroed: zero columns of the row buffers are never written.
     cdef fpe_idx n_rows = max(rows, 1)
-    per_thread[0] = (2 * _unaliased(plan.freq.shape[0]) + n_rows * plan.n_cols + 7) // 8 * 8
+    per_thread[0] = (STATE_HEADER + 2 * _unaliased(plan.freq.shape[0]) + n_rows * plan.n_cols + 7) // 8 * 8
     return cnp.PyArray_ZEROS(1, [per_thread[0] * n_threads + 8], cnp.NPY_FLOAT64, 0)
 
 
@@ -445,7 +527,7 @@ def sinusoid_grid(cnp.ndarray dst, cnp.ndarray src, object plan,
 def sinusoid_grouped(cnp.ndarray dst, cnp.ndarray src, object plan,
                      cnp.ndarray positions, cnp.ndarray group_ptr,
                      cnp.ndarray dst_rows, cnp.ndarray src_rows, cnp.ndarray chunk_ptr,
-                     fpe_idx block, fpe_idx dst_cs, fpe_idx src_cs,
+                     fpe_idx dst_cs, fpe_idx src_cs,
                      double scale, int mode, double zero_pos, int kind, int n_threads):
     """Sinusoid rows at sorted distinct positions, each applied to its group of rows."""
     cdef fpe_idx per_thread
@@ -460,11 +542,11 @@ def sinusoid_grouped(cnp.ndarray dst, cnp.ndarray src, object plan,
     cdef double *scratch_ = _aligned64(<double *>_data(scratch))
     if kind == _NATIVE and cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
         with nogil:
-            _grouped_run(<float *>NULL, &pl, &tg, pos_, group_ptr_, chunk_ptr_, n_chunks, block,
+            _grouped_run(<float *>NULL, &pl, &tg, pos_, group_ptr_, chunk_ptr_, n_chunks,
                          scratch_, per_thread, n_threads)
     else:
         with nogil:
-            _grouped_run(<double *>NULL, &pl, &tg, pos_, group_ptr_, chunk_ptr_, n_chunks, block,
+            _grouped_run(<double *>NULL, &pl, &tg, pos_, group_ptr_, chunk_ptr_, n_chunks,
                          scratch_, per_thread, n_threads)
 
 

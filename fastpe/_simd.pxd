@@ -12,6 +12,8 @@ cdef extern from "_simd.h" nogil:
         fpe_idx ks
     void fpe_seed(double *s, double *c, double p, const double *freq, fpe_idx n)
     void fpe_advance(double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_skip(double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n,
+                  fpe_idx steps)
     void fpe_step_store_f32(float *dst, fpe_cols d, double *s, double *c,
                             const double *step_cos, const double *step_sin, fpe_idx n)
     void fpe_step_store_f64(double *dst, fpe_cols d, double *s, double *c,

@@ -1,5 +1,6 @@
-"""Threading: the OpenMP team size must not change results beyond the tolerance,
-and concurrent calls from several Python threads must not disturb each other.
+"""Threading: the OpenMP team size must not change a single bit of a result
+(README, Threads), and concurrent calls from several Python threads must not
+disturb each other.
 
 Nothing here measures time. The arrays are large enough (>= 2**15 elements)
 that the kernels really run with a team instead of falling back to one thread.
@@ -12,7 +13,8 @@ import pytest
 
 import fastpe
 from fastpe import _kernels, reference
-from util import DTYPES, LAYOUTS, add_tolerance, assert_within, check_add_against_reference, random_values, rng_for
+from util import (DTYPES, LAYOUTS, add_tolerance, assert_same_bits, assert_within, check_add_against_reference,
+                  random_values, rng_for)
 
 TEAM_SIZES = [1, 2, 7, None]  # 7 > the cores of the CI machines: oversubscription must be harmless
 
@@ -37,20 +39,19 @@ def test_team_size_does_not_change_results(dtype, layout):
     for label, shape, kwargs in _big_cases(rng):
         x = random_values(shape, dtype, rng, magnitude=10.0)
         assert x.size >= 2**15
-        results = {}
+        results, results_out = {}, {}
         for nt in TEAM_SIZES:
             # each team size checked against the reference: that is the expected value
             results[nt] = check_add_against_reference(
                 x.copy(), f"{label} num_threads={nt} layout={layout}", num_threads=nt, layout=layout, **kwargs
             )
-            out = np.empty_like(x)
-            check_add_against_reference(x, f"{label} out= num_threads={nt}", out=out, num_threads=nt,
+            results_out[nt] = np.empty_like(x)
+            check_add_against_reference(x, f"{label} out= num_threads={nt}", out=results_out[nt], num_threads=nt,
                                         layout=layout, scale=0.5, **kwargs)
-        # and the team sizes against each other: never further apart than the tolerance
-        pmax = 2**20
-        tol = 2 * add_tolerance(dtype, pmax if "positions-runs" in label or "4d" in label else 10**4, np.abs(x))
+        # and the team sizes against each other: the same bits
         for nt in TEAM_SIZES[1:]:
-            assert_within(results[nt], results[1], tol, f"{label}: num_threads={nt} vs 1")
+            assert_same_bits(results[nt], results[1], f"{label}: num_threads={nt} vs 1")
+            assert_same_bits(results_out[nt], results_out[1], f"{label} out=: num_threads={nt} vs 1")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -59,11 +60,15 @@ def test_team_size_tables(layout):
         expected = reference.sinusoidal_table(3000, 64, offset=-1234, layout=layout, dtype=dtype)
         pos = np.random.default_rng(3).integers(-4000, 4000, (40, 50))
         expected_enc = reference.sinusoidal_encode(pos, 64, layout=layout, dtype=dtype)
+        tables, encodings = {}, {}
         for nt in TEAM_SIZES:
-            got = fastpe.sinusoidal_table(3000, 64, offset=-1234, layout=layout, dtype=dtype, num_threads=nt)
-            assert_within(got, expected, add_tolerance(dtype, 4300, 0.0), f"table threads={nt} {layout}")
-            got = fastpe.sinusoidal_encode(pos, 64, layout=layout, dtype=dtype, num_threads=nt)
-            assert_within(got, expected_enc, add_tolerance(dtype, 4000, 0.0), f"encode threads={nt} {layout}")
+            tables[nt] = fastpe.sinusoidal_table(3000, 64, offset=-1234, layout=layout, dtype=dtype, num_threads=nt)
+            assert_within(tables[nt], expected, add_tolerance(dtype, 4300, 0.0), f"table threads={nt} {layout}")
+            encodings[nt] = fastpe.sinusoidal_encode(pos, 64, layout=layout, dtype=dtype, num_threads=nt)
+            assert_within(encodings[nt], expected_enc, add_tolerance(dtype, 4000, 0.0), f"encode threads={nt} {layout}")
+        for nt in TEAM_SIZES[1:]:
+            assert_same_bits(tables[nt], tables[1], f"table threads={nt} vs 1 {layout}")
+            assert_same_bits(encodings[nt], encodings[1], f"encode threads={nt} vs 1 {layout}")
 
 
 def test_openmp_is_enabled_in_this_build():

@@ -82,6 +82,24 @@ def describe(a):
     return f"dtype={a.dtype} shape={a.shape} strides={a.strides} {order}"
 
 
+def assert_same_bits(actual, expected, msg):
+    """actual and expected hold the same bits (same dtype and shape): no tolerance."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.dtype == expected.dtype, f"{msg}: dtype {actual.dtype} != {expected.dtype}"
+    assert actual.shape == expected.shape, f"{msg}: shape {actual.shape} != expected {expected.shape}"
+    uint = np.dtype(f"u{actual.dtype.itemsize}")
+    a_bits = np.ascontiguousarray(actual).view(uint)
+    e_bits = np.ascontiguousarray(expected).view(uint)
+    differ = a_bits != e_bits
+    if differ.any():
+        idx = np.unravel_index(np.argmax(differ), differ.shape)
+        raise AssertionError(
+            f"{msg}: {int(differ.sum())} of {differ.size} elements differ in their bits; first at index {idx}: "
+            f"{actual[idx]!r} != {expected[idx]!r}"
+        )
+
+
 def assert_within(actual, expected, tol, msg):
     """|actual - expected| <= tol elementwise (tol scalar or array), with a diagnosable message."""
     actual = np.asarray(actual)
