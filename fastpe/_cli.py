@@ -1,7 +1,8 @@
-"""Command line of fastpe.
+"""Command line of fastpe: the ``fastpe`` script (pyproject's
+[project.scripts]) and ``python -m fastpe``.
 
-    python -m fastpe bench [--quick] [--json PATH] [--plot PATH] [--threads N] [--repeat N]
-    python -m fastpe config
+    fastpe bench [--quick] [--json PATH] [--plot PATH] [--threads N] [--repeat N]
+    fastpe info          (also: fastpe config, its earlier name)
 """
 
 import argparse
@@ -18,9 +19,9 @@ def _positive_int(text):
     return value
 
 
-def build_parser():
+def build_parser(prog="fastpe"):
     parser = argparse.ArgumentParser(
-        prog="python -m fastpe",
+        prog=prog,
         description="fastpe: sinusoidal positional encodings fused into NumPy arrays by OpenMP kernels.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -44,18 +45,19 @@ def build_parser():
                        help="samples per case for fastpe and the probe (default 20, --quick 5); "
                             "the reference gets fewer on large cases")
 
-    sub.add_parser("config", help="print fastpe.show_config(): version, OpenMP, threads, SIMD, build flags",
+    sub.add_parser("info", aliases=["config"],
+                   help="print fastpe.show_config(): version, OpenMP, threads, SIMD, build flags",
                    description="Print fastpe.show_config().")
     return parser
 
 
-def main(argv=None):
-    parser = build_parser()
+def main(argv=None, prog="fastpe"):
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    if args.command == "config":
+    if args.command in ("info", "config"):
         import fastpe
 
         fastpe.show_config()
@@ -65,7 +67,7 @@ def main(argv=None):
 
     if args.plot and not bench.matplotlib_available():
         # fail before spending a minute measuring
-        parser.exit(2, f"python -m fastpe bench: error: {bench.PLOT_MISSING}\n")
+        parser.exit(2, f"{prog} bench: error: {bench.PLOT_MISSING}\n")
     report = bench.run(quick=args.quick, threads=args.threads, repeat=args.repeat)
     print(bench.format_report(report), flush=True)
     if args.json:
@@ -75,7 +77,3 @@ def main(argv=None):
         bench.plot(report, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
