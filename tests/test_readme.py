@@ -10,6 +10,7 @@ import os
 import re
 
 import pytest
+from optional import missing_reason
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 # section -> how many of its blocks run (None: all); the API section's later
@@ -42,7 +43,8 @@ def test_readme_examples_run(section, tmp_path, monkeypatch):
     code = "\n".join(block for block in blocks if not any(marker in block for marker in NOT_RUN))
     for word, module in NEEDS.items():
         if re.search(rf"\b{word}\b", code):
-            pytest.importorskip(module)
+            # torch comes with the conformance extra, the others with the test extra
+            pytest.importorskip(module, reason=missing_reason(module) if module == "torch" else None)
     if "bfloat16" in code:
         pytest.importorskip("ml_dtypes")
     monkeypatch.chdir(tmp_path)
