@@ -90,7 +90,8 @@ def compiler_builds_openmp(compiler, compile_args, link_args):
 
 
 def _c_string(text):
-    # JSON's string escapes (\" \\ and \uXXXX under ensure_ascii) are valid C.
+    # A C string literal: JSON escapes " and \ as C does; non-ASCII text (a
+    # compiler path) becomes \uXXXX, which C reads as the same character.
     return json.dumps(text, ensure_ascii=True)
 
 
