@@ -1,42 +1,57 @@
-"""Build of the fastpe extension: Cython kernels with OpenMP when the compiler has it.
+"""Build of the fastpe extensions: Cython kernels with OpenMP loops.
 
 Environment switches:
-  FASTPE_DISABLE_OPENMP=1   build without OpenMP (serial kernels).
-  FASTPE_REQUIRE_OPENMP=1   fail the build instead of warning when OpenMP is missing (release builds).
-  FASTPE_NATIVE=1           add -march=native (local builds only; never for wheels).
-  FASTPE_SANITIZE=1         build with AddressSanitizer and UndefinedBehaviorSanitizer.
+  FASTPE_OPENMP=0    build serial kernels (no OpenMP); show_config() then
+                     reports openmp False. Without it, a compiler that cannot
+                     build OpenMP code fails the build.
+  FASTPE_NATIVE=1    add -march=native (local builds only; never for wheels).
+  FASTPE_SANITIZE=1  build with AddressSanitizer and UndefinedBehaviorSanitizer.
+
+Everything the build generates (the Cython C files, the header that records
+how the extensions were built) goes into build_ext's build_temp; the source
+tree gets only the compiled modules of an in-place or editable build.
 """
 
+import json
 import os
 import shlex
-import shutil
-import subprocess
 import sys
 import tempfile
 import textwrap
 
 import numpy
-from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError, LinkError
 
 OPENMP_TEST_PROGRAM = textwrap.dedent(
     """
     #include <omp.h>
-    #include <stdio.h>
     int main(void) {
         int n = 0;
         #pragma omp parallel reduction(+:n)
         n += 1;
-        printf("%d", n > 0 && omp_get_max_threads() > 0);
-        return 0;
+        return n > 0 && omp_get_max_threads() > 0 ? 0 : 1;
     }
     """
 )
 
+# The header compiled into _kernels: fastpe._kernels.build_info() returns it.
+BUILD_INFO_HEADER = "_fastpe_build_info.h"
 
-def _flag(name):
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off")
+
+
+def _flag(name, default=False):
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise ValueError(f"{name}={os.environ[name]!r}: expected one of {', '.join(_ON + _OFF)}")
 
 
 def openmp_flag_candidates(compiler_type):
@@ -54,48 +69,39 @@ def openmp_flag_candidates(compiler_type):
     return [(["-fopenmp"], ["-fopenmp"])]
 
 
-def compiler_supports_openmp(compiler, compile_args, link_args):
-    """Compile, link and run a tiny OpenMP program: the only reliable test."""
-    tmpdir = tempfile.mkdtemp(prefix="fastpe-omp-")
-    try:
+def compiler_builds_openmp(compiler, compile_args, link_args):
+    """Compile and link (never run: cross builds) a tiny OpenMP program.
+
+    Returns None when it builds, else the compile or link error."""
+    with tempfile.TemporaryDirectory(prefix="fastpe-omp-") as tmpdir:
         source = os.path.join(tmpdir, "omp_test.c")
         with open(source, "w") as fh:
             fh.write(OPENMP_TEST_PROGRAM)
-        objects = compiler.compile([source], output_dir=tmpdir, extra_postargs=compile_args)
         if compiler.compiler_type != "msvc":
             # distutils links executables without LDFLAGS, shared objects with
             # them: add them so the test finds the runtime the extension will.
             link_args = link_args + shlex.split(os.environ.get("LDFLAGS", ""))
-        compiler.link_executable(objects, "omp_test", output_dir=tmpdir, extra_postargs=link_args)
-        exe = compiler.executable_filename("omp_test", output_dir=tmpdir)  # omp_test.exe on Windows
-        out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
-        return out.returncode == 0 and out.stdout.strip() == "1"
-    except Exception:
-        return False
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        try:
+            objects = compiler.compile([source], output_dir=tmpdir, extra_postargs=compile_args)
+            compiler.link_executable(objects, "omp_test", output_dir=tmpdir, extra_postargs=link_args)
+        except (CompileError, LinkError) as exc:
+            return exc
+    return None
+
+
+def _c_string(text):
+    # A C string literal: JSON escapes " and \ as C does; non-ASCII text (a
+    # compiler path) becomes \uXXXX, which C reads as the same character.
+    return json.dumps(text, ensure_ascii=True)
 
 
 class BuildExtWithOpenMP(build_ext):
     def build_extensions(self):
         ctype = self.compiler.compiler_type
         compile_args, link_args = [], []
-        use_openmp = False
-        if not _flag("FASTPE_DISABLE_OPENMP"):
-            for omp_compile, omp_link in openmp_flag_candidates(ctype):
-                use_openmp = compiler_supports_openmp(self.compiler, omp_compile, omp_link)
-                if use_openmp:
-                    compile_args += omp_compile
-                    link_args += omp_link
-                    break
-            else:
-                message = (
-                    "fastpe: the C compiler cannot build OpenMP programs; "
-                    "building SERIAL kernels (set FASTPE_REQUIRE_OPENMP=1 to make this an error)"
-                )
-                if _flag("FASTPE_REQUIRE_OPENMP"):
-                    raise RuntimeError(message)
-                print("\n" + "*" * 78 + "\n" + message + "\n" + "*" * 78 + "\n", file=sys.stderr)
+        use_openmp = _flag("FASTPE_OPENMP", default=True)
+        if use_openmp:
+            compile_args, link_args = self._openmp_flags(ctype)
         if ctype == "msvc":
             # /std:c11: MSVC's C compiler knows _simd.h's `restrict` only in
             # C11 mode (a /Drestrict=__restrict would break the UCRT headers'
@@ -115,29 +121,74 @@ class BuildExtWithOpenMP(build_ext):
         build_info = {
             "openmp": use_openmp,
             "compiler": " ".join(getattr(self.compiler, "compiler_so", None) or [ctype]),
-            "extra_compile_args": compile_args,
-            "extra_link_args": link_args,
+            "compile_args": compile_args,
+            "link_args": link_args,
             "native": _flag("FASTPE_NATIVE"),
             "sanitize": _flag("FASTPE_SANITIZE"),
         }
+        generated = os.path.join(self.build_temp, "fastpe-generated")
+        header = self._write_build_info_header(generated, build_info)
+        from Cython.Build import cythonize
+
+        # cythonize returns copies without build_ext's bookkeeping: only their
+        # C sources are taken over.
+        translated = cythonize(
+            self.extensions,
+            build_dir=os.path.join(generated, "cython"),
+            compiler_directives={
+                "language_level": "3",
+                "boundscheck": False,
+                "wraparound": False,
+                "cdivision": True,
+            },
+            force=self.force,
+            quiet=True,
+        )
+        c_sources = {ext.name: ext.sources for ext in translated}
         for ext in self.extensions:
+            ext.sources = c_sources[ext.name]
+            ext.include_dirs = list(ext.include_dirs) + [generated]
+            ext.depends = list(ext.depends) + [header]
             ext.extra_compile_args = list(ext.extra_compile_args) + compile_args
             ext.extra_link_args = list(ext.extra_link_args) + link_args
-            if use_openmp:
-                ext.define_macros = list(ext.define_macros) + [("FASTPE_OPENMP", "1")]
-        self._write_build_info(build_info)
         super().build_extensions()
 
-    def _write_build_info(self, info):
-        """Record how the extension was built, for fastpe.show_config()."""
-        text = "# Generated by setup.py at build time.\nBUILD_INFO = " + repr(info) + "\n"
-        for root in {self.build_lib, os.path.dirname(os.path.abspath(__file__))}:
-            if root is None:
-                continue
-            target = os.path.join(root, "fastpe", "_build_info.py")
-            if os.path.isdir(os.path.dirname(target)):
-                with open(target, "w") as fh:
-                    fh.write(text)
+    def _openmp_flags(self, ctype):
+        """The first candidate's flags that build an OpenMP program, or a build error."""
+        errors = []
+        for omp_compile, omp_link in openmp_flag_candidates(ctype):
+            error = compiler_builds_openmp(self.compiler, omp_compile, omp_link)
+            if error is None:
+                return list(omp_compile), list(omp_link)
+            errors.append(f"  {' '.join(omp_compile)}: {error}")
+        raise CompileError(
+            "fastpe: the C compiler cannot build an OpenMP program; tried\n"
+            + "\n".join(errors)
+            + "\nInstall a compiler with OpenMP (GCC; on macOS LLVM's libomp, see "
+            "pyproject.toml's cibuildwheel settings), or build serial kernels, which "
+            "run on one thread, with FASTPE_OPENMP=0 (show_config() then reports openmp False)."
+        )
+
+    @staticmethod
+    def _write_build_info_header(directory, info):
+        """Record how the extensions are built in a header compiled into them.
+
+        Rewritten only when it changes, so that an unchanged build stays up to date."""
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, BUILD_INFO_HEADER)
+        text = (
+            "/* Generated by setup.py: how fastpe's extensions were built. */\n"
+            f"#define FPE_BUILD_INFO_JSON {_c_string(json.dumps(info, sort_keys=True))}\n"
+        )
+        try:
+            with open(path) as fh:
+                unchanged = fh.read() == text
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            with open(path, "w") as fh:
+                fh.write(text)
+        return path
 
 
 def _extension(name):
@@ -151,19 +202,7 @@ def _extension(name):
 
 # _kernels: the sinusoid, rotary and learned-table kernels; _bias_kernels:
 # additive attention biases (ALiBi, T5 buckets), which index scores, not rows.
-extensions = [_extension("_kernels"), _extension("_bias_kernels")]
-
 setup(
-    ext_modules=cythonize(
-        extensions,
-        compiler_directives={
-            "language_level": "3",
-            "boundscheck": False,
-            "wraparound": False,
-            "cdivision": True,
-            "initializedcheck": False,
-            "cpow": True,
-        },
-    ),
+    ext_modules=[_extension("_kernels"), _extension("_bias_kernels")],
     cmdclass={"build_ext": BuildExtWithOpenMP},
 )

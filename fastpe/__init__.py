@@ -4,6 +4,17 @@ The compiled kernels (OpenMP, float64 angles) sit behind a validation layer;
 ``fastpe.reference`` is a plain NumPy implementation of the same API.
 """
 
+try:
+    from . import _bias_kernels, _kernels  # noqa: F401  (the compiled kernels)
+except ImportError:
+    # A source folder that was never built (e.g. the repository root on
+    # sys.path) would otherwise fail below with a misleading "partially
+    # initialized module" message.
+    from ._check_build import raise_if_unbuilt
+
+    raise_if_unbuilt()
+    raise
+
 from . import reference
 from ._bias import add_alibi, add_relative_bias, alibi_slopes, relative_position_bucket
 from ._api import add_sinusoidal, add_table, make_positions, sinusoidal_encode, sinusoidal_table

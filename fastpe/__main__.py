@@ -1,81 +1,8 @@
-"""Command line of fastpe.
+"""``python -m fastpe``: the same command line as the ``fastpe`` script."""
 
-    python -m fastpe bench [--quick] [--json PATH] [--plot PATH] [--threads N] [--repeat N]
-    python -m fastpe config
-"""
-
-import argparse
 import sys
 
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m fastpe",
-        description="fastpe: sinusoidal positional encodings fused into NumPy arrays by OpenMP kernels.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    bench = sub.add_parser(
-        "bench",
-        help="time fastpe against fastpe.reference and a memory-bandwidth probe",
-        description=(
-            "Time fastpe against its NumPy reference and a bandwidth probe (x += c / t[:] = c "
-            "on the same array). Prints a table to stdout, progress to stderr. The default run "
-            "takes under a minute; --quick a few seconds."
-        ),
-    )
-    bench.add_argument("--quick", action="store_true", help="fewer repeats, smaller and fewer cases")
-    bench.add_argument("--json", metavar="PATH", help="also write every figure (and the samples) as JSON")
-    bench.add_argument("--plot", metavar="PATH",
-                       help="also write a PNG chart of GB/s against array size (needs matplotlib)")
-    bench.add_argument("--threads", metavar="N", type=_positive_int,
-                       help="num_threads for fastpe and the probe (default: OpenMP's max threads)")
-    bench.add_argument("--repeat", metavar="N", type=_positive_int,
-                       help="samples per case for fastpe and the probe (default 20, --quick 5); "
-                            "the reference gets fewer on large cases")
-
-    sub.add_parser("config", help="print fastpe.show_config(): version, OpenMP, threads, SIMD, build flags",
-                   description="Print fastpe.show_config().")
-    return parser
-
-
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    if args.command == "config":
-        import fastpe
-
-        fastpe.show_config()
-        return 0
-
-    from fastpe import bench
-
-    if args.plot and not bench.matplotlib_available():
-        # fail before spending a minute measuring
-        parser.exit(2, f"python -m fastpe bench: error: {bench.PLOT_MISSING}\n")
-    report = bench.run(quick=args.quick, threads=args.threads, repeat=args.repeat)
-    print(bench.format_report(report), flush=True)
-    if args.json:
-        bench.write_json(report, args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.plot:
-        bench.plot(report, args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
-    return 0
-
+from fastpe._cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m fastpe"))

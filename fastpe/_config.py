@@ -14,11 +14,6 @@ from ._plan import CACHE, CacheInfo
 from ._typing import Int
 from ._validation import check_bool, check_count
 
-try:
-    from ._build_info import BUILD_INFO
-except ImportError:  # built by a tool that skipped setup.py's build_ext hook
-    BUILD_INFO = {}
-
 
 def _openmp_runtime():
     """The OpenMP runtime loaded in this process, when threadpoolctl can tell.
@@ -55,6 +50,7 @@ def config() -> dict[str, Any]:
     """The facts show_config prints, as a dict."""
     from . import __version__
 
+    build = _kernels.build_info()
     return {
         "fastpe": __version__,
         "python": sys.version.split()[0],
@@ -70,9 +66,11 @@ def config() -> dict[str, Any]:
         "16-bit rows": _kernels.half_simd(),
         # bfloat16 storage needs ml_dtypes; asking for its version imports nothing.
         "ml_dtypes": _distribution_version("ml_dtypes"),
-        "compiler": BUILD_INFO.get("compiler"),
-        "compile_args": BUILD_INFO.get("extra_compile_args"),
-        "link_args": BUILD_INFO.get("extra_link_args"),
+        "compiler": build["compiler"],
+        "compile_args": build["compile_args"],
+        "link_args": build["link_args"],
+        "native": build["native"],
+        "sanitize": build["sanitize"],
         "cache": cache_info()._asdict(),
     }
 

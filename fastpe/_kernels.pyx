@@ -27,6 +27,10 @@ cdef extern from "_openmp.h" nogil:
     int fpe_omp_max_threads()
     int fpe_omp_version()
 
+# Written by setup.py into its build directory: how this extension was built.
+cdef extern from "_fastpe_build_info.h":
+    const char *FPE_BUILD_INFO_JSON
+
 ctypedef fused floating:
     float
     double
@@ -76,6 +80,14 @@ def openmp_version():
 def omp_max_threads():
     """OpenMP's default team size for this thread (OMP_NUM_THREADS, threadpoolctl)."""
     return fpe_omp_max_threads()
+
+
+def build_info():
+    """How the extensions were built (setup.py): openmp, compiler, compile_args,
+    link_args, native (-march=native), sanitize (ASan and UBSan)."""
+    import json
+
+    return json.loads(FPE_BUILD_INFO_JSON.decode("utf-8"))
 
 
 def simd_level():

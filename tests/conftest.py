@@ -6,6 +6,8 @@
 * Puts this directory on sys.path so test modules can `from util import ...`
   under --import-mode=importlib (which does not add test directories).
 * Restores the plan cache's limit after every test that changes it.
+* With FASTPE_TESTS_NO_SKIPS=1 (CI, where every optional library is
+  installed), a run that skipped any test fails.
 """
 
 import importlib.machinery
@@ -21,9 +23,9 @@ if _TESTS_DIR not in sys.path:
 
 _INSTALL_HINT = (
     "fastpe's compiled extension fastpe._kernels cannot be imported: {error}. "
-    "These tests check the compiled kernels: install the wheel "
-    "(pip install dist/fastpe-*.whl, or pip install .) or build in place "
-    "(python setup.py build_ext --inplace) before running pytest."
+    "These tests check the compiled kernels: install fastpe "
+    "(pip install \".[test]\") or build it in place (pip install -e \".[test]\") "
+    "before running pytest."
 )
 
 
@@ -70,3 +72,26 @@ def _restore_cache_limit():
     limit = _fastpe.cache_info().limit
     yield
     _fastpe.set_cache_limit(limit)
+
+
+_NO_SKIPS = os.environ.get("FASTPE_TESTS_NO_SKIPS") == "1"
+
+
+def _skipped(session):
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    return len(reporter.stats.get("skipped", [])) if reporter is not None else 0
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _NO_SKIPS and exitstatus == pytest.ExitCode.OK and _skipped(session):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = len(terminalreporter.stats.get("skipped", []))
+    if _NO_SKIPS and skipped:
+        terminalreporter.write_line(
+            f"FASTPE_TESTS_NO_SKIPS=1: {skipped} tests skipped, and this run must skip none "
+            "(the short test summary below gives the reasons)",
+            red=True,
+        )

@@ -95,6 +95,12 @@ def wait_child(pid, timeout):
 
 def run_python(code, timeout=120, env=None):
     """Run code in a fresh interpreter that imports the same fastpe as this one."""
+    return run_command([sys.executable, "-c", code], timeout=timeout, env=env)
+
+
+def run_command(argv, timeout=120, env=None):
+    """Run argv (a fresh interpreter, the fastpe script) from a temporary
+    directory, importing the same fastpe as this process."""
     full_env = dict(os.environ)
     fastpe_root = os.path.dirname(os.path.dirname(os.path.abspath(fastpe.__file__)))
     full_env["PYTHONPATH"] = os.pathsep.join(
@@ -106,8 +112,7 @@ def run_python(code, timeout=120, env=None):
     # `python -c` puts the working directory first on sys.path; from the
     # repository root that would import the uncompiled sources.
     with tempfile.TemporaryDirectory() as cwd:
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=timeout, env=full_env, cwd=cwd)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
 
 
 def assert_add_matches_reference(result, x_before, msg, **kwargs):

@@ -8,6 +8,7 @@ import pytest
 
 from fastpe import _bias as fast
 from fastpe import _bias_reference as ref
+from optional import missing_reason
 from util import ALL_KINDS, array_variants, assert_unchanged, assert_within, describe, out_variants, rng_for, snapshot
 
 DTYPES = (np.float32, np.float64)
@@ -27,7 +28,7 @@ try:
 except Exception:  # pragma: no cover - optional
     build_mpt_alibi_tensor = None
 
-needs_hf = pytest.mark.skipif(not HAVE_HF, reason="transformers + torch not installed")
+needs_hf = pytest.mark.skipif(not HAVE_HF, reason=missing_reason("transformers (with torch)"))
 
 
 def tol_of(expected, dtype, bias_abs=0.0):
@@ -111,7 +112,7 @@ def test_slopes_match_bloom(n):
     np.testing.assert_allclose(fast.alibi_slopes(n), hf, rtol=1e-6, atol=0)
 
 
-@pytest.mark.skipif(build_mpt_alibi_tensor is None, reason="transformers' MPT not available")
+@pytest.mark.skipif(build_mpt_alibi_tensor is None, reason=missing_reason("transformers (with its MPT model)"))
 @pytest.mark.parametrize("max_bias", [8, 4, 16, 6.5])
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 40])
 def test_mpt_alibi_tensor(n, max_bias):

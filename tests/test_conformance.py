@@ -45,8 +45,10 @@ import math
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+from optional import conformance_import  # noqa: E402
+
+torch = conformance_import("torch")
+transformers = conformance_import("transformers")
 
 import fastpe  # noqa: E402
 from torch_util import np32, single_threaded_torch  # noqa: E402,F401 (autouse fixture)

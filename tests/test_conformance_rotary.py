@@ -21,7 +21,9 @@ from util import assert_within, rng_for
 
 import fastpe
 
-torch = pytest.importorskip("torch")
+from optional import conformance_import, no_deps_reason  # noqa: E402
+
+torch = conformance_import("torch")
 
 from torch_util import single_threaded_torch  # noqa: E402,F401 (autouse fixture)
 
@@ -29,7 +31,7 @@ from torch_util import single_threaded_torch  # noqa: E402,F401 (autouse fixture
 def _torchtune_file(relative):
     spec = importlib.util.find_spec("torchtune")
     if spec is None or spec.origin is None:
-        pytest.skip("torchtune is not installed")
+        pytest.skip(no_deps_reason("torchtune"))
     path = os.path.join(os.path.dirname(spec.origin), relative)
     name = "_fastpe_conformance_" + relative.replace("/", "_").replace(".py", "")
     module_spec = importlib.util.spec_from_file_location(name, path)

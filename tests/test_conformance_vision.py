@@ -102,7 +102,9 @@ import types
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from optional import conformance_import, no_deps_reason  # noqa: E402
+
+torch = conformance_import("torch")
 
 import fastpe  # noqa: E402
 from torch_util import np32, single_threaded_torch  # noqa: E402,F401 (autouse fixture)
@@ -129,8 +131,7 @@ def coordinates(shape):
 
 @pytest.fixture(scope="module")
 def penc():
-    return pytest.importorskip("positional_encodings.torch_encodings",
-                               reason="positional-encodings is not installed (pip install positional-encodings)")
+    return conformance_import("positional_encodings.torch_encodings")
 
 
 def penc_width(D, n_axes):
@@ -306,7 +307,7 @@ def load_timm_pos_embed_sincos():
     relative imports are timm's own files. Skips if timm is missing or the file cannot be loaded so."""
     spec = importlib.util.find_spec("timm")  # finds, does not import
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("timm is not installed (pip install --no-deps timm)")
+        pytest.skip(no_deps_reason("timm"))
     layers = os.path.join(list(spec.submodule_search_locations)[0], "layers")
     if not os.path.isfile(os.path.join(layers, "pos_embed_sincos.py")):
         pytest.skip(f"timm {importlib.metadata.version('timm')} has no layers/pos_embed_sincos.py")

@@ -12,6 +12,7 @@ import pytest
 
 import fastpe
 from fastpe import reference
+from optional import conformance_import
 from reliability_util import run_python
 from util import add_tolerance, assert_within
 
@@ -22,7 +23,7 @@ F64_TOL = 1e-9
 
 @pytest.fixture(scope="module")
 def torch():
-    return pytest.importorskip("torch")
+    return conformance_import("torch")
 
 
 class DLPackOnly:

