@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from . import _api, _kernels
 from ._interop import caller_results
+from ._memory import check_outputs_apart, float_range, new_array, read_apart, same_view, shares_memory
 from ._plan import CACHE
 from ._rows import _axis_offsets
 from ._typing import ArrayT, Int, OptArrayLike, OptInt, OptReal, Real, RotaryLayout, Scaling, Table
@@ -59,7 +60,7 @@ def _scaled_frequencies(rotary_dim, base, scaling, inv_freq, seq_len):
                              f"rotary_dim is {rotary_dim}: pass rotary_dim={2 * freq.shape[0]} with the full width "
                              f"as the scaling's dim, or drop partial_rotary_factor")
         return np.ascontiguousarray(freq, dtype=np.float64), float(factor)
-    k = np.arange(rotary_dim // 2, dtype=np.float64)
+    k = float_range(rotary_dim // 2, "the rotary frequencies")
     return np.float64(base) ** (-(2.0 * k) / rotary_dim), 1.0
 
 
@@ -147,7 +148,29 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
         req.outs = [check_out(o, a.shape, a.dtype, name=f"out[{i}]") for i, (o, a) in enumerate(zip(out, checked))]
     else:
         req.outs = None
+    _check_targets(req, names)
+    written = rotation_targets(req)
+    req.offset, req.positions, req.freq = (read_apart(a, written) for a in (req.offset, req.positions, req.freq))
     return req
+
+
+def rotation_targets(req):
+    """The array each rotation writes: out[i], or the array itself."""
+    return req.arrays if req.outs is None else req.outs
+
+
+def _check_targets(req, names):
+    """Targets that partly overlap have no defined result; the same target
+    twice is defined only when it receives the same rotation of the same array."""
+    targets = rotation_targets(req)
+    target_names = names if req.outs is None else [f"out[{i}]" for i in range(len(targets))]
+    check_outputs_apart(list(zip(target_names, targets)))
+    for j in range(len(targets)):
+        for i in range(j):
+            if targets[i].size and same_view(targets[i], targets[j]) \
+                    and not same_view(req.arrays[i], req.arrays[j]):
+                raise ValueError(f"{target_names[i]} and {target_names[j]} are the same array but receive the "
+                                 f"rotations of different arrays ({names[i]} and {names[j]}); pass distinct outputs")
 
 
 def _positions_for(positions, prefix_shape, name):
@@ -258,11 +281,12 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     first, second, step = pair_columns(req.layout, req.rotary_dim)
     total = sum(a.size for a in req.arrays)
     n_threads = _api.resolve_threads(req.num_threads, total)
-    for i, a in enumerate(req.arrays):
-        if a.size == 0:
+    sources = _rotation_sources(req)
+    for i, src in enumerate(sources):
+        if src is None:
             continue
-        dst = results[i]
-        src, mode = _api._source_and_mode(a, dst)
+        a, dst = req.arrays[i], results[i]
+        mode = _kernels.MODE_ADD_INPLACE if same_view(src, dst) else _kernels.MODE_ADD_TO
         if mode == _kernels.MODE_ADD_TO and req.rotary_dim < a.shape[-1]:
             np.copyto(dst[..., req.rotary_dim:], src[..., req.rotary_dim:])  # untouched channels
         dst_rows = _row_offsets(dst)
@@ -280,6 +304,23 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     return caller_results(arrays, out)
 
 
+def _rotation_sources(req):
+    """What each rotation reads, taken before anything is written: the array
+    itself, or a copy where it overlaps another rotation's target (or partly
+    its own). None for a rotation with nothing to do (empty, or the same
+    target and array as an earlier one, which already wrote the result)."""
+    targets = rotation_targets(req)
+    sources = []
+    for j, (a, own) in enumerate(zip(req.arrays, targets)):
+        if a.size == 0 or any(same_view(own, targets[i]) for i in range(j)):
+            sources.append(None)
+            continue
+        others = [t for t in targets if t.size and not same_view(t, own)]
+        overlaps_own = not same_view(a, own) and shares_memory(a, own)
+        sources.append(a.copy() if overlaps_own or any(shares_memory(a, t) for t in others) else a)
+    return sources
+
+
 def rotary_table_arguments(n_positions, rotary_dim, offset, base, layout, dtype):
     """Checked arguments of rotary_cos_sin (shared with the reference)."""
     return (check_count("n_positions", n_positions), check_rotary_dim(rotary_dim), check_real_scalar("offset", offset),
@@ -295,10 +336,13 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
     "interleaved" in adjacent columns."""
     n_positions, rotary_dim, offset, base, layout, dtype = rotary_table_arguments(
         n_positions, rotary_dim, offset, base, layout, dtype)
+    tables = tuple(new_array((n_positions, rotary_dim), dtype, f"the {name} table of rotary_cos_sin")
+                   for name in ("cos", "sin"))
     freq, factor = _scaled_frequencies(rotary_dim, base, scaling, None, _seq_len(offset + n_positions - 1))
-    cos_t, sin_t = cos_sin_table(offset + np.arange(n_positions, dtype=np.float64), freq, factor)
-    if layout == "half":
-        expand = lambda t: np.concatenate([t, t], axis=1)  # noqa: E731
-    else:
-        expand = lambda t: np.repeat(t, 2, axis=1)  # noqa: E731
-    return expand(cos_t).astype(dtype), expand(sin_t).astype(dtype)
+    half = rotary_dim // 2
+    for table, values in zip(tables, cos_sin_table(offset + np.arange(n_positions, dtype=np.float64), freq, factor)):
+        # "half" repeats the frequencies in both halves, "interleaved" in adjacent columns.
+        first, second = (table[:, :half], table[:, half:]) if layout == "half" else (table[:, 0::2], table[:, 1::2])
+        first[...] = values
+        second[...] = values
+    return tables

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from ._interop import ndarray_view
+from ._memory import read_apart
 from ._plan import LAYOUTS, n_frequencies
 from ._presets import (
     DEFAULT_BASE,
@@ -390,6 +391,9 @@ def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_th
     else:
         req.offset = broadcastable_to("offset", off, x.shape[:-2], "x.shape[:-2] (one offset per sequence)")
         req.positions = None
+    written = (x if out is None else out,)
+    req.offset, req.positions = read_apart(req.offset, written), read_apart(req.positions, written)
+    req.encoding.inv_freq = read_apart(req.encoding.inv_freq, written)
     return req
 
 
@@ -447,4 +451,9 @@ def table_request(x, table, offset, positions, scale, out, num_threads):
             raise IndexError(f"positions offset + t (t < {T}) must lie in [0, {n_rows}) (the table's rows); "
                              f"offset ranges from {off.min()} to {off.max()}")
         req.positions, req.offset = None, off
+    # The kernel reads table rows while it writes x (or out): a table in the
+    # same memory is read from a copy (e.g. x a slice of the table).
+    written = (x if req.out is None else req.out,)
+    req.table = read_apart(table, written)
+    req.offset, req.positions = read_apart(req.offset, written), read_apart(req.positions, written)
     return req

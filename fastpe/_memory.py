@@ -1,0 +1,102 @@
+"""The memory a call reads and writes.
+
+Aliasing (docs/aliasing.rst): any array a call reads may share memory with an
+array it writes, and the result is what it would be had every input been
+read before anything was written. An input that overlaps an output is read
+from a private copy; outputs that partly overlap one another have no defined
+result and are refused before anything is written. The common case, arrays
+far apart, costs one bounds comparison per pair.
+
+Sizes: every array whose size the caller chooses (tables, encodings, grids)
+is allocated by new_array, so a size that cannot be held raises MemoryError
+(or ValueError when its byte count overflows the index type) with the shape
+and the bytes asked for.
+"""
+
+import math
+
+import numpy as np
+
+# Work bound of NumPy's exact overlap solver. Strided views of one buffer
+# (heads, fused q/k/v columns, reversed or shifted rows) are settled far
+# below it; a problem it cannot settle counts as an overlap.
+_OVERLAP_MAX_WORK = 1 << 20
+_MAX_BYTES = np.iinfo(np.intp).max
+
+
+def shares_memory(a, b):
+    """True if a and b have an element in common (True too when NumPy's solver gives up)."""
+    if not np.may_share_memory(a, b):  # bounds only: the common, cheap answer
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=_OVERLAP_MAX_WORK)
+    except np.exceptions.TooHardError:
+        return True
+
+
+def same_view(a, b):
+    """a and b are the same elements in the same order (x written in place as out)."""
+    return a is b or (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+    )
+
+
+def read_apart(value, outputs):
+    """value, or a private copy of it when it shares memory with one of `outputs`.
+
+    For inputs that are read while the outputs are written (tables,
+    positions, offsets, frequencies, slopes): a copy taken before the first
+    write makes the call see every input as it was."""
+    if isinstance(value, np.ndarray) and value.size:
+        for dst in outputs:
+            if dst is not None and shares_memory(value, dst):
+                return value.copy()
+    return value
+
+
+def check_outputs_apart(named_outputs):
+    """Raise ValueError if two outputs partly overlap (identical views are left
+    to the caller, which decides whether their results agree)."""
+    for i, (name_a, a) in enumerate(named_outputs):
+        for name_b, b in named_outputs[i + 1:]:
+            if a.size and b.size and not same_view(a, b) and shares_memory(a, b):
+                raise ValueError(f"{name_a} and {name_b} overlap in memory without being the same array; "
+                                 "the result of writing both would depend on the order of the writes. "
+                                 "Pass arrays that do not overlap, or the same array")
+
+
+def _checked_nbytes(shape, dtype, what):
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > _MAX_BYTES or any(s > _MAX_BYTES for s in shape):
+        raise ValueError(f"{what} of shape {shape} and dtype {dtype.name} would take {nbytes} bytes, more than "
+                         f"an array can index ({_MAX_BYTES} bytes)")
+    return nbytes
+
+
+def _memory_error(what, shape, dtype, nbytes):
+    return MemoryError(f"{what} of shape {shape} and dtype {dtype.name} needs {nbytes} bytes "
+                       f"({nbytes / 2**30:.3g} GiB), which cannot be allocated")
+
+
+def new_array(shape, dtype, what):
+    """np.empty(shape, dtype), or MemoryError/ValueError naming `what`, the shape and the bytes."""
+    shape = tuple(int(s) for s in shape)
+    dtype = np.dtype(dtype)
+    nbytes = _checked_nbytes(shape, dtype, what)
+    try:
+        return np.empty(shape, dtype=dtype)
+    except MemoryError:
+        raise _memory_error(what, shape, dtype, nbytes) from None
+
+
+def float_range(n, what):
+    """np.arange(n) in float64 (frequency and position indices), sized like new_array."""
+    dtype = np.dtype(np.float64)
+    nbytes = _checked_nbytes((int(n),), dtype, what)
+    try:
+        return np.arange(n, dtype=dtype)
+    except MemoryError:
+        raise _memory_error(what, (int(n),), dtype, nbytes) from None
