@@ -35,13 +35,14 @@ def shares_memory(a, b):
 
 
 def same_view(a, b):
-    """a and b are the same elements in the same order (x written in place as out)."""
-    return a is b or (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.shape == b.shape
-        and a.strides == b.strides
-        and a.dtype == b.dtype
-    )
+    """a and b are the same elements in the same order (x written in place as out).
+    The stride of an axis of length 1 is never used, so it may differ."""
+    if a is b:
+        return True
+    if a.shape != b.shape or a.dtype != b.dtype \
+            or a.__array_interface__["data"][0] != b.__array_interface__["data"][0]:
+        return False
+    return all(n == 1 or sa == sb for n, sa, sb in zip(a.shape, a.strides, b.strides))
 
 
 def read_apart(value, outputs):
@@ -69,11 +70,13 @@ def check_outputs_apart(named_outputs):
 
 
 def _checked_nbytes(shape, dtype, what):
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > _MAX_BYTES or any(s > _MAX_BYTES for s in shape):
-        raise ValueError(f"{what} of shape {shape} and dtype {dtype.name} would take {nbytes} bytes, more than "
-                         f"an array can index ({_MAX_BYTES} bytes)")
-    return nbytes
+    # NumPy refuses an array whose bytes, counting empty axes as length 1
+    # (its strides), exceed the index type, even when it holds no element.
+    span = math.prod(max(s, 1) for s in shape) * dtype.itemsize
+    if span > _MAX_BYTES:
+        raise ValueError(f"{what} of shape {shape} and dtype {dtype.name} would span {span} bytes, more than an "
+                         f"array can index ({_MAX_BYTES} bytes)")
+    return math.prod(shape) * dtype.itemsize
 
 
 def _memory_error(what, shape, dtype, nbytes):

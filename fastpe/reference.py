@@ -92,6 +92,8 @@ def _encode64(positions, enc):
     dim = enc.dim
     pe = new_array(positions.shape + (dim,), np.float64, "the float64 encodings (positions.shape + (dim,))")
     pe[...] = 0.0
+    if pe.size == 0:
+        return pe  # no frequencies needed (dim may be huge)
     if enc.preset is not None:
         w = _preset_frequencies(enc)
     elif enc.inv_freq is not None:
