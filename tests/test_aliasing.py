@@ -205,17 +205,22 @@ def _maybe(data, label):
     return data.draw(st.booleans(), label=label)
 
 
-def add_sinusoidal_case(data):
-    B, T, D = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 4)), data.draw(st.integers(1, 6))
-    arrays = {"x": ((B, T, D), "float", None)}
-    kw = {"scale": data.draw(SCALES)}
+def _draw_positions(data, arrays, B, T, n_freq):
+    """Real offsets (one per sequence) or positions (B, T), or neither; and maybe inv_freq."""
     keys = data.draw(st.sampled_from(["offset", "positions", "none"]), label="offset or positions")
     if keys == "offset":
         arrays["offset"] = ((B, 1), "float", None)
     elif keys == "positions":
         arrays["positions"] = ((B, T), "float", None)
     if _maybe(data, "inv_freq"):
-        arrays["inv_freq"] = (((D + 1) // 2,), "float", None)
+        arrays["inv_freq"] = ((n_freq,), "float", None)
+
+
+def add_sinusoidal_case(data):
+    B, T, D = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 4)), data.draw(st.integers(1, 6))
+    arrays = {"x": ((B, T, D), "float", None)}
+    kw = {"scale": data.draw(SCALES)}
+    _draw_positions(data, arrays, B, T, (D + 1) // 2)
     with_out = _maybe(data, "out")
     if with_out:
         arrays["out"] = ((B, T, D), "float", None)
@@ -309,13 +314,7 @@ def apply_rotary_case(data):
     layout = data.draw(st.sampled_from(["half", "interleaved"]))
     names = [f"arrays[{i}]" for i in range(n)]
     arrays = {name: ((B, T, D), "float", None) for name in names}
-    keys = data.draw(st.sampled_from(["offset", "positions", "none"]), label="offset or positions")
-    if keys == "offset":
-        arrays["offset"] = ((B, 1), "float", None)
-    elif keys == "positions":
-        arrays["positions"] = ((B, T), "float", None)
-    if _maybe(data, "inv_freq"):
-        arrays["inv_freq"] = ((rotary_dim // 2,), "float", None)
+    _draw_positions(data, arrays, B, T, rotary_dim // 2)
     with_out = _maybe(data, "out")
     outs = [f"out[{i}]" for i in range(n)] if with_out else names
     if with_out:
