@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from . import _api, _kernels
 from ._interop import caller_results
-from ._memory import check_outputs_apart, float_range, new_array, read_apart, same_view, shares_memory
+from ._memory import float_range, new_array, read_apart, same_view, shares_memory
 from ._plan import CACHE
 from ._rows import _axis_offsets
 from ._typing import ArrayT, Int, OptArrayLike, OptInt, OptReal, Real, RotaryLayout, Scaling, Table
@@ -42,7 +42,7 @@ class RotaryRequest:
     """Validated arguments of apply_rotary."""
 
     __slots__ = ("arrays", "outs", "seq_axes", "T", "rotary_dim", "layout", "freq", "attention_factor",
-                 "offset", "positions", "num_threads")
+                 "offset", "positions", "num_threads", "repeated")
 
 
 def _scaled_frequencies(rotary_dim, base, scaling, inv_freq, seq_len):
@@ -160,17 +160,27 @@ def rotation_targets(req):
 
 
 def _check_targets(req, names):
-    """Targets that partly overlap have no defined result; the same target
-    twice is defined only when it receives the same rotation of the same array."""
+    """Refuse targets that partly overlap (no defined result); note the ones
+    that repeat an earlier target. The same target twice is defined only
+    when it receives the same rotation of the same array (it is then written once)."""
     targets = rotation_targets(req)
     target_names = names if req.outs is None else [f"out[{i}]" for i in range(len(targets))]
-    check_outputs_apart(list(zip(target_names, targets)))
+    req.repeated = set()
     for j in range(len(targets)):
         for i in range(j):
-            if targets[i].size and same_view(targets[i], targets[j]) \
-                    and not same_view(req.arrays[i], req.arrays[j]):
-                raise ValueError(f"{target_names[i]} and {target_names[j]} are the same array but receive the "
-                                 f"rotations of different arrays ({names[i]} and {names[j]}); pass distinct outputs")
+            a, b = targets[i], targets[j]
+            if not (a.size and b.size and np.may_share_memory(a, b)):
+                continue  # the common case: bounds apart
+            if same_view(a, b):
+                if not same_view(req.arrays[i], req.arrays[j]):
+                    raise ValueError(f"{target_names[i]} and {target_names[j]} are the same array but receive the "
+                                     f"rotations of different arrays ({names[i]} and {names[j]}); pass distinct "
+                                     "outputs")
+                req.repeated.add(j)
+            elif shares_memory(a, b):
+                raise ValueError(f"{target_names[i]} and {target_names[j]} overlap in memory without being the same "
+                                 "array; the result of writing both would depend on the order of the writes. Pass "
+                                 "arrays that do not overlap, or the same array")
 
 
 def _positions_for(positions, prefix_shape, name):
@@ -306,18 +316,20 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
 
 def _rotation_sources(req):
     """What each rotation reads, taken before anything is written: the array
-    itself, or a copy where it overlaps another rotation's target (or partly
-    its own). None for a rotation with nothing to do (empty, or the same
-    target and array as an earlier one, which already wrote the result)."""
+    itself, or a copy where it overlaps a target other than itself. None for
+    a rotation with nothing to do (empty, or repeating an earlier one)."""
     targets = rotation_targets(req)
+    written = [t for i, t in enumerate(targets) if t.size and i not in req.repeated]
     sources = []
-    for j, (a, own) in enumerate(zip(req.arrays, targets)):
-        if a.size == 0 or any(same_view(own, targets[i]) for i in range(j)):
+    for j, a in enumerate(req.arrays):
+        if a.size == 0 or j in req.repeated:
             sources.append(None)
-            continue
-        others = [t for t in targets if t.size and not same_view(t, own)]
-        overlaps_own = not same_view(a, own) and shares_memory(a, own)
-        sources.append(a.copy() if overlaps_own or any(shares_memory(a, t) for t in others) else a)
+        elif req.outs is None:
+            sources.append(a)  # in place: the other targets are apart from it (_check_targets)
+        else:
+            own = targets[j]
+            overlaps = any(shares_memory(a, t) for t in written if not (t is own and same_view(a, own)))
+            sources.append(a.copy() if overlaps else a)
     return sources
 
 
