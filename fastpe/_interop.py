@@ -52,7 +52,8 @@ def _refuse_lazy_tensor(name, value):
         raise TypeError(f"{name} is a lazily negated tensor (its negative bit is set, e.g. the .imag of a "
                         f"conjugate view); pass {name}.resolve_neg() (a copy), and copy the result back if fastpe "
                         "writes it")
-    if value._is_zerotensor():
+    is_zero = getattr(value, "_is_zerotensor", None)  # a private method (torch 1.11 and later)
+    if is_zero is not None and is_zero():
         raise TypeError(f"{name} is a ZeroTensor (torch's all-zero tensor without memory); pass "
                         f"torch.zeros_like({name}) or another tensor with storage")
 
