@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import fastpe
@@ -168,6 +168,11 @@ def check_case(mod, data, case, dtype):
     # The expectation: the reference on independent copies, laid out the same way.
     copies = {name: view_of(before.copy(), case.arrays[name][0], recipes[name]) for name in case.arrays}
     expected_error = undefined(case, views)
+    inputs = [n for n in case.arrays if n not in case.targets or case.sources]
+    event("an input overlaps an output" if any(np.shares_memory(views[i], views[t]) and i != t
+                                               for i in inputs for t in case.targets)
+          else "inputs apart from outputs")
+    event(f"outcome: {'refused' if expected_error else 'compared'}")
     reference_error = None
     if expected_error is None:
         try:
