@@ -11,6 +11,7 @@ import numpy.typing as npt
 from . import _forksafe, _kernels, reference
 from ._plan import sinusoid_plan
 from ._interop import caller_result
+from ._memory import new_array, read_apart, same_view, shares_memory
 from ._rows import balanced_chunks, group_rows
 from ._typing import ArrayT, Int, Layout, OptArrayLike, OptInt, OptReal, Preset, Real, Table
 from ._validation import (
@@ -125,32 +126,20 @@ def _grouped(dst, src, plan, keys, lead_shape, scale, mode, n_threads, zero_pos=
 
 def _source_and_mode(x, dst):
     """What a fused add reads, and whether it writes in place."""
-    if dst is x or _same_view(dst, x):
+    if same_view(dst, x):
         return x, _kernels.MODE_ADD_INPLACE
-    if np.shares_memory(dst, x):
+    if shares_memory(dst, x):
         # out overlaps x without being x: read from a private copy so no
         # element is read after it was overwritten.
         return x.copy(), _kernels.MODE_ADD_TO
     return x, _kernels.MODE_ADD_TO
 
 
-def _same_view(a, b):
-    return (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.strides == b.strides
-        and a.shape == b.shape
-        and a.dtype == b.dtype
-    )
-
-
 def _table_out(out, shape, dtype, what):
     """A new table, or the caller's out (whose dtype then wins over `dtype`)."""
     dtype = check_dtype_argument(dtype)
     if out is None:
-        try:
-            return np.empty(shape, dtype=dtype)
-        except (ValueError, MemoryError) as exc:
-            raise type(exc)(f"a table of shape {shape} ({what}) cannot be allocated: {exc}") from None
+        return new_array(shape, dtype, f"a table ({what})")
     return check_out(out, shape)
 
 
@@ -242,6 +231,7 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     num_threads = check_num_threads(num_threads)
     table = _table_out(out, (n_positions, dim), dtype, "n_positions x dim")
+    enc.inv_freq = read_apart(enc.inv_freq, (table,))
     if table.size:
         n_threads = resolve_threads(num_threads, table.size)
         _grid(table, table, sinusoid_plan(enc), np.full((), offset), (), n_positions, 1.0,
@@ -309,6 +299,7 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     num_threads = check_num_threads(num_threads)
     shape = pos.shape + (dim,)
     table = _table_out(out, shape, dtype, "positions.shape + (dim,)")
+    pos, enc.inv_freq = read_apart(pos, (table,)), read_apart(enc.inv_freq, (table,))
     if table.size:
         n_threads = resolve_threads(num_threads, table.size)
         _grouped(table, table, sinusoid_plan(enc), pos, pos.shape, 1.0, _kernels.MODE_STORE, n_threads,

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._interop import caller_result
+from ._memory import read_apart
 from ._typing import ArrayT, Bool, Int, OptArrayLike, OptInt, Real
 from ._validation import (
     array_of_kind,
@@ -163,6 +164,8 @@ def alibi_request(scores, slopes, max_bias, offset, key_positions, out, num_thre
     else:
         kp = None
         off = check_offset(offset, scores.shape)
+    written = (scores if out is None else out,)
+    slopes, off, kp = (read_apart(a, written) for a in (slopes, off, kp))
     return scores, out, slopes, off, kp, num_threads
 
 
@@ -172,6 +175,8 @@ def relative_request(scores, bias_table, bidirectional, num_buckets, max_distanc
     settings = check_bucket_settings(bidirectional, num_buckets, max_distance)
     table = check_bias_table(bias_table, settings[1], scores.shape[1])
     off = check_offset(offset, scores.shape)
+    written = (scores if out is None else out,)
+    table, off = read_apart(table, written), read_apart(off, written)
     return scores, out, table, settings, off, num_threads
 
 

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from . import _api
 from ._interop import caller_result
+from ._memory import new_array
 from ._plan import CACHE
 from ._typing import ArrayT, Bool, GridLayout, Int, OptInt, OptReal, Real, Shape, Table
 from ._validation import check_bool, check_count, check_dtype_argument, check_int, check_layout, check_real_scalar, encoding_dtype_for, x_and_out
@@ -66,17 +67,20 @@ def _axis_blocks(n, freq):
 
 
 def _grid_2d_float64(grid_h, grid_w, dim, base, layout, cls_token):
+    table = new_array((grid_h * grid_w + cls_token, dim), np.float64, "a 2-D grid table (grid_h*grid_w [+1], dim)")
+    table[:cls_token] = 0.0
     q = dim // 4
     exponent = np.arange(q, dtype=np.float64) / (q - 1 if layout == "big_vision" else q)
     freq = 1.0 / np.float64(base) ** exponent
-    eh = np.repeat(_axis_blocks(grid_h, freq), grid_w, axis=0)   # coordinate h of token h*W + w
-    ew = np.tile(_axis_blocks(grid_w, freq), (grid_h, 1))        # coordinate w
-    if layout == "timm":
-        table = np.concatenate([eh[:, :q], ew[:, :q], eh[:, q:], ew[:, q:]], axis=1)
+    # Token h*W + w: (h, w) axes of the grid, then [sin | cos] of each coordinate.
+    grid = table[cls_token:].reshape(grid_h, grid_w, dim)
+    eh = _axis_blocks(grid_h, freq)[:, None, :]
+    ew = _axis_blocks(grid_w, freq)[None, :, :]
+    if layout == "timm":  # [sin h | sin w | cos h | cos w]
+        grid[..., :q], grid[..., q:2 * q] = eh[..., :q], ew[..., :q]
+        grid[..., 2 * q:3 * q], grid[..., 3 * q:] = eh[..., q:], ew[..., q:]
     else:  # mae and big_vision: [sin w | cos w | sin h | cos h]
-        table = np.concatenate([ew, eh], axis=1)
-    if cls_token:
-        table = np.concatenate([np.zeros((1, dim)), table], axis=0)
+        grid[..., :2 * q], grid[..., 2 * q:] = ew, eh
     return table
 
 
@@ -84,7 +88,8 @@ def _grid_nd_float64(shape, dim, min_timescale, max_timescale):
     n_timescales = dim // (2 * len(shape))
     increment = math.log(max_timescale / min_timescale) / (n_timescales - 1)
     freq = min_timescale * np.exp(np.arange(n_timescales, dtype=np.float64) * -increment)
-    table = np.zeros(shape + (dim,), dtype=np.float64)
+    table = new_array(shape + (dim,), np.float64, "an n-D grid table (*shape, dim)")
+    table[...] = 0.0
     for axis, n in enumerate(shape):
         view = [1] * len(shape) + [2 * n_timescales]
         view[axis] = n
@@ -95,11 +100,19 @@ def _grid_nd_float64(shape, dim, min_timescale, max_timescale):
 
 def _cached(key, build, dtype):
     def make():
-        table = np.ascontiguousarray(build(), dtype=dtype)
+        table64 = build()
+        table = table64 if dtype == table64.dtype else _copy(table64, dtype)
         table.flags.writeable = False
         return table
 
     return CACHE.get(key + (np.dtype(dtype).str,), make)
+
+
+def _copy(table, dtype):
+    """A new writeable copy of a grid table in `dtype` (what the caller asked for is kept apart from the cache)."""
+    copy = new_array(table.shape, dtype, "a grid table")
+    copy[...] = table
+    return copy
 
 
 def grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, dtype):
@@ -179,7 +192,8 @@ def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layou
     True
     """
     grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token)
-    return grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, check_dtype_argument(dtype)).copy()
+    dtype = check_dtype_argument(dtype)
+    return _copy(grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, dtype), dtype)
 
 
 def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
@@ -297,7 +311,8 @@ def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
     True
     """
     shape, dim, lo, hi = check_grid_nd(shape, dim, min_timescale, max_timescale)
-    return grid_nd_table(shape, dim, lo, hi, check_dtype_argument(dtype)).copy().reshape(shape + (dim,))
+    dtype = check_dtype_argument(dtype)
+    return _copy(grid_nd_table(shape, dim, lo, hi, dtype), dtype).reshape(shape + (dim,))
 
 
 def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,

@@ -35,6 +35,29 @@ def _torch_bfloat16_view(name, value):
     return np.from_dlpack(value.view(torch.int16)).view(ml_dtypes.bfloat16)
 
 
+def _refuse_lazy_tensor(name, value):
+    """Refuse torch tensors whose memory does not hold their values.
+
+    A conjugate or negative bit is applied lazily when torch reads the
+    tensor; DLPack exports the raw memory without the negative bit, so fastpe
+    would read (and write) the negated values. A ZeroTensor has no memory at
+    all: its data pointer is not a buffer of zeros."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor):
+        return
+    if value.is_conj():
+        raise TypeError(f"{name} is a lazily conjugated tensor (its conjugate bit is set); pass "
+                        f"{name}.resolve_conj() (a copy), and copy the result back if fastpe writes it")
+    if value.is_neg():
+        raise TypeError(f"{name} is a lazily negated tensor (its negative bit is set, e.g. the .imag of a "
+                        f"conjugate view); pass {name}.resolve_neg() (a copy), and copy the result back if fastpe "
+                        "writes it")
+    is_zero = getattr(value, "_is_zerotensor", None)  # a private method (torch 1.11 and later)
+    if is_zero is not None and is_zero():
+        raise TypeError(f"{name} is a ZeroTensor (torch's all-zero tensor without memory); pass "
+                        f"torch.zeros_like({name}) or another tensor with storage")
+
+
 def ndarray_view(name, value):
     """A NumPy array sharing value's memory, for a CPU array exposing DLPack or
     the array interface; None for any other object (lists, scalars, ...).
@@ -47,6 +70,7 @@ def ndarray_view(name, value):
         raise ValueError(f"{name} requires grad; fastpe works outside autograd, so pass {name}.detach() "
                          "(the same memory, no copy)")
     if hasattr(value, "__dlpack__"):
+        _refuse_lazy_tensor(name, value)
         try:
             device = value.__dlpack_device__() if hasattr(value, "__dlpack_device__") else (_DLPACK_CPU, 0)
         except (BufferError, RuntimeError, TypeError, ValueError) as exc:  # e.g. torch's "meta" device

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from ._memory import float_range
+
 PRESETS = {
     "vaswani": "interleaved sin/cos, w_k = base**(-2k/d); odd d ends with a sine column "
                "(PyTorch tutorial, HF DistilBERT, keras-hub SinePositionEncoding)",
@@ -71,13 +73,13 @@ def marian_columns(dim):
 
 
 def vaswani_frequencies(dim, base, n):
-    k = np.arange(n, dtype=np.float64)
+    k = float_range(n, "the frequencies")
     return np.float64(base) ** (-(2.0 * k) / dim)
 
 
 def log_increment_frequencies(n, log_ratio, denominator, factor=1.0):
     """factor * exp(-k * log_ratio / denominator), the tensor2tensor/fairseq/whisper form."""
-    k = np.arange(n, dtype=np.float64)
+    k = float_range(n, "the frequencies")
     return factor * np.exp(k * -(log_ratio / denominator))
 
 

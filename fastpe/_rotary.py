@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from . import _api, _kernels
 from ._interop import caller_results
+from ._memory import float_range, new_array, read_apart, same_view, shares_memory
 from ._plan import CACHE
 from ._rows import _axis_offsets
 from ._typing import ArrayT, Int, OptArrayLike, OptInt, OptReal, Real, RotaryLayout, Scaling, Table
@@ -42,7 +43,7 @@ class RotaryRequest:
     """Validated arguments of apply_rotary."""
 
     __slots__ = ("arrays", "outs", "seq_axes", "T", "rotary_dim", "layout", "freq", "attention_factor",
-                 "offset", "positions", "num_threads")
+                 "offset", "positions", "num_threads", "repeated")
 
 
 def _scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
@@ -64,7 +65,7 @@ def _scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
     if inv_freq is not None:
         return (frequencies_argument(inv_freq, rotary_dim, "concat", f"rotary_dim // 2, rotary_dim={rotary_dim}"),
                 1.0, rotary_dim)
-    k = np.arange(rotary_dim // 2, dtype=np.float64)
+    k = float_range(rotary_dim // 2, "the rotary frequencies")
     return np.float64(base) ** (-(2.0 * k) / rotary_dim), 1.0, rotary_dim
 
 
@@ -149,7 +150,39 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
         req.outs = [check_out(o, a.shape, a.dtype, name=f"out[{i}]") for i, (o, a) in enumerate(zip(out, checked))]
     else:
         req.outs = None
+    _check_targets(req, names)
+    written = rotation_targets(req)
+    req.offset, req.positions, req.freq = (read_apart(a, written) for a in (req.offset, req.positions, req.freq))
     return req
+
+
+def rotation_targets(req):
+    """The array each rotation writes: out[i], or the array itself."""
+    return req.arrays if req.outs is None else req.outs
+
+
+def _check_targets(req, names):
+    """Refuse targets that partly overlap (no defined result); note the ones
+    that repeat an earlier target. The same target twice is defined only
+    when it receives the same rotation of the same array (it is then written once)."""
+    targets = rotation_targets(req)
+    target_names = names if req.outs is None else [f"out[{i}]" for i in range(len(targets))]
+    req.repeated = set()
+    for j in range(len(targets)):
+        for i in range(j):
+            a, b = targets[i], targets[j]
+            if not (a.size and b.size and np.may_share_memory(a, b)):
+                continue  # the common case: bounds apart
+            if same_view(a, b):
+                if not same_view(req.arrays[i], req.arrays[j]):
+                    raise ValueError(f"{target_names[i]} and {target_names[j]} are the same array but receive the "
+                                     f"rotations of different arrays ({names[i]} and {names[j]}); pass distinct "
+                                     "outputs")
+                req.repeated.add(j)
+            elif shares_memory(a, b):
+                raise ValueError(f"{target_names[i]} and {target_names[j]} overlap in memory without being the same "
+                                 "array; the result of writing both would depend on the order of the writes. Pass "
+                                 "arrays that do not overlap, or the same array")
 
 
 def _positions_for(positions, prefix_shape, name):
@@ -440,11 +473,12 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     first, second, step = pair_columns(req.layout, req.rotary_dim)
     total = sum(a.size for a in req.arrays)
     n_threads = _api.resolve_threads(req.num_threads, total)
-    for i, a in enumerate(req.arrays):
-        if a.size == 0:
+    sources = _rotation_sources(req)
+    for i, src in enumerate(sources):
+        if src is None:
             continue
-        dst = results[i]
-        src, mode = _api._source_and_mode(a, dst)
+        a, dst = req.arrays[i], results[i]
+        mode = _kernels.MODE_ADD_INPLACE if same_view(src, dst) else _kernels.MODE_ADD_TO
         if mode == _kernels.MODE_ADD_TO and req.rotary_dim < a.shape[-1]:
             np.copyto(dst[..., req.rotary_dim:], src[..., req.rotary_dim:])  # untouched channels
         dst_rows = _row_offsets(dst)
@@ -460,6 +494,25 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
                              first, second, step, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
                              mode, _api.storage_kind(dst.dtype), min(n_threads, dst_rows.shape[0]))
     return caller_results(arrays, out)
+
+
+def _rotation_sources(req):
+    """What each rotation reads, taken before anything is written: the array
+    itself, or a copy where it overlaps a target other than itself. None for
+    a rotation with nothing to do (empty, or repeating an earlier one)."""
+    targets = rotation_targets(req)
+    written = [t for i, t in enumerate(targets) if t.size and i not in req.repeated]
+    sources = []
+    for j, a in enumerate(req.arrays):
+        if a.size == 0 or j in req.repeated:
+            sources.append(None)
+        elif req.outs is None:
+            sources.append(a)  # in place: the other targets are apart from it (_check_targets)
+        else:
+            own = targets[j]
+            overlaps = any(shares_memory(a, t) for t in written if not (t is own and same_view(a, own)))
+            sources.append(a.copy() if overlaps else a)
+    return sources
 
 
 def rotary_table_arguments(n_positions, rotary_dim, offset, base, layout, dtype):
@@ -533,10 +586,13 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
     """
     n_positions, rotary_dim, offset, base, layout, dtype = rotary_table_arguments(
         n_positions, rotary_dim, offset, base, layout, dtype)
+    tables = tuple(new_array((n_positions, rotary_dim), dtype, f"the {name} table of rotary_cos_sin")
+                   for name in ("cos", "sin"))
     freq, factor, _ = _scaled_frequencies(None, rotary_dim, base, scaling, None, _seq_len(offset + n_positions - 1))
-    cos_t, sin_t = cos_sin_table(offset + np.arange(n_positions, dtype=np.float64), freq, factor)
-    if layout == "half":
-        expand = lambda t: np.concatenate([t, t], axis=1)  # noqa: E731
-    else:
-        expand = lambda t: np.repeat(t, 2, axis=1)  # noqa: E731
-    return expand(cos_t).astype(dtype), expand(sin_t).astype(dtype)
+    half = rotary_dim // 2
+    for table, values in zip(tables, cos_sin_table(offset + np.arange(n_positions, dtype=np.float64), freq, factor)):
+        # "half" repeats the frequencies in both halves, "interleaved" in adjacent columns.
+        first, second = (table[:, :half], table[:, half:]) if layout == "half" else (table[:, 0::2], table[:, 1::2])
+        first[...] = values
+        second[...] = values
+    return tables

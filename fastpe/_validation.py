@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from ._interop import ndarray_view
+from ._memory import read_apart
 from ._plan import LAYOUTS, n_frequencies
 from ._presets import (
     DEFAULT_BASE,
@@ -489,6 +490,9 @@ def add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_th
             shift = req.encoding.implicit_shift
             check_position_range("offset + T - 1", float(req.offset.min()) + shift,
                                  float(req.offset.max()) + (shift + x.shape[-2] - 1))
+    written = (x if out is None else out,)
+    req.offset, req.positions = read_apart(req.offset, written), read_apart(req.positions, written)
+    req.encoding.inv_freq = read_apart(req.encoding.inv_freq, written)
     return req
 
 
@@ -559,4 +563,9 @@ def table_request(x, table, offset, positions, scale, out, num_threads):
             raise IndexError(f"positions offset + t (t < {T}) must lie in [0, {n_rows}) (the table's rows); "
                              f"offset ranges from {off.min()} to {off.max()}")
         req.positions, req.offset = None, off.astype(np.int64, copy=False)
+    # The kernel reads table rows while it writes x (or out): a table in the
+    # same memory is read from a copy (e.g. x a slice of the table).
+    written = (x if req.out is None else req.out,)
+    req.table = read_apart(table, written)
+    req.offset, req.positions = read_apart(req.offset, written), read_apart(req.positions, written)
     return req

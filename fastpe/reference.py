@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._interop import caller_result, caller_results
+from ._memory import float_range, new_array
 from ._typing import (
     ArrayT,
     Bool,
@@ -87,7 +88,7 @@ def frequencies(dim: Int, base: Real = 10000.0, layout: str = "interleaved") -> 
     True
     """
     n = (dim + 1) // 2 if layout == "interleaved" else dim // 2
-    k = np.arange(n, dtype=np.float64)
+    k = float_range(n, "the frequencies")
     return np.float64(base) ** (-(2.0 * k) / dim)
 
 
@@ -116,6 +117,10 @@ def _column_layout(enc):
 def _encode64(positions, enc):
     """float64 encodings of a float64 positions array: shape positions.shape + (dim,)."""
     dim = enc.dim
+    pe = new_array(positions.shape + (dim,), np.float64, "the float64 encodings (positions.shape + (dim,))")
+    pe[...] = 0.0
+    if pe.size == 0:
+        return pe  # no frequencies needed (dim may be huge)
     if enc.preset is not None:
         w = _preset_frequencies(enc)
     elif enc.inv_freq is not None:
@@ -123,7 +128,6 @@ def _encode64(positions, enc):
     else:
         w = frequencies(dim, enc.base, enc.layout)
     angles = positions[..., None] * w
-    pe = np.zeros(positions.shape + (dim,), dtype=np.float64)
     layout = _column_layout(enc)
     if layout == "interleaved":
         pe[..., 0::2] = np.sin(angles)
@@ -164,11 +168,9 @@ def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
     return (np.cumsum(mask, axis=-1) + past_length) * mask + padding_idx
 
 
-def _store(result, dtype, out):
-    if out is None:
-        return result.astype(dtype)
-    out[...] = result
-    return out
+def _table_out(out, shape, dtype):
+    """The caller's out, checked, or a new table."""
+    return new_array(shape, dtype, "a table") if out is None else check_out(out, shape)
 
 
 def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptReal = None,
@@ -196,9 +198,10 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     check_num_threads(num_threads)
     dtype = check_dtype_argument(dtype)
-    out_view = None if out is None else check_out(out, (n_positions, dim))
-    positions = offset + np.arange(n_positions, dtype=np.float64)
-    return caller_result(_store(_encode64(positions, enc), dtype, out_view), out)
+    table = _table_out(out, (n_positions, dim), dtype)
+    positions = offset + float_range(n_positions, "the positions")
+    table[...] = _encode64(positions, enc)
+    return caller_result(table, out)
 
 
 def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = None, layout: Optional[Layout] = None,
@@ -222,8 +225,9 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     check_num_threads(num_threads)
     dtype = check_dtype_argument(dtype)
-    out_view = None if out is None else check_out(out, positions.shape + (dim,))
-    return caller_result(_store(_encode64(positions, enc), dtype, out_view), out)
+    table = _table_out(out, positions.shape + (dim,), dtype)
+    table[...] = _encode64(positions, enc)
+    return caller_result(table, out)
 
 
 def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayLike = None, scale: OptReal = None,
@@ -318,6 +322,7 @@ def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layou
 
     grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token)
     dtype = check_dtype_argument(dtype)
+    result = new_array((grid_h * grid_w + cls_token, dim), dtype, "a 2-D grid table (grid_h*grid_w [+1], dim)")
     q = dim // 4
     if layout == "mae":
         # get_2d_sincos_pos_embed: meshgrid(grid_w, grid_h) puts w first; each half is
@@ -345,9 +350,9 @@ def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layou
         ya = np.outer(y.ravel().astype(np.float64), omega)
         xa = np.outer(x.ravel().astype(np.float64), omega)
         pe = np.concatenate([np.sin(xa), np.cos(xa), np.sin(ya), np.cos(ya)], axis=1)
-    if cls_token:
-        pe = np.concatenate([np.zeros((1, dim)), pe], axis=0)
-    return pe.reshape(grid_h * grid_w + int(cls_token), dim).astype(dtype)  # explicit: size-0 grids too
+    result[:cls_token] = 0.0
+    result[cls_token:] = pe.reshape(grid_h * grid_w, dim)  # explicit: size-0 grids too
+    return result
 
 
 def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
@@ -369,6 +374,7 @@ def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
 
     shape, dim, lo, hi = check_grid_nd(shape, dim, min_timescale, max_timescale)
     dtype = check_dtype_argument(dtype)
+    result = new_array(shape + (dim,), dtype, "an n-D grid table (*shape, dim)")
     n = dim // (2 * len(shape))
     inv_timescales = lo * np.exp(np.arange(n, dtype=np.float64) * -(math.log(hi / lo) / (n - 1)))
     signal = np.zeros(shape + (dim,), dtype=np.float64)
@@ -378,7 +384,8 @@ def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
         index = [None] * len(shape)
         index[axis] = slice(None)
         signal[..., 2 * axis * n: 2 * (axis + 1) * n] += block[tuple(index)]
-    return signal.astype(dtype)
+    result[...] = signal
+    return result
 
 
 def _add_grid(x, out, table64, scale):
@@ -484,11 +491,12 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     >>> bool(np.allclose(got_q, ref_q, rtol=0, atol=1e-12) and np.allclose(got_k, ref_k, rtol=0, atol=1e-12))
     True
     """
-    from ._rotary import rotary_request, row_positions
+    from ._rotary import rotary_request, rotation_targets, row_positions
 
     req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
                          num_threads)
     r, h = req.rotary_dim, req.rotary_dim // 2
+    rotated = []
     for i, a in enumerate(req.arrays):
         angles = row_positions(req, i)[..., None] * req.freq
         cos = np.cos(angles) * req.attention_factor
@@ -505,7 +513,9 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
             y[..., :h], y[..., h:r] = rotated1, rotated2
         else:
             y[..., 0:r:2], y[..., 1:r:2] = rotated1, rotated2
-        target = a if req.outs is None else req.outs[i]
+        rotated.append(y)
+    # Every array is read before anything is written (they may share memory).
+    for target, y in zip(rotation_targets(req), rotated):
         target[...] = y
     return caller_results(arrays, out)
 
@@ -528,6 +538,8 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
 
     n_positions, rotary_dim, offset, base, layout, dtype = rotary_table_arguments(
         n_positions, rotary_dim, offset, base, layout, dtype)
+    tables = [new_array((n_positions, rotary_dim), dtype, f"the {name} table of rotary_cos_sin")
+              for name in ("cos", "sin")]
     freq, factor, _ = _scaled_frequencies(None, rotary_dim, base, scaling, None,
                                        max(int(np.floor(offset + n_positions - 1)) + 1, 0))
     angles = (offset + np.arange(n_positions, dtype=np.float64))[:, None] * freq
@@ -536,7 +548,8 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
         cos, sin = np.concatenate([cos, cos], axis=1), np.concatenate([sin, sin], axis=1)
     else:
         cos, sin = np.repeat(cos, 2, axis=1), np.repeat(sin, 2, axis=1)
-    return cos.astype(dtype), sin.astype(dtype)
+    tables[0][...], tables[1][...] = cos, sin
+    return tables[0], tables[1]
 
 
 from ._bias_reference import add_alibi, add_relative_bias, alibi_slopes, relative_position_bucket  # noqa: E402
