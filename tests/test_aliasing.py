@@ -493,17 +493,3 @@ def test_add_alibi_slopes_inside_scores(mod):
     mod.add_alibi(scores, slopes=slopes)
     assert np.all(np.abs(scores - want) <= 1e-12 * (1 + np.abs(want)))
 
-
-def test_docs_page_examples_run():
-    """docs/aliasing.rst's code blocks run as written, in order."""
-    import re
-
-    page = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "aliasing.rst")
-    if not os.path.exists(page):
-        pytest.skip("docs/ is not beside the tests (an installed test tree)")
-    with open(page, encoding="utf-8") as f:
-        blocks = re.findall(r"\.\. code-block:: python\n\n((?:      .*\n|\n)+)", f.read())
-    assert len(blocks) == 2
-    namespace = {}
-    for block in blocks:
-        exec("\n".join(line[6:] for line in block.splitlines()), namespace)
