@@ -59,37 +59,36 @@ def read_apart(value, outputs):
     return value
 
 
-def _checked_nbytes(shape, dtype, what):
+def _size_error(what, shape, dtype, error):
+    """The error for an array NumPy could not create: ValueError when its bytes
+    overflow the index type, MemoryError when they cannot be had, else `error`."""
+    shape = tuple(int(s) for s in shape)
     # NumPy refuses an array whose bytes, counting empty axes as length 1
     # (its strides), exceed the index type, even when it holds no element.
     span = math.prod(max(s, 1) for s in shape) * dtype.itemsize
     if span > _MAX_BYTES:
-        raise ValueError(f"{what} of shape {shape} and dtype {dtype.name} would span {span} bytes, more than an "
-                         f"array can index ({_MAX_BYTES} bytes)")
-    return math.prod(shape) * dtype.itemsize
-
-
-def _memory_error(what, shape, dtype, nbytes):
-    return MemoryError(f"{what} of shape {shape} and dtype {dtype.name} needs {nbytes} bytes "
-                       f"({nbytes / 2**30:.3g} GiB), which cannot be allocated")
+        return ValueError(f"{what} of shape {shape} and dtype {dtype.name} would span {span} bytes, more than an "
+                          f"array can index ({_MAX_BYTES} bytes)")
+    if isinstance(error, MemoryError):
+        nbytes = math.prod(shape) * dtype.itemsize
+        return MemoryError(f"{what} of shape {shape} and dtype {dtype.name} needs {nbytes} bytes "
+                           f"({nbytes / 2**30:.3g} GiB), which cannot be allocated")
+    return error
 
 
 def new_array(shape, dtype, what):
     """np.empty(shape, dtype), or MemoryError/ValueError naming `what`, the shape and the bytes."""
-    shape = tuple(int(s) for s in shape)
-    dtype = np.dtype(dtype)
-    nbytes = _checked_nbytes(shape, dtype, what)
     try:
         return np.empty(shape, dtype=dtype)
-    except MemoryError:
-        raise _memory_error(what, shape, dtype, nbytes) from None
+    except (MemoryError, OverflowError, ValueError) as exc:
+        error = _size_error(what, shape, np.dtype(dtype), exc)
+    raise error
 
 
 def float_range(n, what):
-    """np.arange(n) in float64 (frequency and position indices), sized like new_array."""
-    dtype = np.dtype(np.float64)
-    nbytes = _checked_nbytes((int(n),), dtype, what)
+    """np.arange(n) in float64 (frequency and position indices), with new_array's errors."""
     try:
-        return np.arange(n, dtype=dtype)
-    except MemoryError:
-        raise _memory_error(what, (int(n),), dtype, nbytes) from None
+        return np.arange(n, dtype=np.float64)
+    except (MemoryError, OverflowError, ValueError) as exc:
+        error = _size_error(what, (n,), np.dtype(np.float64), exc)
+    raise error
