@@ -1,10 +1,12 @@
-"""Helpers of the reliability tests (fork, concurrency, fuzzing, memory).
+"""Processes: fresh interpreters, forked children and their checks.
 
-Numerical comparisons reuse tests/util.py (add_tolerance, assert_within,
-contract_atol): this module only adds what those tests need on top, and
-functions that must be importable by name in child processes
-(multiprocessing pickles functions by module and name, so they cannot live in
-a test module imported by pytest's importlib mode).
+Numerical comparisons reuse util.py (add_tolerance, assert_within,
+contract_atol): this module only adds what the process tests (fork, memory,
+setup, the subprocess checks of other folders) need on top, and functions
+that must be importable by name in child processes (multiprocessing pickles
+functions by module and name, so they cannot live in a test module imported
+by pytest's importlib mode). run_python and run_command put this folder on
+the child's PYTHONPATH.
 """
 
 import os

@@ -9,12 +9,17 @@ layout broke.
 """
 
 import math
+import os
 import zlib
 
 import numpy as np
 
 import fastpe
 from fastpe import reference
+
+# The checkout these tests belong to (README.md, docs/, setup.py): two levels
+# above this file, tests/helpers/util.py.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 DTYPES = (np.float32, np.float64)
 LAYOUTS = ("interleaved", "concat")

@@ -25,7 +25,7 @@ from optional import conformance_import, no_deps_reason  # noqa: E402
 
 torch = conformance_import("torch")
 
-from torch_util import single_threaded_torch  # noqa: E402,F401 (autouse fixture)
+from optional import single_threaded_torch  # noqa: E402,F401 (autouse fixture)
 
 
 def _torchtune_file(relative):
