@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 
 import fastpe
 from fastpe import reference
-from util import add_tolerance, assert_unchanged, assert_within, describe, snapshot
+from util import add_tolerance, assert_unchanged, assert_within, describe, root_array, snapshot
 
 as_strided = np.lib.stride_tricks.as_strided
 
@@ -85,12 +85,6 @@ def names_argument(message, names):
 # ----------------------------------------------------------------- buffers
 
 
-def _root(a):
-    while isinstance(a.base, np.ndarray):
-        a = a.base
-    return a
-
-
 def _bytes_of(root):
     """A uint8 view of a contiguous root buffer (None if it is not one)."""
     if root.dtype.hasobject or not (root.flags.c_contiguous or root.flags.f_contiguous):
@@ -127,7 +121,7 @@ class Buffers:
         self.meta = [(a.dtype, a.shape, a.strides) for a in self.arrays]
         roots = {}
         for a in self.arrays:
-            r = _root(a)
+            r = root_array(a)
             rb = _bytes_of(r)
             if rb is not None:
                 roots[id(r)] = (r, rb.copy())
