@@ -67,7 +67,7 @@ TABLE_ARGS = ("n_positions", "dim", "offset", "dtype", "out") + _ENCODING_ARGS
 ENCODE_ARGS = ("positions", "dim", "dtype", "out") + _ENCODING_ARGS
 PRESETS = ("vaswani", "marian", "tensor2tensor", "fairseq", "whisper")
 
-# bfloat16 is left to tests/test_half.py: the fuzz's list-valued inputs
+# bfloat16 is left to tests/dtypes/test_half.py: the fuzz's list-valued inputs
 # (x.tolist()) hold ml_dtypes scalars, which NumPy turns into object arrays.
 GOOD_DTYPES = ("float32", "float64", "float16")
 BAD_DTYPES = ("longdouble", ">f2", "int32", "int64", "uint8", "complex64", "complex128", "bool", ">f4", ">f8", "object")

@@ -186,7 +186,7 @@ SCALINGS = [
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_apply_rotary_with_scaling(scaling, dtype):
     """With scaling, the frequencies and attention factor come from
-    rope_inv_freq (checked against HF in test_rope_scaling.py); the rotation
+    rope_inv_freq (checked against HF in conformance/test_conformance_rope_scaling.py); the rotation
     must use them, and the attention factor scales cos and sin."""
     rng = rng_for("rotary-scaling", scaling["rope_type"], np.dtype(dtype).name)
     q = rng.standard_normal((2, 4, 100, 32)).astype(dtype)
