@@ -3,8 +3,12 @@
 * Refuses to run without the compiled extension: a source tree whose
   fastpe/_kernels was never built would otherwise fail every test with an
   ImportError deep in fastpe/__init__, or (worse) be skipped.
-* Puts this directory on sys.path so test modules can `from util import ...`
-  under --import-mode=importlib (which does not add test directories).
+* Puts tests/helpers on sys.path so test modules in every feature folder can
+  `from util import ...` under --import-mode=importlib (which does not add
+  test directories). Only helpers/ goes there, not tests/ itself: a feature
+  folder such as tests/dask/ would otherwise be importable as a namespace
+  package named `dask`, and `pytest.importorskip("dask")` would find it
+  instead of skipping where dask is not installed.
 * Restores the plan cache's limit after every test that changes it.
 * With FASTPE_TESTS_NO_SKIPS=1 (CI, where every optional library is
   installed), a run that skipped any test fails.
@@ -17,9 +21,9 @@ import sys
 
 import pytest
 
-_TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
+_HELPERS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helpers")
+if _HELPERS_DIR not in sys.path:
+    sys.path.insert(0, _HELPERS_DIR)
 
 _INSTALL_HINT = (
     "fastpe's compiled extension fastpe._kernels cannot be imported: {error}. "

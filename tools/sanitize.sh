@@ -3,7 +3,7 @@
 # test suite against that build.
 #
 #   tools/sanitize.sh                      # whole suite
-#   tools/sanitize.sh tests/test_fork.py   # any pytest arguments
+#   tools/sanitize.sh tests/threads/test_fork.py   # any pytest arguments
 #
 # How:
 #   * the working tree (including uncommitted tests) is copied into a
@@ -21,7 +21,7 @@
 #   * ASAN_OPTIONS=detect_leaks=0: CPython deliberately does not free
 #     everything at exit (interned strings, static types, module state, the
 #     obmalloc arenas) and LeakSanitizer would report thousands of "leaks"
-#     that are not fastpe's. Leaks are checked by tests/test_memory.py and
+#     that are not fastpe's. Leaks are checked by tests/memory/test_memory.py and
 #     tools/leak_check.py instead (tracemalloc + RSS);
 #   * PYTHONMALLOC=malloc: route Python's small-object allocator through
 #     malloc so ASan sees (and red-zones) those blocks too;
@@ -73,7 +73,7 @@ mkdir -p "$log_dir"
 export LD_PRELOAD="$libasan $libubsan${LD_PRELOAD:+ $LD_PRELOAD}"
 # quarantine_size_mb: ASan keeps freed memory out of reuse (256 MiB by
 # default) to catch use-after-free. 8 MiB still covers the allocations of a
-# call, and fills during tests/test_memory.py's warm-up, so its RSS bound
+# call, and fills during tests/memory/test_memory.py's warm-up, so its RSS bound
 # measures fastpe, not the quarantine filling up.
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:strict_init_order=1:detect_stack_use_after_return=0:quarantine_size_mb=8:log_path=$log_dir/asan${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$log_dir/ubsan${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"

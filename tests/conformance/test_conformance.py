@@ -51,7 +51,7 @@ torch = conformance_import("torch")
 transformers = conformance_import("transformers")
 
 import fastpe  # noqa: E402
-from torch_util import np32, single_threaded_torch  # noqa: E402,F401 (autouse fixture)
+from optional import np32, single_threaded_torch  # noqa: E402,F401 (autouse fixture)
 from util import add_tolerance, assert_within, rng_for  # noqa: E402
 
 from transformers.models.distilbert import modeling_distilbert  # noqa: E402

@@ -21,7 +21,7 @@ import pytest
 
 import fastpe
 from fastpe import _kernels, reference
-from reliability_util import (
+from processes import (
     TEAM_OFFSETS,
     check_team_call,
     os_thread_count,
@@ -216,7 +216,7 @@ _FORK_BEFORE_TEAM = r"""
 import json, os, sys, time
 import numpy as np
 import fastpe
-from reliability_util import check_team_call, wait_child
+from processes import check_team_call, wait_child
 # only serial work before the fork: no team, no libgomp pool
 small = fastpe.add_sinusoidal(np.zeros((4, 8)), num_threads=2)
 assert fastpe._forksafe._state["team_started"] is False
@@ -268,7 +268,7 @@ def test_premise_libgomp_child_hangs_without_serial_mode():
 import json, os
 import numpy as np
 import fastpe
-from reliability_util import check_team_call, wait_child
+from processes import check_team_call, wait_child
 check_team_call(np.float32, 2)
 pid = os.fork()
 if pid == 0:

@@ -1,4 +1,4 @@
-"""fastpe used the way its users call it, checked by `mypy --strict` (tests/test_typing.py).
+"""fastpe used the way its users call it, checked by `mypy --strict` (tests/packaging/test_typing.py).
 
 Not a test module (pytest does not collect it): every line must type-check,
 and each annotated assignment states the type a call is expected to have.

@@ -107,7 +107,7 @@ from optional import conformance_import, no_deps_reason  # noqa: E402
 torch = conformance_import("torch")
 
 import fastpe  # noqa: E402
-from torch_util import np32, single_threaded_torch  # noqa: E402,F401 (autouse fixture)
+from optional import np32, single_threaded_torch  # noqa: E402,F401 (autouse fixture)
 from util import add_tolerance, assert_within, rng_for  # noqa: E402
 
 FLOAT32_ANGLE_FLOOR = 1e-6

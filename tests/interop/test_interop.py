@@ -13,7 +13,7 @@ import pytest
 import fastpe
 from fastpe import reference
 from optional import conformance_import
-from reliability_util import run_python
+from processes import run_python
 from util import add_tolerance, assert_within
 
 # float64 results: the contract's bound for positions up to 2**20, with room

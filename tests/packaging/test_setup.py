@@ -13,10 +13,10 @@ import pytest
 
 import fastpe
 from fastpe import _kernels, bench
-from reliability_util import run_command
+from processes import run_command
+from util import REPO_ROOT as REPO
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(fastpe.__file__))
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_KEYS = {"openmp", "compiler", "compile_args", "link_args", "native", "sanitize"}
 
 

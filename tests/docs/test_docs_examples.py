@@ -11,8 +11,9 @@ import os
 import re
 
 import pytest
+from util import REPO_ROOT
 
-DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+DOCS = os.path.join(REPO_ROOT, "docs")
 # Literal blocks that hold shell commands or program output, never Python.
 NOT_PYTHON = {"bash", "console", "shell", "sh", "text", "none", "toml", "ini"}
 # Directives whose content sphinx.ext.doctest runs.

@@ -9,12 +9,17 @@ layout broke.
 """
 
 import math
+import os
 import zlib
 
 import numpy as np
 
 import fastpe
 from fastpe import reference
+
+# The checkout these tests belong to (README.md, docs/, setup.py): two levels
+# above this file, tests/helpers/util.py.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 DTYPES = (np.float32, np.float64)
 LAYOUTS = ("interleaved", "concat")
@@ -277,7 +282,24 @@ def math_encoding_row(p, dim, base=10000.0, layout="interleaved", inv_freq=None)
     return row
 
 
-def _root(a):
+def exact_bucket(rp, bidirectional, num_buckets, max_distance):
+    """T5's bucket from its definition, in integers only (no logarithms):
+    floor(log(d / e) / log(D / e) * n) >= k  <=>  d**n * e**k >= D**k * e**n."""
+    nb = num_buckets // 2 if bidirectional else num_buckets
+    bucket = nb if (bidirectional and rp > 0) else 0
+    d = abs(rp) if bidirectional else max(-rp, 0)
+    e = nb // 2
+    if d < e:
+        return bucket + d
+    n = nb - e
+    k = 0
+    while k < n and d**n * e ** (k + 1) >= max_distance ** (k + 1) * e**n:
+        k += 1
+    return bucket + min(e + k, nb - 1)
+
+
+def root_array(a):
+    """The array that owns the memory a views (a itself if it owns it)."""
     while isinstance(a.base, np.ndarray):
         a = a.base
     return a
@@ -285,7 +307,7 @@ def _root(a):
 
 def snapshot(*arrays):
     """Bytes of every array and of the buffer it views, to prove a failed call wrote nothing."""
-    return [(a, a.tobytes(), _root(a), _root(a).tobytes()) for a in arrays if isinstance(a, np.ndarray)]
+    return [(a, a.tobytes(), root_array(a), root_array(a).tobytes()) for a in arrays if isinstance(a, np.ndarray)]
 
 
 def assert_unchanged(snaps, msg):

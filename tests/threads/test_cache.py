@@ -7,10 +7,6 @@ key: different bases, layouts, dims and frequency vectors must never share a
 plan.
 """
 
-import os
-import subprocess
-import tempfile
-import sys
 import threading
 
 import numpy as np
@@ -18,6 +14,7 @@ import pytest
 
 import fastpe
 from fastpe import reference
+from processes import run_python
 from util import add_tolerance, assert_within, random_values
 
 CALLS = [
@@ -226,22 +223,12 @@ def test_set_cache_limit_takes_numpy_integers():
         fastpe.set_cache_limit(before)
 
 
-def _run_python(code, **env):
-    """Run code in a fresh interpreter. Its working directory is a temporary
-    one: `python -c` puts the working directory on sys.path, and from the
-    repository root that would import the uncompiled sources."""
-    full_env = dict(os.environ, **env)
-    with tempfile.TemporaryDirectory() as cwd:
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env,
-                              timeout=120, cwd=cwd)
-
-
 def test_cache_limit_from_environment():
     code = "import fastpe, numpy as np; fastpe.sinusoidal_table(3, 8); i = fastpe.cache_info(); print(i.limit, i.entries)"
-    res = _run_python(code, FASTPE_CACHE_BYTES="0")
+    res = run_python(code, env=dict(FASTPE_CACHE_BYTES="0"))
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["0", "0"]
-    res = _run_python(code, FASTPE_CACHE_BYTES="12345")
+    res = run_python(code, env=dict(FASTPE_CACHE_BYTES="12345"))
     assert res.returncode == 0, res.stderr
     assert res.stdout.split()[0] == "12345"
 
@@ -259,7 +246,7 @@ def test_regression_malformed_cache_bytes_warns_and_keeps_import_working(raw):
             "print(caught[0].category.__name__)\n"
             "print(caught[0].message)\n"
             "fastpe.sinusoidal_table(3, 8)\n")
-    res = _run_python(code, FASTPE_CACHE_BYTES=raw, PYTHONWARNINGS="ignore")
+    res = run_python(code, env=dict(FASTPE_CACHE_BYTES=raw, PYTHONWARNINGS="ignore"))
     assert res.returncode == 0, res.stderr
     same, category, message = res.stdout.splitlines()
     assert same == "True" and category == "RuntimeWarning"
@@ -267,6 +254,6 @@ def test_regression_malformed_cache_bytes_warns_and_keeps_import_working(raw):
 
 
 def test_malformed_cache_bytes_warning_is_shown_at_import():
-    res = _run_python("import fastpe", FASTPE_CACHE_BYTES="lots", PYTHONWARNINGS="default")
+    res = run_python("import fastpe", env=dict(FASTPE_CACHE_BYTES="lots", PYTHONWARNINGS="default"))
     assert res.returncode == 0, res.stderr
     assert "RuntimeWarning" in res.stderr and "FASTPE_CACHE_BYTES" in res.stderr and "'lots'" in res.stderr

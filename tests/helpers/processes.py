@@ -1,10 +1,12 @@
-"""Helpers of the reliability tests (fork, concurrency, fuzzing, memory).
+"""Processes: fresh interpreters, forked children and their checks.
 
-Numerical comparisons reuse tests/util.py (add_tolerance, assert_within,
-contract_atol): this module only adds what those tests need on top, and
-functions that must be importable by name in child processes
-(multiprocessing pickles functions by module and name, so they cannot live in
-a test module imported by pytest's importlib mode).
+Numerical comparisons reuse util.py (add_tolerance, assert_within,
+contract_atol): this module only adds what the process tests (fork, memory,
+setup, the subprocess checks of other folders) need on top, and functions
+that must be importable by name in child processes (multiprocessing pickles
+functions by module and name, so they cannot live in a test module imported
+by pytest's importlib mode). run_python and run_command put this folder on
+the child's PYTHONPATH.
 """
 
 import os
@@ -17,7 +19,7 @@ import numpy as np
 
 import fastpe
 from fastpe import reference
-from util import add_tolerance, assert_within, max_abs_position_of_add
+from util import add_tolerance
 
 # An add_sinusoidal input big enough (>= 2**15 output elements) that
 # num_threads=2 really starts an OpenMP team.
@@ -113,15 +115,6 @@ def run_command(argv, timeout=120, env=None):
     # repository root that would import the uncompiled sources.
     with tempfile.TemporaryDirectory() as cwd:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
-
-
-def assert_add_matches_reference(result, x_before, msg, **kwargs):
-    """result (of add_sinusoidal on a copy of x_before with kwargs) against the reference."""
-    expected = reference.add_sinusoidal(np.array(x_before, copy=True), **kwargs)
-    scale = kwargs.get("scale")
-    xs_abs = np.abs(np.asarray(x_before, dtype=np.float64) * (1.0 if scale is None else scale))
-    pmax = max_abs_position_of_add(x_before.shape, kwargs.get("offset", 0), kwargs.get("positions"))
-    assert_within(result, expected, add_tolerance(result.dtype, pmax, xs_abs), msg)
 
 
 def rss_bytes():

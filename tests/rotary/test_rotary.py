@@ -1,15 +1,14 @@
 """apply_rotary and rotary_cos_sin: kernel vs the NumPy reference over layouts,
 dtypes, grouped-query head counts, sequence axes, offsets and positions,
 strided and out= arrays; the reference against an independent complex
-multiplication; the float32 accuracy bound at large positions; Hugging
-Face's apply_rotary_pos_emb where installed; bad input."""
+multiplication; the float32 accuracy bound at large positions; bad input. (Hugging Face's
+apply_rotary_pos_emb: conformance/test_conformance_rotary.py.)"""
 
 import cmath
 import math
 
 import numpy as np
 import pytest
-from optional import conformance_import
 from util import DTYPES, array_variants, assert_unchanged, assert_within, rng_for, snapshot
 
 import fastpe
@@ -138,24 +137,6 @@ def test_rotary_cos_sin_layouts():
     assert_within(c[:, 0::2], np.cos(angles), 1e-12, "cos values")
 
 
-def test_hugging_face_apply_rotary_pos_emb():
-    torch = conformance_import("torch")
-    llama = conformance_import("transformers.models.llama.modeling_llama")
-    torch.set_num_threads(1)
-    rng = rng_for("rotary-hf")
-    q = rng.standard_normal((2, 4, 20, 32))
-    k = rng.standard_normal((2, 2, 20, 32))
-    position_ids = np.stack([np.arange(20), np.arange(20) + 5])
-    inv_freq = 10000.0 ** (-np.arange(16) * 2 / 32)
-    angles = position_ids[..., None] * inv_freq
-    emb = np.concatenate([angles, angles], axis=-1)
-    cos, sin = torch.from_numpy(np.cos(emb)), torch.from_numpy(np.sin(emb))
-    hq, hk = llama.apply_rotary_pos_emb(torch.from_numpy(q), torch.from_numpy(k), cos, sin)
-    gq, gk = fastpe.apply_rotary(q.copy(), k.copy(), positions=position_ids)
-    assert_within(gq, hq.numpy(), 1e-11, "HF q")
-    assert_within(gk, hk.numpy(), 1e-11, "HF k")
-
-
 BAD = [
     ("no-arrays", TypeError, "at least one", lambda x: fastpe.apply_rotary()),
     ("odd-rotary-dim", ValueError, "rotary_dim", lambda x: fastpe.apply_rotary(x, rotary_dim=5)),
@@ -205,7 +186,7 @@ SCALINGS = [
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_apply_rotary_with_scaling(scaling, dtype):
     """With scaling, the frequencies and attention factor come from
-    rope_inv_freq (checked against HF in test_rope_scaling.py); the rotation
+    rope_inv_freq (checked against HF in conformance/test_conformance_rope_scaling.py); the rotation
     must use them, and the attention factor scales cos and sin."""
     rng = rng_for("rotary-scaling", scaling["rope_type"], np.dtype(dtype).name)
     q = rng.standard_normal((2, 4, 100, 32)).astype(dtype)

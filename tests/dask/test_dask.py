@@ -14,7 +14,7 @@ from hypothesis import strategies as st  # noqa: E402
 import fastpe  # noqa: E402
 import fastpe.dask as fpd  # noqa: E402
 from fastpe import _kernels, reference  # noqa: E402
-from reliability_util import run_python  # noqa: E402
+from processes import run_python  # noqa: E402
 from util import add_tolerance, assert_within, max_abs_position_of_add, rng_for  # noqa: E402
 
 SHAPE = (2, 3, 40, 10)

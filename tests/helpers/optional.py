@@ -1,6 +1,8 @@
-"""Skips of the tests that compare fastpe with other libraries, each naming
-the install that brings the library: the `test` extra does not, so that
-`pip install ".[test]" && pytest` says what it left out and how to add it."""
+"""Optional libraries: the skips of the tests that compare fastpe with other
+libraries, each naming the install that brings the library (the `test` extra
+does not, so that `pip install ".[test]" && pytest` says what it left out and
+how to add it), and what the tests that use torch share (they import torch,
+or skip, before importing those)."""
 
 import pytest
 
@@ -21,3 +23,19 @@ def no_deps_reason(library):
 def conformance_import(module):
     """pytest.importorskip for a module of a conformance library, with the reason above."""
     return pytest.importorskip(module, reason=missing_reason(module.split(".")[0]))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_threaded_torch():
+    """One torch thread: this torch build's multi-threaded float32 cos was seen
+    ~3e-5 off on some elements."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def np32(t):
+    return t.detach().cpu().numpy()

@@ -31,7 +31,7 @@ import pytest
 
 import fastpe
 from fastpe import _rows, reference
-from reliability_util import rss_bytes, run_python
+from processes import rss_bytes, run_python
 from util import add_tolerance, assert_within, max_abs_position_of_add, random_values, rng_for
 
 as_strided = np.lib.stride_tricks.as_strided

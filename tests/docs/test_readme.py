@@ -10,8 +10,9 @@ import re
 
 import pytest
 from optional import missing_reason
+from util import REPO_ROOT
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+README = os.path.join(REPO_ROOT, "README.md")
 MAX_LINES = 300
 SET_UP = """\
 # 1. Install fastpe and run the main job: the benchmark report

@@ -1,5 +1,6 @@
 """apply_rotary against torchtune's RotaryPositionalEmbeddings and
-Llama3ScaledRoPE, where torchtune is installed (skipped otherwise).
+Llama3ScaledRoPE, where torchtune is installed (skipped otherwise), and
+against Hugging Face transformers' rotary embeddings and apply_rotary_pos_emb.
 
 torchtune's package __init__ needs a torchao release that matches it; its two
 position-embedding source files need only torch, so they are loaded on their
@@ -25,7 +26,7 @@ from optional import conformance_import, no_deps_reason  # noqa: E402
 
 torch = conformance_import("torch")
 
-from torch_util import single_threaded_torch  # noqa: E402,F401 (autouse fixture)
+from optional import single_threaded_torch  # noqa: E402,F401 (autouse fixture)
 
 
 def _torchtune_file(relative):
@@ -278,3 +279,21 @@ def test_docstring_configs_are_the_real_transformers_configs():
         by_real = fastpe.apply_rotary(q.copy(), positions=positions, scaling=cfg)
         np.testing.assert_array_equal(by_duck, by_real, err_msg=name)
         _check_config_case(f"doc-{name}", cfg, rotary_class, positions)
+
+
+def test_hugging_face_apply_rotary_pos_emb():
+    torch = conformance_import("torch")
+    llama = conformance_import("transformers.models.llama.modeling_llama")
+    torch.set_num_threads(1)
+    rng = rng_for("rotary-hf")
+    q = rng.standard_normal((2, 4, 20, 32))
+    k = rng.standard_normal((2, 2, 20, 32))
+    position_ids = np.stack([np.arange(20), np.arange(20) + 5])
+    inv_freq = 10000.0 ** (-np.arange(16) * 2 / 32)
+    angles = position_ids[..., None] * inv_freq
+    emb = np.concatenate([angles, angles], axis=-1)
+    cos, sin = torch.from_numpy(np.cos(emb)), torch.from_numpy(np.sin(emb))
+    hq, hk = llama.apply_rotary_pos_emb(torch.from_numpy(q), torch.from_numpy(k), cos, sin)
+    gq, gk = fastpe.apply_rotary(q.copy(), k.copy(), positions=position_ids)
+    assert_within(gq, hq.numpy(), 1e-11, "HF q")
+    assert_within(gk, hk.numpy(), 1e-11, "HF k")

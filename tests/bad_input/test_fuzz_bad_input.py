@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 
 import fastpe
 from fastpe import reference
-from util import add_tolerance, assert_unchanged, assert_within, describe, snapshot
+from util import add_tolerance, assert_unchanged, assert_within, describe, root_array, snapshot
 
 as_strided = np.lib.stride_tricks.as_strided
 
@@ -67,7 +67,7 @@ TABLE_ARGS = ("n_positions", "dim", "offset", "dtype", "out") + _ENCODING_ARGS
 ENCODE_ARGS = ("positions", "dim", "dtype", "out") + _ENCODING_ARGS
 PRESETS = ("vaswani", "marian", "tensor2tensor", "fairseq", "whisper")
 
-# bfloat16 is left to tests/test_half.py: the fuzz's list-valued inputs
+# bfloat16 is left to tests/dtypes/test_half.py: the fuzz's list-valued inputs
 # (x.tolist()) hold ml_dtypes scalars, which NumPy turns into object arrays.
 GOOD_DTYPES = ("float32", "float64", "float16")
 BAD_DTYPES = ("longdouble", ">f2", "int32", "int64", "uint8", "complex64", "complex128", "bool", ">f4", ">f8", "object")
@@ -83,12 +83,6 @@ def names_argument(message, names):
 
 
 # ----------------------------------------------------------------- buffers
-
-
-def _root(a):
-    while isinstance(a.base, np.ndarray):
-        a = a.base
-    return a
 
 
 def _bytes_of(root):
@@ -127,7 +121,7 @@ class Buffers:
         self.meta = [(a.dtype, a.shape, a.strides) for a in self.arrays]
         roots = {}
         for a in self.arrays:
-            r = _root(a)
+            r = root_array(a)
             rb = _bytes_of(r)
             if rb is not None:
                 roots[id(r)] = (r, rb.copy())

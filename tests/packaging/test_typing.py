@@ -1,6 +1,6 @@
 """Type hints: the public API type-checks under mypy --strict as users call it.
 
-mypy checks tests/typing_usage.py (every call must pass) and a snippet of
+mypy checks tests/packaging/typing_usage.py (every call must pass) and a snippet of
 deliberate mistakes (each must be reported on its line with its error code,
 so a broken setup that checks nothing cannot pass). It runs once for both,
 on the fastpe package this session imports: an installed wheel is found the

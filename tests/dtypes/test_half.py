@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 import fastpe
 from fastpe import reference
-from reliability_util import run_python
+from processes import run_python
 from util import ALL_KINDS, array_variants, assert_unchanged, describe, out_variants, rng_for, snapshot
 
 HALF_NAMES = ("float16", "bfloat16")
