@@ -16,7 +16,9 @@ Every result is compared
   * bit for bit with the same call made serially beforehand (a determinism
     check: the same call with the same num_threads must give the same bits,
     whatever else runs at the same time and whatever the cache holds).
-The shared inputs must be bit-for-bit unchanged afterwards. No timing is asserted.
+The shared inputs must be bit-for-bit unchanged afterwards. Two smaller
+tests at the end run four threads with twenty varied calls each, and four
+threads reading one read-only x into their own outputs. No timing is asserted.
 """
 
 import threading
@@ -284,3 +286,95 @@ def test_same_array_in_place_from_threads_on_disjoint_halves():
         expected = reference.add_sinusoidal(expected, offset=offsets, scale=0.5)
     # three roundings to float32 on each side: three times the one-call tolerance
     assert_within(x, expected, 3 * add_tolerance(np.float32, 4400, np.abs(x0) + 2.0), "disjoint halves")
+
+
+def _job(i):
+    """The i-th job of the four-thread test: a varied call and its arguments."""
+    rng = np.random.default_rng(1000 + i)
+    dtype = DTYPES[i % 2]
+    layout = LAYOUTS[(i // 2) % 2]
+    kind = i % 5
+    if kind == 0:
+        shape, kwargs = (3, 300, 40), {"offset": rng.integers(-1000, 1000, 3)}
+    elif kind == 1:
+        shape, kwargs = (2, 500, 48), {"positions": rng.integers(-10**5, 10**5, (2, 500))}
+    elif kind == 2:
+        shape, kwargs = (400, 17), {"offset": float(rng.uniform(-100, 100)), "scale": 2.0}
+    elif kind == 3:
+        shape, kwargs = (2, 2, 128, 64), {"offset": 5, "num_threads": 2}
+    else:
+        n_freq = 17 if layout == "interleaved" else 16
+        shape, kwargs = (4, 64, 33), {"positions": np.arange(64)[::-1], "inv_freq": rng.uniform(0, 1, n_freq)}
+    kwargs["layout"] = layout
+    x = random_values(shape, dtype, rng, magnitude=5.0)
+    if kind == 1:
+        x = x[..., ::-1]
+    return x, kwargs
+
+
+N_PAIR_THREADS, N_PAIR_CALLS = 4, 20
+
+
+def test_concurrent_python_threads():
+    """4 Python threads x 20 calls each, released together; every result checked."""
+    jobs = [[_job(t * N_PAIR_CALLS + c) for c in range(N_PAIR_CALLS)] for t in range(N_PAIR_THREADS)]
+    inputs = [[x.copy() for x, _ in row] for row in jobs]
+    expected = [[reference.add_sinusoidal(x.copy(), **kw) for x, kw in row] for row in jobs]
+    serial = [[fastpe.add_sinusoidal(x.copy(), **kw) for x, kw in row] for row in jobs]
+    barrier = threading.Barrier(N_PAIR_THREADS)
+    errors = []
+
+    def worker(t):
+        try:
+            barrier.wait()
+            for c, (x, kw) in enumerate(jobs[t]):
+                fastpe.add_sinusoidal(x, **kw)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append((t, exc))
+
+    workers = [threading.Thread(target=worker, args=(t,)) for t in range(N_PAIR_THREADS)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors, errors
+    for t in range(N_PAIR_THREADS):
+        for c in range(N_PAIR_CALLS):
+            x, kw = jobs[t][c]
+            label = f"thread {t} call {c}: x {x.dtype} {x.shape} strides={x.strides} kwargs={sorted(kw)}"
+            pmax = float(np.abs(kw.get("positions", kw.get("offset", 0))).max()) + x.shape[-2]
+            scale = kw.get("scale", 1.0)
+            tol = add_tolerance(x.dtype, min(pmax, 2**20), np.abs(inputs[t][c].astype(np.float64) * scale))
+            assert_within(x, expected[t][c], tol, label)
+            # concurrency must not change a single bit relative to the same call made alone
+            assert x.tobytes() == serial[t][c].tobytes(), f"{label}: differs from the same call run serially"
+
+
+def test_concurrent_threads_sharing_input_with_out():
+    """Threads reading the same read-only x into their own outputs."""
+    rng = np.random.default_rng(5)
+    x = random_values((4, 600, 32), np.float32, rng)
+    x.flags.writeable = False
+    offsets = [np.arange(4) * t for t in range(8)]
+    outs = [np.empty_like(x) for _ in offsets]
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def worker(t):
+        try:
+            barrier.wait()
+            for k in range(t, len(offsets), 4):
+                for _ in range(5):
+                    fastpe.add_sinusoidal(x, offset=offsets[k], out=outs[k], num_threads=2)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    ws = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for w in ws:
+        w.start()
+    for w in ws:
+        w.join()
+    assert not errors, errors
+    for k, off in enumerate(offsets):
+        expected = reference.add_sinusoidal(x.copy(), offset=off)
+        assert_within(outs[k], expected, add_tolerance(np.float32, 4000, np.abs(x)), f"shared x, offsets {off}")
