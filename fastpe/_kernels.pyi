@@ -1,5 +1,5 @@
 # Stubs of the compiled module fastpe/_kernels.pyx (keep in step with it:
-# tests/test_typing.py compares these names with the built module's).
+# tests/packaging/test_typing.py compares these names with the built module's).
 from typing import Any
 
 import numpy.typing as npt
