@@ -17,7 +17,7 @@ except ImportError:
 
 from . import reference
 from ._bias import add_alibi, add_relative_bias, alibi_slopes, relative_position_bucket
-from ._api import add_sinusoidal, add_table, make_positions, sinusoidal_encode, sinusoidal_table
+from ._sinusoid import add_sinusoidal, add_table, make_positions, sinusoidal_encode, sinusoidal_table
 from ._config import cache_clear, cache_info, set_cache_limit, show_config
 from ._grids import add_sincos_2d, add_sinusoidal_nd, sincos_2d, sinusoidal_nd
 from ._presets import PRESETS

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _forksafe, _kernels
+from . import _kernels, _runtime
 from ._plan import CACHE, CacheInfo
 from ._typing import Int
 from ._validation import check_bool, check_count
@@ -60,7 +60,7 @@ def config() -> dict[str, Any]:
         "openmp_version": _kernels.openmp_version(),
         "openmp_runtime": _openmp_runtime(),
         "max_threads": _kernels.omp_max_threads(),
-        "serial_after_fork": _forksafe.serial_only(),
+        "serial_after_fork": _runtime.serial_only(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "simd": _kernels.simd_level(),
         "16-bit rows": _kernels.half_simd(),

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 import numpy.typing as npt
 
-from . import _api
+from . import _sinusoid
 from ._interop import caller_result
 from ._memory import new_array
 from ._plan import CACHE
@@ -62,7 +62,7 @@ def check_grid_nd(shape, dim, min_timescale, max_timescale):
 
 def _axis_blocks(n, freq):
     """[sin | cos] of positions 0..n-1 at the given frequencies, float64, by the 1-D kernel."""
-    return _api.sinusoidal_encode(np.arange(n, dtype=np.float64), 2 * freq.shape[0], layout="concat",
+    return _sinusoid.sinusoidal_encode(np.arange(n, dtype=np.float64), 2 * freq.shape[0], layout="concat",
                                   inv_freq=freq, dtype=np.float64)
 
 
@@ -255,7 +255,7 @@ def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, 
                          f"got shape {xa.shape}")
     table = grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, encoding_dtype_for(xa.dtype))
     # The NumPy views, not the caller's objects: a tensor is exported once.
-    _api.add_table(xa, table, scale=scale, out=out_view, num_threads=num_threads)
+    _sinusoid.add_table(xa, table, scale=scale, out=out_view, num_threads=num_threads)
     return caller_result(x, out)
 
 
@@ -367,7 +367,7 @@ def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
     tokens = math.prod(shape)
     if xa.shape[-2] != tokens:
         raise ValueError(f"x must have prod(shape) = {tokens} tokens on axis -2, got shape {xa.shape}")
-    _api.add_table(xa, grid_nd_table(shape, dim, lo, hi, encoding_dtype_for(xa.dtype)), scale=scale, out=out_view,
+    _sinusoid.add_table(xa, grid_nd_table(shape, dim, lo, hi, encoding_dtype_for(xa.dtype)), scale=scale, out=out_view,
                    num_threads=num_threads)
     return caller_result(x, out)
 

@@ -13,11 +13,10 @@ from typing import Optional, Sequence, Union, overload
 import numpy as np
 import numpy.typing as npt
 
-from . import _api, _kernels
+from . import _kernels, _runtime, _sinusoid
 from ._interop import caller_results
 from ._memory import float_range, new_array, read_apart, same_view, shares_memory
 from ._plan import CACHE
-from ._rows import _axis_offsets
 from ._typing import ArrayT, Int, OptArrayLike, OptInt, OptReal, Real, RotaryLayout, Scaling, Table
 from ._validation import (
     as_float_array,
@@ -234,7 +233,7 @@ def _cached(key, build):
 def _row_offsets(a):
     """Byte offsets of every vector row of a (C order of its logical shape)."""
     lead = a.shape[:-1]
-    return _cached(("rows", lead, a.strides[:-1]), lambda: _axis_offsets(lead, a.strides, range(len(lead))))
+    return _cached(("rows", lead, a.strides[:-1]), lambda: _runtime.axis_offsets(lead, a.strides, range(len(lead))))
 
 
 def pair_columns(layout, rotary_dim):
@@ -248,10 +247,10 @@ def cos_sin_table(positions, freq, attention_factor):
     half = freq.shape[0]
     n = positions.shape[0]
     if n > 1 and positions[-1] - positions[0] == n - 1 and np.all(np.diff(positions) == 1.0):
-        enc = _api.sinusoidal_table(n, 2 * half, offset=float(positions[0]), layout="concat", inv_freq=freq,
+        enc = _sinusoid.sinusoidal_table(n, 2 * half, offset=float(positions[0]), layout="concat", inv_freq=freq,
                                     dtype=np.float64)
     else:
-        enc = _api.sinusoidal_encode(positions, 2 * half, layout="concat", inv_freq=freq, dtype=np.float64)
+        enc = _sinusoid.sinusoidal_encode(positions, 2 * half, layout="concat", inv_freq=freq, dtype=np.float64)
     if attention_factor != 1.0:
         enc *= attention_factor
     return enc[:, half:], enc[:, :half]
@@ -472,7 +471,7 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     cos_t, sin_t = cos_sin_table(distinct, req.freq, req.attention_factor)
     first, second, step = pair_columns(req.layout, req.rotary_dim)
     total = sum(a.size for a in req.arrays)
-    n_threads = _api.resolve_threads(req.num_threads, total)
+    n_threads = _runtime.resolve_threads(req.num_threads, total)
     sources = _rotation_sources(req)
     for i, src in enumerate(sources):
         if src is None:
@@ -492,7 +491,7 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
             index = np.ascontiguousarray(_to_rows(index, a, req.seq_axes[i])).ravel()
         _kernels.rotate_rows(dst, src, dst_rows, src_rows, index, cos_t, sin_t, req.rotary_dim // 2,
                              first, second, step, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
-                             mode, _api.storage_kind(dst.dtype), min(n_threads, dst_rows.shape[0]))
+                             mode, _runtime.storage_kind(dst.dtype), min(n_threads, dst_rows.shape[0]))
     return caller_results(arrays, out)
 
 

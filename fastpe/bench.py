@@ -65,7 +65,7 @@ import numpy as np
 
 import fastpe
 from fastpe import _kernels, reference
-from fastpe._api import resolve_threads
+from fastpe._runtime import resolve_threads
 
 __all__ = [
     "ADD",
