@@ -11,8 +11,7 @@ import numpy as np
 
 from . import _kernels, _runtime
 from ._plan import CACHE, CacheInfo
-from ._typing import Int
-from ._validation import check_bool, check_count
+from ._validation import Int, check_bool, check_count
 
 
 def _openmp_runtime():

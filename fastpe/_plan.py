@@ -12,8 +12,6 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-LAYOUTS = ("interleaved", "concat")
-
 CacheInfo = namedtuple("CacheInfo", "hits misses entries nbytes limit")
 
 _DEFAULT_CACHE_LIMIT = 64 * 2**20
@@ -46,11 +44,6 @@ class Plan:
         for a in arrays:
             a.flags.writeable = False
         self.nbytes = sum(a.nbytes for a in arrays)
-
-
-def n_frequencies(dim, layout):
-    """How many pair frequencies a layout of width dim uses."""
-    return (dim + 1) // 2 if layout == "interleaved" else dim // 2
 
 
 class PlanCache:
@@ -123,6 +116,16 @@ def _limit_from_environment():
 CACHE = PlanCache(_limit_from_environment())
 
 
+def _plan_key(encoding):
+    """What a sinusoid plan depends on: equal keys, equal plans."""
+    if encoding.preset is not None:
+        return ("preset", encoding.preset, encoding.dim, encoding.base, encoding.min_timescale,
+                encoding.max_timescale)
+    if encoding.inv_freq is not None:
+        return ("inv_freq", encoding.layout, encoding.dim, encoding.inv_freq.tobytes())
+    return ("layout", encoding.layout, encoding.dim, encoding.base)
+
+
 def sinusoid_plan(encoding):
     """The (cached) plan of a validated 1-D encoding (fastpe._validation.Encoding)."""
 
@@ -131,4 +134,4 @@ def sinusoid_plan(encoding):
         return Plan(freq, encoding.dim, sin_col=columns.sin_col, cos_col=columns.cos_col,
                     col_step=columns.col_step, n_sin=columns.n_sin, n_cos=columns.n_cos)
 
-    return CACHE.get(encoding.plan_key(), build)
+    return CACHE.get(_plan_key(encoding), build)

@@ -26,8 +26,7 @@ import os
 import numpy as np
 
 from . import _kernels
-from ._memory import same_view, shares_memory
-from ._validation import FLOAT16, NATIVE_FLOATS, encoding_dtype_for
+from ._validation import FLOAT16, NATIVE_FLOATS, encoding_dtype_for, same_view, shares_memory
 
 # Below this many output elements a call runs on one thread: waking a team
 # costs more than it saves.

@@ -11,10 +11,9 @@ from typing import Optional
 import numpy as np
 import numpy.typing as npt
 
-from . import _kernels, reference
+from . import _formulas, _kernels
 from ._plan import sinusoid_plan
-from ._interop import caller_result
-from ._memory import new_array, read_apart
+from ._formulas import new_array
 from ._runtime import (
     RESEED_INTERVAL,
     TILE_DIRECT_BYTES,
@@ -27,8 +26,19 @@ from ._runtime import (
     tile_rows,
     work_blocks,
 )
-from ._typing import ArrayT, Int, Layout, OptArrayLike, OptInt, OptReal, Preset, Real, Table
 from ._validation import (
+    ArrayT,
+    Int,
+    Layout,
+    OptArrayLike,
+    OptInt,
+    OptReal,
+    Preset,
+    Real,
+    Table,
+    caller_result,
+    check_make_positions,
+    read_apart,
     NATIVE_FLOATS,
     Encoding,
     add_request,
@@ -383,8 +393,8 @@ def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
 
     Notes
     -----
-    NumPy already does this in one pass, so this function calls
-    `fastpe.reference.make_positions`.
+    NumPy already does this in one pass, so the kernels are not involved:
+    this function and `fastpe.reference.make_positions` share the formula.
 
     Examples
     --------
@@ -396,7 +406,8 @@ def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
     >>> fastpe.make_positions(ids, padding_idx=1, past_length=10)[0].tolist()
     [12, 13, 14, 1, 1]
     """
-    return reference.make_positions(token_ids, padding_idx, past_length=past_length)
+    ids, padding_idx, past_length = check_make_positions(token_ids, padding_idx, past_length)
+    return _formulas.make_positions(ids, padding_idx, past_length)
 
 
 _NO_INDEX = np.zeros(2, dtype=np.intp)

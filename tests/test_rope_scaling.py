@@ -1,4 +1,4 @@
-"""fastpe._rope_scaling.rope_inv_freq: RoPE frequencies and attention factors.
+"""fastpe.rope_inv_freq (fastpe/_validation_rotary.py): RoPE frequencies and attention factors.
 
 Two kinds of checks:
 
@@ -25,7 +25,8 @@ import math
 import numpy as np
 import pytest
 
-from fastpe._rope_scaling import ROPE_TYPES, rope_inv_freq
+from fastpe._rotary import rope_inv_freq
+from fastpe._validation_rotary import ROPE_TYPES
 from optional import conformance_import
 
 F32 = 2.0 ** -24

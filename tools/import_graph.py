@@ -9,7 +9,7 @@ non-zero when
 
 * two modules import each other through any chain (a cycle), or
 * an implementation module imports the reference (``reference`` or
-  ``_bias_reference``): the reference checks the implementation, so the
+  ``_reference_bias``): the reference checks the implementation, so the
   implementation must not lean on it (only the package's ``__init__`` and
   the benchmark, which times the two side by side, may import it), or
 * the reference imports anything from the package beyond the modules listed
@@ -25,11 +25,12 @@ import sys
 
 PACKAGE = "fastpe"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
-REFERENCE = {"reference", "_bias_reference"}
+REFERENCE = {"reference", "_reference_bias"}
 REFERENCE_USERS = {"__init__", "bench"}
-# What the reference shares with the implementation, deliberately: argument
-# checks, formulas, the caller-result helper of the interop layer and typing.
-REFERENCE_MAY_IMPORT = {"_validation", "_formulas", "_interop", "_typing", "_presets", "_rope_scaling"}
+# What the reference shares with the implementation, deliberately: the
+# argument checks (_validation and its rotary part, which also reads and
+# applies the RoPE scalings) and the float64 formulas.
+REFERENCE_MAY_IMPORT = {"_validation", "_validation_rotary", "_formulas"}
 
 
 def module_names():
