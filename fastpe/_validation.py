@@ -386,11 +386,16 @@ def check_out(out, shape, dtype=None, name="out"):
     return out
 
 
+def is_integer(value):
+    """value is a Python or NumPy integer; bool is not (it is the wrong type for every int argument)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 def check_int(name, value, expected="an int"):
     """A Python or NumPy integer, or a 0-d integer array or tensor, as an int.
     bool and float are the wrong type (TypeError), whatever their value."""
     value = _unwrap_0d(name, value)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    if not is_integer(value):
         raise TypeError(f"{name} must be {expected}, got {value!r}")
     return operator.index(value)
 
@@ -730,7 +735,7 @@ def integer_array(name, value):
     """Table positions and offsets: integers only (a table has no row 2.5), in
     their own integer dtype (cast to int64 after the range check, so a uint64
     beyond int64 is reported as itself, not wrapped)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+    if is_integer(value):
         value = operator.index(value)
         if not -2**63 <= value < 2**63:
             raise IndexError(f"{name}={value} lies outside any table's rows")
@@ -846,7 +851,7 @@ def scores_and_out(scores, out):
 
 def check_offset(offset, scores_shape):
     """Query offsets: an integer, or one per batch entry; returned as int64 of shape (B,)."""
-    if isinstance(offset, numbers.Integral) and not isinstance(offset, (bool, np.bool_)):
+    if is_integer(offset):
         off = np.full((), operator.index(offset), dtype=object)
         if abs(int(off[()])) > _MAX_POSITION:
             raise ValueError(f"offset must lie in [-2**52, 2**52], got {offset}")
