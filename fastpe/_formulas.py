@@ -11,7 +11,10 @@ fastpe._validation), nothing compiled:
 * ALiBi's head slopes and T5's relative-position buckets;
 * make_positions, fairseq's padding-aware positions;
 * the position rules of the rotary family: how positions broadcast over an
-  array's axes up to its sequence axis and then over all of its rows.
+  array's axes up to its sequence axis and then over all of its rows, and
+  the seq_len the scalings see;
+* the RoPE scalings of Hugging Face transformers: each rope type's
+  frequencies and attention factor.
 
 Because both sides use these, a kernel-against-reference test cannot see a
 mistake in them: each is checked on its own against an independent source.
@@ -22,8 +25,8 @@ written out in the test; tests/test_bias.py checks the slopes against the
 ALiBi paper's get_slopes and BLOOM, and the buckets against T5's integer
 definition and Hugging Face's _relative_position_bucket; tests/test_rotary.py
 checks rotary positions against HF's position_ids written out by hand.
-The RoPE scalings, shared as well, live in fastpe._validation_rotary (each
-rule reads and checks its keys as it computes) and are compared with Hugging Face's ROPE_INIT_FUNCTIONS in tests/test_rope_scaling.py.
+tests/test_rope_scaling.py compares every RoPE scaling rule with Hugging
+Face's ROPE_INIT_FUNCTIONS.
 """
 
 import math
@@ -136,8 +139,9 @@ def marian_columns(dim):
     return Columns(0, sentinel, 1, sentinel, dim // 2)
 
 
-def vaswani_frequencies(dim, base, n):
-    k = float_range(n, "the frequencies")
+def vaswani_frequencies(dim, base, n, what="the frequencies"):
+    """base ** (-2k / dim) for k < n; `what` names the array in a MemoryError."""
+    k = float_range(n, what)
     return np.float64(base) ** (-(2.0 * k) / dim)
 
 
@@ -260,3 +264,105 @@ def to_rows(values, shape, seq_axis):
 def rope_seq_len(max_position):
     """HF's seq_len for dynamic and longrope scaling: the largest position + 1."""
     return max(int(np.floor(max_position)) + 1, 0)
+
+
+# ------------------------------------------------------------------ RoPE scalings
+
+# The rules of Hugging Face's ROPE_INIT_FUNCTIONS (transformers 5.x), in
+# float64, on keys fastpe._validation_rotary has read and checked (its module
+# docstring lists HF's conventions and quirks kept here). Each rule returns
+# (inv_freq, attention_factor) for a rotary width rdim.
+
+def _rope_default(rdim, base):
+    """w_k = base ** (-2k / rdim), k < rdim // 2 (fastpe's Vaswani expression)."""
+    return vaswani_frequencies(rdim, base, rdim // 2)
+
+
+def _rope_linear(v, rdim, base, seq_len):
+    return _rope_default(rdim, base) / v["factor"], 1.0
+
+
+def dynamic_base(base, factor, max_position_embeddings, rdim, seq_len):
+    """The base of rope_type='dynamic' (NTK-aware) at seq_len, clamped below by max_position_embeddings."""
+    mpe = max_position_embeddings
+    seq = mpe if seq_len is None else max(seq_len, mpe)
+    return base * ((factor * seq / mpe) - (factor - 1)) ** (rdim / (rdim - 2))
+
+
+def _rope_dynamic(v, rdim, base, seq_len):
+    return _rope_default(rdim, dynamic_base(base, v["factor"], v["max_position_embeddings"], rdim, seq_len)), 1.0
+
+
+def _get_mscale(scale, mscale=1.0):
+    if scale <= 1:
+        return 1.0
+    return 0.1 * mscale * math.log(scale) + 1.0
+
+
+def _rope_yarn(v, rdim, base, seq_len):
+    factor, orig = v["factor"], v["original_max_position_embeddings"]
+    attention_factor, mscale, mscale_all_dim = v["attention_factor"], v["mscale"], v["mscale_all_dim"]
+    if attention_factor is None:
+        if mscale and mscale_all_dim:
+            attention_factor = float(_get_mscale(factor, mscale) / _get_mscale(factor, mscale_all_dim))
+        else:
+            attention_factor = _get_mscale(factor)
+
+    def correction_dim(num_rotations):
+        return (rdim * math.log(orig / (num_rotations * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = correction_dim(v["beta_fast"]), correction_dim(v["beta_slow"])
+    if v["truncate"]:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, rdim - 1)
+    if low == high:
+        high += 0.001  # HF: prevent singularity
+    ramp = np.clip((np.arange(rdim // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
+
+    extrapolation = _rope_default(rdim, base)
+    interpolation = extrapolation / factor
+    extrapolation_factor = 1.0 - ramp
+    inv_freq = interpolation * (1.0 - extrapolation_factor) + extrapolation * extrapolation_factor
+    return inv_freq, float(attention_factor)
+
+
+def _rope_longrope(v, rdim, base, seq_len):
+    factor, orig, attention_factor = v["factor"], v["original_max_position_embeddings"], v["attention_factor"]
+    if attention_factor is None:
+        attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(orig))
+    ext = v["long_factor"] if (seq_len and seq_len > orig) else v["short_factor"]
+    return _rope_default(rdim, base) / ext, float(attention_factor)
+
+
+def _rope_llama3(v, rdim, base, seq_len):
+    factor, low_freq_factor, high_freq_factor = v["factor"], v["low_freq_factor"], v["high_freq_factor"]
+    old_context_len = v["original_max_position_embeddings"]
+    inv_freq = _rope_default(rdim, base)
+    low_freq_wavelen = old_context_len / low_freq_factor
+    high_freq_wavelen = old_context_len / high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    # wavelen < high_freq_wavelen: unchanged; wavelen > low_freq_wavelen: divided by factor
+    inv_freq_llama = np.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    # in between: interpolate with a smooth factor
+    smooth = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    smoothed = (1 - smooth) * inv_freq_llama / factor + smooth * inv_freq_llama
+    is_medium = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
+    return np.where(is_medium, smoothed, inv_freq_llama), 1.0
+
+
+def _rope_proportional(v, head_dim, base, seq_len):
+    prf = v["partial_rotary_factor"]
+    angles = int((1.0 if prf is None else prf) * head_dim // 2)
+    inv_freq = np.zeros(head_dim // 2, dtype=np.float64)
+    inv_freq[:angles] = base ** (-(2.0 * np.arange(angles, dtype=np.float64)) / head_dim)
+    return inv_freq / v["factor"], 1.0
+
+
+ROPE_RULES = {"default": lambda v, rdim, base, seq_len: (_rope_default(rdim, base), 1.0), "linear": _rope_linear,
+              "dynamic": _rope_dynamic, "yarn": _rope_yarn, "longrope": _rope_longrope, "llama3": _rope_llama3,
+              "proportional": _rope_proportional}
+
+
+def rope_rule(rope_type, rdim, base, values, seq_len):
+    """(inv_freq, attention_factor) of a rope type, from its checked keys `values`."""
+    return ROPE_RULES[rope_type](values, rdim, base, seq_len)

@@ -2,13 +2,13 @@
 
 A sub-part of fastpe._validation: apply_rotary's and rotary_cos_sin's checks
 (RotaryRequest), shared by the implementation and the reference, and the
-RoPE scalings of Hugging Face transformers. A scaling is read from a dict or
-a config, its keys are checked and its rule (inv_freq and attention factor,
-as transformers 5.x ``ROPE_INIT_FUNCTIONS`` define them, in float64) is
-applied in one pass per rope type, so reading and formula still sit
-together here, above fastpe._validation, rather than split between it and
-fastpe._formulas. tests/test_rope_scaling.py compares every rule with
-Hugging Face's own functions.
+reading of Hugging Face's RoPE scalings: a dict or a config is read, each
+rope type's keys are checked, and the rule of fastpe._formulas (inv_freq
+and attention factor, as transformers 5.x ``ROPE_INIT_FUNCTIONS`` define
+them, in float64) is applied to the checked values.
+tests/test_rope_scaling.py compares every rule with Hugging Face's own
+functions. It is a module of its own because fastpe._validation would
+otherwise pass 1,300 lines.
 
 Conventions
 -----------
@@ -101,8 +101,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from ._formulas import (
-    float_range,
+    dynamic_base,
     offset_positions,
+    rope_rule,
     rope_seq_len,
     rotary_positions_shaped,
     to_rows,
@@ -233,37 +234,23 @@ def _check_dim(dim):
     return dim
 
 
-def _default(rdim, base):
-    """w_k = base ** (-2k / rdim), k < rdim // 2 (fastpe's Vaswani expression)."""
-    return vaswani_frequencies(rdim, base, rdim // 2)
+def _read_linear(p, rdim, base, seq_len):
+    return {"factor": _real(p, "factor", required=True)}
 
 
-def _linear(p, rdim, base, seq_len):
-    factor = _real(p, "factor", required=True)
-    return _default(rdim, base) / factor, 1.0
-
-
-def _dynamic(p, rdim, base, seq_len):
+def _read_dynamic(p, rdim, base, seq_len):
     factor = _real(p, "factor", required=True)
     mpe = _positive_int(p, "max_position_embeddings", required=True,
                         why=" (HF reads it from config.max_position_embeddings)")
     if rdim < 4:
         raise ValueError(f"rope_type='dynamic' needs a rotary width >= 4 (its base exponent is "
                          f"dim / (dim - 2)), got {rdim}")
-    seq = mpe if seq_len is None else max(seq_len, mpe)
-    base = base * ((factor * seq / mpe) - (factor - 1)) ** (rdim / (rdim - 2))
-    if not math.isfinite(base):
+    if not math.isfinite(dynamic_base(base, factor, mpe, rdim, seq_len)):
         raise ValueError(f"rope_type='dynamic': the scaled base overflows float64 (seq_len={seq_len}, factor={factor})")
-    return _default(rdim, base), 1.0
+    return {"factor": factor, "max_position_embeddings": mpe}
 
 
-def _get_mscale(scale, mscale=1.0):
-    if scale <= 1:
-        return 1.0
-    return 0.1 * mscale * math.log(scale) + 1.0
-
-
-def _yarn(p, rdim, base, seq_len):
+def _read_yarn(p, rdim, base, seq_len):
     orig, mpe = _original_max(p)
     factor = _factor_or_ratio(p, orig, mpe)
     attention_factor = _real(p, "attention_factor")
@@ -278,87 +265,48 @@ def _yarn(p, rdim, base, seq_len):
     truncate = p.get("truncate", True)
     if truncate is not None and not isinstance(truncate, (bool, np.bool_)):
         raise TypeError(f"{_name('truncate')} must be a bool, got {truncate!r}")
-    truncate = bool(truncate)  # HF: `if truncate:`, so None means False
     if base == 1.0:
         raise ValueError(f"base (or {_name('rope_theta')}) must not be 1 for rope_type='yarn': "
                          f"its correction range divides by ln(base)")
-
-    if attention_factor is None:
-        if mscale and mscale_all_dim:
-            attention_factor = float(_get_mscale(factor, mscale) / _get_mscale(factor, mscale_all_dim))
-        else:
-            attention_factor = _get_mscale(factor)
-
-    def correction_dim(num_rotations):
-        return (rdim * math.log(orig / (num_rotations * 2 * math.pi))) / (2 * math.log(base))
-
-    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
-    if truncate:
-        low, high = math.floor(low), math.ceil(high)
-    low, high = max(low, 0), min(high, rdim - 1)
-    if low == high:
-        high += 0.001  # HF: prevent singularity
-    ramp = np.clip((np.arange(rdim // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
-
-    extrapolation = _default(rdim, base)
-    interpolation = extrapolation / factor
-    extrapolation_factor = 1.0 - ramp
-    inv_freq = interpolation * (1.0 - extrapolation_factor) + extrapolation * extrapolation_factor
-    return inv_freq, float(attention_factor)
+    return {"original_max_position_embeddings": orig, "factor": factor, "attention_factor": attention_factor,
+            "mscale": mscale, "mscale_all_dim": mscale_all_dim, "beta_fast": beta_fast, "beta_slow": beta_slow,
+            "truncate": bool(truncate)}  # HF: `if truncate:`, so None means False
 
 
-def _longrope(p, rdim, base, seq_len):
+def _read_longrope(p, rdim, base, seq_len):
     long_factor = _factor_list(p, "long_factor", rdim // 2)
     short_factor = _factor_list(p, "short_factor", rdim // 2)
     orig, mpe = _original_max(p)
     factor = _factor_or_ratio(p, orig, mpe)
     attention_factor = _real(p, "attention_factor")
-    if attention_factor is None:
-        if factor <= 1.0:
-            attention_factor = 1.0
-        elif orig < 2:
-            raise ValueError(f"{_name('original_max_position_embeddings')} must be >= 2 for rope_type='longrope' "
-                             f"with factor > 1 (the attention factor divides by its log), got {orig}")
-        else:
-            attention_factor = math.sqrt(1 + math.log(factor) / math.log(orig))
-    ext = long_factor if (seq_len and seq_len > orig) else short_factor
-    return _default(rdim, base) / ext, float(attention_factor)
+    if attention_factor is None and factor > 1.0 and orig < 2:
+        raise ValueError(f"{_name('original_max_position_embeddings')} must be >= 2 for rope_type='longrope' "
+                         f"with factor > 1 (the attention factor divides by its log), got {orig}")
+    return {"long_factor": long_factor, "short_factor": short_factor, "original_max_position_embeddings": orig,
+            "factor": factor, "attention_factor": attention_factor}
 
 
-def _llama3(p, rdim, base, seq_len):
+def _read_llama3(p, rdim, base, seq_len):
     factor = _real(p, "factor", required=True)
     low_freq_factor = _real(p, "low_freq_factor", required=True)
     high_freq_factor = _real(p, "high_freq_factor", required=True)
     if high_freq_factor <= low_freq_factor:
         raise ValueError(f"{_name('high_freq_factor')} ({high_freq_factor}) must be > "
                          f"{_name('low_freq_factor')} ({low_freq_factor})")
-    old_context_len, _ = _original_max(p)
-
-    inv_freq = _default(rdim, base)
-    low_freq_wavelen = old_context_len / low_freq_factor
-    high_freq_wavelen = old_context_len / high_freq_factor
-    wavelen = 2 * math.pi / inv_freq
-    # wavelen < high_freq_wavelen: unchanged; wavelen > low_freq_wavelen: divided by factor
-    inv_freq_llama = np.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
-    # in between: interpolate with a smooth factor
-    smooth = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
-    smoothed = (1 - smooth) * inv_freq_llama / factor + smooth * inv_freq_llama
-    is_medium = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
-    return np.where(is_medium, smoothed, inv_freq_llama), 1.0
+    return {"factor": factor, "low_freq_factor": low_freq_factor, "high_freq_factor": high_freq_factor,
+            "original_max_position_embeddings": _original_max(p)[0]}
 
 
-def _proportional(p, head_dim, base, seq_len):
+def _read_proportional(p, head_dim, base, seq_len):
     factor = _real(p, "factor")
-    factor = 1.0 if factor is None else factor
-    prf = _real(p, "partial_rotary_factor")
-    angles = int((1.0 if prf is None else prf) * head_dim // 2)
-    inv_freq = np.zeros(head_dim // 2, dtype=np.float64)
-    inv_freq[:angles] = base ** (-(2.0 * np.arange(angles, dtype=np.float64)) / head_dim)
-    return inv_freq / factor, 1.0
+    return {"factor": 1.0 if factor is None else factor, "partial_rotary_factor": _real(p, "partial_rotary_factor")}
 
 
-_RULES = {"linear": _linear, "dynamic": _dynamic, "yarn": _yarn, "longrope": _longrope, "llama3": _llama3,
-          "proportional": _proportional}
+# How each rope type's keys are read and checked; the rules themselves are
+# fastpe._formulas.ROPE_RULES.
+_READERS = {"default": lambda p, rdim, base, seq_len: {}, "linear": _read_linear, "dynamic": _read_dynamic,
+            "yarn": _read_yarn, "longrope": _read_longrope, "llama3": _read_llama3,
+            "proportional": _read_proportional}
 
 
 def _attribute_int(config, name):
@@ -451,7 +399,8 @@ def rope_frequencies(dim, config_dim, base, params, ignore, seq_len):
     params["__type__"] = rope_type
     if rope_type == "proportional":  # its rotary width is the whole head, whatever the factor
         base = _real(params, "rope_theta") or base
-        inv_freq, attention_factor = _proportional(params, dim, base, seq_len)
+        inv_freq, attention_factor = rope_rule("proportional", dim, base,
+                                               _read_proportional(params, dim, base, seq_len), seq_len)
         return np.ascontiguousarray(inv_freq, dtype=np.float64), float(attention_factor)
 
     theta = _real(params, "rope_theta")
@@ -467,10 +416,8 @@ def rope_frequencies(dim, config_dim, base, params, ignore, seq_len):
             raise ValueError(f"{_name('partial_rotary_factor')}={prf} gives a rotary width int({dim} * {prf}) = "
                              f"{rdim}; it must be even and >= 2")
 
-    if rope_type == "default":
-        inv_freq, attention_factor = _default(rdim, base), 1.0
-    else:
-        inv_freq, attention_factor = _RULES[rope_type](params, rdim, base, seq_len)
+    values = _READERS[rope_type](params, rdim, base, seq_len)
+    inv_freq, attention_factor = rope_rule(rope_type, rdim, base, values, seq_len)
     return np.ascontiguousarray(inv_freq, dtype=np.float64), float(attention_factor)
 
 
@@ -538,8 +485,7 @@ def scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
     if inv_freq is not None:
         return (frequencies_argument(inv_freq, rotary_dim, "concat", f"rotary_dim // 2, rotary_dim={rotary_dim}"),
                 1.0, rotary_dim)
-    k = float_range(rotary_dim // 2, "the rotary frequencies")
-    return np.float64(base) ** (-(2.0 * k) / rotary_dim), 1.0, rotary_dim
+    return vaswani_frequencies(rotary_dim, base, rotary_dim // 2, "the rotary frequencies"), 1.0, rotary_dim
 
 
 def check_rotary_dim(rotary_dim):
