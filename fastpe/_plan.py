@@ -12,6 +12,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from ._validation import check_count
+
 CacheInfo = namedtuple("CacheInfo", "hits misses entries nbytes limit")
 
 _DEFAULT_CACHE_LIMIT = 64 * 2**20
@@ -103,14 +105,11 @@ def _limit_from_environment():
     if raw is None or raw.strip() == "":
         return _DEFAULT_CACHE_LIMIT
     try:
-        value = int(raw)
+        return check_count("FASTPE_CACHE_BYTES", int(raw))
     except ValueError:
-        value = -1
-    if value < 0:
         warnings.warn(f"FASTPE_CACHE_BYTES must be a non-negative integer number of bytes, got {raw!r}; "
                       f"using the default {_DEFAULT_CACHE_LIMIT}", RuntimeWarning, stacklevel=2)
         return _DEFAULT_CACHE_LIMIT
-    return value
 
 
 CACHE = PlanCache(_limit_from_environment())
