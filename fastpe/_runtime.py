@@ -7,13 +7,14 @@ Team size: a call runs on one thread below SERIAL_BELOW output elements,
 without OpenMP, or in a child forked after a team was started; otherwise on
 num_threads (or OpenMP's default), capped at MAX_TEAM.
 
-The fork rule: GNU libgomp keeps its worker threads in a pool; fork() copies the pool's
-bookkeeping but not the threads, so the child's next parallel region waits
-for workers that do not exist and hangs for ever (PyTorch DataLoader workers
-and multiprocessing's "fork" start method are such children). fastpe notes
-when it first starts a team; a child forked after that runs every kernel
-serially, on the calling thread, whatever num_threads asks. Children made by
-"spawn" or "forkserver" start a fresh runtime and are not affected.
+The fork rule: GNU libgomp keeps its worker threads in a pool; fork()
+copies the pool's bookkeeping but not the threads, so the child's next
+parallel region waits for workers that do not exist and hangs for ever
+(PyTorch DataLoader workers and multiprocessing's "fork" start method are
+such children). fastpe notes when it first starts a team; a child forked
+after that runs every kernel serially, on the calling thread, whatever
+num_threads asks. Children made by "spawn" or "forkserver" start a fresh
+runtime and are not affected.
 
 Row grouping: the kernels see an array as a base pointer plus a list of row
 offsets in bytes, so transposed, sliced and negative-stride views are written
