@@ -74,12 +74,17 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def default_team():
+    """The team a call with num_threads=None may use: OpenMP's default (1 without OpenMP)."""
+    return max(1, _kernels.omp_max_threads()) if _kernels.openmp_enabled() else 1
+
+
 def resolve_threads(num_threads, work):
     """The team size for one call: 1 for small work, without OpenMP, or in a
     child forked after a team was started (the fork rule)."""
     if not _kernels.openmp_enabled() or work < SERIAL_BELOW or serial_only():
         return 1
-    n = num_threads if num_threads is not None else max(1, _kernels.omp_max_threads())
+    n = num_threads if num_threads is not None else default_team()
     n = min(n, MAX_TEAM)
     if n > 1:
         _note_team_started()
