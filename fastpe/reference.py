@@ -11,9 +11,9 @@ What it shares with the compiled path, deliberately, and nothing else:
   fastpe._validation_rotary), so both reject the same inputs with the same
   messages;
 * the formulas of fastpe._formulas (array allocation, make_positions, the
-  ALiBi slopes and T5 buckets, the rotary position rules) and the RoPE
-  scalings of fastpe._validation_rotary, which the tests check on their own
-  against independent sources (Hugging Face, the papers' code).
+  RoPE scaling rules, the ALiBi slopes and T5 buckets, the rotary position
+  rules), which the tests check on their own against independent sources
+  (Hugging Face, the models' and the papers' code).
 
 Every encoding, table, grid, rotation and bias is computed here; the preset
 frequencies are written out again from each model's source. No
