@@ -17,12 +17,11 @@ except ImportError:
 
 from . import reference
 from ._bias import add_alibi, add_relative_bias, alibi_slopes, relative_position_bucket
-from ._api import add_sinusoidal, add_table, make_positions, sinusoidal_encode, sinusoidal_table
+from ._sinusoid import add_sinusoidal, add_table, make_positions, sinusoidal_encode, sinusoidal_table
 from ._config import cache_clear, cache_info, set_cache_limit, show_config
 from ._grids import add_sincos_2d, add_sinusoidal_nd, sincos_2d, sinusoidal_nd
-from ._presets import PRESETS
-from ._rope_scaling import rope_inv_freq
-from ._rotary import apply_rotary, rotary_cos_sin
+from ._formulas import PRESETS
+from ._rotary import apply_rotary, rope_inv_freq, rotary_cos_sin
 
 __version__ = "0.1.0"
 

@@ -1,7 +1,7 @@
 """Additive attention biases: ALiBi and T5's bucketed relative bias, fused into scores in place.
 
 Scores have shape (B, H, Tq, Tk) (batch, head, query, key), float16,
-bfloat16, float32 or float64, any strides. Every argument is checked (fastpe._bias_reference holds
+bfloat16, float32 or float64, any strides. Every argument is checked (fastpe._validation holds
 the checks, shared with the NumPy reference) before anything is written; then
 one pass over the scores, threaded over (batch, head, block of query rows)
 with the GIL released, adds the bias.
@@ -34,19 +34,25 @@ from typing import Optional
 import numpy as np
 import numpy.typing as npt
 
-from . import _bias_kernels
-from ._api import ITEMS_PER_THREAD, _source_and_mode, resolve_threads, storage_kind
-from ._interop import caller_result
-from ._bias_reference import (
+from . import _bias_kernels, _formulas
+from ._runtime import ITEMS_PER_THREAD, resolve_threads, source_and_mode, storage_kind
+from ._validation import (
     DEFAULT_MAX_BIAS,
+    ArrayT,
+    Bool,
+    Int,
+    OptArrayLike,
+    OptInt,
+    Real,
     alibi_request,
-    alibi_slopes,
-    bucket_of,
-    relative_position_bucket,
+    caller_result,
+    check_bucket_settings,
+    check_heads,
+    check_max_bias,
+    check_relative_positions,
+    encoding_dtype_for,
     relative_request,
 )
-from ._typing import ArrayT, Bool, Int, OptArrayLike, OptInt, Real
-from ._validation import encoding_dtype_for
 
 __all__ = ["alibi_slopes", "add_alibi", "relative_position_bucket", "add_relative_bias"]
 
@@ -67,7 +73,7 @@ def _items(shape, n_threads):
 def _run(scores, out, num_threads, lut, start, istep):
     """dst[b, h, i, j] = scores[b, h, i, j] + lut[h, start[b] - i * istep + j] (lut in float64: rounded here)."""
     dst = scores if out is None else out
-    src, mode = _source_and_mode(scores, dst)
+    src, mode = source_and_mode(scores, dst)
     lut = np.ascontiguousarray(lut, dtype=encoding_dtype_for(dst.dtype))
     block, n_items, n_threads = _items(dst.shape, resolve_threads(num_threads, dst.size))
     _bias_kernels.add_bias(dst, src, mode, storage_kind(dst.dtype), lut, np.ascontiguousarray(start, dtype=np.intp),
@@ -92,6 +98,131 @@ def _distances(off, Tq, Tk):
         distances = (k[None, :] - (Tq - 1) - uniq[:, None]).reshape(-1)
         start = inverse.reshape(-1) * W + (Tq - 1)
     return distances, start
+
+
+def alibi_slopes(n_heads: Int, max_bias: Real = DEFAULT_MAX_BIAS) -> npt.NDArray[np.float64]:
+    """ALiBi's head slopes, as the paper's reference code ``get_slopes``.
+
+    With ``m`` = `n_heads` rounded down to a power of two, head ``h < m``
+    gets ``2 ** (-max_bias * (h + 1) / m)``; the remaining heads take every
+    other slope of the ``2m``-head set, ``2 ** (-max_bias * (2 (h - m) + 1)
+    / (2m))``.
+
+    Parameters
+    ----------
+    n_heads : int
+        Number of attention heads (>= 1); need not be a power of two.
+    max_bias : float, optional
+        8 (default) is the paper's and BLOOM's; MPT's ``alibi_bias_max``
+        generalises it the same way.
+
+    Returns
+    -------
+    slopes : ndarray of float64
+        Shape ``(n_heads,)``.
+
+    Raises
+    ------
+    TypeError
+        A non-integer `n_heads`.
+    ValueError
+        ``n_heads < 1``, a non-finite or non-positive `max_bias`.
+
+    See Also
+    --------
+    add_alibi : adds the biases these slopes scale.
+
+    Notes
+    -----
+    The same function serves as ``fastpe.alibi_slopes`` and
+    ``fastpe.reference.alibi_slopes``. Each slope is one float64 power of two
+    of a rounded exponent; the paper's ``start * ratio ** i`` and BLOOM's
+    float32 powers agree to within their own rounding. The non-power-of-two
+    rule is matched against HF BLOOM and MPT.
+
+    Examples
+    --------
+    >>> import fastpe
+    >>> fastpe.alibi_slopes(8).tolist()
+    [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.00390625]
+    >>> fastpe.alibi_slopes(6).tolist()     # 4 heads' slopes, then every other of 8's
+    [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125]
+    """
+    return _formulas.alibi_slopes(check_heads(n_heads), check_max_bias(max_bias))
+
+
+def relative_position_bucket(relative_position: npt.ArrayLike, *, bidirectional: Bool = True, num_buckets: Int = 32,
+                             max_distance: Int = 128) -> npt.NDArray[np.int64]:
+    """T5's bucket of each relative position ``j - i``.
+
+    Equal to HF ``T5Attention._relative_position_bucket`` (Mesh TensorFlow's
+    ``_relative_position_bucket``): `bidirectional` splits the buckets
+    between negative and positive distances (positive ones get
+    ``num_buckets // 2`` added); otherwise positive distances (future keys)
+    share bucket 0. Of each direction's ``n`` buckets, distances below
+    ``max_exact = n // 2`` get their own, the rest are binned by
+    ``max_exact + floor(log(d / max_exact) / log(max_distance / max_exact)
+    * (n - max_exact))``, capped at ``n - 1``.
+
+    Parameters
+    ----------
+    relative_position : array_like of int
+        Key position minus query position, any shape.
+    bidirectional : bool, optional
+        Split the buckets between both directions (default True).
+    num_buckets : int, optional
+        Number of buckets (default 32); >= 4 when bidirectional, else >= 2.
+    max_distance : int, optional
+        Distance from which every bucket is the last (default 128); it must
+        lie above the exact buckets.
+
+    Returns
+    -------
+    buckets : ndarray of int64
+        Same shape as `relative_position`.
+
+    Raises
+    ------
+    TypeError
+        Non-integer positions or settings, a non-bool `bidirectional`.
+    ValueError
+        Settings out of range, positions beyond int64.
+
+    See Also
+    --------
+    add_relative_bias : adds the learned bias of each bucket.
+
+    Notes
+    -----
+    The same function serves as ``fastpe.relative_position_bucket`` and
+    ``fastpe.reference.relative_position_bucket``.
+
+    fastpe evaluates the floor exactly (float64, and integer arithmetic
+    where the value is within rounding of a bin edge). HF evaluates it in
+    float32 (relative error ~1e-7), so where the exact value is an integer,
+    or within ~1e-6 of one, HF may land in the neighbouring bucket. At T5's
+    own settings (32 or 64 buckets, max_distance 128 or 256) the two agree for
+    every distance. Examples where they differ:
+
+    * bidirectional=True, num_buckets=34, max_distance=27: n = 17, 8 exact
+      buckets, 9 log bins; distance 18 = 8 * (27/8) ** (6/9) sits exactly on
+      an edge (the exact floor is 6), float32 gives 5.9999995: HF puts
+      relative positions -18 / +18 in buckets 13 / 30, fastpe in 14 / 31.
+    * bidirectional=False, num_buckets=46, max_distance=164: for distance 107
+      the exact value is 17.99999817 (floor 17, bucket 40); float32 rounds it
+      to 18.0 and HF gives bucket 41.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> fastpe.relative_position_bucket(np.array([-3, -1, 0, 1, 3, 200])).tolist()
+    [3, 1, 0, 17, 19, 31]
+    >>> fastpe.relative_position_bucket(np.array([-3, 0, 3]), bidirectional=False).tolist()
+    [3, 0, 0]
+    """
+    settings = check_bucket_settings(bidirectional, num_buckets, max_distance)
+    return _formulas.bucket_of(check_relative_positions(relative_position), *settings)
 
 
 def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = DEFAULT_MAX_BIAS,
@@ -249,5 +380,5 @@ def add_relative_bias(scores: ArrayT, bias_table: npt.ArrayLike, *, bidirectiona
     if sc.size:
         _, _, Tq, Tk = sc.shape
         distances, start = _distances(off, Tq, Tk)
-        _run(sc, out_view, num_threads, table[bucket_of(distances, *settings)].T, start, 1)
+        _run(sc, out_view, num_threads, table[_formulas.bucket_of(distances, *settings)].T, start, 1)
     return caller_result(scores, out)

@@ -38,7 +38,7 @@ cdef enum:
     _NATIVE = 0
     _F16 = 1
 
-# The same values as fastpe._kernels.MODE_*, which _api._source_and_mode returns.
+# The same values as fastpe._kernels.MODE_*, which _runtime.source_and_mode returns.
 MODE_ADD_INPLACE = 1
 MODE_ADD_TO = 2
 

@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _forksafe, _kernels
+from . import _kernels, _runtime
 from ._plan import CACHE, CacheInfo
-from ._typing import Int
-from ._validation import check_bool, check_count
+from ._validation import Int, check_bool, check_count
 
 
 def _openmp_runtime():
@@ -60,7 +59,7 @@ def config() -> dict[str, Any]:
         "openmp_version": _kernels.openmp_version(),
         "openmp_runtime": _openmp_runtime(),
         "max_threads": _kernels.omp_max_threads(),
-        "serial_after_fork": _forksafe.serial_only(),
+        "serial_after_fork": _runtime.serial_only(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "simd": _kernels.simd_level(),
         "16-bit rows": _kernels.half_simd(),

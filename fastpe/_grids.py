@@ -11,58 +11,35 @@ Tokens are ordered row-major (the first grid axis outermost).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Optional
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _api
-from ._interop import caller_result
-from ._memory import new_array
+from . import _sinusoid
+from ._formulas import new_array
 from ._plan import CACHE
-from ._typing import ArrayT, Bool, GridLayout, Int, OptInt, OptReal, Real, Shape, Table
-from ._validation import check_bool, check_count, check_dtype_argument, check_int, check_layout, check_real_scalar, encoding_dtype_for, x_and_out
-
-LAYOUTS_2D = ("mae", "timm", "big_vision")
-
-
-def check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token):
-    grid_h = check_count("grid_h", grid_h)
-    grid_w = check_count("grid_w", grid_w)
-    dim = check_count("dim", dim)
-    base = check_real_scalar("base", base, positive=True)
-    check_layout(layout, LAYOUTS_2D)
-    if dim % 4:
-        raise ValueError(f"dim must be a multiple of 4 for a 2-D sin-cos grid (sin and cos of 2 axes), got {dim}")
-    if layout == "big_vision" and dim < 8:
-        raise ValueError(f"dim must be >= 8 for layout='big_vision' (its frequencies divide by dim/4 - 1), got {dim}")
-    return grid_h, grid_w, dim, base, check_bool("cls_token", cls_token)
-
-
-def check_grid_nd(shape, dim, min_timescale, max_timescale):
-    if isinstance(shape, (numbers.Number, np.ndarray)) and np.ndim(shape) == 0:
-        shape = (shape,)
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f"shape must be a tuple of non-negative ints, got {shape!r}") from None
-    shape = tuple(check_int("shape", s, "a tuple of non-negative ints") for s in shape)
-    if not shape or any(s < 0 for s in shape):
-        raise ValueError(f"shape must be a non-empty tuple of non-negative ints, got {shape!r}")
-    dim = check_count("dim", dim)
-    min_timescale = check_real_scalar("min_timescale", min_timescale, positive=True)
-    max_timescale = check_real_scalar("max_timescale", max_timescale, positive=True)
-    n_timescales = dim // (2 * len(shape))
-    if n_timescales < 2:
-        raise ValueError(f"dim must be >= {4 * len(shape)} for a {len(shape)}-D grid: tensor2tensor gives each axis "
-                         f"dim // (2 * ndim) >= 2 timescales, got dim={dim}")
-    return shape, dim, min_timescale, max_timescale
-
+from ._validation import (
+    ArrayT,
+    Bool,
+    GridLayout,
+    Int,
+    OptInt,
+    OptReal,
+    Real,
+    Shape,
+    Table,
+    caller_result,
+    check_dtype_argument,
+    check_grid_2d,
+    check_grid_nd,
+    encoding_dtype_for,
+    x_and_out,
+)
 
 def _axis_blocks(n, freq):
     """[sin | cos] of positions 0..n-1 at the given frequencies, float64, by the 1-D kernel."""
-    return _api.sinusoidal_encode(np.arange(n, dtype=np.float64), 2 * freq.shape[0], layout="concat",
+    return _sinusoid.sinusoidal_encode(np.arange(n, dtype=np.float64), 2 * freq.shape[0], layout="concat",
                                   inv_freq=freq, dtype=np.float64)
 
 
@@ -255,7 +232,7 @@ def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, 
                          f"got shape {xa.shape}")
     table = grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, encoding_dtype_for(xa.dtype))
     # The NumPy views, not the caller's objects: a tensor is exported once.
-    _api.add_table(xa, table, scale=scale, out=out_view, num_threads=num_threads)
+    _sinusoid.add_table(xa, table, scale=scale, out=out_view, num_threads=num_threads)
     return caller_result(x, out)
 
 
@@ -367,7 +344,7 @@ def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
     tokens = math.prod(shape)
     if xa.shape[-2] != tokens:
         raise ValueError(f"x must have prod(shape) = {tokens} tokens on axis -2, got shape {xa.shape}")
-    _api.add_table(xa, grid_nd_table(shape, dim, lo, hi, encoding_dtype_for(xa.dtype)), scale=scale, out=out_view,
+    _sinusoid.add_table(xa, grid_nd_table(shape, dim, lo, hi, encoding_dtype_for(xa.dtype)), scale=scale, out=out_view,
                    num_threads=num_threads)
     return caller_result(x, out)
 

@@ -12,7 +12,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-LAYOUTS = ("interleaved", "concat")
+from ._validation import check_count
 
 CacheInfo = namedtuple("CacheInfo", "hits misses entries nbytes limit")
 
@@ -46,11 +46,6 @@ class Plan:
         for a in arrays:
             a.flags.writeable = False
         self.nbytes = sum(a.nbytes for a in arrays)
-
-
-def n_frequencies(dim, layout):
-    """How many pair frequencies a layout of width dim uses."""
-    return (dim + 1) // 2 if layout == "interleaved" else dim // 2
 
 
 class PlanCache:
@@ -110,17 +105,24 @@ def _limit_from_environment():
     if raw is None or raw.strip() == "":
         return _DEFAULT_CACHE_LIMIT
     try:
-        value = int(raw)
+        return check_count("FASTPE_CACHE_BYTES", int(raw))
     except ValueError:
-        value = -1
-    if value < 0:
         warnings.warn(f"FASTPE_CACHE_BYTES must be a non-negative integer number of bytes, got {raw!r}; "
                       f"using the default {_DEFAULT_CACHE_LIMIT}", RuntimeWarning, stacklevel=2)
         return _DEFAULT_CACHE_LIMIT
-    return value
 
 
 CACHE = PlanCache(_limit_from_environment())
+
+
+def _plan_key(encoding):
+    """What a sinusoid plan depends on: equal keys, equal plans."""
+    if encoding.preset is not None:
+        return ("preset", encoding.preset, encoding.dim, encoding.base, encoding.min_timescale,
+                encoding.max_timescale)
+    if encoding.inv_freq is not None:
+        return ("inv_freq", encoding.layout, encoding.dim, encoding.inv_freq.tobytes())
+    return ("layout", encoding.layout, encoding.dim, encoding.base)
 
 
 def sinusoid_plan(encoding):
@@ -131,4 +133,4 @@ def sinusoid_plan(encoding):
         return Plan(freq, encoding.dim, sin_col=columns.sin_col, cos_col=columns.cos_col,
                     col_step=columns.col_step, n_sin=columns.n_sin, n_cos=columns.n_cos)
 
-    return CACHE.get(encoding.plan_key(), build)
+    return CACHE.get(_plan_key(encoding), build)

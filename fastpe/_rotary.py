@@ -13,212 +13,125 @@ from typing import Optional, Sequence, Union, overload
 import numpy as np
 import numpy.typing as npt
 
-from . import _api, _kernels
-from ._interop import caller_results
-from ._memory import float_range, new_array, read_apart, same_view, shares_memory
+from . import _kernels, _runtime, _sinusoid
+from ._formulas import new_array, rope_seq_len, to_rows
 from ._plan import CACHE
-from ._rows import _axis_offsets
-from ._typing import ArrayT, Int, OptArrayLike, OptInt, OptReal, Real, RotaryLayout, Scaling, Table
 from ._validation import (
-    as_float_array,
-    broadcastable_to,
-    check_count,
-    check_int,
-    check_dtype_argument,
-    check_layout,
-    check_num_threads,
-    check_out,
-    check_position_range,
-    check_real_scalar,
-    frequencies_argument,
-    real_array,
-    table_offset,
-    writable_array,
+    ArrayT,
+    Int,
+    OptArrayLike,
+    OptInt,
+    OptReal,
+    Real,
+    RotaryLayout,
+    Scaling,
+    Table,
+    caller_results,
+    same_view,
+    shares_memory,
+)
+from ._validation.rotary import (
+    prefix_positions,
+    rope_frequencies,
+    rotary_request,
+    rotary_table_arguments,
+    rotation_targets,
+    scaled_frequencies,
+    scaling_parameters,
 )
 
-ROTARY_LAYOUTS = ("half", "interleaved")
+def rope_inv_freq(dim: OptInt, base: Real = 10000.0, scaling: Scaling = None, *,
+                  seq_len: OptInt = None) -> tuple[npt.NDArray[np.float64], float]:
+    """RoPE inverse frequencies and attention factor, as HF transformers 5.x computes them.
 
+    The rules of ``ROPE_INIT_FUNCTIONS`` with their parameter names, computed
+    in float64 (HF computes the frequencies in float32).
 
-class RotaryRequest:
-    """Validated arguments of apply_rotary."""
+    Parameters
+    ----------
+    dim : int or None
+        Head dimension (positive, even); with a ``partial_rotary_factor`` key
+        the rotary width is ``int(dim * partial_rotary_factor)``. None takes
+        it from a config given as `scaling` (``head_dim``, else
+        ``hidden_size // num_attention_heads``).
+    base : float, optional
+        RoPE theta (default 10000); a ``rope_theta`` key of `scaling`
+        overrides it.
+    scaling : dict or config, optional
+        None (plain RoPE), a dict like ``config.rope_parameters``, or the
+        Hugging Face config itself (anything with ``rope_parameters``; see
+        `apply_rotary`). Its
+        ``rope_type`` (or legacy ``type``) is one of ``default``, ``linear``
+        (``factor``), ``dynamic`` (``factor``, ``max_position_embeddings``),
+        ``yarn`` (``factor``, ``beta_fast``, ``beta_slow``, ``mscale``,
+        ``mscale_all_dim``, ``attention_factor``, ``truncate``,
+        ``original_max_position_embeddings``), ``longrope``
+        (``long_factor``, ``short_factor``,
+        ``original_max_position_embeddings``, ``factor`` or
+        ``max_position_embeddings``) or ``llama3`` (``factor``,
+        ``low_freq_factor``, ``high_freq_factor``,
+        ``original_max_position_embeddings``), ``proportional``. Keys a type
+        does not use are ignored with a UserWarning naming them, as HF's
+        validation does; a ``seq_len`` key is a ValueError (it is an
+        argument). The dict is never modified.
+    seq_len : int, optional
+        The current sequence length (``dynamic``, ``longrope``); ignored by
+        the other types.
 
-    __slots__ = ("arrays", "outs", "seq_axes", "T", "rotary_dim", "layout", "freq", "attention_factor",
-                 "offset", "positions", "num_threads", "repeated")
+    Returns
+    -------
+    inv_freq : ndarray of float64
+        ``rotary_dim // 2`` frequencies.
+    attention_factor : float
+        The factor that multiplies cos and sin (yarn, longrope; else 1).
 
+    Raises
+    ------
+    TypeError
+        A `scaling` that is not a mapping, non-numeric keys.
+    ValueError
+        An unknown ``rope_type``, a missing or out-of-range key (each is
+        named), an odd rotary width.
 
-def _scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
-    """(float64 frequencies, attention factor, rotary width): HF's scalings when scaling is given.
+    See Also
+    --------
+    apply_rotary : takes the same `scaling`.
 
-    width: the channel count shared by the arrays (None if they differ, or for
-    rotary_cos_sin); rotary_dim: the caller's (checked), or None."""
-    if scaling is not None:
-        if inv_freq is not None:
-            raise ValueError("inv_freq cannot be combined with scaling: scaling computes the frequencies")
-        from ._rope_scaling import rotary_frequencies
+    Notes
+    -----
+    The module ``fastpe._validation.rotary`` lists HF's quirks that fastpe keeps
+    (a lone ``mscale`` is ignored by yarn, ``truncate=None`` means False,
+    longrope switches to the long factors only above
+    ``original_max_position_embeddings``) and where it is stricter than HF.
 
-        freq, factor, rotary_dim = rotary_frequencies(scaling, base, seq_len, width=width, rotary_dim=rotary_dim)
-        return np.ascontiguousarray(freq, dtype=np.float64), float(factor), rotary_dim
-    if rotary_dim is None:
-        if width is None:
-            raise ValueError("the arrays have different channel counts: pass rotary_dim")
-        rotary_dim = check_rotary_dim(width)
-    if inv_freq is not None:
-        return (frequencies_argument(inv_freq, rotary_dim, "concat", f"rotary_dim // 2, rotary_dim={rotary_dim}"),
-                1.0, rotary_dim)
-    k = float_range(rotary_dim // 2, "the rotary frequencies")
-    return np.float64(base) ** (-(2.0 * k) / rotary_dim), 1.0, rotary_dim
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastpe
+    >>> inv_freq, factor = fastpe.rope_inv_freq(128, 500000.0)
+    >>> inv_freq.shape, factor
+    ((64,), 1.0)
+    >>> linear, _ = fastpe.rope_inv_freq(128, 500000.0, {"rope_type": "linear", "factor": 8.0})
+    >>> bool(np.allclose(linear, inv_freq / 8))
+    True
+    >>> _, yarn_factor = fastpe.rope_inv_freq(64, 10000.0, {"rope_type": "yarn", "factor": 4.0,
+    ...                                                    "original_max_position_embeddings": 4096})
+    >>> round(yarn_factor, 6)                # 0.1 * ln(4) + 1
+    1.138629
 
+    A config as it is (here Phi's shape, duck-typed: transformers is not
+    needed) gives the head width and the partial rotary factor:
 
-def check_rotary_dim(rotary_dim):
-    """An even int >= 2: channels are rotated in pairs."""
-    rotary_dim = check_int("rotary_dim", rotary_dim)
-    if rotary_dim < 2 or rotary_dim % 2:
-        raise ValueError(f"rotary_dim must be even and >= 2 (channel pairs are rotated), got {rotary_dim}")
-    return rotary_dim
-
-
-def _seq_len(max_position):
-    """HF's seq_len for dynamic and longrope scaling: the largest position + 1."""
-    return max(int(np.floor(max_position)) + 1, 0)
-
-
-def _seq_axis(name, seq_axis, ndim):
-    axis = check_int("seq_axis", seq_axis)
-    if not -ndim <= axis < ndim or axis % ndim == ndim - 1:
-        raise ValueError(f"seq_axis={seq_axis} must name an axis of {name} ({ndim} dims) before its channel axis")
-    return axis % ndim
-
-
-def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
-                   num_threads):
-    req = RotaryRequest()
-    if not arrays:
-        raise TypeError("apply_rotary needs at least one array to rotate")
-    if out is not None:
-        if isinstance(out, np.ndarray) or len(out) != len(arrays):
-            raise ValueError(f"out must be a sequence of {len(arrays)} arrays, one per array to rotate")
-    names = [f"arrays[{i}]" for i in range(len(arrays))]
-    checked = []
-    for i, a in enumerate(arrays):
-        a = writable_array(names[i], a, hint="; pass out= to write the result elsewhere") if out is None \
-            else as_float_array(names[i], a, like=writable_array(f"out[{i}]", out[i]).dtype)
-        if a.ndim < 2:
-            raise ValueError(f"{names[i]} must have at least 2 dimensions (..., T, ..., D), got shape {a.shape}")
-        checked.append(a)
-    if len({a.dtype for a in checked}) > 1:
-        raise TypeError(f"the arrays to rotate must share one dtype, got {[a.dtype.name for a in checked]}")
-    req.arrays = checked
-    req.seq_axes = [_seq_axis(names[i], seq_axis, a.ndim) for i, a in enumerate(checked)]
-    lengths = {a.shape[ax] for a, ax in zip(checked, req.seq_axes)}
-    if len(lengths) > 1:
-        raise ValueError(f"the arrays to rotate must agree on the sequence length, got {sorted(lengths)}")
-    req.T = lengths.pop()
-    req.layout = check_layout(layout, ROTARY_LAYOUTS)
-    widths = {a.shape[-1] for a in checked}
-    width = next(iter(widths)) if len(widths) == 1 else None
-    if rotary_dim is not None:
-        rotary_dim = check_rotary_dim(rotary_dim)
-    base = check_real_scalar("base", 10000.0 if base is None else base, positive=True)
-    req.num_threads = check_num_threads(num_threads)
-    off = real_array("offset", offset, position=True)
-    B = checked[0].shape[0]
-    if positions is not None:
-        if (off != 0).any():
-            raise ValueError("offset cannot be combined with positions: positions already give every token's position")
-        req.positions = real_array("positions", positions, position=True)
-        req.offset = None
-        for a, ax, name in zip(checked, req.seq_axes, names):
-            _positions_for(req.positions, a.shape[: ax + 1], name)
-        seq_len = _seq_len(np.max(req.positions) if req.positions.size else -1.0)
-    else:
-        if off.ndim > 1 or (off.ndim == 1 and off.shape[0] not in (1, B)):
-            raise ValueError(f"offset must be a number or one per sequence, shape ({B},) along the first axis; "
-                             f"got shape {off.shape}")
-        if off.ndim == 1 and any(a.shape[0] != B or ax == 0 for a, ax in zip(checked, req.seq_axes)):
-            raise ValueError("a per-sequence offset needs every array to have the batch on its first axis")
-        req.offset, req.positions = off, None
-        if off.size and req.T:
-            check_position_range("offset + T - 1", float(np.min(off)), float(np.max(off)) + (req.T - 1))
-        seq_len = _seq_len((float(np.max(off)) if off.size else 0.0) + req.T - 1)
-    req.freq, req.attention_factor, rotary_dim = _scaled_frequencies(width, rotary_dim, base, scaling, inv_freq,
-                                                                     seq_len)
-    narrowest = min(a.shape[-1] for a in checked)
-    if rotary_dim > narrowest:
-        raise ValueError(f"rotary_dim={rotary_dim} exceeds the channel count of an array ({narrowest})")
-    req.rotary_dim = rotary_dim
-    if out is not None:
-        req.outs = [check_out(o, a.shape, a.dtype, name=f"out[{i}]") for i, (o, a) in enumerate(zip(out, checked))]
-    else:
-        req.outs = None
-    _check_targets(req, names)
-    written = rotation_targets(req)
-    req.offset, req.positions, req.freq = (read_apart(a, written) for a in (req.offset, req.positions, req.freq))
-    return req
-
-
-def rotation_targets(req):
-    """The array each rotation writes: out[i], or the array itself."""
-    return req.arrays if req.outs is None else req.outs
-
-
-def _check_targets(req, names):
-    """Refuse targets that partly overlap (no defined result); note the ones
-    that repeat an earlier target. The same target twice is defined only
-    when it receives the same rotation of the same array (it is then written once)."""
-    targets = rotation_targets(req)
-    target_names = names if req.outs is None else [f"out[{i}]" for i in range(len(targets))]
-    req.repeated = set()
-    for j in range(len(targets)):
-        for i in range(j):
-            a, b = targets[i], targets[j]
-            if not (a.size and b.size and np.may_share_memory(a, b)):
-                continue  # the common case: bounds apart
-            if same_view(a, b):
-                if not same_view(req.arrays[i], req.arrays[j]):
-                    raise ValueError(f"{target_names[i]} and {target_names[j]} are the same array but receive the "
-                                     f"rotations of different arrays ({names[i]} and {names[j]}); pass distinct "
-                                     "outputs")
-                req.repeated.add(j)
-            elif shares_memory(a, b):
-                raise ValueError(f"{target_names[i]} and {target_names[j]} overlap in memory without being the same "
-                                 "array; the result of writing both would depend on the order of the writes. Pass "
-                                 "arrays that do not overlap, or the same array")
-
-
-def _positions_for(positions, prefix_shape, name):
-    """positions aligned to an array's axes up to and including its sequence axis.
-
-    A (B, T) array (HF's position_ids) pairs with the first and the sequence
-    axis whatever lies between them; anything else broadcasts from the right."""
-    n = len(prefix_shape)
-    if positions.ndim == 2 and n > 2:
-        shaped = positions.reshape((positions.shape[0],) + (1,) * (n - 2) + (positions.shape[1],))
-    else:
-        shaped = positions
-    return broadcastable_to("positions", shaped, prefix_shape, f"the axes up to the sequence axis of {name}",
-                            given_shape=positions.shape)
-
-
-def _prefix_positions(req, i):
-    """Float64 positions over array i's axes up to its sequence axis (size-1
-    axes where they broadcast): small, before any fan-out over heads."""
-    a, ax = req.arrays[i], req.seq_axes[i]
-    prefix = a.shape[: ax + 1]
-    if req.positions is not None:
-        return _positions_for(req.positions, prefix, f"arrays[{i}]")
-    off = req.offset.reshape((-1,) + (1,) * (len(prefix) - 1)) if req.offset.ndim else req.offset
-    return off + np.arange(req.T, dtype=np.float64).reshape((1,) * ax + (req.T,))
-
-
-def _to_rows(values, a, ax):
-    """Broadcast values over array a's prefix axes to all of its vector rows."""
-    values = values.reshape(values.shape + (1,) * (a.ndim - 1 - values.ndim))
-    return np.broadcast_to(values, a.shape[:-1])
-
-
-def row_positions(req, i):
-    """Float64 positions of every vector row of array i, shaped like its shape[:-1]."""
-    return _to_rows(_prefix_positions(req, i), req.arrays[i], req.seq_axes[i])
+    >>> from types import SimpleNamespace
+    >>> phi = SimpleNamespace(hidden_size=256, num_attention_heads=4, max_position_embeddings=2048,
+    ...                       rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+    ...                                        "partial_rotary_factor": 0.5})
+    >>> inv_freq, attention_factor = fastpe.rope_inv_freq(None, scaling=phi)   # head_dim 64, 32 rotary channels
+    >>> inv_freq.shape, attention_factor
+    ((16,), 1.0)
+    """
+    params, config_dim, ignore = scaling_parameters(scaling)
+    return rope_frequencies(dim, config_dim, base, params, ignore, seq_len)
 
 
 def _cached(key, build):
@@ -234,7 +147,7 @@ def _cached(key, build):
 def _row_offsets(a):
     """Byte offsets of every vector row of a (C order of its logical shape)."""
     lead = a.shape[:-1]
-    return _cached(("rows", lead, a.strides[:-1]), lambda: _axis_offsets(lead, a.strides, range(len(lead))))
+    return _cached(("rows", lead, a.strides[:-1]), lambda: _runtime.axis_offsets(lead, a.strides, range(len(lead))))
 
 
 def pair_columns(layout, rotary_dim):
@@ -248,10 +161,10 @@ def cos_sin_table(positions, freq, attention_factor):
     half = freq.shape[0]
     n = positions.shape[0]
     if n > 1 and positions[-1] - positions[0] == n - 1 and np.all(np.diff(positions) == 1.0):
-        enc = _api.sinusoidal_table(n, 2 * half, offset=float(positions[0]), layout="concat", inv_freq=freq,
+        enc = _sinusoid.sinusoidal_table(n, 2 * half, offset=float(positions[0]), layout="concat", inv_freq=freq,
                                     dtype=np.float64)
     else:
-        enc = _api.sinusoidal_encode(positions, 2 * half, layout="concat", inv_freq=freq, dtype=np.float64)
+        enc = _sinusoid.sinusoidal_encode(positions, 2 * half, layout="concat", inv_freq=freq, dtype=np.float64)
     if attention_factor != 1.0:
         enc *= attention_factor
     return enc[:, half:], enc[:, :half]
@@ -467,12 +380,12 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
         # Positions offset + t: the table rows are t itself, no search needed.
         distinct = float(req.offset) + np.arange(req.T, dtype=np.float64)
     else:
-        prefix_positions = [_prefix_positions(req, i) for i in range(len(req.arrays))]
-        distinct = np.unique(np.concatenate([p.ravel() for p in prefix_positions]))
+        positions_by_array = [prefix_positions(req, i) for i in range(len(req.arrays))]
+        distinct = np.unique(np.concatenate([p.ravel() for p in positions_by_array]))
     cos_t, sin_t = cos_sin_table(distinct, req.freq, req.attention_factor)
     first, second, step = pair_columns(req.layout, req.rotary_dim)
     total = sum(a.size for a in req.arrays)
-    n_threads = _api.resolve_threads(req.num_threads, total)
+    n_threads = _runtime.resolve_threads(req.num_threads, total)
     sources = _rotation_sources(req)
     for i, src in enumerate(sources):
         if src is None:
@@ -485,14 +398,14 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
         src_rows = dst_rows if src is dst else _row_offsets(src)
         if scalar_offset:
             index = _cached(("rotary-t-index", a.shape[:-1], req.seq_axes[i]),
-                            lambda: _to_rows(np.arange(req.T, dtype=np.intp).reshape(
-                                (1,) * req.seq_axes[i] + (req.T,)), a, req.seq_axes[i]))
+                            lambda: to_rows(np.arange(req.T, dtype=np.intp).reshape(
+                                (1,) * req.seq_axes[i] + (req.T,)), a.shape, req.seq_axes[i]))
         else:
-            index = np.searchsorted(distinct, prefix_positions[i]).astype(np.intp)
-            index = np.ascontiguousarray(_to_rows(index, a, req.seq_axes[i])).ravel()
+            index = np.searchsorted(distinct, positions_by_array[i]).astype(np.intp)
+            index = np.ascontiguousarray(to_rows(index, a.shape, req.seq_axes[i])).ravel()
         _kernels.rotate_rows(dst, src, dst_rows, src_rows, index, cos_t, sin_t, req.rotary_dim // 2,
                              first, second, step, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
-                             mode, _api.storage_kind(dst.dtype), min(n_threads, dst_rows.shape[0]))
+                             mode, _runtime.storage_kind(dst.dtype), min(n_threads, dst_rows.shape[0]))
     return caller_results(arrays, out)
 
 
@@ -513,14 +426,6 @@ def _rotation_sources(req):
             overlaps = any(shares_memory(a, t) for t in written if not (t is own and same_view(a, own)))
             sources.append(a.copy() if overlaps else a)
     return sources
-
-
-def rotary_table_arguments(n_positions, rotary_dim, offset, base, layout, dtype):
-    """Checked arguments of rotary_cos_sin (shared with the reference)."""
-    n_positions = check_count("n_positions", n_positions)
-    return (n_positions, check_rotary_dim(rotary_dim), table_offset(offset, n_positions),
-            check_real_scalar("base", base, positive=True), check_layout(layout, ROTARY_LAYOUTS),
-            check_dtype_argument(dtype))
 
 
 def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = 10000.0,
@@ -588,7 +493,8 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
         n_positions, rotary_dim, offset, base, layout, dtype)
     tables = tuple(new_array((n_positions, rotary_dim), dtype, f"the {name} table of rotary_cos_sin")
                    for name in ("cos", "sin"))
-    freq, factor, _ = _scaled_frequencies(None, rotary_dim, base, scaling, None, _seq_len(offset + n_positions - 1))
+    freq, factor, _ = scaled_frequencies(None, rotary_dim, base, scaling, None,
+                                         rope_seq_len(offset + n_positions - 1))
     half = rotary_dim // 2
     for table, values in zip(tables, cos_sin_table(offset + np.arange(n_positions, dtype=np.float64), freq, factor)):
         # "half" repeats the frequencies in both halves, "interleaved" in adjacent columns.

@@ -65,7 +65,7 @@ import numpy as np
 
 import fastpe
 from fastpe import _kernels, reference
-from fastpe._api import resolve_threads
+from fastpe._runtime import default_team, resolve_threads
 
 __all__ = [
     "ADD",
@@ -994,7 +994,7 @@ def run(*, quick=False, threads=None, repeat=None, cases=None, budget_s=None, se
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     budget_s = budget_s if budget_s is not None else (QUICK_BUDGET_S if quick else DEFAULT_BUDGET_S)
-    default_threads = max(1, _kernels.omp_max_threads()) if _kernels.openmp_enabled() else 1
+    default_threads = default_team()
     run_threads = threads if threads is not None else default_threads
     plan = select_cases(CASES if cases is None else cases, quick)
     if threads is not None:

@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "fastpe.dask needs Dask: pip install fastpe[dask] (installs dask[array] and distributed)"
     ) from exc
 
-from . import _api
+from . import _sinusoid
 from ._validation import Encoding, check_count, check_dtype_argument, encoding_dtype_for, real_array, table_offset
 
 __all__ = ["add_sinusoidal", "sinusoidal_encode", "sinusoidal_table"]
@@ -71,7 +71,7 @@ def _columns(cols, dim):
 def _encoded_columns(positions, dim, columns, dtype, enc):
     """(encodings of the distinct positions, in the block's columns; index of each position among them)."""
     distinct, inverse = np.unique(positions, return_inverse=True)
-    rows = _api.sinusoidal_encode(distinct, dim, dtype=dtype, **enc)
+    rows = _sinusoid.sinusoidal_encode(distinct, dim, dtype=dtype, **enc)
     return np.ascontiguousarray(rows[:, columns]), inverse.reshape(np.shape(positions))
 
 
@@ -82,9 +82,9 @@ def _add_block(x, t, cols, offset, positions, *, dim, shift, scale, num_threads,
     if columns is None:
         # All of D: the fused kernel, with this block's first token at offset + t0.
         if positions is None:
-            _api.add_sinusoidal(x, offset=offset + t[0], scale=scale, out=out, num_threads=num_threads, **enc)
+            _sinusoid.add_sinusoidal(x, offset=offset + t[0], scale=scale, out=out, num_threads=num_threads, **enc)
         else:
-            _api.add_sinusoidal(x, positions=positions, scale=scale, out=out, num_threads=num_threads, **enc)
+            _sinusoid.add_sinusoidal(x, positions=positions, scale=scale, out=out, num_threads=num_threads, **enc)
         return out
     if positions is None:
         # The eager call's implicit positions, shift (fairseq's padding_idx + 1) included.
@@ -92,7 +92,7 @@ def _add_block(x, t, cols, offset, positions, *, dim, shift, scale, num_threads,
     table, rows = _encoded_columns(positions, dim, columns, encoding_dtype_for(x.dtype),
                                    {**enc, "num_threads": num_threads})
     # add_table then forms x * scale + row as add_sinusoidal does with its encoding.
-    _api.add_table(x, table, positions=rows, scale=scale, out=out, num_threads=num_threads)
+    _sinusoid.add_table(x, table, positions=rows, scale=scale, out=out, num_threads=num_threads)
     return out
 
 
@@ -166,7 +166,7 @@ def add_sinusoidal(darr, *, offset=0, positions=None, scale=None, base=None, lay
     enc = _encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     # The eager checks, on a zero-width stand-in of x (same dtype, same (..., T)) and
     # stand-ins of Dask offsets and positions; the encoding is checked at the real width.
-    _api.add_sinusoidal(np.empty(x.shape[:-1] + (0,), x.dtype), offset=_stand_in("offset", offset),
+    _sinusoid.add_sinusoidal(np.empty(x.shape[:-1] + (0,), x.dtype), offset=_stand_in("offset", offset),
                         positions=_stand_in("positions", positions), scale=scale, num_threads=num_threads)
     shift = Encoding(x.shape[-1], **enc).implicit_shift
     if x.size == 0:
@@ -188,7 +188,7 @@ def add_sinusoidal(darr, *, offset=0, positions=None, scale=None, base=None, lay
 def _encode_block(positions, cols, *, dim, out_dtype, kwargs):
     columns = _columns(cols, dim)
     if columns is None:
-        return _api.sinusoidal_encode(positions, dim, dtype=out_dtype, **kwargs)
+        return _sinusoid.sinusoidal_encode(positions, dim, dtype=out_dtype, **kwargs)
     table, rows = _encoded_columns(positions, dim, columns, out_dtype, kwargs)
     return table[rows]
 
@@ -238,7 +238,7 @@ def sinusoidal_encode(positions, dim, *, chunks=None, base=None, layout=None, dt
     if not isinstance(positions, da.Array):
         real_array("positions", stand_in, position=True)  # NumPy positions: their values are checked now
     # Everything else (dim, dtype, the encoding, num_threads) by the eager call on zero positions.
-    _api.sinusoidal_encode(np.zeros(0, np.asarray(stand_in).dtype), dim, dtype=dtype, **kwargs)
+    _sinusoid.sinusoidal_encode(np.zeros(0, np.asarray(stand_in).dtype), dim, dtype=dtype, **kwargs)
     dtype = np.dtype(dtype)
     pos = da.asarray(positions)
     shape = pos.shape + (dim,)
@@ -257,7 +257,7 @@ def sinusoidal_encode(positions, dim, *, chunks=None, base=None, layout=None, dt
 
 def _table_block(rows, cols, *, offset, dim, out_dtype, kwargs):
     columns = _columns(cols, dim)
-    table = _api.sinusoidal_table(rows.shape[0], dim, offset=offset + rows[0], dtype=out_dtype, **kwargs)
+    table = _sinusoid.sinusoidal_table(rows.shape[0], dim, offset=offset + rows[0], dtype=out_dtype, **kwargs)
     return table if columns is None else np.ascontiguousarray(table[:, columns])
 
 
@@ -303,7 +303,7 @@ def sinusoidal_table(n_positions, dim, *, offset=0, chunks=None, base=None, layo
     kwargs = {"num_threads": num_threads,
               **_encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)}
     n_positions = check_count("n_positions", n_positions)
-    _api.sinusoidal_table(0, dim, offset=offset, dtype=dtype, **kwargs)
+    _sinusoid.sinusoidal_table(0, dim, offset=offset, dtype=dtype, **kwargs)
     table_offset(offset, n_positions)  # the last row's position too
     dtype = check_dtype_argument(dtype)
     shape = (n_positions, dim)

@@ -3,9 +3,21 @@
 Same signatures and semantics as the compiled functions, written to be
 obviously correct rather than fast: angles are float64 products
 position * w_k, sin and cos come from NumPy, and the result is rounded to the
-output dtype once at the end. It shares only the argument checks with the
-compiled path (so both reject the same inputs with the same messages);
-every number is computed here.
+output dtype once at the end.
+
+What it shares with the compiled path, deliberately, and nothing else:
+
+* the argument checks (fastpe._validation and its rotary part
+  fastpe._validation.rotary), so both reject the same inputs with the same
+  messages;
+* the formulas of fastpe._formulas (array allocation, make_positions, the
+  RoPE scaling rules, the ALiBi slopes and T5 buckets, the rotary position
+  rules), which the tests check on their own against independent sources
+  (Hugging Face, the models' and the papers' code).
+
+Every encoding, table, grid, rotation and bias is computed here; the preset
+frequencies are written out again from each model's source. No
+implementation module imports this one (tools/import_graph.py checks it).
 
 Use it to check fastpe, or where the compiled extension is unavailable.
 """
@@ -18,9 +30,10 @@ from typing import Optional, Sequence, Union, overload
 import numpy as np
 import numpy.typing as npt
 
-from ._interop import caller_result, caller_results
-from ._memory import float_range, new_array
-from ._typing import (
+from . import _formulas
+from ._formulas import float_range, new_array
+from ._validation import (
+    NATIVE_FLOATS,
     ArrayT,
     Bool,
     GridLayout,
@@ -35,10 +48,10 @@ from ._typing import (
     Scaling,
     Shape,
     Table,
-)
-
-from ._validation import (
-    NATIVE_FLOATS,
+    caller_result,
+    caller_results,
+    check_grid_2d,
+    check_grid_nd,
     Encoding,
     add_request,
     check_count,
@@ -51,6 +64,13 @@ from ._validation import (
     table_offset,
     table_request,
     x_and_out,
+)
+from ._validation.rotary import (
+    rotary_request,
+    rotary_table_arguments,
+    rotation_targets,
+    row_positions,
+    scaled_frequencies,
 )
 
 __all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "add_table", "frequencies", "make_positions",
@@ -147,7 +167,7 @@ def _encode64(positions, enc):
 
 def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
                    past_length: npt.ArrayLike = 0) -> npt.NDArray[np.int64]:
-    """Reference of `fastpe.make_positions`, which is this function.
+    """Reference of `fastpe.make_positions`; both use the shared formula (fastpe._formulas).
 
     ``(cumsum(mask) + past_length) * mask + padding_idx`` along the last axis,
     ``mask = token_ids != padding_idx``, as int64: fairseq's ``make_positions``,
@@ -164,8 +184,7 @@ def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
     True
     """
     ids, padding_idx, past_length = check_make_positions(token_ids, padding_idx, past_length)
-    mask = (ids != padding_idx).astype(np.int64)
-    return (np.cumsum(mask, axis=-1) + past_length) * mask + padding_idx
+    return _formulas.make_positions(ids, padding_idx, past_length)
 
 
 def _table_out(out, shape, dtype):
@@ -318,8 +337,6 @@ def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layou
     timm True
     big_vision True
     """
-    from ._grids import check_grid_2d
-
     grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token)
     dtype = check_dtype_argument(dtype)
     result = new_array((grid_h * grid_w + cls_token, dim), dtype, "a 2-D grid table (grid_h*grid_w [+1], dim)")
@@ -370,8 +387,6 @@ def sinusoidal_nd(shape: Shape, dim: Int, *, min_timescale: Real = 1.0,
     >>> bool(np.allclose(fastpe.sinusoidal_nd((4, 6, 6), 100), ref))
     True
     """
-    from ._grids import check_grid_nd
-
     shape, dim, lo, hi = check_grid_nd(shape, dim, min_timescale, max_timescale)
     dtype = check_dtype_argument(dtype)
     result = new_array(shape + (dim,), dtype, "an n-D grid table (*shape, dim)")
@@ -412,8 +427,6 @@ def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, 
     >>> bool(np.allclose(got, ref, rtol=0, atol=1e-12))
     True
     """
-    from ._grids import check_grid_2d
-
     xa, out_view = x_and_out(x, out)
     grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, xa.shape[-1], base, layout, cls_token)
     scale = check_scale(scale)
@@ -440,8 +453,6 @@ def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
     >>> bool(np.allclose(fastpe.add_sinusoidal_nd(x, (2, 3, 4)), ref, rtol=0, atol=1e-12))
     True
     """
-    from ._grids import check_grid_nd
-
     xa, out_view = x_and_out(x, out)
     shape, dim, lo, hi = check_grid_nd(shape, xa.shape[-1], min_timescale, max_timescale)
     scale = check_scale(scale)
@@ -491,8 +502,6 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     >>> bool(np.allclose(got_q, ref_q, rtol=0, atol=1e-12) and np.allclose(got_k, ref_k, rtol=0, atol=1e-12))
     True
     """
-    from ._rotary import rotary_request, rotation_targets, row_positions
-
     req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
                          num_threads)
     r, h = req.rotary_dim, req.rotary_dim // 2
@@ -534,13 +543,11 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
     >>> bool(np.allclose(cos, ref_cos, atol=1e-6) and np.allclose(sin, ref_sin, atol=1e-6))
     True
     """
-    from ._rotary import _scaled_frequencies, rotary_table_arguments
-
     n_positions, rotary_dim, offset, base, layout, dtype = rotary_table_arguments(
         n_positions, rotary_dim, offset, base, layout, dtype)
     tables = [new_array((n_positions, rotary_dim), dtype, f"the {name} table of rotary_cos_sin")
               for name in ("cos", "sin")]
-    freq, factor, _ = _scaled_frequencies(None, rotary_dim, base, scaling, None,
+    freq, factor, _ = scaled_frequencies(None, rotary_dim, base, scaling, None,
                                        max(int(np.floor(offset + n_positions - 1)) + 1, 0))
     angles = (offset + np.arange(n_positions, dtype=np.float64))[:, None] * freq
     cos, sin = np.cos(angles) * factor, np.sin(angles) * factor
@@ -552,4 +559,4 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
     return tables[0], tables[1]
 
 
-from ._bias_reference import add_alibi, add_relative_bias, alibi_slopes, relative_position_bucket  # noqa: E402
+from ._reference_bias import add_alibi, add_relative_bias, alibi_slopes, relative_position_bucket  # noqa: E402

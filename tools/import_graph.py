@@ -9,7 +9,7 @@ non-zero when
 
 * two modules import each other through any chain (a cycle), or
 * an implementation module imports the reference (``reference`` or
-  ``_bias_reference``): the reference checks the implementation, so the
+  ``_reference_bias``): the reference checks the implementation, so the
   implementation must not lean on it (only the package's ``__init__`` and
   the benchmark, which times the two side by side, may import it), or
 * the reference imports anything from the package beyond the modules listed
@@ -25,52 +25,65 @@ import sys
 
 PACKAGE = "fastpe"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
-REFERENCE = {"reference", "_bias_reference"}
+REFERENCE = {"reference", "_reference_bias"}
 REFERENCE_USERS = {"__init__", "bench"}
-# What the reference shares with the implementation, deliberately: argument
-# checks, formulas, the caller-result helper of the interop layer and typing.
-REFERENCE_MAY_IMPORT = {"_validation", "_formulas", "_interop", "_typing", "_presets", "_rope_scaling"}
+# What the reference shares with the implementation, deliberately: the
+# argument checks (_validation and its rotary part, which also reads and
+# applies the RoPE scalings) and the float64 formulas.
+REFERENCE_MAY_IMPORT = {"_validation", "_formulas"}
 
 
 def module_names():
+    """{top-level module: [its source files]}: a subpackage of fastpe is one
+    node, made of every .py file under it; compiled modules have no sources."""
     names = {}
     for entry in sorted(os.listdir(ROOT)):
+        path = os.path.join(ROOT, entry)
         stem, ext = os.path.splitext(entry)
-        if ext == ".py":
-            names[stem] = os.path.join(ROOT, entry)
+        if os.path.isdir(path) and os.path.exists(os.path.join(path, "__init__.py")):
+            names[entry] = [os.path.join(folder, name) for folder, _, files in sorted(os.walk(path))
+                            for name in sorted(files) if name.endswith(".py")]
+        elif ext == ".py":
+            names[stem] = [path]
         elif ext in (".pyx", ".pyi") and stem not in names:
-            names[stem] = None  # compiled: imports nothing of the package at run time
+            names[stem] = []  # compiled: imports nothing of the package at run time
     return names
 
 
+def _dotted_package(path):
+    """The dotted package a source file lives in: fastpe or fastpe.<subpackage>..."""
+    folder = os.path.relpath(os.path.dirname(path), os.path.dirname(ROOT))
+    return folder.replace(os.sep, ".")
+
+
 def imports_of(path, known):
-    """The package modules that the file at `path` imports, at any depth."""
+    """The top-level package modules that the file at `path` imports, at any depth."""
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
-    found = set()
+    package = _dotted_package(path).split(".")
+    targets = []  # absolute dotted names
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module is None:  # from . import a, b
-                found.update(alias.name for alias in node.names if alias.name in known)
-            elif node.level == 1:  # from .a import b
-                found.add(node.module.split(".")[0])
-            elif node.module and node.module.split(".")[0] == PACKAGE:  # from fastpe.a import b
-                parts = node.module.split(".")
-                if len(parts) > 1:
-                    found.add(parts[1])
-                else:
-                    found.update(alias.name for alias in node.names if alias.name in known)
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = base + (node.module.split(".") if node.module else [])
+            if node.module is None or module == [PACKAGE]:  # from . import a, b: each may be a module
+                targets.extend(module + [alias.name] for alias in node.names)
+            targets.append(module)
         elif isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == PACKAGE and len(parts) > 1:
-                    found.add(parts[1])
+            targets.extend(alias.name.split(".") for alias in node.names)
+    found = {parts[1] for parts in targets if len(parts) > 1 and parts[0] == PACKAGE}
     return {name for name in found if name in known}
 
 
 def graph():
     known = module_names()
-    return {name: sorted(imports_of(path, known)) if path else [] for name, path in known.items()}
+    edges = {}
+    for name, paths in known.items():
+        targets = set()
+        for path in paths:
+            targets |= imports_of(path, known)
+        edges[name] = sorted(targets - {name})
+    return edges
 
 
 def cycles(edges):

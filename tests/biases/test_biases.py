@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastpe import _bias as fast
-from fastpe import _bias_reference as ref
+from fastpe import _reference_bias as ref
 from util import (ALL_KINDS, array_variants, assert_unchanged, assert_within, describe, exact_bucket, out_variants,
                   rng_for, snapshot)
 

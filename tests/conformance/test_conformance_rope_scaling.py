@@ -1,4 +1,4 @@
-"""fastpe._rope_scaling.rope_inv_freq against Hugging Face transformers'
+"""fastpe.rope_inv_freq against Hugging Face transformers'
 ROPE_INIT_FUNCTIONS (skipped when transformers is not installed), for every
 rope type, several head dims, bases, factors and sequence lengths. The
 checks that need no HF are in rotary/test_rope_scaling.py.
@@ -21,7 +21,8 @@ import math
 import numpy as np
 import pytest
 
-from fastpe._rope_scaling import ROPE_TYPES, rope_inv_freq
+from fastpe._rotary import rope_inv_freq
+from fastpe._validation.rotary import ROPE_TYPES
 from optional import conformance_import
 from rope_parameters import LLAMA3, longrope_parameters
 

@@ -29,7 +29,7 @@ TEAM_OFFSETS = np.array([0, 5, 1000, -7])
 
 def team_input(dtype=np.float32, seed=0):
     x = np.random.default_rng(seed).uniform(-2.0, 2.0, TEAM_SHAPE).astype(dtype)
-    assert x.size >= fastpe._api.SERIAL_BELOW
+    assert x.size >= fastpe._runtime.SERIAL_BELOW
     return x
 
 
@@ -57,7 +57,7 @@ def check_team_call(dtype=np.float32, num_threads=2, seed=0):
         "max_err": float(err.max()),
         "pid": os.getpid(),
         "serial_after_fork": fastpe.show_config(print_out=False)["serial_after_fork"],
-        "team_started": bool(fastpe._forksafe._state["team_started"]),
+        "team_started": bool(fastpe._runtime._state["team_started"]),
         "threads": os_thread_count(),
     }
 

@@ -9,7 +9,7 @@
 
 (b) 64-bit indexing. Byte offsets of rows and columns beyond 2**31 and 2**32,
     and element indices beyond 2**31:
-      * a unit test of the row-offset tables (fastpe._rows) on views with huge
+      * a unit test of the row-offset tables (fastpe._runtime) on views with huge
         strides over a tiny buffer (as_strided: no memory is touched);
       * (slow) real calls on views of a lazily mapped np.zeros buffer of
         2**31+ float32 elements (8.7 GB of address space): only the pages the
@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import fastpe
-from fastpe import _rows, reference
+from fastpe import _runtime, reference
 from processes import rss_bytes, run_python
 from util import add_tolerance, assert_within, max_abs_position_of_add, random_values, rng_for
 
@@ -202,7 +202,7 @@ def _expected_offsets(shape, strides):
 
 
 def test_row_offsets_with_huge_strides():
-    """fastpe._rows computes row byte offsets in intp: strides of 2**31..2**40 bytes
+    """fastpe._runtime computes row byte offsets in intp: strides of 2**31..2**40 bytes
     must not wrap (a tiny buffer viewed with huge strides; nothing is read)."""
     buf = np.zeros(8, np.float32)
     cases = [
@@ -214,17 +214,17 @@ def test_row_offsets_with_huge_strides():
     ]
     for lead, lead_strides in cases:
         view = as_strided(buf, shape=lead + (2, 2), strides=lead_strides + (8, 4), writeable=False)
-        got = _rows.lead_row_offsets(view, lead)
+        got = _runtime.lead_row_offsets(view, lead)
         want = _expected_offsets(lead, lead_strides)
         assert got.dtype == np.intp
         assert got.tolist() == want, f"lead_row_offsets for strides {lead_strides}"
         # grouped by per-row keys (the positions path) and by one scalar key (the offset path)
         keys = np.arange(int(np.prod(lead)), dtype=np.float64)[::-1].reshape(lead)
-        groups = _rows.group_rows(keys, lead, [view, view])
+        groups = _runtime.group_rows(keys, lead, [view, view])
         order = np.argsort(keys.ravel(), kind="stable")
         assert groups.rows[0].tolist() == [want[i] for i in order], f"group_rows for strides {lead_strides}"
         assert groups.rows[0].dtype == np.intp
-        single = _rows.group_rows(np.zeros(()).reshape((1,) * len(lead)), lead, [view])
+        single = _runtime.group_rows(np.zeros(()).reshape((1,) * len(lead)), lead, [view])
         assert single.rows[0].tolist() == want
 
 
@@ -346,7 +346,7 @@ def test_more_threads_than_cores(num_threads, dtype):
     ]
     for shape, kwargs in cases:
         x = random_values(shape, dtype, rng)
-        assert x.size >= fastpe._api.SERIAL_BELOW
+        assert x.size >= fastpe._runtime.SERIAL_BELOW
         x0 = x.copy()
         got = fastpe.add_sinusoidal(x, num_threads=num_threads, **kwargs)
         expected = reference.add_sinusoidal(x0.copy(), **kwargs)

@@ -1,4 +1,4 @@
-"""fastpe._rope_scaling.rope_inv_freq: RoPE frequencies and attention factors,
+"""fastpe.rope_inv_freq: RoPE frequencies and attention factors,
 checked against the formulas written out here (no outside library; the
 comparison with Hugging Face transformers is in
 conformance/test_conformance_rope_scaling.py).
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from fastpe._rope_scaling import rope_inv_freq
+from fastpe._rotary import rope_inv_freq
 from rope_parameters import LLAMA3, longrope_parameters
 
 # ------------------------------------------------------------ independent checks

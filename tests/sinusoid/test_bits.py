@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import fastpe
 from fastpe import reference
-from fastpe._api import RESEED_INTERVAL, SERIAL_BELOW
+from fastpe._runtime import RESEED_INTERVAL, SERIAL_BELOW
 from util import CONTRACT_MAX_POSITION, DTYPES, LAYOUTS, add_tolerance, assert_same_bits, assert_within, rng_for
 
 try:

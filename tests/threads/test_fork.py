@@ -1,4 +1,4 @@
-"""Fork safety (fastpe/_forksafe.py).
+"""Fork safety (the fork rule of fastpe/_runtime.py).
 
 GNU libgomp's worker pool does not survive fork(): a child forked after the
 parent ran an OpenMP parallel region hangs in its next parallel region. fastpe
@@ -219,7 +219,7 @@ import fastpe
 from processes import check_team_call, wait_child
 # only serial work before the fork: no team, no libgomp pool
 small = fastpe.add_sinusoidal(np.zeros((4, 8)), num_threads=2)
-assert fastpe._forksafe._state["team_started"] is False
+assert fastpe._runtime._state["team_started"] is False
 r, w = os.pipe()
 pid = os.fork()
 if pid == 0:
@@ -261,7 +261,7 @@ def test_child_forked_before_any_team_may_use_threads():
 @needs_fork
 @needs_openmp
 def test_premise_libgomp_child_hangs_without_serial_mode():
-    """Why fastpe needs _forksafe: switch serial mode off in a forked child and its
+    """Why fastpe needs the fork rule: switch serial mode off in a forked child and its
     next team never returns (GNU libgomp). Skipped where the runtime survives
     fork (e.g. LLVM's libomp). Runs in a separate interpreter, child killed after 10 s."""
     code = r"""
@@ -272,7 +272,7 @@ from processes import check_team_call, wait_child
 check_team_call(np.float32, 2)
 pid = os.fork()
 if pid == 0:
-    fastpe._forksafe._state["serial_only"] = False
+    fastpe._runtime._state["serial_only"] = False
     res = check_team_call(np.float32, 2)
     os._exit(0 if res["ok"] else 1)
 code, elapsed = wait_child(pid, 10)

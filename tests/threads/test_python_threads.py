@@ -239,7 +239,7 @@ def test_job_mix_covers_the_axes():
     assert {"positions", "offset"} <= {k for j in jobs for k in j.kwargs}
     assert any("inv_freq" in j.kwargs for j in jobs) and any("scale" in j.kwargs for j in jobs)
     assert len({j.label for j in jobs}) >= 4
-    big = [j for j in jobs if int(np.prod(j.shape)) >= fastpe._api.SERIAL_BELOW and j.num_threads != 1]
+    big = [j for j in jobs if int(np.prod(j.shape)) >= fastpe._runtime.SERIAL_BELOW and j.num_threads != 1]
     assert big, "no team-sized job: OpenMP teams inside Python threads would go untested"
 
 

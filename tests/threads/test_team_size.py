@@ -79,7 +79,7 @@ def test_openmp_is_enabled_in_this_build():
 def test_threadpool_limits_caps_the_team():
     """threadpoolctl.threadpool_limits(1) reaches fastpe's OpenMP runtime: calls run on one thread."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    from fastpe._api import resolve_threads
+    from fastpe._runtime import resolve_threads
 
     big = 1 << 22
     fastpe.add_sinusoidal(np.zeros((2, 64, 32), dtype=np.float32), num_threads=2)  # the runtime is loaded

@@ -1,21 +1,44 @@
-"""The public functions: validate everything, then hand raw memory to the kernels."""
+"""The sinusoid family: sinusoidal_table, sinusoidal_encode, add_sinusoidal (with
+the model presets as preset=), the learned-table add_table and make_positions.
+
+Each function validates every argument (fastpe._validation), plans the call
+(fastpe._plan, fastpe._runtime) and hands raw memory to the kernels."""
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _forksafe, _kernels, reference
+from . import _formulas, _kernels
 from ._plan import sinusoid_plan
-from ._interop import caller_result
-from ._memory import new_array, read_apart, same_view, shares_memory
-from ._rows import balanced_chunks, group_rows
-from ._typing import ArrayT, Int, Layout, OptArrayLike, OptInt, OptReal, Preset, Real, Table
+from ._formulas import new_array
+from ._runtime import (
+    RESEED_INTERVAL,
+    TILE_DIRECT_BYTES,
+    TILE_SHARED_BYTES,
+    group_chunks,
+    group_rows,
+    resolve_threads,
+    source_and_mode,
+    storage_kind,
+    tile_rows,
+    work_blocks,
+)
 from ._validation import (
-    FLOAT16,
+    ArrayT,
+    Int,
+    Layout,
+    OptArrayLike,
+    OptInt,
+    OptReal,
+    Preset,
+    Real,
+    Table,
+    caller_result,
+    check_make_positions,
+    read_apart,
     NATIVE_FLOATS,
     Encoding,
     add_request,
@@ -24,89 +47,22 @@ from ._validation import (
     check_dtype_argument,
     check_num_threads,
     check_out,
-    encoding_dtype_for,
     real_array,
     table_offset,
 )
 
-# Below this many output elements a call runs on one thread: waking a team
-# costs more than it saves.
-SERIAL_BELOW = 1 << 15
-# Positions between libm seeds (the canonical seed points of every row are
-# its multiples; see _kernels.pyx); the recurrence's rounding grows ~2e-16 a step.
-RESEED_INTERVAL = _kernels.SEED_GRID
-# The largest team fastpe starts: more threads than this only oversubscribe
-# the cores, and a team of 10**5 makes libgomp kill the process.
-MAX_TEAM = max(8, 4 * (os.cpu_count() or 1))
-# Work items a call is cut into (enough to balance a few threads), and the
-# fewest positions an item covers (each item pays for one seed).
-ITEMS_PER_CALL = 8
-MIN_BLOCK = 16
-# Work items per thread for kernels whose results do not depend on how the
-# work is split (the attention biases): there the team size may set it.
-ITEMS_PER_THREAD = 4
-# Rows per tile. Written straight into one sequence, a tile of output rows
-# stays in L2 across the frequency chunks; shared by several sequences, a tile
-# of encoding rows is generated once and swept over each sequence's
-# contiguous span, long enough for the prefetcher and still in L2/L3.
-TILE_DIRECT_BYTES = 256 * 1024
-TILE_SHARED_BYTES = 1024 * 1024
-
 _NO_ZERO_POSITION = float("nan")
-
-
-def resolve_threads(num_threads, work):
-    """The team size for one call: 1 for small work, without OpenMP, or in a
-    child forked after a team was started (see _forksafe)."""
-    if not _kernels.openmp_enabled() or work < SERIAL_BELOW or _forksafe.serial_only():
-        return 1
-    n = num_threads if num_threads is not None else max(1, _kernels.omp_max_threads())
-    n = min(n, MAX_TEAM)
-    if n > 1:
-        _forksafe.note_team_started()
-    return n
-
-
-def storage_kind(dtype):
-    """The kernels' STORAGE_* code of a supported dtype."""
-    if dtype == FLOAT16:
-        return _kernels.STORAGE_F16
-    if dtype in NATIVE_FLOATS:
-        return _kernels.STORAGE_NATIVE
-    return _kernels.STORAGE_BF16
-
-
-def _tile_rows(nbytes, n_cols, dst, block):
-    # Tile rows are encoding rows: 16-bit storage is fed from float64 ones.
-    row_itemsize = encoding_dtype_for(dst.dtype).itemsize
-    return max(1, min(block, nbytes // max(n_cols * row_itemsize, 1)))
-
-
-def _blocks(T, n_seq, max_block):
-    """Positions per work item: at most max_block, and about ITEMS_PER_CALL
-    items per sequence. It depends on the input only. For the sinusoid grid
-    the split does not change the bits (every row follows its canonical path,
-    see _kernels.pyx); it only balances the threads."""
-    block = max(MIN_BLOCK, -(-T // ITEMS_PER_CALL))
-    block = min(block, max_block, max(T, 1))
-    return block, n_seq * -(-T // block)
-
-
-def _chunks(group_ptr):
-    """Work items of the grouped kernels, from the groups alone (not the team size)."""
-    n_groups = group_ptr.shape[0] - 1
-    return balanced_chunks(group_ptr, min(ITEMS_PER_CALL, -(-n_groups // MIN_BLOCK)))
 
 
 def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=_NO_ZERO_POSITION):
     """Rows at positions key + t (t along axis -2), for every key group."""
     groups = group_rows(keys, lead_shape, [dst, src])
     n_seq = groups.keys.shape[0]
-    block, n_items = _blocks(T, n_seq, RESEED_INTERVAL)
+    block, n_items = work_blocks(T, n_seq, RESEED_INTERVAL)
     _kernels.sinusoid_grid(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1],
-        T, block, _tile_rows(TILE_DIRECT_BYTES, plan.n_cols, dst, block),
-        _tile_rows(TILE_SHARED_BYTES, plan.n_cols, dst, block),
+        T, block, tile_rows(TILE_DIRECT_BYTES, plan.n_cols, dst, block),
+        tile_rows(TILE_SHARED_BYTES, plan.n_cols, dst, block),
         dst.strides[-2], dst.strides[-1] // dst.itemsize,
         src.strides[-2], src.strides[-1] // src.itemsize,
         scale, mode, zero_pos, storage_kind(dst.dtype), min(n_threads, n_items),
@@ -116,23 +72,12 @@ def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=
 def _grouped(dst, src, plan, keys, lead_shape, scale, mode, n_threads, zero_pos=_NO_ZERO_POSITION):
     """Rows at arbitrary positions `keys` (aligned to lead_shape)."""
     groups = group_rows(keys, lead_shape, [dst, src])
-    chunks = _chunks(groups.group_ptr)
+    chunks = group_chunks(groups.group_ptr)
     _kernels.sinusoid_grouped(
         dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1], chunks,
         dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
         scale, mode, zero_pos, storage_kind(dst.dtype), min(n_threads, chunks.shape[0] - 1),
     )
-
-
-def _source_and_mode(x, dst):
-    """What a fused add reads, and whether it writes in place."""
-    if same_view(dst, x):
-        return x, _kernels.MODE_ADD_INPLACE
-    if shares_memory(dst, x):
-        # out overlaps x without being x: read from a private copy so no
-        # element is read after it was overwritten.
-        return x.copy(), _kernels.MODE_ADD_TO
-    return x, _kernels.MODE_ADD_TO
 
 
 def _table_out(out, shape, dtype, what):
@@ -398,7 +343,7 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
     dst = req.x if req.out is None else req.out
     if dst.size == 0:
         return caller_result(x, out)
-    src, mode = _source_and_mode(req.x, dst)
+    src, mode = source_and_mode(req.x, dst)
     scale = 1.0 if req.scale is None else req.scale
     n_threads = resolve_threads(req.num_threads, dst.size)
     plan = sinusoid_plan(req.encoding)
@@ -448,8 +393,8 @@ def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
 
     Notes
     -----
-    NumPy already does this in one pass, so this function calls
-    `fastpe.reference.make_positions`.
+    NumPy already does this in one pass, so the kernels are not involved:
+    this function and `fastpe.reference.make_positions` share the formula.
 
     Examples
     --------
@@ -461,7 +406,8 @@ def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
     >>> fastpe.make_positions(ids, padding_idx=1, past_length=10)[0].tolist()
     [12, 13, 14, 1, 1]
     """
-    return reference.make_positions(token_ids, padding_idx, past_length=past_length)
+    ids, padding_idx, past_length = check_make_positions(token_ids, padding_idx, past_length)
+    return _formulas.make_positions(ids, padding_idx, past_length)
 
 
 _NO_INDEX = np.zeros(2, dtype=np.intp)
@@ -543,7 +489,7 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
     dst = req.x if req.out is None else req.out
     if dst.size == 0:
         return caller_result(x, out)
-    src, mode = _source_and_mode(req.x, dst)
+    src, mode = source_and_mode(req.x, dst)
     table_rows = req.table
     rows = req.offset if req.positions is None else req.positions
     first_row = 0
@@ -562,15 +508,15 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
     if req.positions is None:
         T = dst.shape[-2]
         groups = group_rows((req.offset - first_row).astype(np.float64), dst.shape[:-2], [dst, src])
-        block, n_items = _blocks(T, groups.keys.shape[0], 1 << 30)
-        tile = _tile_rows(TILE_SHARED_BYTES, table_rows.shape[1], dst, block)
+        block, n_items = work_blocks(T, groups.keys.shape[0], 1 << 30)
+        tile = tile_rows(TILE_SHARED_BYTES, table_rows.shape[1], dst, block)
         _kernels.table_add(dst, src, table_rows, True, groups.keys.astype(np.intp), groups.group_ptr, T, block, tile,
                            _NO_POSITIONS, _NO_INDEX, _NO_INDEX, groups.rows[0], groups.rows[1],
                            dst.strides[-2], cs[0], src.strides[-2], cs[1], scale, mode, kind, n_items,
                            min(n_threads, n_items))
     else:
         groups = group_rows((req.positions - first_row).astype(np.float64), dst.shape[:-1], [dst, src])
-        chunks = _chunks(groups.group_ptr)
+        chunks = group_chunks(groups.group_ptr)
         n_items = chunks.shape[0] - 1
         _kernels.table_add(dst, src, table_rows, False, _NO_INDEX, _NO_INDEX, 0, 1, 1,
                            groups.keys, groups.group_ptr, chunks, groups.rows[0], groups.rows[1],

@@ -1,12 +1,14 @@
-"""Rotary-embedding (RoPE) frequencies with the scalings of Hugging Face transformers.
+"""The rotary family's part of the argument checks, with Hugging Face's RoPE scalings.
 
-``rope_inv_freq(dim, base, scaling, seq_len=)`` returns ``(inv_freq,
-attention_factor)`` exactly as transformers 5.x ``ROPE_INIT_FUNCTIONS`` (and the
-models' ``compute_default_rope_parameters`` for ``"default"``) define them, with
-the same parameter names and semantics, but computed in float64 (HF computes
-the frequencies in float32; tests/test_rope_scaling.py compares against it).
-This is plain NumPy and the only implementation: fastpe and fastpe.reference
-share it.
+A sub-part of fastpe._validation: apply_rotary's and rotary_cos_sin's checks
+(RotaryRequest), shared by the implementation and the reference, and the
+reading of Hugging Face's RoPE scalings: a dict or a config is read, each
+rope type's keys are checked, and the rule of fastpe._formulas (inv_freq
+and attention factor, as transformers 5.x ``ROPE_INIT_FUNCTIONS`` define
+them, in float64) is applied to the checked values.
+tests/conformance/test_conformance_rope_scaling.py compares every rule with
+Hugging Face's own functions. It is a file of its own because the package's
+__init__ would otherwise pass 1,300 lines.
 
 Conventions
 -----------
@@ -93,17 +95,39 @@ needs ``original_max_position_embeddings >= 2`` (both divide by a log).
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 import warnings
 from collections.abc import Mapping
 
 import numpy as np
-import numpy.typing as npt
 
-from ._presets import vaswani_frequencies
-from ._typing import Int, OptInt, Real, Scaling
-from ._validation import check_count, check_int, check_real_scalar
+from .._formulas import (
+    dynamic_base,
+    offset_positions,
+    rope_rule,
+    rope_seq_len,
+    rotary_positions_shaped,
+    to_rows,
+    vaswani_frequencies,
+)
+from . import (
+    as_float_array,
+    broadcastable_to,
+    check_count,
+    check_dtype_argument,
+    check_int,
+    check_layout,
+    check_num_threads,
+    check_out,
+    check_position_range,
+    check_real_scalar,
+    frequencies_argument,
+    read_apart,
+    real_array,
+    same_view,
+    shares_memory,
+    table_offset,
+    writable_array,
+)
 
 ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3", "proportional")
 
@@ -151,9 +175,7 @@ def _positive_int(params, key, *, required=False, why=""):
 
 
 def _check_positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    value = operator.index(value)
+    value = check_int(name, value, "a positive integer")
     if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value}")
     return value
@@ -212,37 +234,23 @@ def _check_dim(dim):
     return dim
 
 
-def _default(rdim, base):
-    """w_k = base ** (-2k / rdim), k < rdim // 2 (fastpe's Vaswani expression)."""
-    return vaswani_frequencies(rdim, base, rdim // 2)
+def _read_linear(p, rdim, base, seq_len):
+    return {"factor": _real(p, "factor", required=True)}
 
 
-def _linear(p, rdim, base, seq_len):
-    factor = _real(p, "factor", required=True)
-    return _default(rdim, base) / factor, 1.0
-
-
-def _dynamic(p, rdim, base, seq_len):
+def _read_dynamic(p, rdim, base, seq_len):
     factor = _real(p, "factor", required=True)
     mpe = _positive_int(p, "max_position_embeddings", required=True,
                         why=" (HF reads it from config.max_position_embeddings)")
     if rdim < 4:
         raise ValueError(f"rope_type='dynamic' needs a rotary width >= 4 (its base exponent is "
                          f"dim / (dim - 2)), got {rdim}")
-    seq = mpe if seq_len is None else max(seq_len, mpe)
-    base = base * ((factor * seq / mpe) - (factor - 1)) ** (rdim / (rdim - 2))
-    if not math.isfinite(base):
+    if not math.isfinite(dynamic_base(base, factor, mpe, rdim, seq_len)):
         raise ValueError(f"rope_type='dynamic': the scaled base overflows float64 (seq_len={seq_len}, factor={factor})")
-    return _default(rdim, base), 1.0
+    return {"factor": factor, "max_position_embeddings": mpe}
 
 
-def _get_mscale(scale, mscale=1.0):
-    if scale <= 1:
-        return 1.0
-    return 0.1 * mscale * math.log(scale) + 1.0
-
-
-def _yarn(p, rdim, base, seq_len):
+def _read_yarn(p, rdim, base, seq_len):
     orig, mpe = _original_max(p)
     factor = _factor_or_ratio(p, orig, mpe)
     attention_factor = _real(p, "attention_factor")
@@ -257,87 +265,48 @@ def _yarn(p, rdim, base, seq_len):
     truncate = p.get("truncate", True)
     if truncate is not None and not isinstance(truncate, (bool, np.bool_)):
         raise TypeError(f"{_name('truncate')} must be a bool, got {truncate!r}")
-    truncate = bool(truncate)  # HF: `if truncate:`, so None means False
     if base == 1.0:
         raise ValueError(f"base (or {_name('rope_theta')}) must not be 1 for rope_type='yarn': "
                          f"its correction range divides by ln(base)")
-
-    if attention_factor is None:
-        if mscale and mscale_all_dim:
-            attention_factor = float(_get_mscale(factor, mscale) / _get_mscale(factor, mscale_all_dim))
-        else:
-            attention_factor = _get_mscale(factor)
-
-    def correction_dim(num_rotations):
-        return (rdim * math.log(orig / (num_rotations * 2 * math.pi))) / (2 * math.log(base))
-
-    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
-    if truncate:
-        low, high = math.floor(low), math.ceil(high)
-    low, high = max(low, 0), min(high, rdim - 1)
-    if low == high:
-        high += 0.001  # HF: prevent singularity
-    ramp = np.clip((np.arange(rdim // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
-
-    extrapolation = _default(rdim, base)
-    interpolation = extrapolation / factor
-    extrapolation_factor = 1.0 - ramp
-    inv_freq = interpolation * (1.0 - extrapolation_factor) + extrapolation * extrapolation_factor
-    return inv_freq, float(attention_factor)
+    return {"original_max_position_embeddings": orig, "factor": factor, "attention_factor": attention_factor,
+            "mscale": mscale, "mscale_all_dim": mscale_all_dim, "beta_fast": beta_fast, "beta_slow": beta_slow,
+            "truncate": bool(truncate)}  # HF: `if truncate:`, so None means False
 
 
-def _longrope(p, rdim, base, seq_len):
+def _read_longrope(p, rdim, base, seq_len):
     long_factor = _factor_list(p, "long_factor", rdim // 2)
     short_factor = _factor_list(p, "short_factor", rdim // 2)
     orig, mpe = _original_max(p)
     factor = _factor_or_ratio(p, orig, mpe)
     attention_factor = _real(p, "attention_factor")
-    if attention_factor is None:
-        if factor <= 1.0:
-            attention_factor = 1.0
-        elif orig < 2:
-            raise ValueError(f"{_name('original_max_position_embeddings')} must be >= 2 for rope_type='longrope' "
-                             f"with factor > 1 (the attention factor divides by its log), got {orig}")
-        else:
-            attention_factor = math.sqrt(1 + math.log(factor) / math.log(orig))
-    ext = long_factor if (seq_len and seq_len > orig) else short_factor
-    return _default(rdim, base) / ext, float(attention_factor)
+    if attention_factor is None and factor > 1.0 and orig < 2:
+        raise ValueError(f"{_name('original_max_position_embeddings')} must be >= 2 for rope_type='longrope' "
+                         f"with factor > 1 (the attention factor divides by its log), got {orig}")
+    return {"long_factor": long_factor, "short_factor": short_factor, "original_max_position_embeddings": orig,
+            "factor": factor, "attention_factor": attention_factor}
 
 
-def _llama3(p, rdim, base, seq_len):
+def _read_llama3(p, rdim, base, seq_len):
     factor = _real(p, "factor", required=True)
     low_freq_factor = _real(p, "low_freq_factor", required=True)
     high_freq_factor = _real(p, "high_freq_factor", required=True)
     if high_freq_factor <= low_freq_factor:
         raise ValueError(f"{_name('high_freq_factor')} ({high_freq_factor}) must be > "
                          f"{_name('low_freq_factor')} ({low_freq_factor})")
-    old_context_len, _ = _original_max(p)
-
-    inv_freq = _default(rdim, base)
-    low_freq_wavelen = old_context_len / low_freq_factor
-    high_freq_wavelen = old_context_len / high_freq_factor
-    wavelen = 2 * math.pi / inv_freq
-    # wavelen < high_freq_wavelen: unchanged; wavelen > low_freq_wavelen: divided by factor
-    inv_freq_llama = np.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
-    # in between: interpolate with a smooth factor
-    smooth = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
-    smoothed = (1 - smooth) * inv_freq_llama / factor + smooth * inv_freq_llama
-    is_medium = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
-    return np.where(is_medium, smoothed, inv_freq_llama), 1.0
+    return {"factor": factor, "low_freq_factor": low_freq_factor, "high_freq_factor": high_freq_factor,
+            "original_max_position_embeddings": _original_max(p)[0]}
 
 
-def _proportional(p, head_dim, base, seq_len):
+def _read_proportional(p, head_dim, base, seq_len):
     factor = _real(p, "factor")
-    factor = 1.0 if factor is None else factor
-    prf = _real(p, "partial_rotary_factor")
-    angles = int((1.0 if prf is None else prf) * head_dim // 2)
-    inv_freq = np.zeros(head_dim // 2, dtype=np.float64)
-    inv_freq[:angles] = base ** (-(2.0 * np.arange(angles, dtype=np.float64)) / head_dim)
-    return inv_freq / factor, 1.0
+    return {"factor": 1.0 if factor is None else factor, "partial_rotary_factor": _real(p, "partial_rotary_factor")}
 
 
-_RULES = {"linear": _linear, "dynamic": _dynamic, "yarn": _yarn, "longrope": _longrope, "llama3": _llama3,
-          "proportional": _proportional}
+# How each rope type's keys are read and checked; the rules themselves are
+# fastpe._formulas.ROPE_RULES.
+_READERS = {"default": lambda p, rdim, base, seq_len: {}, "linear": _read_linear, "dynamic": _read_dynamic,
+            "yarn": _read_yarn, "longrope": _read_longrope, "llama3": _read_llama3,
+            "proportional": _read_proportional}
 
 
 def _attribute_int(config, name):
@@ -409,102 +378,8 @@ def _warn_unused_keys(params, rope_type, ignore):
                       f"{', '.join(map(repr, sorted(unused, key=str)))}", UserWarning, stacklevel=3)
 
 
-def rope_inv_freq(dim: OptInt, base: Real = 10000.0, scaling: Scaling = None, *,
-                  seq_len: OptInt = None) -> tuple[npt.NDArray[np.float64], float]:
-    """RoPE inverse frequencies and attention factor, as HF transformers 5.x computes them.
-
-    The rules of ``ROPE_INIT_FUNCTIONS`` with their parameter names, computed
-    in float64 (HF computes the frequencies in float32).
-
-    Parameters
-    ----------
-    dim : int or None
-        Head dimension (positive, even); with a ``partial_rotary_factor`` key
-        the rotary width is ``int(dim * partial_rotary_factor)``. None takes
-        it from a config given as `scaling` (``head_dim``, else
-        ``hidden_size // num_attention_heads``).
-    base : float, optional
-        RoPE theta (default 10000); a ``rope_theta`` key of `scaling`
-        overrides it.
-    scaling : dict or config, optional
-        None (plain RoPE), a dict like ``config.rope_parameters``, or the
-        Hugging Face config itself (anything with ``rope_parameters``; see
-        `apply_rotary`). Its
-        ``rope_type`` (or legacy ``type``) is one of ``default``, ``linear``
-        (``factor``), ``dynamic`` (``factor``, ``max_position_embeddings``),
-        ``yarn`` (``factor``, ``beta_fast``, ``beta_slow``, ``mscale``,
-        ``mscale_all_dim``, ``attention_factor``, ``truncate``,
-        ``original_max_position_embeddings``), ``longrope``
-        (``long_factor``, ``short_factor``,
-        ``original_max_position_embeddings``, ``factor`` or
-        ``max_position_embeddings``) or ``llama3`` (``factor``,
-        ``low_freq_factor``, ``high_freq_factor``,
-        ``original_max_position_embeddings``), ``proportional``. Keys a type
-        does not use are ignored with a UserWarning naming them, as HF's
-        validation does; a ``seq_len`` key is a ValueError (it is an
-        argument). The dict is never modified.
-    seq_len : int, optional
-        The current sequence length (``dynamic``, ``longrope``); ignored by
-        the other types.
-
-    Returns
-    -------
-    inv_freq : ndarray of float64
-        ``rotary_dim // 2`` frequencies.
-    attention_factor : float
-        The factor that multiplies cos and sin (yarn, longrope; else 1).
-
-    Raises
-    ------
-    TypeError
-        A `scaling` that is not a mapping, non-numeric keys.
-    ValueError
-        An unknown ``rope_type``, a missing or out-of-range key (each is
-        named), an odd rotary width.
-
-    See Also
-    --------
-    apply_rotary : takes the same `scaling`.
-
-    Notes
-    -----
-    The module ``fastpe._rope_scaling`` lists HF's quirks that fastpe keeps
-    (a lone ``mscale`` is ignored by yarn, ``truncate=None`` means False,
-    longrope switches to the long factors only above
-    ``original_max_position_embeddings``) and where it is stricter than HF.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastpe
-    >>> inv_freq, factor = fastpe.rope_inv_freq(128, 500000.0)
-    >>> inv_freq.shape, factor
-    ((64,), 1.0)
-    >>> linear, _ = fastpe.rope_inv_freq(128, 500000.0, {"rope_type": "linear", "factor": 8.0})
-    >>> bool(np.allclose(linear, inv_freq / 8))
-    True
-    >>> _, yarn_factor = fastpe.rope_inv_freq(64, 10000.0, {"rope_type": "yarn", "factor": 4.0,
-    ...                                                    "original_max_position_embeddings": 4096})
-    >>> round(yarn_factor, 6)                # 0.1 * ln(4) + 1
-    1.138629
-
-    A config as it is (here Phi's shape, duck-typed: transformers is not
-    needed) gives the head width and the partial rotary factor:
-
-    >>> from types import SimpleNamespace
-    >>> phi = SimpleNamespace(hidden_size=256, num_attention_heads=4, max_position_embeddings=2048,
-    ...                       rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-    ...                                        "partial_rotary_factor": 0.5})
-    >>> inv_freq, attention_factor = fastpe.rope_inv_freq(None, scaling=phi)   # head_dim 64, 32 rotary channels
-    >>> inv_freq.shape, attention_factor
-    ((16,), 1.0)
-    """
-    params, config_dim, ignore = scaling_parameters(scaling)
-    return _inv_freq(dim, config_dim, base, params, ignore, seq_len)
-
-
-def _inv_freq(dim, config_dim, base, params, ignore, seq_len):
-    """rope_inv_freq on parsed scaling (see scaling_parameters)."""
+def rope_frequencies(dim, config_dim, base, params, ignore, seq_len):
+    """(inv_freq, attention_factor) of rope_inv_freq, from parsed scaling (see scaling_parameters)."""
     if dim is None:
         if config_dim is None:
             raise TypeError("dim must be a positive even integer (or None with a config that gives head_dim, or "
@@ -524,7 +399,8 @@ def _inv_freq(dim, config_dim, base, params, ignore, seq_len):
     params["__type__"] = rope_type
     if rope_type == "proportional":  # its rotary width is the whole head, whatever the factor
         base = _real(params, "rope_theta") or base
-        inv_freq, attention_factor = _proportional(params, dim, base, seq_len)
+        inv_freq, attention_factor = rope_rule("proportional", dim, base,
+                                               _read_proportional(params, dim, base, seq_len), seq_len)
         return np.ascontiguousarray(inv_freq, dtype=np.float64), float(attention_factor)
 
     theta = _real(params, "rope_theta")
@@ -540,10 +416,8 @@ def _inv_freq(dim, config_dim, base, params, ignore, seq_len):
             raise ValueError(f"{_name('partial_rotary_factor')}={prf} gives a rotary width int({dim} * {prf}) = "
                              f"{rdim}; it must be even and >= 2")
 
-    if rope_type == "default":
-        inv_freq, attention_factor = _default(rdim, base), 1.0
-    else:
-        inv_freq, attention_factor = _RULES[rope_type](params, rdim, base, seq_len)
+    values = _READERS[rope_type](params, rdim, base, seq_len)
+    inv_freq, attention_factor = rope_rule(rope_type, rdim, base, values, seq_len)
     return np.ascontiguousarray(inv_freq, dtype=np.float64), float(attention_factor)
 
 
@@ -572,7 +446,7 @@ def rotary_frequencies(scaling, base, seq_len, *, width=None, rotary_dim=None):
         dim = rotary_dim
     else:
         dim = head_dim
-    freq, attention_factor = _inv_freq(dim, config_dim if head_dim == config_dim else None, base, params, ignore,
+    freq, attention_factor = rope_frequencies(dim, config_dim if head_dim == config_dim else None, base, params, ignore,
                                        seq_len)
     width_given = 2 * freq.shape[0]
     if rotary_dim is not None and rotary_dim != width_given:
@@ -580,3 +454,175 @@ def rotary_frequencies(scaling, base, seq_len, *, width=None, rotary_dim=None):
                          f"{dim} channels of a head (partial_rotary_factor={params.get('partial_rotary_factor')}, "
                          f"rope_type={rope_type!r}); pass rotary_dim={width_given}, or leave it None in apply_rotary")
     return freq, attention_factor, width_given
+
+
+# ------------------------------------------------------------------ rotary arguments
+
+ROTARY_LAYOUTS = ("half", "interleaved")
+
+
+class RotaryRequest:
+    """Validated arguments of apply_rotary."""
+
+    __slots__ = ("arrays", "outs", "seq_axes", "T", "rotary_dim", "layout", "freq", "attention_factor",
+                 "offset", "positions", "num_threads", "repeated")
+
+
+def scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
+    """(float64 frequencies, attention factor, rotary width): HF's scalings when scaling is given.
+
+    width: the channel count shared by the arrays (None if they differ, or for
+    rotary_cos_sin); rotary_dim: the caller's (checked), or None."""
+    if scaling is not None:
+        if inv_freq is not None:
+            raise ValueError("inv_freq cannot be combined with scaling: scaling computes the frequencies")
+        freq, factor, rotary_dim = rotary_frequencies(scaling, base, seq_len, width=width, rotary_dim=rotary_dim)
+        return np.ascontiguousarray(freq, dtype=np.float64), float(factor), rotary_dim
+    if rotary_dim is None:
+        if width is None:
+            raise ValueError("the arrays have different channel counts: pass rotary_dim")
+        rotary_dim = check_rotary_dim(width)
+    if inv_freq is not None:
+        return (frequencies_argument(inv_freq, rotary_dim, "concat", f"rotary_dim // 2, rotary_dim={rotary_dim}"),
+                1.0, rotary_dim)
+    return vaswani_frequencies(rotary_dim, base, rotary_dim // 2, "the rotary frequencies"), 1.0, rotary_dim
+
+
+def check_rotary_dim(rotary_dim):
+    """An even int >= 2: channels are rotated in pairs."""
+    rotary_dim = check_int("rotary_dim", rotary_dim)
+    if rotary_dim < 2 or rotary_dim % 2:
+        raise ValueError(f"rotary_dim must be even and >= 2 (channel pairs are rotated), got {rotary_dim}")
+    return rotary_dim
+
+
+def _seq_axis(name, seq_axis, ndim):
+    axis = check_int("seq_axis", seq_axis)
+    if not -ndim <= axis < ndim or axis % ndim == ndim - 1:
+        raise ValueError(f"seq_axis={seq_axis} must name an axis of {name} ({ndim} dims) before its channel axis")
+    return axis % ndim
+
+
+def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
+                   num_threads):
+    req = RotaryRequest()
+    if not arrays:
+        raise TypeError("apply_rotary needs at least one array to rotate")
+    if out is not None:
+        if isinstance(out, np.ndarray) or len(out) != len(arrays):
+            raise ValueError(f"out must be a sequence of {len(arrays)} arrays, one per array to rotate")
+    names = [f"arrays[{i}]" for i in range(len(arrays))]
+    checked = []
+    for i, a in enumerate(arrays):
+        a = writable_array(names[i], a, hint="; pass out= to write the result elsewhere") if out is None \
+            else as_float_array(names[i], a, like=writable_array(f"out[{i}]", out[i]).dtype)
+        if a.ndim < 2:
+            raise ValueError(f"{names[i]} must have at least 2 dimensions (..., T, ..., D), got shape {a.shape}")
+        checked.append(a)
+    if len({a.dtype for a in checked}) > 1:
+        raise TypeError(f"the arrays to rotate must share one dtype, got {[a.dtype.name for a in checked]}")
+    req.arrays = checked
+    req.seq_axes = [_seq_axis(names[i], seq_axis, a.ndim) for i, a in enumerate(checked)]
+    lengths = {a.shape[ax] for a, ax in zip(checked, req.seq_axes)}
+    if len(lengths) > 1:
+        raise ValueError(f"the arrays to rotate must agree on the sequence length, got {sorted(lengths)}")
+    req.T = lengths.pop()
+    req.layout = check_layout(layout, ROTARY_LAYOUTS)
+    widths = {a.shape[-1] for a in checked}
+    width = next(iter(widths)) if len(widths) == 1 else None
+    if rotary_dim is not None:
+        rotary_dim = check_rotary_dim(rotary_dim)
+    base = check_real_scalar("base", 10000.0 if base is None else base, positive=True)
+    req.num_threads = check_num_threads(num_threads)
+    off = real_array("offset", offset, position=True)
+    B = checked[0].shape[0]
+    if positions is not None:
+        if (off != 0).any():
+            raise ValueError("offset cannot be combined with positions: positions already give every token's position")
+        req.positions = real_array("positions", positions, position=True)
+        req.offset = None
+        for a, ax, name in zip(checked, req.seq_axes, names):
+            _positions_for(req.positions, a.shape[: ax + 1], name)
+        seq_len = rope_seq_len(np.max(req.positions) if req.positions.size else -1.0)
+    else:
+        if off.ndim > 1 or (off.ndim == 1 and off.shape[0] not in (1, B)):
+            raise ValueError(f"offset must be a number or one per sequence, shape ({B},) along the first axis; "
+                             f"got shape {off.shape}")
+        if off.ndim == 1 and any(a.shape[0] != B or ax == 0 for a, ax in zip(checked, req.seq_axes)):
+            raise ValueError("a per-sequence offset needs every array to have the batch on its first axis")
+        req.offset, req.positions = off, None
+        if off.size and req.T:
+            check_position_range("offset + T - 1", float(np.min(off)), float(np.max(off)) + (req.T - 1))
+        seq_len = rope_seq_len((float(np.max(off)) if off.size else 0.0) + req.T - 1)
+    req.freq, req.attention_factor, rotary_dim = scaled_frequencies(width, rotary_dim, base, scaling, inv_freq,
+                                                                     seq_len)
+    narrowest = min(a.shape[-1] for a in checked)
+    if rotary_dim > narrowest:
+        raise ValueError(f"rotary_dim={rotary_dim} exceeds the channel count of an array ({narrowest})")
+    req.rotary_dim = rotary_dim
+    if out is not None:
+        req.outs = [check_out(o, a.shape, a.dtype, name=f"out[{i}]") for i, (o, a) in enumerate(zip(out, checked))]
+    else:
+        req.outs = None
+    _check_targets(req, names)
+    written = rotation_targets(req)
+    req.offset, req.positions, req.freq = (read_apart(a, written) for a in (req.offset, req.positions, req.freq))
+    return req
+
+
+def rotation_targets(req):
+    """The array each rotation writes: out[i], or the array itself."""
+    return req.arrays if req.outs is None else req.outs
+
+
+def _check_targets(req, names):
+    """Refuse targets that partly overlap (no defined result); note the ones
+    that repeat an earlier target. The same target twice is defined only
+    when it receives the same rotation of the same array (it is then written once)."""
+    targets = rotation_targets(req)
+    target_names = names if req.outs is None else [f"out[{i}]" for i in range(len(targets))]
+    req.repeated = set()
+    for j in range(len(targets)):
+        for i in range(j):
+            a, b = targets[i], targets[j]
+            if not (a.size and b.size and np.may_share_memory(a, b)):
+                continue  # the common case: bounds apart
+            if same_view(a, b):
+                if not same_view(req.arrays[i], req.arrays[j]):
+                    raise ValueError(f"{target_names[i]} and {target_names[j]} are the same array but receive the "
+                                     f"rotations of different arrays ({names[i]} and {names[j]}); pass distinct "
+                                     "outputs")
+                req.repeated.add(j)
+            elif shares_memory(a, b):
+                raise ValueError(f"{target_names[i]} and {target_names[j]} overlap in memory without being the same "
+                                 "array; the result of writing both would depend on the order of the writes. Pass "
+                                 "arrays that do not overlap, or the same array")
+
+
+def _positions_for(positions, prefix_shape, name):
+    """positions aligned to an array's axes up to and including its sequence
+    axis (the rule of fastpe._formulas.rotary_positions_shaped), checked to broadcast."""
+    return broadcastable_to("positions", rotary_positions_shaped(positions, len(prefix_shape)), prefix_shape,
+                            f"the axes up to the sequence axis of {name}", given_shape=positions.shape)
+
+
+def prefix_positions(req, i):
+    """Float64 positions over array i's axes up to its sequence axis (size-1
+    axes where they broadcast): small, before any fan-out over heads."""
+    a, ax = req.arrays[i], req.seq_axes[i]
+    if req.positions is not None:
+        return _positions_for(req.positions, a.shape[: ax + 1], f"arrays[{i}]")
+    return offset_positions(req.offset, req.T, ax)
+
+
+def row_positions(req, i):
+    """Float64 positions of every vector row of array i, shaped like its shape[:-1]."""
+    return to_rows(prefix_positions(req, i), req.arrays[i].shape, req.seq_axes[i])
+
+
+def rotary_table_arguments(n_positions, rotary_dim, offset, base, layout, dtype):
+    """Checked arguments of rotary_cos_sin (shared with the reference)."""
+    n_positions = check_count("n_positions", n_positions)
+    return (n_positions, check_rotary_dim(rotary_dim), table_offset(offset, n_positions),
+            check_real_scalar("base", base, positive=True), check_layout(layout, ROTARY_LAYOUTS),
+            check_dtype_argument(dtype))

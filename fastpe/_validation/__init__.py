@@ -1,20 +1,53 @@
-"""Argument checks shared by the kernels' API and the NumPy reference.
+"""Every argument check, shared by the kernels' API and the NumPy reference.
 
 Every public call goes through here before anything is written, so a rejected
 call leaves every array exactly as it was. Messages name the argument and say
-what was expected.
+what was expected. The exception type follows one rule: TypeError for a value
+of the wrong type (bool or float where an int is expected, a list where an
+array is written), ValueError for a value of the right type but out of range,
+IndexError for a row outside a table, MemoryError for a size that cannot be
+allocated (fastpe._formulas.new_array). check_int is the one integer check.
+
+It also holds what the checks need:
+
+* the type aliases of the public signatures (for type checkers and editors
+  only). An "int" argument is any numbers.Integral but bool (Python or NumPy
+  integers), a "real" one any numbers.Real but bool. The names of layouts and
+  presets are Literal types listing every name the checks accept. The arrays
+  the in-place functions write are typed by a TypeVar with no bound: what the
+  caller passes is the type returned. The aliases are ordinary runtime
+  objects, so typing.get_type_hints() resolves every public signature;
+* arrays of other libraries seen as NumPy views of the same memory. fastpe
+  writes into the caller's memory, so a PyTorch tensor (or any CPU array
+  exposing DLPack, ``__dlpack__``, or the NumPy array interface) is viewed
+  without a copy, the kernels write through the view, and the public
+  functions return the caller's own object (caller_result). Nothing here
+  imports an array library: a tensor's library is already loaded when the
+  tensor exists;
+* aliasing (docs/aliasing.rst): any array a call reads may share memory with
+  an array it writes, and the result is what it would be had every input
+  been read before anything was written. An input that overlaps an output is
+  read from a private copy (read_apart); outputs that partly overlap one
+  another have no defined result and are refused before anything is
+  written. The common case, arrays far apart, costs one bounds comparison
+  per pair.
+
+The rotary family's checks, with the RoPE scalings they read, are this
+module's sub-part fastpe._validation.rotary.
 """
 
 import numbers
 import operator
 import sys
+from typing import Any, Iterable, Literal, Mapping, Optional, Protocol, TypeVar, Union
 
 import numpy as np
+import numpy.typing as npt
 
-from ._interop import ndarray_view
-from ._memory import read_apart
-from ._plan import LAYOUTS, n_frequencies
-from ._presets import (
+from .._formulas import (
+    alibi_slopes,
+    LAYOUTS,
+    n_frequencies,
     DEFAULT_BASE,
     DEFAULT_MAX_TIMESCALE,
     DEFAULT_MIN_TIMESCALE,
@@ -26,6 +59,187 @@ from ._presets import (
     preset_layout,
     vaswani_frequencies,
 )
+
+# ------------------------------------------------------------------ type aliases
+
+# The caller's array, returned as is by the in-place functions. Their x and
+# out are both ArrayT (a pragmatic signature rather than @overload pairs for
+# out=None and out given, repeated in the compiled and reference modules):
+# exact when x and out are of one type, the usual case; otherwise the checker
+# infers their common supertype.
+ArrayT = TypeVar("ArrayT")
+
+Int = Union[int, np.integer[Any]]
+Bool = Union[bool, np.bool_]
+Real = Union[float, np.integer[Any], np.floating[Any]]
+OptInt = Optional[Int]
+OptReal = Optional[Real]
+OptArrayLike = Optional[npt.ArrayLike]
+# A grid shape: one length, or one per axis.
+Shape = Union[Int, Iterable[Int]]
+
+# A table the library allocates: its dtype is chosen at run time (dtype=).
+Table = npt.NDArray[Any]
+
+Layout = Literal["interleaved", "concat"]
+Preset = Literal["vaswani", "marian", "tensor2tensor", "fairseq", "whisper"]
+RotaryLayout = Literal["half", "interleaved"]
+
+
+class RopeConfig(Protocol):
+    """A model config as Hugging Face has it (duck-typed: transformers is never
+    imported): its rope_parameters, and max_position_embeddings, head_dim or
+    hidden_size / num_attention_heads where the rope type needs them."""
+
+    @property
+    def rope_parameters(self) -> Any: ...
+
+
+# config.rope_parameters (or rope_scaling) of a Hugging Face model as a dict, or the config itself.
+Scaling = Optional[Union[Mapping[str, Any], RopeConfig]]
+
+GridLayout = Literal["mae", "timm", "big_vision"]
+
+
+# ------------------------------------------------------------------ arrays of other libraries
+
+_DLPACK_CPU = 1  # DLDeviceType kDLCPU
+_DLPACK_DEVICES = {2: "cuda", 3: "cuda host", 4: "opencl", 7: "vulkan", 8: "metal", 9: "vpi", 10: "rocm",
+                   13: "cuda managed", 14: "oneapi"}
+
+
+def _device_name(device):
+    kind = int(device[0])
+    return f"{_DLPACK_DEVICES.get(kind, f'DLPack device type {kind}')}:{int(device[1])}"
+
+
+def _torch_bfloat16_view(name, value):
+    """A torch bfloat16 tensor as an ml_dtypes bfloat16 view (DLPack cannot
+    carry bfloat16 into NumPy), or None for anything else."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor) or value.dtype != torch.bfloat16:
+        return None
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError(f"{name} is a bfloat16 tensor; viewing it needs the optional ml_dtypes package "
+                        "(pip install ml_dtypes, or fastpe[bfloat16])") from None
+    return np.from_dlpack(value.view(torch.int16)).view(ml_dtypes.bfloat16)
+
+
+def _refuse_lazy_tensor(name, value):
+    """Refuse torch tensors whose memory does not hold their values.
+
+    A conjugate or negative bit is applied lazily when torch reads the
+    tensor; DLPack exports the raw memory without the negative bit, so fastpe
+    would read (and write) the negated values. A ZeroTensor has no memory at
+    all: its data pointer is not a buffer of zeros."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor):
+        return
+    if value.is_conj():
+        raise TypeError(f"{name} is a lazily conjugated tensor (its conjugate bit is set); pass "
+                        f"{name}.resolve_conj() (a copy), and copy the result back if fastpe writes it")
+    if value.is_neg():
+        raise TypeError(f"{name} is a lazily negated tensor (its negative bit is set, e.g. the .imag of a "
+                        f"conjugate view); pass {name}.resolve_neg() (a copy), and copy the result back if fastpe "
+                        "writes it")
+    is_zero = getattr(value, "_is_zerotensor", None)  # a private method (torch 1.11 and later)
+    if is_zero is not None and is_zero():
+        raise TypeError(f"{name} is a ZeroTensor (torch's all-zero tensor without memory); pass "
+                        f"torch.zeros_like({name}) or another tensor with storage")
+
+
+def ndarray_view(name, value):
+    """A NumPy array sharing value's memory, for a CPU array exposing DLPack or
+    the array interface; None for any other object (lists, scalars, ...).
+
+    Errors name the argument: a tensor that requires grad (its in-place change
+    would bypass autograd), one on another device, or one DLPack cannot export."""
+    if isinstance(value, np.ndarray):
+        return value
+    if getattr(value, "requires_grad", False):
+        raise ValueError(f"{name} requires grad; fastpe works outside autograd, so pass {name}.detach() "
+                         "(the same memory, no copy)")
+    if hasattr(value, "__dlpack__"):
+        _refuse_lazy_tensor(name, value)
+        try:
+            device = value.__dlpack_device__() if hasattr(value, "__dlpack_device__") else (_DLPACK_CPU, 0)
+        except (BufferError, RuntimeError, TypeError, ValueError) as exc:  # e.g. torch's "meta" device
+            raise ValueError(f"{name} is not in CPU memory ({exc}); fastpe computes on the CPU") from None
+        if int(device[0]) != _DLPACK_CPU:
+            raise ValueError(f"{name} lives on {_device_name(device)}; fastpe computes on the CPU. "
+                             f"Move it with {name}.cpu() (a copy) and copy the result back")
+        view = _torch_bfloat16_view(name, value)
+        if view is not None:
+            return view
+        try:
+            return np.from_dlpack(value)
+        except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+            raise TypeError(f"{name} cannot be viewed as a NumPy array through DLPack: {exc}") from None
+    if hasattr(value, "__array_interface__") or hasattr(value, "__array_struct__"):
+        # Both protocols describe existing memory, so NumPy wraps it without a copy.
+        return np.asarray(value)
+    return None
+
+
+def caller_result(result, out):
+    """What a public function returns: the caller's own out if given (a tensor
+    stays a tensor), else `result` (the caller's x, or a new table)."""
+    return result if out is None else out
+
+
+def caller_results(arrays, out):
+    """What apply_rotary returns: the caller's arrays (or outs), one alone or a tuple."""
+    returned = tuple(arrays) if out is None else tuple(out)
+    return returned[0] if len(returned) == 1 else returned
+
+
+# ------------------------------------------------------------------ aliasing
+
+# Work bound of NumPy's exact overlap solver. Strided views of one buffer
+# (heads, fused q/k/v columns, reversed or shifted rows) are settled far
+# below it; a problem it cannot settle counts as an overlap.
+_OVERLAP_MAX_WORK = 1 << 20
+
+
+def shares_memory(a, b):
+    """True if a and b have an element in common (True too when NumPy's solver gives up)."""
+    if not np.may_share_memory(a, b):  # bounds only: the common, cheap answer
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=_OVERLAP_MAX_WORK)
+    except np.exceptions.TooHardError:
+        return True
+
+
+def same_view(a, b):
+    """a and b are the same elements in the same order (x written in place as out).
+    The stride of an axis of length 1 is never used, so it may differ."""
+    if a is b:
+        return True
+    if a.shape != b.shape or a.dtype != b.dtype or not np.may_share_memory(a, b):
+        return False  # the cheap tests first: building __array_interface__ costs microseconds
+    if not all(n == 1 or sa == sb for n, sa, sb in zip(a.shape, a.strides, b.strides)):
+        return False
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+
+
+def read_apart(value, outputs):
+    """value, or a private copy of it when it shares memory with one of `outputs`.
+
+    For inputs that are read while the outputs are written (tables,
+    positions, offsets, frequencies, slopes): a copy taken before the first
+    write makes the call see every input as it was."""
+    if isinstance(value, np.ndarray) and value.size:
+        for dst in outputs:
+            if dst is not None and shares_memory(value, dst):
+                return value.copy()
+    return value
+
+
+# ------------------------------------------------------------------ argument checks
+
 
 FLOAT16 = np.dtype(np.float16)
 NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -89,7 +303,7 @@ def check_dtype_argument(dtype):
 
 
 def _read_array(name, value, expected):
-    """value as an ndarray to read: a view of a tensor's memory (see _interop),
+    """value as an ndarray to read: a view of a tensor's memory (see ndarray_view),
     or np.asarray's conversion; `expected` says what else it should be."""
     arr = ndarray_view(name, value)
     if arr is not None:
@@ -143,7 +357,7 @@ def has_internal_overlap(a):
 
 def writable_array(name, value, *, hint=""):
     """An ndarray fastpe may write into in place: value itself, or a view of a
-    tensor's memory (see _interop)."""
+    tensor's memory (see ndarray_view)."""
     view = ndarray_view(name, value)
     if view is None:
         raise TypeError(
@@ -172,11 +386,16 @@ def check_out(out, shape, dtype=None, name="out"):
     return out
 
 
+def is_integer(value):
+    """value is a Python or NumPy integer; bool is not (it is the wrong type for every int argument)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 def check_int(name, value, expected="an int"):
     """A Python or NumPy integer, or a 0-d integer array or tensor, as an int.
     bool and float are the wrong type (TypeError), whatever their value."""
     value = _unwrap_0d(name, value)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    if not is_integer(value):
         raise TypeError(f"{name} must be {expected}, got {value!r}")
     return operator.index(value)
 
@@ -429,13 +648,6 @@ class Encoding:
         """Added to offset + t when positions are implicit: fairseq starts at padding_idx + 1."""
         return self.padding_idx + 1 if self.preset == "fairseq" else 0
 
-    def plan_key(self):
-        if self.preset is not None:
-            return ("preset", self.preset, self.dim, self.base, self.min_timescale, self.max_timescale)
-        if self.inv_freq is not None:
-            return ("inv_freq", self.layout, self.dim, self.inv_freq.tobytes())
-        return ("layout", self.layout, self.dim, self.base)
-
     def frequencies_and_columns(self):
         """(float64 frequencies, Columns) for the kernel's plan."""
         if self.preset is not None:
@@ -523,7 +735,7 @@ def integer_array(name, value):
     """Table positions and offsets: integers only (a table has no row 2.5), in
     their own integer dtype (cast to int64 after the range check, so a uint64
     beyond int64 is reported as itself, not wrapped)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+    if is_integer(value):
         value = operator.index(value)
         if not -2**63 <= value < 2**63:
             raise IndexError(f"{name}={value} lies outside any table's rows")
@@ -569,3 +781,183 @@ def table_request(x, table, offset, positions, scale, out, num_threads):
     req.table = read_apart(table, written)
     req.offset, req.positions = read_apart(req.offset, written), read_apart(req.positions, written)
     return req
+
+
+# ------------------------------------------------------------------ grids
+
+LAYOUTS_2D = ("mae", "timm", "big_vision")
+
+
+def check_grid_2d(grid_h, grid_w, dim, base, layout, cls_token):
+    grid_h = check_count("grid_h", grid_h)
+    grid_w = check_count("grid_w", grid_w)
+    dim = check_count("dim", dim)
+    base = check_real_scalar("base", base, positive=True)
+    check_layout(layout, LAYOUTS_2D)
+    if dim % 4:
+        raise ValueError(f"dim must be a multiple of 4 for a 2-D sin-cos grid (sin and cos of 2 axes), got {dim}")
+    if layout == "big_vision" and dim < 8:
+        raise ValueError(f"dim must be >= 8 for layout='big_vision' (its frequencies divide by dim/4 - 1), got {dim}")
+    return grid_h, grid_w, dim, base, check_bool("cls_token", cls_token)
+
+
+def check_grid_nd(shape, dim, min_timescale, max_timescale):
+    if isinstance(shape, (numbers.Number, np.ndarray)) and np.ndim(shape) == 0:
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"shape must be a tuple of non-negative ints, got {shape!r}") from None
+    shape = tuple(check_int("shape", s, "a tuple of non-negative ints") for s in shape)
+    if not shape or any(s < 0 for s in shape):
+        raise ValueError(f"shape must be a non-empty tuple of non-negative ints, got {shape!r}")
+    dim = check_count("dim", dim)
+    min_timescale = check_real_scalar("min_timescale", min_timescale, positive=True)
+    max_timescale = check_real_scalar("max_timescale", max_timescale, positive=True)
+    n_timescales = dim // (2 * len(shape))
+    if n_timescales < 2:
+        raise ValueError(f"dim must be >= {4 * len(shape)} for a {len(shape)}-D grid: tensor2tensor gives each axis "
+                         f"dim // (2 * ndim) >= 2 timescales, got dim={dim}")
+    return shape, dim, min_timescale, max_timescale
+
+
+# ------------------------------------------------------------------ attention biases
+
+DEFAULT_MAX_BIAS = 8.0
+# Positions and relative distances are exact in float64 up to here.
+_MAX_POSITION = 2**52
+
+
+def check_heads(n_heads):
+    return check_count("n_heads", n_heads, minimum=1)
+
+
+def check_max_bias(max_bias):
+    return check_real_scalar("max_bias", max_bias, positive=True)
+
+
+def scores_and_out(scores, out):
+    """The scores a bias is added to (read), and the array written (out, or scores)."""
+    if out is None:
+        scores = writable_array("scores", scores, hint="; pass out= to write the result into another array")
+    else:
+        scores = as_float_array("scores", scores, like=writable_array("out", out).dtype)
+    if scores.ndim != 4:
+        raise ValueError(f"scores must have 4 dimensions (batch, heads, queries, keys), got shape {scores.shape}")
+    if out is not None:
+        out = check_out(out, scores.shape, scores.dtype)
+    return scores, out
+
+
+def check_offset(offset, scores_shape):
+    """Query offsets: an integer, or one per batch entry; returned as int64 of shape (B,)."""
+    if is_integer(offset):
+        off = np.full((), operator.index(offset), dtype=object)
+        if abs(int(off[()])) > _MAX_POSITION:
+            raise ValueError(f"offset must lie in [-2**52, 2**52], got {offset}")
+        off = off.astype(np.int64)
+    else:
+        off = array_of_kind("offset", offset, "iu", "integers (a query position offset)")
+        if off.dtype.kind == "u" and off.size and off.max() > _MAX_POSITION:
+            raise ValueError("offset must lie in [-2**52, 2**52]")
+        off = off.astype(np.int64, copy=False)
+    B, _, Tq, Tk = scores_shape
+    off = broadcastable_to("offset", off, (B,), "the batch axis (one offset per sequence)")
+    off = np.broadcast_to(off, (B,))
+    if off.size and (np.abs(off).max() > _MAX_POSITION - Tq - Tk):
+        raise ValueError(f"offset must lie within +-(2**52 - Tq - Tk) so that positions stay exact, "
+                         f"got values from {off.min()} to {off.max()}")
+    return np.ascontiguousarray(off, dtype=np.int64)
+
+
+def check_slopes(slopes, max_bias, n_heads):
+    """Explicit slopes (H,), or ALiBi's default for n_heads heads (float64)."""
+    max_bias = check_max_bias(max_bias)
+    if slopes is None:
+        return alibi_slopes(n_heads, max_bias) if n_heads else np.zeros(0)
+    if max_bias != DEFAULT_MAX_BIAS:
+        raise ValueError("max_bias only shapes the default slopes; it cannot be combined with explicit slopes=")
+    s = real_array("slopes", slopes)
+    if s.shape != (n_heads,):
+        raise ValueError(f"slopes must have shape ({n_heads},) (one per head of scores), got {s.shape}")
+    return np.ascontiguousarray(s)
+
+
+def check_key_positions(key_positions, offset, scores_shape):
+    """BLOOM's key positions, broadcast to (B, Tk) float64; offset must then be 0."""
+    if isinstance(offset, np.ndarray) or not (isinstance(offset, numbers.Integral) and offset == 0):
+        off = np.asarray(offset)
+        if off.dtype.kind not in "iuf" or off.size == 0 or (off != 0).any():
+            raise ValueError("offset cannot be combined with key_positions: the key-only form has no query position")
+    kp = real_array("key_positions", key_positions, position=True)
+    B, _, _, Tk = scores_shape
+    kp = broadcastable_to("key_positions", kp, (B, Tk), "(batch, keys) =")
+    return kp
+
+
+def check_bucket_settings(bidirectional, num_buckets, max_distance):
+    """(bidirectional, num_buckets, max_distance), checked against what T5's bucket arithmetic needs.
+
+    Each direction gets n = num_buckets (// 2 when bidirectional) buckets, the
+    first n // 2 exact. With n // 2 == 0 T5's formula divides log(0) by
+    log(inf) (NaN buckets), and max_distance must exceed n // 2 or the log
+    bins run backwards (max_distance < n // 2 gives negative buckets, == a
+    division by zero)."""
+    bidirectional = check_bool("bidirectional", bidirectional)
+    num_buckets, max_distance = check_int("num_buckets", num_buckets), check_int("max_distance", max_distance)
+    if num_buckets < 1:
+        raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
+    if max_distance <= 0:
+        raise ValueError(f"max_distance must be > 0, got {max_distance}")
+    n = num_buckets // 2 if bidirectional else num_buckets
+    if n // 2 < 1:
+        need = 4 if bidirectional else 2
+        raise ValueError(f"num_buckets must be >= {need} when bidirectional={bidirectional} (T5's bucket formula "
+                         f"needs at least one exact bucket per direction), got {num_buckets}")
+    if max_distance <= n // 2:
+        raise ValueError(f"max_distance must be > {n // 2} (the number of exact buckets per direction for "
+                         f"num_buckets={num_buckets}, bidirectional={bidirectional}), got {max_distance}")
+    return bidirectional, num_buckets, max_distance
+
+
+def check_bias_table(bias_table, num_buckets, n_heads):
+    table = real_array("bias_table", bias_table)
+    if table.shape != (num_buckets, n_heads):
+        raise ValueError(f"bias_table must have shape (num_buckets, heads) = ({num_buckets}, {n_heads}), "
+                         f"got {table.shape}")
+    return table
+
+
+def alibi_request(scores, slopes, max_bias, offset, key_positions, out, num_threads):
+    scores, out = scores_and_out(scores, out)
+    num_threads = check_num_threads(num_threads)
+    slopes = check_slopes(slopes, max_bias, scores.shape[1])
+    if key_positions is not None:
+        kp = check_key_positions(key_positions, offset, scores.shape)
+        off = None
+    else:
+        kp = None
+        off = check_offset(offset, scores.shape)
+    written = (scores if out is None else out,)
+    slopes, off, kp = (read_apart(a, written) for a in (slopes, off, kp))
+    return scores, out, slopes, off, kp, num_threads
+
+
+def relative_request(scores, bias_table, bidirectional, num_buckets, max_distance, offset, out, num_threads):
+    scores, out = scores_and_out(scores, out)
+    num_threads = check_num_threads(num_threads)
+    settings = check_bucket_settings(bidirectional, num_buckets, max_distance)
+    table = check_bias_table(bias_table, settings[1], scores.shape[1])
+    off = check_offset(offset, scores.shape)
+    written = (scores if out is None else out,)
+    table, off = read_apart(table, written), read_apart(off, written)
+    return scores, out, table, settings, off, num_threads
+
+
+def check_relative_positions(relative_position):
+    """relative_position_bucket's distances, as int64."""
+    rp = array_of_kind("relative_position", relative_position, "iu", "integers (key - query positions)")
+    if rp.size and ((rp.dtype.kind == "u" and rp.max() > np.iinfo(np.int64).max)
+                    or (rp.dtype.kind == "i" and rp.min() < -np.iinfo(np.int64).max)):
+        raise ValueError("relative_position must lie within +-(2**63 - 1) (int64 with a negatable minimum)")
+    return rp.astype(np.int64, copy=False)

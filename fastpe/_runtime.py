@@ -1,0 +1,227 @@
+"""How a call runs: team size, the fork rule, tiling, storage kinds, row grouping.
+
+Every family (sinusoid, tables, grids, rotary, biases) and the benchmark take
+their run-time policy from here; none keeps a copy of it.
+
+Team size: a call runs on one thread below SERIAL_BELOW output elements,
+without OpenMP, or in a child forked after a team was started; otherwise on
+num_threads (or OpenMP's default), capped at MAX_TEAM.
+
+The fork rule: GNU libgomp keeps its worker threads in a pool; fork()
+copies the pool's bookkeeping but not the threads, so the child's next
+parallel region waits for workers that do not exist and hangs for ever
+(PyTorch DataLoader workers and multiprocessing's "fork" start method are
+such children). fastpe notes when it first starts a team; a child forked
+after that runs every kernel serially, on the calling thread, whatever
+num_threads asks. Children made by "spawn" or "forkserver" start a fresh
+runtime and are not affected.
+
+Row grouping: the kernels see an array as a base pointer plus a list of row
+offsets in bytes, so transposed, sliced and negative-stride views are written
+where they are. Rows that share a key (an offset or a position) are grouped,
+so the kernel computes each encoding row once and applies it to the whole group.
+"""
+
+import os
+
+import numpy as np
+
+from . import _kernels
+from ._validation import FLOAT16, NATIVE_FLOATS, encoding_dtype_for, same_view, shares_memory
+
+# Below this many output elements a call runs on one thread: waking a team
+# costs more than it saves.
+SERIAL_BELOW = 1 << 15
+# Positions between libm seeds (the canonical seed points of every row are
+# its multiples; see _kernels.pyx); the recurrence's rounding grows ~2e-16 a step.
+RESEED_INTERVAL = _kernels.SEED_GRID
+# The largest team fastpe starts: more threads than this only oversubscribe
+# the cores, and a team of 10**5 makes libgomp kill the process.
+MAX_TEAM = max(8, 4 * (os.cpu_count() or 1))
+# Work items a call is cut into (enough to balance a few threads), and the
+# fewest positions an item covers (each item pays for one seed).
+ITEMS_PER_CALL = 8
+MIN_BLOCK = 16
+# Work items per thread for kernels whose results do not depend on how the
+# work is split (the attention biases): there the team size may set it.
+ITEMS_PER_THREAD = 4
+# Rows per tile. Written straight into one sequence, a tile of output rows
+# stays in L2 across the frequency chunks; shared by several sequences, a tile
+# of encoding rows is generated once and swept over each sequence's
+# contiguous span, long enough for the prefetcher and still in L2/L3.
+TILE_DIRECT_BYTES = 256 * 1024
+TILE_SHARED_BYTES = 1024 * 1024
+
+# The fork rule's state (see the module docstring).
+_state = {"team_started": False, "serial_only": False}
+
+
+def _note_team_started():
+    _state["team_started"] = True
+
+
+def serial_only():
+    """True in a process forked after this one (or an ancestor) ran a team."""
+    return _state["serial_only"]
+
+
+def _after_fork_in_child():
+    if _state["team_started"]:
+        _state["serial_only"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def default_team():
+    """The team a call with num_threads=None may use: OpenMP's default (1 without OpenMP)."""
+    return max(1, _kernels.omp_max_threads()) if _kernels.openmp_enabled() else 1
+
+
+def resolve_threads(num_threads, work):
+    """The team size for one call: 1 for small work, without OpenMP, or in a
+    child forked after a team was started (the fork rule)."""
+    if not _kernels.openmp_enabled() or work < SERIAL_BELOW or serial_only():
+        return 1
+    n = num_threads if num_threads is not None else default_team()
+    n = min(n, MAX_TEAM)
+    if n > 1:
+        _note_team_started()
+    return n
+
+
+def storage_kind(dtype):
+    """The kernels' STORAGE_* code of a supported dtype."""
+    if dtype == FLOAT16:
+        return _kernels.STORAGE_F16
+    if dtype in NATIVE_FLOATS:
+        return _kernels.STORAGE_NATIVE
+    return _kernels.STORAGE_BF16
+
+
+def tile_rows(nbytes, n_cols, dst, block):
+    """Rows of a tile of `nbytes`. Tile rows are encoding rows: 16-bit storage is fed from float64 ones."""
+    row_itemsize = encoding_dtype_for(dst.dtype).itemsize
+    return max(1, min(block, nbytes // max(n_cols * row_itemsize, 1)))
+
+
+def work_blocks(T, n_seq, max_block):
+    """Positions per work item: at most max_block, and about ITEMS_PER_CALL
+    items per sequence. It depends on the input only. For the sinusoid grid
+    the split does not change the bits (every row follows its canonical path,
+    see _kernels.pyx); it only balances the threads."""
+    block = max(MIN_BLOCK, -(-T // ITEMS_PER_CALL))
+    block = min(block, max_block, max(T, 1))
+    return block, n_seq * -(-T // block)
+
+
+def group_chunks(group_ptr):
+    """Work items of the grouped kernels, from the groups alone (not the team size)."""
+    n_groups = group_ptr.shape[0] - 1
+    return balanced_chunks(group_ptr, min(ITEMS_PER_CALL, -(-n_groups // MIN_BLOCK)))
+
+
+def source_and_mode(x, dst):
+    """What a fused add reads, and whether it writes in place."""
+    if same_view(dst, x):
+        return x, _kernels.MODE_ADD_INPLACE
+    if shares_memory(dst, x):
+        # out overlaps x without being x: read from a private copy so no
+        # element is read after it was overwritten.
+        return x.copy(), _kernels.MODE_ADD_TO
+    return x, _kernels.MODE_ADD_TO
+
+
+
+def axis_offsets(shape, strides, axes):
+    """Byte offset of every index over `axes` (other axes fixed at 0), shaped `shape`."""
+    off = np.zeros((1,) * len(shape), dtype=np.intp)
+    for axis in axes:
+        view = [1] * len(shape)
+        view[axis] = shape[axis]
+        off = off + (np.arange(shape[axis], dtype=np.intp) * strides[axis]).reshape(view)
+    return off
+
+
+class Groups:
+    """Distinct keys, sorted, and the rows each one applies to.
+
+    keys: float64[G]; group_ptr: intp[G+1]; rows[i]: intp[N], the byte
+    offsets into arrays[i] of the rows of group g at group_ptr[g]:group_ptr[g+1]."""
+
+    __slots__ = ("keys", "group_ptr", "rows")
+
+
+def lead_row_offsets(arr, lead_shape):
+    """Byte offsets of every row over the leading axes, in C order (flattened).
+
+    Leading axes that are contiguous with each other are merged first, so the
+    common cases cost one arange."""
+    shape, strides = [], []
+    for size, stride in zip(lead_shape, arr.strides):
+        if size == 1:
+            continue
+        if shape and strides[-1] == stride * size:
+            shape[-1] *= size
+            strides[-1] = stride
+        else:
+            shape.append(size)
+            strides.append(stride)
+    if not shape:
+        return np.zeros(1, dtype=np.intp)
+    if len(shape) == 1:
+        return np.arange(shape[0], dtype=np.intp) * strides[0]
+    return np.ascontiguousarray(axis_offsets(shape, strides, range(len(shape))).ravel())
+
+
+def _single_group(key, lead_shape, arrays):
+    """One key for every row (a scalar offset): no sorting needed."""
+    g = Groups()
+    g.keys = np.array([key], dtype=np.float64)
+    g.rows = []
+    for i, arr in enumerate(arrays):
+        if i and arr is arrays[0]:
+            g.rows.append(g.rows[0])
+        else:
+            g.rows.append(lead_row_offsets(arr, lead_shape))
+    g.group_ptr = np.array([0, g.rows[0].shape[0]], dtype=np.intp)
+    return g
+
+
+def group_rows(keys, lead_shape, arrays):
+    """Group the rows over the leading axes `lead_shape` of each array by key.
+
+    `keys` is aligned to lead_shape (same ndim, each axis full or 1). Axes where
+    keys has size 1 fan the same key out to every index along them."""
+    if keys.size == 1:
+        return _single_group(keys.reshape(-1)[0], lead_shape, arrays)
+    n_lead = len(lead_shape)
+    carry = [a for a in range(n_lead) if keys.shape[a] != 1]
+    fan = [a for a in range(n_lead) if keys.shape[a] == 1 and lead_shape[a] != 1]
+    flat = keys.ravel()
+    order = np.argsort(flat, kind="stable")
+    sorted_keys = flat[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+    n_fan = 1
+    for a in fan:
+        n_fan *= lead_shape[a]
+    g = Groups()
+    g.keys = np.ascontiguousarray(sorted_keys[starts])
+    g.group_ptr = np.append(starts, flat.size).astype(np.intp) * n_fan
+    g.rows = []
+    for arr in arrays:
+        carry_off = axis_offsets(keys.shape, arr.strides, carry).ravel()[order]
+        fan_off = axis_offsets(lead_shape, arr.strides, fan).ravel()
+        g.rows.append(np.ascontiguousarray((carry_off[:, None] + fan_off[None, :]).ravel()))
+    return g
+
+
+def balanced_chunks(group_ptr, n_chunks):
+    """Split groups into at most n_chunks contiguous runs of about equal row count."""
+    n_groups = group_ptr.shape[0] - 1
+    n_chunks = max(1, min(n_chunks, n_groups))
+    targets = np.linspace(0, group_ptr[-1], n_chunks + 1)
+    bounds = np.searchsorted(group_ptr, targets, side="left")
+    bounds[0], bounds[-1] = 0, n_groups
+    return np.unique(bounds).astype(np.intp)
