@@ -117,13 +117,12 @@ cdef struct Target:
 
 cdef inline void _emit1(floating *dst, const floating *src, fpe_idx col, double v,
                         const Target *tg) noexcept nogil:
-    """Emit one value into column col of a row."""
-    if tg.mode == _STORE:
-        dst[col * tg.dst_cs] = <floating>v
-    elif tg.mode == _ADD_INPLACE:
-        dst[col * tg.dst_cs] = <floating>(<double>dst[col * tg.dst_cs] * tg.scale + v)
+    """Emit one value into column col of a row, with the bits the whole-row
+    paths give it."""
+    if floating is float:
+        fpe_emit_column_f32(dst + col * tg.dst_cs, src + col * tg.src_cs, tg.scale, v, tg.mode)
     else:
-        dst[col * tg.dst_cs] = <floating>(<double>src[col * tg.src_cs] * tg.scale + v)
+        fpe_emit_column_f64(dst + col * tg.dst_cs, src + col * tg.src_cs, tg.scale, v, tg.mode)
 
 
 cdef inline void _emit_zero_cols(floating *dst, const floating *src, const Plan *pl,

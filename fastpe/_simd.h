@@ -243,11 +243,29 @@ static void fpe_skip(double *restrict s, double *restrict c,
         FPE_STEP_SHAPES(FPE_EMIT_ADD_TO)                                                \
     }
 
+/* One column of a row, per mode (fastpe._kernels.MODE_*), formed as the row
+ * steps and the row applies form it: the encoding rounded once to the
+ * storage type, then x * scale + pe in that type, in a dispatched clone like
+ * theirs so the multiply-add is contracted alike. The columns outside the
+ * sine/cosine pairs (a lone sine of an odd width, zero columns) go through it. */
+#define FPE_DEFINE_EMIT_COLUMN(SUFFIX)                                                  \
+    FPE_DISPATCH                                                                        \
+    static void fpe_emit_column_##SUFFIX(FPE_T *dst, const FPE_T *src, double scale,   \
+                                         double v, int mode)                            \
+    {                                                                                   \
+        const FPE_T sc = (FPE_T)scale;                                                  \
+        if (mode == 0) *dst = (FPE_T)v;                                                 \
+        else if (mode == 1) *dst = *dst * sc + (FPE_T)v;                                \
+        else *dst = *src * sc + (FPE_T)v;                                               \
+    }
+
 #define FPE_T float
 FPE_DEFINE_ROW_OPS(f32)
+FPE_DEFINE_EMIT_COLUMN(f32)
 #undef FPE_T
 #define FPE_T double
 FPE_DEFINE_ROW_OPS(f64)
+FPE_DEFINE_EMIT_COLUMN(f64)
 #undef FPE_T
 
 /* Fused steps over several consecutive rows: the state of a strip of

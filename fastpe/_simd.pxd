@@ -14,6 +14,8 @@ cdef extern from "_simd.h" nogil:
     void fpe_advance(double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n)
     void fpe_skip(double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n,
                   fpe_idx steps)
+    void fpe_emit_column_f32(float *dst, const float *src, double scale, double v, int mode)
+    void fpe_emit_column_f64(double *dst, const double *src, double scale, double v, int mode)
     void fpe_step_store_f32(float *dst, fpe_cols d, double *s, double *c,
                             const double *step_cos, const double *step_sin, fpe_idx n)
     void fpe_step_store_f64(double *dst, fpe_cols d, double *s, double *c,
