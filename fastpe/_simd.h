@@ -279,7 +279,10 @@ FPE_DEFINE_EMIT_COLUMN(f64)
  * bytes apart. The interleaved and two-block layouts take the register path;
  * other layouts, and the frequencies past the last whole strip, take the
  * one-row step row by row, as do compilers without GCC's vector extensions
- * and __builtin_shufflevector. */
+ * and __builtin_shufflevector. Measured on a 2-core AVX-512 machine (float32,
+ * 1024 columns): 4, 8 and 16 rows per block within noise of each other with
+ * 32 frequencies per strip; 4 rows of 32 frequencies lost to the one-row step;
+ * 16 frequencies per strip gained less than 32. */
 #ifndef FPE_ROW_BLOCK
 #define FPE_ROW_BLOCK 8
 #endif
