@@ -129,13 +129,12 @@ cdef struct Target:
 
 cdef inline void _emit1(floating *dst, const floating *src, fpe_idx col, double v,
                         const Target *tg) noexcept nogil:
-    """Emit one value into column col of a row."""
-    if tg.mode == _STORE:
-        dst[col * tg.dst_cs] = <floating>v
-    elif tg.mode == _ADD_INPLACE:
-        dst[col * tg.dst_cs] = <floating>(<double>dst[col * tg.dst_cs] * tg.scale + v)
+    """Emit one value into column col of a row, with the bits the whole-row
+    paths give it."""
+    if floating is float:
+        fpe_emit_column_f32(dst + col * tg.dst_cs, src + col * tg.src_cs, tg.scale, v, tg.mode)
     else:
-        dst[col * tg.dst_cs] = <floating>(<double>src[col * tg.src_cs] * tg.scale + v)
+        fpe_emit_column_f64(dst + col * tg.dst_cs, src + col * tg.src_cs, tg.scale, v, tg.mode)
 
 
 cdef inline void _emit_zero_cols(floating *dst, const floating *src, const Plan *pl,
@@ -145,50 +144,104 @@ cdef inline void _emit_zero_cols(floating *dst, const floating *src, const Plan 
         _emit1(dst, src, pl.zero_cols[i], 0.0, tg)
 
 
-cdef inline void _step_chunk(floating *dst, const floating *src, const Plan *pl,
-                             const Target *tg, double *s, double *c,
-                             fpe_idx k0, fpe_idx k1) noexcept nogil:
-    """Emit frequencies k0..k1-1 of the current position into a row (per
-    tg.mode) and advance their state one position."""
-    cdef fpe_cols d, r
-    cdef fpe_idx both = min(pl.n_sin, pl.n_cos), kb = min(k1, both), k, n
-    if kb > k0:
-        d.sin_off = pl.sin_col * tg.dst_cs
-        d.cos_off = pl.cos_col * tg.dst_cs
-        d.ks = pl.col_step * tg.dst_cs
-        r.sin_off = pl.sin_col * tg.src_cs
-        r.cos_off = pl.cos_col * tg.src_cs
-        r.ks = pl.col_step * tg.src_cs
-        n = kb - k0
-        dst = dst + k0 * d.ks
-        src = src + k0 * r.ks
-        if floating is float:
-            if tg.mode == _STORE:
-                fpe_step_store_f32(dst, d, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
-            elif tg.mode == _ADD_INPLACE:
-                fpe_step_add_inplace_f32(dst, d, tg.scale, s + k0, c + k0, pl.step_cos + k0,
-                                         pl.step_sin + k0, n)
-            else:
-                fpe_step_add_to_f32(dst, d, src, r, tg.scale, s + k0, c + k0, pl.step_cos + k0,
-                                    pl.step_sin + k0, n)
-        else:
-            if tg.mode == _STORE:
-                fpe_step_store_f64(dst, d, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
-            elif tg.mode == _ADD_INPLACE:
-                fpe_step_add_inplace_f64(dst, d, tg.scale, s + k0, c + k0, pl.step_cos + k0,
-                                         pl.step_sin + k0, n)
-            else:
-                fpe_step_add_to_f64(dst, d, src, r, tg.scale, s + k0, c + k0, pl.step_cos + k0,
-                                    pl.step_sin + k0, n)
-        dst = dst - k0 * d.ks
-        src = src - k0 * r.ks
-    # Frequencies with only a sine or only a cosine column (odd widths).
-    for k in range(max(k0, both), k1):
+cdef inline fpe_cols _cols(const Plan *pl, fpe_idx cs) noexcept nogil:
+    """Where the sine and cosine columns of a row with column stride cs lie."""
+    cdef fpe_cols cols
+    cols.sin_off = pl.sin_col * cs
+    cols.cos_off = pl.cos_col * cs
+    cols.ks = pl.col_step * cs
+    return cols
+
+
+cdef inline void _step_odd(floating *dst, const floating *src, const Plan *pl,
+                           const Target *tg, double *s, double *c,
+                           fpe_idx k0, fpe_idx k1) noexcept nogil:
+    """The frequencies of k0..k1-1 with only a sine or only a cosine column
+    (odd widths): emit them into one row and advance them."""
+    cdef fpe_idx k
+    for k in range(max(k0, min(pl.n_sin, pl.n_cos)), k1):
         if k < pl.n_sin:
             _emit1(dst, src, pl.sin_col + k * pl.col_step, s[k], tg)
         if k < pl.n_cos:
             _emit1(dst, src, pl.cos_col + k * pl.col_step, c[k], tg)
         fpe_advance(s + k, c + k, pl.step_cos + k, pl.step_sin + k, 1)
+
+
+cdef inline void _step_chunk(floating *dst, const floating *src, const Plan *pl,
+                             const Target *tg, double *s, double *c,
+                             fpe_idx k0, fpe_idx k1) noexcept nogil:
+    """Emit frequencies k0..k1-1 of the current position into a row (per
+    tg.mode) and advance their state one position."""
+    cdef fpe_cols d = _cols(pl, tg.dst_cs), r = _cols(pl, tg.src_cs)
+    cdef fpe_idx kb = min(k1, min(pl.n_sin, pl.n_cos)), n = kb - k0
+    cdef floating *dk = dst + k0 * d.ks
+    cdef const floating *sk = src + k0 * r.ks
+    if n > 0:
+        if floating is float:
+            if tg.mode == _STORE:
+                fpe_step_store_f32(dk, d, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
+            elif tg.mode == _ADD_INPLACE:
+                fpe_step_add_inplace_f32(dk, d, tg.scale, s + k0, c + k0, pl.step_cos + k0,
+                                         pl.step_sin + k0, n)
+            else:
+                fpe_step_add_to_f32(dk, d, sk, r, tg.scale, s + k0, c + k0, pl.step_cos + k0,
+                                    pl.step_sin + k0, n)
+        else:
+            if tg.mode == _STORE:
+                fpe_step_store_f64(dk, d, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
+            elif tg.mode == _ADD_INPLACE:
+                fpe_step_add_inplace_f64(dk, d, tg.scale, s + k0, c + k0, pl.step_cos + k0,
+                                         pl.step_sin + k0, n)
+            else:
+                fpe_step_add_to_f64(dk, d, sk, r, tg.scale, s + k0, c + k0, pl.step_cos + k0,
+                                    pl.step_sin + k0, n)
+    _step_odd(dst, src, pl, tg, s, c, k0, k1)
+
+
+cdef inline void _step_rows(floating *dst, const floating *src, fpe_idx dst_rs, fpe_idx src_rs,
+                            fpe_idx rows, const Plan *pl, const Target *tg, double *s, double *c,
+                            fpe_idx k0, fpe_idx k1) noexcept nogil:
+    """_step_chunk over `rows` consecutive positions, into rows dst_rs (src_rs)
+    bytes apart: the state of a few frequencies stays in registers across a
+    block of rows (see fpe_rows_* in _simd.h), with the same bits."""
+    cdef fpe_cols d = _cols(pl, tg.dst_cs), r = _cols(pl, tg.src_cs)
+    cdef fpe_idx kb = min(k1, min(pl.n_sin, pl.n_cos)), n = kb - k0, t
+    cdef floating *dk = dst + k0 * d.ks
+    cdef const floating *sk = src + k0 * r.ks
+    if n > 0:
+        if floating is float:
+            if tg.mode == _STORE:
+                fpe_rows_store_f32(dk, dst_rs, d, rows, s + k0, c + k0, pl.step_cos + k0,
+                                   pl.step_sin + k0, n)
+            elif tg.mode == _ADD_INPLACE:
+                fpe_rows_add_inplace_f32(dk, dst_rs, d, tg.scale, rows, s + k0, c + k0,
+                                         pl.step_cos + k0, pl.step_sin + k0, n)
+            else:
+                fpe_rows_add_to_f32(dk, dst_rs, d, sk, src_rs, r, tg.scale, rows, s + k0, c + k0,
+                                    pl.step_cos + k0, pl.step_sin + k0, n)
+        else:
+            if tg.mode == _STORE:
+                fpe_rows_store_f64(dk, dst_rs, d, rows, s + k0, c + k0, pl.step_cos + k0,
+                                   pl.step_sin + k0, n)
+            elif tg.mode == _ADD_INPLACE:
+                fpe_rows_add_inplace_f64(dk, dst_rs, d, tg.scale, rows, s + k0, c + k0,
+                                         pl.step_cos + k0, pl.step_sin + k0, n)
+            else:
+                fpe_rows_add_to_f64(dk, dst_rs, d, sk, src_rs, r, tg.scale, rows, s + k0, c + k0,
+                                    pl.step_cos + k0, pl.step_sin + k0, n)
+    if k1 > max(k0, kb):
+        for t in range(rows):
+            _step_odd(<floating *>(<char *>dst + t * dst_rs),
+                      <const floating *>(<const char *>src + t * src_rs), pl, tg, s, c, k0, k1)
+
+
+cdef inline fpe_idx _zero_row(double start, fpe_idx a, fpe_idx b, double zero_pos) noexcept nogil:
+    """The first row t of a..b-1 at the all-zero position, or b."""
+    cdef fpe_idx t
+    for t in range(a, b):
+        if start + <double>t == zero_pos:
+            return t
+    return b
 
 
 cdef inline void _apply_half_row(fpe_half *dst, const fpe_half *src, const table_t *pe,
@@ -242,6 +295,27 @@ cdef inline void _row_into_buffer(floating *row, const Plan *pl, double *s, doub
         fpe_advance(s, c, pl.step_cos, pl.step_sin, pl.n_freq)
     else:
         _step_chunk(row, row, pl, &buf, s, c, 0, pl.n_freq)
+
+
+cdef inline void _rows_into_buffer(floating *rows, const Plan *pl, double *s, double *c,
+                                   double start, fpe_idx a, fpe_idx b) noexcept nogil:
+    """_row_into_buffer for the consecutive positions start + a .. start + b - 1,
+    into consecutive rows of the buffer."""
+    cdef Target buf
+    cdef fpe_idx n = pl.n_cols, rs = n * sizeof(floating), u = a, z
+    buf.mode = _STORE
+    buf.dst_cs = 1
+    buf.src_cs = 1
+    buf.scale = 1.0
+    while u < b:
+        z = _zero_row(start, u, b, pl.zero_pos)
+        if z > u:
+            _step_rows(rows + (u - a) * n, rows + (u - a) * n, rs, rs, z - u, pl, &buf, s, c,
+                       0, pl.n_freq)
+        if z < b:
+            _row_into_buffer(rows + (z - a) * n, pl, s, c, True)
+            z += 1
+        u = z
 
 
 # ------------------------------------------------------- one position, one set of bits
@@ -346,7 +420,7 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
     cdef fpe_idx r0 = seq_ptr[seq], r1 = seq_ptr[seq + 1]
     cdef bint direct = r1 - r0 == 1 and tg.kind == _NATIVE
     cdef fpe_idx tile = tile_direct if direct else tile_shared
-    cdef fpe_idx a, b, t, r, k0, chunk = COL_CHUNK
+    cdef fpe_idx a, b, t, r, k0, u, z, chunk = COL_CHUNK
     cdef Canonical here
     cdef char *dst_row
     cdef const char *src_row
@@ -364,15 +438,19 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
             src_row = tg.src + tg.src_rows[r0]
             k0 = 0
             while k0 < nf:
-                for t in range(a, b):
-                    if start + <double>t == pl.zero_pos:
+                u = a
+                while u < b:
+                    z = _zero_row(start, u, b, pl.zero_pos)
+                    if z > u:
+                        _step_rows(<floating *>(dst_row + u * dst_rs),
+                                   <const floating *>(src_row + u * src_rs), dst_rs, src_rs, z - u,
+                                   pl, tg, s, c, k0, min(k0 + chunk, nf))
+                    if z < b:
                         # The zero row is written once, below; keep its state moving.
                         fpe_advance(s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0,
                                     min(chunk, nf - k0))
-                    else:
-                        _step_chunk(<floating *>(dst_row + t * dst_rs),
-                                    <const floating *>(src_row + t * src_rs), pl, tg, s, c, k0,
-                                    min(k0 + chunk, nf))
+                        z += 1
+                    u = z
                 k0 += chunk
             # Once per row, whatever the number of frequency chunks (even none):
             # the zero row whole, and the columns no frequency writes.
@@ -384,8 +462,7 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
                 elif pl.n_zero:
                     _emit_zero_cols(d, sr, pl, tg)
         else:
-            for t in range(a, b):
-                _row_into_buffer(tile_buf + (t - a) * n, pl, s, c, start + <double>t == pl.zero_pos)
+            _rows_into_buffer(tile_buf, pl, s, c, start, a, b)
             for r in range(r0, r1):
                 for t in range(a, b):
                     _apply_row(<floating *>(tg.dst + tg.dst_rows[r] + t * dst_rs),

@@ -14,6 +14,8 @@ cdef extern from "_simd.h" nogil:
     void fpe_advance(double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n)
     void fpe_skip(double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n,
                   fpe_idx steps)
+    void fpe_emit_column_f32(float *dst, const float *src, double scale, double v, int mode)
+    void fpe_emit_column_f64(double *dst, const double *src, double scale, double v, int mode)
     void fpe_step_store_f32(float *dst, fpe_cols d, double *s, double *c,
                             const double *step_cos, const double *step_sin, fpe_idx n)
     void fpe_step_store_f64(double *dst, fpe_cols d, double *s, double *c,
@@ -28,6 +30,23 @@ cdef extern from "_simd.h" nogil:
     void fpe_step_add_to_f64(double *dst, fpe_cols d, const double *src, fpe_cols r, double scale,
                              double *s, double *c, const double *step_cos, const double *step_sin,
                              fpe_idx n)
+    # The same steps over `rows` consecutive rows, dst_rs (src_rs) bytes apart.
+    void fpe_rows_store_f32(float *dst, fpe_idx dst_rs, fpe_cols d, fpe_idx rows, double *s, double *c,
+                            const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_rows_store_f64(double *dst, fpe_idx dst_rs, fpe_cols d, fpe_idx rows, double *s, double *c,
+                            const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_rows_add_inplace_f32(float *dst, fpe_idx dst_rs, fpe_cols d, double scale, fpe_idx rows,
+                                  double *s, double *c, const double *step_cos, const double *step_sin,
+                                  fpe_idx n)
+    void fpe_rows_add_inplace_f64(double *dst, fpe_idx dst_rs, fpe_cols d, double scale, fpe_idx rows,
+                                  double *s, double *c, const double *step_cos, const double *step_sin,
+                                  fpe_idx n)
+    void fpe_rows_add_to_f32(float *dst, fpe_idx dst_rs, fpe_cols d, const float *src, fpe_idx src_rs,
+                             fpe_cols r, double scale, fpe_idx rows, double *s, double *c,
+                             const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_rows_add_to_f64(double *dst, fpe_idx dst_rs, fpe_cols d, const double *src, fpe_idx src_rs,
+                             fpe_cols r, double scale, fpe_idx rows, double *s, double *c,
+                             const double *step_cos, const double *step_sin, fpe_idx n)
     ctypedef uint16_t fpe_half
     # The implementation of the 16-bit rows (see _simd.h): in use, and the best available.
     int fpe_half_level
