@@ -1,9 +1,10 @@
 # cython: language_level=3
 """OpenMP kernels of fastpe.
 
-Nothing here validates: fastpe._api checks every argument and builds the row
-offset tables before calling in, so these functions only read and write
-memory. Arrays are passed as raw pointers plus byte offsets so that any
+Nothing here validates: the public functions (fastpe._sinusoid and the
+other families) check every argument through fastpe._validation and build
+the row offset tables before calling in, so these functions only read and
+write memory. Arrays are passed as raw pointers plus byte offsets so that any
 strided layout (negative strides, transposed batch axes) is written in place.
 
 Work is cut into items of consecutive positions; each thread takes a
