@@ -41,6 +41,12 @@ cdef double _LIMIT = float(_validation.POSITION_LIMIT)
 cdef object _INT_LIMIT = int(_validation.POSITION_LIMIT)
 cdef double _NO_ZERO_POSITION = float("nan")
 
+# (block, n_items, tile_direct, tile_shared) per (T, D, dtype number): what
+# _runtime.work_blocks and tile_rows give the general path, which depends on
+# nothing else. A few hundred shapes at most; emptied when full.
+cdef dict _blocking = {}
+cdef Py_ssize_t _BLOCKING_ENTRIES = 256
+
 # Calls that took this path (incremented with the GIL held); read by the tests.
 cdef unsigned long long _n_fast_calls = 0
 
@@ -140,6 +146,20 @@ cdef inline cnp.npy_intp _floor_div(cnp.npy_intp a, cnp.npy_intp b):
     return q
 
 
+cdef tuple _blocking_of(cnp.ndarray arr, cnp.npy_intp T, cnp.npy_intp D, object plan):
+    key = (T, D, cnp.PyArray_TYPE(arr))
+    found = _blocking.get(key)
+    if found is not None:
+        return <tuple>found
+    block, n_items = _work_blocks(T, 1, _RESEED_INTERVAL)
+    found = (block, n_items, _tile_rows(_TILE_DIRECT_BYTES, plan.n_cols, arr, block),
+             _tile_rows(_TILE_SHARED_BYTES, plan.n_cols, arr, block))
+    if len(_blocking) >= _BLOCKING_ENTRIES:
+        _blocking.clear()
+    _blocking[key] = found
+    return <tuple>found
+
+
 def add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_threads, inv_freq, preset,
                           padding_idx, min_timescale, max_timescale):
     """add_sinusoidal(x, offset=offset) when the call is the common one
@@ -163,7 +183,7 @@ def add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_th
 
     plan = _default_plan(D)
     n_threads = _resolve_threads(None, cnp.PyArray_SIZE(arr))
-    block, n_items = _work_blocks(T, 1, _RESEED_INTERVAL)
+    blocking = _blocking_of(arr, T, D, plan)
     cdef cnp.npy_intp one = 1, two = 2
     cdef cnp.ndarray keys = cnp.PyArray_EMPTY(1, &one, cnp.NPY_DOUBLE, 0)
     (<double *>cnp.PyArray_DATA(keys))[0] = first
@@ -175,9 +195,8 @@ def add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_th
     cdef cnp.npy_intp col_step = _floor_div(cnp.PyArray_STRIDE(arr, ndim - 1), cnp.PyArray_ITEMSIZE(arr))
     _n_fast_calls += 1
     _sinusoid_grid(
-        arr, arr, plan, keys, group_ptr, rows, rows, T, block,
-        _tile_rows(_TILE_DIRECT_BYTES, plan.n_cols, arr, block), _tile_rows(_TILE_SHARED_BYTES, plan.n_cols, arr, block),
+        arr, arr, plan, keys, group_ptr, rows, rows, T, blocking[0], blocking[2], blocking[3],
         row_stride, col_step, row_stride, col_step,
-        1.0, _MODE_ADD_INPLACE, _NO_ZERO_POSITION, _STORAGE_NATIVE, min(n_threads, n_items),
+        1.0, _MODE_ADD_INPLACE, _NO_ZERO_POSITION, _STORAGE_NATIVE, min(n_threads, blocking[1]),
     )
     return x
