@@ -35,7 +35,8 @@ REFERENCE_MAY_IMPORT = {"_validation", "_formulas"}
 
 def module_names():
     """{top-level module: [its source files]}: a subpackage of fastpe is one
-    node, made of every .py file under it; compiled modules have no sources."""
+    node, made of every .py file under it; a Cython module is its .pyx file,
+    read for its Python-level imports; a module known by its stub alone has none."""
     names = {}
     for entry in sorted(os.listdir(ROOT)):
         path = os.path.join(ROOT, entry)
