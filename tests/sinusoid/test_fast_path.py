@@ -277,3 +277,14 @@ def test_property_fast_and_general_paths_give_the_same_bits(lead, T, D, dtype, k
     x_fast, x_general, taken = fast_and_general(variants[kind], offset=offset)
     assert taken == 1
     assert_same_bits(x_fast, x_general, f"shape={shape} {kind} offset={offset!r}")
+
+
+def test_many_shapes_keep_the_general_blocking():
+    """More (T, D, dtype) shapes than the fast path keeps blockings for: the
+    bits stay the general path's after its table is emptied and refilled."""
+    rng = rng_for("many shapes")
+    for T in range(1, 301):
+        x = random_values((2, T, 3), np.float32, rng, 3.0)
+        x_fast, x_general, taken = fast_and_general(x, offset=T)
+        assert taken == 1
+        assert_same_bits(x_fast, x_general, f"T={T}")
