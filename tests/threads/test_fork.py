@@ -108,14 +108,21 @@ def _child_calls():
 @needs_openmp
 @fork_warning_ok
 def test_os_fork_child_after_team_is_serial_and_correct():
-    _start_team_in_parent()
-    code, report = _fork_and_check(_child_calls)
-    assert code == 0, f"child failed (exit {code}): {report}"
+    report = _serial_child_after_team(_child_calls)
     assert report["serial_after_fork"] is True, report
+
+
+def _serial_child_after_team(child_body):
+    """Start a team, fork, run child_body in the child; it must succeed and stay
+    on one thread. Returns the child's report."""
+    _start_team_in_parent()
+    code, report = _fork_and_check(child_body)
+    assert code == 0, f"child failed (exit {code}): {report}"
     # Serial means no OpenMP worker threads were created in the child: a forked
     # process starts with one thread and a serial kernel adds none.
     if report["threads"] is not None:
         assert report["threads"] == 1, f"the forked child has {report['threads']} threads: it started a team"
+    return report
 
 
 @needs_fork
@@ -308,9 +315,5 @@ def _child_common_call():
 @fork_warning_ok
 def test_fast_path_in_forked_child_after_team_is_serial_and_correct():
     """The fast path takes its team size from _runtime.resolve_threads, so the fork rule holds for it too."""
-    _start_team_in_parent()
-    code, report = _fork_and_check(_child_common_call)
-    assert code == 0, f"child failed (exit {code}): {report}"
+    report = _serial_child_after_team(_child_common_call)
     assert report["fast_path"], report
-    if report["threads"] is not None:
-        assert report["threads"] == 1, f"the forked child has {report['threads']} threads: it started a team"
