@@ -201,8 +201,9 @@ def _extension(name):
 
 
 # _kernels: the sinusoid, rotary and learned-table kernels; _bias_kernels:
-# additive attention biases (ALiBi, T5 buckets), which index scores, not rows.
+# additive attention biases (ALiBi, T5 buckets), which index scores, not rows;
+# _fastpath: add_sinusoidal's common call, checked in C.
 setup(
-    ext_modules=[_extension("_kernels"), _extension("_bias_kernels")],
+    ext_modules=[_extension("_kernels"), _extension("_bias_kernels"), _extension("_fastpath")],
     cmdclass={"build_ext": BuildExtWithOpenMP},
 )

@@ -12,7 +12,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ._validation import check_count
+from ._formulas import DEFAULT_BASE
+from ._validation import Encoding, check_count
 
 CacheInfo = namedtuple("CacheInfo", "hits misses entries nbytes limit")
 
@@ -125,12 +126,20 @@ def _plan_key(encoding):
     return ("layout", encoding.layout, encoding.dim, encoding.base)
 
 
+def _build_plan(encoding):
+    freq, columns = encoding.frequencies_and_columns()
+    return Plan(freq, encoding.dim, sin_col=columns.sin_col, cos_col=columns.cos_col,
+                col_step=columns.col_step, n_sin=columns.n_sin, n_cos=columns.n_cos)
+
+
 def sinusoid_plan(encoding):
     """The (cached) plan of a validated 1-D encoding (fastpe._validation.Encoding)."""
+    return CACHE.get(_plan_key(encoding), lambda: _build_plan(encoding))
 
-    def build():
-        freq, columns = encoding.frequencies_and_columns()
-        return Plan(freq, encoding.dim, sin_col=columns.sin_col, cos_col=columns.cos_col,
-                    col_step=columns.col_step, n_sin=columns.n_sin, n_cos=columns.n_cos)
 
-    return CACHE.get(_plan_key(encoding), build)
+def default_sinusoid_plan(dim):
+    """sinusoid_plan(Encoding(dim, None, None, None)) (interleaved, base 10000),
+    the same cache entry, without building the Encoding on a hit: the compiled
+    fast path of add_sinusoid asks for it on every call."""
+    return CACHE.get(("layout", "interleaved", dim, DEFAULT_BASE),
+                     lambda: _build_plan(Encoding(dim, None, None, None)))

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _formulas, _kernels
+from ._fastpath import add_sinusoidal_common
 from ._plan import sinusoid_plan
 from ._formulas import new_array
 from ._runtime import (
@@ -338,6 +339,12 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
     >>> bool(np.allclose(x[1], expected))
     True
     """
+    # The common call (an ndarray, a scalar offset, default options) is checked
+    # and run in compiled code; None means "not that call".
+    common = add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_threads, inv_freq,
+                                   preset, padding_idx, min_timescale, max_timescale)
+    if common is not None:
+        return common
     req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
                       preset, padding_idx, min_timescale, max_timescale)
     dst = req.x if req.out is None else req.out

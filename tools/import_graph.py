@@ -35,7 +35,8 @@ REFERENCE_MAY_IMPORT = {"_validation", "_formulas"}
 
 def module_names():
     """{top-level module: [its source files]}: a subpackage of fastpe is one
-    node, made of every .py file under it; compiled modules have no sources."""
+    node, made of every .py file under it; a Cython module is its .pyx file,
+    read for its Python-level imports; a module known by its stub alone has none."""
     names = {}
     for entry in sorted(os.listdir(ROOT)):
         path = os.path.join(ROOT, entry)
@@ -45,9 +46,21 @@ def module_names():
                             for name in sorted(files) if name.endswith(".py")]
         elif ext == ".py":
             names[stem] = [path]
-        elif ext in (".pyx", ".pyi") and stem not in names:
-            names[stem] = []  # compiled: imports nothing of the package at run time
+        elif ext == ".pyx":
+            names[stem] = [path]  # compiled; its Python-level imports count
+        elif ext == ".pyi" and stem not in names:
+            names[stem] = []
     return names
+
+
+def _python_imports(path, text):
+    """A Cython file's Python-level import statements (one per line), as Python
+    source: cimports are compile-time and leave no edge."""
+    if not path.endswith(".pyx"):
+        return text
+    lines = [line for line in text.splitlines()
+             if line.startswith(("import ", "from ")) and " cimport " not in line]
+    return "\n".join(lines)
 
 
 def _dotted_package(path):
@@ -59,7 +72,7 @@ def _dotted_package(path):
 def imports_of(path, known):
     """The top-level package modules that the file at `path` imports, at any depth."""
     with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), path)
+        tree = ast.parse(_python_imports(path, f.read()), path)
     package = _dotted_package(path).split(".")
     targets = []  # absolute dotted names
     for node in ast.walk(tree):

@@ -108,14 +108,21 @@ def _child_calls():
 @needs_openmp
 @fork_warning_ok
 def test_os_fork_child_after_team_is_serial_and_correct():
-    _start_team_in_parent()
-    code, report = _fork_and_check(_child_calls)
-    assert code == 0, f"child failed (exit {code}): {report}"
+    report = _serial_child_after_team(_child_calls)
     assert report["serial_after_fork"] is True, report
+
+
+def _serial_child_after_team(child_body):
+    """Start a team, fork, run child_body in the child; it must succeed and stay
+    on one thread. Returns the child's report."""
+    _start_team_in_parent()
+    code, report = _fork_and_check(child_body)
+    assert code == 0, f"child failed (exit {code}): {report}"
     # Serial means no OpenMP worker threads were created in the child: a forked
     # process starts with one thread and a serial kernel adds none.
     if report["threads"] is not None:
         assert report["threads"] == 1, f"the forked child has {report['threads']} threads: it started a team"
+    return report
 
 
 @needs_fork
@@ -284,3 +291,29 @@ print(json.dumps({"code": code, "elapsed": elapsed}))
     if out["code"] == 0:
         pytest.skip("this OpenMP runtime runs teams in a forked child: serial mode is only a precaution here")
     assert out["code"] is None, f"child without serial mode crashed instead of hanging: {out}"
+
+
+def _child_common_call():
+    """In the child: a team-sized common call (scalar offset, default threads),
+    which takes the compiled fast path, checked against the reference."""
+    from fastpe import _fastpath
+
+    x = team_input(np.float32, seed=3)
+    before = _fastpath.fast_calls()
+    got = fastpe.add_sinusoidal(x.copy(), offset=11)
+    expected = reference.add_sinusoidal(x.copy(), offset=11)
+    tol = add_tolerance(np.float32, 11 + x.shape[-2], np.abs(x.astype(np.float64)))
+    return {
+        "ok": bool(np.all(np.abs(got.astype(np.float64) - expected.astype(np.float64)) <= tol)),
+        "fast_path": _fastpath.fast_calls() == before + 1,
+        "threads": os_thread_count(),
+    }
+
+
+@needs_fork
+@needs_openmp
+@fork_warning_ok
+def test_fast_path_in_forked_child_after_team_is_serial_and_correct():
+    """The fast path takes its team size from _runtime.resolve_threads, so the fork rule holds for it too."""
+    report = _serial_child_after_team(_child_common_call)
+    assert report["fast_path"], report

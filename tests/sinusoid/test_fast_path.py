@@ -1,0 +1,290 @@
+"""add_sinusoidal's compiled fast path (fastpe/_fastpath.pyx).
+
+Every common call (an exact ndarray of native float32/float64, a scalar
+offset, default options) must take it and give the general path's bits;
+every other call must take the general path and return or raise exactly
+what it did before. fastpe._fastpath.fast_calls() tells which path ran; the
+general path alone is run by switching the fast path off in fastpe._sinusoid.
+"""
+
+import contextlib
+import fractions
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastpe
+from fastpe import _fastpath, _plan, _sinusoid
+from fastpe._validation import Encoding
+from util import ALL_KINDS, array_variants, assert_same_bits, check_add_against_reference, random_values, rng_for
+
+
+@contextlib.contextmanager
+def general_path_only():
+    saved = _sinusoid.add_sinusoidal_common
+    _sinusoid.add_sinusoidal_common = lambda *args: None
+    try:
+        yield
+    finally:
+        _sinusoid.add_sinusoidal_common = saved
+
+
+def outcome(call):
+    """("ok", return value) or ("error", type, message) of call()."""
+    try:
+        return ("ok", call())
+    except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
+        return ("error", type(exc), str(exc))
+
+
+def fast_and_general(x, **kwargs):
+    """(fast-enabled result, general-only result, fast calls taken) on copies of x."""
+    x_fast, x_general = x.copy(), x.copy()
+    before = _fastpath.fast_calls()
+    fastpe.add_sinusoidal(x_fast, **kwargs)
+    taken = _fastpath.fast_calls() - before
+    with general_path_only():
+        fastpe.add_sinusoidal(x_general, **kwargs)
+    return x_fast, x_general, taken
+
+
+SHAPES = [(1, 16, 64), (1, 128, 768), (3, 33, 7), (2, 3, 17, 1), (5, 2), (1, 1), (40, 64, 24)]
+OFFSETS = [0, 5, -3, 2.5, np.int64(7), np.uint8(200), np.int8(-4), np.float32(1.5), np.float16(2.0),
+           np.float64(-0.25), 4095]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_common_calls_take_the_fast_path_with_the_general_bits(shape, dtype):
+    rng = rng_for("fast path", shape, np.dtype(dtype).name)
+    for offset in OFFSETS:
+        for kind, x in array_variants(shape, dtype, rng):
+            msg = f"shape={shape} {np.dtype(dtype).name} {kind} offset={offset!r}"
+            x_fast, x_general, taken = fast_and_general(x, offset=offset)
+            assert taken == 1, f"{msg}: the common call did not take the fast path"
+            assert_same_bits(x_fast, x_general, msg)
+            before = _fastpath.fast_calls()
+            check_add_against_reference(x.copy(), msg, offset=offset)
+            assert _fastpath.fast_calls() == before + 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_offsets_at_the_position_limit(dtype):
+    """The last offset whose positions stay below 2**53 is common; one more is
+    refused by the general path, with its message."""
+    x = random_values((2, 9, 6), dtype, rng_for("limit"), 3.0)
+    T = x.shape[-2]
+    for offset in (2**53 - T, -(2**53) + 1, float(2**53 - T)):
+        x_fast, x_general, taken = fast_and_general(x, offset=offset)
+        assert taken == 1, offset
+        assert_same_bits(x_fast, x_general, f"offset={offset}")
+    for offset in (2**53 - T + 1, -(2**53), 2**53, float(2**53), np.uint64(2**63), 2**70):
+        check_same_outcome(x.copy, 0, offset=offset)
+
+
+def check_same_outcome(make_x, expected_fast_calls, **kwargs):
+    """add_sinusoidal(make_x(), **kwargs) with and without the fast path: the
+    same result or the same error, and x untouched by an error. make_x builds
+    a fresh x each time (a copy could change its memory layout)."""
+    x_fast, x_general = make_x(), make_x()
+    kwargs_general = dict(kwargs)
+    if "out" in kwargs:
+        kwargs_general["out"] = kwargs["out"].copy()
+    before = _fastpath.fast_calls()
+    got = outcome(lambda: fastpe.add_sinusoidal(x_fast, **kwargs))
+    taken = _fastpath.fast_calls() - before
+    with general_path_only():
+        expected = outcome(lambda: fastpe.add_sinusoidal(x_general, **kwargs_general))
+    msg = f"{type(x_fast).__name__} {getattr(x_fast, 'dtype', '')} {kwargs!r}"
+    assert taken == expected_fast_calls, f"{msg}: fast calls {taken}"
+    assert got[0] == expected[0], f"{msg}: {got} vs {expected}"
+    if got[0] == "error":
+        assert got[1:] == expected[1:], msg
+        assert _bytes(x_fast) == _bytes(make_x()), f"{msg}: a refused call wrote into x"
+    else:
+        result, result_general = got[1], expected[1]
+        assert (result is x_fast) == (result_general is x_general), msg
+        assert_same_bits(np.asarray(result), np.asarray(result_general), msg)
+
+
+def _bytes(a):
+    return np.asarray(a).tobytes() if isinstance(a, np.ndarray) or hasattr(a, "__array__") else repr(a)
+
+
+X = random_values((2, 5, 8), np.float32, rng_for("uncommon"), 3.0)
+
+UNCOMMON_ARGUMENTS = [
+    {"positions": np.arange(5)},
+    {"positions": np.arange(5), "offset": 1},
+    {"scale": 1.0},
+    {"scale": 2.0},
+    {"base": 10000},
+    {"base": -1.0},
+    {"layout": "interleaved"},
+    {"layout": "concat"},
+    {"layout": "bad"},
+    {"out": np.zeros((2, 5, 8), np.float32)},
+    {"out": np.zeros((2, 5, 8), np.float64)},
+    {"num_threads": 1},
+    {"num_threads": 0},
+    {"inv_freq": np.ones(4)},
+    {"inv_freq": np.ones(3)},
+    {"preset": "vaswani"},
+    {"preset": "fairseq"},
+    {"preset": "nope"},
+    {"padding_idx": 1},
+    {"min_timescale": 1.0},
+    {"max_timescale": 1e4},
+]
+
+
+@pytest.mark.parametrize("kwargs", UNCOMMON_ARGUMENTS, ids=lambda k: ",".join(sorted(k)))
+def test_every_other_argument_takes_the_general_path(kwargs):
+    check_same_outcome(X.copy, 0, **kwargs)
+
+
+class Subclass(np.ndarray):
+    pass
+
+
+def _unaligned(shape, dtype):
+    dtype = np.dtype(dtype)
+    buf = np.zeros(int(np.prod(shape)) * dtype.itemsize + 1, np.uint8)
+    a = buf[1:].view(dtype).reshape(shape)
+    assert not a.flags.aligned
+    return a
+
+
+def _read_only():
+    a = X.copy()
+    a.flags.writeable = False
+    return a
+
+
+UNCOMMON_X = {
+    "subclass": lambda: X.copy().view(Subclass),
+    "read-only": _read_only,
+    "big-endian": lambda: X.astype(">f4"),
+    "big-endian-f8": lambda: X.astype(">f8"),
+    "unaligned": lambda: _unaligned((2, 5, 8), np.float32),
+    "0-size": lambda: np.zeros((0, 5, 8), np.float32),
+    "T=0": lambda: np.zeros((2, 0, 8), np.float32),
+    "D=0": lambda: np.zeros((2, 5, 0), np.float64),
+    "float16": lambda: X.astype(np.float16),
+    "int": lambda: np.zeros((2, 5, 8), np.int32),
+    "1-d": lambda: np.zeros(8, np.float32),
+    "0-d": lambda: np.zeros((), np.float64),
+    "overlapping": lambda: np.lib.stride_tricks.as_strided(np.zeros(64, np.float32), (2, 5, 8), (0, 32, 4),
+                                                           writeable=True),
+    "list": lambda: X.tolist(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNCOMMON_X))
+def test_every_other_x_takes_the_general_path(name):
+    check_same_outcome(UNCOMMON_X[name], 0, offset=3)
+
+
+def test_a_tensor_takes_the_general_path():
+    torch = pytest.importorskip("torch")
+    check_same_outcome(lambda: torch.zeros(2, 5, 8), 0, offset=3)
+
+
+UNCOMMON_OFFSETS = [True, np.bool_(False), np.array(3), np.array(3.5), np.array([1, 2]), np.array([1.0]),
+                    float("nan"), float("inf"), -float("inf"), np.float32("nan"), np.float64("inf"),
+                    np.longdouble(3), fractions.Fraction(1, 2), "3", None, 1 + 0j, [1, 2]]
+
+
+@pytest.mark.parametrize("offset", UNCOMMON_OFFSETS, ids=repr)
+def test_every_other_offset_takes_the_general_path(offset):
+    check_same_outcome(X.copy, 0, offset=offset)
+
+
+@pytest.fixture
+def fresh_cache():
+    limit = fastpe.cache_info().limit
+    fastpe.cache_clear()
+    yield
+    fastpe.set_cache_limit(limit)
+    fastpe.cache_clear()
+
+
+def _cache_trace(calls):
+    fastpe.cache_clear()
+    trace = []
+    for dim in calls:
+        fastpe.add_sinusoidal(np.zeros((2, 3, dim), np.float32), offset=1)
+        trace.append(fastpe.cache_info())
+    return trace
+
+
+@pytest.mark.parametrize("limit", [None, 0], ids=["default limit", "limit 0"])
+def test_the_plan_cache_counts_fast_calls_as_general_ones(fresh_cache, limit):
+    if limit is not None:
+        fastpe.set_cache_limit(limit)
+    dims = [8, 8, 6, 8, 6]
+    before = _fastpath.fast_calls()
+    fast_trace = _cache_trace(dims)
+    assert _fastpath.fast_calls() == before + len(dims)
+    with general_path_only():
+        general_trace = _cache_trace(dims)
+    assert fast_trace == general_trace
+    if limit == 0:
+        assert fast_trace[-1].entries == 0 and fast_trace[-1].hits == 0
+
+
+def test_the_fast_path_shares_the_general_plan(fresh_cache):
+    """default_sinusoid_plan is the entry sinusoid_plan gives the defaults."""
+    for dim in (1, 7, 64):
+        plan = _plan.default_sinusoid_plan(dim)
+        assert _plan.sinusoid_plan(Encoding(dim, None, None, None)) is plan
+    assert fastpe.cache_info().misses == 3 and fastpe.cache_info().entries == 3
+
+
+def test_cache_clear_between_fast_calls(fresh_cache):
+    x = np.zeros((1, 4, 10), np.float64)
+    a = fastpe.add_sinusoidal(x.copy(), offset=2)
+    fastpe.cache_clear()
+    b = fastpe.add_sinusoidal(x.copy(), offset=2)
+    assert fastpe.cache_info().misses == 1
+    assert_same_bits(a, b, "after cache_clear")
+
+
+@settings(max_examples=80, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    lead=st.lists(st.integers(1, 4), min_size=0, max_size=2),
+    T=st.integers(1, 40),
+    D=st.integers(1, 70),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    kind=st.sampled_from(ALL_KINDS),
+    offset=st.one_of(
+        st.integers(-(2**40), 2**40),
+        st.floats(-1e9, 1e9, allow_nan=False, allow_infinity=False),
+        st.integers(-(2**31), 2**31 - 1).map(np.int32),
+        st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=32).map(np.float32),
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_fast_and_general_paths_give_the_same_bits(lead, T, D, dtype, kind, offset, seed):
+    shape = tuple(lead) + (T, D)
+    variants = dict(array_variants(shape, dtype, np.random.default_rng(seed), kinds=(kind,)))
+    if kind not in variants:
+        kind = "C"
+        variants = dict(array_variants(shape, dtype, np.random.default_rng(seed), kinds=("C",)))
+    x_fast, x_general, taken = fast_and_general(variants[kind], offset=offset)
+    assert taken == 1
+    assert_same_bits(x_fast, x_general, f"shape={shape} {kind} offset={offset!r}")
+
+
+def test_many_shapes_keep_the_general_blocking():
+    """More (T, D, dtype) shapes than the fast path keeps blockings for: the
+    bits stay the general path's after its table is emptied and refilled."""
+    rng = rng_for("many shapes")
+    for T in range(1, 301):
+        x = random_values((2, T, 3), np.float32, rng, 3.0)
+        x_fast, x_general, taken = fast_and_general(x, offset=T)
+        assert taken == 1
+        assert_same_bits(x_fast, x_general, f"T={T}")
