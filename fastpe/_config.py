@@ -117,12 +117,14 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
 
 
 def cache_info() -> CacheInfo:
-    """The counters of fastpe's cache of frequency plans and grid tables.
+    """The counters of fastpe's cache of frequency plans, grid tables and rows.
 
     Each call needs the frequencies of its encoding and their one-step
-    rotations, and each grid call its table; they are kept in a bounded,
-    thread-safe LRU cache keyed by everything they depend on. An entry is a
-    pure function of its key, so the cache never changes a result.
+    rotations, each grid call its table, and a small common `add_sinusoidal`
+    call reads rows of the encoding in blocks of 256 positions; they are kept
+    in one bounded, thread-safe LRU cache keyed by everything they depend on.
+    An entry is a pure function of its key, so the cache never changes a
+    result.
 
     Returns
     -------

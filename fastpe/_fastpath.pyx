@@ -9,19 +9,34 @@ with every other argument at its default, where
 * o is a Python int or float, or a NumPy integer or float16/32/64 scalar
   (never a bool), finite, with |o| and |o + T - 1| below 2**53.
 
-That call is checked here in C and handed to the same kernel with the same
-arguments as the general path builds (the same cached plan, the same team
-size from fastpe._runtime.resolve_threads, the same work blocks and tiles),
-so its result has the same bits. Any other call returns None and takes the
-general path, which gives it its usual result or error.
+That call is checked here in C. Any other call returns None and takes the
+general path, which gives it its usual result or error. The common call then
+goes one of two ways, with the same bits either way:
+
+* **Cached rows**, when the positions are integers and the rows the call
+  reads are small (at most ROWS_MAX_BYTES): it adds rows of the encoding kept
+  in fastpe's cache, in blocks of SEED_GRID consecutive positions (block b
+  holds positions b*SEED_GRID .. b*SEED_GRID + SEED_GRID - 1, in x's dtype).
+  A block is built by the kernel itself, as a table, the first time a call
+  needs it. Row p's bits are a pure function of p (the bits rule of
+  _kernels.pyx), so a cached row is the row the kernel would generate, and
+  ``x + row`` is the sum the kernel forms. On such shapes reading a row is
+  cheaper than any generator, as it is for a user's own cached table.
+* **Generation**: the same kernel with the same arguments as the general
+  path builds (the same cached plan, the same team size from
+  fastpe._runtime.resolve_threads, the same work blocks and tiles).
 """
 
 cimport numpy as cnp
-from libc.math cimport fabs, isfinite
+from cython.parallel cimport prange
+from libc.math cimport fabs, floor, isfinite
+
+from fastpe._cache cimport BoundedCache
+from fastpe._simd cimport fpe_add_inplace_f32, fpe_add_inplace_f64, fpe_idx
 
 import numpy as np
 
-from . import _kernels, _plan, _runtime, _validation
+from . import _formulas, _kernels, _plan, _runtime, _validation
 
 cnp.import_array()
 
@@ -36,10 +51,28 @@ cdef object _TILE_DIRECT_BYTES = _runtime.TILE_DIRECT_BYTES
 cdef object _TILE_SHARED_BYTES = _runtime.TILE_SHARED_BYTES
 cdef object _sinusoid_grid = _kernels.sinusoid_grid
 cdef int _MODE_ADD_INPLACE = _kernels.MODE_ADD_INPLACE
+cdef int _MODE_STORE = _kernels.MODE_STORE
 cdef int _STORAGE_NATIVE = _kernels.STORAGE_NATIVE
 cdef double _LIMIT = float(_validation.POSITION_LIMIT)
 cdef object _INT_LIMIT = int(_validation.POSITION_LIMIT)
 cdef double _NO_ZERO_POSITION = float("nan")
+cdef BoundedCache _CACHE = _plan.CACHE
+cdef object _DEFAULT_BASE = _formulas.DEFAULT_BASE
+
+# Positions per cached block of rows: the seed grid, so a block is one run of
+# rotations from one seed.
+DEF ROW_BLOCK = 256
+assert ROW_BLOCK == _kernels.SEED_GRID
+# A call that reads at most this many bytes of rows takes cached rows (such
+# rows stay in the caches of the CPU, where a generator cannot keep up with a
+# read); larger calls generate, which moves less memory.
+ROWS_MAX_BYTES = 1 << 20
+cdef Py_ssize_t _ROWS_MAX_BYTES = ROWS_MAX_BYTES
+# Most blocks one call reads (ROWS_MAX_BYTES of rows of the narrowest width span fewer).
+DEF MAX_BLOCKS = 64
+# The blocks a call needs may take at most this share of the cache's limit:
+# above it, calls would evict each other's blocks and generate anyway.
+DEF CACHE_SHARE = 8
 
 # (block, n_items, tile_direct, tile_shared) per (T, D, dtype number): what
 # _runtime.work_blocks and tile_rows give the general path, which depends on
@@ -51,9 +84,18 @@ cdef Py_ssize_t _BLOCKING_ENTRIES = 256
 cdef unsigned long long _n_fast_calls = 0
 
 
+# Calls that took cached rows (a subset of the above).
+cdef unsigned long long _n_row_calls = 0
+
+
 def fast_calls():
     """How many add_sinusoidal calls took the fast path in this process (for tests)."""
     return _n_fast_calls
+
+
+def row_calls():
+    """How many of them added cached rows (for tests)."""
+    return _n_row_calls
 
 
 cdef bint _offset_value(object offset, double *value):
@@ -164,7 +206,7 @@ def add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_th
                           padding_idx, min_timescale, max_timescale):
     """add_sinusoidal(x, offset=offset) when the call is the common one
     (see the module docstring): x, with the encoding added. None otherwise."""
-    global _n_fast_calls
+    global _n_fast_calls, _n_row_calls
     if not (positions is None and scale is None and base is None and layout is None and out is None
             and num_threads is None and inv_freq is None and preset is None and padding_idx is None
             and min_timescale is None and max_timescale is None):
@@ -180,7 +222,18 @@ def add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_th
     # One rounded addition, as the general path's check_position_range forms it.
     if fabs(first + <double>(T - 1)) >= _LIMIT:
         return None
+    _n_fast_calls += 1
+    if first == floor(first) and _add_cached_rows(arr, first, T, D):
+        _n_row_calls += 1
+    else:
+        _generate(arr, first, T, D, _MODE_ADD_INPLACE)
+    return x
 
+
+cdef void _generate(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.npy_intp D, int mode) except *:
+    """The general path's kernel call for the common call (mode MODE_ADD_INPLACE),
+    or for a table (MODE_STORE)."""
+    cdef int ndim = cnp.PyArray_NDIM(arr)
     plan = _default_plan(D)
     n_threads = _resolve_threads(None, cnp.PyArray_SIZE(arr))
     blocking = _blocking_of(arr, T, D, plan)
@@ -193,10 +246,96 @@ def add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_th
     (<cnp.npy_intp *>cnp.PyArray_DATA(group_ptr))[1] = cnp.PyArray_DIM(rows, 0)
     cdef cnp.npy_intp row_stride = cnp.PyArray_STRIDE(arr, ndim - 2)
     cdef cnp.npy_intp col_step = _floor_div(cnp.PyArray_STRIDE(arr, ndim - 1), cnp.PyArray_ITEMSIZE(arr))
-    _n_fast_calls += 1
     _sinusoid_grid(
         arr, arr, plan, keys, group_ptr, rows, rows, T, blocking[0], blocking[2], blocking[3],
         row_stride, col_step, row_stride, col_step,
-        1.0, _MODE_ADD_INPLACE, _NO_ZERO_POSITION, _STORAGE_NATIVE, min(n_threads, blocking[1]),
+        1.0, mode, _NO_ZERO_POSITION, _STORAGE_NATIVE, min(n_threads, blocking[1]),
     )
-    return x
+
+
+# ------------------------------------------------------------ cached rows
+
+cdef cnp.ndarray _build_block(cnp.npy_intp D, int typenum, cnp.npy_intp index):
+    """Rows of positions index*ROW_BLOCK .. + ROW_BLOCK - 1: the table the
+    kernel writes for them (read-only)."""
+    cdef cnp.npy_intp shape[2]
+    shape[0] = ROW_BLOCK
+    shape[1] = D
+    cdef cnp.ndarray block = cnp.PyArray_EMPTY(2, shape, typenum, 0)
+    _generate(block, <double>(index * ROW_BLOCK), ROW_BLOCK, D, _MODE_STORE)
+    block.flags.writeable = False
+    return block
+
+
+cdef cnp.ndarray _row_block(cnp.npy_intp D, int typenum, cnp.npy_intp index):
+    # Keyed like the default plan (interleaved, base 10000) plus dtype and block.
+    key = ("rows", "interleaved", D, _DEFAULT_BASE, typenum, index)
+    block = _CACHE.find(key)
+    if block is None:
+        block = _CACHE.keep(key, _build_block(D, typenum, index))
+    return <cnp.ndarray>block
+
+
+ctypedef fused native:
+    float
+    double
+
+
+cdef void _add_rows(native *x, const cnp.npy_intp *lead, cnp.npy_intp n_lead, cnp.npy_intp T,
+                    cnp.npy_intp D, cnp.npy_intp row_stride, cnp.npy_intp col_step,
+                    native **blocks, cnp.npy_intp first_row, int n_threads) noexcept nogil:
+    """x[r, t, :] += row first_row + t of the blocks (ROW_BLOCK rows each), for
+    every lead row r (byte offsets lead) and t < T."""
+    cdef cnp.npy_intp i
+    if n_threads == 1:
+        for i in range(n_lead * T):
+            _add_row(x, lead, T, D, row_stride, col_step, blocks, first_row, i)
+    else:
+        for i in prange(n_lead * T, schedule="static", num_threads=n_threads):
+            _add_row(x, lead, T, D, row_stride, col_step, blocks, first_row, i)
+
+
+cdef inline void _add_row(native *x, const cnp.npy_intp *lead, cnp.npy_intp T, cnp.npy_intp D,
+                          cnp.npy_intp row_stride, cnp.npy_intp col_step, native **blocks,
+                          cnp.npy_intp first_row, cnp.npy_intp i) noexcept nogil:
+    cdef cnp.npy_intp r = i // T, t = i - r * T, j = first_row + t
+    cdef native *dst = <native *>(<char *>x + lead[r] + t * row_stride)
+    cdef native *row = blocks[j // ROW_BLOCK] + (j % ROW_BLOCK) * D
+    if native is float:
+        fpe_add_inplace_f32(dst, col_step, row, 1.0, D)
+    else:
+        fpe_add_inplace_f64(dst, col_step, row, 1.0, D)
+
+
+cdef bint _add_cached_rows(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.npy_intp D) except -1:
+    """Add cached rows when the call is small enough for them (False: it is not)."""
+    cdef int typenum = cnp.PyArray_TYPE(arr)
+    cdef cnp.npy_intp itemsize = cnp.PyArray_ITEMSIZE(arr)
+    if T * D * itemsize > _ROWS_MAX_BYTES:
+        return False
+    cdef cnp.npy_intp b0 = <cnp.npy_intp>floor(first / ROW_BLOCK)
+    cdef cnp.npy_intp b1 = <cnp.npy_intp>floor((first + <double>(T - 1)) / ROW_BLOCK)
+    cdef cnp.npy_intp n_blocks = b1 - b0 + 1, b
+    if n_blocks > MAX_BLOCKS or n_blocks * ROW_BLOCK * D * itemsize * CACHE_SHARE > _CACHE._limit:
+        return False
+    held = [_row_block(D, typenum, b) for b in range(b0, b1 + 1)]  # alive while the rows are read
+    cdef void *blocks[MAX_BLOCKS]
+    for b in range(n_blocks):
+        blocks[b] = cnp.PyArray_DATA(<cnp.ndarray>held[b])
+    cdef cnp.ndarray lead = _lead_row_offsets(arr)
+    cdef cnp.npy_intp n_lead = cnp.PyArray_DIM(lead, 0)
+    cdef int ndim = cnp.PyArray_NDIM(arr)
+    cdef cnp.npy_intp row_stride = cnp.PyArray_STRIDE(arr, ndim - 2)
+    cdef cnp.npy_intp col_step = _floor_div(cnp.PyArray_STRIDE(arr, ndim - 1), itemsize)
+    cdef cnp.npy_intp first_row = <cnp.npy_intp>first - b0 * ROW_BLOCK
+    cdef int n_threads = _resolve_threads(None, cnp.PyArray_SIZE(arr))
+    cdef const cnp.npy_intp *lead_ = <const cnp.npy_intp *>cnp.PyArray_DATA(lead)
+    if typenum == cnp.NPY_FLOAT:
+        with nogil:
+            _add_rows(<float *>cnp.PyArray_DATA(arr), lead_, n_lead, T, D, row_stride, col_step,
+                      <float **>blocks, first_row, n_threads)
+    else:
+        with nogil:
+            _add_rows(<double *>cnp.PyArray_DATA(arr), lead_, n_lead, T, D, row_stride, col_step,
+                      <double **>blocks, first_row, n_threads)
+    return True

@@ -1,4 +1,4 @@
-"""Column plans for the sinusoid kernels, and the bounded cache that keeps them.
+"""Column plans for the sinusoid kernels, and fastpe's one bounded cache that keeps them.
 
 A plan says, for each output column, which frequency it uses and whether it
 holds a sine, a cosine or a constant zero. Every layout (interleaved, concat
@@ -6,16 +6,13 @@ and the model presets) is one plan; the kernels only ever see plans.
 """
 
 import os
-import threading
 import warnings
-from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from ._cache import BoundedCache, CacheInfo
 from ._formulas import DEFAULT_BASE
 from ._validation import Encoding, check_count
-
-CacheInfo = namedtuple("CacheInfo", "hits misses entries nbytes limit")
 
 _DEFAULT_CACHE_LIMIT = 64 * 2**20
 
@@ -49,56 +46,6 @@ class Plan:
         self.nbytes = sum(a.nbytes for a in arrays)
 
 
-class PlanCache:
-    """A thread-safe LRU of plans, bounded in bytes. It never changes results:
-    a plan is a pure function of its key."""
-
-    def __init__(self, limit):
-        self._lock = threading.Lock()
-        self._entries = OrderedDict()
-        self._nbytes = 0
-        self._limit = int(limit)
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key, build):
-        with self._lock:
-            plan = self._entries.get(key)
-            if plan is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return plan
-            self.misses += 1
-        plan = build()  # outside the lock: building may take a while for wide dims
-        with self._lock:
-            if key not in self._entries and plan.nbytes <= self._limit:
-                self._entries[key] = plan
-                self._nbytes += plan.nbytes
-                self._evict()
-        return plan
-
-    def _evict(self):
-        while self._nbytes > self._limit and self._entries:
-            _, old = self._entries.popitem(last=False)
-            self._nbytes -= old.nbytes
-
-    def clear(self):
-        with self._lock:
-            self._entries.clear()
-            self._nbytes = 0
-            self.hits = 0
-            self.misses = 0
-
-    def set_limit(self, nbytes):
-        with self._lock:
-            self._limit = int(nbytes)
-            self._evict()
-
-    def info(self):
-        with self._lock:
-            return CacheInfo(self.hits, self.misses, len(self._entries), self._nbytes, self._limit)
-
-
 def _limit_from_environment():
     """FASTPE_CACHE_BYTES, or the default. A malformed value warns and falls
     back to the default: a typo in the environment must not break the import."""
@@ -113,7 +60,7 @@ def _limit_from_environment():
         return _DEFAULT_CACHE_LIMIT
 
 
-CACHE = PlanCache(_limit_from_environment())
+CACHE = BoundedCache(_limit_from_environment())
 
 
 def _plan_key(encoding):

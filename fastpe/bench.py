@@ -41,7 +41,14 @@ slows them alike; each figure is the median of its samples. In-place calls
 keep adding into the same array; every ``RESET_EVERY`` calls it is restored
 from a saved pattern outside the timed region, so values stay small and
 finite. Tiny calls are timed in batches (a sample is the mean of up to
-``RESET_EVERY`` back-to-back calls).
+``RESET_EVERY`` back-to-back calls). Each sample starts after a pause of
+``SETTLE_S`` and one untimed call of the same implementation: the pause
+lets the thread teams of the implementation timed before (fastpe's and
+torch's OpenMP workers spin for a while after a parallel loop) go idle, and
+the untimed call wakes the implementation's own team and brings its data
+into the CPU's caches, so that a sample measures calls in a loop of that
+implementation alone, as a user's program makes them, not the other
+implementations' leftovers.
 The reference is slow on big arrays, so it gets fewer samples than fastpe,
 the peers and the probe, and fewer still when the run's time budget requires
 it; the report says so when that happens.
@@ -103,6 +110,9 @@ __all__ = [
 RESET_EVERY = 50
 # A sample of a tiny call lasts at least this long (calls are batched).
 MIN_SAMPLE_S = 200e-6
+# Pause before each sample: longer than an OpenMP worker spins after a
+# parallel loop (libgomp's default spin count) before it sleeps.
+SETTLE_S = 3e-3
 # Time budget of the measurements (seconds); startup and setup come on top.
 DEFAULT_BUDGET_S = 40.0
 QUICK_BUDGET_S = 4.0
@@ -733,9 +743,14 @@ def _jsonable(obj):
 
 
 def _timed(series, st, number):
-    """One sample: `number` back-to-back calls, restored first if due (untimed)."""
-    if series.resets and st.calls + number > RESET_EVERY:
+    """One sample: `number` back-to-back calls, after the array is restored
+    if due, a pause and one warm-up call (all untimed)."""
+    if series.resets and st.calls + number + 1 > RESET_EVERY:
         st.reset()
+    time.sleep(SETTLE_S)
+    series.fn(series.calls)
+    series.calls += 1
+    st.calls += 1
     fn, i0 = series.fn, series.calls
     t0 = time.perf_counter()
     for k in range(number):
@@ -750,7 +765,7 @@ def _batch(cost):
     """Calls per sample for a call of `cost` seconds."""
     if not cost > 0:
         return 1
-    return int(min(RESET_EVERY, max(1, math.ceil(MIN_SAMPLE_S / cost))))
+    return int(min(RESET_EVERY - 1, max(1, math.ceil(MIN_SAMPLE_S / cost))))
 
 
 def _add_peers(case, st, dtype, num_threads, torch, series, resets):
@@ -820,7 +835,7 @@ def _measure(case, shape, dtype, num_threads, repeat, ref_reps, allowance, seed,
         t0 = time.perf_counter()
         st.reset()
         reset_cost = time.perf_counter() - t0
-    per_round = sum(s.estimate_s * s.number for s in fast)
+    per_round = sum(s.estimate_s * (s.number + 1) + SETTLE_S for s in fast)
     per_round += reset_cost * sum(s.number for s in fast) / RESET_EVERY
 
     def left():

@@ -9,7 +9,8 @@
   folder such as tests/dask/ would otherwise be importable as a namespace
   package named `dask`, and `pytest.importorskip("dask")` would find it
   instead of skipping where dask is not installed.
-* Restores the plan cache's limit after every test that changes it.
+* Restores the cache's limit after every test that changes it; `fresh_cache`
+  gives a test an empty cache.
 * With FASTPE_TESTS_NO_SKIPS=1 (CI, where every optional library is
   installed), a run that skipped any test fails.
 """
@@ -76,6 +77,14 @@ def _restore_cache_limit():
     limit = _fastpe.cache_info().limit
     yield
     _fastpe.set_cache_limit(limit)
+
+
+@pytest.fixture
+def fresh_cache():
+    """An empty cache with zeroed counters, emptied again afterwards."""
+    _fastpe.cache_clear()
+    yield
+    _fastpe.cache_clear()
 
 
 _NO_SKIPS = os.environ.get("FASTPE_TESTS_NO_SKIPS") == "1"

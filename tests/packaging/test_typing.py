@@ -137,10 +137,13 @@ def test_public_functions_are_annotated(module):
 
 
 def _stub_names(path):
-    """{name: parameter names or None for a constant} of a .pyi's top level."""
+    """{name: parameter names, None for a constant, or {public member: None} for a class} of a .pyi's top level."""
     names = {}
     for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.FunctionDef):
+        if isinstance(node, ast.ClassDef):
+            members = _stub_names_of_body(node.body)
+            names[node.name] = {member: None for member in members}
+        elif isinstance(node, ast.FunctionDef):
             args = node.args
             names[node.name] = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -150,6 +153,16 @@ def _stub_names(path):
     return {name: params for name, params in names.items() if not name.startswith("_")}
 
 
+def _stub_names_of_body(body):
+    members = set()
+    for node in body:
+        if isinstance(node, ast.FunctionDef):
+            members.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            members.add(node.target.id)
+    return {name for name in members if not name.startswith("_")}
+
+
 def _module_names(module):
     """The same for a compiled module: public names, less imported modules and Cython internals."""
     names = {}
@@ -157,11 +170,15 @@ def _module_names(module):
         value = getattr(module, name)
         if name.startswith("_") or isinstance(value, types.ModuleType):
             continue
-        names[name] = list(inspect.signature(value).parameters) if callable(value) else None
+        if isinstance(value, type):
+            own = set(vars(value)) | set(getattr(value, "_fields", ()))
+            names[name] = {member: None for member in own if not member.startswith("_")}
+        else:
+            names[name] = list(inspect.signature(value).parameters) if callable(value) else None
     return names
 
 
-@pytest.mark.parametrize("name", ["_kernels", "_bias_kernels", "_fastpath"])
+@pytest.mark.parametrize("name", ["_kernels", "_bias_kernels", "_fastpath", "_cache"])
 def test_stubs_match_compiled_module(name):
     module = importlib.import_module(f"fastpe.{name}")
     stub = PACKAGE_DIR / f"{name}.pyi"

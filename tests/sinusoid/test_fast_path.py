@@ -7,7 +7,6 @@ what it did before. fastpe._fastpath.fast_calls() tells which path ran; the
 general path alone is run by switching the fast path off in fastpe._sinusoid.
 """
 
-import contextlib
 import fractions
 
 import numpy as np
@@ -18,17 +17,8 @@ from hypothesis import strategies as st
 import fastpe
 from fastpe import _fastpath, _plan, _sinusoid
 from fastpe._validation import Encoding
+from fastpath import fast_and_general, general_path_only
 from util import ALL_KINDS, array_variants, assert_same_bits, check_add_against_reference, random_values, rng_for
-
-
-@contextlib.contextmanager
-def general_path_only():
-    saved = _sinusoid.add_sinusoidal_common
-    _sinusoid.add_sinusoidal_common = lambda *args: None
-    try:
-        yield
-    finally:
-        _sinusoid.add_sinusoidal_common = saved
 
 
 def outcome(call):
@@ -37,17 +27,6 @@ def outcome(call):
         return ("ok", call())
     except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
         return ("error", type(exc), str(exc))
-
-
-def fast_and_general(x, **kwargs):
-    """(fast-enabled result, general-only result, fast calls taken) on copies of x."""
-    x_fast, x_general = x.copy(), x.copy()
-    before = _fastpath.fast_calls()
-    fastpe.add_sinusoidal(x_fast, **kwargs)
-    taken = _fastpath.fast_calls() - before
-    with general_path_only():
-        fastpe.add_sinusoidal(x_general, **kwargs)
-    return x_fast, x_general, taken
 
 
 SHAPES = [(1, 16, 64), (1, 128, 768), (3, 33, 7), (2, 3, 17, 1), (5, 2), (1, 1), (40, 64, 24)]
@@ -202,15 +181,6 @@ def test_every_other_offset_takes_the_general_path(offset):
     check_same_outcome(X.copy, 0, offset=offset)
 
 
-@pytest.fixture
-def fresh_cache():
-    limit = fastpe.cache_info().limit
-    fastpe.cache_clear()
-    yield
-    fastpe.set_cache_limit(limit)
-    fastpe.cache_clear()
-
-
 def _cache_trace(calls):
     fastpe.cache_clear()
     trace = []
@@ -220,19 +190,32 @@ def _cache_trace(calls):
     return trace
 
 
-@pytest.mark.parametrize("limit", [None, 0], ids=["default limit", "limit 0"])
-def test_the_plan_cache_counts_fast_calls_as_general_ones(fresh_cache, limit):
-    if limit is not None:
-        fastpe.set_cache_limit(limit)
+def test_the_cache_counts_fast_calls_as_general_ones_plus_their_rows(fresh_cache):
+    """Each dim's plan is counted as the general path counts it; a fast call
+    also reads block 0 of its cached rows (256 rows of float32), built once."""
     dims = [8, 8, 6, 8, 6]
     before = _fastpath.fast_calls()
     fast_trace = _cache_trace(dims)
     assert _fastpath.fast_calls() == before + len(dims)
     with general_path_only():
         general_trace = _cache_trace(dims)
+    for k, (fast, general) in enumerate(zip(fast_trace, general_trace)):
+        seen = dims[:k + 1]
+        block_bytes = sum(256 * d * 4 for d in set(seen))
+        assert fast.misses == 2 * general.misses  # each new dim: its plan and its block
+        assert fast.entries == 2 * general.entries
+        assert fast.hits == general.hits  # a repeated dim: its block instead of its plan
+        assert fast.nbytes == general.nbytes + block_bytes
+
+
+def test_with_no_cache_fast_calls_count_as_general_ones(fresh_cache):
+    fastpe.set_cache_limit(0)
+    dims = [8, 8, 6, 8, 6]
+    fast_trace = _cache_trace(dims)
+    with general_path_only():
+        general_trace = _cache_trace(dims)
     assert fast_trace == general_trace
-    if limit == 0:
-        assert fast_trace[-1].entries == 0 and fast_trace[-1].hits == 0
+    assert fast_trace[-1].entries == 0 and fast_trace[-1].hits == 0
 
 
 def test_the_fast_path_shares_the_general_plan(fresh_cache):
@@ -248,8 +231,11 @@ def test_cache_clear_between_fast_calls(fresh_cache):
     a = fastpe.add_sinusoidal(x.copy(), offset=2)
     fastpe.cache_clear()
     b = fastpe.add_sinusoidal(x.copy(), offset=2)
-    assert fastpe.cache_info().misses == 1
+    assert fastpe.cache_info().misses == 2  # the block of cached rows and, to build it, the plan
+    with general_path_only():
+        c = fastpe.add_sinusoidal(x.copy(), offset=2)
     assert_same_bits(a, b, "after cache_clear")
+    assert_same_bits(a, c, "general path")
 
 
 @settings(max_examples=80, deadline=None, database=None,

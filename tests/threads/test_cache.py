@@ -61,15 +61,19 @@ def test_counters_and_entries():
     assert (info.hits, info.misses, info.entries) == (0, 1, 1)
     assert info.nbytes > 0
     fastpe.sinusoidal_table(9, 8, dtype=np.float64)  # same plan: dim, layout, base
-    fastpe.add_sinusoidal(np.zeros((2, 3, 8), np.float32))
+    fastpe.add_sinusoidal(np.zeros((2, 3, 8), np.float32), num_threads=1)  # the general path
     info = fastpe.cache_info()
     assert (info.hits, info.misses, info.entries) == (2, 1, 1)
+    # The common call adds cached rows: their block (256 rows of 8 float32) misses, its plan hits.
+    fastpe.add_sinusoidal(np.zeros((2, 3, 8), np.float32))
+    info = fastpe.cache_info()
+    assert (info.hits, info.misses, info.entries) == (3, 2, 2)
     fastpe.sinusoidal_table(4, 8, layout="concat")
     fastpe.sinusoidal_table(4, 8, base=100.0)
     fastpe.sinusoidal_table(4, 9)
     fastpe.sinusoidal_table(4, 8, inv_freq=[1, 2, 3, 4])
     info = fastpe.cache_info()
-    assert (info.misses, info.entries) == (5, 5)
+    assert (info.misses, info.entries) == (6, 6)
     fastpe.cache_clear()
     assert fastpe.cache_info()[:4] == (0, 0, 0, 0)
 

@@ -1,0 +1,27 @@
+"""Run add_sinusoidal with its compiled fast path on, and with the general path alone."""
+
+import contextlib
+
+import fastpe
+from fastpe import _fastpath, _sinusoid
+
+
+@contextlib.contextmanager
+def general_path_only():
+    saved = _sinusoid.add_sinusoidal_common
+    _sinusoid.add_sinusoidal_common = lambda *args: None
+    try:
+        yield
+    finally:
+        _sinusoid.add_sinusoidal_common = saved
+
+
+def fast_and_general(x, **kwargs):
+    """(fast-enabled result, general-only result, fast calls taken) on copies of x."""
+    x_fast, x_general = x.copy(), x.copy()
+    before = _fastpath.fast_calls()
+    fastpe.add_sinusoidal(x_fast, **kwargs)
+    taken = _fastpath.fast_calls() - before
+    with general_path_only():
+        fastpe.add_sinusoidal(x_general, **kwargs)
+    return x_fast, x_general, taken
