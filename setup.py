@@ -202,8 +202,10 @@ def _extension(name):
 
 # _kernels: the sinusoid, rotary and learned-table kernels; _bias_kernels:
 # additive attention biases (ALiBi, T5 buckets), which index scores, not rows;
-# _fastpath: add_sinusoidal's common call, checked in C.
+# _fastpath: add_sinusoidal's common call, checked in C; _rotary_fastpath:
+# apply_rotary's, and the cached rotary frequencies and cos/sin rows.
 setup(
-    ext_modules=[_extension("_kernels"), _extension("_bias_kernels"), _extension("_fastpath")],
+    ext_modules=[_extension("_kernels"), _extension("_bias_kernels"), _extension("_fastpath"),
+                 _extension("_rotary_fastpath")],
     cmdclass={"build_ext": BuildExtWithOpenMP},
 )
