@@ -42,22 +42,24 @@ from fastpe._simd cimport fpe_cols, fpe_idx, fpe_rotate_inplace_f32, fpe_rotate_
 
 import numpy as np
 
-from . import _plan, _runtime, _sinusoid, _validation
-from ._validation.rotary import (
-    scaled_frequencies,
-    scaled_frequencies_of,
-    scaling_parameters,
-    seq_len_key,
-    warn_unused_keys,
-)
+from . import _kernels, _plan, _runtime, _sinusoid, _validation
+from ._validation import rotary as _checks
 
 cnp.import_array()
 
 # One block of cos/sin rows is one canonical run of the sinusoid kernel
-# (_kernels.SEED_GRID positions from a multiple of it): a block costs about
-# what its last row alone would.
-ROWS_PER_BLOCK = 256
+# (SEED_GRID positions from a multiple of it): a block costs about what its
+# last row alone would.
+ROWS_PER_BLOCK = _kernels.SEED_GRID
 cdef double _BLOCK = ROWS_PER_BLOCK
+cdef Py_ssize_t _ROWS = ROWS_PER_BLOCK
+# The general path's functions, bound once (C globals: the module's public
+# names stay its own).
+cdef object _scaled_frequencies = _checks.scaled_frequencies
+cdef object _scaled_frequencies_of = _checks.scaled_frequencies_of
+cdef object _scaling_parameters = _checks.scaling_parameters
+cdef object _seq_len_key = _checks.seq_len_key
+cdef object _warn_unused_keys = _checks.warn_unused_keys
 cdef double _LIMIT = float(_validation.POSITION_LIMIT)
 cdef object _CACHE = _plan.CACHE
 cdef object _resolve_threads = _runtime.resolve_threads
@@ -89,7 +91,7 @@ def cos_sin_table(positions, freq, attention_factor):
     return enc[:, half:], enc[:, :half]
 
 
-cdef class CosSinRows:
+cdef class _CosSinRows:
     """cos_sin_table of the positions first .. first + ROWS_PER_BLOCK - 1 (read-only)."""
 
     cdef readonly cnp.ndarray cos
@@ -106,9 +108,9 @@ cdef class CosSinRows:
         self.nbytes = self.cos.nbytes + self.sin.nbytes
 
 
-cdef CosSinRows _cos_sin_rows(object freq, double block):
+cdef _CosSinRows _cos_sin_rows(object freq, double block):
     key = ("rotary-cos-sin", freq.freq_bytes, freq.attention_factor, block)
-    return <CosSinRows>_CACHE.get(key, lambda: CosSinRows(block * _BLOCK, freq))
+    return <_CosSinRows>_CACHE.get(key, lambda: _CosSinRows(block * _BLOCK, freq))
 
 
 # ------------------------------------------------------------ frequencies
@@ -153,7 +155,7 @@ def scaling_key(scaling):
     if type(scaling) is dict:
         frozen = _frozen(scaling, 0)
         return None if frozen is None else ("dict", frozen)
-    params, head_dim, ignore = scaling_parameters(scaling)
+    params, head_dim, ignore = _scaling_parameters(scaling)
     frozen = _frozen(params, 0)
     return None if frozen is None else ("read", frozen, head_dim, ignore)
 
@@ -167,14 +169,14 @@ cdef object _cached_frequencies(object width, object rotary_dim, double base, ob
 
     def build():
         if not built:
-            built.append(scaled_frequencies_of(width, rotary_dim, base, scaling, seq_len))
+            built.append(_scaled_frequencies_of(width, rotary_dim, base, scaling, seq_len))
         return built[0]
 
     freq = _CACHE.get(key, build)
     if freq.seq_dependence is None:
         return freq
     # dynamic, longrope: one entry per seq_len key (built[0], when just built, is this call's)
-    return _CACHE.get(key + (seq_len_key(freq.seq_dependence, seq_len),), build)
+    return _CACHE.get(key + (_seq_len_key(freq.seq_dependence, seq_len),), build)
 
 
 def cached_scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
@@ -184,9 +186,9 @@ def cached_scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_le
         skey = scaling_key(scaling)
         if skey is not None:
             freq = _cached_frequencies(width, rotary_dim, base, scaling, skey, seq_len)
-            warn_unused_keys(freq.warning)
+            _warn_unused_keys(freq.warning)
             return freq.as_tuple()
-    return scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len)
+    return _scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len)
 
 
 # ------------------------------------------------------------ the common call
@@ -314,7 +316,7 @@ def apply_rotary_common(tuple arrays, offset, positions, base, layout, rotary_di
         return None
     cdef double block = floor(first / _BLOCK)  # exact: a power-of-two division
     cdef cnp.npy_intp row0 = <cnp.npy_intp>(first - block * _BLOCK)
-    if row0 + T > ROWS_PER_BLOCK or not block * _BLOCK > -_LIMIT:
+    if row0 + T > _ROWS or not block * _BLOCK > -_LIMIT:
         return None
 
     seq_len = max(<long long>final + 1, 0)  # fastpe._formulas.rope_seq_len of the last position
@@ -337,7 +339,7 @@ def apply_rotary_common(tuple arrays, offset, positions, base, layout, rotary_di
     if rdim > narrowest:
         return None
     cdef Py_ssize_t half = rdim // 2
-    cdef CosSinRows rows = _cos_sin_rows(freq, block)
+    cdef _CosSinRows rows = _cos_sin_rows(freq, block)
     cdef cnp.npy_intp table_rs = cnp.PyArray_STRIDE(rows.cos, 0)
     cdef const char *cos0 = <const char *>cnp.PyArray_DATA(rows.cos) + row0 * table_rs
     cdef const char *sin0 = <const char *>cnp.PyArray_DATA(rows.sin) + row0 * table_rs

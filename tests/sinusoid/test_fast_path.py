@@ -7,7 +7,6 @@ what it did before. fastpe._fastpath.fast_calls() tells which path ran; the
 general path alone is run by switching the fast path off in fastpe._sinusoid.
 """
 
-import contextlib
 import fractions
 
 import numpy as np
@@ -18,25 +17,13 @@ from hypothesis import strategies as st
 import fastpe
 from fastpe import _fastpath, _plan, _sinusoid
 from fastpe._validation import Encoding
-from util import ALL_KINDS, array_variants, assert_same_bits, check_add_against_reference, random_values, rng_for
+import util
+from util import (ALL_KINDS, array_variants, assert_same_bits, check_add_against_reference, outcome,
+                  random_values, rng_for)
 
 
-@contextlib.contextmanager
 def general_path_only():
-    saved = _sinusoid.add_sinusoidal_common
-    _sinusoid.add_sinusoidal_common = lambda *args: None
-    try:
-        yield
-    finally:
-        _sinusoid.add_sinusoidal_common = saved
-
-
-def outcome(call):
-    """("ok", return value) or ("error", type, message) of call()."""
-    try:
-        return ("ok", call())
-    except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
-        return ("error", type(exc), str(exc))
+    return util.general_path_only(_sinusoid, "add_sinusoidal_common")
 
 
 def fast_and_general(x, **kwargs):
