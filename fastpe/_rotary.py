@@ -4,6 +4,9 @@ The distinct positions of a call are collected once; their cosines and sines
 come from the sinusoid kernel in float64 (one table for all the arrays being
 rotated, attention factor folded in); the rotate kernel then walks every
 vector row of each array in memory order and rotates its channel pairs.
+The scaled frequencies come from fastpe's cache; the common decode call is
+first offered to the compiled fast path (fastpe._rotary_fastpath), which
+returns None for anything else.
 """
 
 from __future__ import annotations

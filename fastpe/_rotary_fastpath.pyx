@@ -21,8 +21,8 @@ The common call is ``apply_rotary(*arrays, offset=o)``, optionally with
 * o is a scalar as add_sinusoidal's fast path takes it, with an integral
   value, and o .. o + T - 1 lie in one block of ROWS_PER_BLOCK positions;
 * `base` a Python float or int, `layout` "half" or "interleaved",
-  `rotary_dim` None or an int, `seq_axis` -2, and `positions`, `inv_freq`,
-  `out`, `num_threads` None;
+  `rotary_dim` None or an int, `num_threads` None or an int, `seq_axis` -2,
+  and `positions`, `inv_freq`, `out` None;
 * the scaling's frequencies are cached, without an unused-keys warning.
 
 It rotates the rows with the general path's row function (_simd.h) and
@@ -251,8 +251,10 @@ def apply_rotary_common(tuple arrays, offset, positions, base, layout, rotary_di
     """apply_rotary(*arrays, ...) when the call is the common one (see the
     module docstring): the caller's result. None otherwise."""
     global _n_fast_calls
-    if not (positions is None and inv_freq is None and out is None and num_threads is None):
+    if not (positions is None and inv_freq is None and out is None):
         return None
+    if num_threads is not None and (type(num_threads) is not int or num_threads < 1):
+        return None  # check_num_threads's rule: the general path refuses it
     if type(seq_axis) is not int or seq_axis != -2 or type(layout) is not str:
         return None
     if layout == "half":
@@ -344,7 +346,7 @@ def apply_rotary_common(tuple arrays, offset, positions, base, layout, rotary_di
     cdef const char *cos0 = <const char *>cnp.PyArray_DATA(rows.cos) + row0 * table_rs
     cdef const char *sin0 = <const char *>cnp.PyArray_DATA(rows.sin) + row0 * table_rs
 
-    cdef int threads, n_threads = _resolve_threads(None, total)
+    cdef int threads, n_threads = _resolve_threads(num_threads, total)
     cdef fpe_cols d
     cdef cnp.npy_intp cs
     _n_fast_calls += 1

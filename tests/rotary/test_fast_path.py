@@ -2,8 +2,8 @@
 
 Every common call (exact ndarrays of native float32/float64, a scalar
 integral offset whose positions lie in one block of cos/sin rows, default
-layout or interleaved, no positions/out/inv_freq/num_threads, a cached
-scaling) must take it and give the general path's bits, and match the NumPy
+layout or interleaved, no positions/out/inv_freq, a cached scaling) must
+take it and give the general path's bits, and match the NumPy
 reference within the contract; every other call must take the general path
 and return or raise exactly what it does there, leaving the arrays as they
 were on an error. fastpe._rotary_fastpath.fast_calls() tells which path ran;
@@ -151,6 +151,8 @@ def test_a_large_batch_runs_on_the_team_size_of_the_general_path():
     q = rng.standard_normal((64, 32, 1, 64)).astype(np.float32)
     k = rng.standard_normal((64, 8, 1, 64)).astype(np.float32)
     check_fast_call([q, k], "batch 64", offset=1000, scaling=LLAMA3)
+    for num_threads in (1, 2, 3):
+        check_fast_call([q, k], f"batch 64, num_threads={num_threads}", offset=1000, num_threads=num_threads)
 
 
 # ------------------------------------------------------------ the general path's outcomes
@@ -252,8 +254,9 @@ UNCOMMON_ARGUMENTS = [
     {"positions": np.arange(1)},
     {"positions": np.arange(1), "offset": 2},
     {"out": [np.zeros((1, 4, 1, 16), np.float32), np.zeros((1, 2, 1, 16), np.float32)]},
-    {"num_threads": 1},
     {"num_threads": 0},
+    {"num_threads": True},
+    {"num_threads": 2.0},
     {"inv_freq": np.ones(8)},
     {"inv_freq": np.ones(8), "scaling": LINEAR},
     {"layout": "bad"},
