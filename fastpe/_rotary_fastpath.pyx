@@ -2,7 +2,9 @@
 and cos/sin rows that it shares with the general path.
 
 The cache (fastpe._plan.CACHE, bounded and counted in fastpe.cache_info())
-keeps, per (head width, rotary_dim, base, scaling contents[, seq_len key]),
+keeps, per (head width, rotary_dim, base, scaling contents[, seq_len key];
+dynamic past its max_position_embeddings, whose frequencies change with
+every length, is not kept),
 the scaled frequencies with their attention factor (a ScaledFrequencies of
 fastpe._validation.rotary), and, per (frequencies, attention factor, block),
 the float64 cos and sin rows of ROWS_PER_BLOCK consecutive positions. A
@@ -23,7 +25,9 @@ The common call is ``apply_rotary(*arrays, offset=o)``, optionally with
 * `base` a Python float or int, `layout` "half" or "interleaved",
   `rotary_dim` None or an int, `num_threads` None or an int, `seq_axis` -2,
   and `positions`, `inv_freq`, `out` None;
-* the scaling's frequencies are cached, without an unused-keys warning.
+* the scaling's frequencies are cached, without an unused-keys warning
+  (``dynamic`` past its max_position_embeddings is not: its frequencies
+  change with every length).
 
 It rotates the rows with the general path's row function (_simd.h) and
 cos/sin rows that the general path's own table function made (cos_sin_table,
@@ -175,8 +179,17 @@ cdef object _cached_frequencies(object width, object rotary_dim, double base, ob
     freq = _CACHE.get(key, build)
     if freq.seq_dependence is None:
         return freq
-    # dynamic, longrope: one entry per seq_len key (built[0], when just built, is this call's)
+    if _per_length(freq, seq_len):
+        return build()  # a new base at every length: not worth an entry each
+    # longrope, dynamic up to its max_position_embeddings: one entry per seq_len
+    # key (built[0], when just built, is this call's)
     return _CACHE.get(key + (_seq_len_key(freq.seq_dependence, seq_len),), build)
+
+
+cdef bint _per_length(object freq, object seq_len):
+    """dynamic past max_position_embeddings: frequencies of this length only."""
+    dependence = freq.seq_dependence
+    return dependence is not None and dependence[0] == "dynamic" and seq_len is not None and seq_len > dependence[1]
 
 
 def cached_scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
@@ -337,6 +350,8 @@ def apply_rotary_common(tuple arrays, offset, positions, base, layout, rotary_di
         return None
     if freq.warning is not None:
         return None  # the general path warns on every call
+    if _per_length(freq, seq_len):
+        return None  # one call's frequencies: a block of rows would serve this call alone
     cdef Py_ssize_t rdim = freq.rotary_dim
     if rdim > narrowest:
         return None

@@ -21,9 +21,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rope_parameters import longrope_parameters
 import util
 from util import (
+    ALL_KINDS,
     array_variants,
     assert_same_bits,
     assert_unchanged,
@@ -35,7 +38,7 @@ from util import (
 )
 
 import fastpe
-from fastpe import _rotary, _rotary_fastpath, reference
+from fastpe import _plan, _rotary, _rotary_fastpath, reference
 
 LLAMA3 = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
           "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
@@ -47,7 +50,8 @@ SCALINGS = {"plain": None, "llama3": LLAMA3, "yarn": YARN, "linear": LINEAR, "dy
 
 # Block edges (the cos/sin rows come in blocks of ROWS_PER_BLOCK positions),
 # dynamic's max_position_embeddings, a long context, and far positions.
-OFFSETS = [0, 1, 255, 256, 299, 300, 1000, 4095, 123457, 2**20 - 1, 2**40 - 1, 2**40 + 255, np.int64(77)]
+OFFSETS = [0, 1, 255, 256, 299, 300, 1000, 4095, 123457, 2**20 - 1, 2**40 - 1, 2**40 + 255, np.int64(77), -1, -257,
+           7.0, np.float32(12.0)]
 
 
 def general_path_only():
@@ -104,6 +108,8 @@ def test_decode_steps_take_the_fast_path_with_the_general_bits(dtype, scaling, h
     k = rng.standard_normal((1, heads[1], 1, 64)).astype(dtype)
     for offset in OFFSETS:
         kwargs = {"offset": offset, "scaling": SCALINGS[scaling]}
+        if scaling == "dynamic" and offset >= DYNAMIC["max_position_embeddings"]:
+            continue  # the general path's (test_dynamic_past_its_max_position_embeddings_is_not_cached)
         check_fast_call([q, k], f"q and k, {scaling}, offset={offset!r}", **kwargs)
         check_fast_call([q], f"q alone, {scaling}, offset={offset!r}", **kwargs)
 
@@ -359,6 +365,24 @@ def test_seq_len_dependent_scalings_follow_the_positions(fresh_cache):
             _check_matches_reference(scaling, offset, f"{scaling['rope_type']} offset={offset}")
 
 
+def test_dynamic_past_its_max_position_embeddings_is_not_cached(fresh_cache):
+    """Its frequencies change with every length: no entry (or block of rows)
+    per decode step; the general path computes them."""
+    def rotary_entries():
+        return {key for key in _plan.CACHE._entries if key[0] in ("rotary-frequencies", "rotary-cos-sin")}
+
+    q = _pair()[0]
+    check_fast_call([q], "dynamic below max_position_embeddings", offset=100, scaling=DYNAMIC)
+    _check_matches_reference(DYNAMIC, 100, "dynamic below max_position_embeddings")
+    entries = rotary_entries()
+    for offset in range(400, 405):
+        fast, general, taken = fast_and_general([q], offset=offset, scaling=DYNAMIC)
+        assert taken == 0
+        assert_same_bits(fast[0], general[0], f"dynamic offset={offset}")
+        _check_matches_reference(DYNAMIC, offset, f"dynamic offset={offset}")
+    assert rotary_entries() == entries
+
+
 def test_the_cache_counts_frequencies_and_cos_sin_rows(fresh_cache):
     q = np.ones((1, 4, 1, 64), np.float32)
     fastpe.apply_rotary(q, offset=3, scaling=LLAMA3)
@@ -376,7 +400,7 @@ def test_the_cache_counts_frequencies_and_cos_sin_rows(fresh_cache):
 @pytest.mark.parametrize("scaling", sorted(SCALINGS))
 def test_cache_clear_and_limit_0_give_the_same_bits(fresh_cache, scaling):
     q = rng_for("rotary cache limit", scaling).standard_normal((1, 8, 1, 64)).astype(np.float32)
-    kwargs = {"offset": 700, "scaling": SCALINGS[scaling]}
+    kwargs = {"offset": 200, "scaling": SCALINGS[scaling]}
     expected = check_fast_call([q], "cached", **kwargs)[0]
     fastpe.cache_clear()
     assert_same_bits(check_fast_call([q], "after cache_clear", **kwargs)[0], expected, "after cache_clear")
@@ -404,3 +428,32 @@ def test_a_scaling_rejected_after_a_cached_valid_one(fresh_cache):
     fastpe.apply_rotary(q.copy(), offset=2, scaling={"rope_type": "linear", "factor": 1})
     with pytest.raises(TypeError, match="factor"):
         fastpe.apply_rotary(q.copy(), offset=2, scaling={"rope_type": "linear", "factor": True})
+
+
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    lead=st.lists(st.integers(1, 3), min_size=0, max_size=2),
+    T=st.integers(1, 6),
+    half=st.integers(1, 40),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    kind=st.sampled_from(ALL_KINDS),
+    offset=st.one_of(st.integers(-(2**40), 2**40), st.integers(-600, 600)),
+    scaling=st.sampled_from(["plain", "llama3", "yarn", "linear"]),
+    layout=st.sampled_from(["half", "interleaved"]),
+    with_k=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_fast_and_general_paths_give_the_same_bits(lead, T, half, dtype, kind, offset, scaling, layout,
+                                                           with_k, seed):
+    shape = tuple(lead) + (T, 2 * half)
+    rng = np.random.default_rng(seed)
+    variants = dict(array_variants(shape, dtype, rng, kinds=(kind,)))
+    q = variants.get(kind, rng.standard_normal(shape).astype(dtype))
+    arrays = [q, rng.standard_normal(shape).astype(dtype)] if with_k else [q]
+    kwargs = {"offset": offset, "scaling": SCALINGS[scaling], "layout": layout}
+    fast, general, taken = fast_and_general(arrays, **kwargs)
+    in_one_block = offset // _rotary_fastpath.ROWS_PER_BLOCK == (offset + T - 1) // _rotary_fastpath.ROWS_PER_BLOCK
+    assert taken == in_one_block
+    for f, g in zip(fast, general):
+        assert_same_bits(f, g, f"shape={shape} {kind} {kwargs}")
