@@ -80,16 +80,18 @@ def fast_calls():
 
 # ------------------------------------------------------------ cos/sin rows
 
-def cos_sin_table(positions, freq, attention_factor):
+def cos_sin_table(positions, freq, attention_factor, num_threads=None):
     """Float64 (cos, sin) tables, one row per position, by the sinusoid kernel
-    (the grid kernel when the positions are consecutive), times the attention factor."""
+    (the grid kernel when the positions are consecutive), times the attention
+    factor. The rows do not depend on num_threads (nor on the kernel)."""
     half = freq.shape[0]
     n = positions.shape[0]
     if n > 1 and positions[n - 1] - positions[0] == n - 1 and np.all(np.diff(positions) == 1.0):
         enc = _sinusoid.sinusoidal_table(n, 2 * half, offset=float(positions[0]), layout="concat", inv_freq=freq,
-                                         dtype=np.float64)
+                                         dtype=np.float64, num_threads=num_threads)
     else:
-        enc = _sinusoid.sinusoidal_encode(positions, 2 * half, layout="concat", inv_freq=freq, dtype=np.float64)
+        enc = _sinusoid.sinusoidal_encode(positions, 2 * half, layout="concat", inv_freq=freq, dtype=np.float64,
+                                          num_threads=num_threads)
     if attention_factor != 1.0:
         enc *= attention_factor
     return enc[:, half:], enc[:, :half]
@@ -103,8 +105,9 @@ cdef class _CosSinRows:
     cdef readonly object nbytes
 
     def __init__(self, double first, freq):
+        # Serial: a team's start costs more than these ~50 us of work on a loaded machine.
         self.cos, self.sin = cos_sin_table(first + np.arange(ROWS_PER_BLOCK, dtype=np.float64), freq.freq,
-                                           freq.attention_factor)
+                                           freq.attention_factor, num_threads=1)
         if self.cos.strides[0] != self.sin.strides[0]:
             raise AssertionError("cos_sin_table's tables must share one row stride (the rotate loop's rule)")
         self.cos.flags.writeable = False
