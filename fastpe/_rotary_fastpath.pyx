@@ -122,35 +122,46 @@ cdef _CosSinRows _cos_sin_rows(object freq, double block):
 
 # ------------------------------------------------------------ frequencies
 
-cdef object _frozen(object value, int depth):
-    """A hashable copy of a scaling value that compares equal only to an equal
-    value of the same type, or None for a value of any other type."""
+cdef bint _freeze_into(list out, object value, int depth):
+    """Append a flat, hashable record of a scaling value to out: each scalar
+    as (type, value), each container as (type, length) and then its items,
+    so that records are equal only for equal values of the same types.
+    False for a value of any other type (or nested too deep)."""
     if depth > _MAX_DEPTH:
-        return None
+        return False
     kind = type(value)
-    if value is None or kind is bool or kind is int or kind is float or kind is str:
-        return (kind, value)
-    if isinstance(value, (np.number, np.bool_)):
-        return (kind, value)
+    if value is None or kind is bool or kind is int or kind is float or kind is str \
+            or isinstance(value, (np.number, np.bool_)):
+        out.append(kind)
+        out.append(value)
+        return True
     if kind is list or kind is tuple:
-        items = []
+        out.append(kind)
+        out.append(len(value))
         for item in value:
-            frozen = _frozen(item, depth + 1)
-            if frozen is None:
-                return None
-            items.append(frozen)
-        return (kind, tuple(items))
+            if not _freeze_into(out, item, depth + 1):
+                return False
+        return True
     if kind is dict:
-        items = []
+        out.append(kind)
+        out.append(len(value))
         for key, item in (<dict>value).items():
-            frozen_key, frozen = _frozen(key, depth + 1), _frozen(item, depth + 1)
-            if frozen_key is None or frozen is None:
-                return None
-            items.append((frozen_key, frozen))
-        return (kind, tuple(items))
+            if not _freeze_into(out, key, depth + 1) or not _freeze_into(out, item, depth + 1):
+                return False
+        return True
     if kind is np.ndarray and not value.dtype.hasobject:
-        return (kind, value.dtype.str, value.shape, value.tobytes())
-    return None
+        out.append(kind)
+        out.append(value.dtype.str)
+        out.append(value.shape)
+        out.append(value.tobytes())
+        return True
+    return False
+
+
+cdef object _frozen(object value):
+    """A hashable copy of a scaling value (see _freeze_into), or None."""
+    cdef list out = []
+    return tuple(out) if _freeze_into(out, value, 0) else None
 
 
 def scaling_key(scaling):
@@ -160,10 +171,10 @@ def scaling_key(scaling):
     if scaling is None:
         return ("none",)
     if type(scaling) is dict:
-        frozen = _frozen(scaling, 0)
+        frozen = _frozen(scaling)
         return None if frozen is None else ("dict", frozen)
     params, head_dim, ignore = _scaling_parameters(scaling)
-    frozen = _frozen(params, 0)
+    frozen = _frozen(params)
     return None if frozen is None else ("read", frozen, head_dim, ignore)
 
 

@@ -418,6 +418,8 @@ def test_scaling_keys_tell_values_of_different_types_apart():
     keys = [key({"rope_type": "linear", "factor": value}) for value in (True, 1, 1.0, np.float64(1.0))]
     assert len(set(keys)) == 4
     assert key({"a": [1.0, 2.0]}) != key({"a": (1.0, 2.0)})
+    assert key({"a": [1.0], "b": 2.0}) != key({"a": [1.0, "b", 2.0]})  # the same items, nested otherwise
+    assert key({"a": {"b": 1.0}}) != key({"a": {"b": 1.0, "c": None}})
     assert key({"a": np.ones(2)}) != key({"a": np.ones(2, np.float32)})
     assert key({"a": object()}) is None  # not frozen: not cached
     assert key(None) == key(None) and key(dict(LLAMA3)) == key(dict(LLAMA3))
