@@ -126,6 +126,14 @@ def test_memory_layouts_take_the_fast_path(dtype):
             check_fast_call([q], f"{label} offset={offset}", offset=offset, layout="interleaved")
 
 
+def test_arrays_of_different_ranks_take_the_fast_path():
+    """The sequence axis is -2 of each array, whatever its rank."""
+    rng = rng_for("rotary fast ranks")
+    q = rng.standard_normal((2, 4, 3, 5, 32))
+    k = rng.standard_normal((5, 32))
+    check_fast_call([q, k], "5-D q, 2-D k", offset=60, scaling=YARN)
+
+
 def test_prefill_inside_one_block_takes_the_fast_path():
     """T > 1 with every position in one block of cos/sin rows; a call across a
     block edge takes the general path, with the same values."""
