@@ -202,10 +202,11 @@ def _extension(name):
 
 # _kernels: the sinusoid, rotary and learned-table kernels; _bias_kernels:
 # additive attention biases (ALiBi, T5 buckets), which index scores, not rows;
-# _fastpath: add_sinusoidal's common call, checked in C; _cache: the one
-# bounded cache, compiled so the fast paths look entries up cheaply.
+# _fastpath: add_sinusoidal's common call, checked in C; _rotary_fastpath:
+# apply_rotary's, and the cached rotary frequencies and cos/sin rows; _cache:
+# the one bounded cache, compiled so the fast paths look entries up cheaply.
 setup(
     ext_modules=[_extension("_kernels"), _extension("_bias_kernels"), _extension("_fastpath"),
-                 _extension("_cache")],
+                 _extension("_rotary_fastpath"), _extension("_cache")],
     cmdclass={"build_ext": BuildExtWithOpenMP},
 )

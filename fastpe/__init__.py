@@ -5,7 +5,7 @@ The compiled kernels (OpenMP, float64 angles) sit behind a validation layer;
 """
 
 try:
-    from . import _bias_kernels, _fastpath, _kernels  # noqa: F401  (the compiled modules)
+    from . import _bias_kernels, _fastpath, _kernels, _rotary_fastpath  # noqa: F401  (the compiled modules)
 except ImportError:
     # A source folder that was never built (e.g. the repository root on
     # sys.path) would otherwise fail below with a misleading "partially

@@ -4,6 +4,9 @@ The distinct positions of a call are collected once; their cosines and sines
 come from the sinusoid kernel in float64 (one table for all the arrays being
 rotated, attention factor folded in); the rotate kernel then walks every
 vector row of each array in memory order and rotates its channel pairs.
+The scaled frequencies come from fastpe's cache; the common decode call is
+first offered to the compiled fast path (fastpe._rotary_fastpath), which
+returns None for anything else.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from typing import Optional, Sequence, Union, overload
 import numpy as np
 import numpy.typing as npt
 
-from . import _kernels, _runtime, _sinusoid
+from . import _kernels, _runtime
 from ._formulas import new_array, rope_seq_len, to_rows
 from ._plan import CACHE
+from ._rotary_fastpath import apply_rotary_common, cached_scaled_frequencies, cos_sin_table
 from ._validation import (
     ArrayT,
     Int,
@@ -36,7 +40,6 @@ from ._validation.rotary import (
     rotary_request,
     rotary_table_arguments,
     rotation_targets,
-    scaled_frequencies,
     scaling_parameters,
 )
 
@@ -153,21 +156,6 @@ def _row_offsets(a):
 def pair_columns(layout, rotary_dim):
     """(first, second, step): pair k is channels first + k*step and second + k*step."""
     return (0, rotary_dim // 2, 1) if layout == "half" else (0, 1, 2)
-
-
-def cos_sin_table(positions, freq, attention_factor):
-    """Float64 (cos, sin) tables, one row per position, by the sinusoid kernel
-    (the grid kernel when the positions are consecutive)."""
-    half = freq.shape[0]
-    n = positions.shape[0]
-    if n > 1 and positions[-1] - positions[0] == n - 1 and np.all(np.diff(positions) == 1.0):
-        enc = _sinusoid.sinusoidal_table(n, 2 * half, offset=float(positions[0]), layout="concat", inv_freq=freq,
-                                    dtype=np.float64)
-    else:
-        enc = _sinusoid.sinusoidal_encode(positions, 2 * half, layout="concat", inv_freq=freq, dtype=np.float64)
-    if attention_factor != 1.0:
-        enc *= attention_factor
-    return enc[:, half:], enc[:, :half]
 
 
 # One array gives that array back (or out[0]), several give a tuple.
@@ -370,8 +358,12 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     >>> bool(np.array_equal(fastpe.apply_rotary(q.copy(), offset=5000, scaling=params), long))
     True
     """
+    done = apply_rotary_common(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
+                               num_threads)
+    if done is not None:
+        return done
     req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
-                         num_threads)
+                         num_threads, frequencies=cached_scaled_frequencies)
     results = req.outs if req.outs is not None else req.arrays
     if all(a.size == 0 for a in req.arrays):
         return caller_results(arrays, out)
@@ -493,8 +485,8 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
         n_positions, rotary_dim, offset, base, layout, dtype)
     tables = tuple(new_array((n_positions, rotary_dim), dtype, f"the {name} table of rotary_cos_sin")
                    for name in ("cos", "sin"))
-    freq, factor, _ = scaled_frequencies(None, rotary_dim, base, scaling, None,
-                                         rope_seq_len(offset + n_positions - 1))
+    freq, factor, _ = cached_scaled_frequencies(None, rotary_dim, base, scaling, None,
+                                                rope_seq_len(offset + n_positions - 1))
     half = rotary_dim // 2
     for table, values in zip(tables, cos_sin_table(offset + np.arange(n_positions, dtype=np.float64), freq, factor)):
         # "half" repeats the frequencies in both halves, "interleaved" in adjacent columns.

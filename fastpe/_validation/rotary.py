@@ -371,15 +371,69 @@ def scaling_parameters(scaling):
     return params, head_dim, ignore
 
 
-def _warn_unused_keys(params, rope_type, ignore):
+def _unused_keys_message(params, rope_type, ignore):
+    """The warning about keys the rope type does not use, or None."""
     unused = set(params) - _COMMON_KEYS - _TYPE_KEYS[rope_type] - set(ignore)
-    if unused:
-        warnings.warn(f"scaling has keys that rope_type={rope_type!r} does not use, ignored: "
-                      f"{', '.join(map(repr, sorted(unused, key=str)))}", UserWarning, stacklevel=3)
+    if not unused:
+        return None
+    return (f"scaling has keys that rope_type={rope_type!r} does not use, ignored: "
+            f"{', '.join(map(repr, sorted(unused, key=str)))}")
+
+
+def warn_unused_keys(message):
+    """Emit the unused-keys warning of a scaling (a message from ScaledFrequencies)."""
+    if message is not None:
+        warnings.warn(message, UserWarning, stacklevel=4)
+
+
+class ScaledFrequencies:
+    """The frequencies of a rotary call and what they depend on besides the
+    scaling: a pure function of (width, rotary_dim, base, scaling, the
+    seq_len key). freq is read-only float64.
+
+    warning: the unused-keys message to emit on each use (or None).
+    seq_dependence: None, ("dynamic", max_position_embeddings) or
+    ("longrope", original_max_position_embeddings): how seq_len enters (see
+    seq_len_key)."""
+
+    __slots__ = ("freq", "attention_factor", "rotary_dim", "warning", "seq_dependence", "freq_bytes", "nbytes")
+
+    def __init__(self, freq, attention_factor, rotary_dim, warning=None, seq_dependence=None):
+        self.freq = np.array(freq, dtype=np.float64, copy=True)
+        self.freq.flags.writeable = False
+        self.attention_factor = float(attention_factor)
+        self.rotary_dim = rotary_dim
+        self.warning = warning
+        self.seq_dependence = seq_dependence
+        self.freq_bytes = self.freq.tobytes()  # what the cos/sin rows of these frequencies are keyed by
+        self.nbytes = 2 * self.freq.nbytes + 256  # the array, its bytes, the small fields
+
+    def as_tuple(self):
+        return self.freq, self.attention_factor, self.rotary_dim
+
+
+def seq_len_key(seq_dependence, seq_len):
+    """What of seq_len the frequencies depend on, by the rules of
+    fastpe._formulas: dynamic sees max(seq_len, max_position_embeddings)
+    (dynamic_base), longrope only whether seq_len passes
+    original_max_position_embeddings (_rope_longrope); the others ignore it."""
+    if seq_dependence is None:
+        return None
+    kind, limit = seq_dependence
+    if kind == "dynamic":
+        return limit if seq_len is None else max(seq_len, limit)
+    return bool(seq_len and seq_len > limit)
 
 
 def rope_frequencies(dim, config_dim, base, params, ignore, seq_len):
     """(inv_freq, attention_factor) of rope_inv_freq, from parsed scaling (see scaling_parameters)."""
+    freq = _rope_frequencies(dim, config_dim, base, params, ignore, seq_len)
+    warn_unused_keys(freq.warning)
+    return np.array(freq.freq), freq.attention_factor  # the caller's own, writeable
+
+
+def _rope_frequencies(dim, config_dim, base, params, ignore, seq_len):
+    """rope_frequencies' values as ScaledFrequencies (rotary_dim: the rotary width), warning not emitted."""
     if dim is None:
         if config_dim is None:
             raise TypeError("dim must be a positive even integer (or None with a config that gives head_dim, or "
@@ -395,13 +449,13 @@ def rope_frequencies(dim, config_dim, base, params, ignore, seq_len):
     rope_type, key = _rope_type_of(params)
     if not isinstance(rope_type, str) or rope_type not in ROPE_TYPES:
         raise ValueError(f"{_name(key)} must be one of {', '.join(map(repr, ROPE_TYPES))}; got {rope_type!r}")
-    _warn_unused_keys(params, rope_type, ignore)
+    warning = _unused_keys_message(params, rope_type, ignore)
     params["__type__"] = rope_type
     if rope_type == "proportional":  # its rotary width is the whole head, whatever the factor
         base = _real(params, "rope_theta") or base
         inv_freq, attention_factor = rope_rule("proportional", dim, base,
                                                _read_proportional(params, dim, base, seq_len), seq_len)
-        return np.ascontiguousarray(inv_freq, dtype=np.float64), float(attention_factor)
+        return ScaledFrequencies(inv_freq, attention_factor, 2 * len(inv_freq), warning)
 
     theta = _real(params, "rope_theta")
     if theta is not None:
@@ -418,11 +472,16 @@ def rope_frequencies(dim, config_dim, base, params, ignore, seq_len):
 
     values = _READERS[rope_type](params, rdim, base, seq_len)
     inv_freq, attention_factor = rope_rule(rope_type, rdim, base, values, seq_len)
-    return np.ascontiguousarray(inv_freq, dtype=np.float64), float(attention_factor)
+    seq_dependence = None
+    if rope_type == "dynamic":
+        seq_dependence = ("dynamic", values["max_position_embeddings"])
+    elif rope_type == "longrope":
+        seq_dependence = ("longrope", values["original_max_position_embeddings"])
+    return ScaledFrequencies(inv_freq, attention_factor, 2 * len(inv_freq), warning, seq_dependence)
 
 
 def rotary_frequencies(scaling, base, seq_len, *, width=None, rotary_dim=None):
-    """(inv_freq, attention_factor, rotary width) of apply_rotary and rotary_cos_sin.
+    """ScaledFrequencies of apply_rotary and rotary_cos_sin (the warning not emitted).
 
     width: the channel count of the arrays to rotate (apply_rotary; None for
     rotary_cos_sin). rotary_dim: the caller's explicit rotary width, or None.
@@ -446,14 +505,14 @@ def rotary_frequencies(scaling, base, seq_len, *, width=None, rotary_dim=None):
         dim = rotary_dim
     else:
         dim = head_dim
-    freq, attention_factor = rope_frequencies(dim, config_dim if head_dim == config_dim else None, base, params, ignore,
-                                       seq_len)
-    width_given = 2 * freq.shape[0]
+    freq = _rope_frequencies(dim, config_dim if head_dim == config_dim else None, base, params, ignore, seq_len)
+    width_given = 2 * freq.freq.shape[0]
     if rotary_dim is not None and rotary_dim != width_given:
         raise ValueError(f"rotary_dim={rotary_dim} disagrees with scaling, which rotates {width_given} of the "
                          f"{dim} channels of a head (partial_rotary_factor={params.get('partial_rotary_factor')}, "
                          f"rope_type={rope_type!r}); pass rotary_dim={width_given}, or leave it None in apply_rotary")
-    return freq, attention_factor, width_given
+    freq.rotary_dim = width_given
+    return freq
 
 
 # ------------------------------------------------------------------ rotary arguments
@@ -472,20 +531,35 @@ def scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
     """(float64 frequencies, attention factor, rotary width): HF's scalings when scaling is given.
 
     width: the channel count shared by the arrays (None if they differ, or for
-    rotary_cos_sin); rotary_dim: the caller's (checked), or None."""
-    if scaling is not None:
-        if inv_freq is not None:
-            raise ValueError("inv_freq cannot be combined with scaling: scaling computes the frequencies")
-        freq, factor, rotary_dim = rotary_frequencies(scaling, base, seq_len, width=width, rotary_dim=rotary_dim)
-        return np.ascontiguousarray(freq, dtype=np.float64), float(factor), rotary_dim
-    if rotary_dim is None:
-        if width is None:
-            raise ValueError("the arrays have different channel counts: pass rotary_dim")
-        rotary_dim = check_rotary_dim(width)
+    rotary_cos_sin); rotary_dim: the caller's (checked), or None. A scaling's
+    unused keys are warned about here."""
     if inv_freq is not None:
+        if scaling is not None:
+            raise ValueError("inv_freq cannot be combined with scaling: scaling computes the frequencies")
+        if rotary_dim is None:
+            rotary_dim = _rotary_width(width)
         return (frequencies_argument(inv_freq, rotary_dim, "concat", f"rotary_dim // 2, rotary_dim={rotary_dim}"),
                 1.0, rotary_dim)
-    return vaswani_frequencies(rotary_dim, base, rotary_dim // 2, "the rotary frequencies"), 1.0, rotary_dim
+    freq = scaled_frequencies_of(width, rotary_dim, base, scaling, seq_len)
+    warn_unused_keys(freq.warning)
+    return freq.as_tuple()
+
+
+def scaled_frequencies_of(width, rotary_dim, base, scaling, seq_len):
+    """scaled_frequencies without inv_freq, as ScaledFrequencies (the warning
+    not emitted): what fastpe's cache of frequencies keeps."""
+    if scaling is not None:
+        return rotary_frequencies(scaling, base, seq_len, width=width, rotary_dim=rotary_dim)
+    if rotary_dim is None:
+        rotary_dim = _rotary_width(width)
+    return ScaledFrequencies(vaswani_frequencies(rotary_dim, base, rotary_dim // 2, "the rotary frequencies"), 1.0,
+                             rotary_dim)
+
+
+def _rotary_width(width):
+    if width is None:
+        raise ValueError("the arrays have different channel counts: pass rotary_dim")
+    return check_rotary_dim(width)
 
 
 def check_rotary_dim(rotary_dim):
@@ -504,7 +578,9 @@ def _seq_axis(name, seq_axis, ndim):
 
 
 def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
-                   num_threads):
+                   num_threads, frequencies=scaled_frequencies):
+    """The checked arguments of apply_rotary. frequencies: scaled_frequencies,
+    or a function of the same arguments and results (fastpe's cached one)."""
     req = RotaryRequest()
     if not arrays:
         raise TypeError("apply_rotary needs at least one array to rotate")
@@ -554,8 +630,7 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
         if off.size and req.T:
             check_position_range("offset + T - 1", float(np.min(off)), float(np.max(off)) + (req.T - 1))
         seq_len = rope_seq_len((float(np.max(off)) if off.size else 0.0) + req.T - 1)
-    req.freq, req.attention_factor, rotary_dim = scaled_frequencies(width, rotary_dim, base, scaling, inv_freq,
-                                                                     seq_len)
+    req.freq, req.attention_factor, rotary_dim = frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len)
     narrowest = min(a.shape[-1] for a in checked)
     if rotary_dim > narrowest:
         raise ValueError(f"rotary_dim={rotary_dim} exceeds the channel count of an array ({narrowest})")

@@ -1,19 +1,13 @@
 """Run add_sinusoidal with its compiled fast path on, and with the general path alone."""
 
-import contextlib
-
 import fastpe
+import util
 from fastpe import _fastpath, _sinusoid
 
 
-@contextlib.contextmanager
 def general_path_only():
-    saved = _sinusoid.add_sinusoidal_common
-    _sinusoid.add_sinusoidal_common = lambda *args: None
-    try:
-        yield
-    finally:
-        _sinusoid.add_sinusoidal_common = saved
+    """While the block runs, add_sinusoidal takes its general path only."""
+    return util.general_path_only(_sinusoid, "add_sinusoidal_common")
 
 
 def fast_and_general(x, **kwargs):

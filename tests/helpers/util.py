@@ -8,6 +8,7 @@ message carries dtype, shape, strides and that label, so a failure says which
 layout broke.
 """
 
+import contextlib
 import math
 import os
 import zlib
@@ -314,3 +315,26 @@ def assert_unchanged(snaps, msg):
     for a, view_bytes, root, root_bytes in snaps:
         assert a.tobytes() == view_bytes, f"{msg}: array {describe(a)} was modified"
         assert root.tobytes() == root_bytes, f"{msg}: the buffer under {describe(a)} was modified"
+
+
+# --------------------------------------------------------------------------
+# Compiled fast paths (add_sinusoidal's, apply_rotary's)
+
+@contextlib.contextmanager
+def general_path_only(module, name):
+    """Switch off the fast path `module.name` (a function that returns None
+    for a call it leaves to the general path) while the block runs."""
+    saved = getattr(module, name)
+    setattr(module, name, lambda *args: None)
+    try:
+        yield
+    finally:
+        setattr(module, name, saved)
+
+
+def outcome(call):
+    """("ok", return value) or ("error", type, message) of call()."""
+    try:
+        return ("ok", call())
+    except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
+        return ("error", type(exc), str(exc))

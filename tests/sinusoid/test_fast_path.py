@@ -18,15 +18,8 @@ import fastpe
 from fastpe import _fastpath, _plan, _sinusoid
 from fastpe._validation import Encoding
 from fastpath import fast_and_general, general_path_only
-from util import ALL_KINDS, array_variants, assert_same_bits, check_add_against_reference, random_values, rng_for
-
-
-def outcome(call):
-    """("ok", return value) or ("error", type, message) of call()."""
-    try:
-        return ("ok", call())
-    except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
-        return ("error", type(exc), str(exc))
+from util import (ALL_KINDS, array_variants, assert_same_bits, check_add_against_reference, outcome,
+                  random_values, rng_for)
 
 
 SHAPES = [(1, 16, 64), (1, 128, 768), (3, 33, 7), (2, 3, 17, 1), (5, 2), (1, 1), (40, 64, 24)]
