@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastpe
-from fastpe import _fastpath, _plan, _sinusoid
+from fastpe import _fastpath, _plan
 from fastpe._validation import Encoding
 from fastpath import fast_and_general, general_path_only
 from util import (ALL_KINDS, array_variants, assert_same_bits, check_add_against_reference, outcome,
