@@ -115,6 +115,14 @@ cdef class BoundedCache:
         finally:
             PyThread_release_lock(self._lock)
 
+    def keys(self):
+        """The keys held, least recently used first (a snapshot)."""
+        self._acquire()
+        try:
+            return list(self._entries)
+        finally:
+            PyThread_release_lock(self._lock)
+
     def info(self):
         """CacheInfo(hits, misses, entries, nbytes, limit)."""
         self._acquire()

@@ -377,7 +377,7 @@ def test_dynamic_past_its_max_position_embeddings_is_not_cached(fresh_cache):
     """Its frequencies change with every length: no entry (or block of rows)
     per decode step; the general path computes them."""
     def rotary_entries():
-        return {key for key in _plan.CACHE._entries if key[0] in ("rotary-frequencies", "rotary-cos-sin")}
+        return {key for key in _plan.CACHE.keys() if key[0] in ("rotary-frequencies", "rotary-cos-sin")}
 
     q = _pair()[0]
     check_fast_call([q], "dynamic below max_position_embeddings", offset=100, scaling=DYNAMIC)
