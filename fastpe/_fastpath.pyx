@@ -34,9 +34,7 @@ cdef object _tile_rows = _runtime.tile_rows
 cdef object _RESEED_INTERVAL = _runtime.RESEED_INTERVAL
 cdef object _TILE_DIRECT_BYTES = _runtime.TILE_DIRECT_BYTES
 cdef object _TILE_SHARED_BYTES = _runtime.TILE_SHARED_BYTES
-cdef object _sinusoid_grid = _kernels.sinusoid_grid
-cdef int _MODE_ADD_INPLACE = _kernels.MODE_ADD_INPLACE
-cdef int _STORAGE_NATIVE = _kernels.STORAGE_NATIVE
+cdef object _sinusoid_grid_add_inplace = _kernels.sinusoid_grid_add_inplace
 cdef double _LIMIT = float(_validation.POSITION_LIMIT)
 cdef object _INT_LIMIT = int(_validation.POSITION_LIMIT)
 cdef double _NO_ZERO_POSITION = float("nan")
@@ -194,9 +192,8 @@ def add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_th
     cdef cnp.npy_intp row_stride = cnp.PyArray_STRIDE(arr, ndim - 2)
     cdef cnp.npy_intp col_step = _floor_div(cnp.PyArray_STRIDE(arr, ndim - 1), cnp.PyArray_ITEMSIZE(arr))
     _n_fast_calls += 1
-    _sinusoid_grid(
-        arr, arr, plan, keys, group_ptr, rows, rows, T, blocking[0], blocking[2], blocking[3],
-        row_stride, col_step, row_stride, col_step,
-        1.0, _MODE_ADD_INPLACE, _NO_ZERO_POSITION, _STORAGE_NATIVE, min(n_threads, blocking[1]),
+    _sinusoid_grid_add_inplace(
+        arr, rows, row_stride, col_step, 1.0, plan, keys, group_ptr, T, blocking[0], blocking[2], blocking[3],
+        _NO_ZERO_POSITION, min(n_threads, blocking[1]),
     )
     return x

@@ -1,7 +1,19 @@
 # Declarations of the C leaf loops in _simd.h, shared by both kernel modules.
+cimport numpy as cnp
 from libc.stdint cimport uint16_t
 
 ctypedef Py_ssize_t fpe_idx
+
+# The mode and storage codes, defined once (_modes.h) for both kernel modules
+# and _simd.h.
+cdef extern from "_modes.h" nogil:
+    enum:
+        FPE_MODE_STORE
+        FPE_MODE_ADD_INPLACE
+        FPE_MODE_ADD_TO
+        FPE_STORAGE_NATIVE
+        FPE_STORAGE_F16
+        FPE_STORAGE_BF16
 
 cdef extern from "_simd.h" nogil:
     int FPE_DISPATCH_ENABLED
@@ -93,3 +105,11 @@ cdef extern from "_simd.h" nogil:
     void fpe_probe_fill_f64(double *x, double value, fpe_idx n)
     void fpe_probe_add_u16(uint16_t *x, uint16_t value, fpe_idx n)
     void fpe_probe_fill_u16(uint16_t *x, uint16_t value, fpe_idx n)
+
+
+cdef inline int fpe_storage_of(cnp.ndarray x) noexcept:
+    """x's FPE_STORAGE_* code. The Python layers pass only float32, float64,
+    float16 and bfloat16 (ml_dtypes' type, which NumPy numbers as a user type)."""
+    if cnp.PyArray_ITEMSIZE(x) != 2:
+        return FPE_STORAGE_NATIVE
+    return FPE_STORAGE_F16 if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT16 else FPE_STORAGE_BF16
