@@ -176,23 +176,9 @@ cdef inline void _step_chunk(floating *dst, const floating *src, const Plan *pl,
     cdef const floating *sk = src + k0 * r.ks
     if n > 0:
         if floating is float:
-            if tg.mode == FPE_MODE_STORE:
-                fpe_step_store_f32(dk, d, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
-            elif tg.mode == FPE_MODE_ADD_INPLACE:
-                fpe_step_add_inplace_f32(dk, d, tg.scale, s + k0, c + k0, pl.step_cos + k0,
-                                         pl.step_sin + k0, n)
-            else:
-                fpe_step_add_to_f32(dk, d, sk, r, tg.scale, s + k0, c + k0, pl.step_cos + k0,
-                                    pl.step_sin + k0, n)
+            fpe_step_f32(dk, d, sk, r, tg.scale, tg.mode, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
         else:
-            if tg.mode == FPE_MODE_STORE:
-                fpe_step_store_f64(dk, d, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
-            elif tg.mode == FPE_MODE_ADD_INPLACE:
-                fpe_step_add_inplace_f64(dk, d, tg.scale, s + k0, c + k0, pl.step_cos + k0,
-                                         pl.step_sin + k0, n)
-            else:
-                fpe_step_add_to_f64(dk, d, sk, r, tg.scale, s + k0, c + k0, pl.step_cos + k0,
-                                    pl.step_sin + k0, n)
+            fpe_step_f64(dk, d, sk, r, tg.scale, tg.mode, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
     _step_odd(dst, src, pl, tg, s, c, k0, k1)
 
 
@@ -208,25 +194,11 @@ cdef inline void _step_rows(floating *dst, const floating *src, fpe_idx dst_rs, 
     cdef const floating *sk = src + k0 * r.ks
     if n > 0:
         if floating is float:
-            if tg.mode == FPE_MODE_STORE:
-                fpe_rows_store_f32(dk, dst_rs, d, rows, s + k0, c + k0, pl.step_cos + k0,
-                                   pl.step_sin + k0, n)
-            elif tg.mode == FPE_MODE_ADD_INPLACE:
-                fpe_rows_add_inplace_f32(dk, dst_rs, d, tg.scale, rows, s + k0, c + k0,
-                                         pl.step_cos + k0, pl.step_sin + k0, n)
-            else:
-                fpe_rows_add_to_f32(dk, dst_rs, d, sk, src_rs, r, tg.scale, rows, s + k0, c + k0,
-                                    pl.step_cos + k0, pl.step_sin + k0, n)
+            fpe_rows_f32(dk, dst_rs, d, sk, src_rs, r, tg.scale, tg.mode, rows, s + k0, c + k0,
+                         pl.step_cos + k0, pl.step_sin + k0, n)
         else:
-            if tg.mode == FPE_MODE_STORE:
-                fpe_rows_store_f64(dk, dst_rs, d, rows, s + k0, c + k0, pl.step_cos + k0,
-                                   pl.step_sin + k0, n)
-            elif tg.mode == FPE_MODE_ADD_INPLACE:
-                fpe_rows_add_inplace_f64(dk, dst_rs, d, tg.scale, rows, s + k0, c + k0,
-                                         pl.step_cos + k0, pl.step_sin + k0, n)
-            else:
-                fpe_rows_add_to_f64(dk, dst_rs, d, sk, src_rs, r, tg.scale, rows, s + k0, c + k0,
-                                    pl.step_cos + k0, pl.step_sin + k0, n)
+            fpe_rows_f64(dk, dst_rs, d, sk, src_rs, r, tg.scale, tg.mode, rows, s + k0, c + k0,
+                         pl.step_cos + k0, pl.step_sin + k0, n)
     if k1 > max(k0, kb):
         for t in range(rows):
             _step_odd(<floating *>(<char *>dst + t * dst_rs),
@@ -263,20 +235,9 @@ cdef inline void _apply_row(floating *dst, const floating *src, const floating *
     if tg.kind != FPE_STORAGE_NATIVE:
         _apply_half_row(<fpe_half *>dst, <const fpe_half *>src, pe, n, tg)
     elif floating is float:
-        if tg.mode == FPE_MODE_STORE:
-            fpe_store_f32(dst, tg.dst_cs, pe, n)
-        elif tg.mode == FPE_MODE_ADD_INPLACE:
-            fpe_add_inplace_f32(dst, tg.dst_cs, pe, tg.scale, n)
-        else:
-            fpe_add_to_f32(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n)
+        fpe_apply_f32(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n, tg.mode)
     else:
-        if tg.mode == FPE_MODE_STORE:
-            fpe_store_f64(dst, tg.dst_cs, pe, n)
-        elif tg.mode == FPE_MODE_ADD_INPLACE:
-            fpe_add_inplace_f64(dst, tg.dst_cs, pe, tg.scale, n)
-        else:
-            fpe_add_to_f64(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n)
-
+        fpe_apply_f64(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n, tg.mode)
 
 cdef inline void _row_into_buffer(floating *row, const Plan *pl, double *s, double *c,
                                   bint zero) noexcept nogil:
@@ -730,24 +691,22 @@ cdef inline void _apply_table_row(storage_t *dst, const storage_t *src, const ta
     if storage_t is fpe_half:
         _apply_half_row(dst, src, row, n, tg)
     elif storage_t is float and table_t is double:
-        if tg.mode == FPE_MODE_ADD_INPLACE:
-            fpe_add_inplace_f32_f64(dst, tg.dst_cs, row, tg.scale, n)
-        else:
-            fpe_add_to_f32_f64(dst, tg.dst_cs, src, tg.src_cs, row, tg.scale, n)
+        fpe_apply_f32_f64(dst, tg.dst_cs, src, tg.src_cs, row, tg.scale, n, tg.mode)
     elif storage_t is double and table_t is float:
-        if tg.mode == FPE_MODE_ADD_INPLACE:
-            fpe_add_inplace_f64_f32(dst, tg.dst_cs, row, tg.scale, n)
-        else:
-            fpe_add_to_f64_f32(dst, tg.dst_cs, src, tg.src_cs, row, tg.scale, n)
+        fpe_apply_f64_f32(dst, tg.dst_cs, src, tg.src_cs, row, tg.scale, n, tg.mode)
     elif storage_t is float and table_t is float:
         _apply_row(dst, src, row, n, tg)
     elif storage_t is double and table_t is double:
         _apply_row(dst, src, row, n, tg)
 
-
 cdef inline storage_t *_at(storage_t *base, fpe_idx offset) noexcept nogil:
     """The element offset bytes past base."""
     return <storage_t *>(<char *>base + offset)
+
+
+cdef inline const storage_t *_read_at(const storage_t *base, fpe_idx offset) noexcept nogil:
+    """The element offset bytes past base, read only."""
+    return <const storage_t *>(<const char *>base + offset)
 
 
 cdef struct TableGrid:
@@ -785,7 +744,7 @@ cdef void _table_grid_item(storage_t *dst, const table_t *table, fpe_idx table_r
         b = min(a + w.tile, t1)
         for r in range(w.seq_ptr[seq], w.seq_ptr[seq + 1]):
             for t in range(a, b):
-                _apply_table_row(_at(dst, tg.dst_rows[r] + t * w.dst_rs), _at(src, tg.src_rows[r] + t * w.src_rs),
+                _apply_table_row(_at(dst, tg.dst_rows[r] + t * w.dst_rs), _read_at(src, tg.src_rows[r] + t * w.src_rs),
                                  <const table_t *>(rows + t * table_rs), n, tg)
         a = b
 
@@ -798,7 +757,7 @@ cdef void _table_grouped_item(storage_t *dst, const table_t *table, fpe_idx tabl
     for g in range(w.chunk_ptr[item], w.chunk_ptr[item + 1]):
         row = <const table_t *>(<const char *>table + (<fpe_idx>w.positions[g]) * table_rs)
         for r in range(w.group_ptr[g], w.group_ptr[g + 1]):
-            _apply_table_row(_at(dst, tg.dst_rows[r]), _at(src, tg.src_rows[r]), row, n, tg)
+            _apply_table_row(_at(dst, tg.dst_rows[r]), _read_at(src, tg.src_rows[r]), row, n, tg)
 
 
 cdef inline void _table_item(storage_t *dst, const table_t *table, fpe_idx table_rs, fpe_idx n,
@@ -950,7 +909,7 @@ cdef inline void _rotate_row(storage_t *dst, const storage_t *src, const Rotatio
 
 cdef inline void _rotate_item(storage_t *dst, const Rotation *rot, fpe_idx i) noexcept nogil:
     cdef fpe_idx at = rot.table_idx[i] * rot.table_rs
-    _rotate_row(_at(dst, rot.dst_rows[i]), _at(<const storage_t *>rot.src, rot.src_rows[i]), rot,
+    _rotate_row(_at(dst, rot.dst_rows[i]), _read_at(<const storage_t *>rot.src, rot.src_rows[i]), rot,
                 <const double *>(rot.cos_table + at), <const double *>(rot.sin_table + at))
 
 

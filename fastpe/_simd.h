@@ -477,6 +477,41 @@ FPE_DEFINE_ROWS(f64)
 #undef FPE_VINTERLEAVE
 #undef FPE_VBLOCK
 
+/* The one-row and blocked steps with the mode as an argument (FPE_MODE_*):
+ * src and r are read by FPE_MODE_ADD_TO only, scale by the adds. */
+#define FPE_DEFINE_STEP_MODES(SUFFIX)                                                   \
+    static inline void fpe_step_##SUFFIX(FPE_T *dst, fpe_cols d, const FPE_T *src,      \
+                                         fpe_cols r, double scale, int mode,            \
+                                         FPE_STEP_ARGS)                                 \
+    {                                                                                   \
+        if (mode == FPE_MODE_STORE)                                                     \
+            fpe_step_store_##SUFFIX(dst, d, s, c, step_cos, step_sin, n);               \
+        else if (mode == FPE_MODE_ADD_INPLACE)                                          \
+            fpe_step_add_inplace_##SUFFIX(dst, d, scale, s, c, step_cos, step_sin, n);  \
+        else                                                                            \
+            fpe_step_add_to_##SUFFIX(dst, d, src, r, scale, s, c, step_cos, step_sin, n); \
+    }                                                                                   \
+    static inline void fpe_rows_##SUFFIX(FPE_T *dst, fpe_idx dst_rs, fpe_cols d,        \
+                                         const FPE_T *src, fpe_idx src_rs, fpe_cols r,  \
+                                         double scale, int mode, FPE_ROWS_ARGS)         \
+    {                                                                                   \
+        if (mode == FPE_MODE_STORE)                                                     \
+            fpe_rows_store_##SUFFIX(dst, dst_rs, d, rows, s, c, step_cos, step_sin, n); \
+        else if (mode == FPE_MODE_ADD_INPLACE)                                          \
+            fpe_rows_add_inplace_##SUFFIX(dst, dst_rs, d, scale, rows, s, c, step_cos,  \
+                                          step_sin, n);                                 \
+        else                                                                            \
+            fpe_rows_add_to_##SUFFIX(dst, dst_rs, d, src, src_rs, r, scale, rows, s, c, \
+                                     step_cos, step_sin, n);                            \
+    }
+
+#define FPE_T float
+FPE_DEFINE_STEP_MODES(f32)
+#undef FPE_T
+#define FPE_T double
+FPE_DEFINE_STEP_MODES(f64)
+#undef FPE_T
+
 /* Whole rows from an encoding row pe already in column order: dst = pe,
  * dst = dst * scale + pe in place, or dst = src * scale + pe (src and dst
  * disjoint: the Python layer copies a partially overlapping input first).
@@ -738,6 +773,10 @@ FPE_DEFINE_ROW_ADDS(fpe_half, double, double, f16_f64, FPE_LOAD_F16, FPE_STORE_F
 FPE_DEFINE_ROW_ADDS(fpe_half, float, double, f16_f32, FPE_LOAD_F16, FPE_STORE_F16)
 FPE_DEFINE_ROW_ADDS(fpe_half, double, double, bf16_f64, FPE_LOAD_BF16, FPE_STORE_BF16)
 FPE_DEFINE_ROW_ADDS(fpe_half, float, double, bf16_f32, FPE_LOAD_BF16, FPE_STORE_BF16)
+FPE_DEFINE_ROW_APPLY(float, float, f32, FPE_NO_FAST_PATH)
+FPE_DEFINE_ROW_APPLY(double, double, f64, FPE_NO_FAST_PATH)
+FPE_DEFINE_ROW_APPLY(float, double, f32_f64, FPE_NO_FAST_PATH)
+FPE_DEFINE_ROW_APPLY(double, float, f64_f32, FPE_NO_FAST_PATH)
 FPE_DEFINE_ROW_APPLY(fpe_half, double, f16_f64, FPE_HALF_FAST(f16))
 FPE_DEFINE_ROW_APPLY(fpe_half, float, f16_f32, FPE_NO_FAST_PATH)
 FPE_DEFINE_ROW_APPLY(fpe_half, double, bf16_f64, FPE_HALF_FAST(bf16))
