@@ -49,10 +49,8 @@ cdef object _tile_rows = _runtime.tile_rows
 cdef object _RESEED_INTERVAL = _runtime.RESEED_INTERVAL
 cdef object _TILE_DIRECT_BYTES = _runtime.TILE_DIRECT_BYTES
 cdef object _TILE_SHARED_BYTES = _runtime.TILE_SHARED_BYTES
-cdef object _sinusoid_grid = _kernels.sinusoid_grid
-cdef int _MODE_ADD_INPLACE = _kernels.MODE_ADD_INPLACE
-cdef int _MODE_STORE = _kernels.MODE_STORE
-cdef int _STORAGE_NATIVE = _kernels.STORAGE_NATIVE
+cdef object _sinusoid_grid_add_inplace = _kernels.sinusoid_grid_add_inplace
+cdef object _sinusoid_grid_store = _kernels.sinusoid_grid_store
 cdef double _LIMIT = float(_validation.POSITION_LIMIT)
 cdef object _INT_LIMIT = int(_validation.POSITION_LIMIT)
 cdef double _NO_ZERO_POSITION = float("nan")
@@ -226,13 +224,12 @@ def add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_th
     if first == floor(first) and _add_cached_rows(arr, first, T, D):
         _n_row_calls += 1
     else:
-        _generate(arr, first, T, D, _MODE_ADD_INPLACE)
+        _generate(arr, first, T, D, False)
     return x
 
 
-cdef void _generate(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.npy_intp D, int mode) except *:
-    """The general path's kernel call for the common call (mode MODE_ADD_INPLACE),
-    or for a table (MODE_STORE)."""
+cdef void _generate(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.npy_intp D, bint store) except *:
+    """The general path's kernel call for the common call, or (store) for a table."""
     cdef int ndim = cnp.PyArray_NDIM(arr)
     plan = _default_plan(D)
     n_threads = _resolve_threads(None, cnp.PyArray_SIZE(arr))
@@ -246,11 +243,16 @@ cdef void _generate(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.npy_intp 
     (<cnp.npy_intp *>cnp.PyArray_DATA(group_ptr))[1] = cnp.PyArray_DIM(rows, 0)
     cdef cnp.npy_intp row_stride = cnp.PyArray_STRIDE(arr, ndim - 2)
     cdef cnp.npy_intp col_step = _floor_div(cnp.PyArray_STRIDE(arr, ndim - 1), cnp.PyArray_ITEMSIZE(arr))
-    _sinusoid_grid(
-        arr, arr, plan, keys, group_ptr, rows, rows, T, blocking[0], blocking[2], blocking[3],
-        row_stride, col_step, row_stride, col_step,
-        1.0, mode, _NO_ZERO_POSITION, _STORAGE_NATIVE, min(n_threads, blocking[1]),
-    )
+    if store:
+        _sinusoid_grid_store(
+            arr, rows, row_stride, col_step, plan, keys, group_ptr, T, blocking[0], blocking[2], blocking[3],
+            _NO_ZERO_POSITION, min(n_threads, blocking[1]),
+        )
+    else:
+        _sinusoid_grid_add_inplace(
+            arr, rows, row_stride, col_step, 1.0, plan, keys, group_ptr, T, blocking[0], blocking[2],
+            blocking[3], _NO_ZERO_POSITION, min(n_threads, blocking[1]),
+        )
 
 
 # ------------------------------------------------------------ cached rows
@@ -262,7 +264,7 @@ cdef cnp.ndarray _build_block(cnp.npy_intp D, int typenum, cnp.npy_intp index):
     shape[0] = ROW_BLOCK
     shape[1] = D
     cdef cnp.ndarray block = cnp.PyArray_EMPTY(2, shape, typenum, 0)
-    _generate(block, <double>(index * ROW_BLOCK), ROW_BLOCK, D, _MODE_STORE)
+    _generate(block, <double>(index * ROW_BLOCK), ROW_BLOCK, D, True)
     block.flags.writeable = False
     return block
 

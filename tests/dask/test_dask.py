@@ -203,7 +203,9 @@ def kernels_forbidden(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a kernel ran while the graph was being built")
 
-    for name in ("sinusoid_grid", "sinusoid_grouped", "table_add"):
+    for name in ("sinusoid_grid_store", "sinusoid_grid_add_inplace", "sinusoid_grid_add_to",
+                 "sinusoid_grouped_store", "sinusoid_grouped_add_inplace", "sinusoid_grouped_add_to",
+                 "table_add_grid_inplace", "table_add_grid_to", "table_add_grouped_inplace", "table_add_grouped_to"):
         monkeypatch.setattr(_kernels, name, forbidden)
     return monkeypatch
 
