@@ -269,7 +269,9 @@ cdef cnp.ndarray _build_block(cnp.npy_intp D, int typenum, cnp.npy_intp index):
     shape[0] = ROW_BLOCK
     shape[1] = D
     cdef cnp.ndarray block = cnp.PyArray_EMPTY(2, shape, typenum, 0)
-    _generate(block, <double>(index * ROW_BLOCK), ROW_BLOCK, D, True, None)
+    # Serial: a block is small, built once per ROW_BLOCK positions, and a team
+    # that must first wake up costs more than it saves here.
+    _generate(block, <double>(index * ROW_BLOCK), ROW_BLOCK, D, True, 1)
     block.flags.writeable = False
     return block
 
