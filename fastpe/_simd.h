@@ -573,20 +573,10 @@ FPE_DEFINE_STEP_MODES(f64)
 #define FPE_HALF_PORTABLE 0
 #define FPE_HALF_AVX2 1
 #define FPE_HALF_AVX512 2
-/* AVX-512 with AVX512-FP16 (GCC 12 and later): float16 <-> float64 in one
- * instruction each, and the float64 sum rounded once, straight to float16,
- * by the hardware: no round to odd needed. bfloat16 rows stay AVX-512's. */
-#define FPE_HALF_AVX512FP16 3
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTPE_NO_DISPATCH)
 #include <immintrin.h>
 #define FPE_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,f16c,fma")))
 #define FPE_AVX2 __attribute__((target("avx2,f16c,fma")))
-#if __GNUC__ >= 12
-#define FPE_HAVE_AVX512FP16 1
-#define FPE_AVX512FP16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512fp16,f16c,fma")))
-#else
-#define FPE_HAVE_AVX512FP16 0
-#endif
 
 /* The implementation in use (FPE_HALF_*): set at import by
  * fpe_half_simd_init, and by tests. */
@@ -598,12 +588,8 @@ static int fpe_half_best(void)
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("f16c") || !__builtin_cpu_supports("fma")) return FPE_HALF_PORTABLE;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
-        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) {
-#if FPE_HAVE_AVX512FP16
-        if (__builtin_cpu_supports("avx512fp16")) return FPE_HALF_AVX512FP16;
-#endif
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
         return FPE_HALF_AVX512;
-    }
     return __builtin_cpu_supports("avx2") ? FPE_HALF_AVX2 : FPE_HALF_PORTABLE;
 }
 
@@ -740,30 +726,6 @@ FPE_DEFINE_HALF_AVX512(bf16)
 FPE_DEFINE_HALF_AVX2(f16)
 FPE_DEFINE_HALF_AVX2(bf16)
 
-#if FPE_HAVE_AVX512FP16
-FPE_AVX512FP16 static fpe_idx fpe_apply_avx512fp16_f16(fpe_half *dst, const fpe_half *src, const double *pe,
-                                                       double scale, fpe_idx n, int mode)
-{
-    const __m512d sc = _mm512_set1_pd(scale);
-    const fpe_half *x = mode == 1 ? dst : src;
-    fpe_idx j = 0;
-    for (; n - j >= 8; j += 8) {
-        __m512d v = _mm512_loadu_pd(pe + j);
-        if (mode) {
-            __m128h h = _mm_castsi128_ph(_mm_loadu_si128((const __m128i *)(x + j)));
-            v = _mm512_fmadd_pd(_mm512_cvtph_pd(h), sc, v);
-        }
-        __m128h r = _mm512_cvt_roundpd_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        _mm_storeu_si128((__m128i *)(dst + j), _mm_castph_si128(r));
-    }
-    return j;
-}
-#else
-#define fpe_apply_avx512fp16_f16 fpe_apply_avx512_f16
-#endif
-/* bfloat16 has no such instructions: its rows at that level are AVX-512's. */
-#define fpe_apply_avx512fp16_bf16 fpe_apply_avx512_bf16
-
 #define FPE_HALF_FAST_STEP(FN)                                                          \
     {                                                                                   \
         fpe_idx done = FN(dst, src, pe, scale, n, mode);                                \
@@ -775,9 +737,7 @@ FPE_AVX512FP16 static fpe_idx fpe_apply_avx512fp16_f16(fpe_half *dst, const fpe_
 /* The vector rows take what they can of a unit-stride call. */
 #define FPE_HALF_FAST(KIND)                                                             \
     if (dst_stride == 1 && (mode != 2 || src_stride == 1)) {                            \
-        if (fpe_half_level == FPE_HALF_AVX512FP16)                                     \
-            FPE_HALF_FAST_STEP(fpe_apply_avx512fp16_##KIND)                             \
-        else if (fpe_half_level == FPE_HALF_AVX512) FPE_HALF_FAST_STEP(fpe_apply_avx512_##KIND)\
+        if (fpe_half_level == FPE_HALF_AVX512) FPE_HALF_FAST_STEP(fpe_apply_avx512_##KIND)\
         else if (fpe_half_level == FPE_HALF_AVX2) FPE_HALF_FAST_STEP(fpe_apply_avx2_##KIND)\
     }
 #else

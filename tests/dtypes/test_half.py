@@ -76,10 +76,10 @@ def _restore_half_rows(previous):
     _bias_kernels.set_half_simd(previous[1])
 
 
-@pytest.fixture(autouse=True, scope="module", params=["avx512fp16", "avx512", "avx2", "portable"])
+@pytest.fixture(autouse=True, scope="module", params=["avx512", "avx2", "portable"])
 def half_rows(request):
     """Every test runs with each implementation of the 16-bit rows this CPU
-    has: AVX512-FP16, AVX-512, AVX2 with F16C, and the portable loops."""
+    has: AVX-512, AVX2 with F16C, and the portable loops."""
     previous = _use_half_rows(request.param)
     yield request.param
     _restore_half_rows(previous)
