@@ -428,9 +428,8 @@ cdef void _grid_item(floating *tile_buf, double *scratch, const Plan *pl, const 
                     _emit_zero_cols(d, sr, pl, tg)
         else:
             _rows_into_buffer(tile_buf, pl, s, c, start, a, b)
-            # Row by row, each applied to every target while it is in L1.
-            for t in range(a, b):
-                for r in range(r0, r1):
+            for r in range(r0, r1):
+                for t in range(a, b):
                     _apply_row(<floating *>(tg.dst + tg.dst_rows[r] + t * dst_rs),
                                <const floating *>(tg.src + tg.src_rows[r] + t * src_rs),
                                tile_buf + (t - a) * n, n, tg)

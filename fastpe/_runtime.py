@@ -47,10 +47,10 @@ MIN_BLOCK = 16
 ITEMS_PER_THREAD = 4
 # Rows per tile. Written straight into one sequence, a tile of output rows
 # stays in L2 across the frequency chunks; shared by several sequences, a tile
-# of encoding rows is generated once and then applied row by row to every
-# sequence while the row is in L1. Half of a 2 MiB L2 leaves room for the
-# rows of x streaming through it: 512 KiB took 8-25% less CPU time than
-# 1 MiB on (8, 2048, 1024) float32, float16 and bfloat16 (docs/performance.rst).
+# of encoding rows is generated once and swept over each sequence's
+# contiguous span, long enough for the prefetcher and still in L2. Half of a
+# 2 MiB L2 leaves room for the rows of x streaming through it (512 KiB against
+# 1 MiB: docs/performance.rst).
 TILE_DIRECT_BYTES = 256 * 1024
 TILE_SHARED_BYTES = 512 * 1024
 
