@@ -295,7 +295,12 @@ FPE_DEFINE_EMIT_COLUMN(f64)
  * and __builtin_shufflevector. Measured on a 2-core AVX-512 machine (float32,
  * 1024 columns): 4, 8 and 16 rows per block within noise of each other with
  * 32 frequencies per strip; 4 rows of 32 frequencies lost to the one-row step;
- * 16 frequencies per strip gained less than 32. */
+ * 16 frequencies per strip gained less than 32. A block's strips are all
+ * written before the next block's (not one strip down all the rows, which
+ * touched each row in 256-byte pieces a whole tile apart): 18% less CPU time
+ * on a (1, 8192, 1024) float32 add, 9% on an (8192, 4096) table, measured as
+ * single-threaded calls interleaved in one process; 4 rows per block then
+ * within noise of 8. */
 #ifndef FPE_ROW_BLOCK
 #define FPE_ROW_BLOCK 8
 #endif
@@ -365,28 +370,35 @@ typedef float fpe_v16f __attribute__((vector_size(64), aligned(4)));
     { fpe_v8f f_ = __builtin_convertvector(v, fpe_v8f); EMIT(fpe_v8f, (dp), (sp), f_) }
 #define FPE_VBLOCK_f64(EMIT, dp, sp, v) EMIT(fpe_v8d, (dp), (sp), v)
 
-/* The strips of frequencies k.. over all `rows` rows, a block of rows at a
- * time; EMIT_ROW(j, t) emits vector j of the strip into row t. */
-#define FPE_STRIPS(EMIT_ROW, EMIT)                                                           \
-    for (; k + 8 * FPE_STRIP <= n; k += 8 * FPE_STRIP) {                                \
+/* The whole strips of frequencies from 0 over all `rows` rows, a block of
+ * rows at a time, every strip of a block before the next block (each
+ * frequency still steps row after row, so the bits do not depend on the
+ * order); leaves k at the first frequency past them. EMIT_ROW(j, t) emits
+ * vector j of the strip into row t. */
+#define FPE_STRIPS(EMIT_ROW, EMIT)                                                      \
+    {                                                                                   \
+        const fpe_idx k_end = n - n % (8 * FPE_STRIP);                                  \
         for (fpe_idx t0 = 0; t0 < rows; t0 += FPE_ROW_BLOCK) {                          \
             fpe_idx t1 = rows - t0 < FPE_ROW_BLOCK ? rows : t0 + FPE_ROW_BLOCK;         \
-            fpe_v8d vs[FPE_STRIP], vc[FPE_STRIP], cw[FPE_STRIP], sw[FPE_STRIP];         \
-            memcpy(vs, s + k, sizeof vs);                                               \
-            memcpy(vc, c + k, sizeof vc);                                               \
-            memcpy(cw, step_cos + k, sizeof cw);                                        \
-            memcpy(sw, step_sin + k, sizeof sw);                                        \
-            for (fpe_idx t = t0; t < t1; t++) {                                         \
-                for (int j = 0; j < FPE_STRIP; j++) {                                   \
-                    fpe_v8d sk = vs[j], ck = vc[j];                                     \
-                    EMIT_ROW(EMIT, j, t)                                                \
-                    vs[j] = sk * cw[j] + ck * sw[j];                                    \
-                    vc[j] = ck * cw[j] - sk * sw[j];                                    \
+            for (k = 0; k < k_end; k += 8 * FPE_STRIP) {                                \
+                fpe_v8d vs[FPE_STRIP], vc[FPE_STRIP], cw[FPE_STRIP], sw[FPE_STRIP];     \
+                memcpy(vs, s + k, sizeof vs);                                           \
+                memcpy(vc, c + k, sizeof vc);                                           \
+                memcpy(cw, step_cos + k, sizeof cw);                                    \
+                memcpy(sw, step_sin + k, sizeof sw);                                    \
+                for (fpe_idx t = t0; t < t1; t++) {                                     \
+                    for (int j = 0; j < FPE_STRIP; j++) {                               \
+                        fpe_v8d sk = vs[j], ck = vc[j];                                 \
+                        EMIT_ROW(EMIT, j, t)                                            \
+                        vs[j] = sk * cw[j] + ck * sw[j];                                \
+                        vc[j] = ck * cw[j] - sk * sw[j];                                \
+                    }                                                                   \
                 }                                                                       \
+                memcpy(s + k, vs, sizeof vs);                                           \
+                memcpy(c + k, vc, sizeof vc);                                           \
             }                                                                           \
-            memcpy(s + k, vs, sizeof vs);                                               \
-            memcpy(c + k, vc, sizeof vc);                                               \
         }                                                                               \
+        k = k_end;                                                                      \
     }
 
 #if FPE_ROWS_VECTOR
