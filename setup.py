@@ -12,6 +12,7 @@ how the extensions were built) goes into build_ext's build_temp; the source
 tree gets only the compiled modules of an in-place or editable build.
 """
 
+import glob
 import json
 import os
 import shlex
@@ -197,6 +198,9 @@ def _extension(name):
         [f"fastpe/{name}.pyx"],
         include_dirs=[numpy.get_include(), "fastpe"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_21_API_VERSION")],
+        # cythonize follows .pxd and .pxi files, not the C headers: without
+        # them here, an edit of _simd.h alone left the built module stale.
+        depends=sorted(glob.glob("fastpe/*.h")),
     )
 
 

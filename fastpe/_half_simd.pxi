@@ -2,19 +2,20 @@
 # choice of implementation for the 16-bit rows.
 
 # Indexed by _simd.h's FPE_HALF_* levels.
-HALF_SIMD_LEVELS = ("portable", "avx2", "avx512")
+HALF_SIMD_LEVELS = ("portable", "avx2", "avx512", "avx512bf16")
 
 fpe_half_simd_init()
 
 
 def half_simd():
-    """The implementation of the 16-bit rows in use: "avx512", "avx2" or "portable"."""
+    """The implementation of the 16-bit rows in use: "avx512bf16", "avx512", "avx2" or "portable"."""
     return HALF_SIMD_LEVELS[fpe_half_level]
 
 
 def set_half_simd(name):
-    """Use another implementation of the 16-bit rows ("avx512", "avx2" (AVX2
-    with F16C) or "portable"); returns the previous one. All give the same
+    """Use another implementation of the 16-bit rows ("avx512bf16" (AVX-512
+    with AVX512-BF16), "avx512", "avx2" (AVX2 with F16C) or
+    "portable"); returns the previous one. All give the same
     bits: the switch exists so the tests can check each. A level this CPU
     (or build) lacks is a ValueError."""
     global fpe_half_level

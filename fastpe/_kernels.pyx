@@ -565,10 +565,28 @@ cdef cnp.ndarray _scratch(object plan, int n_threads, fpe_idx rows, fpe_idx *per
     # Per thread: where its state stands (a Canonical), the state s, c (one
     # per frequency, spaced apart) and `rows` rows of encodings (sized as
     # float64, enough for either storage type), rounded to whole cache lines.
-    # Zeroed: zero columns of the row buffers are never written.
+    # Zeroed where the plan has zero columns, which the row buffers never
+    # write; every other part is written before it is read.
     cdef fpe_idx n_rows = max(rows, 1)
     per_thread[0] = (STATE_HEADER + 2 * _unaliased(plan.freq.shape[0]) + n_rows * plan.n_cols + 7) // 8 * 8
-    return cnp.PyArray_ZEROS(1, [per_thread[0] * n_threads + 8], cnp.NPY_FLOAT64, 0)
+    cdef cnp.npy_intp size = per_thread[0] * n_threads + 8
+    if plan.zero_cols.shape[0]:
+        return cnp.PyArray_ZEROS(1, &size, cnp.NPY_FLOAT64, 0)
+    return cnp.PyArray_EMPTY(1, &size, cnp.NPY_FLOAT64, 0)
+
+
+cdef bint _shares_rows(const Target *tg, cnp.ndarray seq_ptr):
+    """Whether the grid kernel takes the shared path anywhere (a sequence
+    with several target rows, or 16-bit storage), which needs the tile of
+    encoding rows in the scratch."""
+    cdef const fpe_idx *ptr = <const fpe_idx *>_data(seq_ptr)
+    cdef fpe_idx i
+    if tg.kind != FPE_STORAGE_NATIVE:
+        return True
+    for i in range(seq_ptr.shape[0] - 1):
+        if ptr[i + 1] - ptr[i] != 1:
+            return True
+    return False
 
 
 cdef inline double *_scratch_rows(double *scratch, object plan) noexcept:
@@ -580,7 +598,8 @@ cdef void _sinusoid_grid(cnp.ndarray dst, const Target *tg, fpe_idx dst_rs, fpe_
                          object plan, cnp.ndarray p0, cnp.ndarray seq_ptr, fpe_idx T, fpe_idx block,
                          fpe_idx tile_direct, fpe_idx tile_shared, double zero_pos, int n_threads):
     cdef fpe_idx per_thread
-    cdef cnp.ndarray scratch = _scratch(plan, n_threads, tile_shared, &per_thread)
+    cdef cnp.ndarray scratch = _scratch(plan, n_threads, tile_shared if _shares_rows(tg, seq_ptr) else 0,
+                                        &per_thread)
     cdef cnp.ndarray zeros = cnp.PyArray_ZEROS(1, [max(plan.n_cols, 1)], cnp.NPY_FLOAT64, 0)
     cdef Plan pl = _make_plan(plan, zeros, zero_pos)
     cdef const double *p0_ = <const double *>_data(p0)

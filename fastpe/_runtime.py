@@ -48,9 +48,11 @@ ITEMS_PER_THREAD = 4
 # Rows per tile. Written straight into one sequence, a tile of output rows
 # stays in L2 across the frequency chunks; shared by several sequences, a tile
 # of encoding rows is generated once and swept over each sequence's
-# contiguous span, long enough for the prefetcher and still in L2/L3.
+# contiguous span, long enough for the prefetcher and still in L2. Half of a
+# 2 MiB L2 leaves room for the rows of x streaming through it (512 KiB against
+# 1 MiB: docs/performance.rst).
 TILE_DIRECT_BYTES = 256 * 1024
-TILE_SHARED_BYTES = 1024 * 1024
+TILE_SHARED_BYTES = 512 * 1024
 
 # The fork rule's state (see the module docstring).
 _state = {"team_started": False, "serial_only": False}

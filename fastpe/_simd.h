@@ -295,7 +295,12 @@ FPE_DEFINE_EMIT_COLUMN(f64)
  * and __builtin_shufflevector. Measured on a 2-core AVX-512 machine (float32,
  * 1024 columns): 4, 8 and 16 rows per block within noise of each other with
  * 32 frequencies per strip; 4 rows of 32 frequencies lost to the one-row step;
- * 16 frequencies per strip gained less than 32. */
+ * 16 frequencies per strip gained less than 32. A block's strips are all
+ * written before the next block's (not one strip down all the rows, which
+ * touched each row in 256-byte pieces a whole tile apart): 18% less CPU time
+ * on a (1, 8192, 1024) float32 add, 9% on an (8192, 4096) table, measured as
+ * single-threaded calls interleaved in one process; 4 rows per block then
+ * within noise of 8. */
 #ifndef FPE_ROW_BLOCK
 #define FPE_ROW_BLOCK 8
 #endif
@@ -365,28 +370,35 @@ typedef float fpe_v16f __attribute__((vector_size(64), aligned(4)));
     { fpe_v8f f_ = __builtin_convertvector(v, fpe_v8f); EMIT(fpe_v8f, (dp), (sp), f_) }
 #define FPE_VBLOCK_f64(EMIT, dp, sp, v) EMIT(fpe_v8d, (dp), (sp), v)
 
-/* The strips of frequencies k.. over all `rows` rows, a block of rows at a
- * time; EMIT_ROW(j, t) emits vector j of the strip into row t. */
-#define FPE_STRIPS(EMIT_ROW, EMIT)                                                           \
-    for (; k + 8 * FPE_STRIP <= n; k += 8 * FPE_STRIP) {                                \
+/* The whole strips of frequencies from 0 over all `rows` rows, a block of
+ * rows at a time, every strip of a block before the next block (each
+ * frequency still steps row after row, so the bits do not depend on the
+ * order); leaves k at the first frequency past them. EMIT_ROW(j, t) emits
+ * vector j of the strip into row t. */
+#define FPE_STRIPS(EMIT_ROW, EMIT)                                                      \
+    {                                                                                   \
+        const fpe_idx k_end = n - n % (8 * FPE_STRIP);                                  \
         for (fpe_idx t0 = 0; t0 < rows; t0 += FPE_ROW_BLOCK) {                          \
             fpe_idx t1 = rows - t0 < FPE_ROW_BLOCK ? rows : t0 + FPE_ROW_BLOCK;         \
-            fpe_v8d vs[FPE_STRIP], vc[FPE_STRIP], cw[FPE_STRIP], sw[FPE_STRIP];         \
-            memcpy(vs, s + k, sizeof vs);                                               \
-            memcpy(vc, c + k, sizeof vc);                                               \
-            memcpy(cw, step_cos + k, sizeof cw);                                        \
-            memcpy(sw, step_sin + k, sizeof sw);                                        \
-            for (fpe_idx t = t0; t < t1; t++) {                                         \
-                for (int j = 0; j < FPE_STRIP; j++) {                                   \
-                    fpe_v8d sk = vs[j], ck = vc[j];                                     \
-                    EMIT_ROW(EMIT, j, t)                                                \
-                    vs[j] = sk * cw[j] + ck * sw[j];                                    \
-                    vc[j] = ck * cw[j] - sk * sw[j];                                    \
+            for (k = 0; k < k_end; k += 8 * FPE_STRIP) {                                \
+                fpe_v8d vs[FPE_STRIP], vc[FPE_STRIP], cw[FPE_STRIP], sw[FPE_STRIP];     \
+                memcpy(vs, s + k, sizeof vs);                                           \
+                memcpy(vc, c + k, sizeof vc);                                           \
+                memcpy(cw, step_cos + k, sizeof cw);                                    \
+                memcpy(sw, step_sin + k, sizeof sw);                                    \
+                for (fpe_idx t = t0; t < t1; t++) {                                     \
+                    for (int j = 0; j < FPE_STRIP; j++) {                               \
+                        fpe_v8d sk = vs[j], ck = vc[j];                                 \
+                        EMIT_ROW(EMIT, j, t)                                            \
+                        vs[j] = sk * cw[j] + ck * sw[j];                                \
+                        vc[j] = ck * cw[j] - sk * sw[j];                                \
+                    }                                                                   \
                 }                                                                       \
+                memcpy(s + k, vs, sizeof vs);                                           \
+                memcpy(c + k, vc, sizeof vc);                                           \
             }                                                                           \
-            memcpy(s + k, vs, sizeof vs);                                               \
-            memcpy(c + k, vc, sizeof vc);                                               \
         }                                                                               \
+        k = k_end;                                                                      \
     }
 
 #if FPE_ROWS_VECTOR
@@ -569,14 +581,17 @@ FPE_DEFINE_STEP_MODES(f64)
  * rounded to 16 bits by the hardware (float16) or by integer arithmetic
  * (bfloat16). The same bits as the portable loops; the tests run every
  * level (set_half_simd). Rows go 8 elements at a time, the tail through the
- * portable loop. */
+ * portable loop. A fourth level, for CPUs with AVX512-BF16, narrows
+ * bfloat16 with its instruction (fpe_apply_bf16i). */
 #define FPE_HALF_PORTABLE 0
 #define FPE_HALF_AVX2 1
 #define FPE_HALF_AVX512 2
+#define FPE_HALF_AVX512BF16 3
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTPE_NO_DISPATCH)
 #include <immintrin.h>
 #define FPE_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,f16c,fma")))
 #define FPE_AVX2 __attribute__((target("avx2,f16c,fma")))
+#define FPE_AVX512BF16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,f16c,fma")))
 
 /* The implementation in use (FPE_HALF_*): set at import by
  * fpe_half_simd_init, and by tests. */
@@ -589,7 +604,7 @@ static int fpe_half_best(void)
     if (!__builtin_cpu_supports("f16c") || !__builtin_cpu_supports("fma")) return FPE_HALF_PORTABLE;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
         && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-        return FPE_HALF_AVX512;
+        return __builtin_cpu_supports("avx512bf16") ? FPE_HALF_AVX512BF16 : FPE_HALF_AVX512;
     return __builtin_cpu_supports("avx2") ? FPE_HALF_AVX2 : FPE_HALF_PORTABLE;
 }
 
@@ -726,6 +741,59 @@ FPE_DEFINE_HALF_AVX512(bf16)
 FPE_DEFINE_HALF_AVX2(f16)
 FPE_DEFINE_HALF_AVX2(bf16)
 
+/* 16 float32 lanes -> bfloat16 bits by integer arithmetic (any value). */
+FPE_AVX512BF16 static inline __m256i fpe_bf16_bits16(__m512 f)
+{
+    __m512i u = _mm512_castps_si512(f);
+#define FPE_NAN_SELECT_16(R, NAN, F) _mm512_mask_mov_epi32(R, _mm512_cmp_ps_mask(F, F, _CMP_UNORD_Q), NAN)
+    FPE_BF16_BITS(__m512i, _mm512_set1_epi32, _mm512_srli_epi32, _mm512_and_si512, _mm512_add_epi32,
+                  _mm512_or_si512, u, f, FPE_NAN_SELECT_16)
+#undef FPE_NAN_SELECT_16
+    return _mm512_cvtepi32_epi16(r_);
+}
+
+/* bfloat16 with AVX512-BF16 (Cooper Lake, Sapphire Rapids, Zen 4 and
+ * later): the float32 round to odd as above, 16 lanes at a time, then
+ * VCVTNEPS2BF16 (nearest even, NaN quieted as the integer rounding does):
+ * measured 1.6x the rows per second of fpe_apply_avx512_bf16 in L1. It
+ * flushes subnormals to zero, so a block holding a subnormal float32 takes
+ * the integer rounding instead. (AVX512-FP16's direct float64 <-> float16
+ * conversions were slower than the float32 route on Sapphire Rapids, so
+ * float16 keeps fpe_apply_avx512_f16.) */
+FPE_AVX512BF16 static fpe_idx fpe_apply_bf16i(fpe_half *dst, const fpe_half *src, const double *pe,
+                                                  double scale, fpe_idx n, int mode)
+{
+    const __m512d sc = _mm512_set1_pd(scale);
+    const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;
+    fpe_idx j = 0;
+    for (; n - j >= 16; j += 16) {
+        __m512d lo = _mm512_loadu_pd(pe + j), hi = _mm512_loadu_pd(pe + j + 8);
+        if (mode != FPE_MODE_STORE) {
+            __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(x + j)));
+            __m512 xf = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+            lo = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(xf)), sc, lo);
+            hi = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(xf, 1)), sc, hi);
+        }
+        __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(fpe_f32_odd8(lo)), fpe_f32_odd8(hi), 1);
+        __m256i bits;
+        if (_mm512_fpclass_ps_mask(f, 0x20)) { /* 0x20: subnormal */
+            bits = fpe_bf16_bits16(f);
+        } else {
+            __m256bh b = _mm512_cvtneps_pbh(f);
+            memcpy(&bits, &b, sizeof bits);
+        }
+        _mm256_storeu_si256((__m256i *)(dst + j), bits);
+    }
+    return j;
+}
+
+/* bfloat16 takes the AVX512-BF16 rows first where they are chosen. */
+#define FPE_HALF_FAST_f16 FPE_HALF_FAST_STEP(fpe_apply_avx512_f16)
+#define FPE_HALF_FAST_bf16                                                              \
+    {                                                                                   \
+        if (fpe_half_level == FPE_HALF_AVX512BF16) FPE_HALF_FAST_STEP(fpe_apply_bf16i)  \
+        FPE_HALF_FAST_STEP(fpe_apply_avx512_bf16)                                       \
+    }
 #define FPE_HALF_FAST_STEP(FN)                                                          \
     {                                                                                   \
         fpe_idx done = FN(dst, src, pe, scale, n, mode);                                \
@@ -736,8 +804,8 @@ FPE_DEFINE_HALF_AVX2(bf16)
     }
 /* The vector rows take what they can of a unit-stride call. */
 #define FPE_HALF_FAST(KIND)                                                             \
-    if (dst_stride == 1 && (mode != 2 || src_stride == 1)) {                            \
-        if (fpe_half_level == FPE_HALF_AVX512) FPE_HALF_FAST_STEP(fpe_apply_avx512_##KIND)\
+    if (dst_stride == 1 && (mode != FPE_MODE_ADD_TO || src_stride == 1)) {              \
+        if (fpe_half_level >= FPE_HALF_AVX512) FPE_HALF_FAST_##KIND                     \
         else if (fpe_half_level == FPE_HALF_AVX2) FPE_HALF_FAST_STEP(fpe_apply_avx2_##KIND)\
     }
 #else

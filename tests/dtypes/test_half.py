@@ -76,10 +76,11 @@ def _restore_half_rows(previous):
     _bias_kernels.set_half_simd(previous[1])
 
 
-@pytest.fixture(autouse=True, scope="module", params=["avx512", "avx2", "portable"])
+@pytest.fixture(autouse=True, scope="module", params=["avx512bf16", "avx512", "avx2", "portable"])
 def half_rows(request):
     """Every test runs with each implementation of the 16-bit rows this CPU
-    has: AVX-512, AVX2 with F16C, and the portable loops."""
+    has: AVX-512 with AVX512-BF16, AVX-512, AVX2 with F16C,
+    and the portable loops."""
     previous = _use_half_rows(request.param)
     yield request.param
     _restore_half_rows(previous)
@@ -814,7 +815,7 @@ def test_regression_float64_arguments_stay_float64_without_ml_dtypes():
     assert float(proc.stdout) < 1e-12, proc.stdout
 
 
-@pytest.mark.parametrize("level", ["avx512", "avx2"])
+@pytest.mark.parametrize("level", ["avx512bf16", "avx512", "avx2"])
 def test_vector_and_portable_rows_give_the_same_bits(half, level):
     """Each vector implementation of the 16-bit rows agrees bit for bit with
     the portable loops (each is also checked against the reference and the
