@@ -2,8 +2,10 @@
 
 The distinct positions of a call are collected once; their cosines and sines
 come from the sinusoid kernel in float64 (one table for all the arrays being
-rotated, attention factor folded in); the rotate kernel then walks every
-vector row of each array in memory order and rotates its channel pairs.
+rotated, attention factor folded in); the rotate kernel then rotates the
+channel pairs of every vector row of each array, visiting the rows by blocks
+of positions across every head (_POSITION_BLOCK) so that a block's cos/sin
+rows stay in cache.
 The scaled frequencies come from fastpe's cache; the common decode call is
 first offered to the compiled fast path (fastpe._rotary_fastpath), which
 returns None for anything else.
@@ -420,7 +422,7 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     else:
         positions_by_array = [prefix_positions(req, i) for i in range(len(req.arrays))]
         distinct = np.unique(np.concatenate([p.ravel() for p in positions_by_array]))
-    cos_t, sin_t = cos_sin_table(distinct, req.freq, req.attention_factor)
+    cos_t, sin_t = cos_sin_table(distinct, req.freq, req.attention_factor, req.num_threads)
     first, second, step = pair_columns(req.layout, req.rotary_dim)
     total = sum(a.size for a in req.arrays)
     n_threads = _runtime.resolve_threads(req.num_threads, total)

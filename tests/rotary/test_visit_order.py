@@ -141,3 +141,22 @@ def test_the_kernel_gets_the_rows_by_blocks_of_positions(monkeypatch):
         assert np.array_equal(table_idx, position)
         assert np.all(np.diff(position // 8) >= 0), "rows must come block of positions by block"
         assert np.array_equal(np.sort(dst_rows), np.arange(a.size // a.shape[-1]) * a.strides[-2])
+
+
+@pytest.mark.parametrize("num_threads", [1, 2, None])
+def test_regression_num_threads_reaches_the_cos_sin_table(num_threads, monkeypatch):
+    """The general path built its cos/sin table with the default team whatever
+    num_threads said (apply_rotary(..., num_threads=1) ran two threads)."""
+    seen = []
+    table = _rotary.cos_sin_table
+
+    def recording(positions, freq, attention_factor, num_threads=None):
+        seen.append(num_threads)
+        return table(positions, freq, attention_factor, num_threads)
+
+    monkeypatch.setattr(_rotary, "cos_sin_table", recording)
+    q = rng_for("rotary-table-team", num_threads).standard_normal((1, 4, 300, 32))
+    expected = reference.apply_rotary(q.copy(), offset=3)
+    got = fastpe.apply_rotary(q, offset=3, num_threads=num_threads)
+    assert_within(got, expected, rotary_tolerance(np.float64, expected), "table team")
+    assert seen == [num_threads]
