@@ -177,8 +177,15 @@ def _visit_order(shape, seq_axis):
     block = _POSITION_BLOCK
     if not block or shape[seq_axis] <= block or math.prod(shape[:seq_axis]) == 1:
         return None
-    return _cached(("rotary-order", shape[:-1], seq_axis, block),
-                   lambda: np.argsort(_sequence_index(shape, seq_axis) // block, kind="stable"))
+
+    def build():
+        before, n_positions, after = math.prod(shape[:seq_axis]), shape[seq_axis], math.prod(shape[seq_axis + 1:-1])
+        rows = np.arange(before * n_positions * after, dtype=np.intp).reshape(before, n_positions, after)
+        n_full = n_positions - n_positions % block
+        full_blocks = rows[:, :n_full].reshape(before, n_full // block, block, after).transpose(1, 0, 2, 3)
+        return np.concatenate([full_blocks.ravel(), rows[:, n_full:].ravel()])
+
+    return _cached(("rotary-order", shape[:-1], seq_axis, block), build)
 
 
 def _in_visit_order(kind, a, seq_axis, rows_in_c_order):
