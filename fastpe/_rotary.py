@@ -190,9 +190,10 @@ def _visit_order(shape, seq_axis):
 
 def _in_visit_order(kind, a, seq_axis, rows_in_c_order):
     """rows_in_c_order() (one value per vector row of a, C order) in the rotate
-    kernel's visit order, kept in the cache under (kind, a's shape, strides)."""
+    kernel's visit order, kept in the cache under (kind, a's shape, strides,
+    seq_axis, block)."""
     order = _visit_order(a.shape, seq_axis)
-    key = (kind, a.shape[:-1], a.strides[:-1], None if order is None else (seq_axis, _POSITION_BLOCK))
+    key = (kind, a.shape[:-1], a.strides[:-1], seq_axis, None if order is None else _POSITION_BLOCK)
     return _cached(key, lambda: rows_in_c_order() if order is None else rows_in_c_order()[order])
 
 

@@ -160,3 +160,15 @@ def test_regression_num_threads_reaches_the_cos_sin_table(num_threads, monkeypat
     got = fastpe.apply_rotary(q, offset=3, num_threads=num_threads)
     assert_within(got, expected, rotary_tolerance(np.float64, expected), "table team")
     assert seen == [num_threads]
+
+
+def test_regression_one_shape_two_sequence_axes_in_c_order():
+    """The cached table index of a shape visited in C order was keyed without
+    its sequence axis: a (40, 2, 16) array rotated along axis 0 and then
+    along axis 1 got the first call's index."""
+    rng = rng_for("rotary-two-axes")
+    x = rng.standard_normal((40, 2, 16))
+    for seq_axis in (0, 1, 0):
+        expected = reference.apply_rotary(x.copy(), offset=300, seq_axis=seq_axis)
+        got = fastpe.apply_rotary(x.copy(), offset=300, seq_axis=seq_axis)
+        assert_within(got, expected, rotary_tolerance(np.float64, expected), f"seq_axis={seq_axis}")
