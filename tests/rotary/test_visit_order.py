@@ -34,13 +34,16 @@ CASES = [
 
 
 def _rotate(arrays, block, use_out, monkeypatch, rng, **kwargs):
-    """apply_rotary on copies of arrays (or into out= arrays) with the rows
-    visited by blocks of `block` positions (0: C order), on the general path."""
+    """apply_rotary on copies of arrays (or into out= arrays, of the n-th
+    memory layout of out_variants for the n-th block size, so the rows read
+    and written have different strides) with the rows visited by blocks of
+    `block` positions (0: C order), on the general path."""
     monkeypatch.setattr(_rotary, "_POSITION_BLOCK", block)
     inputs = [a.copy() for a in arrays]
     outs = None
     if use_out:
-        outs = [next(out_variants(a.shape, a.dtype, rng))[1] for a in arrays]
+        n = (0,) + BLOCKS
+        outs = [list(out_variants(a.shape, a.dtype, rng))[n.index(block)][1] for a in arrays]
     before = _rotary_fastpath.fast_calls()
     got = fastpe.apply_rotary(*inputs, out=outs, **kwargs)
     assert _rotary_fastpath.fast_calls() == before, "these calls must take the general path"
