@@ -4,7 +4,7 @@ The distinct positions of a call are collected once; their cosines and sines
 come from the sinusoid kernel in float64 (one table for all the arrays being
 rotated, attention factor folded in); the rotate kernel then rotates the
 channel pairs of every vector row of each array, visiting the rows by blocks
-of positions across every head (_POSITION_BLOCK) so that a block's cos/sin
+of positions across every head (_position_block) so that a block's cos/sin
 rows stay in cache.
 The scaled frequencies come from fastpe's cache; the common decode call is
 first offered to the compiled fast path (fastpe._rotary_fastpath), which
@@ -150,16 +150,22 @@ def _cached(key, build):
     return CACHE.get(key, make)
 
 
-# The rotate kernel visits the rows by blocks of this many positions: every
-# row (all heads, all batch entries) of positions 0 .. B-1, then of B .. 2B-1,
-# and so on, each block's rows in C order. A block's cos/sin rows (B x half x
-# 2 float64: 256 KiB at half = 64) then stay in the core's L2 while every head
-# uses them, where C order would stream the whole table again from L3 for
-# every head; a block is still long enough that each head's rows in it are
-# one long run of memory for the prefetchers (measured best of 32 .. 1024 on
-# (1, 32, 4096, 128), docs/performance.rst). The order changes no bit: each
-# row's result is its own. 0 visits C order (tests compare the two).
-_POSITION_BLOCK = 256
+# The rotate kernel visits the rows by blocks of positions: every row (all
+# heads, all batch entries) of positions 0 .. B-1, then of B .. 2B-1, and so
+# on, each block's rows in C order. A block's cos/sin rows (B x n_pairs x 2
+# float64) then stay in the core's L2 while every head uses them, where C
+# order would stream the whole table again from L3 for every head; a block
+# is still long enough that each head's rows in it are one long run of memory
+# for the prefetchers. B is set by the bytes of a block's table rows: 512 KiB
+# timed best on (1, 32, 4096, D) q and k for D = 64, 128 and 256 (B = 1024,
+# 512 and 256; docs/performance.rst). The order changes no bit: each row's
+# result is its own.
+_TABLE_BLOCK_BYTES = 512 * 1024
+
+
+def _position_block(n_pairs):
+    """Positions per block of the rotate kernel's row order (0: C order; tests compare the two)."""
+    return max(1, _TABLE_BLOCK_BYTES // (16 * n_pairs))
 
 
 def _sequence_index(shape, seq_axis):
@@ -169,12 +175,12 @@ def _sequence_index(shape, seq_axis):
                    shape, seq_axis).ravel()
 
 
-def _visit_order(shape, seq_axis):
+def _visit_order(shape, seq_axis, block):
     """The C-order numbers of the vector rows of an array of `shape` (sequence
-    axis seq_axis), in the order the rotate kernel visits them; None where that
-    is C order itself (one block of positions, or no axis before the sequence
-    axis to revisit it: C order already walks the positions outermost)."""
-    block = _POSITION_BLOCK
+    axis seq_axis), in the order the rotate kernel visits them with blocks of
+    `block` positions; None where that is C order itself (one block, or no
+    axis before the sequence axis: C order already walks the positions
+    outermost)."""
     if not block or shape[seq_axis] <= block or math.prod(shape[:seq_axis]) == 1:
         return None
 
@@ -188,25 +194,25 @@ def _visit_order(shape, seq_axis):
     return _cached(("rotary-order", shape[:-1], seq_axis, block), build)
 
 
-def _in_visit_order(kind, a, seq_axis, rows_in_c_order):
+def _in_visit_order(kind, a, seq_axis, block, rows_in_c_order):
     """rows_in_c_order() (one value per vector row of a, C order) in the rotate
     kernel's visit order, kept in the cache under (kind, a's shape, strides,
     seq_axis, block)."""
-    order = _visit_order(a.shape, seq_axis)
-    key = (kind, a.shape[:-1], a.strides[:-1], seq_axis, None if order is None else _POSITION_BLOCK)
+    order = _visit_order(a.shape, seq_axis, block)
+    key = (kind, a.shape[:-1], a.strides[:-1], seq_axis, None if order is None else block)
     return _cached(key, lambda: rows_in_c_order() if order is None else rows_in_c_order()[order])
 
 
-def _row_offsets(a, seq_axis):
+def _row_offsets(a, seq_axis, block):
     """Byte offsets of the vector rows of a, in the rotate kernel's visit order."""
     lead = a.shape[:-1]
-    return _in_visit_order("rows", a, seq_axis,
+    return _in_visit_order("rows", a, seq_axis, block,
                            lambda: _runtime.axis_offsets(lead, a.strides, range(len(lead))).ravel())
 
 
-def _position_rows(a, seq_axis):
+def _position_rows(a, seq_axis, block):
     """The sequence index of each vector row of a, in the rotate kernel's visit order."""
-    return _in_visit_order("rotary-t-index", a, seq_axis, lambda: _sequence_index(a.shape, seq_axis))
+    return _in_visit_order("rotary-t-index", a, seq_axis, block, lambda: _sequence_index(a.shape, seq_axis))
 
 
 def pair_columns(layout, rotary_dim):
@@ -435,6 +441,7 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     total = sum(a.size for a in req.arrays)
     n_threads = _runtime.resolve_threads(req.num_threads, total)
     sources = _rotation_sources(req)
+    block = _position_block(req.rotary_dim // 2)
     for i, src in enumerate(sources):
         if src is None:
             continue
@@ -443,14 +450,14 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
         if mode == _kernels.MODE_ADD_TO and req.rotary_dim < a.shape[-1]:
             np.copyto(dst[..., req.rotary_dim:], src[..., req.rotary_dim:])  # untouched channels
         seq_axis = req.seq_axes[i]
-        dst_rows = _row_offsets(dst, seq_axis)
-        src_rows = dst_rows if src is dst else _row_offsets(src, seq_axis)
+        dst_rows = _row_offsets(dst, seq_axis, block)
+        src_rows = dst_rows if src is dst else _row_offsets(src, seq_axis, block)
         if scalar_offset:
-            index = _position_rows(a, seq_axis)  # positions offset + t: table row t
+            index = _position_rows(a, seq_axis, block)  # positions offset + t: table row t
         else:
             index = np.searchsorted(distinct, positions_by_array[i]).astype(np.intp)
             index = to_rows(index, a.shape, seq_axis).ravel()
-            order = _visit_order(a.shape, seq_axis)
+            order = _visit_order(a.shape, seq_axis, block)
             if order is not None:
                 index = index[order]
         _kernels.rotate_rows(dst, src, dst_rows, src_rows, index, cos_t, sin_t, req.rotary_dim // 2,

@@ -16,8 +16,9 @@ from fastpe import _rotary, _rotary_fastpath, reference
 LAYOUTS = ("half", "interleaved")
 MEMORY = ("C", "F", "batch-transposed", "T-reversed", "D-stride2", "all-reversed-D-stride3")
 # Positions per block: small ones give many blocks (7: a partial last block)
-# on small arrays; the default is the one calls use.
-BLOCKS = (4, 7, _rotary._POSITION_BLOCK)
+# on small arrays; None: the rule calls use (_rotary._position_block).
+BLOCKS = (4, 7, None)
+DEFAULT_RULE = _rotary._position_block
 
 CASES = [
     # (q shape, k shape or None, seq_axis, kwargs); T > 7 and an axis before
@@ -28,7 +29,7 @@ CASES = [
     ((3, 2, 21, 48), (3, 2, 21, 48), -2, {"positions": "T", "rotary_dim": 32}),
     ((2, 3, 19, 24), None, 2, {"positions": "BT"}),
     ((2, 19, 3, 2, 8), None, 1, {"offset": 5.5, "rotary_dim": 4}),             # two axes after T
-    ((1, 3, 300, 16), (1, 1, 300, 16), -2, {"offset": 1000}),                  # > 256 positions
+    ((1, 3, 300, 256), (1, 1, 300, 256), -2, {"offset": 1000}),                # 2 blocks by the default rule
     ((40, 2, 16), None, 0, {"offset": 250}),                                   # T first: C order already
 ]
 
@@ -37,8 +38,8 @@ def _rotate(arrays, block, use_out, monkeypatch, rng, **kwargs):
     """apply_rotary on copies of arrays (or into out= arrays, of the n-th
     memory layout of out_variants for the n-th block size, so the rows read
     and written have different strides) with the rows visited by blocks of
-    `block` positions (0: C order), on the general path."""
-    monkeypatch.setattr(_rotary, "_POSITION_BLOCK", block)
+    `block` positions (0: C order; None: the default rule), on the general path."""
+    monkeypatch.setattr(_rotary, "_position_block", DEFAULT_RULE if block is None else lambda n_pairs: block)
     inputs = [a.copy() for a in arrays]
     outs = None
     if use_out:
@@ -75,11 +76,10 @@ def test_block_order_gives_the_bits_of_c_order(case, layout, dtype, use_out, mon
 @pytest.mark.parametrize("shape, seq_axis", [((2, 8, 30, 64), 2), ((2, 30, 3, 16), 1), ((2, 19, 3, 2, 8), 1),
                                              ((1, 3, 300, 16), 2)])
 @pytest.mark.parametrize("block", [4, 7, 256])
-def test_visit_order_walks_blocks_of_positions(shape, seq_axis, block, monkeypatch):
+def test_visit_order_walks_blocks_of_positions(shape, seq_axis, block):
     """Every row once; block numbers never decrease along the visit; inside a
     block, C order. Where one block holds every position, C order (None)."""
-    monkeypatch.setattr(_rotary, "_POSITION_BLOCK", block)
-    order = _rotary._visit_order(shape, seq_axis)
+    order = _rotary._visit_order(shape, seq_axis, block)
     T = shape[seq_axis]
     if T <= block:
         assert order is None
@@ -97,11 +97,10 @@ def test_visit_order_walks_blocks_of_positions(shape, seq_axis, block, monkeypat
 
 
 @pytest.mark.parametrize("shape, seq_axis", [((1, 40, 3, 16), 1), ((40, 2, 16), 0), ((40, 16), 0)])
-def test_positions_outermost_keep_c_order(shape, seq_axis, monkeypatch):
+def test_positions_outermost_keep_c_order(shape, seq_axis):
     """No axis before the sequence axis (or only axes of length 1): C order
     already visits the positions in order, so there is nothing to permute."""
-    monkeypatch.setattr(_rotary, "_POSITION_BLOCK", 4)
-    assert _rotary._visit_order(shape, seq_axis) is None
+    assert _rotary._visit_order(shape, seq_axis, 4) is None
 
 
 class _RecordingKernels:
@@ -127,7 +126,7 @@ def test_the_kernel_gets_the_rows_by_blocks_of_positions(monkeypatch):
     """A prefill of q and k (C-contiguous, seq axis -2): each array's rows
     reach the kernel position block by position block, each row with its own
     table row (offset + t: table row t)."""
-    monkeypatch.setattr(_rotary, "_POSITION_BLOCK", 8)
+    monkeypatch.setattr(_rotary, "_position_block", lambda n_pairs: 8)
     recording = _RecordingKernels(_rotary._kernels)
     monkeypatch.setattr(_rotary, "_kernels", recording)
     rng = rng_for("rotary-visit-order-kernel")
