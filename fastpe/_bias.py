@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _bias_kernels, _formulas
-from ._runtime import ITEMS_PER_THREAD, resolve_threads, source_and_mode, storage_kind
+from ._runtime import ITEMS_PER_THREAD, add_source, resolve_threads
 from ._validation import (
     DEFAULT_MAX_BIAS,
     ArrayT,
@@ -73,11 +73,14 @@ def _items(shape, n_threads):
 def _run(scores, out, num_threads, lut, start, istep):
     """dst[b, h, i, j] = scores[b, h, i, j] + lut[h, start[b] - i * istep + j] (lut in float64: rounded here)."""
     dst = scores if out is None else out
-    src, mode = source_and_mode(scores, dst)
+    src = add_source(scores, dst)
     lut = np.ascontiguousarray(lut, dtype=encoding_dtype_for(dst.dtype))
-    block, n_items, n_threads = _items(dst.shape, resolve_threads(num_threads, dst.size))
-    _bias_kernels.add_bias(dst, src, mode, storage_kind(dst.dtype), lut, np.ascontiguousarray(start, dtype=np.intp),
-                           lut.shape[1], istep, block, n_items, n_threads)
+    block, _, n_threads = _items(dst.shape, resolve_threads(num_threads, dst.size))
+    window = (lut, np.ascontiguousarray(start, dtype=np.intp), lut.shape[1], istep, block, n_threads)
+    if src is None:
+        _bias_kernels.add_bias_inplace(dst, *window)
+    else:
+        _bias_kernels.add_bias_to(dst, src, *window)
 
 
 def _distances(off, Tq, Tk):

@@ -22,8 +22,9 @@ from cython.parallel cimport prange
 
 cnp.import_array()
 
-from fastpe._simd cimport (fpe_apply_bf16_f64, fpe_apply_f16_f64, fpe_half, fpe_half_best, fpe_half_level,
-                           fpe_half_simd_init, fpe_idx)
+from fastpe._simd cimport (FPE_MODE_ADD_INPLACE, FPE_MODE_ADD_TO, FPE_STORAGE_F16, FPE_STORAGE_NATIVE,
+                           fpe_apply_bf16_f64, fpe_apply_f16_f64, fpe_half, fpe_half_best, fpe_half_level,
+                           fpe_half_simd_init, fpe_idx, fpe_storage_of)
 
 cdef extern from "_openmp.h" nogil:
     int FPE_HAVE_OPENMP
@@ -31,16 +32,6 @@ cdef extern from "_openmp.h" nogil:
 ctypedef fused floating:
     float
     double
-
-cdef enum:
-    _ADD_INPLACE = 1
-    _ADD_TO = 2
-    _NATIVE = 0
-    _F16 = 1
-
-# The same values as fastpe._kernels.MODE_*, which _runtime.source_and_mode returns.
-MODE_ADD_INPLACE = 1
-MODE_ADD_TO = 2
 
 
 def openmp_enabled():
@@ -59,12 +50,12 @@ cdef struct Scores:
     fpe_idx s_sb, s_sh, s_sq, s_sk   # src byte strides
     fpe_idx itemsize
     int mode
-    int kind                         # fastpe._kernels.STORAGE_*
+    int kind                         # FPE_STORAGE_* (_modes.h)
 
 
 cdef struct Bias:
-    # bias(b, h, i, j) = lut[lut_start[b] + h * lut_hs - i * istep + j]
-    const void *lut            # the scores' dtype (float64 for 16-bit scores)
+    # bias(b, h, i, j) = lut[lut_start[b] + h * lut_hs - i * istep + j]; the
+    # lookup itself is passed typed (see _run).
     const fpe_idx *lut_start
     fpe_idx lut_hs
     fpe_idx istep
@@ -93,8 +84,8 @@ cdef inline void _lookup_row(floating *dst, const floating *src, fpe_idx dk, fpe
 
 cdef inline void _lookup_half_row(fpe_half *dst, const fpe_half *src, fpe_idx dk, fpe_idx sk,
                                   const double *bias, fpe_idx n, bint inplace, int kind) noexcept nogil:
-    cdef int mode = _ADD_INPLACE if inplace else _ADD_TO
-    if kind == _F16:
+    cdef int mode = FPE_MODE_ADD_INPLACE if inplace else FPE_MODE_ADD_TO
+    if kind == FPE_STORAGE_F16:
         fpe_apply_f16_f64(dst, dk, src, sk, bias, 1.0, n, mode)
     else:
         fpe_apply_bf16_f64(dst, dk, src, sk, bias, 1.0, n, mode)
@@ -102,7 +93,7 @@ cdef inline void _lookup_half_row(fpe_half *dst, const fpe_half *src, fpe_idx dk
 
 # ------------------------------------------------------------ driver
 
-cdef void _item(floating *dummy, const Scores *sc, const Bias *bi, fpe_idx block,
+cdef void _item(const floating *lut_base, const Scores *sc, const Bias *bi, fpe_idx block,
                 fpe_idx item) noexcept nogil:
     cdef fpe_idx n_blocks = (sc.Tq + block - 1) // block
     cdef fpe_idx bh = item // n_blocks
@@ -112,10 +103,10 @@ cdef void _item(floating *dummy, const Scores *sc, const Bias *bi, fpe_idx block
     cdef char *drow = sc.dst + b * sc.d_sb + h * sc.d_sh
     cdef const char *srow = sc.src + b * sc.s_sb + h * sc.s_sh
     cdef fpe_idx dk = sc.d_sk // sc.itemsize, sk = sc.s_sk // sc.itemsize
-    cdef bint inplace = sc.mode == _ADD_INPLACE
-    cdef const floating *lut = <const floating *>bi.lut + bi.lut_start[b] + h * bi.lut_hs
+    cdef bint inplace = sc.mode == FPE_MODE_ADD_INPLACE
+    cdef const floating *lut = lut_base + bi.lut_start[b] + h * bi.lut_hs
     for i in range(i0, i1):
-        if sc.kind != _NATIVE:
+        if sc.kind != FPE_STORAGE_NATIVE:
             _lookup_half_row(<fpe_half *>(drow + i * sc.d_sq), <const fpe_half *>(srow + i * sc.s_sq), dk, sk,
                              <const double *>(lut - i * bi.istep), sc.Tk, inplace, sc.kind)
         else:
@@ -123,28 +114,25 @@ cdef void _item(floating *dummy, const Scores *sc, const Bias *bi, fpe_idx block
                         lut - i * bi.istep, sc.Tk, inplace)
 
 
-cdef void _run(floating *dummy, const Scores *sc, const Bias *bi, fpe_idx block, fpe_idx n_items,
+cdef void _run(const floating *lut, const Scores *sc, const Bias *bi, fpe_idx block, fpe_idx n_items,
                int n_threads) noexcept nogil:
+    """lut: the lookup, in the type the sum is formed in (the scores' dtype;
+    float64 for 16-bit scores)."""
     cdef fpe_idx item
     if n_threads == 1:
         for item in range(n_items):
-            _item(dummy, sc, bi, block, item)
+            _item(lut, sc, bi, block, item)
     else:
         for item in prange(n_items, schedule="static", num_threads=n_threads):
-            _item(dummy, sc, bi, block, item)
+            _item(lut, sc, bi, block, item)
 
 
 cdef inline void *_data(cnp.ndarray a):
     return cnp.PyArray_DATA(a)
 
 
-def add_bias(cnp.ndarray dst, cnp.ndarray src, int mode, int kind, cnp.ndarray lut, cnp.ndarray lut_start,
-             fpe_idx lut_hs, fpe_idx istep, fpe_idx block, fpe_idx n_items, int n_threads):
-    """Add a bias to 4-D scores (B, H, Tq, Tk) into dst (mode: in place, or dst = src + bias):
-    bias(b, h, i, j) = lut[lut_start[b] + h * lut_hs - i * istep + j], lut
-    C-contiguous in dst's dtype (float64 when kind is a 16-bit STORAGE_*), lut_start
-    intp (B,); every index in range.
-    Items are (b, h, block of `block` query rows)."""
+cdef void _add_bias(cnp.ndarray dst, cnp.ndarray src, int mode, cnp.ndarray lut, cnp.ndarray lut_start,
+                    fpe_idx lut_hs, fpe_idx istep, fpe_idx block, int n_threads):
     cdef Scores sc
     cdef Bias bi
     sc.dst = <char *>_data(dst)
@@ -154,14 +142,32 @@ def add_bias(cnp.ndarray dst, cnp.ndarray src, int mode, int kind, cnp.ndarray l
     sc.s_sb, sc.s_sh, sc.s_sq, sc.s_sk = src.strides[0], src.strides[1], src.strides[2], src.strides[3]
     sc.itemsize = dst.itemsize
     sc.mode = mode
-    sc.kind = kind
-    bi.lut = _data(lut)
+    sc.kind = fpe_storage_of(dst)
     bi.lut_start = <const fpe_idx *>_data(lut_start)
     bi.lut_hs = lut_hs
     bi.istep = istep
-    if kind == _NATIVE and cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
+    cdef fpe_idx n_items = sc.B * sc.H * ((sc.Tq + block - 1) // block)
+    cdef const void *lut_ = _data(lut)
+    if cnp.PyArray_TYPE(lut) == cnp.NPY_FLOAT32:
         with nogil:
-            _run(<float *>NULL, &sc, &bi, block, n_items, n_threads)
+            _run(<const float *>lut_, &sc, &bi, block, n_items, n_threads)
     else:
         with nogil:
-            _run(<double *>NULL, &sc, &bi, block, n_items, n_threads)
+            _run(<const double *>lut_, &sc, &bi, block, n_items, n_threads)
+
+
+def add_bias_inplace(cnp.ndarray dst, cnp.ndarray lut, cnp.ndarray lut_start, fpe_idx lut_hs, fpe_idx istep,
+                     fpe_idx block, int n_threads):
+    """Add a bias to 4-D scores (B, H, Tq, Tk) in place:
+    bias(b, h, i, j) = lut[lut_start[b] + h * lut_hs - i * istep + j], lut
+    C-contiguous in dst's dtype (float64 for 16-bit scores), lut_start
+    intp (B,); every index in range.
+    Items are (b, h, block of `block` query rows)."""
+    _add_bias(dst, dst, FPE_MODE_ADD_INPLACE, lut, lut_start, lut_hs, istep, block, n_threads)
+
+
+def add_bias_to(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray lut, cnp.ndarray lut_start, fpe_idx lut_hs,
+                fpe_idx istep, fpe_idx block, int n_threads):
+    """dst = src + the bias (as add_bias_inplace; src of dst's shape and
+    dtype, the two disjoint)."""
+    _add_bias(dst, src, FPE_MODE_ADD_TO, lut, lut_start, lut_hs, istep, block, n_threads)

@@ -1,13 +1,15 @@
 """The compiled fast path of add_sinusoidal's common call.
 
 The common call is ``add_sinusoidal(x)`` or ``add_sinusoidal(x, offset=o)``
-with every other argument at its default, where
+(with or without ``num_threads=n``) with every other argument at its
+default, where
 
 * x is an exact numpy.ndarray (no subclass, no tensor) of float32 or float64
   in native byte order, writeable, aligned, with ndim >= 2, size > 0 and no
   axes that may overlap (fastpe._validation.has_internal_overlap's test);
 * o is a Python int or float, or a NumPy integer or float16/32/64 scalar
-  (never a bool), finite, with |o| and |o + T - 1| below 2**53.
+  (never a bool), finite, with |o| and |o + T - 1| below 2**53;
+* n is None or a Python int >= 1.
 
 That call is checked here in C. Any other call returns None and takes the
 general path, which gives it its usual result or error. The common call then
@@ -49,10 +51,8 @@ cdef object _tile_rows = _runtime.tile_rows
 cdef object _RESEED_INTERVAL = _runtime.RESEED_INTERVAL
 cdef object _TILE_DIRECT_BYTES = _runtime.TILE_DIRECT_BYTES
 cdef object _TILE_SHARED_BYTES = _runtime.TILE_SHARED_BYTES
-cdef object _sinusoid_grid = _kernels.sinusoid_grid
-cdef int _MODE_ADD_INPLACE = _kernels.MODE_ADD_INPLACE
-cdef int _MODE_STORE = _kernels.MODE_STORE
-cdef int _STORAGE_NATIVE = _kernels.STORAGE_NATIVE
+cdef object _sinusoid_grid_add_inplace = _kernels.sinusoid_grid_add_inplace
+cdef object _sinusoid_grid_store = _kernels.sinusoid_grid_store
 cdef double _LIMIT = float(_validation.POSITION_LIMIT)
 cdef object _INT_LIMIT = int(_validation.POSITION_LIMIT)
 cdef double _NO_ZERO_POSITION = float("nan")
@@ -208,11 +208,13 @@ def add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_th
     (see the module docstring): x, with the encoding added. None otherwise."""
     global _n_fast_calls, _n_row_calls
     if not (positions is None and scale is None and base is None and layout is None and out is None
-            and num_threads is None and inv_freq is None and preset is None and padding_idx is None
+            and inv_freq is None and preset is None and padding_idx is None
             and min_timescale is None and max_timescale is None):
         return None
     if type(x) is not np.ndarray:
         return None
+    if num_threads is not None and (type(num_threads) is not int or num_threads < 1):
+        return None  # check_num_threads's rule: the general path refuses it
     cdef cnp.ndarray arr = <cnp.ndarray>x
     cdef double first
     if not _common_array(arr) or not _offset_value(offset, &first):
@@ -223,19 +225,19 @@ def add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_th
     if fabs(first + <double>(T - 1)) >= _LIMIT:
         return None
     _n_fast_calls += 1
-    if first == floor(first) and _add_cached_rows(arr, first, T, D):
+    if first == floor(first) and _add_cached_rows(arr, first, T, D, num_threads):
         _n_row_calls += 1
     else:
-        _generate(arr, first, T, D, _MODE_ADD_INPLACE)
+        _generate(arr, first, T, D, False, num_threads)
     return x
 
 
-cdef void _generate(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.npy_intp D, int mode) except *:
-    """The general path's kernel call for the common call (mode MODE_ADD_INPLACE),
-    or for a table (MODE_STORE)."""
+cdef void _generate(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.npy_intp D, bint store,
+                    object num_threads) except *:
+    """The general path's kernel call for the common call, or (store) for a table."""
     cdef int ndim = cnp.PyArray_NDIM(arr)
     plan = _default_plan(D)
-    n_threads = _resolve_threads(None, cnp.PyArray_SIZE(arr))
+    n_threads = _resolve_threads(num_threads, cnp.PyArray_SIZE(arr))
     blocking = _blocking_of(arr, T, D, plan)
     cdef cnp.npy_intp one = 1, two = 2
     cdef cnp.ndarray keys = cnp.PyArray_EMPTY(1, &one, cnp.NPY_DOUBLE, 0)
@@ -246,11 +248,16 @@ cdef void _generate(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.npy_intp 
     (<cnp.npy_intp *>cnp.PyArray_DATA(group_ptr))[1] = cnp.PyArray_DIM(rows, 0)
     cdef cnp.npy_intp row_stride = cnp.PyArray_STRIDE(arr, ndim - 2)
     cdef cnp.npy_intp col_step = _floor_div(cnp.PyArray_STRIDE(arr, ndim - 1), cnp.PyArray_ITEMSIZE(arr))
-    _sinusoid_grid(
-        arr, arr, plan, keys, group_ptr, rows, rows, T, blocking[0], blocking[2], blocking[3],
-        row_stride, col_step, row_stride, col_step,
-        1.0, mode, _NO_ZERO_POSITION, _STORAGE_NATIVE, min(n_threads, blocking[1]),
-    )
+    if store:
+        _sinusoid_grid_store(
+            arr, rows, row_stride, col_step, plan, keys, group_ptr, T, blocking[0], blocking[2], blocking[3],
+            _NO_ZERO_POSITION, min(n_threads, blocking[1]),
+        )
+    else:
+        _sinusoid_grid_add_inplace(
+            arr, rows, row_stride, col_step, 1.0, plan, keys, group_ptr, T, blocking[0], blocking[2],
+            blocking[3], _NO_ZERO_POSITION, min(n_threads, blocking[1]),
+        )
 
 
 # ------------------------------------------------------------ cached rows
@@ -262,7 +269,9 @@ cdef cnp.ndarray _build_block(cnp.npy_intp D, int typenum, cnp.npy_intp index):
     shape[0] = ROW_BLOCK
     shape[1] = D
     cdef cnp.ndarray block = cnp.PyArray_EMPTY(2, shape, typenum, 0)
-    _generate(block, <double>(index * ROW_BLOCK), ROW_BLOCK, D, _MODE_STORE)
+    # Serial: a block is small, built once per ROW_BLOCK positions, and a team
+    # that must first wake up costs more than it saves here.
+    _generate(block, <double>(index * ROW_BLOCK), ROW_BLOCK, D, True, 1)
     block.flags.writeable = False
     return block
 
@@ -307,7 +316,8 @@ cdef inline void _add_row(native *x, const cnp.npy_intp *lead, cnp.npy_intp T, c
         fpe_add_inplace_f64(dst, col_step, row, 1.0, D)
 
 
-cdef bint _add_cached_rows(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.npy_intp D) except -1:
+cdef bint _add_cached_rows(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.npy_intp D,
+                           object num_threads) except -1:
     """Add cached rows when the call is small enough for them (False: it is not)."""
     cdef int typenum = cnp.PyArray_TYPE(arr)
     cdef cnp.npy_intp itemsize = cnp.PyArray_ITEMSIZE(arr)
@@ -328,7 +338,7 @@ cdef bint _add_cached_rows(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.np
     cdef cnp.npy_intp row_stride = cnp.PyArray_STRIDE(arr, ndim - 2)
     cdef cnp.npy_intp col_step = _floor_div(cnp.PyArray_STRIDE(arr, ndim - 1), itemsize)
     cdef cnp.npy_intp first_row = <cnp.npy_intp>first - b0 * ROW_BLOCK
-    cdef int n_threads = _resolve_threads(None, cnp.PyArray_SIZE(arr))
+    cdef int n_threads = _resolve_threads(num_threads, cnp.PyArray_SIZE(arr))
     cdef const cnp.npy_intp *lead_ = <const cnp.npy_intp *>cnp.PyArray_DATA(lead)
     if typenum == cnp.NPY_FLOAT:
         with nogil:

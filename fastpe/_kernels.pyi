@@ -4,12 +4,6 @@ from typing import Any
 
 import numpy.typing as npt
 
-MODE_STORE: int
-MODE_ADD_INPLACE: int
-MODE_ADD_TO: int
-STORAGE_NATIVE: int
-STORAGE_F16: int
-STORAGE_BF16: int
 SEED_GRID: int
 
 def openmp_enabled() -> bool: ...
@@ -21,33 +15,59 @@ HALF_SIMD_LEVELS: tuple[str, ...]
 
 def half_simd() -> str: ...
 def set_half_simd(name: str) -> str: ...
-def sinusoid_grid(
-    dst: npt.NDArray[Any], src: npt.NDArray[Any], plan: Any,
-    p0: npt.NDArray[Any], seq_ptr: npt.NDArray[Any],
-    dst_rows: npt.NDArray[Any], src_rows: npt.NDArray[Any],
-    T: int, block: int, tile_direct: int, tile_shared: int,
-    dst_rs: int, dst_cs: int, src_rs: int, src_cs: int,
-    scale: float, mode: int, zero_pos: float, kind: int, n_threads: int,
+def sinusoid_grid_store(
+    dst: npt.NDArray[Any], dst_rows: npt.NDArray[Any], dst_rs: int, dst_cs: int,
+    plan: Any, p0: npt.NDArray[Any], seq_ptr: npt.NDArray[Any], T: int, block: int, tile_direct: int, tile_shared: int,
+    zero_pos: float, n_threads: int,
 ) -> None: ...
-def sinusoid_grouped(
-    dst: npt.NDArray[Any], src: npt.NDArray[Any], plan: Any,
-    positions: npt.NDArray[Any], group_ptr: npt.NDArray[Any],
-    dst_rows: npt.NDArray[Any], src_rows: npt.NDArray[Any], chunk_ptr: npt.NDArray[Any],
-    dst_cs: int, src_cs: int,
-    scale: float, mode: int, zero_pos: float, kind: int, n_threads: int,
+def sinusoid_grid_add_inplace(
+    dst: npt.NDArray[Any], dst_rows: npt.NDArray[Any], dst_rs: int, dst_cs: int, scale: float,
+    plan: Any, p0: npt.NDArray[Any], seq_ptr: npt.NDArray[Any], T: int, block: int, tile_direct: int, tile_shared: int,
+    zero_pos: float, n_threads: int,
 ) -> None: ...
-def table_add(
-    dst: npt.NDArray[Any], src: npt.NDArray[Any], table: npt.NDArray[Any], grid: bool,
-    p0: npt.NDArray[Any], seq_ptr: npt.NDArray[Any], T: int, block: int, tile: int,
-    positions: npt.NDArray[Any], group_ptr: npt.NDArray[Any], chunk_ptr: npt.NDArray[Any],
-    dst_rows: npt.NDArray[Any], src_rows: npt.NDArray[Any],
-    dst_rs: int, dst_cs: int, src_rs: int, src_cs: int,
-    scale: float, mode: int, kind: int, n_items: int, n_threads: int,
+def sinusoid_grid_add_to(
+    dst: npt.NDArray[Any], dst_rows: npt.NDArray[Any], dst_rs: int, dst_cs: int,
+    src: npt.NDArray[Any], src_rows: npt.NDArray[Any], src_rs: int, src_cs: int, scale: float,
+    plan: Any, p0: npt.NDArray[Any], seq_ptr: npt.NDArray[Any], T: int, block: int, tile_direct: int, tile_shared: int,
+    zero_pos: float, n_threads: int,
 ) -> None: ...
-def rotate_rows(
-    dst: npt.NDArray[Any], src: npt.NDArray[Any], dst_rows: npt.NDArray[Any], src_rows: npt.NDArray[Any],
+def sinusoid_grouped_store(
+    dst: npt.NDArray[Any], dst_rows: npt.NDArray[Any], dst_cs: int, plan: Any,
+    positions: npt.NDArray[Any], group_ptr: npt.NDArray[Any], chunk_ptr: npt.NDArray[Any], zero_pos: float, n_threads: int,
+) -> None: ...
+def sinusoid_grouped_add_inplace(
+    dst: npt.NDArray[Any], dst_rows: npt.NDArray[Any], dst_cs: int, scale: float, plan: Any,
+    positions: npt.NDArray[Any], group_ptr: npt.NDArray[Any], chunk_ptr: npt.NDArray[Any], zero_pos: float, n_threads: int,
+) -> None: ...
+def sinusoid_grouped_add_to(
+    dst: npt.NDArray[Any], dst_rows: npt.NDArray[Any], dst_cs: int,
+    src: npt.NDArray[Any], src_rows: npt.NDArray[Any], src_cs: int, scale: float, plan: Any,
+    positions: npt.NDArray[Any], group_ptr: npt.NDArray[Any], chunk_ptr: npt.NDArray[Any], zero_pos: float, n_threads: int,
+) -> None: ...
+def table_add_grid_inplace(
+    dst: npt.NDArray[Any], dst_rows: npt.NDArray[Any], dst_rs: int, dst_cs: int, scale: float,
+    table: npt.NDArray[Any], p0: npt.NDArray[Any], seq_ptr: npt.NDArray[Any], T: int, block: int, tile: int, n_threads: int,
+) -> None: ...
+def table_add_grid_to(
+    dst: npt.NDArray[Any], dst_rows: npt.NDArray[Any], dst_rs: int, dst_cs: int,
+    src: npt.NDArray[Any], src_rows: npt.NDArray[Any], src_rs: int, src_cs: int, scale: float,
+    table: npt.NDArray[Any], p0: npt.NDArray[Any], seq_ptr: npt.NDArray[Any], T: int, block: int, tile: int, n_threads: int,
+) -> None: ...
+def table_add_grouped_inplace(
+    dst: npt.NDArray[Any], dst_rows: npt.NDArray[Any], dst_cs: int, scale: float,
+    table: npt.NDArray[Any], positions: npt.NDArray[Any], group_ptr: npt.NDArray[Any], chunk_ptr: npt.NDArray[Any], n_threads: int,
+) -> None: ...
+def table_add_grouped_to(
+    dst: npt.NDArray[Any], dst_rows: npt.NDArray[Any], dst_cs: int, src: npt.NDArray[Any], src_rows: npt.NDArray[Any], src_cs: int, scale: float,
+    table: npt.NDArray[Any], positions: npt.NDArray[Any], group_ptr: npt.NDArray[Any], chunk_ptr: npt.NDArray[Any], n_threads: int,
+) -> None: ...
+def rotate_rows_inplace(
+    dst: npt.NDArray[Any], dst_rows: npt.NDArray[Any], dst_cs: int, table_idx: npt.NDArray[Any], cos_table: npt.NDArray[Any], sin_table: npt.NDArray[Any],
+    n_pairs: int, first_col: int, second_col: int, col_step: int, n_threads: int,
+) -> None: ...
+def rotate_rows_to(
+    dst: npt.NDArray[Any], dst_rows: npt.NDArray[Any], dst_cs: int, src: npt.NDArray[Any], src_rows: npt.NDArray[Any], src_cs: int,
     table_idx: npt.NDArray[Any], cos_table: npt.NDArray[Any], sin_table: npt.NDArray[Any],
-    n_pairs: int, first_col: int, second_col: int, col_step: int,
-    dst_cs: int, src_cs: int, mode: int, kind: int, n_threads: int,
+    n_pairs: int, first_col: int, second_col: int, col_step: int, n_threads: int,
 ) -> None: ...
 def probe(x: npt.NDArray[Any], value: float, fill: bool, n_threads: int) -> None: ...

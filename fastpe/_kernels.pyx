@@ -7,6 +7,12 @@ the row offset tables before calling in, so these functions only read and
 write memory. Arrays are passed as raw pointers plus byte offsets so that any
 strided layout (negative strides, transposed batch axes) is written in place.
 
+The entry points are one per mode (store a table, add in place, add to a
+separate source; see "entry points" below) and read the element type from
+the arrays' dtypes. Inside, each fused function is specialised by the type
+of a real argument it uses: the encoding rows of the scratch (sinusoids),
+the table, or the destination (x's storage type).
+
 Work is cut into items of consecutive positions; each thread takes a
 contiguous run of items (schedule="static"), computes one position's
 encoding row at a time in float64 in its own scratch, and applies it to every
@@ -36,27 +42,18 @@ ctypedef fused floating:
     float
     double
 
+# How x is stored (a 16-bit storage kind says which format its bits hold).
+ctypedef fused storage_t:
+    float
+    double
+    fpe_half
+
 # A learned table's dtype, independent of x's.
 ctypedef fused table_t:
     float
     double
 
-# What a kernel does with each generated row.
-MODE_STORE = 0          # dst = pe                       (tables)
-MODE_ADD_INPLACE = 1    # dst = dst * scale + pe         (src is dst)
-MODE_ADD_TO = 2         # dst = src * scale + pe         (src, dst disjoint)
-# How x is stored. The 16-bit types go through float64 encoding rows (never
-# the direct fused path): the sum is formed in float64 and rounded once.
-STORAGE_NATIVE = 0      # float32 or float64 (the fused type says which)
-STORAGE_F16 = 1         # IEEE float16
-STORAGE_BF16 = 2        # bfloat16
 cdef enum:
-    _STORE = 0
-    _ADD_INPLACE = 1
-    _ADD_TO = 2
-    _NATIVE = 0
-    _F16 = 1
-    _BF16 = 2
     # Frequencies per pass: the state of 512 frequencies (s, c, cos w, sin w:
     # 16 KiB) stays in L1 while a tile of rows is generated.
     COL_CHUNK = 512
@@ -125,7 +122,7 @@ cdef struct Target:
     fpe_idx src_cs
     double scale
     int mode
-    int kind                  # STORAGE_*
+    int kind                  # FPE_STORAGE_*
 
 
 cdef inline void _emit1(floating *dst, const floating *src, fpe_idx col, double v,
@@ -179,23 +176,9 @@ cdef inline void _step_chunk(floating *dst, const floating *src, const Plan *pl,
     cdef const floating *sk = src + k0 * r.ks
     if n > 0:
         if floating is float:
-            if tg.mode == _STORE:
-                fpe_step_store_f32(dk, d, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
-            elif tg.mode == _ADD_INPLACE:
-                fpe_step_add_inplace_f32(dk, d, tg.scale, s + k0, c + k0, pl.step_cos + k0,
-                                         pl.step_sin + k0, n)
-            else:
-                fpe_step_add_to_f32(dk, d, sk, r, tg.scale, s + k0, c + k0, pl.step_cos + k0,
-                                    pl.step_sin + k0, n)
+            fpe_step_f32(dk, d, sk, r, tg.scale, tg.mode, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
         else:
-            if tg.mode == _STORE:
-                fpe_step_store_f64(dk, d, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
-            elif tg.mode == _ADD_INPLACE:
-                fpe_step_add_inplace_f64(dk, d, tg.scale, s + k0, c + k0, pl.step_cos + k0,
-                                         pl.step_sin + k0, n)
-            else:
-                fpe_step_add_to_f64(dk, d, sk, r, tg.scale, s + k0, c + k0, pl.step_cos + k0,
-                                    pl.step_sin + k0, n)
+            fpe_step_f64(dk, d, sk, r, tg.scale, tg.mode, s + k0, c + k0, pl.step_cos + k0, pl.step_sin + k0, n)
     _step_odd(dst, src, pl, tg, s, c, k0, k1)
 
 
@@ -211,25 +194,11 @@ cdef inline void _step_rows(floating *dst, const floating *src, fpe_idx dst_rs, 
     cdef const floating *sk = src + k0 * r.ks
     if n > 0:
         if floating is float:
-            if tg.mode == _STORE:
-                fpe_rows_store_f32(dk, dst_rs, d, rows, s + k0, c + k0, pl.step_cos + k0,
-                                   pl.step_sin + k0, n)
-            elif tg.mode == _ADD_INPLACE:
-                fpe_rows_add_inplace_f32(dk, dst_rs, d, tg.scale, rows, s + k0, c + k0,
-                                         pl.step_cos + k0, pl.step_sin + k0, n)
-            else:
-                fpe_rows_add_to_f32(dk, dst_rs, d, sk, src_rs, r, tg.scale, rows, s + k0, c + k0,
-                                    pl.step_cos + k0, pl.step_sin + k0, n)
+            fpe_rows_f32(dk, dst_rs, d, sk, src_rs, r, tg.scale, tg.mode, rows, s + k0, c + k0,
+                         pl.step_cos + k0, pl.step_sin + k0, n)
         else:
-            if tg.mode == _STORE:
-                fpe_rows_store_f64(dk, dst_rs, d, rows, s + k0, c + k0, pl.step_cos + k0,
-                                   pl.step_sin + k0, n)
-            elif tg.mode == _ADD_INPLACE:
-                fpe_rows_add_inplace_f64(dk, dst_rs, d, tg.scale, rows, s + k0, c + k0,
-                                         pl.step_cos + k0, pl.step_sin + k0, n)
-            else:
-                fpe_rows_add_to_f64(dk, dst_rs, d, sk, src_rs, r, tg.scale, rows, s + k0, c + k0,
-                                    pl.step_cos + k0, pl.step_sin + k0, n)
+            fpe_rows_f64(dk, dst_rs, d, sk, src_rs, r, tg.scale, tg.mode, rows, s + k0, c + k0,
+                         pl.step_cos + k0, pl.step_sin + k0, n)
     if k1 > max(k0, kb):
         for t in range(rows):
             _step_odd(<floating *>(<char *>dst + t * dst_rs),
@@ -248,7 +217,7 @@ cdef inline fpe_idx _zero_row(double start, fpe_idx a, fpe_idx b, double zero_po
 cdef inline void _apply_half_row(fpe_half *dst, const fpe_half *src, const table_t *pe,
                                  fpe_idx n, const Target *tg) noexcept nogil:
     """Apply a whole float32/float64 row pe to a 16-bit row per tg.mode."""
-    if tg.kind == _F16:
+    if tg.kind == FPE_STORAGE_F16:
         if table_t is double:
             fpe_apply_f16_f64(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n, tg.mode)
         else:
@@ -263,23 +232,12 @@ cdef inline void _apply_row(floating *dst, const floating *src, const floating *
                             fpe_idx n, const Target *tg) noexcept nogil:
     """Apply a whole encoding row pe (column order, storage type; float64 for
     the 16-bit types) per tg.mode."""
-    if tg.kind != _NATIVE:
+    if tg.kind != FPE_STORAGE_NATIVE:
         _apply_half_row(<fpe_half *>dst, <const fpe_half *>src, pe, n, tg)
     elif floating is float:
-        if tg.mode == _STORE:
-            fpe_store_f32(dst, tg.dst_cs, pe, n)
-        elif tg.mode == _ADD_INPLACE:
-            fpe_add_inplace_f32(dst, tg.dst_cs, pe, tg.scale, n)
-        else:
-            fpe_add_to_f32(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n)
+        fpe_apply_f32(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n, tg.mode)
     else:
-        if tg.mode == _STORE:
-            fpe_store_f64(dst, tg.dst_cs, pe, n)
-        elif tg.mode == _ADD_INPLACE:
-            fpe_add_inplace_f64(dst, tg.dst_cs, pe, tg.scale, n)
-        else:
-            fpe_add_to_f64(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n)
-
+        fpe_apply_f64(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n, tg.mode)
 
 cdef inline void _row_into_buffer(floating *row, const Plan *pl, double *s, double *c,
                                   bint zero) noexcept nogil:
@@ -287,7 +245,7 @@ cdef inline void _row_into_buffer(floating *row, const Plan *pl, double *s, doub
     buffer (column order; zero columns are never written, the buffer starts
     zeroed) and advance."""
     cdef Target buf
-    buf.mode = _STORE
+    buf.mode = FPE_MODE_STORE
     buf.dst_cs = 1
     buf.src_cs = 1
     buf.scale = 1.0
@@ -304,7 +262,7 @@ cdef inline void _rows_into_buffer(floating *rows, const Plan *pl, double *s, do
     into consecutive rows of the buffer."""
     cdef Target buf
     cdef fpe_idx n = pl.n_cols, rs = n * sizeof(floating), u = a, z
-    buf.mode = _STORE
+    buf.mode = FPE_MODE_STORE
     buf.dst_cs = 1
     buf.src_cs = 1
     buf.scale = 1.0
@@ -382,6 +340,12 @@ cdef inline void _forget_states(double *scratch, fpe_idx per_thread, int n_threa
         (<Canonical *>(scratch + i * per_thread)).steps = -1
 
 
+cdef inline floating *_own(floating *first, fpe_idx per_thread, int thread) noexcept nogil:
+    """A thread's part of the scratch, given thread 0's: the parts are
+    per_thread doubles apart, whatever the type of the part."""
+    return <floating *>(<char *>first + thread * per_thread * <fpe_idx>sizeof(double))
+
+
 cdef inline fpe_idx _unaliased(fpe_idx n) noexcept nogil:
     """Distance in doubles between scratch arrays: >= n and 2 KiB off a
     multiple of 4 KiB, so a store to one never stalls a load from the other."""
@@ -404,10 +368,11 @@ cdef inline fpe_idx _unaliased(fpe_idx n) noexcept nogil:
 # rows written straight into it; with several, each row is generated once
 # into scratch and then applied to every target.
 
-cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
+cdef void _grid_item(floating *tile_buf, double *scratch, const Plan *pl, const Target *tg,
                      const double *p0, const fpe_idx *seq_ptr, fpe_idx T, fpe_idx block,
                      fpe_idx tile_direct, fpe_idx tile_shared, fpe_idx dst_rs, fpe_idx src_rs,
-                     fpe_idx item, double *scratch) noexcept nogil:
+                     fpe_idx item) noexcept nogil:
+    """One item, with the thread's tile of encoding rows and its state scratch."""
     cdef fpe_idx n_blocks = (T + block - 1) // block
     cdef fpe_idx seq = item // n_blocks
     cdef double start = p0[seq]
@@ -417,9 +382,8 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
     cdef Canonical *state = <Canonical *>scratch
     cdef double *s = scratch + STATE_HEADER
     cdef double *c = s + gap
-    cdef floating *tile_buf = <floating *>(c + gap)
     cdef fpe_idx r0 = seq_ptr[seq], r1 = seq_ptr[seq + 1]
-    cdef bint direct = r1 - r0 == 1 and tg.kind == _NATIVE
+    cdef bint direct = r1 - r0 == 1 and tg.kind == FPE_STORAGE_NATIVE
     cdef fpe_idx tile = tile_direct if direct else tile_shared
     cdef fpe_idx a, b, t, r, k0, u, z, chunk = COL_CHUNK
     cdef Canonical here
@@ -473,21 +437,23 @@ cdef void _grid_item(floating *dummy, const Plan *pl, const Target *tg,
         a = b
 
 
-cdef void _grid_run(floating *dummy, const Plan *pl, const Target *tg, const double *p0,
-                    const fpe_idx *seq_ptr, fpe_idx n_seq, fpe_idx T, fpe_idx block,
-                    fpe_idx tile_direct, fpe_idx tile_shared,
-                    fpe_idx dst_rs, fpe_idx src_rs, double *scratch, fpe_idx per_thread,
-                    int n_threads) noexcept nogil:
+cdef void _grid_run(floating *tile_bufs, double *scratch, fpe_idx per_thread, const Plan *pl,
+                    const Target *tg, const double *p0, const fpe_idx *seq_ptr, fpe_idx n_seq,
+                    fpe_idx T, fpe_idx block, fpe_idx tile_direct, fpe_idx tile_shared,
+                    fpe_idx dst_rs, fpe_idx src_rs, int n_threads) noexcept nogil:
+    """tile_bufs: thread 0's tile of encoding rows in the scratch (the type
+    they are rounded to: x's for float32 and float64, float64 for 16-bit x)."""
     cdef fpe_idx n_items = n_seq * ((T + block - 1) // block)
     cdef fpe_idx item
     _forget_states(scratch, per_thread, n_threads)
     if n_threads == 1:
         for item in range(n_items):
-            _grid_item(dummy, pl, tg, p0, seq_ptr, T, block, tile_direct, tile_shared, dst_rs, src_rs, item, scratch)
+            _grid_item(tile_bufs, scratch, pl, tg, p0, seq_ptr, T, block, tile_direct, tile_shared,
+                       dst_rs, src_rs, item)
     else:
         for item in prange(n_items, schedule="static", num_threads=n_threads):
-            _grid_item(dummy, pl, tg, p0, seq_ptr, T, block, tile_direct, tile_shared, dst_rs, src_rs, item,
-                       scratch + threadid() * per_thread)
+            _grid_item(_own(tile_bufs, per_thread, threadid()), _own(scratch, per_thread, threadid()),
+                       pl, tg, p0, seq_ptr, T, block, tile_direct, tile_shared, dst_rs, src_rs, item)
 
 
 # ------------------------------------------------------------- grouped kernel
@@ -496,15 +462,14 @@ cdef void _grid_run(floating *dummy, const Plan *pl, const Target *tg, const dou
 # path (a state at the same canonical point is continued, never seeded
 # again). Item i covers groups chunk_ptr[i] .. chunk_ptr[i+1].
 
-cdef void _grouped_item(floating *dummy, const Plan *pl, const Target *tg,
+cdef void _grouped_item(floating *row, double *scratch, const Plan *pl, const Target *tg,
                         const double *positions, const fpe_idx *group_ptr,
-                        const fpe_idx *chunk_ptr, fpe_idx item,
-                        double *scratch) noexcept nogil:
+                        const fpe_idx *chunk_ptr, fpe_idx item) noexcept nogil:
+    """One item, with the thread's encoding row and its state scratch."""
     cdef fpe_idx nf = pl.n_freq, n = pl.n_cols, gap = _unaliased(nf), g, r
     cdef Canonical *state = <Canonical *>scratch
     cdef double *s = scratch + STATE_HEADER
     cdef double *c = s + gap
-    cdef floating *row = <floating *>(c + gap)
     cdef double p
     for g in range(chunk_ptr[item], chunk_ptr[item + 1]):
         p = positions[g]
@@ -516,22 +481,25 @@ cdef void _grouped_item(floating *dummy, const Plan *pl, const Target *tg,
                        <const floating *>(tg.src + tg.src_rows[r]), row, n, tg)
 
 
-cdef void _grouped_run(floating *dummy, const Plan *pl, const Target *tg,
-                       const double *positions, const fpe_idx *group_ptr,
-                       const fpe_idx *chunk_ptr, fpe_idx n_chunks,
-                       double *scratch, fpe_idx per_thread, int n_threads) noexcept nogil:
+cdef void _grouped_run(floating *rows, double *scratch, fpe_idx per_thread, const Plan *pl,
+                       const Target *tg, const double *positions, const fpe_idx *group_ptr,
+                       const fpe_idx *chunk_ptr, fpe_idx n_chunks, int n_threads) noexcept nogil:
+    """rows: thread 0's encoding row in the scratch (typed as in _grid_run)."""
     cdef fpe_idx item
     _forget_states(scratch, per_thread, n_threads)
     if n_threads == 1:
         for item in range(n_chunks):
-            _grouped_item(dummy, pl, tg, positions, group_ptr, chunk_ptr, item, scratch)
+            _grouped_item(rows, scratch, pl, tg, positions, group_ptr, chunk_ptr, item)
     else:
         for item in prange(n_chunks, schedule="static", num_threads=n_threads):
-            _grouped_item(dummy, pl, tg, positions, group_ptr, chunk_ptr, item,
-                          scratch + threadid() * per_thread)
+            _grouped_item(_own(rows, per_thread, threadid()), _own(scratch, per_thread, threadid()),
+                          pl, tg, positions, group_ptr, chunk_ptr, item)
 
 
 # --------------------------------------------------------------- entry points
+# One per mode, each taking only the arguments its mode reads: the rows it
+# writes (dst), the rows it reads where they differ (src), the scale of an
+# add. The element type comes from the arrays' dtypes.
 
 cdef inline void *_data(cnp.ndarray a):
     return cnp.PyArray_DATA(a)
@@ -556,20 +524,35 @@ cdef Plan _make_plan(object plan, cnp.ndarray zeros, double zero_pos):
     return p
 
 
-cdef Target _make_target(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray dst_rows,
-                         cnp.ndarray src_rows, fpe_idx dst_cs, fpe_idx src_cs,
-                         double scale, int mode, int kind):
+cdef Target _target(int mode, cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_cs, double scale):
+    """A target of a mode that reads no other array (store, add in place): the
+    rows it reads are its own."""
     cdef Target t
     t.dst = <char *>_data(dst)
-    t.src = <const char *>_data(src)
+    t.src = t.dst
     t.dst_rows = <const fpe_idx *>_data(dst_rows)
-    t.src_rows = <const fpe_idx *>_data(src_rows)
+    t.src_rows = t.dst_rows
     t.dst_cs = dst_cs
-    t.src_cs = src_cs
+    t.src_cs = dst_cs
     t.scale = scale
     t.mode = mode
-    t.kind = kind
+    t.kind = fpe_storage_of(dst)
     return t
+
+
+cdef Target _target_to(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_cs,
+                       cnp.ndarray src, cnp.ndarray src_rows, fpe_idx src_cs, double scale):
+    """A target of the add to src (dst and src disjoint, of one dtype)."""
+    cdef Target t = _target(FPE_MODE_ADD_TO, dst, dst_rows, dst_cs, scale)
+    t.src = <const char *>_data(src)
+    t.src_rows = <const fpe_idx *>_data(src_rows)
+    t.src_cs = src_cs
+    return t
+
+
+cdef inline bint _float32_rows(cnp.ndarray dst):
+    """Whether the encoding rows of dst are float32 (x float32); else float64."""
+    return fpe_storage_of(dst) == FPE_STORAGE_NATIVE and cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32
 
 
 cdef inline double *_aligned64(double *p) noexcept nogil:
@@ -588,56 +571,113 @@ cdef cnp.ndarray _scratch(object plan, int n_threads, fpe_idx rows, fpe_idx *per
     return cnp.PyArray_ZEROS(1, [per_thread[0] * n_threads + 8], cnp.NPY_FLOAT64, 0)
 
 
-def sinusoid_grid(cnp.ndarray dst, cnp.ndarray src, object plan,
-                  cnp.ndarray p0, cnp.ndarray seq_ptr,
-                  cnp.ndarray dst_rows, cnp.ndarray src_rows,
-                  fpe_idx T, fpe_idx block, fpe_idx tile_direct, fpe_idx tile_shared,
-                  fpe_idx dst_rs, fpe_idx dst_cs, fpe_idx src_rs, fpe_idx src_cs,
-                  double scale, int mode, double zero_pos, int kind, int n_threads):
-    """Sinusoid rows at positions p0[seq] + t, applied to each sequence's rows."""
+cdef inline double *_scratch_rows(double *scratch, object plan) noexcept:
+    """Thread 0's encoding rows in the scratch, behind its state."""
+    return scratch + STATE_HEADER + 2 * _unaliased(plan.freq.shape[0])
+
+
+cdef void _sinusoid_grid(cnp.ndarray dst, const Target *tg, fpe_idx dst_rs, fpe_idx src_rs,
+                         object plan, cnp.ndarray p0, cnp.ndarray seq_ptr, fpe_idx T, fpe_idx block,
+                         fpe_idx tile_direct, fpe_idx tile_shared, double zero_pos, int n_threads):
     cdef fpe_idx per_thread
     cdef cnp.ndarray scratch = _scratch(plan, n_threads, tile_shared, &per_thread)
     cdef cnp.ndarray zeros = cnp.PyArray_ZEROS(1, [max(plan.n_cols, 1)], cnp.NPY_FLOAT64, 0)
     cdef Plan pl = _make_plan(plan, zeros, zero_pos)
-    cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode, kind)
     cdef const double *p0_ = <const double *>_data(p0)
     cdef const fpe_idx *seq_ptr_ = <const fpe_idx *>_data(seq_ptr)
     cdef fpe_idx n_seq = p0.shape[0]
     cdef double *scratch_ = _aligned64(<double *>_data(scratch))
-    if kind == _NATIVE and cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
+    cdef double *rows = _scratch_rows(scratch_, plan)
+    if _float32_rows(dst):
         with nogil:
-            _grid_run(<float *>NULL, &pl, &tg, p0_, seq_ptr_, n_seq, T, block, tile_direct, tile_shared, dst_rs, src_rs,
-                      scratch_, per_thread, n_threads)
+            _grid_run(<float *>rows, scratch_, per_thread, &pl, tg, p0_, seq_ptr_, n_seq, T, block,
+                      tile_direct, tile_shared, dst_rs, src_rs, n_threads)
     else:
         with nogil:
-            _grid_run(<double *>NULL, &pl, &tg, p0_, seq_ptr_, n_seq, T, block, tile_direct, tile_shared, dst_rs, src_rs,
-                      scratch_, per_thread, n_threads)
+            _grid_run(rows, scratch_, per_thread, &pl, tg, p0_, seq_ptr_, n_seq, T, block,
+                      tile_direct, tile_shared, dst_rs, src_rs, n_threads)
 
 
-def sinusoid_grouped(cnp.ndarray dst, cnp.ndarray src, object plan,
-                     cnp.ndarray positions, cnp.ndarray group_ptr,
-                     cnp.ndarray dst_rows, cnp.ndarray src_rows, cnp.ndarray chunk_ptr,
-                     fpe_idx dst_cs, fpe_idx src_cs,
-                     double scale, int mode, double zero_pos, int kind, int n_threads):
-    """Sinusoid rows at sorted distinct positions, each applied to its group of rows."""
+def sinusoid_grid_store(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_rs, fpe_idx dst_cs,
+                        object plan, cnp.ndarray p0, cnp.ndarray seq_ptr, fpe_idx T, fpe_idx block,
+                        fpe_idx tile_direct, fpe_idx tile_shared, double zero_pos, int n_threads):
+    """dst = the sinusoid rows at positions p0[seq] + t, into each sequence's
+    rows dst_rows[seq_ptr[seq]:seq_ptr[seq + 1]] (byte offsets; row t lies
+    t * dst_rs bytes further, columns dst_cs elements apart)."""
+    cdef Target tg = _target(FPE_MODE_STORE, dst, dst_rows, dst_cs, 1.0)
+    _sinusoid_grid(dst, &tg, dst_rs, dst_rs, plan, p0, seq_ptr, T, block, tile_direct, tile_shared,
+                   zero_pos, n_threads)
+
+
+def sinusoid_grid_add_inplace(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_rs, fpe_idx dst_cs,
+                              double scale, object plan, cnp.ndarray p0, cnp.ndarray seq_ptr, fpe_idx T,
+                              fpe_idx block, fpe_idx tile_direct, fpe_idx tile_shared, double zero_pos,
+                              int n_threads):
+    """dst = dst * scale + the sinusoid rows (positions as sinusoid_grid_store)."""
+    cdef Target tg = _target(FPE_MODE_ADD_INPLACE, dst, dst_rows, dst_cs, scale)
+    _sinusoid_grid(dst, &tg, dst_rs, dst_rs, plan, p0, seq_ptr, T, block, tile_direct, tile_shared,
+                   zero_pos, n_threads)
+
+
+def sinusoid_grid_add_to(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_rs, fpe_idx dst_cs,
+                         cnp.ndarray src, cnp.ndarray src_rows, fpe_idx src_rs, fpe_idx src_cs,
+                         double scale, object plan, cnp.ndarray p0, cnp.ndarray seq_ptr, fpe_idx T,
+                         fpe_idx block, fpe_idx tile_direct, fpe_idx tile_shared, double zero_pos,
+                         int n_threads):
+    """dst = src * scale + the sinusoid rows (positions as sinusoid_grid_store;
+    src's rows laid out like dst's, the arrays disjoint)."""
+    cdef Target tg = _target_to(dst, dst_rows, dst_cs, src, src_rows, src_cs, scale)
+    _sinusoid_grid(dst, &tg, dst_rs, src_rs, plan, p0, seq_ptr, T, block, tile_direct, tile_shared,
+                   zero_pos, n_threads)
+
+
+cdef void _sinusoid_grouped(cnp.ndarray dst, const Target *tg, object plan, cnp.ndarray positions,
+                            cnp.ndarray group_ptr, cnp.ndarray chunk_ptr, double zero_pos, int n_threads):
     cdef fpe_idx per_thread
     cdef cnp.ndarray scratch = _scratch(plan, n_threads, 1, &per_thread)
     cdef cnp.ndarray zeros = cnp.PyArray_ZEROS(1, [max(plan.n_cols, 1)], cnp.NPY_FLOAT64, 0)
     cdef Plan pl = _make_plan(plan, zeros, zero_pos)
-    cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode, kind)
     cdef const double *pos_ = <const double *>_data(positions)
     cdef const fpe_idx *group_ptr_ = <const fpe_idx *>_data(group_ptr)
     cdef const fpe_idx *chunk_ptr_ = <const fpe_idx *>_data(chunk_ptr)
     cdef fpe_idx n_chunks = chunk_ptr.shape[0] - 1
     cdef double *scratch_ = _aligned64(<double *>_data(scratch))
-    if kind == _NATIVE and cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
+    cdef double *rows = _scratch_rows(scratch_, plan)
+    if _float32_rows(dst):
         with nogil:
-            _grouped_run(<float *>NULL, &pl, &tg, pos_, group_ptr_, chunk_ptr_, n_chunks,
-                         scratch_, per_thread, n_threads)
+            _grouped_run(<float *>rows, scratch_, per_thread, &pl, tg, pos_, group_ptr_, chunk_ptr_,
+                         n_chunks, n_threads)
     else:
         with nogil:
-            _grouped_run(<double *>NULL, &pl, &tg, pos_, group_ptr_, chunk_ptr_, n_chunks,
-                         scratch_, per_thread, n_threads)
+            _grouped_run(rows, scratch_, per_thread, &pl, tg, pos_, group_ptr_, chunk_ptr_,
+                         n_chunks, n_threads)
+
+
+def sinusoid_grouped_store(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_cs, object plan,
+                           cnp.ndarray positions, cnp.ndarray group_ptr, cnp.ndarray chunk_ptr,
+                           double zero_pos, int n_threads):
+    """dst = the sinusoid row of each sorted distinct position g, into its
+    group of rows dst_rows[group_ptr[g]:group_ptr[g + 1]]; work item i covers
+    groups chunk_ptr[i]:chunk_ptr[i + 1]."""
+    cdef Target tg = _target(FPE_MODE_STORE, dst, dst_rows, dst_cs, 1.0)
+    _sinusoid_grouped(dst, &tg, plan, positions, group_ptr, chunk_ptr, zero_pos, n_threads)
+
+
+def sinusoid_grouped_add_inplace(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_cs, double scale,
+                                 object plan, cnp.ndarray positions, cnp.ndarray group_ptr,
+                                 cnp.ndarray chunk_ptr, double zero_pos, int n_threads):
+    """dst = dst * scale + the sinusoid rows (positions as sinusoid_grouped_store)."""
+    cdef Target tg = _target(FPE_MODE_ADD_INPLACE, dst, dst_rows, dst_cs, scale)
+    _sinusoid_grouped(dst, &tg, plan, positions, group_ptr, chunk_ptr, zero_pos, n_threads)
+
+
+def sinusoid_grouped_add_to(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_cs,
+                            cnp.ndarray src, cnp.ndarray src_rows, fpe_idx src_cs, double scale,
+                            object plan, cnp.ndarray positions, cnp.ndarray group_ptr,
+                            cnp.ndarray chunk_ptr, double zero_pos, int n_threads):
+    """dst = src * scale + the sinusoid rows (positions as sinusoid_grouped_store)."""
+    cdef Target tg = _target_to(dst, dst_rows, dst_cs, src, src_rows, src_cs, scale)
+    _sinusoid_grouped(dst, &tg, plan, positions, group_ptr, chunk_ptr, zero_pos, n_threads)
 
 
 # ------------------------------------------------------- learned tables
@@ -646,112 +686,180 @@ def sinusoid_grouped(cnp.ndarray dst, cnp.ndarray src, object plan,
 # over each target's contiguous span; explicit ones through sorted distinct
 # positions, each table row applied to its group of rows.
 
-cdef inline void _apply_table_row(floating *dst, const floating *src, const table_t *row, fpe_idx n,
+cdef inline void _apply_table_row(storage_t *dst, const storage_t *src, const table_t *row, fpe_idx n,
                                   const Target *tg) noexcept nogil:
-    if tg.kind != _NATIVE:
-        _apply_half_row(<fpe_half *>dst, <const fpe_half *>src, row, n, tg)
-    elif floating is float and table_t is double:
-        if tg.mode == _ADD_INPLACE:
-            fpe_add_inplace_f32_f64(dst, tg.dst_cs, row, tg.scale, n)
-        else:
-            fpe_add_to_f32_f64(dst, tg.dst_cs, src, tg.src_cs, row, tg.scale, n)
-    elif floating is double and table_t is float:
-        if tg.mode == _ADD_INPLACE:
-            fpe_add_inplace_f64_f32(dst, tg.dst_cs, row, tg.scale, n)
-        else:
-            fpe_add_to_f64_f32(dst, tg.dst_cs, src, tg.src_cs, row, tg.scale, n)
-    elif floating is float and table_t is float:
+    if storage_t is fpe_half:
+        _apply_half_row(dst, src, row, n, tg)
+    elif storage_t is float and table_t is double:
+        fpe_apply_f32_f64(dst, tg.dst_cs, src, tg.src_cs, row, tg.scale, n, tg.mode)
+    elif storage_t is double and table_t is float:
+        fpe_apply_f64_f32(dst, tg.dst_cs, src, tg.src_cs, row, tg.scale, n, tg.mode)
+    elif storage_t is float and table_t is float:
         _apply_row(dst, src, row, n, tg)
-    elif floating is double and table_t is double:
+    elif storage_t is double and table_t is double:
         _apply_row(dst, src, row, n, tg)
 
+cdef inline storage_t *_at(storage_t *base, fpe_idx offset) noexcept nogil:
+    """The element offset bytes past base."""
+    return <storage_t *>(<char *>base + offset)
 
-cdef void _table_grid_item(floating *dummy, const table_t *table, fpe_idx table_rs, fpe_idx n,
-                           const Target *tg, const fpe_idx *p0, const fpe_idx *seq_ptr, fpe_idx T,
-                           fpe_idx block, fpe_idx tile, fpe_idx dst_rs, fpe_idx src_rs,
-                           fpe_idx item) noexcept nogil:
-    cdef fpe_idx n_blocks = (T + block - 1) // block
+
+cdef inline const storage_t *_read_at(const storage_t *base, fpe_idx offset) noexcept nogil:
+    """The element offset bytes past base, read only."""
+    return <const storage_t *>(<const char *>base + offset)
+
+
+cdef struct TableGrid:
+    # Positions p0[seq] + t, t < T, for sequence seq's rows seq_ptr[seq]:seq_ptr[seq + 1].
+    const fpe_idx *p0
+    const fpe_idx *seq_ptr
+    fpe_idx n_seq, T, block, tile, dst_rs, src_rs
+
+
+cdef struct TableGroups:
+    # Sorted distinct positions, each with its group of rows; item i covers
+    # groups chunk_ptr[i]:chunk_ptr[i + 1].
+    const double *positions
+    const fpe_idx *group_ptr
+    const fpe_idx *chunk_ptr
+    fpe_idx n_chunks
+
+
+# The two ways a table's rows are chosen.
+ctypedef fused table_work:
+    TableGrid
+    TableGroups
+
+
+cdef void _table_grid_item(storage_t *dst, const table_t *table, fpe_idx table_rs, fpe_idx n,
+                           const Target *tg, const TableGrid *w, fpe_idx item) noexcept nogil:
+    cdef fpe_idx n_blocks = (w.T + w.block - 1) // w.block
     cdef fpe_idx seq = item // n_blocks
-    cdef fpe_idx t0 = (item % n_blocks) * block
-    cdef fpe_idx t1 = min(t0 + block, T)
+    cdef fpe_idx t0 = (item % n_blocks) * w.block
+    cdef fpe_idx t1 = min(t0 + w.block, w.T)
     cdef fpe_idx a = t0, b, r, t
-    cdef const char *rows = <const char *>table + p0[seq] * table_rs
+    cdef const storage_t *src = <const storage_t *>tg.src
+    cdef const char *rows = <const char *>table + w.p0[seq] * table_rs
     while a < t1:
-        b = min(a + tile, t1)
-        for r in range(seq_ptr[seq], seq_ptr[seq + 1]):
+        b = min(a + w.tile, t1)
+        for r in range(w.seq_ptr[seq], w.seq_ptr[seq + 1]):
             for t in range(a, b):
-                _apply_table_row(<floating *>(tg.dst + tg.dst_rows[r] + t * dst_rs),
-                                 <const floating *>(tg.src + tg.src_rows[r] + t * src_rs),
+                _apply_table_row(_at(dst, tg.dst_rows[r] + t * w.dst_rs), _read_at(src, tg.src_rows[r] + t * w.src_rs),
                                  <const table_t *>(rows + t * table_rs), n, tg)
         a = b
 
 
-cdef void _table_grouped_item(floating *dummy, const table_t *table, fpe_idx table_rs, fpe_idx n,
-                              const Target *tg, const double *positions, const fpe_idx *group_ptr,
-                              const fpe_idx *chunk_ptr, fpe_idx item) noexcept nogil:
+cdef void _table_grouped_item(storage_t *dst, const table_t *table, fpe_idx table_rs, fpe_idx n,
+                              const Target *tg, const TableGroups *w, fpe_idx item) noexcept nogil:
     cdef fpe_idx g, r
+    cdef const storage_t *src = <const storage_t *>tg.src
     cdef const table_t *row
-    for g in range(chunk_ptr[item], chunk_ptr[item + 1]):
-        row = <const table_t *>(<const char *>table + (<fpe_idx>positions[g]) * table_rs)
-        for r in range(group_ptr[g], group_ptr[g + 1]):
-            _apply_table_row(<floating *>(tg.dst + tg.dst_rows[r]),
-                             <const floating *>(tg.src + tg.src_rows[r]), row, n, tg)
+    for g in range(w.chunk_ptr[item], w.chunk_ptr[item + 1]):
+        row = <const table_t *>(<const char *>table + (<fpe_idx>w.positions[g]) * table_rs)
+        for r in range(w.group_ptr[g], w.group_ptr[g + 1]):
+            _apply_table_row(_at(dst, tg.dst_rows[r]), _read_at(src, tg.src_rows[r]), row, n, tg)
 
 
-cdef void _table_run(floating *dummy, const table_t *table, fpe_idx table_rs, fpe_idx n,
-                     const Target *tg, bint grid, const fpe_idx *p0, const fpe_idx *seq_ptr,
-                     fpe_idx T, fpe_idx block, fpe_idx tile, fpe_idx dst_rs, fpe_idx src_rs,
-                     const double *positions, const fpe_idx *group_ptr, const fpe_idx *chunk_ptr,
-                     fpe_idx n_items, int n_threads) noexcept nogil:
-    cdef fpe_idx item
+cdef inline void _table_item(storage_t *dst, const table_t *table, fpe_idx table_rs, fpe_idx n,
+                             const Target *tg, const table_work *w, fpe_idx item) noexcept nogil:
+    if table_work is TableGrid:
+        _table_grid_item(dst, table, table_rs, n, tg, w, item)
+    else:
+        _table_grouped_item(dst, table, table_rs, n, tg, w, item)
+
+
+cdef void _table_run(storage_t *dst, const table_t *table, fpe_idx table_rs, fpe_idx n,
+                     const Target *tg, const table_work *w, int n_threads) noexcept nogil:
+    cdef fpe_idx item, n_items
+    if table_work is TableGrid:
+        n_items = w.n_seq * ((w.T + w.block - 1) // w.block)
+    else:
+        n_items = w.n_chunks
     if n_threads == 1:
         for item in range(n_items):
-            if grid:
-                _table_grid_item(dummy, table, table_rs, n, tg, p0, seq_ptr, T, block, tile,
-                                 dst_rs, src_rs, item)
-            else:
-                _table_grouped_item(dummy, table, table_rs, n, tg, positions, group_ptr, chunk_ptr, item)
+            _table_item(dst, table, table_rs, n, tg, w, item)
     else:
         for item in prange(n_items, schedule="static", num_threads=n_threads):
-            if grid:
-                _table_grid_item(dummy, table, table_rs, n, tg, p0, seq_ptr, T, block, tile,
-                                 dst_rs, src_rs, item)
-            else:
-                _table_grouped_item(dummy, table, table_rs, n, tg, positions, group_ptr, chunk_ptr, item)
+            _table_item(dst, table, table_rs, n, tg, w, item)
 
 
-def table_add(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray table, bint grid,
-              cnp.ndarray p0, cnp.ndarray seq_ptr, fpe_idx T, fpe_idx block, fpe_idx tile,
-              cnp.ndarray positions, cnp.ndarray group_ptr, cnp.ndarray chunk_ptr,
-              cnp.ndarray dst_rows, cnp.ndarray src_rows,
-              fpe_idx dst_rs, fpe_idx dst_cs, fpe_idx src_rs, fpe_idx src_cs,
-              double scale, int mode, int kind, fpe_idx n_items, int n_threads):
-    """x * scale + table[position] for the rows of dst (table rows contiguous).
-    grid: positions p0[seq] + t per sequence; else sorted distinct positions.
-    A 16-bit x (kind) takes a float32 or float64 table."""
-    cdef Target tg = _make_target(dst, src, dst_rows, src_rows, dst_cs, src_cs, scale, mode, kind)
+cdef void _table_with(storage_t *dst, cnp.ndarray table, const Target *tg, const table_work *w, int n_threads):
+    """Run with the table's element type."""
     cdef const void *tab = _data(table)
-    cdef fpe_idx table_rs = table.strides[0], n = dst.shape[dst.ndim - 1]
-    cdef const fpe_idx *p0_ = <const fpe_idx *>_data(p0)
-    cdef const fpe_idx *seq_ptr_ = <const fpe_idx *>_data(seq_ptr)
-    cdef const double *pos_ = <const double *>_data(positions)
-    cdef const fpe_idx *group_ptr_ = <const fpe_idx *>_data(group_ptr)
-    cdef const fpe_idx *chunk_ptr_ = <const fpe_idx *>_data(chunk_ptr)
-    cdef bint x32 = kind != _NATIVE or cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32
-    cdef bint t32 = cnp.PyArray_TYPE(table) == cnp.NPY_FLOAT32
+    cdef fpe_idx table_rs = table.strides[0], n = table.shape[1]
     with nogil:
-        if x32 and t32:
-            _table_run(<float *>NULL, <const float *>tab, table_rs, n, &tg, grid, p0_, seq_ptr_, T, block,
-                       tile, dst_rs, src_rs, pos_, group_ptr_, chunk_ptr_, n_items, n_threads)
-        elif x32:
-            _table_run(<float *>NULL, <const double *>tab, table_rs, n, &tg, grid, p0_, seq_ptr_, T, block,
-                       tile, dst_rs, src_rs, pos_, group_ptr_, chunk_ptr_, n_items, n_threads)
-        elif t32:
-            _table_run(<double *>NULL, <const float *>tab, table_rs, n, &tg, grid, p0_, seq_ptr_, T, block,
-                       tile, dst_rs, src_rs, pos_, group_ptr_, chunk_ptr_, n_items, n_threads)
+        if cnp.PyArray_TYPE(table) == cnp.NPY_FLOAT32:
+            _table_run(dst, <const float *>tab, table_rs, n, tg, w, n_threads)
         else:
-            _table_run(<double *>NULL, <const double *>tab, table_rs, n, &tg, grid, p0_, seq_ptr_, T, block,
-                       tile, dst_rs, src_rs, pos_, group_ptr_, chunk_ptr_, n_items, n_threads)
+            _table_run(dst, <const double *>tab, table_rs, n, tg, w, n_threads)
+
+
+cdef void _table_add(const Target *tg, cnp.ndarray dst, cnp.ndarray table, const table_work *w, int n_threads):
+    """Run with x's storage type."""
+    if tg.kind != FPE_STORAGE_NATIVE:
+        _table_with(<fpe_half *>tg.dst, table, tg, w, n_threads)
+    elif cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
+        _table_with(<float *>tg.dst, table, tg, w, n_threads)
+    else:
+        _table_with(<double *>tg.dst, table, tg, w, n_threads)
+
+
+cdef void _table_add_grid(const Target *tg, cnp.ndarray dst, cnp.ndarray table, fpe_idx dst_rs, fpe_idx src_rs,
+                          cnp.ndarray p0, cnp.ndarray seq_ptr, fpe_idx T, fpe_idx block, fpe_idx tile,
+                          int n_threads):
+    cdef TableGrid w
+    w.p0 = <const fpe_idx *>_data(p0)
+    w.seq_ptr = <const fpe_idx *>_data(seq_ptr)
+    w.n_seq, w.T, w.block, w.tile, w.dst_rs, w.src_rs = p0.shape[0], T, block, tile, dst_rs, src_rs
+    _table_add(tg, dst, table, &w, n_threads)
+
+
+cdef void _table_add_grouped(const Target *tg, cnp.ndarray dst, cnp.ndarray table, cnp.ndarray positions,
+                             cnp.ndarray group_ptr, cnp.ndarray chunk_ptr, int n_threads):
+    cdef TableGroups w
+    w.positions = <const double *>_data(positions)
+    w.group_ptr = <const fpe_idx *>_data(group_ptr)
+    w.chunk_ptr = <const fpe_idx *>_data(chunk_ptr)
+    w.n_chunks = chunk_ptr.shape[0] - 1
+    _table_add(tg, dst, table, &w, n_threads)
+
+
+def table_add_grid_inplace(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_rs, fpe_idx dst_cs,
+                           double scale, cnp.ndarray table, cnp.ndarray p0, cnp.ndarray seq_ptr,
+                           fpe_idx T, fpe_idx block, fpe_idx tile, int n_threads):
+    """dst = dst * scale + table[p0[seq] + t] into each sequence's rows
+    dst_rows[seq_ptr[seq]:seq_ptr[seq + 1]] (rows and columns as
+    sinusoid_grid_store), a tile of `tile` table rows at a time. The table's
+    rows are contiguous, float32 or float64 (a 16-bit x takes either)."""
+    cdef Target tg = _target(FPE_MODE_ADD_INPLACE, dst, dst_rows, dst_cs, scale)
+    _table_add_grid(&tg, dst, table, dst_rs, dst_rs, p0, seq_ptr, T, block, tile, n_threads)
+
+
+def table_add_grid_to(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_rs, fpe_idx dst_cs,
+                      cnp.ndarray src, cnp.ndarray src_rows, fpe_idx src_rs, fpe_idx src_cs,
+                      double scale, cnp.ndarray table, cnp.ndarray p0, cnp.ndarray seq_ptr,
+                      fpe_idx T, fpe_idx block, fpe_idx tile, int n_threads):
+    """dst = src * scale + table[p0[seq] + t] (as table_add_grid_inplace)."""
+    cdef Target tg = _target_to(dst, dst_rows, dst_cs, src, src_rows, src_cs, scale)
+    _table_add_grid(&tg, dst, table, dst_rs, src_rs, p0, seq_ptr, T, block, tile, n_threads)
+
+
+def table_add_grouped_inplace(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_cs, double scale,
+                              cnp.ndarray table, cnp.ndarray positions, cnp.ndarray group_ptr,
+                              cnp.ndarray chunk_ptr, int n_threads):
+    """dst = dst * scale + table[position] for each sorted distinct position
+    (integers held as float64) and its group of rows (as sinusoid_grouped_store)."""
+    cdef Target tg = _target(FPE_MODE_ADD_INPLACE, dst, dst_rows, dst_cs, scale)
+    _table_add_grouped(&tg, dst, table, positions, group_ptr, chunk_ptr, n_threads)
+
+
+def table_add_grouped_to(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_cs,
+                         cnp.ndarray src, cnp.ndarray src_rows, fpe_idx src_cs, double scale,
+                         cnp.ndarray table, cnp.ndarray positions, cnp.ndarray group_ptr,
+                         cnp.ndarray chunk_ptr, int n_threads):
+    """dst = src * scale + table[position] (as table_add_grouped_inplace)."""
+    cdef Target tg = _target_to(dst, dst_rows, dst_cs, src, src_rows, src_cs, scale)
+    _table_add_grouped(&tg, dst, table, positions, group_ptr, chunk_ptr, n_threads)
 
 
 # ------------------------------------------------------------ rotary
@@ -759,79 +867,116 @@ def table_add(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray table, bint grid,
 # row i's cosines and sines are row table_idx[i] of the cos and sin tables
 # (float64, computed once per call for all the arrays being rotated).
 
-cdef inline void _rotate_row(floating *dst, const floating *src, fpe_cols d, fpe_cols r,
-                             const double *cos_row, const double *sin_row, fpe_idx n,
-                             int mode, int kind) noexcept nogil:
-    if kind == _F16:
-        if mode == _ADD_INPLACE:
-            fpe_rotate_inplace_f16(<fpe_half *>dst, d, cos_row, sin_row, n)
+cdef struct Rotation:
+    const char *src           # the add to src only (in place: dst)
+    const fpe_idx *dst_rows
+    const fpe_idx *src_rows
+    const fpe_idx *table_idx
+    fpe_idx n_rows
+    const char *cos_table
+    const char *sin_table
+    fpe_idx table_rs
+    fpe_cols d, r
+    fpe_idx n_pairs
+    int mode                  # FPE_MODE_ADD_INPLACE or FPE_MODE_ADD_TO
+    int kind                  # FPE_STORAGE_*
+
+
+cdef inline void _rotate_row(storage_t *dst, const storage_t *src, const Rotation *rot,
+                             const double *cos_row, const double *sin_row) noexcept nogil:
+    cdef bint inplace = rot.mode == FPE_MODE_ADD_INPLACE
+    if storage_t is fpe_half:
+        if rot.kind == FPE_STORAGE_F16:
+            if inplace:
+                fpe_rotate_inplace_f16(dst, rot.d, cos_row, sin_row, rot.n_pairs)
+            else:
+                fpe_rotate_to_f16(dst, rot.d, src, rot.r, cos_row, sin_row, rot.n_pairs)
+        elif inplace:
+            fpe_rotate_inplace_bf16(dst, rot.d, cos_row, sin_row, rot.n_pairs)
         else:
-            fpe_rotate_to_f16(<fpe_half *>dst, d, <const fpe_half *>src, r, cos_row, sin_row, n)
-    elif kind == _BF16:
-        if mode == _ADD_INPLACE:
-            fpe_rotate_inplace_bf16(<fpe_half *>dst, d, cos_row, sin_row, n)
+            fpe_rotate_to_bf16(dst, rot.d, src, rot.r, cos_row, sin_row, rot.n_pairs)
+    elif storage_t is float:
+        if inplace:
+            fpe_rotate_inplace_f32(dst, rot.d, cos_row, sin_row, rot.n_pairs)
         else:
-            fpe_rotate_to_bf16(<fpe_half *>dst, d, <const fpe_half *>src, r, cos_row, sin_row, n)
-    elif floating is float:
-        if mode == _ADD_INPLACE:
-            fpe_rotate_inplace_f32(dst, d, cos_row, sin_row, n)
-        else:
-            fpe_rotate_to_f32(dst, d, src, r, cos_row, sin_row, n)
+            fpe_rotate_to_f32(dst, rot.d, src, rot.r, cos_row, sin_row, rot.n_pairs)
     else:
-        if mode == _ADD_INPLACE:
-            fpe_rotate_inplace_f64(dst, d, cos_row, sin_row, n)
+        if inplace:
+            fpe_rotate_inplace_f64(dst, rot.d, cos_row, sin_row, rot.n_pairs)
         else:
-            fpe_rotate_to_f64(dst, d, src, r, cos_row, sin_row, n)
+            fpe_rotate_to_f64(dst, rot.d, src, rot.r, cos_row, sin_row, rot.n_pairs)
 
 
-cdef void _rotate_run(floating *dummy, char *dst, const char *src, const fpe_idx *dst_rows,
-                      const fpe_idx *src_rows, const fpe_idx *table_idx, fpe_idx n_rows,
-                      const char *cos_table, const char *sin_table, fpe_idx table_rs,
-                      fpe_cols d, fpe_cols r, fpe_idx n, int mode, int kind, int n_threads) noexcept nogil:
+cdef inline void _rotate_item(storage_t *dst, const Rotation *rot, fpe_idx i) noexcept nogil:
+    cdef fpe_idx at = rot.table_idx[i] * rot.table_rs
+    _rotate_row(_at(dst, rot.dst_rows[i]), _read_at(<const storage_t *>rot.src, rot.src_rows[i]), rot,
+                <const double *>(rot.cos_table + at), <const double *>(rot.sin_table + at))
+
+
+cdef void _rotate_run(storage_t *dst, const Rotation *rot, int n_threads) noexcept nogil:
+    """Rotate every row of dst (its elements of type storage_t)."""
     cdef fpe_idx i
     if n_threads == 1:
-        for i in range(n_rows):
-            _rotate_row(<floating *>(dst + dst_rows[i]), <const floating *>(src + src_rows[i]), d, r,
-                        <const double *>(cos_table + table_idx[i] * table_rs),
-                        <const double *>(sin_table + table_idx[i] * table_rs), n, mode, kind)
+        for i in range(rot.n_rows):
+            _rotate_item(dst, rot, i)
     else:
-        for i in prange(n_rows, schedule="static", num_threads=n_threads):
-            _rotate_row(<floating *>(dst + dst_rows[i]), <const floating *>(src + src_rows[i]), d, r,
-                        <const double *>(cos_table + table_idx[i] * table_rs),
-                        <const double *>(sin_table + table_idx[i] * table_rs), n, mode, kind)
+        for i in prange(rot.n_rows, schedule="static", num_threads=n_threads):
+            _rotate_item(dst, rot, i)
 
 
-def rotate_rows(cnp.ndarray dst, cnp.ndarray src, cnp.ndarray dst_rows, cnp.ndarray src_rows,
-                cnp.ndarray table_idx, cnp.ndarray cos_table, cnp.ndarray sin_table,
-                fpe_idx n_pairs, fpe_idx first_col, fpe_idx second_col, fpe_idx col_step,
-                fpe_idx dst_cs, fpe_idx src_cs, int mode, int kind, int n_threads):
+cdef inline fpe_cols _pair_cols(fpe_idx first_col, fpe_idx second_col, fpe_idx col_step, fpe_idx cs) noexcept:
+    cdef fpe_cols p
+    p.sin_off = first_col * cs
+    p.cos_off = second_col * cs
+    p.ks = col_step * cs
+    return p
+
+
+cdef void _rotate(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_cs, cnp.ndarray src, cnp.ndarray src_rows,
+                  fpe_idx src_cs, int mode, cnp.ndarray table_idx, cnp.ndarray cos_table, cnp.ndarray sin_table,
+                  fpe_idx n_pairs, fpe_idx first_col, fpe_idx second_col, fpe_idx col_step, int n_threads):
+    cdef Rotation rot
+    rot.src = <const char *>_data(src)
+    rot.dst_rows = <const fpe_idx *>_data(dst_rows)
+    rot.src_rows = <const fpe_idx *>_data(src_rows)
+    rot.table_idx = <const fpe_idx *>_data(table_idx)
+    rot.n_rows = dst_rows.shape[0]
+    rot.cos_table = <const char *>_data(cos_table)
+    rot.sin_table = <const char *>_data(sin_table)
+    rot.table_rs = cos_table.strides[0]
+    rot.d = _pair_cols(first_col, second_col, col_step, dst_cs)
+    rot.r = _pair_cols(first_col, second_col, col_step, src_cs)
+    rot.n_pairs = n_pairs
+    rot.mode = mode
+    rot.kind = fpe_storage_of(dst)
+    cdef void *d = _data(dst)
+    with nogil:
+        if rot.kind != FPE_STORAGE_NATIVE:
+            _rotate_run(<fpe_half *>d, &rot, n_threads)
+        elif cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
+            _rotate_run(<float *>d, &rot, n_threads)
+        else:
+            _rotate_run(<double *>d, &rot, n_threads)
+
+
+def rotate_rows_inplace(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_cs, cnp.ndarray table_idx,
+                        cnp.ndarray cos_table, cnp.ndarray sin_table, fpe_idx n_pairs, fpe_idx first_col,
+                        fpe_idx second_col, fpe_idx col_step, int n_threads):
     """Rotate channel pairs (first_col + k*col_step, second_col + k*col_step),
-    k < n_pairs, of the rows at byte offsets dst_rows (reading src_rows when
-    mode is MODE_ADD_TO) by the angles of table row table_idx[i]. cos_table and
-    sin_table share one row stride."""
-    cdef fpe_cols d, r
-    d.sin_off = first_col * dst_cs
-    d.cos_off = second_col * dst_cs
-    d.ks = col_step * dst_cs
-    r.sin_off = first_col * src_cs
-    r.cos_off = second_col * src_cs
-    r.ks = col_step * src_cs
-    cdef char *dst_ = <char *>_data(dst)
-    cdef const char *src_ = <const char *>_data(src)
-    cdef const fpe_idx *dst_rows_ = <const fpe_idx *>_data(dst_rows)
-    cdef const fpe_idx *src_rows_ = <const fpe_idx *>_data(src_rows)
-    cdef const fpe_idx *idx_ = <const fpe_idx *>_data(table_idx)
-    cdef const char *cos_ = <const char *>_data(cos_table)
-    cdef const char *sin_ = <const char *>_data(sin_table)
-    cdef fpe_idx n_rows = dst_rows.shape[0], table_rs = cos_table.strides[0]
-    if cnp.PyArray_TYPE(dst) == cnp.NPY_FLOAT32:
-        with nogil:
-            _rotate_run(<float *>NULL, dst_, src_, dst_rows_, src_rows_, idx_, n_rows, cos_, sin_,
-                        table_rs, d, r, n_pairs, mode, kind, n_threads)
-    else:
-        with nogil:
-            _rotate_run(<double *>NULL, dst_, src_, dst_rows_, src_rows_, idx_, n_rows, cos_, sin_,
-                        table_rs, d, r, n_pairs, mode, kind, n_threads)
+    k < n_pairs, of the rows at byte offsets dst_rows by the angles of table
+    row table_idx[i]. cos_table and sin_table (float64) share one row stride."""
+    _rotate(dst, dst_rows, dst_cs, dst, dst_rows, dst_cs, FPE_MODE_ADD_INPLACE, table_idx, cos_table, sin_table,
+            n_pairs, first_col, second_col, col_step, n_threads)
+
+
+def rotate_rows_to(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_cs,
+                   cnp.ndarray src, cnp.ndarray src_rows, fpe_idx src_cs, cnp.ndarray table_idx,
+                   cnp.ndarray cos_table, cnp.ndarray sin_table, fpe_idx n_pairs, fpe_idx first_col,
+                   fpe_idx second_col, fpe_idx col_step, int n_threads):
+    """dst's channel pairs = src's rotated (as rotate_rows_inplace; dst and
+    src disjoint, of one dtype)."""
+    _rotate(dst, dst_rows, dst_cs, src, src_rows, src_cs, FPE_MODE_ADD_TO, table_idx, cos_table, sin_table,
+            n_pairs, first_col, second_col, col_step, n_threads)
 
 
 # -------------------------------------------------------- bandwidth probes

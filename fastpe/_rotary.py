@@ -446,12 +446,13 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
         if src is None:
             continue
         a, dst = req.arrays[i], results[i]
-        mode = _kernels.MODE_ADD_INPLACE if same_view(src, dst) else _kernels.MODE_ADD_TO
-        if mode == _kernels.MODE_ADD_TO and req.rotary_dim < a.shape[-1]:
+        if same_view(src, dst):
+            src = None  # rotated in place
+        elif req.rotary_dim < a.shape[-1]:
             np.copyto(dst[..., req.rotary_dim:], src[..., req.rotary_dim:])  # untouched channels
         seq_axis = req.seq_axes[i]
         dst_rows = _row_offsets(dst, seq_axis, block)
-        src_rows = dst_rows if src is dst else _row_offsets(src, seq_axis, block)
+        src_rows = None if src is None else _row_offsets(src, seq_axis, block)
         if scalar_offset:
             index = _position_rows(a, seq_axis, block)  # positions offset + t: table row t
         else:
@@ -460,9 +461,9 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
             order = _visit_order(a.shape, seq_axis, block)
             if order is not None:
                 index = index[order]
-        _kernels.rotate_rows(dst, src, dst_rows, src_rows, index, cos_t, sin_t, req.rotary_dim // 2,
-                             first, second, step, dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
-                             mode, _runtime.storage_kind(dst.dtype), min(n_threads, dst_rows.shape[0]))
+        _runtime.call_add(_kernels.rotate_rows_inplace, _kernels.rotate_rows_to, _runtime.vector_layout,
+                          dst, src, (dst_rows, src_rows), index, cos_t, sin_t, req.rotary_dim // 2,
+                          first, second, step, min(n_threads, dst_rows.shape[0]))
     return caller_results(arrays, out)
 
 

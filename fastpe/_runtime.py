@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from . import _kernels
-from ._validation import FLOAT16, NATIVE_FLOATS, encoding_dtype_for, same_view, shares_memory
+from ._validation import encoding_dtype_for, same_view, shares_memory
 
 # Below this many output elements a call runs on one thread: waking a team
 # costs more than it saves.
@@ -91,15 +91,6 @@ def resolve_threads(num_threads, work):
     return n
 
 
-def storage_kind(dtype):
-    """The kernels' STORAGE_* code of a supported dtype."""
-    if dtype == FLOAT16:
-        return _kernels.STORAGE_F16
-    if dtype in NATIVE_FLOATS:
-        return _kernels.STORAGE_NATIVE
-    return _kernels.STORAGE_BF16
-
-
 def tile_rows(nbytes, n_cols, dst, block):
     """Rows of a tile of `nbytes`. Tile rows are encoding rows: 16-bit storage is fed from float64 ones."""
     row_itemsize = encoding_dtype_for(dst.dtype).itemsize
@@ -122,16 +113,39 @@ def group_chunks(group_ptr):
     return balanced_chunks(group_ptr, min(ITEMS_PER_CALL, -(-n_groups // MIN_BLOCK)))
 
 
-def source_and_mode(x, dst):
-    """What a fused add reads, and whether it writes in place."""
+def add_source(x, dst):
+    """What a fused add into dst reads: None when it adds in place (dst is
+    x), else x, or a private copy of x where dst overlaps it without being it
+    (so no element is read after it was overwritten)."""
     if same_view(dst, x):
-        return x, _kernels.MODE_ADD_INPLACE
+        return None
     if shares_memory(dst, x):
-        # out overlaps x without being x: read from a private copy so no
-        # element is read after it was overwritten.
-        return x.copy(), _kernels.MODE_ADD_TO
-    return x, _kernels.MODE_ADD_TO
+        return x.copy()
+    return x
 
+
+def call_add(add_inplace, add_to, describe, dst, src, rows, *args):
+    """Call a fused add's kernel: add_inplace(dst, *describe(dst, rows[0]),
+    *args) when src is None (add_source's in place), else add_to(dst,
+    *describe(dst, rows[0]), src, *describe(src, rows[1]), *args).
+    describe(array, row offsets) gives the kernel's arguments of its rows
+    (row_layout, vector_layout)."""
+    if src is None:
+        add_inplace(dst, *describe(dst, rows[0]), *args)
+    else:
+        add_to(dst, *describe(dst, rows[0]), src, *describe(src, rows[1]), *args)
+
+
+def row_layout(array, rows):
+    """The kernels' arguments of an array's rows along axis -2: the byte
+    offsets of its first rows, the row stride (bytes) and the column stride
+    (elements)."""
+    return rows, array.strides[-2], array.strides[-1] // array.itemsize
+
+
+def vector_layout(array, rows):
+    """The same for rows at arbitrary byte offsets (no row stride)."""
+    return rows, array.strides[-1] // array.itemsize
 
 
 def axis_offsets(shape, strides, axes):

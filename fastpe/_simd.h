@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_modes.h"
+
 typedef ptrdiff_t fpe_idx;
 
 /* Each extension uses only some of these loops. */
@@ -148,7 +150,15 @@ static void fpe_advance(double *restrict s, double *restrict c,
  * rotation as fpe_advance (hence the same bits), the state of 32 frequencies
  * held in registers across the steps instead of loaded and stored at each:
  * eight independent rotation chains hide the multiply-add latency. */
+/* GCC's vector extensions (vector_size; clang has them too, MSVC not): the
+ * code that needs them has a scalar fallback with the same bits, which
+ * FASTPE_NO_VECTOR_EXTENSIONS selects on any compiler (the tests build it). */
+#if defined(__GNUC__) && !defined(FASTPE_NO_VECTOR_EXTENSIONS)
+#define FPE_VECTOR_EXTENSIONS 1
 typedef double fpe_v8d __attribute__((vector_size(64), aligned(8)));
+#else
+#define FPE_VECTOR_EXTENSIONS 0
+#endif
 #define FPE_SKIP_LANES 4
 
 FPE_DISPATCH
@@ -157,6 +167,7 @@ static void fpe_skip(double *restrict s, double *restrict c,
                      fpe_idx n, fpe_idx steps)
 {
     fpe_idx k = 0;
+#if FPE_VECTOR_EXTENSIONS
     for (; k + 8 * FPE_SKIP_LANES <= n; k += 8 * FPE_SKIP_LANES) {
         fpe_v8d vs[FPE_SKIP_LANES], vc[FPE_SKIP_LANES], cw[FPE_SKIP_LANES], sw[FPE_SKIP_LANES];
         memcpy(vs, s + k, sizeof vs);
@@ -173,6 +184,8 @@ static void fpe_skip(double *restrict s, double *restrict c,
         memcpy(s + k, vs, sizeof vs);
         memcpy(c + k, vc, sizeof vc);
     }
+#endif
+    /* The rest (all of it without vector extensions): the same rotation, row by row. */
     for (fpe_idx i = 0; i < steps && k < n; i++)
         fpe_advance(s + k, c + k, step_cos + k, step_sin + k, n - k);
 }
@@ -243,7 +256,7 @@ static void fpe_skip(double *restrict s, double *restrict c,
         FPE_STEP_SHAPES(FPE_EMIT_ADD_TO)                                                \
     }
 
-/* One column of a row, per mode (fastpe._kernels.MODE_*), formed as the row
+/* One column of a row, per mode (FPE_MODE_*, _modes.h), formed as the row
  * steps and the row applies form it: the encoding rounded once to the
  * storage type, then x * scale + pe in that type, in a dispatched clone like
  * theirs so the multiply-add is contracted alike. The columns outside the
@@ -254,8 +267,8 @@ static void fpe_skip(double *restrict s, double *restrict c,
                                          double v, int mode)                            \
     {                                                                                   \
         const FPE_T sc = (FPE_T)scale;                                                  \
-        if (mode == 0) *dst = (FPE_T)v;                                                 \
-        else if (mode == 1) *dst = *dst * sc + (FPE_T)v;                                \
+        if (mode == FPE_MODE_STORE) *dst = (FPE_T)v;                                    \
+        else if (mode == FPE_MODE_ADD_INPLACE) *dst = *dst * sc + (FPE_T)v;             \
         else *dst = *src * sc + (FPE_T)v;                                               \
     }
 
@@ -290,7 +303,7 @@ FPE_DEFINE_EMIT_COLUMN(f64)
 #define FPE_STRIP 4
 #endif
 
-#if (defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12) || defined(__clang__)
+#if FPE_VECTOR_EXTENSIONS && ((!defined(__clang__) && __GNUC__ >= 12) || defined(__clang__))
 #define FPE_ROWS_VECTOR 1
 typedef float fpe_v8f __attribute__((vector_size(32), aligned(4)));
 typedef float fpe_v16f __attribute__((vector_size(64), aligned(4)));
@@ -463,6 +476,41 @@ FPE_DEFINE_ROWS(f64)
 #undef FPE_T
 #undef FPE_VINTERLEAVE
 #undef FPE_VBLOCK
+
+/* The one-row and blocked steps with the mode as an argument (FPE_MODE_*):
+ * src and r are read by FPE_MODE_ADD_TO only, scale by the adds. */
+#define FPE_DEFINE_STEP_MODES(SUFFIX)                                                   \
+    static inline void fpe_step_##SUFFIX(FPE_T *dst, fpe_cols d, const FPE_T *src,      \
+                                         fpe_cols r, double scale, int mode,            \
+                                         FPE_STEP_ARGS)                                 \
+    {                                                                                   \
+        if (mode == FPE_MODE_STORE)                                                     \
+            fpe_step_store_##SUFFIX(dst, d, s, c, step_cos, step_sin, n);               \
+        else if (mode == FPE_MODE_ADD_INPLACE)                                          \
+            fpe_step_add_inplace_##SUFFIX(dst, d, scale, s, c, step_cos, step_sin, n);  \
+        else                                                                            \
+            fpe_step_add_to_##SUFFIX(dst, d, src, r, scale, s, c, step_cos, step_sin, n); \
+    }                                                                                   \
+    static inline void fpe_rows_##SUFFIX(FPE_T *dst, fpe_idx dst_rs, fpe_cols d,        \
+                                         const FPE_T *src, fpe_idx src_rs, fpe_cols r,  \
+                                         double scale, int mode, FPE_ROWS_ARGS)         \
+    {                                                                                   \
+        if (mode == FPE_MODE_STORE)                                                     \
+            fpe_rows_store_##SUFFIX(dst, dst_rs, d, rows, s, c, step_cos, step_sin, n); \
+        else if (mode == FPE_MODE_ADD_INPLACE)                                          \
+            fpe_rows_add_inplace_##SUFFIX(dst, dst_rs, d, scale, rows, s, c, step_cos,  \
+                                          step_sin, n);                                 \
+        else                                                                            \
+            fpe_rows_add_to_##SUFFIX(dst, dst_rs, d, src, src_rs, r, scale, rows, s, c, \
+                                     step_cos, step_sin, n);                            \
+    }
+
+#define FPE_T float
+FPE_DEFINE_STEP_MODES(f32)
+#undef FPE_T
+#define FPE_T double
+FPE_DEFINE_STEP_MODES(f64)
+#undef FPE_T
 
 /* Whole rows from an encoding row pe already in column order: dst = pe,
  * dst = dst * scale + pe in place, or dst = src * scale + pe (src and dst
@@ -657,11 +705,12 @@ FPE_AVX2 static inline __m128i fpe_store8_bf16_avx2(__m256 f)
                                                       fpe_idx n, int mode)              \
     {                                                                                   \
         const __m512d sc = _mm512_set1_pd(scale);                                       \
-        const fpe_half *x = mode == 1 ? dst : src;                                      \
+        const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;                   \
         fpe_idx j = 0;                                                                  \
         for (; n - j >= 8; j += 8) {                                                    \
             __m512d v = _mm512_loadu_pd(pe + j);                                        \
-            if (mode) v = _mm512_fmadd_pd(fpe_load8_##KIND(x + j), sc, v);              \
+            if (mode != FPE_MODE_STORE)                                                 \
+                v = _mm512_fmadd_pd(fpe_load8_##KIND(x + j), sc, v);                    \
             _mm_storeu_si128((__m128i *)(dst + j), fpe_narrow8_##KIND(v));              \
         }                                                                               \
         return j;                                                                       \
@@ -672,11 +721,11 @@ FPE_AVX2 static inline __m128i fpe_store8_bf16_avx2(__m256 f)
                                                   fpe_idx n, int mode)                  \
     {                                                                                   \
         const __m256d sc = _mm256_set1_pd(scale);                                       \
-        const fpe_half *x = mode == 1 ? dst : src;                                      \
+        const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;                   \
         fpe_idx j = 0;                                                                  \
         for (; n - j >= 8; j += 8) {                                                    \
             __m256d lo = _mm256_loadu_pd(pe + j), hi = _mm256_loadu_pd(pe + j + 4);     \
-            if (mode) {                                                                 \
+            if (mode != FPE_MODE_STORE) {                                               \
                 __m256 f = fpe_load8_f32_##KIND(x + j);                                 \
                 lo = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(f)), sc, lo);\
                 hi = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(f, 1)), sc, hi);\
@@ -719,7 +768,7 @@ FPE_AVX512FP16 static fpe_idx fpe_apply_avx512fp16_f16(fpe_half *dst, const fpe_
     {                                                                                   \
         fpe_idx done = FN(dst, src, pe, scale, n, mode);                                \
         dst += done;                                                                    \
-        src += mode == 2 ? done : 0;                                                    \
+        src += mode == FPE_MODE_ADD_TO ? done : 0;                                      \
         pe += done;                                                                     \
         n -= done;                                                                      \
     }
@@ -740,8 +789,7 @@ static int fpe_half_best(void) { return FPE_HALF_PORTABLE; }
 static int fpe_half_simd_init(void) { return fpe_half_level = fpe_half_best(); }
 #define FPE_NO_FAST_PATH
 
-/* One entry for all three: mode 0 stores, 1 adds in place, 2 adds to src
- * (fastpe._kernels.MODE_*). */
+/* One entry for all three modes (FPE_MODE_*, _modes.h). */
 #define FPE_DEFINE_ROW_APPLY(XT, PT, SUFFIX, FAST)                                      \
     static inline void fpe_apply_##SUFFIX(XT *dst, fpe_idx dst_stride,                 \
                                           const XT *src, fpe_idx src_stride,           \
@@ -749,8 +797,9 @@ static int fpe_half_simd_init(void) { return fpe_half_level = fpe_half_best(); }
                                           int mode)                                    \
     {                                                                                   \
         FAST                                                                            \
-        if (mode == 0) fpe_store_##SUFFIX(dst, dst_stride, pe, n);                      \
-        else if (mode == 1) fpe_add_inplace_##SUFFIX(dst, dst_stride, pe, scale, n);    \
+        if (mode == FPE_MODE_STORE) fpe_store_##SUFFIX(dst, dst_stride, pe, n);         \
+        else if (mode == FPE_MODE_ADD_INPLACE)                                          \
+            fpe_add_inplace_##SUFFIX(dst, dst_stride, pe, scale, n);                    \
         else fpe_add_to_##SUFFIX(dst, dst_stride, src, src_stride, pe, scale, n);       \
     }
 
@@ -764,6 +813,10 @@ FPE_DEFINE_ROW_ADDS(fpe_half, double, double, f16_f64, FPE_LOAD_F16, FPE_STORE_F
 FPE_DEFINE_ROW_ADDS(fpe_half, float, double, f16_f32, FPE_LOAD_F16, FPE_STORE_F16)
 FPE_DEFINE_ROW_ADDS(fpe_half, double, double, bf16_f64, FPE_LOAD_BF16, FPE_STORE_BF16)
 FPE_DEFINE_ROW_ADDS(fpe_half, float, double, bf16_f32, FPE_LOAD_BF16, FPE_STORE_BF16)
+FPE_DEFINE_ROW_APPLY(float, float, f32, FPE_NO_FAST_PATH)
+FPE_DEFINE_ROW_APPLY(double, double, f64, FPE_NO_FAST_PATH)
+FPE_DEFINE_ROW_APPLY(float, double, f32_f64, FPE_NO_FAST_PATH)
+FPE_DEFINE_ROW_APPLY(double, float, f64_f32, FPE_NO_FAST_PATH)
 FPE_DEFINE_ROW_APPLY(fpe_half, double, f16_f64, FPE_HALF_FAST(f16))
 FPE_DEFINE_ROW_APPLY(fpe_half, float, f16_f32, FPE_NO_FAST_PATH)
 FPE_DEFINE_ROW_APPLY(fpe_half, double, bf16_f64, FPE_HALF_FAST(bf16))

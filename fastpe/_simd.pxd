@@ -1,7 +1,19 @@
 # Declarations of the C leaf loops in _simd.h, shared by both kernel modules.
+cimport numpy as cnp
 from libc.stdint cimport uint16_t
 
 ctypedef Py_ssize_t fpe_idx
+
+# The mode and storage codes, defined once (_modes.h) for both kernel modules
+# and _simd.h.
+cdef extern from "_modes.h" nogil:
+    enum:
+        FPE_MODE_STORE
+        FPE_MODE_ADD_INPLACE
+        FPE_MODE_ADD_TO
+        FPE_STORAGE_NATIVE
+        FPE_STORAGE_F16
+        FPE_STORAGE_BF16
 
 cdef extern from "_simd.h" nogil:
     int FPE_DISPATCH_ENABLED
@@ -47,12 +59,24 @@ cdef extern from "_simd.h" nogil:
     void fpe_rows_add_to_f64(double *dst, fpe_idx dst_rs, fpe_cols d, const double *src, fpe_idx src_rs,
                              fpe_cols r, double scale, fpe_idx rows, double *s, double *c,
                              const double *step_cos, const double *step_sin, fpe_idx n)
+    # The steps above with the mode (FPE_MODE_*) as an argument; src, r (and
+    # src_rs) are read by FPE_MODE_ADD_TO only.
+    void fpe_step_f32(float *dst, fpe_cols d, const float *src, fpe_cols r, double scale, int mode,
+                      double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_step_f64(double *dst, fpe_cols d, const double *src, fpe_cols r, double scale, int mode,
+                      double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n)
+    void fpe_rows_f32(float *dst, fpe_idx dst_rs, fpe_cols d, const float *src, fpe_idx src_rs, fpe_cols r,
+                      double scale, int mode, fpe_idx rows, double *s, double *c, const double *step_cos,
+                      const double *step_sin, fpe_idx n)
+    void fpe_rows_f64(double *dst, fpe_idx dst_rs, fpe_cols d, const double *src, fpe_idx src_rs, fpe_cols r,
+                      double scale, int mode, fpe_idx rows, double *s, double *c, const double *step_cos,
+                      const double *step_sin, fpe_idx n)
     ctypedef uint16_t fpe_half
     # The implementation of the 16-bit rows (see _simd.h): in use, and the best available.
     int fpe_half_level
     int fpe_half_best()
     int fpe_half_simd_init()
-    # 16-bit rows (mode: 0 store, 1 add in place, 2 add to src)
+    # 16-bit rows (mode: FPE_MODE_*)
     void fpe_apply_f16_f64(fpe_half *dst, fpe_idx dst_stride, const fpe_half *src, fpe_idx src_stride,
                            const double *pe, double scale, fpe_idx n, int mode)
     void fpe_apply_f16_f32(fpe_half *dst, fpe_idx dst_stride, const fpe_half *src, fpe_idx src_stride,
@@ -61,6 +85,15 @@ cdef extern from "_simd.h" nogil:
                             const double *pe, double scale, fpe_idx n, int mode)
     void fpe_apply_bf16_f32(fpe_half *dst, fpe_idx dst_stride, const fpe_half *src, fpe_idx src_stride,
                             const float *pe, double scale, fpe_idx n, int mode)
+    # Whole rows, one entry for the three modes (src read by FPE_MODE_ADD_TO only)
+    void fpe_apply_f32(float *dst, fpe_idx dst_stride, const float *src, fpe_idx src_stride,
+                       const float *pe, double scale, fpe_idx n, int mode)
+    void fpe_apply_f64(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
+                       const double *pe, double scale, fpe_idx n, int mode)
+    void fpe_apply_f32_f64(float *dst, fpe_idx dst_stride, const float *src, fpe_idx src_stride,
+                           const double *pe, double scale, fpe_idx n, int mode)
+    void fpe_apply_f64_f32(double *dst, fpe_idx dst_stride, const double *src, fpe_idx src_stride,
+                           const float *pe, double scale, fpe_idx n, int mode)
     void fpe_store_f32(float *dst, fpe_idx stride, const float *pe, fpe_idx n)
     void fpe_store_f64(double *dst, fpe_idx stride, const double *pe, fpe_idx n)
     void fpe_add_inplace_f32(float *x, fpe_idx stride, const float *pe, double scale, fpe_idx n)
@@ -93,3 +126,11 @@ cdef extern from "_simd.h" nogil:
     void fpe_probe_fill_f64(double *x, double value, fpe_idx n)
     void fpe_probe_add_u16(uint16_t *x, uint16_t value, fpe_idx n)
     void fpe_probe_fill_u16(uint16_t *x, uint16_t value, fpe_idx n)
+
+
+cdef inline int fpe_storage_of(cnp.ndarray x) noexcept:
+    """x's FPE_STORAGE_* code. The Python layers pass only float32, float64,
+    float16 and bfloat16 (ml_dtypes' type, which NumPy numbers as a user type)."""
+    if cnp.PyArray_ITEMSIZE(x) != 2:
+        return FPE_STORAGE_NATIVE
+    return FPE_STORAGE_F16 if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT16 else FPE_STORAGE_BF16

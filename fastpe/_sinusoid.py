@@ -22,8 +22,10 @@ from ._runtime import (
     group_chunks,
     group_rows,
     resolve_threads,
-    source_and_mode,
-    storage_kind,
+    add_source,
+    call_add,
+    row_layout,
+    vector_layout,
     tile_rows,
     work_blocks,
 )
@@ -52,33 +54,25 @@ from ._validation import (
     table_offset,
 )
 
-_NO_ZERO_POSITION = float("nan")
+def _grid_work(dst, src, plan, keys, lead_shape, T, n_threads):
+    """For positions key + t (t along axis -2), per key group: the row offsets
+    of dst (and src), the sinusoid grid kernels' plan and work arguments, and
+    the team size."""
+    groups = group_rows(keys, lead_shape, [dst] if src is None else [dst, src])
+    block, n_items = work_blocks(T, groups.keys.shape[0], RESEED_INTERVAL)
+    work = (plan, groups.keys, groups.group_ptr, T, block, tile_rows(TILE_DIRECT_BYTES, plan.n_cols, dst, block),
+            tile_rows(TILE_SHARED_BYTES, plan.n_cols, dst, block))
+    return groups.rows, work, min(n_threads, n_items)
 
 
-def _grid(dst, src, plan, keys, lead_shape, T, scale, mode, n_threads, zero_pos=_NO_ZERO_POSITION):
-    """Rows at positions key + t (t along axis -2), for every key group."""
-    groups = group_rows(keys, lead_shape, [dst, src])
-    n_seq = groups.keys.shape[0]
-    block, n_items = work_blocks(T, n_seq, RESEED_INTERVAL)
-    _kernels.sinusoid_grid(
-        dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1],
-        T, block, tile_rows(TILE_DIRECT_BYTES, plan.n_cols, dst, block),
-        tile_rows(TILE_SHARED_BYTES, plan.n_cols, dst, block),
-        dst.strides[-2], dst.strides[-1] // dst.itemsize,
-        src.strides[-2], src.strides[-1] // src.itemsize,
-        scale, mode, zero_pos, storage_kind(dst.dtype), min(n_threads, n_items),
-    )
-
-
-def _grouped(dst, src, plan, keys, lead_shape, scale, mode, n_threads, zero_pos=_NO_ZERO_POSITION):
-    """Rows at arbitrary positions `keys` (aligned to lead_shape)."""
-    groups = group_rows(keys, lead_shape, [dst, src])
+def _grouped_work(dst, src, plan, keys, lead_shape, n_threads):
+    """For arbitrary positions `keys` (aligned to lead_shape): the row offsets
+    of dst (and src), the sinusoid grouped kernels' plan and work arguments
+    (the sorted distinct positions, their groups, the work items), and the
+    team size."""
+    groups = group_rows(keys, lead_shape, [dst] if src is None else [dst, src])
     chunks = group_chunks(groups.group_ptr)
-    _kernels.sinusoid_grouped(
-        dst, src, plan, groups.keys, groups.group_ptr, groups.rows[0], groups.rows[1], chunks,
-        dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize,
-        scale, mode, zero_pos, storage_kind(dst.dtype), min(n_threads, chunks.shape[0] - 1),
-    )
+    return groups.rows, (plan, groups.keys, groups.group_ptr, chunks), min(n_threads, chunks.shape[0] - 1)
 
 
 def _table_out(out, shape, dtype, what):
@@ -179,9 +173,9 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     table = _table_out(out, (n_positions, dim), dtype, "n_positions x dim")
     enc.inv_freq = read_apart(enc.inv_freq, (table,))
     if table.size:
-        n_threads = resolve_threads(num_threads, table.size)
-        _grid(table, table, sinusoid_plan(enc), np.full((), offset), (), n_positions, 1.0,
-              _kernels.MODE_STORE, n_threads, enc.zero_position)
+        rows, work, n_threads = _grid_work(table, None, sinusoid_plan(enc), np.full((), offset), (), n_positions,
+                                           resolve_threads(num_threads, table.size))
+        _kernels.sinusoid_grid_store(table, *row_layout(table, rows[0]), *work, enc.zero_position, n_threads)
     return caller_result(table, out)
 
 
@@ -247,9 +241,9 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     table = _table_out(out, shape, dtype, "positions.shape + (dim,)")
     pos, enc.inv_freq = read_apart(pos, (table,)), read_apart(enc.inv_freq, (table,))
     if table.size:
-        n_threads = resolve_threads(num_threads, table.size)
-        _grouped(table, table, sinusoid_plan(enc), pos, pos.shape, 1.0, _kernels.MODE_STORE, n_threads,
-                 enc.zero_position)
+        rows, work, n_threads = _grouped_work(table, None, sinusoid_plan(enc), pos, pos.shape,
+                                              resolve_threads(num_threads, table.size))
+        _kernels.sinusoid_grouped_store(table, *vector_layout(table, rows[0]), *work, enc.zero_position, n_threads)
     return caller_result(table, out)
 
 
@@ -350,16 +344,20 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
     dst = req.x if req.out is None else req.out
     if dst.size == 0:
         return caller_result(x, out)
-    src, mode = source_and_mode(req.x, dst)
+    src = add_source(req.x, dst)
     scale = 1.0 if req.scale is None else req.scale
     n_threads = resolve_threads(req.num_threads, dst.size)
     plan = sinusoid_plan(req.encoding)
     enc = req.encoding
     if req.positions is None:
         offsets = req.offset + enc.implicit_shift if enc.implicit_shift else req.offset
-        _grid(dst, src, plan, offsets, dst.shape[:-2], dst.shape[-2], scale, mode, n_threads, enc.zero_position)
+        rows, work, n_threads = _grid_work(dst, src, plan, offsets, dst.shape[:-2], dst.shape[-2], n_threads)
+        call_add(_kernels.sinusoid_grid_add_inplace, _kernels.sinusoid_grid_add_to,
+                 row_layout, dst, src, rows, scale, *work, enc.zero_position, n_threads)
     else:
-        _grouped(dst, src, plan, req.positions, dst.shape[:-1], scale, mode, n_threads, enc.zero_position)
+        rows, work, n_threads = _grouped_work(dst, src, plan, req.positions, dst.shape[:-1], n_threads)
+        call_add(_kernels.sinusoid_grouped_add_inplace, _kernels.sinusoid_grouped_add_to,
+                 vector_layout, dst, src, rows, scale, *work, enc.zero_position, n_threads)
     return caller_result(x, out)
 
 
@@ -415,10 +413,6 @@ def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
     """
     ids, padding_idx, past_length = check_make_positions(token_ids, padding_idx, past_length)
     return _formulas.make_positions(ids, padding_idx, past_length)
-
-
-_NO_INDEX = np.zeros(2, dtype=np.intp)
-_NO_POSITIONS = np.zeros(1, dtype=np.float64)
 
 
 def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, positions: OptArrayLike = None,
@@ -496,7 +490,7 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
     dst = req.x if req.out is None else req.out
     if dst.size == 0:
         return caller_result(x, out)
-    src, mode = source_and_mode(req.x, dst)
+    src = add_source(req.x, dst)
     table_rows = req.table
     rows = req.offset if req.positions is None else req.positions
     first_row = 0
@@ -510,22 +504,19 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
         table_rows = np.ascontiguousarray(table_rows)  # the leaf loops read table rows with unit stride
     scale = 1.0 if req.scale is None else req.scale
     n_threads = resolve_threads(req.num_threads, dst.size)
-    cs = (dst.strides[-1] // dst.itemsize, src.strides[-1] // src.itemsize)
-    kind = storage_kind(dst.dtype)
+    arrays = [dst] if src is None else [dst, src]
     if req.positions is None:
         T = dst.shape[-2]
-        groups = group_rows((req.offset - first_row).astype(np.float64), dst.shape[:-2], [dst, src])
+        groups = group_rows((req.offset - first_row).astype(np.float64), dst.shape[:-2], arrays)
         block, n_items = work_blocks(T, groups.keys.shape[0], 1 << 30)
         tile = tile_rows(TILE_SHARED_BYTES, table_rows.shape[1], dst, block)
-        _kernels.table_add(dst, src, table_rows, True, groups.keys.astype(np.intp), groups.group_ptr, T, block, tile,
-                           _NO_POSITIONS, _NO_INDEX, _NO_INDEX, groups.rows[0], groups.rows[1],
-                           dst.strides[-2], cs[0], src.strides[-2], cs[1], scale, mode, kind, n_items,
-                           min(n_threads, n_items))
+        call_add(_kernels.table_add_grid_inplace, _kernels.table_add_grid_to,
+                 row_layout, dst, src, groups.rows, scale, table_rows,
+                 groups.keys.astype(np.intp), groups.group_ptr, T, block, tile, min(n_threads, n_items))
     else:
-        groups = group_rows((req.positions - first_row).astype(np.float64), dst.shape[:-1], [dst, src])
+        groups = group_rows((req.positions - first_row).astype(np.float64), dst.shape[:-1], arrays)
         chunks = group_chunks(groups.group_ptr)
-        n_items = chunks.shape[0] - 1
-        _kernels.table_add(dst, src, table_rows, False, _NO_INDEX, _NO_INDEX, 0, 1, 1,
-                           groups.keys, groups.group_ptr, chunks, groups.rows[0], groups.rows[1],
-                           0, cs[0], 0, cs[1], scale, mode, kind, n_items, min(n_threads, n_items))
+        call_add(_kernels.table_add_grouped_inplace, _kernels.table_add_grouped_to,
+                 vector_layout, dst, src, groups.rows, scale, table_rows,
+                 groups.keys, groups.group_ptr, chunks, min(n_threads, chunks.shape[0] - 1))
     return caller_result(x, out)

@@ -140,9 +140,8 @@ def add_sinusoidal(darr, *, offset=0, positions=None, scale=None, base=None, lay
 
     Notes
     -----
-    Results are within the numerical contract of the eager call, not
-    bit-identical to it: each block starts its recurrence at its own
-    position.
+    Results are bit-identical to the eager call's, whatever the chunks: a
+    position's encoding row does not depend on the block it falls in.
 
     Examples
     --------

@@ -69,6 +69,8 @@ def make_inputs():
         "grid_x": rng.uniform(-1, 1, (2, 13, 16)).astype(np.float32),
         "nd_x": rng.uniform(-1, 1, (2, 24, 16)),
         "q": rng.uniform(-1, 1, (2, 4, 16, 8)).astype(np.float32),
+        "q_step": rng.uniform(-1, 1, (1, 4, 1, 8)).astype(np.float32),
+        "k_step": rng.uniform(-1, 1, (1, 2, 1, 8)).astype(np.float32),
         "k": rng.uniform(-1, 1, (2, 2, 16, 8)).astype(np.float32),
         "scores": rng.uniform(-1, 1, (2, 2, 6, 7)).astype(np.float32),
         "bias_table": rng.uniform(-1, 1, (32, 2)),
@@ -94,6 +96,8 @@ def later_functions(i, a):
     fastpe.add_sinusoidal_nd(a["nd_x"], (2, 3, 4))
     fastpe.sinusoidal_nd((2, 3), 8)
     fastpe.apply_rotary(a["q"], a["k"], offset=np.array([i % 5, 2]), scaling=LLAMA3 if i % 2 else None)
+    # the compiled decode path, its cached frequencies and blocks of cos/sin rows
+    fastpe.apply_rotary(a["q_step"], a["k_step"], offset=(i * 37) % 3000, scaling=LLAMA3 if i % 2 else None)
     fastpe.rotary_cos_sin(16, 8, offset=i % 9)
     fastpe.rope_inv_freq(8, scaling=LLAMA3)
     fastpe.alibi_slopes(2 + i % 5)
@@ -113,6 +117,8 @@ def later_functions(i, a):
 def one_round(i, a):
     fastpe.sinusoidal_table(64, 24, offset=i % 1000, out=a["table_out"] if i % 2 else None)
     fastpe.sinusoidal_encode(a["enc_pos"], 17, dtype=np.float64 if i % 2 else np.float32)
+    # the compiled common call and its blocks of cached rows
+    fastpe.add_sinusoidal(a["x"], offset=(i * 37) % 3000)
     k = i % 4
     if k == 0:
         fastpe.add_sinusoidal(a["x"], offset=a["offsets"])
@@ -135,6 +141,8 @@ def one_round(i, a):
     if k == 3:
         a["x"] *= 0.5
         a["x64"] *= 0.5
+        a["q_step"] *= 0.5
+        a["k_step"] *= 0.5
         a["grid_x"] *= 0.5
         a["nd_x"] *= 0.5
 

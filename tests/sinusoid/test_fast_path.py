@@ -42,6 +42,18 @@ def test_common_calls_take_the_fast_path_with_the_general_bits(shape, dtype):
             assert _fastpath.fast_calls() == before + 1
 
 
+@pytest.mark.parametrize("num_threads", [1, 2, 3, 64, 2**70])
+@pytest.mark.parametrize("shape", [(1, 16, 64), (4, 300, 40), (1, 3000, 64)], ids=str)
+def test_num_threads_keeps_the_fast_path(shape, num_threads):
+    """An int num_threads is common too (a benchmark or a pipeline pins it):
+    the same bits as the general path, which caps the team as usual."""
+    x = random_values(shape, np.float32, rng_for("num_threads", shape), 3.0)
+    for offset in (0, 77, -300):
+        x_fast, x_general, taken = fast_and_general(x, offset=offset, num_threads=num_threads)
+        assert taken == 1
+        assert_same_bits(x_fast, x_general, f"{shape} offset={offset} num_threads={num_threads}")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_offsets_at_the_position_limit(dtype):
     """The last offset whose positions stay below 2**53 is common; one more is
@@ -99,8 +111,11 @@ UNCOMMON_ARGUMENTS = [
     {"layout": "bad"},
     {"out": np.zeros((2, 5, 8), np.float32)},
     {"out": np.zeros((2, 5, 8), np.float64)},
-    {"num_threads": 1},
     {"num_threads": 0},
+    {"num_threads": -1},
+    {"num_threads": True},
+    {"num_threads": 2.0},
+    {"num_threads": np.int64(2)},
     {"inv_freq": np.ones(4)},
     {"inv_freq": np.ones(3)},
     {"preset": "vaswani"},
