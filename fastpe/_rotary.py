@@ -2,8 +2,10 @@
 
 The distinct positions of a call are collected once; their cosines and sines
 come from the sinusoid kernel in float64 (one table for all the arrays being
-rotated, attention factor folded in); the rotate kernel then walks every
-vector row of each array in memory order and rotates its channel pairs.
+rotated, attention factor folded in); the rotate kernel then rotates the
+channel pairs of every vector row of each array, visiting the rows by blocks
+of positions across every head (_position_block) so that a block's cos/sin
+rows stay in cache.
 The scaled frequencies come from fastpe's cache; the common decode call is
 first offered to the compiled fast path (fastpe._rotary_fastpath), which
 returns None for anything else.
@@ -11,6 +13,7 @@ returns None for anything else.
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Union, overload
 
 import numpy as np
@@ -147,10 +150,69 @@ def _cached(key, build):
     return CACHE.get(key, make)
 
 
-def _row_offsets(a):
-    """Byte offsets of every vector row of a (C order of its logical shape)."""
+# The rotate kernel visits the rows by blocks of positions: every row (all
+# heads, all batch entries) of positions 0 .. B-1, then of B .. 2B-1, and so
+# on, each block's rows in C order. A block's cos/sin rows (B x n_pairs x 2
+# float64) then stay in the core's L2 while every head uses them, where C
+# order would stream the whole table again from L3 for every head; a block
+# is still long enough that each head's rows in it are one long run of memory
+# for the prefetchers. B is set by the bytes of a block's table rows: 512 KiB
+# timed best on (1, 32, 4096, D) q and k for D = 64, 128 and 256 (B = 1024,
+# 512 and 256; docs/performance.rst). The order changes no bit: each row's
+# result is its own.
+_TABLE_BLOCK_BYTES = 512 * 1024
+
+
+def _position_block(n_pairs):
+    """Positions per block of the rotate kernel's row order (0: C order; tests compare the two)."""
+    return max(1, _TABLE_BLOCK_BYTES // (16 * n_pairs))
+
+
+def _sequence_index(shape, seq_axis):
+    """The sequence index of every vector row of an array of `shape`, C order (flat)."""
+    n_positions = shape[seq_axis]
+    return to_rows(np.arange(n_positions, dtype=np.intp).reshape((1,) * seq_axis + (n_positions,)),
+                   shape, seq_axis).ravel()
+
+
+def _visit_order(shape, seq_axis, block):
+    """The C-order numbers of the vector rows of an array of `shape` (sequence
+    axis seq_axis), in the order the rotate kernel visits them with blocks of
+    `block` positions; None where that is C order itself (one block, or no
+    axis before the sequence axis: C order already walks the positions
+    outermost)."""
+    if not block or shape[seq_axis] <= block or math.prod(shape[:seq_axis]) == 1:
+        return None
+
+    def build():
+        before, n_positions, after = math.prod(shape[:seq_axis]), shape[seq_axis], math.prod(shape[seq_axis + 1:-1])
+        rows = np.arange(before * n_positions * after, dtype=np.intp).reshape(before, n_positions, after)
+        n_full = n_positions - n_positions % block
+        full_blocks = rows[:, :n_full].reshape(before, n_full // block, block, after).transpose(1, 0, 2, 3)
+        return np.concatenate([full_blocks.ravel(), rows[:, n_full:].ravel()])
+
+    return _cached(("rotary-order", shape[:-1], seq_axis, block), build)
+
+
+def _in_visit_order(kind, a, seq_axis, block, rows_in_c_order):
+    """rows_in_c_order() (one value per vector row of a, C order) in the rotate
+    kernel's visit order, kept in the cache under (kind, a's shape, strides,
+    seq_axis, block)."""
+    order = _visit_order(a.shape, seq_axis, block)
+    key = (kind, a.shape[:-1], a.strides[:-1], seq_axis, None if order is None else block)
+    return _cached(key, lambda: rows_in_c_order() if order is None else rows_in_c_order()[order])
+
+
+def _row_offsets(a, seq_axis, block):
+    """Byte offsets of the vector rows of a, in the rotate kernel's visit order."""
     lead = a.shape[:-1]
-    return _cached(("rows", lead, a.strides[:-1]), lambda: _runtime.axis_offsets(lead, a.strides, range(len(lead))))
+    return _in_visit_order("rows", a, seq_axis, block,
+                           lambda: _runtime.axis_offsets(lead, a.strides, range(len(lead))).ravel())
+
+
+def _position_rows(a, seq_axis, block):
+    """The sequence index of each vector row of a, in the rotate kernel's visit order."""
+    return _in_visit_order("rotary-t-index", a, seq_axis, block, lambda: _sequence_index(a.shape, seq_axis))
 
 
 def pair_columns(layout, rotary_dim):
@@ -374,11 +436,12 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     else:
         positions_by_array = [prefix_positions(req, i) for i in range(len(req.arrays))]
         distinct = np.unique(np.concatenate([p.ravel() for p in positions_by_array]))
-    cos_t, sin_t = cos_sin_table(distinct, req.freq, req.attention_factor)
+    cos_t, sin_t = cos_sin_table(distinct, req.freq, req.attention_factor, req.num_threads)
     first, second, step = pair_columns(req.layout, req.rotary_dim)
     total = sum(a.size for a in req.arrays)
     n_threads = _runtime.resolve_threads(req.num_threads, total)
     sources = _rotation_sources(req)
+    block = _position_block(req.rotary_dim // 2)
     for i, src in enumerate(sources):
         if src is None:
             continue
@@ -387,15 +450,17 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
             src = None  # rotated in place
         elif req.rotary_dim < a.shape[-1]:
             np.copyto(dst[..., req.rotary_dim:], src[..., req.rotary_dim:])  # untouched channels
-        dst_rows = _row_offsets(dst)
-        src_rows = None if src is None else _row_offsets(src)
+        seq_axis = req.seq_axes[i]
+        dst_rows = _row_offsets(dst, seq_axis, block)
+        src_rows = None if src is None else _row_offsets(src, seq_axis, block)
         if scalar_offset:
-            index = _cached(("rotary-t-index", a.shape[:-1], req.seq_axes[i]),
-                            lambda: to_rows(np.arange(req.T, dtype=np.intp).reshape(
-                                (1,) * req.seq_axes[i] + (req.T,)), a.shape, req.seq_axes[i]))
+            index = _position_rows(a, seq_axis, block)  # positions offset + t: table row t
         else:
             index = np.searchsorted(distinct, positions_by_array[i]).astype(np.intp)
-            index = np.ascontiguousarray(to_rows(index, a.shape, req.seq_axes[i])).ravel()
+            index = to_rows(index, a.shape, seq_axis).ravel()
+            order = _visit_order(a.shape, seq_axis, block)
+            if order is not None:
+                index = index[order]
         _runtime.call_add(_kernels.rotate_rows_inplace, _kernels.rotate_rows_to, _runtime.vector_layout,
                           dst, src, (dst_rows, src_rows), index, cos_t, sin_t, req.rotary_dim // 2,
                           first, second, step, min(n_threads, dst_rows.shape[0]))

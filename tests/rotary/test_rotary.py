@@ -9,23 +9,13 @@ import math
 
 import numpy as np
 import pytest
+from rotary_cases import rotary_kwargs, rotary_tolerance
 from util import DTYPES, array_variants, assert_unchanged, assert_within, rng_for, snapshot
 
 import fastpe
 from fastpe import reference
 
 LAYOUTS = ("half", "interleaved")
-
-
-def _tol(dtype, expected):
-    """The kernel rotates in float64 and rounds once, like the reference; its
-    angles differ from the reference's by the recurrence (<~1e-12 rad at these
-    positions). float32: one ulp of the result either side of a rounding
-    boundary; float64: angle error times |x| plus a few ulps."""
-    mag = 1.0 + np.abs(expected.astype(np.float64))
-    if np.dtype(dtype) == np.float32:
-        return np.finfo(np.float32).eps * mag
-    return 1e-11 * mag
 
 
 CASES = [
@@ -39,23 +29,13 @@ CASES = [
 ]
 
 
-def _kwargs(kw, shape, seq_axis, rng):
-    kw = dict(kw)
-    T = shape[seq_axis]
-    if kw.get("positions") == "BT":
-        kw["positions"] = rng.integers(0, 5000, (shape[0], T))
-    elif kw.get("positions") == "T":
-        kw["positions"] = rng.permutation(T) * 3 - 10
-    return kw
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_apply_rotary_matches_reference(dtype, layout, case):
     qshape, kshape, seq_axis, kw = CASES[case]
     rng = rng_for("rotary", case, layout, np.dtype(dtype).name)
-    kw = _kwargs(kw, qshape, seq_axis, rng)
+    kw = rotary_kwargs(kw, qshape, seq_axis, rng)
     kinds = None  # every memory layout the generator has: C, F, transposed, strided, reversed views
     for label, q in array_variants(qshape, dtype, rng, kinds=kinds):
         arrays = [q] if kshape is None else [q, rng.standard_normal(kshape).astype(dtype)]
@@ -66,7 +46,7 @@ def test_apply_rotary_matches_reference(dtype, layout, case):
         got = got if isinstance(got, tuple) else (got,)
         for g, e, a in zip(got, expected, arrays):
             assert g is a
-            assert_within(g, e, _tol(dtype, e), f"{layout} {label} q{qshape} {kw}")
+            assert_within(g, e, rotary_tolerance(dtype, e), f"{layout} {label} q{qshape} {kw}")
         r = kw.get("rotary_dim")
         if r is not None:
             for a, b in zip(arrays, before):
@@ -111,7 +91,7 @@ def test_out_leaves_inputs_and_copies_untouched_channels():
     assert np.array_equal(q, q0) and np.array_equal(k, k0)
     exp = reference.apply_rotary(q0.copy(), k0.copy(), rotary_dim=8, offset=4)
     for g, e in zip(got, exp):
-        assert_within(g, e, _tol(np.float64, e), "out=")
+        assert_within(g, e, rotary_tolerance(np.float64, e), "out=")
 
 
 def test_out_partially_overlapping_input():
@@ -120,7 +100,7 @@ def test_out_partially_overlapping_input():
     x, out = buf[:, :-1], buf[:, 1:]
     expected = reference.apply_rotary(x.copy(), offset=1)
     got = fastpe.apply_rotary(x, offset=1, out=[out])
-    assert_within(got, expected, _tol(np.float64, expected), "overlapping out")
+    assert_within(got, expected, rotary_tolerance(np.float64, expected), "overlapping out")
 
 
 def test_rotary_cos_sin_layouts():
@@ -192,7 +172,7 @@ def test_apply_rotary_with_scaling(scaling, dtype):
     q = rng.standard_normal((2, 4, 100, 32)).astype(dtype)
     expected = reference.apply_rotary(q.copy(), scaling=scaling, offset=np.array([0, 30]))
     got = fastpe.apply_rotary(q, scaling=scaling, offset=np.array([0, 30]))
-    assert_within(got, expected, _tol(dtype, expected), f"scaling {scaling}")
+    assert_within(got, expected, rotary_tolerance(dtype, expected), f"scaling {scaling}")
     # independent check of the reference: rotate with rope_inv_freq's output by hand
     freq, factor = fastpe.rope_inv_freq(32, scaling=scaling, seq_len=130)
     x = q.astype(np.float64) if dtype == np.float64 else None
