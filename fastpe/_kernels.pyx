@@ -899,6 +899,16 @@ cdef struct Rotation:
     fpe_idx n_pairs
     int mode                  # FPE_MODE_ADD_INPLACE or FPE_MODE_ADD_TO
     int kind                  # FPE_STORAGE_*
+    fpe_idx dst_span          # bytes from a row's start to the end of its last pair (0: no prefetch)
+    fpe_idx src_span
+
+
+# Rows ahead of the one being rotated whose memory is requested early: the
+# rows come through a table of offsets (in blocks of positions across heads),
+# where the hardware prefetchers lose the stream.
+DEF ROTATE_PREFETCH_ROWS = 4
+# At most this many bytes of a row are requested (a wider row streams itself).
+DEF ROTATE_PREFETCH_BYTES = 2048
 
 
 cdef inline void _rotate_row(storage_t *dst, const storage_t *src, const Rotation *rot,
@@ -932,15 +942,35 @@ cdef inline void _rotate_item(storage_t *dst, const Rotation *rot, fpe_idx i) no
                 <const double *>(rot.cos_table + at), <const double *>(rot.sin_table + at))
 
 
+cdef inline void _prefetch_rotation(storage_t *dst, const Rotation *rot, fpe_idx i) noexcept nogil:
+    cdef fpe_idx ahead = i + ROTATE_PREFETCH_ROWS, j
+    if ahead < rot.n_rows:
+        for j in range(0, rot.dst_span, 64):
+            fpe_prefetch_write(<const char *>dst + rot.dst_rows[ahead] + j)
+        if rot.mode == FPE_MODE_ADD_TO:
+            for j in range(0, rot.src_span, 64):
+                fpe_prefetch_write(rot.src + rot.src_rows[ahead] + j)
+
+
 cdef void _rotate_run(storage_t *dst, const Rotation *rot, int n_threads) noexcept nogil:
     """Rotate every row of dst (its elements of type storage_t)."""
     cdef fpe_idx i
     if n_threads == 1:
         for i in range(rot.n_rows):
+            _prefetch_rotation(dst, rot, i)
             _rotate_item(dst, rot, i)
     else:
         for i in prange(rot.n_rows, schedule="static", num_threads=n_threads):
+            _prefetch_rotation(dst, rot, i)
             _rotate_item(dst, rot, i)
+
+
+cdef inline fpe_idx _row_span(fpe_cols c, fpe_idx n_pairs, fpe_idx itemsize) noexcept:
+    """Bytes from a row's first element to the end of its last pair, when its
+    pairs lie at non-negative offsets (0 otherwise: no prefetch)."""
+    if n_pairs <= 0 or c.sin_off < 0 or c.cos_off < 0 or c.ks < 0:
+        return 0
+    return min((max(c.sin_off, c.cos_off) + (n_pairs - 1) * c.ks + 1) * itemsize, ROTATE_PREFETCH_BYTES)
 
 
 cdef inline fpe_cols _pair_cols(fpe_idx first_col, fpe_idx second_col, fpe_idx col_step, fpe_idx cs) noexcept:
@@ -968,6 +998,8 @@ cdef void _rotate(cnp.ndarray dst, cnp.ndarray dst_rows, fpe_idx dst_cs, cnp.nda
     rot.n_pairs = n_pairs
     rot.mode = mode
     rot.kind = fpe_storage_of(dst)
+    rot.dst_span = _row_span(rot.d, n_pairs, dst.itemsize)
+    rot.src_span = _row_span(rot.r, n_pairs, src.itemsize)
     cdef void *d = _data(dst)
     with nogil:
         if rot.kind != FPE_STORAGE_NATIVE:

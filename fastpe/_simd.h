@@ -318,6 +318,15 @@ typedef float fpe_v16f __attribute__((vector_size(64), aligned(4)));
 
 #define FPE_ROW_AT(T, base, rs, t) ((T *)((char *)(base) + (t) * (rs)))
 
+/* Ask for the cache line at p ahead of its use, for writing, into L1: for
+ * rows visited through a table of offsets, which the hardware prefetchers
+ * cannot guess. Nothing where the compiler has no prefetch builtin. */
+#if defined(__GNUC__)
+#define fpe_prefetch_write(p) __builtin_prefetch((const void *)(p), 1, 3)
+#else
+#define fpe_prefetch_write(p) ((void)(p))
+#endif
+
 /* One vector pe of encodings (type VT) into the row elements at dp (src: sp),
  * with a prefetch of the same elements FPE_PREFETCH_ROWS rows further on.
  * Without it the blocked rows are slower than the one-row step: the

@@ -16,6 +16,7 @@ cdef extern from "_modes.h" nogil:
         FPE_STORAGE_BF16
 
 cdef extern from "_simd.h" nogil:
+    void fpe_prefetch_write(const void *p)
     int FPE_DISPATCH_ENABLED
     const char *fpe_simd_level()
     ctypedef struct fpe_cols:
