@@ -28,11 +28,12 @@ def build_parser(prog="fastpe"):
 
     bench = sub.add_parser(
         "bench",
-        help="time fastpe against fastpe.reference and a memory-bandwidth probe",
+        help="time fastpe against what users write instead, fastpe.reference and a memory-bandwidth probe",
         description=(
-            "Time fastpe against its NumPy reference and a bandwidth probe (x += c / t[:] = c "
-            "on the same array). Prints a table to stdout, progress to stderr. The default run "
-            "takes under a minute; --quick a few seconds."
+            "Time fastpe against the cached-table peers (NumPy, and torch where installed), its "
+            "NumPy reference and a bandwidth probe (x += c / t[:] = c on the same array). Prints "
+            "a table to stdout, progress to stderr. The default run takes about a minute and a "
+            "half; --quick under half a minute."
         ),
     )
     bench.add_argument("--quick", action="store_true", help="fewer repeats, smaller and fewer cases")

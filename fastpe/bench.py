@@ -41,12 +41,16 @@ slows them alike; each figure is the median of its samples. In-place calls
 keep adding into the same array; every ``RESET_EVERY`` calls it is restored
 from a saved pattern outside the timed region, so values stay small and
 finite. Tiny calls are timed in batches (a sample is the mean of up to
-``RESET_EVERY`` back-to-back calls). Each sample starts after a pause of
-``SETTLE_S`` and one untimed call of the same implementation: the pause
-lets the thread teams of the implementation timed before (fastpe's and
-torch's OpenMP workers spin for a while after a parallel loop) go idle, and
-the untimed call wakes the implementation's own team and brings its data
-into the CPU's caches, so that a sample measures calls in a loop of that
+``RESET_EVERY`` back-to-back calls). An implementation takes up to
+``SAMPLES_PER_VISIT`` samples in a row; each visit starts after a pause of
+``SETTLE_S`` and ``WARM_S`` of untimed calls (at least one). The pause outlasts the spinning of the
+thread team of the implementation timed before (an OpenMP worker, fastpe's
+or torch's, spins for several milliseconds after a parallel loop, and on two
+cores it would take a core from the next implementation's team); the
+untimed calls wake the implementation's own team (on the development
+machine, a virtual one, the first two or three parallel calls after an idle
+pause take 100-300 us each while the idle virtual CPU is woken) and bring
+its data into the CPU's caches. So a sample measures calls in a loop of that
 implementation alone, as a user's program makes them, not the other
 implementations' leftovers.
 The reference is slow on big arrays, so it gets fewer samples than fastpe,
@@ -110,11 +114,16 @@ __all__ = [
 RESET_EVERY = 50
 # A sample of a tiny call lasts at least this long (calls are batched).
 MIN_SAMPLE_S = 200e-6
-# Pause before each sample: longer than an OpenMP worker spins after a
-# parallel loop (libgomp's default spin count) before it sleeps.
-SETTLE_S = 3e-3
+# Pause before each visit: longer than an OpenMP worker spins after a
+# parallel loop before it sleeps (5-8 ms with libgomp's defaults on the
+# development machine, for fastpe's team and torch's alike).
+SETTLE_S = 15e-3
+# Untimed calls at the start of a visit, for at least this long.
+WARM_S = 2e-3
+# Samples an implementation takes in a row before the next one's turn.
+SAMPLES_PER_VISIT = 4
 # Time budget of the measurements (seconds); startup and setup come on top.
-DEFAULT_BUDGET_S = 40.0
+DEFAULT_BUDGET_S = 60.0
 QUICK_BUDGET_S = 4.0
 DEFAULT_REPEAT = 20
 QUICK_REPEAT = 5
@@ -742,15 +751,25 @@ def _jsonable(obj):
     return obj
 
 
+def _settle(series, st):
+    """The start of a visit (untimed): a pause, then WARM_S of calls."""
+    time.sleep(SETTLE_S)
+    end = time.perf_counter() + WARM_S
+    while True:
+        if series.resets and st.calls + 1 > RESET_EVERY:
+            st.reset()
+        series.fn(series.calls)
+        series.calls += 1
+        st.calls += 1
+        if time.perf_counter() >= end:
+            break
+
+
 def _timed(series, st, number):
     """One sample: `number` back-to-back calls, after the array is restored
-    if due, a pause and one warm-up call (all untimed)."""
-    if series.resets and st.calls + number + 1 > RESET_EVERY:
+    if due (untimed)."""
+    if series.resets and st.calls + number > RESET_EVERY:
         st.reset()
-    time.sleep(SETTLE_S)
-    series.fn(series.calls)
-    series.calls += 1
-    st.calls += 1
     fn, i0 = series.fn, series.calls
     t0 = time.perf_counter()
     for k in range(number):
@@ -765,7 +784,7 @@ def _batch(cost):
     """Calls per sample for a call of `cost` seconds."""
     if not cost > 0:
         return 1
-    return int(min(RESET_EVERY - 1, max(1, math.ceil(MIN_SAMPLE_S / cost))))
+    return int(min(RESET_EVERY, max(1, math.ceil(MIN_SAMPLE_S / cost))))
 
 
 def _add_peers(case, st, dtype, num_threads, torch, series, resets):
@@ -835,7 +854,8 @@ def _measure(case, shape, dtype, num_threads, repeat, ref_reps, allowance, seed,
         t0 = time.perf_counter()
         st.reset()
         reset_cost = time.perf_counter() - t0
-    per_round = sum(s.estimate_s * (s.number + 1) + SETTLE_S for s in fast)
+    per_visit = SETTLE_S + WARM_S
+    per_round = sum(s.estimate_s * (s.number + 1 / SAMPLES_PER_VISIT) + per_visit / SAMPLES_PER_VISIT for s in fast)
     per_round += reset_cost * sum(s.number for s in fast) / RESET_EVERY
 
     def left():
@@ -866,14 +886,15 @@ def _measure(case, shape, dtype, num_threads, repeat, ref_reps, allowance, seed,
     if ref:
         ref.wanted = ref_wanted
 
-    # Round-robin: every round times fastpe and the probe once, and the
-    # reference in rounds spread evenly over the run, rotating the order.
-    # Before each further reference sample the plan is revised with the
-    # reference's measured cost: more samples if they fit, fewer if not.
+    # Round-robin: every round times fastpe, the probe and the peers
+    # SAMPLES_PER_VISIT times each, and the reference once in rounds spread
+    # evenly over the run, rotating the order. Before each further reference
+    # sample the plan is revised with the reference's measured cost: more
+    # samples if they fit, fewer if not.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for r in range(n_rounds):
+        for r in range(0, n_rounds, SAMPLES_PER_VISIT):
             todo = list(fast)
             if ref and not cold_only:
                 if ref.samples:
@@ -882,9 +903,11 @@ def _measure(case, shape, dtype, num_threads, repeat, ref_reps, allowance, seed,
                     ref.wanted = max(len(ref.samples), min(ref_max, len(ref.samples) + fits))
                 if len(ref.samples) < ref.wanted and len(ref.samples) * n_rounds <= r * ref.wanted:
                     todo.append(ref)
-            k = r % len(todo)
+            k = (r // SAMPLES_PER_VISIT) % len(todo)
             for s in todo[k:] + todo[:k]:
-                s.samples.append(_timed(s, st, s.number) / s.number)
+                _settle(s, st)
+                for _ in range(1 if s is ref else min(SAMPLES_PER_VISIT, n_rounds - r)):
+                    s.samples.append(_timed(s, st, s.number) / s.number)
     finally:
         if gc_was_enabled:
             gc.enable()
