@@ -43,7 +43,7 @@ from . import _formulas, _kernels, _plan, _runtime, _validation
 cnp.import_array()
 
 # The general path's own functions and constants, bound once (C globals, so
-# the module's public names stay the two below).
+# the module's public names stay its own).
 cdef object _default_plan = _plan.default_sinusoid_plan
 cdef object _resolve_threads = _runtime.resolve_threads
 cdef object _work_blocks = _runtime.work_blocks
@@ -188,6 +188,14 @@ cdef inline cnp.npy_intp _floor_div(cnp.npy_intp a, cnp.npy_intp b):
     return q
 
 
+cdef inline void _row_steps(cnp.ndarray a, cnp.npy_intp *row_stride, cnp.npy_intp *col_step) noexcept:
+    """Bytes between a's rows and elements between its columns (the last two
+    axes), as the general path passes them to the kernels."""
+    cdef int ndim = cnp.PyArray_NDIM(a)
+    row_stride[0] = cnp.PyArray_STRIDE(a, ndim - 2)
+    col_step[0] = _floor_div(cnp.PyArray_STRIDE(a, ndim - 1), cnp.PyArray_ITEMSIZE(a))
+
+
 cdef tuple _blocking_of(cnp.ndarray arr, cnp.npy_intp T, cnp.npy_intp D, object plan):
     key = (T, D, cnp.PyArray_TYPE(arr))
     found = _blocking.get(key)
@@ -235,7 +243,6 @@ def add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_th
 cdef void _generate(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.npy_intp D, bint store,
                     object num_threads) except *:
     """The general path's kernel call for the common call, or (store) for a table."""
-    cdef int ndim = cnp.PyArray_NDIM(arr)
     plan = _default_plan(D)
     n_threads = _resolve_threads(num_threads, cnp.PyArray_SIZE(arr))
     blocking = _blocking_of(arr, T, D, plan)
@@ -246,8 +253,8 @@ cdef void _generate(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.npy_intp 
     cdef cnp.ndarray group_ptr = cnp.PyArray_EMPTY(1, &two, cnp.NPY_INTP, 0)
     (<cnp.npy_intp *>cnp.PyArray_DATA(group_ptr))[0] = 0
     (<cnp.npy_intp *>cnp.PyArray_DATA(group_ptr))[1] = cnp.PyArray_DIM(rows, 0)
-    cdef cnp.npy_intp row_stride = cnp.PyArray_STRIDE(arr, ndim - 2)
-    cdef cnp.npy_intp col_step = _floor_div(cnp.PyArray_STRIDE(arr, ndim - 1), cnp.PyArray_ITEMSIZE(arr))
+    cdef cnp.npy_intp row_stride, col_step
+    _row_steps(arr, &row_stride, &col_step)
     if store:
         _sinusoid_grid_store(
             arr, rows, row_stride, col_step, plan, keys, group_ptr, T, blocking[0], blocking[2], blocking[3],
@@ -334,9 +341,8 @@ cdef bint _add_cached_rows(cnp.ndarray arr, double first, cnp.npy_intp T, cnp.np
         blocks[b] = cnp.PyArray_DATA(<cnp.ndarray>held[b])
     cdef cnp.ndarray lead = _lead_row_offsets(arr)
     cdef cnp.npy_intp n_lead = cnp.PyArray_DIM(lead, 0)
-    cdef int ndim = cnp.PyArray_NDIM(arr)
-    cdef cnp.npy_intp row_stride = cnp.PyArray_STRIDE(arr, ndim - 2)
-    cdef cnp.npy_intp col_step = _floor_div(cnp.PyArray_STRIDE(arr, ndim - 1), itemsize)
+    cdef cnp.npy_intp row_stride, col_step
+    _row_steps(arr, &row_stride, &col_step)
     cdef cnp.npy_intp first_row = <cnp.npy_intp>first - b0 * ROW_BLOCK
     cdef int n_threads = _resolve_threads(num_threads, cnp.PyArray_SIZE(arr))
     cdef const cnp.npy_intp *lead_ = <const cnp.npy_intp *>cnp.PyArray_DATA(lead)

@@ -41,6 +41,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport floor
 
+from fastpe._cache cimport BoundedCache
 from fastpe._fastpath cimport _common_array, _offset_value
 from fastpe._simd cimport fpe_cols, fpe_idx, fpe_rotate_inplace_f32, fpe_rotate_inplace_f64
 
@@ -65,7 +66,7 @@ cdef object _scaling_parameters = _checks.scaling_parameters
 cdef object _seq_len_key = _checks.seq_len_key
 cdef object _warn_unused_keys = _checks.warn_unused_keys
 cdef double _LIMIT = float(_validation.POSITION_LIMIT)
-cdef object _CACHE = _plan.CACHE
+cdef BoundedCache _CACHE = _plan.CACHE
 cdef object _resolve_threads = _runtime.resolve_threads
 # Nesting deeper than this in a scaling is not frozen (so not cached).
 cdef int _MAX_DEPTH = 8
@@ -117,7 +118,10 @@ cdef class _CosSinRows:
 
 cdef _CosSinRows _cos_sin_rows(object freq, double block):
     key = ("rotary-cos-sin", freq.freq_bytes, freq.attention_factor, block)
-    return <_CosSinRows>_CACHE.get(key, lambda: _CosSinRows(block * _BLOCK, freq))
+    rows = _CACHE.find(key)
+    if rows is None:
+        rows = _CACHE.keep(key, _CosSinRows(block * _BLOCK, freq))
+    return <_CosSinRows>rows
 
 
 # ------------------------------------------------------------ frequencies
@@ -183,21 +187,24 @@ cdef object _cached_frequencies(object width, object rotary_dim, double base, ob
     """The ScaledFrequencies of the cache for a keyed scaling (built on a miss,
     which raises what the scaling's checks raise)."""
     key = ("rotary-frequencies", width, rotary_dim, base, skey)
-    built = []
-
-    def build():
-        if not built:
-            built.append(_scaled_frequencies_of(width, rotary_dim, base, scaling, seq_len))
-        return built[0]
-
-    freq = _CACHE.get(key, build)
+    built = None  # this call's, once built
+    freq = _CACHE.find(key)
+    if freq is None:
+        built = _scaled_frequencies_of(width, rotary_dim, base, scaling, seq_len)
+        freq = _CACHE.keep(key, built)
     if freq.seq_dependence is None:
         return freq
-    if _per_length(freq, seq_len):
-        return build()  # a new base at every length: not worth an entry each
-    # longrope, dynamic up to its max_position_embeddings: one entry per seq_len
-    # key (built[0], when just built, is this call's)
-    return _CACHE.get(key + (_seq_len_key(freq.seq_dependence, seq_len),), build)
+    # A new base at every length is not worth an entry each; longrope, and
+    # dynamic up to its max_position_embeddings, get one per seq_len key.
+    per_length = _per_length(freq, seq_len)
+    if not per_length:
+        key = key + (_seq_len_key(freq.seq_dependence, seq_len),)
+        freq = _CACHE.find(key)
+        if freq is not None:
+            return freq
+    if built is None:
+        built = _scaled_frequencies_of(width, rotary_dim, base, scaling, seq_len)
+    return built if per_length else _CACHE.keep(key, built)
 
 
 cdef bint _per_length(object freq, object seq_len):
