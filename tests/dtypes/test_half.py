@@ -66,7 +66,7 @@ def _use_half_rows(name):
     try:
         return _kernels.set_half_simd(name), _bias_kernels.set_half_simd(name)
     except ValueError:
-        pytest.skip(f"this CPU or build has no {name} rows for 16-bit storage")
+        pytest.skip(f"this CPU lacks the {name} instructions of the 16-bit rows (or the build left them out)")
 
 
 def _restore_half_rows(previous):
