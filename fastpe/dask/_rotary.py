@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import _rotary
 from .._formulas import offset_positions, rotary_positions_shaped
-from .._validation import real_array
+from .._validation import check_int, real_array
 from .._validation.rotary import check_rotary_dim, scaled_frequencies_of
 from ._common import aligned, as_dask, meta, replaced_offset, stand_in
 
@@ -139,6 +139,7 @@ def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half",
     kwargs = {"base": base, "layout": layout, "rotary_dim": rotary_dim, "inv_freq": inv_freq, "scaling": scaling,
               "num_threads": num_threads}
     _check(darrs, offset, positions, seq_axis, kwargs)
+    seq_axis = check_int("seq_axis", seq_axis)  # checked: a plain int from here on
     T = darrs[0].shape[seq_axis]
     widths = sorted({a.shape[-1] for a in darrs})
     positions64 = None if positions is None else _float64("positions", positions)
