@@ -139,6 +139,8 @@ def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half",
     kwargs = {"base": base, "layout": layout, "rotary_dim": rotary_dim, "inv_freq": inv_freq, "scaling": scaling,
               "num_threads": num_threads}
     _check(darrs, offset, positions, seq_axis, kwargs)
+    if all(a.size == 0 for a in darrs):
+        return darrs[0] if len(darrs) == 1 else tuple(darrs)  # nothing to rotate, as in the eager call
     seq_axis = check_int("seq_axis", seq_axis)  # checked: a plain int from here on
     T = darrs[0].shape[seq_axis]
     widths = sorted({a.shape[-1] for a in darrs})
@@ -154,22 +156,26 @@ def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half",
     rotated = []
     for a in darrs:
         ax = seq_axis % a.ndim
-        if a.size == 0:
-            rotated.append(a)
-            continue
-        whole = a.rechunk({a.ndim - 1: -1})  # a channel pair must lie in one block
-        prefix, prefix_chunks = whole.shape[:ax + 1], whole.chunks[:ax + 1]
         if positions is not None:
-            pos = rotary_positions_shaped(positions64, ax + 1)
+            prefix_positions = rotary_positions_shaped(positions64, ax + 1)
         else:
-            pos = offset_positions(offset64, T, ax)
-        ind = tuple(range(a.ndim))
+            prefix_positions = offset_positions(offset64, T, ax)
         other = [w for w in widths if w != a.shape[-1]]
-        largest_args = (largest, ()) if isinstance(largest, da.Array) else (largest, None)
-        result = da.blockwise(
-            _rotate_block, ind, whole, ind, aligned(pos, prefix, prefix_chunks), ind[:ax + 1], *largest_args,
-            seq_axis=ax, other_width=other[0] if other else None, kwargs=kwargs,
-            dtype=a.dtype, meta=meta(a.ndim, a.dtype), token="fastpe-apply-rotary",
-        )
-        rotated.append(result.rechunk(a.chunks))
+        rotated.append(a if a.size == 0 else _rotated(a, ax, prefix_positions, largest, other[0] if other else None,
+                                                        kwargs))
     return rotated[0] if len(rotated) == 1 else tuple(rotated)
+
+
+def _rotated(a, ax, prefix_positions, largest, other_width, kwargs):
+    """a rotated block by block: positions over its axes up to the sequence
+    axis (ax) cut like it, the channel axis in one chunk for the rotation."""
+    whole = a.rechunk({a.ndim - 1: -1})  # a channel pair must lie in one block
+    positions = aligned(prefix_positions, whole.shape[:ax + 1], whole.chunks[:ax + 1])
+    ind = tuple(range(a.ndim))
+    largest_args = (largest, ()) if isinstance(largest, da.Array) else (largest, None)
+    result = da.blockwise(
+        _rotate_block, ind, whole, ind, positions, ind[:ax + 1], *largest_args,
+        seq_axis=ax, other_width=other_width, kwargs=kwargs,
+        dtype=a.dtype, meta=meta(a.ndim, a.dtype), token="fastpe-apply-rotary",
+    )
+    return result.rechunk(a.chunks)

@@ -155,6 +155,9 @@ def test_inputs_left_alone_and_empty_arrays():
     before = q.copy()
     fpd.apply_rotary(da.from_array(q, chunks=(1, 2, 5, 16)), scaling=SCALINGS["dynamic"]).compute()
     np.testing.assert_array_equal(q, before)
+    for kwargs in ({}, {"positions": np.zeros((0, 1, 24))}):  # nothing to rotate: returned as they are
+        lazy = fpd.apply_rotary(da.zeros((0, 2, 24, 16), dtype=q.dtype), scaling=SCALINGS["dynamic"], **kwargs)
+        assert lazy.compute().shape == (0, 2, 24, 16)
     empty, full = fpd.apply_rotary(da.zeros((0, 2, 24, 16), dtype=q.dtype), da.from_array(q), offset=0)
     assert empty.compute().shape == (0, 2, 24, 16)
     assert_eager_bits(full.compute(), fastpe.apply_rotary(np.zeros((0, 2, 24, 16), q.dtype), q.copy())[1],
