@@ -117,8 +117,9 @@ def add_alibi(scores, *, slopes=None, max_bias=8.0, offset=0, key_positions=None
     return _blockwise(_alibi_block, s, args, "fastpe-add-alibi", num_threads=num_threads)
 
 
-def _relative_block(scores, table, offset, rows, cols, *, settings, num_threads):
+def _relative_block(scores, table_rows, offset, rows, cols, *, settings, num_threads):
     scores, out = new_like(scores)
+    (table,) = table_rows  # the heads' columns of the table, all its buckets in one chunk
     bidirectional, num_buckets, max_distance = settings
     _bias.add_relative_bias(scores, table, bidirectional=bidirectional, num_buckets=num_buckets,
                             max_distance=max_distance, offset=_block_offset(offset, rows, cols), out=out,
@@ -174,5 +175,5 @@ def add_relative_bias(scores, bias_table, *, bidirectional, num_buckets, max_dis
         bias_table = check_bias_table(bias_table, num_buckets, s.shape[1])
     table = da.asarray(bias_table).rechunk(((num_buckets,), s.chunks[1]))
     args = (table, (4, 1), _batch_offset(offset, s), (0,))
-    return _blockwise(_relative_block, s, args, "fastpe-add-relative-bias", concatenate=True,
+    return _blockwise(_relative_block, s, args, "fastpe-add-relative-bias",
                       settings=(bidirectional, num_buckets, max_distance), num_threads=num_threads)

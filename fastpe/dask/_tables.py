@@ -16,8 +16,9 @@ from ._common import (aligned, as_dask, columns, emptied, first, indices, meta, 
                       stand_in)
 
 
-def _table_block(x, table, t, offset, positions, *, scale, num_threads):
+def _table_block(x, table_rows, t, offset, positions, *, scale, num_threads):
     x, out = new_like(x)
+    (table,) = table_rows  # the table's column block, all its rows in one chunk
     if positions is None:
         # This block's first token reads row offset + t0.
         start = np.asarray(offset).astype(np.int64) + first(t)
@@ -118,7 +119,7 @@ def add_table(darr, table, *, offset=0, positions=None, scale=None, num_threads=
         keys = (aligned(offset, x.shape[:-2], x.chunks[:-2]), ind[:-2], None, None)
     return da.blockwise(
         _table_block, ind, x, ind, table_blocks, (row_axis, ind[-1]), indices(x.chunks[-2]), ind[-2:-1], *keys,
-        scale=scale, num_threads=num_threads, concatenate=True,
+        scale=scale, num_threads=num_threads,
         dtype=x.dtype, meta=meta(x.ndim, x.dtype), token="fastpe-add-table",
     )
 

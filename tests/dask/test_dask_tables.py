@@ -221,3 +221,25 @@ def test_grids_on_two_dimensional_and_empty_input():
     empty = fpd.add_sinusoidal_nd(da.zeros((0, 6, 8)), (2, 3))
     assert empty.shape == (0, 6, 8) and empty.compute().shape == (0, 6, 8)
     assert fpd.add_table(da.zeros((2, 0, 4)), np.zeros((3, 4))).compute().shape == (2, 0, 4)
+
+
+def test_blocks_read_the_table_without_copying_it(monkeypatch):
+    """Regression: every block got its own concatenated copy of the table (all
+    its rows), a table's worth of memory and copying per task; every block now
+    reads the one column block of the table that the graph holds."""
+    from fastpe import _sinusoid
+
+    x, table = data(), data((N_ROWS, SHAPE[-1]), key="table")
+    addresses = []
+    eager_add_table = _sinusoid.add_table
+
+    def spy(block, table_arg, **kwargs):
+        if np.size(block):
+            addresses.append(table_arg.__array_interface__["data"][0])
+        return eager_add_table(block, table_arg, **kwargs)
+
+    monkeypatch.setattr(_sinusoid, "add_table", spy)
+    result = fpd.add_table(da.from_array(x, chunks=(1, 5, 8)), table, offset=3).compute(scheduler="threads")
+    monkeypatch.undo()
+    assert len(addresses) == 12 and len(set(addresses)) == 1, addresses
+    assert_eager_bits(result, fastpe.add_table(x.copy(), table, offset=3), "table read in place")
