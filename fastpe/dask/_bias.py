@@ -12,7 +12,7 @@ import dask.array as da
 import numpy as np
 
 from .. import _bias
-from .._validation import check_bias_table, check_key_positions, check_offset, check_slopes
+from .._validation import DEFAULT_MAX_BIAS, check_bias_table, check_key_positions, check_offset, check_slopes
 from ._common import aligned, as_dask, emptied, first, indices, meta, new_like, replaced_offset, stand_in
 
 
@@ -56,7 +56,7 @@ def _blockwise(block, scores, args, token, **kwargs):
     )
 
 
-def add_alibi(scores, *, slopes=None, max_bias=8.0, offset=0, key_positions=None, num_threads=None):
+def add_alibi(scores, *, slopes=None, max_bias=DEFAULT_MAX_BIAS, offset=0, key_positions=None, num_threads=None):
     """Lazy `fastpe.add_alibi`: scores plus ALiBi's biases, as a new Dask array.
 
     Parameters

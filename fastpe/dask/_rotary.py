@@ -20,7 +20,7 @@ import dask.array as da
 import numpy as np
 
 from .. import _rotary
-from .._formulas import offset_positions, rotary_positions_shaped
+from .._formulas import DEFAULT_BASE, offset_positions, rotary_positions_shaped
 from .._validation import check_int, real_array
 from .._validation.rotary import check_rotary_dim, scaled_frequencies_of
 from ._common import aligned, as_dask, meta, replaced_offset, stand_in
@@ -82,7 +82,7 @@ def _rotate_block(a, positions, largest, *, seq_axis, other_width, kwargs):
     return out
 
 
-def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half", rotary_dim=None, inv_freq=None,
+def apply_rotary(*arrays, offset=0, positions=None, base=DEFAULT_BASE, layout="half", rotary_dim=None, inv_freq=None,
                  scaling=None, seq_axis=-2, num_threads=None):
     """Lazy `fastpe.apply_rotary`: the rotated arrays as new Dask arrays.
 
@@ -150,7 +150,7 @@ def apply_rotary(*arrays, offset=0, positions=None, base=10000.0, layout="half",
     if scaling is not None and inv_freq is None:
         freq = scaled_frequencies_of(widths[0] if len(widths) == 1 else None,
                                      None if rotary_dim is None else check_rotary_dim(rotary_dim),
-                                     10000.0 if base is None else base, scaling, None)
+                                     DEFAULT_BASE if base is None else base, scaling, None)
         if freq.seq_dependence is not None:
             largest = _largest_position(offset64, positions64, T)
     rotated = []

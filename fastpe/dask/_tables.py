@@ -11,6 +11,7 @@ import dask.array as da
 import numpy as np
 
 from .. import _grids, _sinusoid
+from .._formulas import DEFAULT_BASE
 from .._validation import as_float_array, check_grid_2d, check_grid_nd, encoding_dtype_for, integer_array, table_request
 from ._common import (aligned, as_dask, columns, emptied, first, indices, meta, new_like, replaced_offset,
                       stand_in)
@@ -154,7 +155,7 @@ def _add_grid(x, table_of, scale, num_threads, token):
     )
 
 
-def add_sincos_2d(darr, grid_h, grid_w, *, base=10000.0, layout="mae", cls_token=False, scale=None,
+def add_sincos_2d(darr, grid_h, grid_w, *, base=DEFAULT_BASE, layout="mae", cls_token=False, scale=None,
                   num_threads=None):
     """Lazy `fastpe.add_sincos_2d`: ``darr * scale + sincos_2d(...)`` as a new Dask array.
 

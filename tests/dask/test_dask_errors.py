@@ -1,6 +1,8 @@
 """Bad arguments to fastpe.dask raise when the graph is built, with the eager
 call's exception type and message, and building a graph runs no kernel."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -102,6 +104,24 @@ CASES = {
                           ("offset",), False),
     "t5: threads": ("add_relative_bias", (SCORES, np.zeros((16, 3))), {**T5, "num_threads": 0}, (), False),
 }
+
+
+@pytest.mark.parametrize("name", fpd.__all__)
+def test_lazy_signatures_mirror_the_eager_ones(name):
+    """Each lazy function takes its eager function's arguments with the same
+    defaults (only out= is left out: the result is a new Dask array), so a
+    default changed in one place cannot silently differ in the other."""
+    lazy = inspect.signature(getattr(fpd, name)).parameters
+    eager = inspect.signature(getattr(fastpe, name)).parameters
+    lazy_names = {"x" if argument == "darr" else argument for argument in lazy}  # the array added into
+    assert set(eager) - lazy_names <= {"out"}, sorted(set(eager) - lazy_names)
+    for argument, parameter in lazy.items():
+        if argument in ("darr", "chunks"):  # the array (eager: x) and the output's chunks (lazy only)
+            continue
+        assert argument in eager, f"{name}: {argument} is not an argument of fastpe.{name}"
+        assert parameter.kind == eager[argument].kind, f"{name}: {argument} is {parameter.kind}"
+        assert parameter.default == eager[argument].default, (
+            f"{name}: {argument}={parameter.default!r}, eager {eager[argument].default!r}")
 
 
 def lazy_arguments(args, kwargs, dask_kwargs):
