@@ -1,21 +1,21 @@
-"""fastpe.dask against the eager kernel and fastpe.reference, for every way of
-chunking (..., T, D), on the local schedulers and on a real distributed cluster."""
-
+"""fastpe.dask's sinusoid functions against the eager kernel and
+fastpe.reference, for every way of chunking (..., T, D), on the local
+schedulers. (The same on a process cluster: test_dask_cluster.py.)"""
 
 import numpy as np
 import pytest
 
 da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import fastpe  # noqa: E402
 import fastpe.dask as fpd  # noqa: E402
+from dask_checks import check_add_sinusoidal as check  # noqa: E402
 from fastpe import _kernels, reference  # noqa: E402
 from processes import run_python  # noqa: E402
-from util import add_tolerance, assert_same_bits, assert_within, max_abs_position_of_add, rng_for  # noqa: E402
+from util import add_tolerance, assert_same_bits, assert_within, rng_for  # noqa: E402
 
 SHAPE = (2, 3, 40, 10)
 
@@ -31,47 +31,8 @@ CHUNKINGS = {
 }
 
 
-def numpy_of(value):
-    return value.compute() if isinstance(value, da.Array) else value
-
-
-def check(result, x, msg, **kwargs):
-    """A computed fastpe.dask result against the eager call and the reference on copies of x."""
-    kwargs = {k: numpy_of(v) for k, v in kwargs.items()}
-    expected = reference.add_sinusoidal(x.copy(), **kwargs)
-    eager = fastpe.add_sinusoidal(x.copy(), **kwargs)
-    scale = kwargs.get("scale")
-    xs_abs = np.abs(x.astype(np.float64) * (1.0 if scale is None else scale))
-    pmax = max_abs_position_of_add(x.shape, kwargs.get("offset", 0), kwargs.get("positions")) + 2
-    tol = add_tolerance(x.dtype, pmax, xs_abs)
-    assert result.dtype == x.dtype, msg
-    assert_within(result, expected, tol, f"{msg} vs reference")
-    # One position, one set of bits: a block's rows are the eager call's rows.
-    assert_same_bits(result, eager, f"{msg} vs eager")
-
-
 def data(shape=SHAPE, dtype=np.float64, key="x"):
     return rng_for(key, shape, np.dtype(dtype).name).uniform(-3, 3, size=shape).astype(dtype)
-
-
-# --------------------------------------------------------------------------
-# A real cluster: two worker processes, so blocks are pickled and computed elsewhere.
-
-
-# Every cluster result is awaited at most this long: a worker that dies on
-# every try must fail the test, not hang the run.
-CLUSTER_TIMEOUT_S = 120
-
-
-def on_cluster(client, *lazies):
-    return [future.result(timeout=CLUSTER_TIMEOUT_S) for future in client.compute(list(lazies))]
-
-
-@pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
-        yield c
 
 
 # --------------------------------------------------------------------------
@@ -341,34 +302,6 @@ def test_import_does_not_need_dask():
     )
     proc = run_python(code)  # from a temporary directory: never the uncompiled sources
     assert proc.returncode == 0, proc.stderr
-
-
-# --------------------------------------------------------------------------
-# The same comparisons on a distributed cluster.
-
-
-@pytest.mark.parametrize("chunking", ["T", "D-odd", "irregular"])
-def test_cluster_add(client, chunking):
-    x = data()
-    offset = da.from_array(np.array([[3, 0, 9], [100, 7, 1]]), chunks=1)
-    positions = positions_of("dask-fractional")
-    lazies = [
-        fpd.add_sinusoidal(da.from_array(x, chunks=CHUNKINGS[chunking]), offset=offset, scale=2.0),
-        fpd.add_sinusoidal(da.from_array(x, chunks=CHUNKINGS[chunking]), positions=positions, preset="fairseq"),
-    ]
-    first, second = on_cluster(client, *lazies)
-    check(first, x, f"cluster chunks={chunking}", offset=offset, scale=2.0)
-    check(second, x, f"cluster chunks={chunking}", positions=positions, preset="fairseq")
-
-
-def test_cluster_table_and_encode(client):
-    (table,) = on_cluster(client, fpd.sinusoidal_table(300, 16, chunks=(64, (5, 11)), offset=4))
-    assert_within(table, reference.sinusoidal_table(300, 16, offset=4), add_tolerance(np.float32, 310, 0),
-                  "cluster table")
-    positions = rng_for("cluster encode").integers(0, 1000, size=(6, 7))
-    (enc,) = on_cluster(client, fpd.sinusoidal_encode(da.from_array(positions, chunks=3), 16, dtype=np.float64))
-    assert_within(enc, reference.sinusoidal_encode(positions, 16, dtype=np.float64),
-                  add_tolerance(np.float64, 1000, 0), "cluster encode")
 
 
 # --------------------------------------------------------------------------

@@ -1,10 +1,4 @@
-"""Lazy Dask versions of add_sinusoidal, sinusoidal_table and sinusoidal_encode.
-
-Import it explicitly (``import fastpe.dask``); ``import fastpe`` never imports
-Dask. Every block is computed by the eager kernel into a new buffer (input
-blocks may be shared by other tasks, so they are never written). Arguments are
-checked when the graph is built, by the eager functions on zero-size stand-ins;
-only the values inside Dask offsets and positions wait for the compute.
+"""Lazy add_sinusoidal, sinusoidal_table, sinusoidal_encode and make_positions.
 
 A chunk of D (the last axis) still needs frequencies of the full width, so a
 block that covers columns [d0, d1) encodes its distinct positions at full
@@ -13,83 +7,37 @@ position k times (k x the sin/cos work of one chunk over all of D), while the
 add itself still touches each element once. Keep D in one chunk when you can.
 """
 
-import math
-
+import dask.array as da
 import numpy as np
 
-try:
-    import dask.array as da
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "fastpe.dask needs Dask: pip install fastpe[dask] (installs dask[array] and distributed)"
-    ) from exc
+from .. import _formulas, _sinusoid
+from .._validation import (Encoding, check_count, check_dtype_argument, check_make_positions, encoding_dtype_for,
+                           real_array, table_offset)
+from ._common import (aligned, as_dask, columns, emptied, first, indices, meta, new_like, replaced_offset,
+                      stand_in)
 
-from . import _sinusoid
-from ._validation import Encoding, check_count, check_dtype_argument, encoding_dtype_for, real_array, table_offset
-
-__all__ = ["add_sinusoidal", "sinusoidal_encode", "sinusoidal_table"]
-
-
-def _known_shape(name, arr):
-    if any(isinstance(n, float) and math.isnan(n) for n in arr.shape):
-        raise ValueError(f"{name} has unknown chunk sizes (shape {arr.shape}); call {name}.compute_chunk_sizes() first")
-
-
-def _stand_in(name, value):
-    """What the eager checks see: NumPy values as they are, a Dask array as zeros of its shape and dtype."""
-    if isinstance(value, da.Array):
-        _known_shape(name, value)
-        return np.broadcast_to(np.zeros((), value.dtype), value.shape)
-    return value
-
-
-def _aligned(arr, shape, chunks):
-    """arr (already checked to broadcast to shape) broadcast to shape and cut into chunks."""
-    arr = da.asarray(arr)
-    lead = len(shape) - arr.ndim
-    own = tuple((1,) if n == 1 else c for n, c in zip(arr.shape, chunks[lead:]))
-    return da.broadcast_to(arr.rechunk(own), shape, chunks=chunks)
-
-
-def _indices(chunks):
-    """0 .. n-1 cut like one axis of the output: each block learns which rows or columns it covers."""
-    return da.arange(sum(chunks), chunks=(chunks,))
-
-
-def _meta(ndim, dtype):
-    # Given to blockwise so that it never calls a block function to guess the output type.
-    return np.empty((0,) * ndim, dtype=dtype)
-
-
-def _columns(cols, dim):
-    """The slice of the full width a block covers, or None when it covers all of it."""
-    if cols.shape[0] == dim:
-        return None
-    return slice(int(cols[0]), int(cols[-1]) + 1)
-
-
-def _encoded_columns(positions, dim, columns, dtype, enc):
+def _encoded_columns(positions, dim, cols, dtype, enc):
     """(encodings of the distinct positions, in the block's columns; index of each position among them)."""
     distinct, inverse = np.unique(positions, return_inverse=True)
     rows = _sinusoid.sinusoidal_encode(distinct, dim, dtype=dtype, **enc)
-    return np.ascontiguousarray(rows[:, columns]), inverse.reshape(np.shape(positions))
+    return np.ascontiguousarray(rows[:, cols]), inverse.reshape(np.shape(positions))
 
 
 def _add_block(x, t, cols, offset, positions, *, dim, shift, scale, num_threads, enc):
-    x = np.asarray(x)
-    out = np.empty(x.shape, x.dtype)
-    columns = _columns(cols, dim)
-    if columns is None:
+    x, out = new_like(x)
+    block_columns = columns(cols, dim)
+    if block_columns is None:
         # All of D: the fused kernel, with this block's first token at offset + t0.
         if positions is None:
-            _sinusoid.add_sinusoidal(x, offset=offset + t[0], scale=scale, out=out, num_threads=num_threads, **enc)
+            _sinusoid.add_sinusoidal(x, offset=offset + first(t), scale=scale, out=out, num_threads=num_threads,
+                                     **enc)
         else:
             _sinusoid.add_sinusoidal(x, positions=positions, scale=scale, out=out, num_threads=num_threads, **enc)
         return out
     if positions is None:
         # The eager call's implicit positions, shift (fairseq's padding_idx + 1) included.
         positions = np.asarray(offset, dtype=np.float64)[..., None] + (shift + t)
-    table, rows = _encoded_columns(positions, dim, columns, encoding_dtype_for(x.dtype),
+    table, rows = _encoded_columns(positions, dim, block_columns, encoding_dtype_for(x.dtype),
                                    {**enc, "num_threads": num_threads})
     # add_table then forms x * scale + row as add_sinusoidal does with its encoding.
     _sinusoid.add_table(x, table, positions=rows, scale=scale, out=out, num_threads=num_threads)
@@ -156,39 +104,34 @@ def add_sinusoidal(darr, *, offset=0, positions=None, scale=None, base=None, lay
     >>> bool(np.allclose(y.compute(scheduler="sync"), eager, atol=1e-6))
     True
     """
-    x = da.asarray(darr)
-    _known_shape("x", x)
-    if x.ndim < 2:
-        raise ValueError(f"x must have at least 2 dimensions (..., T, D), got shape {x.shape}")
-    if positions is not None and isinstance(offset, da.Array):
-        raise ValueError("offset cannot be combined with positions: positions already give every token's position")
+    x = as_dask("x", darr)
     enc = _encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     # The eager checks, on a zero-width stand-in of x (same dtype, same (..., T)) and
     # stand-ins of Dask offsets and positions; the encoding is checked at the real width.
-    _sinusoid.add_sinusoidal(np.empty(x.shape[:-1] + (0,), x.dtype), offset=_stand_in("offset", offset),
-                        positions=_stand_in("positions", positions), scale=scale, num_threads=num_threads)
+    _sinusoid.add_sinusoidal(emptied(x.shape, x.dtype, -1), offset=replaced_offset(offset, positions is not None),
+                             positions=stand_in("positions", positions), scale=scale, num_threads=num_threads)
     shift = Encoding(x.shape[-1], **enc).implicit_shift
     if x.size == 0:
         return x
     ind = tuple(range(x.ndim))
     if positions is not None:
-        keys = (None, None, _aligned(positions, x.shape[:-1], x.chunks[:-1]), ind[:-1])
+        keys = (None, None, aligned(positions, x.shape[:-1], x.chunks[:-1]), ind[:-1])
     elif np.ndim(offset) == 0 and not isinstance(offset, da.Array):
         keys = (float(offset), None, None, None)
     else:
-        keys = (_aligned(offset, x.shape[:-2], x.chunks[:-2]), ind[:-2], None, None)
+        keys = (aligned(offset, x.shape[:-2], x.chunks[:-2]), ind[:-2], None, None)
     return da.blockwise(
-        _add_block, ind, x, ind, _indices(x.chunks[-2]), ind[-2:-1], _indices(x.chunks[-1]), ind[-1:], *keys,
+        _add_block, ind, x, ind, indices(x.chunks[-2]), ind[-2:-1], indices(x.chunks[-1]), ind[-1:], *keys,
         dim=x.shape[-1], shift=shift, scale=scale, num_threads=num_threads, enc=enc,
-        dtype=x.dtype, meta=_meta(x.ndim, x.dtype), token="fastpe-add-sinusoidal",
+        dtype=x.dtype, meta=meta(x.ndim, x.dtype), token="fastpe-add-sinusoidal",
     )
 
 
 def _encode_block(positions, cols, *, dim, out_dtype, kwargs):
-    columns = _columns(cols, dim)
-    if columns is None:
+    block_columns = columns(cols, dim)
+    if block_columns is None:
         return _sinusoid.sinusoidal_encode(positions, dim, dtype=out_dtype, **kwargs)
-    table, rows = _encoded_columns(positions, dim, columns, out_dtype, kwargs)
+    table, rows = _encoded_columns(positions, dim, block_columns, out_dtype, kwargs)
     return table[rows]
 
 
@@ -233,11 +176,11 @@ def sinusoidal_encode(positions, dim, *, chunks=None, base=None, layout=None, dt
     """
     kwargs = {"num_threads": num_threads,
               **_encoding_kwargs(base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)}
-    stand_in = _stand_in("positions", positions)
+    seen = stand_in("positions", positions)
     if not isinstance(positions, da.Array):
-        real_array("positions", stand_in, position=True)  # NumPy positions: their values are checked now
+        real_array("positions", seen, position=True)  # NumPy positions: their values are checked now
     # Everything else (dim, dtype, the encoding, num_threads) by the eager call on zero positions.
-    _sinusoid.sinusoidal_encode(np.zeros(0, np.asarray(stand_in).dtype), dim, dtype=dtype, **kwargs)
+    _sinusoid.sinusoidal_encode(np.zeros(0, np.asarray(seen).dtype), dim, dtype=dtype, **kwargs)
     dtype = np.dtype(dtype)
     pos = da.asarray(positions)
     shape = pos.shape + (dim,)
@@ -248,16 +191,16 @@ def sinusoidal_encode(positions, dim, *, chunks=None, base=None, layout=None, dt
         pos = pos.rechunk(chunks[:-1])
     ind = tuple(range(len(shape)))
     return da.blockwise(
-        _encode_block, ind, pos, ind[:-1], _indices(chunks[-1]), ind[-1:],
-        dim=dim, out_dtype=dtype, kwargs=kwargs, dtype=dtype, meta=_meta(len(shape), dtype),
+        _encode_block, ind, pos, ind[:-1], indices(chunks[-1]), ind[-1:],
+        dim=dim, out_dtype=dtype, kwargs=kwargs, dtype=dtype, meta=meta(len(shape), dtype),
         token="fastpe-sinusoidal-encode",
     )
 
 
 def _table_block(rows, cols, *, offset, dim, out_dtype, kwargs):
-    columns = _columns(cols, dim)
+    block_columns = columns(cols, dim)
     table = _sinusoid.sinusoidal_table(rows.shape[0], dim, offset=offset + rows[0], dtype=out_dtype, **kwargs)
-    return table if columns is None else np.ascontiguousarray(table[:, columns])
+    return table if block_columns is None else np.ascontiguousarray(table[:, block_columns])
 
 
 def sinusoidal_table(n_positions, dim, *, offset=0, chunks=None, base=None, layout=None, dtype=np.float32,
@@ -310,7 +253,63 @@ def sinusoidal_table(n_positions, dim, *, offset=0, chunks=None, base=None, layo
     if 0 in shape:
         return da.empty(shape, chunks=chunks, dtype=dtype)
     return da.blockwise(
-        _table_block, (0, 1), _indices(chunks[0]), (0,), _indices(chunks[1]), (1,),
-        offset=float(offset), dim=dim, out_dtype=dtype, kwargs=kwargs, dtype=dtype, meta=_meta(2, dtype),
+        _table_block, (0, 1), indices(chunks[0]), (0,), indices(chunks[1]), (1,),
+        offset=float(offset), dim=dim, out_dtype=dtype, kwargs=kwargs, dtype=dtype, meta=meta(2, dtype),
         token="fastpe-sinusoidal-table",
     )
+
+
+def make_positions(token_ids, padding_idx, *, past_length=0):
+    """Lazy `fastpe.make_positions`: padding-aware positions of Dask token ids.
+
+    ``(cumsum(mask) + past_length) * mask + padding_idx`` along the last
+    axis, ``mask = token_ids != padding_idx`` (fairseq's and M2M100's
+    positions; Hugging Face's ``create_position_ids_from_input_ids``). The
+    cumulative count runs across the chunks of the last axis (Dask's
+    ``cumsum``), so a chunk's positions count the real tokens of every chunk
+    before it: the result is the eager one for any chunking, left or right
+    padding and `past_length`.
+
+    Parameters
+    ----------
+    token_ids : dask.array.Array or array_like of int
+        Token ids ``(..., T)``; any axis may be chunked.
+    padding_idx : int
+        The id of the padding token (also the position pads get).
+    past_length : int or array_like of int, optional
+        Tokens already seen: one number, or one per sequence (NumPy or Dask).
+
+    Returns
+    -------
+    positions : dask.array.Array of int64
+        Same shape and chunks as `token_ids`; pass it as ``positions=`` to
+        `fastpe.dask.add_sinusoidal` (``preset="fairseq"``) or
+        `fastpe.dask.add_table`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `fastpe.make_positions`, when the graph is built.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastpe, fastpe.dask
+    >>> ids = np.array([[1, 1, 5, 6, 7, 8], [5, 6, 7, 8, 9, 1]])      # left and right padding, padding_idx 1
+    >>> lazy = fastpe.dask.make_positions(da.from_array(ids, chunks=(1, 4)), padding_idx=1)
+    >>> lazy.compute().tolist()                                       # the second chunk counts on from the first
+    [[1, 1, 2, 3, 4, 5], [2, 3, 4, 5, 6, 1]]
+    >>> bool(np.array_equal(lazy.compute(), fastpe.make_positions(ids, padding_idx=1)))
+    True
+    """
+    ids = as_dask("token_ids", token_ids)
+    # The eager checks, on a stand-in with no tokens (the same sequences) and
+    # stand-ins of Dask past lengths; NumPy past lengths come back checked.
+    _, padding_idx, past = check_make_positions(emptied(ids.shape, ids.dtype, -1), padding_idx,
+                                                stand_in("past_length", past_length))
+    if isinstance(past_length, da.Array):
+        past = aligned(past_length, ids.shape[:-1], ids.chunks[:-1]).astype(np.int64)[..., None]
+    # The eager formula itself: NumPy's cumsum on a Dask array is Dask's, which
+    # carries each chunk's running count into the next.
+    return _formulas.make_positions(ids, padding_idx, past)
