@@ -15,10 +15,11 @@ Here are
   need: products and quotients by float64 values, sums, selection;
 * exp_progression, ``exp(k * step)`` for integers ``k >= 0`` where the step
   is a sum of float64 logarithms over an integer: every rule's base powers.
-  It evaluates the step and ``exp(step)`` with the decimal module, the powers
-  by integer arithmetic (192-bit mantissas) and combines two tables of them
-  with one double-double product per frequency, so a rule costs about
-  ``2 sqrt(n)`` Python-level operations for ``n`` frequencies.
+  It evaluates the step and ``exp(step)`` with the decimal module, two
+  tables of about ``sqrt(n)`` powers by integer arithmetic (192-bit
+  mantissas), and each frequency as the double-double product of an entry
+  of each (NumPy, all at once): a rule costs about ``2 sqrt(n)`` Python-level
+  operations for ``n`` frequencies, once per plan.
 
 Accuracy: exp_progression's ``hi + lo`` is within about ``2**-102`` of the
 exact value, relative (the last double-double product and the rounding of
@@ -26,7 +27,8 @@ the two tables); each further operation adds about ``2**-104``. At the
 largest position fastpe accepts (``2**53``) that moves an angle by about
 ``2**-49 |w|`` rad, ``1.8e-15 |w|``. The error-free products use Dekker's
 split (NumPy has no fused multiply-add), exact while the values stay within
-about ``2**±990``; beyond that (frequencies of absurd bases) ``lo`` is 0.
+``2**-900`` and ``2**900``; beyond (frequencies of absurd bases) ``lo`` is 0
+and ``hi`` within an ulp or two.
 
 Plain Python, decimal and NumPy: the reference imports the rules as well.
 """
@@ -120,8 +122,9 @@ class DoubleDouble:
 
 def _binary(value):
     """A positive Decimal as (m, e), value ~ m * 2**e with an m of _BITS bits."""
-    exponent = value.as_tuple().exponent  # (as_integer_ratio reduces the fraction: slower)
-    num, den = (int(value), 1) if exponent >= 0 else (int(_CONTEXT.scaleb(value, -exponent)), 10**-exponent)
+    scale = _DIGITS - 1 - value.adjusted()  # value * 10**scale is an integer of _DIGITS digits
+    num = int(_CONTEXT.scaleb(value, scale))
+    num, den = (num, 10**scale) if scale >= 0 else (num * 10**-scale, 1)
     shift = _BITS - (num.bit_length() - den.bit_length())
     m = (num << shift) // den if shift >= 0 else num // (den << -shift)
     return m, -shift
@@ -142,39 +145,71 @@ def _powers(base, count):
     return out
 
 
+# Values (table entries and their products) outside these magnitudes get no
+# low part: Dekker's split could overflow, or its error terms lose bits to
+# underflow.
+_SAFE_LOW, _SAFE_HIGH = 2.0**-900, 2.0**900
+
+
 def _as_pairs(powers):
-    """(hi, lo) float64 arrays of the nearest double-doubles to (m, e) pairs."""
-    hi = np.empty(len(powers))
-    lo = np.empty(len(powers))
-    for i, (m, e) in enumerate(powers):
+    """(hi, lo, hi_high, hi_low) float64 arrays: the nearest double-double to
+    each (m, e) pair and Dekker's halves of hi; None when an entry lies
+    outside (_SAFE_LOW, _SAFE_HIGH)."""
+    rows = []
+    for m, e in powers:
         head = float(m)  # correctly rounded
         try:
-            hi[i] = math.ldexp(head, e)
-            lo[i] = math.ldexp(float(m - int(head)), e)
+            h = math.ldexp(head, e)
         except OverflowError:
-            hi[i], lo[i] = math.inf, 0.0
-    return hi, lo
+            return None
+        if not _SAFE_LOW < h < _SAFE_HIGH:
+            return None
+        c = _SPLIT * h
+        high = c - (c - h)
+        rows.append((h, math.ldexp(float(m - int(head)), e), high, h - high))
+    return np.array(rows).T
 
 
-def exp_progression(k, log_terms, denominator):
-    """``exp(k * sum(c * ln(x) for c, x in log_terms) / denominator)`` for each
-    entry of k (a float64 array of integers >= 0), as a DoubleDouble: e.g.
-    ``base ** (-2k / dim)`` is ``exp_progression(k, [(-2, base)], dim)``.
-    log_terms: (int, positive float64) pairs; denominator: a positive int."""
-    if k.size == 0:
-        return DoubleDouble(k, k)
+def _products_safe(a, b):
+    """Whether every product of an entry of a and one of b (positive) stays in (_SAFE_LOW, _SAFE_HIGH)."""
+    return a is not None and b is not None and a[0].max() * b[0].max() < _SAFE_HIGH \
+        and a[0].min() * b[0].min() > _SAFE_LOW
+
+
+def exp_progression(n, log_terms, denominator):
+    """``exp(k * sum(c * ln(x) for c, x in log_terms) / denominator)`` for
+    k = 0, 1, ..., n - 1, as a DoubleDouble: e.g. ``base ** (-2k / dim)`` is
+    ``exp_progression(n, [(-2, base)], dim)``. log_terms: (int, positive
+    float64) pairs; denominator: a positive int."""
+    if n == 0:
+        return DoubleDouble(np.zeros(0))
     ctx = _CONTEXT
     step = decimal.Decimal(0)
     for c, x in log_terms:  # every operation in _CONTEXT: Decimal's operators would round to 28 digits
         step = ctx.add(step, ctx.multiply(c, ctx.ln(decimal.Decimal(x))))
     ratio = _binary(ctx.exp(ctx.divide(step, denominator)))
-    n = int(k.max()) + 1
-    # k = i * width + j: w_k = (ratio**width)**i * ratio**j, each factor from a short table.
+    # k = i * width + j: w_k = (ratio**width)**i * ratio**j, the product of an
+    # entry of a short table of each, taken for every (i, j) at once.
     width = max(math.isqrt(n), 1)
     small = _powers(ratio, width + 1)
-    large = _powers(small.pop(), n // width + 1)
-    j = (k % width).astype(np.intp)
-    i = (k // width).astype(np.intp)
-    small_hi, small_lo = _as_pairs(small)
-    large_hi, large_lo = _as_pairs(large)
-    return DoubleDouble(small_hi[j], small_lo[j]).product(DoubleDouble(large_hi[i], large_lo[i]))
+    large = _powers(small.pop(), (n - 1) // width + 1)
+    b, a = _as_pairs(small), _as_pairs(large)
+    outer = np.multiply.outer
+    if not _products_safe(a, b):
+        with np.errstate(over="ignore", under="ignore"):  # an absurd base: inf or 0, as a float64 power
+            hi = outer([_float(m, e) for m, e in large], [_float(m, e) for m, e in small])
+        return DoubleDouble(hi.ravel()[:n])
+    (ah, al, a1, a2), (bh, bl, b1, b2) = a, b
+    p = outer(ah, bh)
+    e = ((outer(a1, b1) - p) + outer(a1, b2) + outer(a2, b1)) + outer(a2, b2)  # ah * bh == p + e
+    e += outer(ah, bl) + outer(al, bh)
+    hi = p + e
+    return DoubleDouble(hi.ravel()[:n], (e - (hi - p)).ravel()[:n])
+
+
+def _float(m, e):
+    """m * 2**e rounded to float64 (inf beyond its range)."""
+    try:
+        return math.ldexp(float(m), e)
+    except OverflowError:
+        return math.inf

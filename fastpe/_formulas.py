@@ -1,13 +1,14 @@
-"""The float64 formulas fastpe shares, deliberately, between the implementation and the reference.
+"""The formulas fastpe shares, deliberately, between the implementation and the reference.
 
-Plain NumPy, no argument checks (every value reaching here was checked by
-fastpe._validation), nothing compiled:
+Plain Python and NumPy, no argument checks (every value reaching here was
+checked by fastpe._validation), nothing compiled:
 
 * allocation: new_array and float_range, the only way an array whose size the
   caller chooses is made (a size that cannot be held raises MemoryError, or
   ValueError when its byte count overflows the index type, naming the shape
   and the bytes asked for);
-* the 1-D presets: each model's frequencies and column layout (PRESETS);
+* the 1-D presets: each model's frequencies and column layout (PRESETS),
+  and the grids' frequencies;
 * ALiBi's head slopes and T5's relative-position buckets;
 * make_positions, fairseq's padding-aware positions;
 * the position rules of the rotary family: how positions broadcast over an
@@ -27,6 +28,34 @@ definition and Hugging Face's _relative_position_bucket; tests/test_rotary.py
 checks rotary positions against HF's position_ids written out by hand.
 tests/test_rope_scaling.py compares every RoPE scaling rule with Hugging
 Face's ROPE_INIT_FUNCTIONS.
+
+Exact frequencies
+-----------------
+Every frequency rule here returns the exact frequencies as a DoubleDouble
+(fastpe._double_double): ``hi``, the exact value rounded to float64, and
+``lo``, the rest, to about 2**-102 relative. Each rule is written once and
+gives both: its base powers come from exp_progression, ``exp(k * step)`` with
+the step a sum of logarithms of its float64 parameters over an integer,
+evaluated with the decimal module and integer arithmetic, and its products,
+quotients and sums with float64 values are double-double operations. The
+kernels seed their angles from hi + lo (docs/contract.rst, "How the kernels
+get there"); everything else reads hi: rope_inv_freq, the plans' float64
+frequencies, the reference's rotary frequencies. (The reference writes the
+sinusoid presets' frequencies again in NumPy float64, its own less exact
+definition.) Where a rule's value is defined in float64 it says so:
+
+* vaswani_frequencies (default layouts, Vaswani, Marian, RoPE default):
+  base ** (-2k / dim); tensor2tensor_frequencies (the preset and the n-D
+  grids): min * exp(-k ln(max / min) / m), the ratio exact; fairseq and
+  whisper: exp(-k ln(base or max_timescale) / (half - 1));
+  grid_2d_frequencies: 1 / base ** (k / m);
+* an explicit inv_freq (fastpe._validation.Encoding) is exact as given, lo 0;
+* RoPE: linear, longrope and proportional divide the exact powers by their
+  float64 factors exactly; dynamic's NTK base is the float64 value of
+  dynamic_base (HF's expression), its powers exact; llama3's smooth factor
+  (and the band, both from the wavelength 2 pi / hi) and yarn's ramp are
+  float64 values of HF's expressions, and the blend of w and w / factor
+  with them is exact. Attention factors are float64.
 """
 
 import math
@@ -140,22 +169,21 @@ def marian_columns(dim):
     return Columns(0, sentinel, 1, sentinel, dim // 2)
 
 
-def vaswani_frequencies(dim, base, n, what="the frequencies"):
-    """base ** (-2k / dim) for k < n; `what` names the array in a MemoryError."""
-    return exp_progression(float_range(n, what), [(-2, base)], dim)
+def vaswani_frequencies(dim, base, n):
+    """base ** (-2k / dim) for k < n."""
+    return exp_progression(n, [(-2, base)], dim)
 
 
 def tensor2tensor_frequencies(n, min_timescale, max_timescale, denominator):
     """tensor2tensor's timescales (get_timing_signal_1d, add_timing_signal_nd),
     k < n: min_timescale * exp(-k ln(max_timescale / min_timescale) / denominator)."""
-    k = float_range(n, "the frequencies")
-    return exp_progression(k, [(-1, max_timescale), (1, min_timescale)], denominator).times(min_timescale)
+    return exp_progression(n, [(-1, max_timescale), (1, min_timescale)], denominator).times(min_timescale)
 
 
 def grid_2d_frequencies(q, base, denominator):
     """The 2-D sin-cos grids' frequencies, k < q: 1 / base ** (k / denominator)
     (MAE and timm: denominator q; big_vision: q - 1)."""
-    return exp_progression(float_range(q, "the frequencies"), [(-1, base)], denominator)
+    return exp_progression(q, [(-1, base)], denominator)
 
 
 def preset_layout(preset, dim, base, min_timescale, max_timescale):
@@ -169,11 +197,10 @@ def preset_layout(preset, dim, base, min_timescale, max_timescale):
         return vaswani_frequencies(dim, base, columns.n_sin), columns
     if preset == "tensor2tensor":
         return tensor2tensor_frequencies(half, min_timescale, max_timescale, max(half - 1, 1)), concat_columns(dim)
-    k = float_range(half, "the frequencies")
     if preset == "fairseq":  # exp(-k ln(base) / (half - 1))
-        return exp_progression(k, [(-1, base)], half - 1), concat_columns(dim)
+        return exp_progression(half, [(-1, base)], half - 1), concat_columns(dim)
     if preset == "whisper":  # exp(-k ln(max_timescale) / (half - 1))
-        return exp_progression(k, [(-1, max_timescale)], half - 1), concat_columns(dim)
+        return exp_progression(half, [(-1, max_timescale)], half - 1), concat_columns(dim)
     raise AssertionError(preset)
 
 

@@ -187,9 +187,11 @@ def scaling_key(scaling):
 
 
 cdef object _cached_frequencies(object width, object rotary_dim, double base, object scaling, object skey,
-                                object seq_len):
+                                object seq_len, bint per_length_too=True):
     """The ScaledFrequencies of the cache for a keyed scaling (built on a miss,
-    which raises what the scaling's checks raise)."""
+    which raises what the scaling's checks raise). Frequencies of one length
+    alone (_per_length) are built only with per_length_too; without, the
+    cache's entry for the scaling comes back, which says so."""
     key = ("rotary-frequencies", width, rotary_dim, base, skey)
     built = None  # this call's, once built
     freq = _CACHE.find(key)
@@ -201,6 +203,8 @@ cdef object _cached_frequencies(object width, object rotary_dim, double base, ob
     # A new base at every length is not worth an entry each; longrope, and
     # dynamic up to its max_position_embeddings, get one per seq_len key.
     per_length = _per_length(freq, seq_len)
+    if per_length and not per_length_too:
+        return freq
     if not per_length:
         key = key + (_seq_len_key(freq.seq_dependence, seq_len),)
         freq = _CACHE.find(key)
@@ -370,7 +374,8 @@ def apply_rotary_common(tuple arrays, offset, positions, base, layout, rotary_di
     if skey is None:
         return None
     try:
-        freq = _cached_frequencies(width if same_width else None, rotary_dim, base_value, scaling, skey, seq_len)
+        freq = _cached_frequencies(width if same_width else None, rotary_dim, base_value, scaling, skey, seq_len,
+                                   False)
     except Exception:
         return None
     if freq.warning is not None:
