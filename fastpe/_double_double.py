@@ -200,11 +200,20 @@ def exp_progression(n, log_terms, denominator):
             hi = outer([_float(m, e) for m, e in large], [_float(m, e) for m, e in small])
         return DoubleDouble(hi.ravel()[:n])
     (ah, al, a1, a2), (bh, bl, b1, b2) = a, b
+    # Three arrays of about n entries, in place (a large rule must not need
+    # many times its own size): p + e == ah * bh exactly, then the low parts.
     p = outer(ah, bh)
-    e = ((outer(a1, b1) - p) + outer(a1, b2) + outer(a2, b1)) + outer(a2, b2)  # ah * bh == p + e
-    e += outer(ah, bl) + outer(al, bh)
-    hi = p + e
-    return DoubleDouble(hi.ravel()[:n], (e - (hi - p)).ravel()[:n])
+    e = outer(a1, b1)
+    e -= p
+    term = outer(a1, b2)
+    for x, y in ((a2, b1), (a2, b2), (ah, bl), (al, bh)):
+        e += term
+        outer(x, y, out=term)
+    e += term
+    hi = np.add(p, e, out=term)
+    p -= hi  # -(hi - p)
+    e += p   # e - (hi - p): the low part
+    return DoubleDouble(hi.ravel()[:n], e.ravel()[:n])
 
 
 def _float(m, e):

@@ -169,21 +169,28 @@ def marian_columns(dim):
     return Columns(0, sentinel, 1, sentinel, dim // 2)
 
 
-def vaswani_frequencies(dim, base, n):
-    """base ** (-2k / dim) for k < n."""
-    return exp_progression(n, [(-2, base)], dim)
+def _exact_powers(n, log_terms, denominator, what="the frequencies"):
+    """exp_progression, once n float64 values are known to fit (else new_array's
+    MemoryError or ValueError, naming `what`)."""
+    new_array((n,), np.float64, what)
+    return exp_progression(n, log_terms, denominator)
+
+
+def vaswani_frequencies(dim, base, n, what="the frequencies"):
+    """base ** (-2k / dim) for k < n; `what` names the array in a MemoryError."""
+    return _exact_powers(n, [(-2, base)], dim, what)
 
 
 def tensor2tensor_frequencies(n, min_timescale, max_timescale, denominator):
     """tensor2tensor's timescales (get_timing_signal_1d, add_timing_signal_nd),
     k < n: min_timescale * exp(-k ln(max_timescale / min_timescale) / denominator)."""
-    return exp_progression(n, [(-1, max_timescale), (1, min_timescale)], denominator).times(min_timescale)
+    return _exact_powers(n, [(-1, max_timescale), (1, min_timescale)], denominator).times(min_timescale)
 
 
 def grid_2d_frequencies(q, base, denominator):
     """The 2-D sin-cos grids' frequencies, k < q: 1 / base ** (k / denominator)
     (MAE and timm: denominator q; big_vision: q - 1)."""
-    return exp_progression(q, [(-1, base)], denominator)
+    return _exact_powers(q, [(-1, base)], denominator)
 
 
 def preset_layout(preset, dim, base, min_timescale, max_timescale):
@@ -198,9 +205,9 @@ def preset_layout(preset, dim, base, min_timescale, max_timescale):
     if preset == "tensor2tensor":
         return tensor2tensor_frequencies(half, min_timescale, max_timescale, max(half - 1, 1)), concat_columns(dim)
     if preset == "fairseq":  # exp(-k ln(base) / (half - 1))
-        return exp_progression(half, [(-1, base)], half - 1), concat_columns(dim)
+        return _exact_powers(half, [(-1, base)], half - 1), concat_columns(dim)
     if preset == "whisper":  # exp(-k ln(max_timescale) / (half - 1))
-        return exp_progression(half, [(-1, max_timescale)], half - 1), concat_columns(dim)
+        return _exact_powers(half, [(-1, max_timescale)], half - 1), concat_columns(dim)
     raise AssertionError(preset)
 
 

@@ -561,7 +561,7 @@ def scaled_frequencies_of(width, rotary_dim, base, scaling, seq_len):
         return rotary_frequencies(scaling, base, seq_len, width=width, rotary_dim=rotary_dim)
     if rotary_dim is None:
         rotary_dim = _rotary_width(width)
-    return ScaledFrequencies(vaswani_frequencies(rotary_dim, base, rotary_dim // 2), 1.0,
+    return ScaledFrequencies(vaswani_frequencies(rotary_dim, base, rotary_dim // 2, "the rotary frequencies"), 1.0,
                              rotary_dim)
 
 
