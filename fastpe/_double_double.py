@@ -171,9 +171,12 @@ def _as_pairs(powers):
 
 
 def _products_safe(a, b):
-    """Whether every product of an entry of a and one of b (positive) stays in (_SAFE_LOW, _SAFE_HIGH)."""
-    return a is not None and b is not None and a[0].max() * b[0].max() < _SAFE_HIGH \
-        and a[0].min() * b[0].min() > _SAFE_LOW
+    """Whether every product of an entry of a and one of b (positive powers,
+    each table monotonic) stays in (_SAFE_LOW, _SAFE_HIGH)."""
+    if a is None or b is None:
+        return False
+    ends = [x * y for x in (a[0][0], a[0][-1]) for y in (b[0][0], b[0][-1])]
+    return max(ends) < _SAFE_HIGH and min(ends) > _SAFE_LOW
 
 
 def exp_progression(n, log_terms, denominator):

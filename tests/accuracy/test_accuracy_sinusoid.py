@@ -8,7 +8,7 @@ sinusoid_encode, the fused add's compiled fast path (cached rows and
 generation) and general path, explicit positions, each preset.
 
 Measured on the development machine (x86-64-v4), largest error of any case
-here: 2.0e-14 (integers at 2**53 - 8 and -(2**50 + 3), whose rows are
+here: 2.1e-14 (integers at 2**53 - 8 and -(2**50 + 3), whose rows are
 248 and 253 rotations from their seeds); 3.3e-16 on rows at a seed point.
 Before the frequencies were kept to twice float64's precision and the seeds
 reduced exactly, the same tables were 4.9e-8 off at 2**30, 5.2e-5 at 2**40,

@@ -136,6 +136,19 @@ def test_paths_agree_at_offsets(offset, dtype):
         _check_paths(offset, 600, 70, dtype, kwargs, rng)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("offset", [2**40 + 77, 2**53 - 700, -(2**50) - 3, 2**31 + 0.5, -(2**40) - 0.625])
+def test_paths_agree_at_large_positions(offset, dtype):
+    """The seeds of exact angles keep one set of bits per position far out too
+    (their accuracy is checked in accuracy/): every path, two threads, and
+    the compiled fast path's cached rows (integers) or generation (fractions)."""
+    table = _check_paths(offset, 600, 70, dtype, {"layout": "interleaved"}, rng_for("large", offset, dtype),
+                         num_threads=2)
+    x = np.zeros((1, 40, 70), dtype)
+    fastpe.add_sinusoidal(x, offset=offset)
+    assert_same_bits(_positive_zeros(x[0]), _positive_zeros(table[:40]), f"fast path at {offset}")
+
+
 @pytest.mark.parametrize("offset", [0, 37, GRID, 1000, -300, 2**20 - 100])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_slices_of_one_table(offset, dtype):
