@@ -1,13 +1,14 @@
-"""The float64 formulas fastpe shares, deliberately, between the implementation and the reference.
+"""The formulas fastpe shares, deliberately, between the implementation and the reference.
 
-Plain NumPy, no argument checks (every value reaching here was checked by
-fastpe._validation), nothing compiled:
+Plain Python and NumPy, no argument checks (every value reaching here was
+checked by fastpe._validation), nothing compiled:
 
 * allocation: new_array and float_range, the only way an array whose size the
   caller chooses is made (a size that cannot be held raises MemoryError, or
   ValueError when its byte count overflows the index type, naming the shape
   and the bytes asked for);
-* the 1-D presets: each model's frequencies and column layout (PRESETS);
+* the 1-D presets: each model's frequencies and column layout (PRESETS),
+  and the grids' frequencies;
 * ALiBi's head slopes and T5's relative-position buckets;
 * make_positions, fairseq's padding-aware positions;
 * the position rules of the rotary family: how positions broadcast over an
@@ -27,11 +28,41 @@ definition and Hugging Face's _relative_position_bucket; tests/test_rotary.py
 checks rotary positions against HF's position_ids written out by hand.
 tests/test_rope_scaling.py compares every RoPE scaling rule with Hugging
 Face's ROPE_INIT_FUNCTIONS.
+
+Exact frequencies
+-----------------
+Every frequency rule here returns the exact frequencies as a DoubleDouble
+(fastpe._double_double): ``hi``, the exact value rounded to float64, and
+``lo``, the rest, to about 2**-102 relative. Each rule is written once and
+gives both: its base powers come from exp_progression, ``exp(k * step)`` with
+the step a sum of logarithms of its float64 parameters over an integer,
+evaluated with the decimal module and integer arithmetic, and its products,
+quotients and sums with float64 values are double-double operations. The
+kernels seed their angles from hi + lo (docs/contract.rst, "How the kernels
+get there"); everything else reads hi: rope_inv_freq, the plans' float64
+frequencies, the reference's rotary frequencies. (The reference writes the
+sinusoid presets' frequencies again in NumPy float64, its own less exact
+definition.) Where a rule's value is defined in float64 it says so:
+
+* vaswani_frequencies (default layouts, Vaswani, Marian, RoPE default):
+  base ** (-2k / dim); tensor2tensor_frequencies (the preset and the n-D
+  grids): min * exp(-k ln(max / min) / m), the ratio exact; fairseq and
+  whisper: exp(-k ln(base or max_timescale) / (half - 1));
+  grid_2d_frequencies: 1 / base ** (k / m);
+* an explicit inv_freq (fastpe._validation.Encoding) is exact as given, lo 0;
+* RoPE: linear, longrope and proportional divide the exact powers by their
+  float64 factors exactly; dynamic's NTK base is the float64 value of
+  dynamic_base (HF's expression), its powers exact; llama3's smooth factor
+  (and the band, both from the wavelength 2 pi / hi) and yarn's ramp are
+  float64 values of HF's expressions, and the blend of w and w / factor
+  with them is exact. Attention factors are float64.
 """
 
 import math
 
 import numpy as np
+
+from ._double_double import DoubleDouble, exp_progression
 
 _MAX_BYTES = np.iinfo(np.intp).max
 
@@ -138,16 +169,28 @@ def marian_columns(dim):
     return Columns(0, sentinel, 1, sentinel, dim // 2)
 
 
+def _exact_powers(n, log_terms, denominator, what="the frequencies"):
+    """exp_progression, once n float64 values are known to fit (else new_array's
+    MemoryError or ValueError, naming `what`)."""
+    new_array((n,), np.float64, what)
+    return exp_progression(n, log_terms, denominator)
+
+
 def vaswani_frequencies(dim, base, n, what="the frequencies"):
     """base ** (-2k / dim) for k < n; `what` names the array in a MemoryError."""
-    k = float_range(n, what)
-    return np.float64(base) ** (-(2.0 * k) / dim)
+    return _exact_powers(n, [(-2, base)], dim, what)
 
 
-def log_increment_frequencies(n, log_ratio, denominator, factor=1.0):
-    """factor * exp(-k * log_ratio / denominator), the tensor2tensor/fairseq/whisper form."""
-    k = float_range(n, "the frequencies")
-    return factor * np.exp(k * -(log_ratio / denominator))
+def tensor2tensor_frequencies(n, min_timescale, max_timescale, denominator):
+    """tensor2tensor's timescales (get_timing_signal_1d, add_timing_signal_nd),
+    k < n: min_timescale * exp(-k ln(max_timescale / min_timescale) / denominator)."""
+    return _exact_powers(n, [(-1, max_timescale), (1, min_timescale)], denominator).times(min_timescale)
+
+
+def grid_2d_frequencies(q, base, denominator):
+    """The 2-D sin-cos grids' frequencies, k < q: 1 / base ** (k / denominator)
+    (MAE and timm: denominator q; big_vision: q - 1)."""
+    return _exact_powers(q, [(-1, base)], denominator)
 
 
 def preset_layout(preset, dim, base, min_timescale, max_timescale):
@@ -160,13 +203,11 @@ def preset_layout(preset, dim, base, min_timescale, max_timescale):
         columns = marian_columns(dim)
         return vaswani_frequencies(dim, base, columns.n_sin), columns
     if preset == "tensor2tensor":
-        freq = log_increment_frequencies(half, math.log(max_timescale / min_timescale), max(half - 1, 1),
-                                         factor=min_timescale)
-        return freq, concat_columns(dim)
-    if preset == "fairseq":
-        return log_increment_frequencies(half, math.log(base), half - 1), concat_columns(dim)
-    if preset == "whisper":
-        return log_increment_frequencies(half, math.log(max_timescale), half - 1), concat_columns(dim)
+        return tensor2tensor_frequencies(half, min_timescale, max_timescale, max(half - 1, 1)), concat_columns(dim)
+    if preset == "fairseq":  # exp(-k ln(base) / (half - 1))
+        return _exact_powers(half, [(-1, base)], half - 1), concat_columns(dim)
+    if preset == "whisper":  # exp(-k ln(max_timescale) / (half - 1))
+        return _exact_powers(half, [(-1, max_timescale)], half - 1), concat_columns(dim)
     raise AssertionError(preset)
 
 
@@ -267,10 +308,11 @@ def rope_seq_len(max_position):
 
 # ------------------------------------------------------------------ RoPE scalings
 
-# The rules of Hugging Face's ROPE_INIT_FUNCTIONS (transformers 5.x), in
-# float64, on keys fastpe._validation.rotary has read and checked (its module
-# docstring lists HF's conventions and quirks kept here). Each rule returns
-# (inv_freq, attention_factor) for a rotary width rdim.
+# The rules of Hugging Face's ROPE_INIT_FUNCTIONS (transformers 5.x), on keys
+# fastpe._validation.rotary has read and checked (its module docstring lists
+# HF's conventions and quirks kept here). Each rule returns (inv_freq,
+# attention_factor) for a rotary width rdim, inv_freq a DoubleDouble: the
+# exact frequencies (see "Exact frequencies" above).
 
 def _rope_default(rdim, base):
     """w_k = base ** (-2k / rdim), k < rdim // 2 (fastpe's Vaswani expression)."""
@@ -278,7 +320,7 @@ def _rope_default(rdim, base):
 
 
 def _rope_linear(v, rdim, base, seq_len):
-    return _rope_default(rdim, base) / v["factor"], 1.0
+    return _rope_default(rdim, base).divided(v["factor"]), 1.0
 
 
 def dynamic_base(base, factor, max_position_embeddings, rdim, seq_len):
@@ -319,9 +361,10 @@ def _rope_yarn(v, rdim, base, seq_len):
     ramp = np.clip((np.arange(rdim // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
 
     extrapolation = _rope_default(rdim, base)
-    interpolation = extrapolation / factor
+    interpolation = extrapolation.divided(factor)
     extrapolation_factor = 1.0 - ramp
-    inv_freq = interpolation * (1.0 - extrapolation_factor) + extrapolation * extrapolation_factor
+    # interpolation * (1 - extrapolation_factor) + extrapolation * extrapolation_factor
+    inv_freq = interpolation.times(1.0 - extrapolation_factor).plus(extrapolation.times(extrapolation_factor))
     return inv_freq, float(attention_factor)
 
 
@@ -330,7 +373,7 @@ def _rope_longrope(v, rdim, base, seq_len):
     if attention_factor is None:
         attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(orig))
     ext = v["long_factor"] if (seq_len and seq_len > orig) else v["short_factor"]
-    return _rope_default(rdim, base) / ext, float(attention_factor)
+    return _rope_default(rdim, base).divided(np.asarray(ext, dtype=np.float64)), float(attention_factor)
 
 
 def _rope_llama3(v, rdim, base, seq_len):
@@ -339,22 +382,22 @@ def _rope_llama3(v, rdim, base, seq_len):
     inv_freq = _rope_default(rdim, base)
     low_freq_wavelen = old_context_len / low_freq_factor
     high_freq_wavelen = old_context_len / high_freq_factor
-    wavelen = 2 * math.pi / inv_freq
+    wavelen = 2 * math.pi / inv_freq.hi
     # wavelen < high_freq_wavelen: unchanged; wavelen > low_freq_wavelen: divided by factor
-    inv_freq_llama = np.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
-    # in between: interpolate with a smooth factor
+    inv_freq_llama = DoubleDouble.where(wavelen > low_freq_wavelen, inv_freq.divided(factor), inv_freq)
+    # in between: interpolate with a smooth factor, (1 - smooth) * inv_freq_llama / factor + smooth * inv_freq_llama
     smooth = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
-    smoothed = (1 - smooth) * inv_freq_llama / factor + smooth * inv_freq_llama
+    smoothed = inv_freq_llama.times(1 - smooth).divided(factor).plus(inv_freq_llama.times(smooth))
     is_medium = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
-    return np.where(is_medium, smoothed, inv_freq_llama), 1.0
+    return DoubleDouble.where(is_medium, smoothed, inv_freq_llama), 1.0
 
 
 def _rope_proportional(v, head_dim, base, seq_len):
     prf = v["partial_rotary_factor"]
     angles = int((1.0 if prf is None else prf) * head_dim // 2)
-    inv_freq = np.zeros(head_dim // 2, dtype=np.float64)
-    inv_freq[:angles] = base ** (-(2.0 * np.arange(angles, dtype=np.float64)) / head_dim)
-    return inv_freq / v["factor"], 1.0
+    # base ** (-2k / head_dim) for the first `angles` pairs, 0 for the others
+    inv_freq = vaswani_frequencies(head_dim, base, angles).padded(head_dim // 2)
+    return inv_freq.divided(v["factor"]), 1.0
 
 
 ROPE_RULES = {"default": lambda v, rdim, base, seq_len: (_rope_default(rdim, base), 1.0), "linear": _rope_linear,

@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _sinusoid
-from ._formulas import new_array
-from ._plan import CACHE
+from ._formulas import grid_2d_frequencies, new_array, tensor2tensor_frequencies
+from ._plan import CACHE, concat_plan
 from ._validation import (
     ArrayT,
     Bool,
@@ -38,17 +38,19 @@ from ._validation import (
 )
 
 def _axis_blocks(n, freq):
-    """[sin | cos] of positions 0..n-1 at the given frequencies, float64, by the 1-D kernel."""
-    return _sinusoid.sinusoidal_encode(np.arange(n, dtype=np.float64), 2 * freq.shape[0], layout="concat",
-                                  inv_freq=freq, dtype=np.float64)
+    """[sin | cos] of positions 0..n-1 at the given exact frequencies (a
+    DoubleDouble), float64, by the 1-D kernel."""
+    blocks = new_array((n, 2 * freq.hi.shape[0]), np.float64, "the encodings of a grid axis")
+    if blocks.size:
+        _sinusoid.store_table(blocks, concat_plan(freq.hi, freq.lo), 0.0, None)
+    return blocks
 
 
 def _grid_2d_float64(grid_h, grid_w, dim, base, layout, cls_token):
     table = new_array((grid_h * grid_w + cls_token, dim), np.float64, "a 2-D grid table (grid_h*grid_w [+1], dim)")
     table[:cls_token] = 0.0
     q = dim // 4
-    exponent = np.arange(q, dtype=np.float64) / (q - 1 if layout == "big_vision" else q)
-    freq = 1.0 / np.float64(base) ** exponent
+    freq = grid_2d_frequencies(q, base, q - 1 if layout == "big_vision" else q)
     # Token h*W + w: (h, w) axes of the grid, then [sin | cos] of each coordinate.
     grid = table[cls_token:].reshape(grid_h, grid_w, dim)
     eh = _axis_blocks(grid_h, freq)[:, None, :]
@@ -63,8 +65,7 @@ def _grid_2d_float64(grid_h, grid_w, dim, base, layout, cls_token):
 
 def _grid_nd_float64(shape, dim, min_timescale, max_timescale):
     n_timescales = dim // (2 * len(shape))
-    increment = math.log(max_timescale / min_timescale) / (n_timescales - 1)
-    freq = min_timescale * np.exp(np.arange(n_timescales, dtype=np.float64) * -increment)
+    freq = tensor2tensor_frequencies(n_timescales, min_timescale, max_timescale, n_timescales - 1)
     table = new_array(shape + (dim,), np.float64, "an n-D grid table (*shape, dim)")
     table[...] = 0.0
     for axis, n in enumerate(shape):

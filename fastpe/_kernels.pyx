@@ -97,7 +97,8 @@ include "_half_simd.pxi"
 
 
 cdef struct Plan:
-    const double *freq        # the pair frequencies w_k
+    const double *freq        # the pair frequencies w_k = freq[k] + freq_lo[k] (a double-double)
+    const double *freq_lo
     const double *step_cos    # cos(w_k), sin(w_k): one position's rotation
     const double *step_sin
     fpe_idx n_freq
@@ -280,12 +281,13 @@ cdef inline void _rows_into_buffer(floating *rows, const Plan *pl, double *s, do
 # ------------------------------------------------------- one position, one set of bits
 # The row of position p is a pure function of p: with n its integer part
 # (toward zero) and k = n mod SEED_GRID (0 <= k < SEED_GRID), the state is
-# seeded from libm at the canonical point (n - k) + (p - n) (rounded to
-# float64) and rotated k times; the row is that state, rounded once to the
-# storage type. For an integer p the canonical point is the multiple of
-# SEED_GRID at or below it; a fractional p keeps its fraction (300.25 is
-# seeded at 256.25, -300.5 at -512.5, and every |p| < 1 at p itself, so a
-# position near 0 is never 255 rotations from its seed). Every path (tables,
+# seeded (fpe_seed: the exact angles) at the canonical point (n - k) + (p - n)
+# and rotated k times; the row is that state, rounded once to the storage
+# type. For an integer p the canonical point is the multiple of SEED_GRID at
+# or below it; a fractional p keeps its fraction (300.25 is seeded at 256.25,
+# -300.5 at -512.5, and every |p| < 1 at p itself, so a position near 0 is
+# never 255 rotations from its seed). The point is a float64 except for
+# fractional p in (-2**52, -2**52 + 256), which are seeded at p itself. Every path (tables,
 # encode, adds, explicit positions, any offset, batch, thread count or work
 # split) reaches p by this path; it only chooses to continue a state it
 # already has at the same canonical point instead of seeding again, which
@@ -303,6 +305,11 @@ cdef inline Canonical _canonical(double p) noexcept nogil:
     cdef Canonical to
     to.at = (n - k) + (p - n)
     to.steps = <fpe_idx>k
+    if to.at - (n - k) != p - n:
+        # Not a float64 (a fractional p just above -2**52: n - k passes -2**52,
+        # where halves no longer exist): seed at p itself.
+        to.at = p
+        to.steps = 0
     return to
 
 
@@ -311,7 +318,7 @@ cdef inline void _move_state(double *s, double *c, const Plan *pl, Canonical *st
     """Bring the state to the canonical path of `to`: continue it when it sits
     at the same seed point and not past `to`, else seed there; then rotate."""
     if state.steps < 0 or to.at != state.at or to.steps < state.steps:
-        fpe_seed(s, c, to.at, pl.freq, pl.n_freq)
+        fpe_seed(s, c, to.at, pl.freq, pl.freq_lo, pl.n_freq)
         state.at = to.at
         state.steps = 0
     if to.steps > state.steps:
@@ -508,6 +515,7 @@ cdef inline void *_data(cnp.ndarray a):
 cdef Plan _make_plan(object plan, cnp.ndarray zeros, double zero_pos):
     cdef Plan p
     p.freq = <const double *>_data(plan.freq)
+    p.freq_lo = <const double *>_data(plan.freq_lo)
     p.step_cos = <const double *>_data(plan.step_cos)
     p.step_sin = <const double *>_data(plan.step_sin)
     p.n_freq = plan.freq.shape[0]

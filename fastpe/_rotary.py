@@ -436,7 +436,7 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     else:
         positions_by_array = [prefix_positions(req, i) for i in range(len(req.arrays))]
         distinct = np.unique(np.concatenate([p.ravel() for p in positions_by_array]))
-    cos_t, sin_t = cos_sin_table(distinct, req.freq, req.attention_factor, req.num_threads)
+    cos_t, sin_t = cos_sin_table(distinct, req.freq, req.freq_lo, req.attention_factor, req.num_threads)
     first, second, step = pair_columns(req.layout, req.rotary_dim)
     total = sum(a.size for a in req.arrays)
     n_threads = _runtime.resolve_threads(req.num_threads, total)
@@ -551,10 +551,11 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
         n_positions, rotary_dim, offset, base, layout, dtype)
     tables = tuple(new_array((n_positions, rotary_dim), dtype, f"the {name} table of rotary_cos_sin")
                    for name in ("cos", "sin"))
-    freq, factor, _ = cached_scaled_frequencies(None, rotary_dim, base, scaling, None,
-                                                rope_seq_len(offset + n_positions - 1))
+    freq, factor, _, freq_lo = cached_scaled_frequencies(None, rotary_dim, base, scaling, None,
+                                                         rope_seq_len(offset + n_positions - 1))
     half = rotary_dim // 2
-    for table, values in zip(tables, cos_sin_table(offset + np.arange(n_positions, dtype=np.float64), freq, factor)):
+    positions = offset + np.arange(n_positions, dtype=np.float64)
+    for table, values in zip(tables, cos_sin_table(positions, freq, freq_lo, factor)):
         # "half" repeats the frequencies in both halves, "interleaved" in adjacent columns.
         first, second = (table[:, :half], table[:, half:]) if layout == "half" else (table[:, 0::2], table[:, 1::2])
         first[...] = values

@@ -47,7 +47,7 @@ from fastpe._simd cimport fpe_cols, fpe_idx, fpe_rotate_inplace_f32, fpe_rotate_
 
 import numpy as np
 
-from . import _kernels, _plan, _runtime, _sinusoid, _validation
+from . import _formulas, _kernels, _plan, _runtime, _sinusoid, _validation
 from ._validation import rotary as _checks
 
 cnp.import_array()
@@ -68,6 +68,8 @@ cdef object _warn_unused_keys = _checks.warn_unused_keys
 cdef double _LIMIT = float(_validation.POSITION_LIMIT)
 cdef BoundedCache _CACHE = _plan.CACHE
 cdef object _resolve_threads = _runtime.resolve_threads
+cdef object _concat_plan = _plan.concat_plan
+cdef object _new_array = _formulas.new_array
 # Nesting deeper than this in a scaling is not frozen (so not cached).
 cdef int _MAX_DEPTH = 8
 
@@ -81,18 +83,20 @@ def fast_calls():
 
 # ------------------------------------------------------------ cos/sin rows
 
-def cos_sin_table(positions, freq, attention_factor, num_threads=None):
-    """Float64 (cos, sin) tables, one row per position, by the sinusoid kernel
-    (the grid kernel when the positions are consecutive), times the attention
-    factor. The rows do not depend on num_threads (nor on the kernel)."""
+def cos_sin_table(positions, freq, freq_lo, attention_factor, num_threads=None):
+    """Float64 (cos, sin) tables, one row per position (checked, 1-D), of the
+    exact frequencies freq + freq_lo, by the sinusoid kernel (the grid kernel
+    when the positions are consecutive), times the attention factor. The rows
+    do not depend on num_threads (nor on the kernel)."""
     half = freq.shape[0]
     n = positions.shape[0]
-    if n > 1 and positions[n - 1] - positions[0] == n - 1 and np.all(np.diff(positions) == 1.0):
-        enc = _sinusoid.sinusoidal_table(n, 2 * half, offset=float(positions[0]), layout="concat", inv_freq=freq,
-                                         dtype=np.float64, num_threads=num_threads)
-    else:
-        enc = _sinusoid.sinusoidal_encode(positions, 2 * half, layout="concat", inv_freq=freq, dtype=np.float64,
-                                          num_threads=num_threads)
+    enc = _new_array((n, 2 * half), np.float64, "the rotary cos/sin rows (positions, rotary_dim)")
+    if enc.size:
+        plan = _concat_plan(freq, freq_lo)
+        if n > 1 and positions[n - 1] - positions[0] == n - 1 and np.all(np.diff(positions) == 1.0):
+            _sinusoid.store_table(enc, plan, float(positions[0]), num_threads)
+        else:
+            _sinusoid.store_encodings(enc, plan, positions, num_threads)
     if attention_factor != 1.0:
         enc *= attention_factor
     return enc[:, half:], enc[:, :half]
@@ -108,7 +112,7 @@ cdef class _CosSinRows:
     def __init__(self, double first, freq):
         # Serial: a team's start costs more than these ~50 us of work on a loaded machine.
         self.cos, self.sin = cos_sin_table(first + np.arange(ROWS_PER_BLOCK, dtype=np.float64), freq.freq,
-                                           freq.attention_factor, num_threads=1)
+                                           freq.freq_lo, freq.attention_factor, num_threads=1)
         if self.cos.strides[0] != self.sin.strides[0]:
             raise AssertionError("cos_sin_table's tables must share one row stride (the rotate loop's rule)")
         self.cos.flags.writeable = False
@@ -183,9 +187,11 @@ def scaling_key(scaling):
 
 
 cdef object _cached_frequencies(object width, object rotary_dim, double base, object scaling, object skey,
-                                object seq_len):
+                                object seq_len, bint per_length_too=True):
     """The ScaledFrequencies of the cache for a keyed scaling (built on a miss,
-    which raises what the scaling's checks raise)."""
+    which raises what the scaling's checks raise). Frequencies of one length
+    alone (_per_length) are built only with per_length_too; without, the
+    cache's entry for the scaling comes back, which says so."""
     key = ("rotary-frequencies", width, rotary_dim, base, skey)
     built = None  # this call's, once built
     freq = _CACHE.find(key)
@@ -197,6 +203,8 @@ cdef object _cached_frequencies(object width, object rotary_dim, double base, ob
     # A new base at every length is not worth an entry each; longrope, and
     # dynamic up to its max_position_embeddings, get one per seq_len key.
     per_length = _per_length(freq, seq_len)
+    if per_length and not per_length_too:
+        return freq
     if not per_length:
         key = key + (_seq_len_key(freq.seq_dependence, seq_len),)
         freq = _CACHE.find(key)
@@ -366,7 +374,8 @@ def apply_rotary_common(tuple arrays, offset, positions, base, layout, rotary_di
     if skey is None:
         return None
     try:
-        freq = _cached_frequencies(width if same_width else None, rotary_dim, base_value, scaling, skey, seq_len)
+        freq = _cached_frequencies(width if same_width else None, rotary_dim, base_value, scaling, skey, seq_len,
+                                   False)
     except Exception:
         return None
     if freq.warning is not None:

@@ -10,8 +10,9 @@
  * (sin p w_k, cos p w_k) of the current position p; one state gives both the
  * sine and the cosine column of that frequency. The next position is one
  * rotation by w_k: s' = s cos w + c sin w, c' = c cos w - s sin w.
- * Seeds come from libm in float64 at canonical points (multiples of 256, see
- * _kernels.pyx), so rounding cannot accumulate past ~1e-14. fpe_advance and
+ * Seeds are the exact angles' sines and cosines (fpe_seed) at canonical
+ * points (multiples of 256, see _kernels.pyx), so rounding cannot
+ * accumulate past ~2e-13. fpe_advance and
  * the fused steps rotate with the same expression, so a row reached by either
  * has the same bits.
  */
@@ -123,14 +124,65 @@ FPE_DEFINE_NARROW(fpe_f64_to_bf16, 127, 7, 0x1.ffp127, 0x1p-81, 0x7f80u, 0x7fc0u
 #define FPE_LOAD_BF16(WT, v) ((WT)fpe_bf16_to_f32(v))
 #define FPE_STORE_BF16(XT, v) fpe_f64_to_bf16(v)
 
-/* Seed every frequency's state at position p from libm, in float64. */
+/* Seeds. The frequency w_k is the double-double freq[k] + freq_lo[k]
+ * (fastpe._double_double), and the seed is sin and cos of the exact angle
+ * p * w_k, to within 1e-14: the product is split without rounding,
+ * p * freq[k] = a + a_err (one fused multiply-add), plus t = p * freq_lo[k];
+ * the sum is reduced modulo 2 pi, held as three float64 parts, by fused
+ * multiply-adds (each rounds once, to an absolute error below 2e-15 while
+ * |a| < FPE_REDUCE_LIMIT), and libm takes the sine and cosine of the small
+ * remainder. Larger angles (only frequencies above 4 at the largest
+ * positions) go to fpe_seed_far. fma() is exact on every C99 platform: an
+ * instruction on x86-64-v3 and later, a libm routine on the baseline. */
+#define FPE_TWO_PI_1 0x1.921fb54442d18p+2
+#define FPE_TWO_PI_2 0x1.1a62633145c07p-52
+#define FPE_TWO_PI_3 -0x1.f1976b7ed8fbcp-108
+#define FPE_INV_TWO_PI 0x1.45f306dc9c883p-3
+#define FPE_REDUCE_LIMIT 0x1p55
+
+/* sin and cos of a sum of parts, by libm on each part (exact for any float64)
+ * and the angle-addition formulas: an error of about two ulps per part. */
+static void fpe_sincos_of_sum(const double *parts, int n_parts, double *s, double *c)
+{
+    double sk = sin(parts[0]), ck = cos(parts[0]);
+    for (int i = 1; i < n_parts; i++) {
+        double si = sin(parts[i]), ci = cos(parts[i]);
+        double sn = sk * ci + ck * si;
+        ck = ck * ci - sk * si;
+        sk = sn;
+    }
+    *s = sk;
+    *c = ck;
+}
+
+/* A seed whose angle a + a_err + p * lo is too large for the reduction of
+ * fpe_seed: its four parts (two exact products) go to libm one by one. */
+static void fpe_seed_far(double a, double a_err, double p, double lo, double *s, double *c)
+{
+    double t = p * lo;
+    double parts[4] = {a, a_err, t, fma(p, lo, -t)};
+    fpe_sincos_of_sum(parts, 4, s, c);
+}
+
+/* Seed every frequency's state at position p. */
+FPE_DISPATCH
 static void fpe_seed(double *restrict s, double *restrict c, double p,
-                     const double *restrict freq, fpe_idx n)
+                     const double *restrict freq, const double *restrict freq_lo, fpe_idx n)
 {
     for (fpe_idx k = 0; k < n; k++) {
         double a = p * freq[k];
-        s[k] = sin(a);
-        c[k] = cos(a);
+        double a_err = fma(p, freq[k], -a); /* p * freq[k] == a + a_err */
+        if (fabs(a) < FPE_REDUCE_LIMIT) {
+            double m = nearbyint(a * FPE_INV_TWO_PI);
+            double r = fma(-m, FPE_TWO_PI_1, a);
+            r = fma(-m, FPE_TWO_PI_2, r);
+            r = fma(-m, FPE_TWO_PI_3, r);
+            r += a_err + p * freq_lo[k];
+            s[k] = sin(r);
+            c[k] = cos(r);
+        } else {
+            fpe_seed_far(a, a_err, p, freq_lo[k], s + k, c + k);
+        }
     }
 }
 

@@ -23,7 +23,7 @@ cdef extern from "_simd.h" nogil:
         fpe_idx sin_off
         fpe_idx cos_off
         fpe_idx ks
-    void fpe_seed(double *s, double *c, double p, const double *freq, fpe_idx n)
+    void fpe_seed(double *s, double *c, double p, const double *freq, const double *freq_lo, fpe_idx n)
     void fpe_advance(double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n)
     void fpe_skip(double *s, double *c, const double *step_cos, const double *step_sin, fpe_idx n,
                   fpe_idx steps)

@@ -6,6 +6,7 @@ Each function validates every argument (fastpe._validation), plans the call
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -73,6 +74,22 @@ def _grouped_work(dst, src, plan, keys, lead_shape, n_threads):
     groups = group_rows(keys, lead_shape, [dst] if src is None else [dst, src])
     chunks = group_chunks(groups.group_ptr)
     return groups.rows, (plan, groups.keys, groups.group_ptr, chunks), min(n_threads, chunks.shape[0] - 1)
+
+
+def store_table(table, plan, offset, num_threads, zero_position=math.nan):
+    """Fill a checked table (size > 0) with the rows of positions offset + t by
+    a plan; the row of zero_position (NaN: none) is zero."""
+    rows, work, n_threads = _grid_work(table, None, plan, np.full((), offset), (), table.shape[0],
+                                       resolve_threads(num_threads, table.size))
+    _kernels.sinusoid_grid_store(table, *row_layout(table, rows[0]), *work, zero_position, n_threads)
+
+
+def store_encodings(table, plan, positions, num_threads, zero_position=math.nan):
+    """Fill a checked table (size > 0) of shape positions.shape + (dim,) with
+    the rows of the positions (zero_position as store_table)."""
+    rows, work, n_threads = _grouped_work(table, None, plan, positions, positions.shape,
+                                          resolve_threads(num_threads, table.size))
+    _kernels.sinusoid_grouped_store(table, *vector_layout(table, rows[0]), *work, zero_position, n_threads)
 
 
 def _table_out(out, shape, dtype, what):
@@ -173,9 +190,7 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     table = _table_out(out, (n_positions, dim), dtype, "n_positions x dim")
     enc.inv_freq = read_apart(enc.inv_freq, (table,))
     if table.size:
-        rows, work, n_threads = _grid_work(table, None, sinusoid_plan(enc), np.full((), offset), (), n_positions,
-                                           resolve_threads(num_threads, table.size))
-        _kernels.sinusoid_grid_store(table, *row_layout(table, rows[0]), *work, enc.zero_position, n_threads)
+        store_table(table, sinusoid_plan(enc), offset, num_threads, enc.zero_position)
     return caller_result(table, out)
 
 
@@ -241,9 +256,7 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     table = _table_out(out, shape, dtype, "positions.shape + (dim,)")
     pos, enc.inv_freq = read_apart(pos, (table,)), read_apart(enc.inv_freq, (table,))
     if table.size:
-        rows, work, n_threads = _grouped_work(table, None, sinusoid_plan(enc), pos, pos.shape,
-                                              resolve_threads(num_threads, table.size))
-        _kernels.sinusoid_grouped_store(table, *vector_layout(table, rows[0]), *work, enc.zero_position, n_threads)
+        store_encodings(table, sinusoid_plan(enc), pos, num_threads, enc.zero_position)
     return caller_result(table, out)
 
 

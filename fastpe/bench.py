@@ -499,7 +499,7 @@ def _ulp(value, dtype):
     return eps * 2.0 ** math.floor(math.log2(value))
 
 
-# The float64 encoding's own error (numerical contract, |p| <= 2**20).
+# The float64 encoding's own error (numerical contract, against the exact value).
 PE_CONTRACT_F64 = 1e-9
 
 

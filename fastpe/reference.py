@@ -547,8 +547,8 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
         n_positions, rotary_dim, offset, base, layout, dtype)
     tables = [new_array((n_positions, rotary_dim), dtype, f"the {name} table of rotary_cos_sin")
               for name in ("cos", "sin")]
-    freq, factor, _ = scaled_frequencies(None, rotary_dim, base, scaling, None,
-                                       max(int(np.floor(offset + n_positions - 1)) + 1, 0))
+    freq, factor, _, _ = scaled_frequencies(None, rotary_dim, base, scaling, None,
+                                          max(int(np.floor(offset + n_positions - 1)) + 1, 0))  # float64 only
     angles = (offset + np.arange(n_positions, dtype=np.float64))[:, None] * freq
     cos, sin = np.cos(angles) * factor, np.sin(angles) * factor
     if layout == "half":

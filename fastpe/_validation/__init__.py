@@ -59,6 +59,7 @@ from .._formulas import (
     preset_layout,
     vaswani_frequencies,
 )
+from .._double_double import DoubleDouble
 
 # ------------------------------------------------------------------ type aliases
 
@@ -649,12 +650,13 @@ class Encoding:
         return self.padding_idx + 1 if self.preset == "fairseq" else 0
 
     def frequencies_and_columns(self):
-        """(float64 frequencies, Columns) for the kernel's plan."""
+        """(exact frequencies, a DoubleDouble; Columns) for the kernel's plan.
+        An inv_freq is exact as given."""
         if self.preset is not None:
             return preset_layout(self.preset, self.dim, self.base, self.min_timescale, self.max_timescale)
         columns = interleaved_columns(self.dim) if self.layout == "interleaved" else concat_columns(self.dim)
         if self.inv_freq is not None:
-            return self.inv_freq, columns
+            return DoubleDouble(self.inv_freq), columns
         return vaswani_frequencies(self.dim, self.base, columns.n_sin), columns
 
 

@@ -389,27 +389,34 @@ def warn_unused_keys(message):
 class ScaledFrequencies:
     """The frequencies of a rotary call and what they depend on besides the
     scaling: a pure function of (width, rotary_dim, base, scaling, the
-    seq_len key). freq is read-only float64.
+    seq_len key). freq is the float64 frequencies (read-only), freq_lo the
+    rest of the exact ones (freq + freq_lo, a double-double: see
+    fastpe._formulas, "Exact frequencies"), which the kernels' seeds read.
 
     warning: the unused-keys message to emit on each use (or None).
     seq_dependence: None, ("dynamic", max_position_embeddings) or
     ("longrope", original_max_position_embeddings): how seq_len enters (see
     seq_len_key)."""
 
-    __slots__ = ("freq", "attention_factor", "rotary_dim", "warning", "seq_dependence", "freq_bytes", "nbytes")
+    __slots__ = ("freq", "freq_lo", "attention_factor", "rotary_dim", "warning", "seq_dependence", "freq_bytes",
+                 "nbytes")
 
     def __init__(self, freq, attention_factor, rotary_dim, warning=None, seq_dependence=None):
-        self.freq = np.array(freq, dtype=np.float64, copy=True)
-        self.freq.flags.writeable = False
+        """freq: a DoubleDouble."""
+        self.freq = np.array(freq.hi, dtype=np.float64, copy=True)
+        self.freq_lo = np.array(freq.lo, dtype=np.float64, copy=True)
+        self.freq.flags.writeable = self.freq_lo.flags.writeable = False
         self.attention_factor = float(attention_factor)
         self.rotary_dim = rotary_dim
         self.warning = warning
         self.seq_dependence = seq_dependence
-        self.freq_bytes = self.freq.tobytes()  # what the cos/sin rows of these frequencies are keyed by
-        self.nbytes = 2 * self.freq.nbytes + 256  # the array, its bytes, the small fields
+        # What the cos/sin rows of these frequencies are keyed by.
+        self.freq_bytes = self.freq.tobytes() + self.freq_lo.tobytes()
+        self.nbytes = 4 * self.freq.nbytes + 256  # the arrays, their bytes, the small fields
 
     def as_tuple(self):
-        return self.freq, self.attention_factor, self.rotary_dim
+        """scaled_frequencies' result."""
+        return self.freq, self.attention_factor, self.rotary_dim, self.freq_lo
 
 
 def seq_len_key(seq_dependence, seq_len):
@@ -455,7 +462,7 @@ def _rope_frequencies(dim, config_dim, base, params, ignore, seq_len):
         base = _real(params, "rope_theta") or base
         inv_freq, attention_factor = rope_rule("proportional", dim, base,
                                                _read_proportional(params, dim, base, seq_len), seq_len)
-        return ScaledFrequencies(inv_freq, attention_factor, 2 * len(inv_freq), warning)
+        return ScaledFrequencies(inv_freq, attention_factor, 2 * inv_freq.hi.shape[0], warning)
 
     theta = _real(params, "rope_theta")
     if theta is not None:
@@ -477,7 +484,7 @@ def _rope_frequencies(dim, config_dim, base, params, ignore, seq_len):
         seq_dependence = ("dynamic", values["max_position_embeddings"])
     elif rope_type == "longrope":
         seq_dependence = ("longrope", values["original_max_position_embeddings"])
-    return ScaledFrequencies(inv_freq, attention_factor, 2 * len(inv_freq), warning, seq_dependence)
+    return ScaledFrequencies(inv_freq, attention_factor, 2 * inv_freq.hi.shape[0], warning, seq_dependence)
 
 
 def rotary_frequencies(scaling, base, seq_len, *, width=None, rotary_dim=None):
@@ -524,11 +531,13 @@ class RotaryRequest:
     """Validated arguments of apply_rotary."""
 
     __slots__ = ("arrays", "outs", "seq_axes", "T", "rotary_dim", "layout", "freq", "attention_factor",
-                 "offset", "positions", "num_threads", "repeated")
+                 "freq_lo", "offset", "positions", "num_threads", "repeated")
 
 
 def scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
-    """(float64 frequencies, attention factor, rotary width): HF's scalings when scaling is given.
+    """(float64 frequencies, attention factor, rotary width, the frequencies'
+    low parts): HF's scalings when scaling is given (see ScaledFrequencies),
+    else inv_freq as given (its low parts 0).
 
     width: the channel count shared by the arrays (None if they differ, or for
     rotary_cos_sin); rotary_dim: the caller's (checked), or None. A scaling's
@@ -538,8 +547,8 @@ def scaled_frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
             raise ValueError("inv_freq cannot be combined with scaling: scaling computes the frequencies")
         if rotary_dim is None:
             rotary_dim = _rotary_width(width)
-        return (frequencies_argument(inv_freq, rotary_dim, "concat", f"rotary_dim // 2, rotary_dim={rotary_dim}"),
-                1.0, rotary_dim)
+        freq = frequencies_argument(inv_freq, rotary_dim, "concat", f"rotary_dim // 2, rotary_dim={rotary_dim}")
+        return freq, 1.0, rotary_dim, np.zeros(freq.shape)
     freq = scaled_frequencies_of(width, rotary_dim, base, scaling, seq_len)
     warn_unused_keys(freq.warning)
     return freq.as_tuple()
@@ -630,7 +639,8 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
         if off.size and req.T:
             check_position_range("offset + T - 1", float(np.min(off)), float(np.max(off)) + (req.T - 1))
         seq_len = rope_seq_len((float(np.max(off)) if off.size else 0.0) + req.T - 1)
-    req.freq, req.attention_factor, rotary_dim = frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len)
+    req.freq, req.attention_factor, rotary_dim, req.freq_lo = frequencies(width, rotary_dim, base, scaling, inv_freq,
+                                                                           seq_len)
     narrowest = min(a.shape[-1] for a in checked)
     if rotary_dim > narrowest:
         raise ValueError(f"rotary_dim={rotary_dim} exceeds the channel count of an array ({narrowest})")

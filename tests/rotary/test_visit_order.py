@@ -152,9 +152,9 @@ def test_regression_num_threads_reaches_the_cos_sin_table(num_threads, monkeypat
     seen = []
     table = _rotary.cos_sin_table
 
-    def recording(positions, freq, attention_factor, num_threads=None):
+    def recording(positions, freq, freq_lo, attention_factor, num_threads=None):
         seen.append(num_threads)
-        return table(positions, freq, attention_factor, num_threads)
+        return table(positions, freq, freq_lo, attention_factor, num_threads)
 
     monkeypatch.setattr(_rotary, "cos_sin_table", recording)
     q = rng_for("rotary-table-team", num_threads).standard_normal((1, 4, 300, 32))

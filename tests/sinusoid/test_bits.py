@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import exact
 import fastpe
 from fastpe import reference
 from fastpe._runtime import RESEED_INTERVAL, SERIAL_BELOW
@@ -110,12 +111,17 @@ def test_positions_near_zero_are_seeded_at_themselves():
     """Regression: a tiny negative position (-1.2e-294) was rotated 255 times
     from -255, so its cosines missed 1.0 by ~1e-15 and a float16 x + pe at a
     tie rounded the wrong way. Every |p| < 1 is its own canonical point, and
-    sin(p w) = p w, cos(p w) = 1 exactly at such p, in any libm."""
+    sin(p w) = p w, cos(p w) = 1 exactly at such p, in any libm. (The sines
+    are compared with the exact p w, to an ulp: the reference's frequencies,
+    NumPy's powers, are a few ulps from the exact ones fastpe uses.)"""
+    freqs = exact.vaswani(11, 10000.0, 6)
     for p in (-1.2373065698401223e-294, 1e-300, -5e-324, -1e-30):
         for layout in LAYOUTS:
             got = fastpe.sinusoidal_encode([p], 11, layout=layout, dtype=np.float64)
-            assert_same_bits(got, reference.sinusoidal_encode([p], 11, layout=layout, dtype=np.float64),
-                             f"position {p} {layout}")
+            expected = exact.encodings([p], freqs, exact.preset_columns(layout, 11))
+            np.testing.assert_array_max_ulp(got, expected, maxulp=1)
+            cos_columns = slice(1, None, 2) if layout == "interleaved" else slice(5, 10)
+            assert (got[0, cos_columns] == 1.0).all(), f"position {p} {layout}: cosines must be exactly 1"
             table = fastpe.sinusoidal_table(300, 11, offset=p, layout=layout, dtype=np.float64)
             assert_same_bits(table[:1], got, f"table at offset {p} {layout}")
 
@@ -128,6 +134,19 @@ def test_paths_agree_at_offsets(offset, dtype):
     rng = rng_for("paths", offset, dtype)
     for kwargs in ({"layout": "interleaved"}, {"layout": "concat"}):
         _check_paths(offset, 600, 70, dtype, kwargs, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("offset", [2**40 + 77, 2**53 - 700, -(2**50) - 3, 2**31 + 0.5, -(2**40) - 0.625])
+def test_paths_agree_at_large_positions(offset, dtype):
+    """The seeds of exact angles keep one set of bits per position far out too
+    (their accuracy is checked in accuracy/): every path, two threads, and
+    the compiled fast path's cached rows (integers) or generation (fractions)."""
+    table = _check_paths(offset, 600, 70, dtype, {"layout": "interleaved"}, rng_for("large", offset, dtype),
+                         num_threads=2)
+    x = np.zeros((1, 40, 70), dtype)
+    fastpe.add_sinusoidal(x, offset=offset)
+    assert_same_bits(_positive_zeros(x[0]), _positive_zeros(table[:40]), f"fast path at {offset}")
 
 
 @pytest.mark.parametrize("offset", [0, 37, GRID, 1000, -300, 2**20 - 100])
