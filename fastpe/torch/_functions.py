@@ -18,6 +18,7 @@ requires grad is refused, as ``leaf.add_()`` is).
 
 import torch
 
+from .._validation.torch_tensors import refuse_inference_write
 from . import _impl, _ops
 from ._options import encode
 from ._tensors import bump_versions, check_tensor, eager_route, needs_grad, op_tensor, refuse_grad
@@ -35,9 +36,8 @@ def _op_offset(offset):
 
 
 def _refuse_inference_write(name, tensor):
-    if not torch.compiler.is_compiling():
-        from .._validation.torch_tensors import refuse_inference_write
-
+    # Dynamo would break its graph at the check (a NumPy-facing module): eager calls only.
+    if not torch.compiler.is_compiling() and tensor.is_inference():
         refuse_inference_write(name, tensor)
 
 

@@ -22,7 +22,7 @@ from .._rotary import apply_rotary, apply_rotary_transpose
 from .._rotary_given import rotate_by_cos_sin
 from .._sinusoid import add_sinusoidal, add_table
 from .._sinusoid import make_positions as _make_positions
-from .._validation import _refuse_lazy_tensor, relative_request
+from .._validation import relative_request
 from . import _device
 from ._tensors import from_view, read_view, view
 
@@ -39,8 +39,7 @@ def _offset(offset):
 
 def _written(name, tensor):
     """The view a NumPy-facing function writes in place."""
-    _refuse_lazy_tensor(name, tensor)
-    return view(tensor)
+    return view(tensor, name)
 
 
 def _source_and_out(name, out, x):

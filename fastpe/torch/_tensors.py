@@ -21,6 +21,7 @@ import contextlib
 import numpy as np
 import torch
 
+from .._validation import _refuse_lazy_tensor as refuse_lazy_tensor
 from .._validation.torch_tensors import BFLOAT16_BITS
 
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
@@ -87,14 +88,20 @@ def numpy_dtype(dtype):
     return torch.empty((), dtype=dtype).numpy().dtype
 
 
-def view(tensor):
+def view(tensor, name="x"):
     """A NumPy array sharing a CPU tensor's memory, what the kernels read or
-    write: bfloat16 as BFLOAT16_BITS, so ml_dtypes is not needed."""
+    write: bfloat16 as BFLOAT16_BITS, so ml_dtypes is not needed. A tensor
+    whose memory does not hold its values (a negative or conjugate bit, a
+    ZeroTensor: torch's numpy() refuses them) gets fastpe's error naming it."""
     if tensor.requires_grad:
         tensor = tensor.detach()
-    if tensor.dtype == torch.bfloat16:
-        return tensor.view(torch.int16).numpy().view(BFLOAT16_BITS)
-    return tensor.numpy()
+    try:
+        if tensor.dtype == torch.bfloat16:
+            return tensor.view(torch.int16).numpy().view(BFLOAT16_BITS)
+        return tensor.numpy()
+    except RuntimeError:
+        refuse_lazy_tensor(name, tensor)
+        raise
 
 
 def read_view(value):
@@ -103,10 +110,10 @@ def read_view(value):
     device or of a lazily negated tensor); anything else as it is."""
     if not isinstance(value, torch.Tensor):
         return value
-    if value.device.type != "cpu":
+    if not value.is_cpu:
         value = value.detach().cpu()
-    if value.is_conj() or value.is_neg():
-        value = value.resolve_conj().resolve_neg()
+    if value.is_neg():  # read, so resolved (a copy); float tensors have no conjugate bit
+        value = value.resolve_neg()
     return view(value)
 
 
