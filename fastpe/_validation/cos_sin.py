@@ -24,9 +24,8 @@ def _unsqueezed(name, table, unsqueeze_dim):
 
 
 def cos_sin_request(arrays, cos, sin, unsqueeze_dim, out):
-    """(request with arrays, outs and repeated as in rotary_request; float64
-    tables (n_rows, D) of cos and sin; per array, the table row of each of its
-    vector rows in C order)."""
+    """(request with arrays, outs and repeated as in rotary_request; cos and
+    sin as float64 arrays with the new axis inserted, broadcastable to every array)."""
     req = RotaryRequest()
     checked, names = arrays_to_rotate(arrays, out, min_ndim=1, shape="(..., D)")
     req.arrays = checked
@@ -53,6 +52,4 @@ def cos_sin_request(arrays, cos, sin, unsqueeze_dim, out):
     req.outs = None if out is None else [check_out(o, a.shape, a.dtype, name=f"out[{i}]")
                                          for i, (o, a) in enumerate(zip(out, checked))]
     _check_targets(req, names)
-    rows = np.arange(int(np.prod(cos_u.shape[:-1])), dtype=np.intp).reshape(cos_u.shape[:-1])
-    index = [np.ascontiguousarray(np.broadcast_to(rows, a.shape[:-1])).ravel() for a in checked]
-    return req, cos.reshape(-1, cos.shape[-1]), sin.reshape(-1, sin.shape[-1]), index
+    return req, cos_u, sin_u

@@ -23,11 +23,6 @@ from . import _impl, _ops
 from ._options import encode
 from ._tensors import bump_versions, check_tensor, eager_route, needs_grad, op_tensor, refuse_grad
 
-# Below this many elements per array an out-of-place rotation copies its input and rotates the copy in place
-# (fastpe's compiled decode path); above, one pass reads the input and writes the new tensor.
-_COPY_THEN_ROTATE_BELOW = 1 << 16
-
-
 def _op_offset(offset):
     """offset for an operator: None for the default 0, else a tensor."""
     if type(offset) is int and offset == 0:
@@ -187,11 +182,7 @@ def rotate(arrays, offset, positions, inv_freq, options, encoded=None):
     """The out-of-place rotation of a list of tensors (what apply_rotary and
     RotaryEmbedding call); encoded: options already encoded, if known."""
     if eager_route(*arrays, offset, positions, inv_freq):
-        if _impl.on_kernels(arrays[0]) and all(a.numel() < _COPY_THEN_ROTATE_BELOW for a in arrays):
-            return _impl.rotated_copies(arrays, offset, positions, inv_freq, options)
-        outs = [torch.empty_like(a) for a in arrays]
-        _impl.rotary_into(outs, arrays, offset, positions, inv_freq, options)
-        return outs
+        return _impl.rotated(arrays, offset, positions, inv_freq, options)
     _refuse_grads([("offset", offset), ("positions", positions), ("inv_freq", inv_freq)], {})
     return _ops.apply_rotary(arrays, _op_offset(offset), op_tensor("positions", positions),
                              op_tensor("inv_freq", inv_freq), encode(**options) if encoded is None else encoded, False)

@@ -24,7 +24,7 @@ from .._sinusoid import add_sinusoidal, add_table
 from .._sinusoid import make_positions as _make_positions
 from .._validation import relative_request
 from . import _device
-from ._tensors import from_view, read_view, view
+from ._tensors import read_view, view
 
 
 def on_kernels(tensor):
@@ -77,12 +77,23 @@ def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=Fa
         rotate(*(read_view(a) for a in arrays), out=[view(o) for o in outs], **common)
 
 
-def rotated_copies(arrays, offset, positions, inv_freq, options):
-    """New tensors: copies of the CPU arrays, rotated in place (small arrays: fastpe's compiled decode path)."""
-    copies = [view(a).copy() for a in arrays]
-    apply_rotary(*copies, offset=_offset(offset), positions=read_view(positions), inv_freq=read_view(inv_freq),
+# Below this many elements per array an out-of-place rotation copies its input and rotates the copy in place
+# (fastpe's compiled decode path serves in-place calls); above, one pass reads the input and writes the result.
+_COPY_THEN_ROTATE_BELOW = 1 << 16
+
+
+def rotated(arrays, offset, positions, inv_freq, options, transpose=False):
+    """New tensors (torch.empty_like's strides, as the fake implementation has them): the arrays rotated."""
+    outs = [torch.empty_like(a) for a in arrays]
+    if transpose or not on_kernels(arrays[0]) or any(a.numel() >= _COPY_THEN_ROTATE_BELOW for a in arrays):
+        rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose)
+        return outs
+    targets = [view(o) for o in outs]
+    for target, a in zip(targets, arrays):
+        np.copyto(target, read_view(a))
+    apply_rotary(*targets, offset=_offset(offset), positions=read_view(positions), inv_freq=read_view(inv_freq),
                  **options)
-    return [from_view(c, like=a) for c, a in zip(copies, arrays)]
+    return outs
 
 
 def cos_sin_into(outs, arrays, cos, sin, unsqueeze_dim, transpose=False):

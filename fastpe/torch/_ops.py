@@ -143,9 +143,7 @@ table_gradient.register_autograd(_table_gradient_backward, setup_context=_table_
 @_op("apply_rotary")
 def apply_rotary(arrays: List[Tensor], offset: Optional[Tensor], positions: Optional[Tensor],
                  inv_freq: Optional[Tensor], options: str, transpose: bool) -> List[Tensor]:
-    outs = [torch.empty_like(a) for a in arrays]
-    _impl.rotary_into(outs, arrays, offset, positions, inv_freq, decode(options), transpose)
-    return outs
+    return _impl.rotated(arrays, offset, positions, inv_freq, decode(options), transpose)
 
 
 @_op("apply_rotary_", mutates=("arrays",))

@@ -25,6 +25,8 @@ from .._validation import _refuse_lazy_tensor as refuse_lazy_tensor
 from .._validation.torch_tensors import BFLOAT16_BITS
 
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+# dtypes whose values Tensor.item() gives exactly as a Python int or float.
+_EXACT_AS_PYTHON = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.float64, torch.float32)
 _state = {"always_dispatch": False}
 
 
@@ -110,17 +112,13 @@ def read_view(value):
     device or of a lazily negated tensor); anything else as it is."""
     if not isinstance(value, torch.Tensor):
         return value
+    if value.ndim == 0 and value.dtype in _EXACT_AS_PYTHON:
+        return value.item()  # a number: what fastpe's compiled paths take (a 0-d array goes the general way)
     if not value.is_cpu:
         value = value.detach().cpu()
     if value.is_neg():  # read, so resolved (a copy); float tensors have no conjugate bit
         value = value.resolve_neg()
     return view(value)
-
-
-def from_view(array, like):
-    """A tensor owning a NumPy array made from a view of `like` (its dtype back)."""
-    tensor = torch.from_numpy(array)
-    return tensor.view(torch.bfloat16) if like.dtype == torch.bfloat16 else tensor
 
 
 def bump_versions(tensors):
