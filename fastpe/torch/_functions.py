@@ -162,11 +162,6 @@ def add_table_(x, table, *, offset=0, positions=None, scale=None, num_threads=No
 
 # ------------------------------------------------------------------ rotary
 
-def _rotary_options(base, layout, rotary_dim, scaling, seq_axis, num_threads):
-    return dict(base=base, layout=layout, rotary_dim=rotary_dim, scaling=scaling, seq_axis=seq_axis,
-                num_threads=num_threads)
-
-
 def _arrays(q, k, function):
     check_tensor("q", q, function)
     if k is None:
@@ -182,7 +177,7 @@ def rotate(arrays, offset, positions, inv_freq, options, encoded=None):
     """The out-of-place rotation of a list of tensors (what apply_rotary and
     RotaryEmbedding call); encoded: options already encoded, if known."""
     if eager_route(*arrays, offset, positions, inv_freq):
-        return _impl.rotated(arrays, offset, positions, inv_freq, options)
+        return _impl.rotated(arrays, offset, positions, inv_freq, options, like_fake=False)
     _refuse_grads([("offset", offset), ("positions", positions), ("inv_freq", inv_freq)], {})
     return _ops.apply_rotary(arrays, _op_offset(offset), op_tensor("positions", positions),
                              op_tensor("inv_freq", inv_freq), encode(**options) if encoded is None else encoded, False)
@@ -194,8 +189,8 @@ def rotate_(arrays, offset, positions, inv_freq, options, encoded=None):
         for a, r in zip(arrays, rotate(arrays, offset, positions, inv_freq, options, encoded)):
             a.copy_(r)
         return arrays
-    for i, a in enumerate(arrays):
-        _refuse_inference_write(("q", "k")[i] if len(arrays) <= 2 else f"arrays[{i}]", a)
+    for name, a in zip(("q", "k"), arrays):
+        _refuse_inference_write(name, a)
     if eager_route(*arrays, offset, positions, inv_freq):
         _impl.rotary_into(arrays, arrays, offset, positions, inv_freq, options)
         bump_versions(arrays)
@@ -226,16 +221,20 @@ def apply_rotary(q, k=None, *, offset=0, positions=None, base=None, layout="half
     torch.Size([1, 8, 16, 64])
     """
     arrays = _arrays(q, k, "apply_rotary")
-    options = _rotary_options(base, layout, rotary_dim, scaling, seq_axis, num_threads)
-    return _returned(rotate(arrays, offset, positions, inv_freq, options), k)
+    options = {"base": base, "layout": layout, "rotary_dim": rotary_dim, "scaling": scaling, "seq_axis": seq_axis,
+               "num_threads": num_threads}
+    rotated = rotate(arrays, offset, positions, inv_freq, options)
+    return rotated[0] if k is None else tuple(rotated)
 
 
 def apply_rotary_(q, k=None, *, offset=0, positions=None, base=None, layout="half", rotary_dim=None,
                   inv_freq=None, scaling=None, seq_axis=-2, num_threads=None):
     """`apply_rotary` in place: writes q (and k), bumps their version counters, returns q or (q, k)."""
     arrays = _arrays(q, k, "apply_rotary")
-    options = _rotary_options(base, layout, rotary_dim, scaling, seq_axis, num_threads)
-    return _returned(rotate_(arrays, offset, positions, inv_freq, options), k)
+    options = {"base": base, "layout": layout, "rotary_dim": rotary_dim, "scaling": scaling, "seq_axis": seq_axis,
+               "num_threads": num_threads}
+    rotate_(arrays, offset, positions, inv_freq, options)
+    return q if k is None else (q, k)
 
 
 def apply_rotary_cos_sin(q, k, cos, sin, *, unsqueeze_dim=1):

@@ -70,27 +70,38 @@ def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=Fa
     if not on_kernels(outs[0]):
         return _device.rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose)
     rotate = apply_rotary_transpose if transpose else apply_rotary
-    common = dict(offset=_offset(offset), positions=read_view(positions), inv_freq=read_view(inv_freq), **options)
+    offset, positions, inv_freq = _offset(offset), read_view(positions), read_view(inv_freq)
     if outs is arrays:
-        rotate(*(_written(f"arrays[{i}]", a) for i, a in enumerate(arrays)), **common)
+        rotate(*[_written(f"arrays[{i}]", a) for i, a in enumerate(arrays)], offset=offset, positions=positions,
+               inv_freq=inv_freq, **options)
     else:
-        rotate(*(read_view(a) for a in arrays), out=[view(o) for o in outs], **common)
+        rotate(*[read_view(a) for a in arrays], out=[view(o) for o in outs], offset=offset, positions=positions,
+               inv_freq=inv_freq, **options)
 
 
 # Below this many elements per array an out-of-place rotation copies its input and rotates the copy in place
 # (fastpe's compiled decode path serves in-place calls); above, one pass reads the input and writes the result.
 _COPY_THEN_ROTATE_BELOW = 1 << 16
+# Tensor dtypes torch.from_numpy gives back from a NumPy copy of their view.
+_NUMPY_ALLOCATED = (torch.float32, torch.float64, torch.float16)
 
 
-def rotated(arrays, offset, positions, inv_freq, options, transpose=False):
-    """New tensors (torch.empty_like's strides, as the fake implementation has them): the arrays rotated."""
-    outs = [torch.empty_like(a) for a in arrays]
+def rotated(arrays, offset, positions, inv_freq, options, transpose=False, like_fake=True):
+    """New tensors: the arrays rotated. like_fake: with torch.empty_like's strides, as the operator's fake
+    implementation says (the operator's own call); else (the eager route, where no graph relies on them)
+    small float32/float64 results may come from NumPy copies, which cost less to make."""
     if transpose or not on_kernels(arrays[0]) or any(a.numel() >= _COPY_THEN_ROTATE_BELOW for a in arrays):
+        outs = [torch.empty_like(a) for a in arrays]
         rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose)
         return outs
-    targets = [view(o) for o in outs]
-    for target, a in zip(targets, arrays):
-        np.copyto(target, read_view(a))
+    if like_fake or any(a.dtype not in _NUMPY_ALLOCATED for a in arrays):
+        outs = [torch.empty_like(a) for a in arrays]
+        targets = [view(o) for o in outs]
+        for target, a in zip(targets, arrays):
+            np.copyto(target, read_view(a))
+    else:
+        targets = [read_view(a).copy(order="K") for a in arrays]
+        outs = [torch.from_numpy(target) for target in targets]
     apply_rotary(*targets, offset=_offset(offset), positions=read_view(positions), inv_freq=read_view(inv_freq),
                  **options)
     return outs

@@ -49,17 +49,14 @@ def is_tensor(value):
 def eager_route(*values):
     """True when the call may skip the dispatcher (see the module docstring).
     values: the call's arguments; those that are not tensors are ignored."""
-    if torch.compiler.is_compiling() or _state["always_dispatch"]:
-        return False
-    if torch._C._len_torch_dispatch_stack() or torch._C._is_torch_function_mode_enabled():
-        return False
-    if torch._C._functorch.peek_interpreter_stack() is not None:
+    if (torch.compiler.is_compiling() or _state["always_dispatch"] or torch._C._len_torch_dispatch_stack()
+            or torch._C._is_torch_function_mode_enabled() or torch._C._functorch.peek_interpreter_stack() is not None):
         return False
     grad = torch.is_grad_enabled()
     for value in values:
-        if isinstance(value, torch.Tensor):
-            if type(value) not in _PLAIN_TYPES or (grad and value.requires_grad) or value.is_meta:
-                return False  # meta tensors: the operators' fake implementations serve them
+        if isinstance(value, torch.Tensor) and (type(value) not in _PLAIN_TYPES or (grad and value.requires_grad)
+                                                or value.is_meta):
+            return False  # meta tensors: the operators' fake implementations serve them
     return True
 
 
