@@ -23,6 +23,7 @@ from . import _impl, _ops
 from ._options import encode
 from ._tensors import bump_versions, check_tensor, eager_route, needs_grad, op_tensor, refuse_grad
 
+
 def _op_offset(offset):
     """offset for an operator: None for the default 0, else a tensor."""
     if type(offset) is int and offset == 0:
