@@ -103,12 +103,19 @@ def test_compiled_encodings_match_eager_and_reuse_the_graph():
 
 
 def test_a_python_int_offset_recompiles_once_then_never():
-    """Dynamo's own rule for an int argument: static at first, dynamic after one recompile."""
+    """Dynamo's own rule for an int argument: static at first, dynamic after one recompile
+    (none with dynamic=True)."""
     q = _randn(1, 4, 1, 16)
     compiled, counter = _compiled(lambda q, offset: ft.apply_rotary(q, offset=offset) * 2)
     for offset in (3, 17, 400, 4000, 9):
         assert torch.allclose(compiled(q, offset), ft.apply_rotary(q, offset=offset) * 2, atol=1e-6)
     assert counter.frame_count <= 2
+    counter = torch._dynamo.testing.CompileCounterWithBackend("inductor")
+    dynamic = torch.compile(lambda q, offset: ft.apply_rotary(q, offset=offset) * 2, backend=counter,
+                            fullgraph=True, dynamic=True)
+    for offset in (3, 17, 400):
+        assert torch.allclose(dynamic(q, offset), ft.apply_rotary(q, offset=offset) * 2, atol=1e-6)
+    assert counter.frame_count == 1, "dynamic=True: the int is a symbol from the start"
 
 
 def test_compiled_in_place_twins():
