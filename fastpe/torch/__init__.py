@@ -32,10 +32,17 @@ from ._functions import (
     apply_rotary_,
     apply_rotary_cos_sin,
     apply_rotary_cos_sin_,
+    make_positions,
 )
+from ._modules import ALiBi, LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEmbedding, T5RelativeBias
 from ._tables import rotary_cos_sin, sinusoidal_table
 
 __all__ = [
+    "ALiBi",
+    "LearnedPositionalEmbedding",
+    "RotaryEmbedding",
+    "SinusoidalPositionalEmbedding",
+    "T5RelativeBias",
     "add_alibi",
     "add_alibi_",
     "add_relative_bias",
@@ -48,6 +55,7 @@ __all__ = [
     "apply_rotary_",
     "apply_rotary_cos_sin",
     "apply_rotary_cos_sin_",
+    "make_positions",
     "rotary_cos_sin",
     "sinusoidal_table",
 ]

@@ -122,7 +122,7 @@ def table_rows(x_like, table_like, offset, positions, scale=None, num_threads=No
         rows = req.positions
     else:
         rows = req.offset[..., None] + np.arange(x_like.shape[-2])  # token t of a sequence reads row offset + t
-    return np.ascontiguousarray(np.broadcast_to(rows, x_like.shape[:-1])), req.scale
+    return np.broadcast_to(rows, x_like.shape[:-1]).copy(), req.scale  # a writable copy: torch takes it
 
 
 def add_table_into(out, x, table, offset, positions, options):

@@ -43,34 +43,41 @@ def _refuse_inference_write(name, tensor):
 
 # ------------------------------------------------------------------ one tensor written
 
-def _refuse_position_grads(**tensors):
-    for name, value in tensors.items():
-        refuse_grad(name, value, f"fastpe.torch has no gradient with respect to {name}")
+def _refuse_grads(inputs, options, differentiable=()):
+    """Refuse inputs without a gradient that require one (on the operator route: the eager route is taken
+    only when nothing requires grad). inputs: (name, value) pairs; options' tensors (a 0-d scale) count."""
+    for name, value in (*inputs, *options.items()):
+        if name not in differentiable:
+            refuse_grad(name, value, f"fastpe.torch has no gradient with respect to {name}")
 
 
 def _op_input(name, value):
     return _op_offset(value) if name == "offset" else op_tensor(name, value)
 
 
-def _out_of_place(into, op, x, inputs, options):
+def _out_of_place(into, op, x, inputs, options, differentiable=()):
     """A new tensor: into(out, x, *inputs' values, options) on the eager route, else the operator.
-    inputs: the read arguments, (name, value) in the operator's order."""
+    inputs: the read arguments, (name, value) in the operator's order; differentiable: the names of those
+    with a gradient."""
     values = [value for _, value in inputs]
     if eager_route(x, *values):
         out = torch.empty_like(x)
         into(out, x, *values, options)
         return out
+    _refuse_grads(inputs, options, differentiable)
     return op(x, *(_op_input(name, value) for name, value in inputs), encode(**options))
 
 
 def _in_place(into, op_, x, name, inputs, options):
-    """x written in place (version counter bumped): into(x, x, ...) on the eager route, else the mutating operator."""
+    """x written in place (version counter bumped): into(x, x, ...) on the eager route, else the mutating
+    operator. Called when autograd does not record the call."""
     _refuse_inference_write(name, x)
     values = [value for _, value in inputs]
     if eager_route(x, *values):
         into(x, x, *values, options)
         bump_versions((x,))
     else:
+        _refuse_grads(inputs, options)
         op_(x, *(_op_input(name, value) for name, value in inputs), encode(**options))
     return x
 
@@ -96,7 +103,6 @@ def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout
     [2.0]
     """
     check_tensor("x", x, "add_sinusoidal")
-    _refuse_position_grads(offset=offset, positions=positions, inv_freq=inv_freq, scale=scale)
     options = _sinusoid_options(scale, base, layout, preset, padding_idx, min_timescale, max_timescale, num_threads)
     return _out_of_place(_impl.add_sinusoidal_into, _ops.add_sinusoidal, x,
                          [("offset", offset), ("positions", positions), ("inv_freq", inv_freq)], options)
@@ -109,9 +115,21 @@ def add_sinusoidal_(x, *, offset=0, positions=None, scale=None, base=None, layou
     options = _sinusoid_options(scale, base, layout, preset, padding_idx, min_timescale, max_timescale, num_threads)
     if needs_grad(x):
         return x.copy_(add_sinusoidal(x, offset=offset, positions=positions, inv_freq=inv_freq, **options))
-    _refuse_position_grads(offset=offset, positions=positions, inv_freq=inv_freq, scale=scale)
     return _in_place(_impl.add_sinusoidal_into, _ops.add_sinusoidal_, x, "x",
                      [("offset", offset), ("positions", positions), ("inv_freq", inv_freq)], options)
+
+
+def make_positions(token_ids, padding_idx, *, past_length=0):
+    """`fastpe.make_positions` of a tensor of token ids: fairseq's padding-aware positions (int64, same device).
+
+    >>> import torch, fastpe.torch
+    >>> fastpe.torch.make_positions(torch.tensor([[1, 1, 5, 6]]), padding_idx=1).tolist()
+    [[1, 1, 2, 3]]
+    """
+    check_tensor("token_ids", token_ids, "make_positions")
+    if eager_route(token_ids, past_length):
+        return _impl.make_positions(token_ids, padding_idx, past_length)
+    return _ops.make_positions(token_ids, padding_idx, _op_offset(past_length))
 
 
 # ------------------------------------------------------------------ learned tables
@@ -131,10 +149,9 @@ def add_table(x, table, *, offset=0, positions=None, scale=None, num_threads=Non
     """
     check_tensor("x", x, "add_table")
     check_tensor("table", table, "add_table")
-    _refuse_position_grads(offset=offset, positions=positions, scale=scale)
     return _out_of_place(_impl.add_table_into, _ops.add_table, x,
                          [("table", table), ("offset", offset), ("positions", positions)],
-                         dict(scale=scale, num_threads=num_threads))
+                         dict(scale=scale, num_threads=num_threads), differentiable=("table",))
 
 
 def add_table_(x, table, *, offset=0, positions=None, scale=None, num_threads=None):
@@ -143,7 +160,6 @@ def add_table_(x, table, *, offset=0, positions=None, scale=None, num_threads=No
     check_tensor("table", table, "add_table")
     if needs_grad(x, table):
         return x.copy_(add_table(x, table, offset=offset, positions=positions, scale=scale, num_threads=num_threads))
-    _refuse_position_grads(offset=offset, positions=positions, scale=scale)
     return _in_place(_impl.add_table_into, _ops.add_table_, x, "x",
                      [("table", table), ("offset", offset), ("positions", positions)],
                      dict(scale=scale, num_threads=num_threads))
@@ -170,13 +186,13 @@ def _returned(results, k):
 def rotate(arrays, offset, positions, inv_freq, options, encoded=None):
     """The out-of-place rotation of a list of tensors (what apply_rotary and
     RotaryEmbedding call); encoded: options already encoded, if known."""
-    _refuse_position_grads(offset=offset, positions=positions, inv_freq=inv_freq)
     if eager_route(*arrays, offset, positions, inv_freq):
         if _impl.on_kernels(arrays[0]) and all(a.numel() < _COPY_THEN_ROTATE_BELOW for a in arrays):
             return _impl.rotated_copies(arrays, offset, positions, inv_freq, options)
         outs = [torch.empty_like(a) for a in arrays]
         _impl.rotary_into(outs, arrays, offset, positions, inv_freq, options)
         return outs
+    _refuse_grads([("offset", offset), ("positions", positions), ("inv_freq", inv_freq)], {})
     return _ops.apply_rotary(arrays, _op_offset(offset), op_tensor("positions", positions),
                              op_tensor("inv_freq", inv_freq), encode(**options) if encoded is None else encoded, False)
 
@@ -187,13 +203,13 @@ def rotate_(arrays, offset, positions, inv_freq, options, encoded=None):
         for a, r in zip(arrays, rotate(arrays, offset, positions, inv_freq, options, encoded)):
             a.copy_(r)
         return arrays
-    _refuse_position_grads(offset=offset, positions=positions, inv_freq=inv_freq)
     for i, a in enumerate(arrays):
         _refuse_inference_write(("q", "k")[i] if len(arrays) <= 2 else f"arrays[{i}]", a)
     if eager_route(*arrays, offset, positions, inv_freq):
         _impl.rotary_into(arrays, arrays, offset, positions, inv_freq, options)
         bump_versions(arrays)
     else:
+        _refuse_grads([("offset", offset), ("positions", positions), ("inv_freq", inv_freq)], {})
         _ops.apply_rotary_(arrays, _op_offset(offset), op_tensor("positions", positions),
                            op_tensor("inv_freq", inv_freq), encode(**options) if encoded is None else encoded, False)
     return arrays
@@ -284,7 +300,6 @@ def apply_rotary_cos_sin_(q, k, cos, sin, *, unsqueeze_dim=1):
 def add_alibi(scores, *, slopes=None, max_bias=8.0, offset=0, key_positions=None, num_threads=None):
     """ALiBi's bias added to attention scores, a new tensor (`fastpe.add_alibi`'s arguments; gradient: grad)."""
     check_tensor("scores", scores, "add_alibi")
-    _refuse_position_grads(slopes=slopes, offset=offset, key_positions=key_positions)
     return _out_of_place(_impl.alibi_into, _ops.add_alibi, scores,
                          [("slopes", slopes), ("offset", offset), ("key_positions", key_positions)],
                          dict(max_bias=max_bias, num_threads=num_threads))
@@ -296,7 +311,6 @@ def add_alibi_(scores, *, slopes=None, max_bias=8.0, offset=0, key_positions=Non
     if needs_grad(scores):
         return scores.copy_(add_alibi(scores, slopes=slopes, max_bias=max_bias, offset=offset,
                                       key_positions=key_positions, num_threads=num_threads))
-    _refuse_position_grads(slopes=slopes, offset=offset, key_positions=key_positions)
     return _in_place(_impl.alibi_into, _ops.add_alibi_, scores, "scores",
                      [("slopes", slopes), ("offset", offset), ("key_positions", key_positions)],
                      dict(max_bias=max_bias, num_threads=num_threads))
@@ -310,11 +324,10 @@ def add_relative_bias(scores, bias_table, *, bidirectional, num_buckets, max_dis
     """
     check_tensor("scores", scores, "add_relative_bias")
     check_tensor("bias_table", bias_table, "add_relative_bias")
-    _refuse_position_grads(offset=offset)
     return _out_of_place(_impl.relative_bias_into, _ops.add_relative_bias, scores,
                          [("bias_table", bias_table), ("offset", offset)],
                          dict(bidirectional=bidirectional, num_buckets=num_buckets, max_distance=max_distance,
-                              num_threads=num_threads))
+                              num_threads=num_threads), differentiable=("bias_table",))
 
 
 def add_relative_bias_(scores, bias_table, *, bidirectional, num_buckets, max_distance, offset=0,
@@ -326,6 +339,5 @@ def add_relative_bias_(scores, bias_table, *, bidirectional, num_buckets, max_di
                    num_threads=num_threads)
     if needs_grad(scores, bias_table):
         return scores.copy_(add_relative_bias(scores, bias_table, offset=offset, **options))
-    _refuse_position_grads(offset=offset)
     return _in_place(_impl.relative_bias_into, _ops.add_relative_bias_, scores, "scores",
                      [("bias_table", bias_table), ("offset", offset)], options)

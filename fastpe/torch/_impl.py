@@ -21,6 +21,7 @@ from .._bias import add_alibi, add_relative_bias
 from .._rotary import apply_rotary, apply_rotary_transpose
 from .._rotary_given import rotate_by_cos_sin
 from .._sinusoid import add_sinusoidal, add_table
+from .._sinusoid import make_positions as _make_positions
 from .._validation import _refuse_lazy_tensor, relative_request
 from . import _device
 from ._tensors import from_view, read_view, view
@@ -28,7 +29,12 @@ from ._tensors import from_view, read_view, view
 
 def on_kernels(tensor):
     """The call runs fastpe's kernels (a CPU tensor, the torch-ops path not forced)."""
-    return tensor.device.type == "cpu" and not _device.forced()
+    return tensor.is_cpu and not _device.forced()
+
+
+def _offset(offset):
+    """The operators' offset (None: the default, 0) as the NumPy-facing functions read it."""
+    return 0 if offset is None else read_view(offset)
 
 
 def _written(name, tensor):
@@ -48,7 +54,7 @@ def add_sinusoidal_into(out, x, offset, positions, inv_freq, options):
     if not on_kernels(out):
         return _device.add_sinusoidal_into(out, x, offset, positions, inv_freq, options)
     source, target = _source_and_out("x", out, x)
-    add_sinusoidal(source, offset=read_view(offset), positions=read_view(positions), inv_freq=read_view(inv_freq),
+    add_sinusoidal(source, offset=_offset(offset), positions=read_view(positions), inv_freq=read_view(inv_freq),
                    out=target, **options)
 
 
@@ -56,7 +62,7 @@ def add_table_into(out, x, table, offset, positions, options):
     if not on_kernels(out):
         return _device.add_table_into(out, x, table, offset, positions, options)
     source, target = _source_and_out("x", out, x)
-    add_table(source, read_view(table), offset=read_view(offset), positions=read_view(positions), out=target,
+    add_table(source, read_view(table), offset=_offset(offset), positions=read_view(positions), out=target,
               **options)
 
 
@@ -65,7 +71,7 @@ def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=Fa
     if not on_kernels(outs[0]):
         return _device.rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose)
     rotate = apply_rotary_transpose if transpose else apply_rotary
-    common = dict(offset=read_view(offset), positions=read_view(positions), inv_freq=read_view(inv_freq), **options)
+    common = dict(offset=_offset(offset), positions=read_view(positions), inv_freq=read_view(inv_freq), **options)
     if outs is arrays:
         rotate(*(_written(f"arrays[{i}]", a) for i, a in enumerate(arrays)), **common)
     else:
@@ -75,7 +81,7 @@ def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=Fa
 def rotated_copies(arrays, offset, positions, inv_freq, options):
     """New tensors: copies of the CPU arrays, rotated in place (small arrays: fastpe's compiled decode path)."""
     copies = [view(a).copy() for a in arrays]
-    apply_rotary(*copies, offset=read_view(offset), positions=read_view(positions), inv_freq=read_view(inv_freq),
+    apply_rotary(*copies, offset=_offset(offset), positions=read_view(positions), inv_freq=read_view(inv_freq),
                  **options)
     return [from_view(c, like=a) for c, a in zip(copies, arrays)]
 
@@ -95,7 +101,7 @@ def alibi_into(out, scores, slopes, offset, key_positions, options):
     if not on_kernels(out):
         return _device.alibi_into(out, scores, slopes, offset, key_positions, options)
     source, target = _source_and_out("scores", out, scores)
-    add_alibi(source, slopes=read_view(slopes), offset=read_view(offset), key_positions=read_view(key_positions),
+    add_alibi(source, slopes=read_view(slopes), offset=_offset(offset), key_positions=read_view(key_positions),
               out=target, **options)
 
 
@@ -103,7 +109,13 @@ def relative_bias_into(out, scores, bias_table, offset, options):
     if not on_kernels(out):
         return _device.relative_bias_into(out, scores, bias_table, offset, options)
     source, target = _source_and_out("scores", out, scores)
-    add_relative_bias(source, read_view(bias_table), offset=read_view(offset), out=target, **options)
+    add_relative_bias(source, read_view(bias_table), offset=_offset(offset), out=target, **options)
+
+
+def make_positions(token_ids, padding_idx, past_length):
+    """fastpe.make_positions of the ids (computed on the CPU), on the ids' device."""
+    positions = _make_positions(read_view(token_ids), padding_idx, past_length=_offset(past_length))
+    return torch.from_numpy(positions).to(token_ids.device)
 
 
 # ------------------------------------------------------------------ gradients of the learned tables
@@ -128,7 +140,7 @@ def relative_bias_gradient(grad, bias_table, offset, options):
     stand_in = np.empty(grad.shape, dtype=np.float32)
     _, _, _, settings, off, _ = relative_request(stand_in, np.empty(bias_table.shape, np.float32),
                                                  options["bidirectional"], options["num_buckets"],
-                                                 options["max_distance"], read_view(offset), None, None)
+                                                 options["max_distance"], _offset(offset), None, None)
     B, H, Tq, Tk = grad.shape
     if grad.numel() == 0:
         return torch.zeros_like(bias_table)

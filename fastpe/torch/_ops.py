@@ -289,3 +289,14 @@ add_relative_bias_.register_fake(_no_result)
 relative_bias_gradient.register_fake(lambda grad, bias_table, offset, options: torch.empty_like(bias_table))
 add_relative_bias.register_autograd(_relative_backward, setup_context=_relative_context)
 relative_bias_gradient.register_autograd(_relative_gradient_backward, setup_context=_relative_gradient_context)
+
+
+# ------------------------------------------------------------------ padding-aware positions
+
+@_op("make_positions")
+def make_positions(token_ids: Tensor, padding_idx: int, past_length: Optional[Tensor]) -> Tensor:
+    return _impl.make_positions(token_ids, padding_idx, past_length)
+
+
+make_positions.register_fake(lambda token_ids, padding_idx, past_length: torch.empty_like(token_ids,
+                                                                                          dtype=torch.int64))

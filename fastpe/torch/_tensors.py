@@ -55,8 +55,8 @@ def eager_route(*values):
     grad = torch.is_grad_enabled()
     for value in values:
         if isinstance(value, torch.Tensor):
-            if type(value) not in _PLAIN_TYPES or (grad and value.requires_grad):
-                return False
+            if type(value) not in _PLAIN_TYPES or (grad and value.requires_grad) or value.is_meta:
+                return False  # meta tensors: the operators' fake implementations serve them
     return True
 
 
