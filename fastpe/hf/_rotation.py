@@ -27,13 +27,14 @@ class RotaryCall:
     """A rotation from positions: fastpe.torch.apply_rotary's arguments
     besides the arrays (frequencies: ``scaling=`` or ``inv_freq=``)."""
 
-    __slots__ = ("positions", "rotary_dim", "layout", "frequencies")
+    __slots__ = ("positions", "rotary_dim", "layout", "frequencies", "where")
 
     def __init__(self, positions, rotary_dim, layout, frequencies):
         self.positions = positions
         self.rotary_dim = rotary_dim
         self.layout = layout
         self.frequencies = frequencies
+        self.where = _where(positions)
 
     def tables(self, like, width):
         """NaN stand-ins for cos and sin, (B, T, width) like HF's (B from the
@@ -47,8 +48,24 @@ class RotaryCall:
 
     def rotate(self, q, k, seq_axis):
         """q and k (k may be None) rotated out of place."""
-        return apply_rotary(q, k, positions=self.positions, rotary_dim=self.rotary_dim, layout=self.layout,
-                            seq_axis=seq_axis, **self.frequencies)
+        return apply_rotary(q, k, rotary_dim=self.rotary_dim, layout=self.layout, seq_axis=seq_axis, **self.where,
+                            **self.frequencies)
+
+
+def _where(position_ids):
+    """fastpe.torch.apply_rotary's offset= for one run of consecutive positions
+    that the whole batch shares (a prefill without padding, a decode step of
+    one sequence: fastpe's fast path; the same angles), else positions=.
+    Looked at once per forward, on the CPU only (elsewhere it would wait
+    for the device)."""
+    if position_ids.device.type == "cpu" and position_ids.ndim == 2 and position_ids.shape[0] == 1 \
+            and position_ids.shape[1] and not position_ids.is_floating_point():
+        first = int(position_ids[0, 0])
+        length = position_ids.shape[1]
+        if length == 1 or torch.equal(position_ids[0], torch.arange(first, first + length,
+                                                                   dtype=position_ids.dtype)):
+            return {"offset": first}
+    return {"positions": position_ids}
 
 
 def carried(first, second):

@@ -188,3 +188,21 @@ def test_activation_checkpointing():
         assert ((ours - theirs).abs().max() / theirs.abs().max()).item() < 1e-4
     assert math.isfinite(our_losses[-1].item())
     fastpe.hf.revert(patched)
+
+
+def test_one_run_of_positions_takes_an_offset():
+    """A prefill without padding or a decode step of one sequence rotates by offset (fastpe's fast path):
+    the same bits as by positions. Anything else keeps its positions."""
+    from fastpe.hf._rotation import RotaryCall
+
+    frequencies = {"scaling": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}}
+    q, k = torch.randn(1, 4, 6, 16), torch.randn(1, 2, 6, 16)
+    run = RotaryCall(torch.arange(6)[None] + 1000, 16, "half", frequencies)
+    assert run.where == {"offset": 1000}
+    by_positions = fastpe.torch.apply_rotary(q, k, positions=torch.arange(6)[None] + 1000, **frequencies)
+    for got, expected in zip(run.rotate(q, k, 2), by_positions):
+        assert torch.equal(got, expected)
+    assert RotaryCall(torch.tensor([[7]]), 16, "half", frequencies).where == {"offset": 7}
+    for positions in (torch.tensor([[0, 1, 3]]), torch.stack([torch.arange(3), torch.arange(3) + 1]),
+                      torch.arange(3.0)[None]):
+        assert set(RotaryCall(positions, 16, "half", frequencies).where) == {"positions"}

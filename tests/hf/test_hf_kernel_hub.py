@@ -156,3 +156,20 @@ def test_through_transformers_with_the_gate_lifted():
     served, served_training, diff, loss, has_gradient = result.stdout.split()[-5:]
     assert served == "True" and served_training == "True", result.stdout
     assert float(diff) < 1e-5 and has_gradient == "True"
+
+
+# inductor's own imports warn about torch.jit (torch 2.13); nothing of fastpe's
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_the_layer_compiles_without_a_graph_break():
+    """RotaryPosEmb says can_torch_compile: kernels maps it for the TORCH_COMPILE modes too."""
+    layer = RotaryPosEmb()
+    q, k, cos, sin = _inputs()
+    q.requires_grad_()
+    compiled = torch.compile(layer, fullgraph=True)
+    got = compiled(q, k, cos, sin)
+    expected = layer(q, k, cos, sin)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+    (grad,) = torch.autograd.grad(got[0].sum(), q)
+    (expected_grad,) = torch.autograd.grad(expected[0].sum(), q)
+    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)
