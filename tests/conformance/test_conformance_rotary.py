@@ -267,6 +267,36 @@ def test_regression_phi_rotary_channels_alone_factor_applied_twice():
         fastpe.apply_rotary(q[..., :48].copy(), positions=pos, scaling=cfg)
 
 
+def test_regression_gemma3_config_read_as_plain_rope():
+    """A Gemma3TextConfig given as scaling= was read as plain RoPE with theta 1e4 for every layer (the
+    only sign: a warning about ignored keys; the model's logits were off by 0.76). It is now refused,
+    naming its layer types; each layer type's dict, with max_position_embeddings, rotates as HF's rotary
+    module does for the layers of that type."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RotaryEmbedding
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    cfg = transformers.Gemma3TextConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=16, vocab_size=128, layer_types=["sliding_attention", "full_attention"],
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                         "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0}})
+    q = rng_for("gemma3-regression").standard_normal((2, 4, 6, 16)).astype(np.float32)
+    pos = np.stack([np.arange(6) + 900, np.arange(6)])
+    sliced = q.copy()
+    with pytest.raises(ValueError, match=r"\('sliding_attention', 'full_attention'\).*choose a layer type"):
+        fastpe.apply_rotary(sliced, positions=pos, scaling=cfg)
+    np.testing.assert_array_equal(sliced, q)
+    rotary = Gemma3RotaryEmbedding(cfg)
+    tol = 2e-6 + 3e-7 * pos[:, None, :, None] * (1.0 + np.abs(q))
+    for layer_type in ("sliding_attention", "full_attention"):
+        cos, sin = rotary(torch.from_numpy(q), torch.from_numpy(pos), layer_type)
+        expected = apply_rotary_pos_emb(torch.from_numpy(q), torch.from_numpy(q), cos, sin)[0].numpy()
+        scaling = dict(cfg.rope_parameters[layer_type], max_position_embeddings=cfg.max_position_embeddings)
+        got = fastpe.apply_rotary(q.copy(), positions=pos, scaling=scaling)
+        assert_within(got, expected, tol, layer_type)
+
+
 def test_docstring_configs_are_the_real_transformers_configs():
     """apply_rotary's doctest builds its Phi, Llama-3, Qwen2 (yarn) and Phi-3 (longrope) configs as
     SimpleNamespaces (no transformers needed): the real classes built with the same arguments give
