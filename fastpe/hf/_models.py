@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .._rotary import rope_inv_freq, rotary_cos_sin
+from .._validation.rotary import scaling_parameters
 from ._rotation import RotaryCall, dispatcher, is_dispatcher
 
 # The rotary module classes patched, each with its attention class (in the
@@ -57,10 +58,11 @@ FAMILIES = {
 _PARAMETERS = {_QK: ("q", "k", "cos", "sin", "unsqueeze_dim"), _GPTJ: ("tensor", "sin", "cos")}
 _FUNCTION = "apply_rotary_pos_emb"
 _GPTJ_BASE = 10000.0  # GPT-J's create_sinusoidal_positions
-# What the scaling reader reads from a config besides rope_parameters.
-_CONFIG_ATTRIBUTES = ("head_dim", "hidden_size", "num_attention_heads", "max_position_embeddings",
-                      "original_max_position_embeddings", "ignore_keys_at_rope_validation")
-_FLAT_ONLY_ATTRIBUTES = ("rope_theta", "partial_rotary_factor")  # moved into a flat dict only, as HF does
+# What the scaling reader reads from a config besides rope_parameters. HF's standardize_rope_params
+# prefers a config's original_max_position_embeddings to the dict's for a flat dict only (Phi-3's case).
+_CONFIG_ATTRIBUTES = ("head_dim", "hidden_size", "num_attention_heads", "max_position_embeddings", "rope_theta",
+                      "partial_rotary_factor", "ignore_keys_at_rope_validation")
+_FLAT_ONLY_ATTRIBUTES = ("original_max_position_embeddings",)
 _PATCH = "_fastpe_hf_patch"  # the rotary module's attribute holding its _Patch
 _LIVE = {}  # modeling module name -> WeakSet of its patched rotary modules
 
@@ -69,7 +71,7 @@ class _LayerPlan:
     """How one layer type (None: the model's only one) rotates."""
 
     __slots__ = ("layer_type", "rotary_dim", "layout", "table_width", "frequencies", "view", "dynamic",
-                 "_inv_freq_len")
+                 "_last_dynamic")
 
     def __init__(self, layer_type, rotary_dim, layout, table_width, frequencies, view=None, dynamic=False):
         self.layer_type = layer_type
@@ -79,7 +81,7 @@ class _LayerPlan:
         self.frequencies = frequencies
         self.view = view
         self.dynamic = dynamic
-        self._inv_freq_len = None  # (seq_len, its frequencies) of the last dynamic call
+        self._last_dynamic = None  # (seq_len, its frequencies) of the last dynamic call
 
     def frequencies_for(self, module, x, position_ids):
         """fastpe.torch.apply_rotary's frequency arguments for this call."""
@@ -89,9 +91,9 @@ class _LayerPlan:
         extra = {} if self.layer_type is None else {"layer_type": self.layer_type}
         type(module).forward(module, x, position_ids.amax().reshape(1, 1), **extra)
         seq_len = int(_state(module, self.layer_type, "max_seq_len_cached", module.max_seq_len_cached))
-        if self._inv_freq_len is None or self._inv_freq_len[0] != seq_len:
-            self._inv_freq_len = (seq_len, {"inv_freq": rope_inv_freq(None, scaling=self.view, seq_len=seq_len)[0]})
-        return self._inv_freq_len[1]
+        if self._last_dynamic is None or self._last_dynamic[0] != seq_len:
+            self._last_dynamic = (seq_len, {"inv_freq": rope_inv_freq(None, scaling=self.view, seq_len=seq_len)[0]})
+        return self._last_dynamic[1]
 
 
 class _Patch:
@@ -216,6 +218,16 @@ def _scaling_view(config, layer_type):
     return SimpleNamespace(rope_parameters=dict(params), **attributes)
 
 
+def _flat_scaling(view):
+    """The view's scaling as the reader reads it, as a dict: what the rotation
+    takes on every call (a dict is keyed in fastpe's cache at a glance; a
+    config is read again each time). Its rotary width goes with it as
+    rotary_dim, so a partial factor stays unambiguous. The keys the config
+    asks not to validate are left out, as the reader leaves them unread."""
+    params, _, ignore = scaling_parameters(view)
+    return {key: value for key, value in params.items() if key not in ignore}
+
+
 def _standard_plans(model, name, module):
     """The layer plans of an HF rotary module (inv_freq buffers, possibly one
     set per layer type), each checked against the module's own frequencies."""
@@ -245,7 +257,7 @@ def _standard_plans(model, name, module):
                 f"{len(ours)} frequencies from {ours[:1]} with attention factor {factor}, where the model's rotary "
                 f"module holds {len(theirs)} from {theirs[:1]} with {their_factor}; nothing was changed")
         rotary_dim = 2 * len(ours)
-        frequencies = {"scaling": view}
+        frequencies = {"scaling": _flat_scaling(view)}
         plans[layer_type] = _LayerPlan(layer_type, rotary_dim, "half", rotary_dim, frequencies, view, dynamic)
     return plans
 

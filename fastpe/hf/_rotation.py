@@ -78,12 +78,13 @@ def carried(first, second):
 
 def seq_axis_of(unsqueeze_dim, table_ndim):
     """The sequence axis of q and k from HF's unsqueeze_dim: cos (B, T, D)
-    unsqueezed at 1 pairs with (B, H, T, D), at 2 with (B, T, H, D)."""
+    unsqueezed at 1 pairs with (B, H, T, D), at 2 with (B, T, H, D). Counted
+    from the end, as fastpe's fast path recognises it (-2 is its default)."""
     axis = unsqueeze_dim + table_ndim + 1 if unsqueeze_dim < 0 else unsqueeze_dim
     if table_ndim != 3 or axis not in (1, 2):
         raise ValueError(f"unsqueeze_dim={unsqueeze_dim} with fastpe.hf's rotation: the batch must stay first, "
                          f"so pass 1 for q, k of shape (B, H, T, D) or 2 for (B, T, H, D)")
-    return 2 if axis == 1 else 1
+    return -2 if axis == 1 else -3
 
 
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
@@ -151,7 +152,7 @@ def dispatcher(original, signature):
             call = carried(sin, cos)
             if call is None:
                 return original(tensor, sin, cos)
-            return call.rotate(tensor, None, 1)
+            return call.rotate(tensor, None, -3)
     else:
         def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
             call = carried(cos, sin)

@@ -200,7 +200,7 @@ def test_one_run_of_positions_takes_an_offset():
     run = RotaryCall(torch.arange(6)[None] + 1000, 16, "half", frequencies)
     assert run.where == {"offset": 1000}
     by_positions = fastpe.torch.apply_rotary(q, k, positions=torch.arange(6)[None] + 1000, **frequencies)
-    for got, expected in zip(run.rotate(q, k, 2), by_positions):
+    for got, expected in zip(run.rotate(q, k, -2), by_positions):
         assert torch.equal(got, expected)
     assert RotaryCall(torch.tensor([[7]]), 16, "half", frequencies).where == {"offset": 7}
     for positions in (torch.tensor([[0, 1, 3]]), torch.stack([torch.arange(3), torch.arange(3) + 1]),
