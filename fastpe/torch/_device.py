@@ -4,8 +4,9 @@ fastpe's kernels read CPU memory only. For tensors elsewhere (CUDA, MPS, ...)
 each operator
 
 1. checks its arguments with fastpe's own checks, run on stand-ins of the
-   tensors' shapes and dtypes (``np.empty``, never written or read, so they
-   cost no memory), with the same errors as on the CPU;
+   tensors' shapes and dtypes (``np.empty`` for the arrays written, which
+   the checks never read, so they cost no memory; zeros for the small tables
+   they read), with the same errors as on the CPU;
 2. takes what it adds or rotates by from fastpe on the CPU, in float64: the
    encoding rows of the call's positions, the cos/sin rows of its
    frequencies and positions, the bias of each relative distance. These are
@@ -75,8 +76,14 @@ def _on_device(key, device, dtype, build):
 
 
 def _stand_in(tensor):
-    """An array of the tensor's shape and (NumPy) dtype for fastpe's checks: allocated, never touched."""
+    """An array of the tensor's shape and (NumPy) dtype for fastpe's checks of an array it writes:
+    allocated, never touched."""
     return np.empty(tuple(tensor.shape), dtype=numpy_dtype(tensor.dtype))
+
+
+def table_stand_in(tensor, dtype=None):
+    """Zeros of a read table's shape (and dtype) for fastpe's checks, which read it (finite values)."""
+    return np.zeros(tuple(tensor.shape), dtype=numpy_dtype(tensor.dtype) if dtype is None else dtype)
 
 
 def _work_dtype(*tensors):
@@ -126,7 +133,7 @@ def table_rows(x_like, table_like, offset, positions, scale=None, num_threads=No
 
 
 def add_table_into(out, x, table, offset, positions, options):
-    rows, scale = table_rows(_stand_in(x), _stand_in(table), offset, positions, options.get("scale"),
+    rows, scale = table_rows(_stand_in(x), table_stand_in(table), offset, positions, options.get("scale"),
                              options.get("num_threads"))
     work = _work_dtype(x, table)
     gathered = table.detach().to(work)[torch.from_numpy(rows).to(table.device)]

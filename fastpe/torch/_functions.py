@@ -60,7 +60,7 @@ def _out_of_place(into, op, x, inputs, options, differentiable=()):
     inputs: the read arguments, (name, value) in the operator's order; differentiable: the names of those
     with a gradient."""
     values = [value for _, value in inputs]
-    if eager_route(x, *values):
+    if eager_route(x, *values, *options.values()):  # options: a 0-d tensor scale
         out = torch.empty_like(x)
         into(out, x, *values, options)
         return out
@@ -73,7 +73,7 @@ def _in_place(into, op_, x, name, inputs, options):
     operator. Called when autograd does not record the call."""
     _refuse_inference_write(name, x)
     values = [value for _, value in inputs]
-    if eager_route(x, *values):
+    if eager_route(x, *values, *options.values()):  # options: a 0-d tensor scale
         into(x, x, *values, options)
         bump_versions((x,))
     else:

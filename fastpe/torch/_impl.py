@@ -127,7 +127,7 @@ def _accumulated(grad, table):
 
 def table_gradient(grad, table, offset, positions):
     """The gradient of add_table's table: grad's rows summed into the rows they were added from."""
-    rows, _ = _device.table_rows(np.empty(tuple(grad.shape), np.float32), np.empty(tuple(table.shape), np.float32),
+    rows, _ = _device.table_rows(np.empty(tuple(grad.shape), np.float32), _device.table_stand_in(table, np.float32),
                                  offset, positions)
     summed = torch.zeros(table.shape, dtype=torch.promote_types(table.dtype, torch.float32), device=grad.device)
     summed.index_add_(0, torch.from_numpy(rows).to(grad.device).reshape(-1),
@@ -138,7 +138,7 @@ def table_gradient(grad, table, offset, positions):
 def relative_bias_gradient(grad, bias_table, offset, options):
     """The gradient of add_relative_bias's table: grad summed over the (query, key) pairs of each bucket."""
     stand_in = np.empty(grad.shape, dtype=np.float32)
-    _, _, _, settings, off, _ = relative_request(stand_in, np.empty(bias_table.shape, np.float32),
+    _, _, _, settings, off, _ = relative_request(stand_in, _device.table_stand_in(bias_table, np.float32),
                                                  options["bidirectional"], options["num_buckets"],
                                                  options["max_distance"], _offset(offset), None, None)
     B, H, Tq, Tk = grad.shape
@@ -159,4 +159,4 @@ def relative_bias_gradient(grad, bias_table, offset, options):
     summed = torch.zeros(H, bias_table.shape[0], dtype=by_diagonal.dtype, device=grad.device)
     summed.index_add_(1, bucket_of_diagonal.reshape(-1),
                       by_diagonal.reshape(B, H, n_diagonals).permute(1, 0, 2).reshape(H, -1))
-    return summed.T.to(bias_table.dtype)
+    return summed.T.contiguous().to(bias_table.dtype)

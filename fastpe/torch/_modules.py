@@ -119,6 +119,7 @@ class RotaryEmbedding(torch.nn.Module):
         self.dim = dim
         self._encoded = encode(base=base, layout=layout, rotary_dim=rotary_dim, scaling=scaling, seq_axis=seq_axis,
                                num_threads=num_threads)
+        self._options = decode(self._encoded)  # what the eager route passes on (the operators take the string)
 
     @classmethod
     def like_torchtune(cls, dim, max_seq_len=4096, base=10_000):
@@ -140,11 +141,11 @@ class RotaryEmbedding(torch.nn.Module):
             for name, a in zip(("q", "k"), arrays):
                 if a.shape[-1] != self.dim:
                     raise ValueError(f"{name} has {a.shape[-1]} channels, the module was built for dim={self.dim}")
-        rotated = _functions.rotate(arrays, offset, positions, None, decode(self._encoded), self._encoded)
+        rotated = _functions.rotate(arrays, offset, positions, None, self._options, self._encoded)
         return rotated[0] if k is None else tuple(rotated)
 
     def extra_repr(self):
-        options = {name: value for name, value in decode(self._encoded).items() if value is not None}
+        options = {name: value for name, value in self._options.items() if value is not None}
         return ", ".join([f"dim={self.dim}"] + [f"{name}={value!r}" for name, value in options.items()])
 
 
