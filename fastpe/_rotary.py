@@ -282,9 +282,15 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
         there) and the head width (``head_dim``, else
         ``hidden_size // num_attention_heads``). With the dict alone, add
         ``max_position_embeddings`` to it where the type needs it.
-        ``partial_rotary_factor`` applies to the arrays' channel count (the
-        head width), as in HF: leave `rotary_dim` None, or pass the same
-        width.
+        ``partial_rotary_factor`` applies to the head width, as in HF. The
+        arrays may hold whole heads, or the rotary channels alone (a model
+        that slices them off before rotating, as Phi does; all of them
+        rotate). A config tells the two apart by its head width; with a
+        dict whose factor narrows the arrays' width, pass `rotary_dim`:
+        ``int(width * factor)`` for whole heads, the arrays' width for the
+        rotary channels alone (without it the call is refused). A
+        ``rope_parameters`` with one dict per layer type (Gemma 3) is
+        refused: pass one layer type's dict.
     seq_axis : int, optional
         The sequence axis (default -2); ``-3`` for ``(B, T, H, D)`` arrays
         (flash-attn, ggml). It must lie before the channel axis.
@@ -372,8 +378,19 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     >>> q_rot, k_rot = fastpe.apply_rotary(q.copy(), k, scaling=phi)
     >>> bool(np.array_equal(q_rot[..., 32:], q[..., 32:]))
     True
-    >>> same = fastpe.apply_rotary(q.copy(), scaling=phi.rope_parameters)    # the dict as it is
+    >>> same = fastpe.apply_rotary(q.copy(), scaling=phi.rope_parameters, rotary_dim=32)   # the dict
     >>> bool(np.array_equal(same, q_rot))
+    True
+
+    Phi's attention slices the 32 rotary channels off and rotates them
+    alone; all of them rotate. The config says so by its head width, the
+    dict by ``rotary_dim`` (the dict alone could mean either, and is refused):
+
+    >>> alone = fastpe.apply_rotary(q[..., :32].copy(), scaling=phi)
+    >>> bool(np.array_equal(alone, q_rot[..., :32]))
+    True
+    >>> alone = fastpe.apply_rotary(q[..., :32].copy(), scaling=phi.rope_parameters, rotary_dim=32)
+    >>> bool(np.array_equal(alone, q_rot[..., :32]))
     True
 
     Llama 3.1 (``rope_type="llama3"``), positions far into a long context:

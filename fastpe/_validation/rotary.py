@@ -35,8 +35,9 @@ Conventions
   ``max_position_embeddings`` is a key of ``scaling`` instead. A missing
   ``original_max_position_embeddings`` defaults to ``max_position_embeddings``
   for yarn/longrope/llama3, as HF's ``standardize_rope_params`` does.
-  Per-layer dicts (``{"full_attention": {...}, "sliding_attention": {...}}``)
-  are refused: pass the one layer type's dict (with
+  Per-layer dicts (``{"full_attention": {...}, "sliding_attention": {...}}``,
+  Gemma 3), given as the dict or inside a config, are refused: the layer
+  types rotate differently, so pass one layer type's dict (with
   ``max_position_embeddings``), or a config whose ``rope_parameters`` is flat.
 * Keys the rope type does not use warn (``UserWarning`` naming them), as HF's
   ``validate_rope`` does (it logs them); a config's
@@ -227,6 +228,14 @@ def _factor_list(params, key, n):
     return arr
 
 
+def _partial_rotary_factor(params):
+    """partial_rotary_factor, in (0, 1], or None."""
+    prf = _real(params, "partial_rotary_factor")
+    if prf is not None and prf > 1:
+        raise ValueError(f"{_name('partial_rotary_factor')} must be in (0, 1], got {prf}")
+    return prf
+
+
 def _check_dim(dim):
     dim = check_int("dim", dim, "a positive even integer")
     if dim <= 0 or dim % 2:
@@ -344,6 +353,8 @@ def scaling_parameters(scaling):
             rope_parameters = {}
         if not isinstance(rope_parameters, Mapping):
             raise TypeError(f"scaling.rope_parameters must be a dict, got {type(rope_parameters).__name__}")
+        # before the config's attributes join the dict, where they would hide its per-layer form
+        _refuse_per_layer_types(rope_parameters, "scaling.rope_parameters (a config's)")
         params = dict(rope_parameters)
         # what HF's standardize_rope_params moves into the dict, and what it reads from the config
         for name in ("rope_theta", "partial_rotary_factor"):
@@ -363,12 +374,26 @@ def scaling_parameters(scaling):
     if "seq_len" in params:
         raise ValueError("scaling['seq_len'] is not a rope parameter: pass seq_len= to rope_inv_freq "
                          "(apply_rotary and rotary_cos_sin take it from their positions)")
-    if params and "rope_type" not in params and "type" not in params and \
-            all(isinstance(v, Mapping) for v in params.values()):
-        raise ValueError(f"scaling holds one rope dict per layer type ({', '.join(map(repr, params))}); pass the "
-                         f"dict of one layer type, e.g. scaling=config.rope_parameters[{next(iter(params))!r}], "
-                         f"with its max_position_embeddings")
+    _refuse_per_layer_types(params, "scaling")
     return params, head_dim, ignore
+
+
+def _refuse_per_layer_types(params, what):
+    """A rope_parameters dict with one dict per layer type (Gemma 3's sliding
+    and full attention layers) has no single rotation: refuse it, asking for
+    one layer type's dict."""
+    if not params or "rope_type" in params or "type" in params or \
+            not all(isinstance(v, Mapping) or v is None for v in params.values()):
+        return
+    layer_types = [name for name, value in params.items() if value is not None]
+    if not layer_types:
+        return
+    example = "full_attention" if "full_attention" in layer_types else layer_types[0]
+    raise ValueError(
+        f"{what} holds one rope dict per layer type ({', '.join(map(repr, layer_types))}): the layers of each "
+        f"type rotate differently, so choose a layer type: pass "
+        f"scaling=dict(config.rope_parameters[{example!r}], max_position_embeddings=config.max_position_embeddings) "
+        f"for the {example} layers, and the same with the other layer types' dicts for theirs")
 
 
 def _unused_keys_message(params, rope_type, ignore):
@@ -468,10 +493,8 @@ def _rope_frequencies(dim, config_dim, base, params, ignore, seq_len):
     if theta is not None:
         base = theta
     rdim = dim
-    prf = _real(params, "partial_rotary_factor")
+    prf = _partial_rotary_factor(params)
     if prf is not None:
-        if prf > 1:
-            raise ValueError(f"{_name('partial_rotary_factor')} must be in (0, 1], got {prf}")
         rdim = int(dim * prf)
         if rdim < 2 or rdim % 2:
             raise ValueError(f"{_name('partial_rotary_factor')}={prf} gives a rotary width int({dim} * {prf}) = "
@@ -491,34 +514,63 @@ def rotary_frequencies(scaling, base, seq_len, *, width=None, rotary_dim=None):
     """ScaledFrequencies of apply_rotary and rotary_cos_sin (the warning not emitted).
 
     width: the channel count of the arrays to rotate (apply_rotary; None for
-    rotary_cos_sin). rotary_dim: the caller's explicit rotary width, or None.
-    partial_rotary_factor applies to the head width, as in HF: the config's,
-    else the arrays'. Without one (rotary_cos_sin given a dict) rotary_dim is
-    the rotary width and the factor counts as applied already. Without a
-    factor an explicit rotary_dim is the width the frequencies use (GPT-J)."""
+    rotary_cos_sin, or arrays of several widths). rotary_dim: the caller's
+    explicit rotary width, or None. partial_rotary_factor applies to the head
+    width, as in HF; the arrays may hold whole heads or, as a model that
+    slices them off before rotating (Phi) passes them, the rotary channels
+    alone, which all rotate:
+
+    * a config gives the head width: arrays of that width are whole heads,
+      arrays of the config's rotary width the rotary channels alone;
+    * a dict does not: with a factor that narrows the arrays' width, the
+      caller says which with rotary_dim (int(width * factor): whole heads;
+      width: the rotary channels alone), and without it the call is refused
+      rather than guessed;
+    * without arrays (rotary_cos_sin), rotary_dim is the rotary width and a
+      dict's factor counts as applied already.
+
+    Without a factor an explicit rotary_dim is the width the frequencies use (GPT-J)."""
     params, config_dim, ignore = scaling_parameters(scaling)
     rope_type = _rope_type_of(params)[0]
     has_factor = params.get("partial_rotary_factor") is not None
-    if config_dim is not None and width is not None and width != config_dim:
-        raise ValueError(f"the arrays have {width} channels but the config's head width is {config_dim} "
-                         f"(head_dim, or hidden_size // num_attention_heads)")
-    head_dim = config_dim
-    if head_dim is None and (has_factor or rope_type == "proportional" or rotary_dim is None):
-        head_dim = width
-    if head_dim is None:
-        if rope_type == "proportional":
-            raise ValueError("rope_type='proportional' needs the head width: pass the config as scaling")
-        params.pop("partial_rotary_factor", None)
-        dim = rotary_dim
+    alone_hint = ""  # how to ask for the rotary channels alone, where the caller could mean them
+    if config_dim is not None:
+        freq = _rope_frequencies(config_dim, config_dim, base, params, ignore, seq_len)
+        rotated = 2 * freq.freq.shape[0]
+        if width is not None and width not in (config_dim, rotated):
+            raise ValueError(f"the arrays have {width} channels but the config's head width is {config_dim} "
+                             f"(head_dim, or hidden_size // num_attention_heads) and its rotary width {rotated}: "
+                             f"pass whole heads, or the rotary channels alone")
+    elif has_factor and rope_type != "proportional" and width is not None:
+        if rotary_dim == width:  # the rotary channels alone: the model's slicing applied the factor
+            _partial_rotary_factor(params)
+            params.pop("partial_rotary_factor")
+        freq = _rope_frequencies(width, None, base, params, ignore, seq_len)
+        rotated = 2 * freq.freq.shape[0]
+        if rotated != width:
+            alone_hint = f" or rotary_dim={width} (the arrays hold the rotary channels alone)"
+            if rotary_dim is None:
+                raise ValueError(
+                    f"{_name('partial_rotary_factor')}={params['partial_rotary_factor']} in a dict, on arrays of "
+                    f"{width} channels: whole heads rotate their first int({width} * "
+                    f"{params['partial_rotary_factor']}) = {rotated} channels, but a model that slices the rotary "
+                    f"channels off before rotating (Phi) passes the {width} rotary channels alone, which all rotate. "
+                    f"Say which: pass rotary_dim={rotated} (whole heads){alone_hint}, or pass the model's config "
+                    f"as scaling (it gives the head width)")
     else:
-        dim = head_dim
-    freq = _rope_frequencies(dim, config_dim if head_dim == config_dim else None, base, params, ignore, seq_len)
-    width_given = 2 * freq.freq.shape[0]
-    if rotary_dim is not None and rotary_dim != width_given:
-        raise ValueError(f"rotary_dim={rotary_dim} disagrees with scaling, which rotates {width_given} of the "
-                         f"{dim} channels of a head (partial_rotary_factor={params.get('partial_rotary_factor')}, "
-                         f"rope_type={rope_type!r}); pass rotary_dim={width_given}, or leave it None in apply_rotary")
-    freq.rotary_dim = width_given
+        head_dim = width if (has_factor or rope_type == "proportional" or rotary_dim is None) else None
+        if head_dim is None:
+            if rope_type == "proportional":
+                raise ValueError("rope_type='proportional' needs the head width: pass the config as scaling")
+            params.pop("partial_rotary_factor", None)
+            head_dim = rotary_dim
+        freq = _rope_frequencies(head_dim, None, base, params, ignore, seq_len)
+        rotated = 2 * freq.freq.shape[0]
+    if rotary_dim is not None and rotary_dim != rotated:
+        raise ValueError(f"rotary_dim={rotary_dim} disagrees with scaling, which rotates {rotated} channels "
+                         f"(partial_rotary_factor={params.get('partial_rotary_factor')}, rope_type={rope_type!r}); "
+                         f"pass rotary_dim={rotated}{alone_hint}, or leave it None in apply_rotary")
+    freq.rotary_dim = rotated
     return freq
 
 

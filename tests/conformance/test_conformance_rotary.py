@@ -164,15 +164,22 @@ def _check_config_case(label, cfg, rotary_class, positions):
     tol = 2e-6 + 3e-7 * positions[:, None, :, None] * (1.0 + np.abs(q))
     by_config = fastpe.apply_rotary(q.copy(), positions=positions, scaling=cfg)
     assert_within(by_config, expected, tol, f"{label}: scaling=config")
+    # the rotary channels alone, as Phi's attention slices them off before rotating: all of them rotate
+    alone = fastpe.apply_rotary(q[..., :r].copy(), positions=positions, scaling=cfg)
+    assert_within(alone, expected[..., :r], tol[..., :r], f"{label}: scaling=config, the rotary channels alone")
     if cfg.rope_parameters.get("rope_type") != "proportional" and label != "phi3-longrope":
-        # the dict as it is, plus max_position_embeddings (HF reads it from the config) where the type needs it
+        # the dict as it is, plus max_position_embeddings (HF reads it from the config) where the type needs it;
+        # a partial factor then needs rotary_dim, saying whether the arrays are whole heads or the rotary channels
         params = dict(cfg.rope_parameters)
         if params.get("rope_type") in ("dynamic", "longrope"):
             params["max_position_embeddings"] = cfg.max_position_embeddings
-        by_dict = fastpe.apply_rotary(q.copy(), positions=positions, scaling=params)
+        narrowed = {"rotary_dim": r} if r != head_dim else {}
+        by_dict = fastpe.apply_rotary(q.copy(), positions=positions, scaling=params, **narrowed)
         assert_within(by_dict, expected, tol, f"{label}: scaling=config.rope_parameters")
-        ref = fastpe.reference.apply_rotary(q.copy(), positions=positions, scaling=params)
+        ref = fastpe.reference.apply_rotary(q.copy(), positions=positions, scaling=params, **narrowed)
         assert_within(by_dict, ref, 4e-7 * (1.0 + np.abs(q)), f"{label}: fastpe vs reference")
+        alone = fastpe.apply_rotary(q[..., :r].copy(), positions=positions, scaling=params, rotary_dim=r)
+        assert_within(alone, expected[..., :r], tol[..., :r], f"{label}: the dict, the rotary channels alone")
     # the rotary tables HF's module returns, for one sequence of consecutive positions
     start = int(positions[0, 0])
     cos, sin = rotary_class(cfg)(torch.from_numpy(q[:1]), torch.arange(start, start + 32)[None])
@@ -198,19 +205,77 @@ def test_model_configs_as_is(name):
 
 def test_regression_phi_partial_rotary_factor_applied_once():
     """PhiConfig(partial_rotary_factor=0.5): apply_rotary(q64, scaling=cfg.rope_parameters) asked for
-    rotary_dim=32, then (given 32) for 16: the factor was applied twice. It now rotates 32 channels."""
+    rotary_dim=32, then (given 32) for 16: the factor was applied twice. An explicit rotary_dim=32
+    rotates 32 channels; the dict alone is now refused (see the next test)."""
     transformers = pytest.importorskip("transformers")
     cfg = transformers.PhiConfig(hidden_size=256, num_attention_heads=4, partial_rotary_factor=0.5)
     q = rng_for("phi-regression").standard_normal((1, 4, 6, 64)).astype(np.float32)
     pos = np.arange(6)[None] + 11
-    got = fastpe.apply_rotary(q.copy(), positions=pos, scaling=cfg.rope_parameters)
+    got = fastpe.apply_rotary(q.copy(), positions=pos, scaling=cfg.rope_parameters, rotary_dim=32)
     np.testing.assert_array_equal(got[..., 32:], q[..., 32:])
     plain = fastpe.reference.apply_rotary(q[..., :32].copy(), positions=pos)  # default RoPE over 32 channels
     assert_within(got[..., :32], plain, 4e-7 * (1.0 + np.abs(q[..., :32])), "Phi's 32 rotary channels")
-    assert_within(fastpe.apply_rotary(q.copy(), positions=pos, scaling=cfg.rope_parameters, rotary_dim=32), got,
-                  0.0, "an explicit rotary_dim=32 agrees")
-    with pytest.raises(ValueError, match="rotary_dim=16 disagrees with scaling"):
+    assert_within(fastpe.apply_rotary(q.copy(), positions=pos, scaling=cfg), got, 0.0, "the config agrees")
+    with pytest.raises(ValueError, match=r"rotary_dim=16 disagrees with scaling.*pass rotary_dim=32 or rotary_dim=64"):
         fastpe.apply_rotary(q.copy(), positions=pos, scaling=cfg.rope_parameters, rotary_dim=16)
+
+
+def test_regression_phi_rotary_channels_alone_factor_applied_twice():
+    """Phi's attention slices each head's rotary channels off and rotates them alone. Given those
+    32-channel arrays, scaling=cfg.rope_parameters rotated int(32 * 0.5) = 16 of them (the factor
+    applied twice: the model's logits were off by 8.7), scaling=cfg was refused, and rotary_dim=32
+    too. Now the dict alone is refused, naming the key and both rotary_dim values, and the config,
+    or the dict with rotary_dim=32, rotate all 32 channels as HF does."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.phi.modeling_phi import PhiRotaryEmbedding
+
+    cfg = transformers.PhiConfig(hidden_size=256, num_attention_heads=4, partial_rotary_factor=0.5)
+    pos = np.stack([np.arange(6) + 11, np.arange(6)])
+    q = rng_for("phi-alone").standard_normal((2, 4, 6, 64)).astype(np.float32)
+    expected, r = _hf_rotate(PhiRotaryEmbedding(cfg), q, pos)
+    assert r == 32
+    tol = 2e-6 + 3e-7 * pos[:, None, :, None] * (1.0 + np.abs(q[..., :r]))
+    for label, kwargs in (("config", {"scaling": cfg}), ("dict + rotary_dim", {"scaling": cfg.rope_parameters,
+                                                                               "rotary_dim": r})):
+        got = fastpe.apply_rotary(q[..., :r].copy(), positions=pos, **kwargs)
+        assert_within(got, expected[..., :r], tol, f"the rotary channels alone, {label}")
+    sliced = q[..., :r].copy()
+    with pytest.raises(ValueError, match=r"scaling\['partial_rotary_factor'\].*rotary_dim=16 \(whole heads\) or "
+                                         r"rotary_dim=32 \(the arrays hold the rotary channels alone\)"):
+        fastpe.apply_rotary(sliced, positions=pos, scaling=cfg.rope_parameters)
+    np.testing.assert_array_equal(sliced, q[..., :r], err_msg="a refused call wrote")
+    with pytest.raises(ValueError, match="the arrays have 48 channels but the config's head width is 64"):
+        fastpe.apply_rotary(q[..., :48].copy(), positions=pos, scaling=cfg)
+
+
+def test_regression_gemma3_config_read_as_plain_rope():
+    """A Gemma3TextConfig given as scaling= was read as plain RoPE with theta 1e4 for every layer (the
+    only sign: a warning about ignored keys; the model's logits were off by 0.76). It is now refused,
+    naming its layer types; each layer type's dict, with max_position_embeddings, rotates as HF's rotary
+    module does for the layers of that type."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RotaryEmbedding
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    cfg = transformers.Gemma3TextConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=16, vocab_size=128, layer_types=["sliding_attention", "full_attention"],
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                         "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0}})
+    q = rng_for("gemma3-regression").standard_normal((2, 4, 6, 16)).astype(np.float32)
+    pos = np.stack([np.arange(6) + 900, np.arange(6)])
+    sliced = q.copy()
+    with pytest.raises(ValueError, match=r"\('sliding_attention', 'full_attention'\).*choose a layer type"):
+        fastpe.apply_rotary(sliced, positions=pos, scaling=cfg)
+    np.testing.assert_array_equal(sliced, q)
+    rotary = Gemma3RotaryEmbedding(cfg)
+    tol = 2e-6 + 3e-7 * pos[:, None, :, None] * (1.0 + np.abs(q))
+    for layer_type in ("sliding_attention", "full_attention"):
+        cos, sin = rotary(torch.from_numpy(q), torch.from_numpy(pos), layer_type)
+        expected = apply_rotary_pos_emb(torch.from_numpy(q), torch.from_numpy(q), cos, sin)[0].numpy()
+        scaling = dict(cfg.rope_parameters[layer_type], max_position_embeddings=cfg.max_position_embeddings)
+        got = fastpe.apply_rotary(q.copy(), positions=pos, scaling=scaling)
+        assert_within(got, expected, tol, layer_type)
 
 
 def test_docstring_configs_are_the_real_transformers_configs():

@@ -13,8 +13,9 @@ import fastpe
 
 from optional import TORCH_INSTALL
 
+# fastpe.hf's examples need transformers and kernels: tests/hf/test_hf_docs.py runs them.
 MODULES = sorted(name for _, name, _ in pkgutil.iter_modules(fastpe.__path__, "fastpe.")
-                 if name not in ("fastpe.__main__", "fastpe.dask", "fastpe.bench", "fastpe.torch"))
+                 if name not in ("fastpe.__main__", "fastpe.dask", "fastpe.bench", "fastpe.torch", "fastpe.hf"))
 HAS_DASK = importlib.util.find_spec("dask") is not None
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 if HAS_DASK:
