@@ -80,8 +80,9 @@ def _size_class(nbytes):
 class PEBench:
     """Helpers for one benchmark (a fixture: importlib mode forbids importing conftest)."""
 
-    def __init__(self, benchmark):
+    def __init__(self, benchmark, peer_set):
         self.benchmark = benchmark
+        self.peer_set = peer_set
 
     @staticmethod
     def rounds(impl, nbytes):
@@ -119,20 +120,17 @@ class PEBench:
 
     def case(self, kind, op, shape, dtype, impl, options=None):
         """Time one implementation of a fastpe.bench operation: impl is
-        "fastpe", "reference", "probe" or a peer (bench.PEERS). The group is
+        "fastpe", "reference", "probe" or a peer (bench.PEER_NAMES). The group is
         `kind` at the dtype and shape; every call gets the next call index
         (a new offset where options ask for one)."""
         options = {} if options is None else options
         dtype = np.dtype(dtype)
         st = op.setup(shape, dtype, np.random.default_rng(0), options)
         calls = itertools.count()
-        if impl in bench.PEERS:
-            torch = bench.import_torch() if impl == "torch" else None
-            if impl == "torch" and torch is None:
-                pytest.skip("torch is not installed")
-            peers = op.peers(st, dtype, options, torch)
+        if impl in bench.PEER_NAMES:
+            peers, missing, _ = bench.build_peers(op, st, dtype, options, self.peer_set)
             if impl not in peers:
-                pytest.skip(f"{impl} has no {dtype.name} arithmetic")
+                pytest.skip(f"{impl}: {missing.get(impl, 'no such peer for this operation')}")
             bench.check_peers(op, st, dtype, options, {impl: peers[impl]}, None)  # untimed
             peer = peers[impl]
 
@@ -161,23 +159,15 @@ class PEBench:
 
 
 @pytest.fixture
-def pe_bench(benchmark):
-    return PEBench(benchmark)
+def pe_bench(benchmark, peer_set):
+    return PEBench(benchmark, peer_set)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def torch_at_fastpe_threads(default_threads):
-    """torch's peers run at fastpe's thread count; torch's own is restored afterwards."""
-    torch = bench.import_torch()
-    if torch is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(default_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+@pytest.fixture(scope="session")
+def peer_set(default_threads):
+    """The peers that load here; torch's run at fastpe's thread count, its own restored afterwards."""
+    with bench.load_peers(default_threads) as peers:
+        yield peers
 
 
 @pytest.fixture(scope="session")

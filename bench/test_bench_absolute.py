@@ -13,7 +13,7 @@ import pytest
 
 from fastpe import bench
 
-IMPLS = ["fastpe", *bench.PEERS, "reference", "probe"]
+IMPLS = ["fastpe", *bench.PEER_NAMES, "reference", "probe"]
 NO_PEER_IMPLS = ["fastpe", "reference", "probe"]
 SHAPE = bench.SIDE_BY_SIDE
 NEW_OFFSET = bench.NEW_OFFSET

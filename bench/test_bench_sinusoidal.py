@@ -10,7 +10,7 @@ import fastpe
 from fastpe import _kernels, bench, reference
 from fastpe.bench import effective_threads
 
-IMPLS = ["fastpe", *bench.PEERS, "reference", "probe"]
+IMPLS = ["fastpe", *bench.PEER_NAMES, "reference", "probe"]
 # The shapes of "what users write instead" (a new offset o < 4096 every call).
 ADD_SHAPES = [(1, 16, 64), (1, 128, 768), (4, 512, 768), (16, 512, 768), bench.SIDE_BY_SIDE, (1, 8192, 1024)]
 

@@ -2,26 +2,35 @@
 fastpe.reference computes, the check that guards the report can fail, and a
 tiny run reports the peers beside fastpe. Nothing here asserts a speed."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
+import fastpe
 from fastpe import bench, reference
+from fastpe.bench import cases, eager
+from optional import missing_reason
 
 try:
     import ml_dtypes
 except ImportError:  # optional
     ml_dtypes = None
 
-TORCH = bench.import_torch()
+try:
+    import torch as TORCH
+except ImportError:  # optional
+    TORCH = None
+EAGER_PEERS = ("numpy", "torch")
 PEER_NAMES = [name if name != "torch" or TORCH is not None
-              else pytest.param(name, marks=pytest.mark.skip(reason="torch is not installed"))
-              for name in bench.PEERS]
+              else pytest.param(name, marks=pytest.mark.skip(reason=missing_reason("torch")))
+              for name in EAGER_PEERS]
 
 NEW_OFFSET = bench.NEW_OFFSET
 # The call index whose offset is the largest one: the peers' tables must reach it.
-LAST_OFFSET_CALL = next(i for i in range(bench._OFFSET_RANGE) if bench._offset(i, NEW_OFFSET) == bench._OFFSET_RANGE)
+LAST_OFFSET_CALL = next(i for i in range(cases.OFFSET_RANGE)
+                        if cases.call_offset(i, NEW_OFFSET) == cases.OFFSET_RANGE)
 CALLS = [0, 1, 7, LAST_OFFSET_CALL]
 
 # (op, shape, dtype, options): small shapes of every op that has peers
@@ -65,9 +74,11 @@ def _reference_result(op, st, i, options):
 def test_peer_matches_reference(op, shape, dtype, options, peer):
     dtype = np.dtype(dtype)
     st = _state(op, shape, dtype, options)
-    peers = op.peers(st, dtype, options, TORCH)
+    with bench.load_peers(2) as peer_set:
+        peers, missing, _ = bench.build_peers(op, st, dtype, options, peer_set)
     if peer not in peers:
         assert peer == "numpy" and not bench.numpy_adds(dtype)
+        assert missing == {"numpy": f"numpy has no {dtype.name} arithmetic"}
         pytest.skip(f"NumPy has no {dtype.name} arithmetic here")
     tolerance = bench.peer_tolerance(st.pattern, dtype, op.peer_ulps)
     for i in CALLS:
@@ -84,9 +95,10 @@ def test_rotary_peer_is_hf_rotate_half_by_hand():
     options = {"scaling": bench.YARN_SCALING, **NEW_OFFSET}
     st = _state(bench.ROTARY, (1, 2, 1, 8), np.float64, options)
     i = 3
-    got = _result(st, bench._rotary_peers(st, np.dtype(np.float64), options, None)["numpy"], i)
-    inv_freq, factor = bench.fastpe.rope_inv_freq(8, scaling=bench.YARN_SCALING)
-    angles = bench._offset(i, options) * inv_freq
+    call = eager.NUMPY_BUILDERS[cases.ROTARY_FAMILY](bench.ROTARY, st, np.dtype(np.float64), options, np, 1)
+    got = _result(st, call, i)
+    inv_freq, factor = fastpe.rope_inv_freq(8, scaling=bench.YARN_SCALING)
+    angles = cases.call_offset(i, options) * inv_freq
     cos = np.concatenate([np.cos(angles)] * 2) * factor
     sin = np.concatenate([np.sin(angles)] * 2) * factor
     x = np.asarray(st.pattern, dtype=np.float64)
@@ -117,13 +129,13 @@ def test_check_peers_catches_a_peer_one_row_off():
     options = NEW_OFFSET
     dtype = np.dtype(np.float32)
     st = _state(bench.ADD, (2, 16, 32), dtype, options)
-    table = reference.sinusoidal_table(bench._OFFSET_RANGE + 40, 32, dtype=dtype)
+    table = reference.sinusoidal_table(cases.OFFSET_RANGE + 40, 32, dtype=dtype)
 
     def one_row_off(i):
-        o = bench._offset(i, options) + 1
+        o = cases.call_offset(i, options) + 1
         np.add(st.target, table[o:o + 16], out=st.target)
 
-    good = bench.ADD.peers(st, dtype, options, None)
+    good = {"numpy": eager.NUMPY_BUILDERS[cases.CACHED_ADD](bench.ADD, st, dtype, options, np, 1)}
     figures = bench.check_peers(bench.ADD, st, dtype, options, good, None)
     assert figures["numpy"]["max_abs_diff"] <= figures["numpy"]["tolerance"]
     with pytest.raises(bench.PeerMismatch, match="peer wrong differs from fastpe"):
@@ -186,8 +198,17 @@ def test_tiny_run_reports_peers(tmp_path):
     assert {s["impl"] for s in data["cases"][0]["series"]} >= {"fastpe", "probe", "reference", "numpy"}
 
 
+def _torch_not_installed():
+    raise bench.PeerUnavailable("torch is not installed")
+
+
 def test_run_without_torch_marks_its_cells_not_measured(monkeypatch):
-    monkeypatch.setattr(bench, "import_torch", lambda: None)
+    from fastpe.bench import peers
+
+    torch_peer = next(p for p in peers.PEERS if p.name == "torch")
+    monkeypatch.setattr(peers, "PEERS", tuple(p if p is not torch_peer else
+                                              dataclasses.replace(p, load=_torch_not_installed)
+                                              for p in peers.PEERS))
     report = _tiny_run()
     add = report.results[0]
     assert add.peers_not_measured == {"torch": "torch is not installed"}
