@@ -220,13 +220,13 @@ CACHED_ADD = "cached add"
 ROTARY_FAMILY = "rotary"
 
 ADD = Op("add_sinusoidal", "fused add", "add", _add_setup, _add_call, CACHED_ADD, _sinusoid_table)
-ADD_PRESET = Op("add_sinusoidal(preset=)", "fused add", "add", _add_setup, _preset_call, CACHED_ADD, _sinusoid_table)
+ADD_PRESET = Op("add_sinusoidal(preset=)", "preset", "add", _add_setup, _preset_call, CACHED_ADD, _sinusoid_table)
 ADD_LEARNED = Op("add_table", "learned table", "add", _learned_setup, _learned_call, CACHED_ADD, _learned_table)
 ADD_GRID_2D = Op("add_sincos_2d", "2-D grid", "add", _add_setup, _grid2d_call, CACHED_ADD, _grid_table)
 # HF's formula rounds cos/sin, two products and a sum: a few ulps from fastpe's one rounding.
 ROTARY = Op("apply_rotary(q, k)", "rotary", "add", _rotary_setup, _rotary_call, ROTARY_FAMILY, peer_ulps=4)
-ALIBI = Op("add_alibi", "attention bias", "add", _add_setup, _alibi_call)
-T5_BIAS = Op("add_relative_bias", "attention bias", "add", _t5_setup, _t5_call)
+ALIBI = Op("add_alibi", "ALiBi bias", "add", _add_setup, _alibi_call)
+T5_BIAS = Op("add_relative_bias", "T5 bias", "add", _t5_setup, _t5_call)
 ADD_POSITIONS = Op("add_sinusoidal(positions=)", "positions", "add", _positions_setup, _positions_call,
                    CACHED_ADD, _sinusoid_table, peer_rows="positions")
 TABLE = Op("sinusoidal_table(out=)", "table", "fill", _table_setup, _table_call)

@@ -101,15 +101,23 @@ def offset_position_ids(st, options, convert=lambda a: a):
     return [positions[None, o:o + t] for o in range(max_offset(options) + 1)]
 
 
-def _hf_rotary(q, k, cos, sin, ids, rotate_half, unsqueeze, options):
-    """Per call: gather the rows of the call's position_ids, then
-    ``q * cos + rotate_half(q) * sin``, and the same for k. Like HF, the
-    results are new arrays; q and k are left as they are."""
+def hf_formula(rotate_half):
+    """Hugging Face's ``apply_rotary_pos_emb`` on cached cos/sin: gather the rows
+    of position_ids, then ``q * cos + rotate_half(q) * sin``, and the same for
+    k. Like HF, the results are new arrays; q and k are left as they are."""
+
+    def apply(q, k, cos, sin, position_ids):
+        c, s = cos[position_ids][:, None], sin[position_ids][:, None]
+        return q * c + rotate_half(q) * s, k * c + rotate_half(k) * s
+
+    return apply
+
+
+def hf_rotary(q, k, cos, sin, ids, apply, options):
+    """call(i): `apply` (hf_formula, or its compiled form) at call i's position_ids."""
 
     def call(i):
-        pid = ids[call_offset(i, options)]
-        c, s = unsqueeze(cos[pid]), unsqueeze(sin[pid])
-        return q * c + rotate_half(q) * s, k * c + rotate_half(k) * s
+        return apply(q, k, cos, sin, ids[call_offset(i, options)])
 
     return call
 
@@ -131,15 +139,15 @@ def _numpy_rotary(op, st, dtype, options, np_module, threads):
     if not numpy_adds(dtype):
         raise PeerUnavailable(f"numpy has no {dtype.name} arithmetic")
     cos, sin = cos_sin_cache(st, dtype, options)
-    return _hf_rotary(st.target[0], st.target[1], cos, sin, offset_position_ids(st, options), _rotate_half_numpy,
-                      lambda a: a[:, None], options)
+    return hf_rotary(st.target[0], st.target[1], cos, sin, offset_position_ids(st, options),
+                     hf_formula(_rotate_half_numpy), options)
 
 
 def _torch_rotary(op, st, dtype, options, torch, threads):
     cos, sin = cos_sin_cache(st, dtype, options)
-    return _hf_rotary(tensor(torch, st.target[0]), tensor(torch, st.target[1]), tensor(torch, cos),
-                      tensor(torch, sin), offset_position_ids(st, options, torch.from_numpy),
-                      rotate_half_torch(torch), lambda a: a.unsqueeze(1), options)
+    return hf_rotary(tensor(torch, st.target[0]), tensor(torch, st.target[1]), tensor(torch, cos),
+                     tensor(torch, sin), offset_position_ids(st, options, torch.from_numpy),
+                     hf_formula(rotate_half_torch(torch)), options)
 
 
 NUMPY_BUILDERS = {CACHED_ADD: _numpy_cached_add, ROTARY_FAMILY: _numpy_rotary}

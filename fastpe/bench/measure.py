@@ -39,7 +39,8 @@ from fastpe._runtime import default_team, resolve_threads
 
 from .cases import CASES, select_cases
 from .peers import build_peers, check_peers, load_peers
-from .results import CaseResult, Report, load_average, machine_info
+from .provenance import installed_root, source_digests
+from .results import SPREAD_BOUND, CaseResult, Report, load_average, machine_info, spread
 from .report import fmt_time, shape_str
 
 __all__ = ["DEFAULT_BUDGET_S", "QUICK_BUDGET_S", "RESET_EVERY", "Series", "effective_threads", "run"]
@@ -104,6 +105,7 @@ class Series:
             "median_s": self.median,
             "min_s": float(min(s)) if s else None,
             "max_s": float(max(s)) if s else None,
+            "spread": spread(s),
             "samples_s": [float(v) for v in s],
         }
 
@@ -155,6 +157,8 @@ def _add_peers(case, st, dtype, num_threads, peer_set, series, resets):
     check = check_peers(op, st, dtype, opts, calls, num_threads)
     for name, call in calls.items():
         series.append(Series(name, threads[name], call, resets))
+        if hasattr(call, "compile_count"):
+            call.compile_count.start_timing()
     return missing, check
 
 
@@ -275,12 +279,29 @@ def _measure(case, shape, dtype, num_threads, repeat, ref_reps, allowance, seed,
             )
     if n_rounds < repeat:
         notes.append(f"fastpe/probe/peers: {n_rounds} samples instead of {repeat} (time budget)")
+    compiles = {s.impl: s.fn.compile_count.figures() for s in series if hasattr(s.fn, "compile_count")}
+    elapsed = time.perf_counter() - case_start
     del st, flat
-    return series, notes, missing, check
+    return series, notes, missing, check, compiles, elapsed
 
 
-def run(*, quick=False, threads=None, repeat=None, cases=None, budget_s=None, seed=0, log=sys.stderr):
-    """Measure every case; progress goes to `log` (None for silence)."""
+def _measure_case(case, shape, dtype, num_threads, repeat, allowance, seed, quick, peer_set, cpus):
+    """Measure one case: a CaseResult, and the seconds its timed part took."""
+    load_before = load_average()
+    series, notes, missing, check, compiles, elapsed = _measure(case, shape, dtype, num_threads, repeat,
+                                                                case.ref_reps, allowance, seed, quick, peer_set)
+    load = {"before": load_before, "after": load_average(), "usable_cpus": cpus}
+    return CaseResult(case, shape, dtype, series, notes, elapsed, missing, check, compiles, load), elapsed
+
+
+def run(*, quick=False, threads=None, repeat=None, cases=None, budget_s=None, seed=0, remeasure=True,
+        log=sys.stderr):
+    """Measure every case; progress goes to `log` (None for silence).
+
+    The time budget covers the timed part of each case; building the peers
+    (torch.compile compiles then) comes on top. With `remeasure`, a case the
+    busy-machine rule calls unreliable (results.SPREAD_BOUND) is measured
+    once more and the second measurement kept."""
 
     def say(msg):
         if log is not None:
@@ -304,23 +325,33 @@ def run(*, quick=False, threads=None, repeat=None, cases=None, budget_s=None, se
     config = fastpe.show_config(print_out=False)
     results = []
     weights = [c.weight for c, _ in plan]
-    with load_peers(run_threads, wanted=any(c.peers and c.op.peer_family for c, _ in plan)) as peer_set:
+    spent = 0.0
+    wanted = any(c.peers and c.op.peer_family for c, _ in plan)
+    with load_peers(run_threads, wanted=wanted, quick=quick) as peer_set:
         for k, (case, shape) in enumerate(plan):
             dtype = np.dtype(case.dtype)
-            remaining = budget_s - (time.perf_counter() - started)
-            allowance = max(0.05, remaining * case.weight / sum(weights[k:]))
             say(f"[{k + 1}/{len(plan)}] {case.name} {shape_str(shape)} {dtype.name} ...")
             t0 = time.perf_counter()
-            series, notes, missing, check = _measure(case, shape, dtype, threads, repeat, case.ref_reps, allowance,
-                                                     seed + k, quick, peer_set)
-            res = CaseResult(case, shape, dtype, series, notes, time.perf_counter() - t0, missing, check)
+            earlier = []
+            while True:
+                allowance = max(0.05, (budget_s - spent) * case.weight / sum(weights[k:]))
+                res, elapsed = _measure_case(case, shape, dtype, threads, repeat, allowance, seed + k, quick,
+                                             peer_set, machine["usable_cpus"])
+                spent += elapsed
+                reasons = res.unreliable_reasons()
+                if not (remeasure and reasons and not earlier):
+                    break
+                say(f"      {'; '.join(reasons)}: measuring again")
+                earlier = reasons
+            res.remeasured = earlier
+            res.elapsed_s = time.perf_counter() - t0
             results.append(res)
             for row in res.rows():
                 peers = "".join(f", {name} {fmt_time(s)}" for name, s in row["peers_s"].items() if s is not None)
                 say(f"      fastpe {fmt_time(row['fastpe_s'])}{peers}, reference {fmt_time(row['reference_s'])}, "
                     f"probe {fmt_time(row['probe_s'])} at {row['threads']} thread(s)")
             say(f"      ({res.elapsed_s:.1f} s)")
-        torch_version = peer_set.versions().get("torch")
+        peers, peers_missing = peer_set.describe(), dict(peer_set.missing)
     settings = {
         "mode": "quick" if quick else "default",
         "threads": run_threads,
@@ -329,8 +360,11 @@ def run(*, quick=False, threads=None, repeat=None, cases=None, budget_s=None, se
         "budget_s": budget_s,
         "reset_every": RESET_EVERY,
         "statistic": "median",
-        "peers": {"numpy": np.__version__, "torch": torch_version,
-                  "torch_threads": run_threads if torch_version is not None else None},
+        "spread_bound": SPREAD_BOUND,
+        "remeasure": remeasure,
+        "peers": peers,
+        "peers_not_measured": peers_missing,
     }
     machine["load_average_1min_end"] = load_average()
-    return Report(machine, config, settings, results, time.perf_counter() - started)
+    source = {"files": source_digests(installed_root()), "commit": None}
+    return Report(machine, config, settings, results, time.perf_counter() - started, source)

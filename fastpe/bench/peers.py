@@ -18,7 +18,7 @@ import numpy as np
 
 import fastpe
 
-from . import eager
+from . import compiled, eager
 from .eager import PeerUnavailable
 
 __all__ = [
@@ -77,6 +77,10 @@ def importer(module):
 PEERS = (
     Peer("numpy", eager.NUMPY_BUILDERS, lambda: np, pool="single", always_column=True),
     Peer("torch", eager.TORCH_BUILDERS, importer("torch"), always_column=True),
+    # compiling takes seconds a case: left out of --quick runs
+    Peer("torch.compile", compiled.TORCH_COMPILE_BUILDERS, compiled.load_torch_compile, quick=False),
+    Peer("onnxruntime", compiled.ONNXRUNTIME_BUILDERS, compiled.load_onnxruntime, pool="own"),
+    Peer("ipex", compiled.IPEX_BUILDERS, compiled.load_ipex),
 )
 PEER_NAMES = tuple(peer.name for peer in PEERS)
 
@@ -96,9 +100,15 @@ class PeerSet:
             return self.libs["torch"].get_num_threads() if "torch" in self.libs else self.threads
         return self.threads
 
-    def versions(self):
-        """{peer: its library's version} of the loaded peers."""
-        return {name: getattr(lib, "__version__", None) for name, lib in self.libs.items()}
+    def describe(self):
+        """{peer: {"version": its library's, "threads": its thread count}} of the loaded peers."""
+        out = {}
+        for peer in PEERS:
+            if peer.name in self.libs:
+                lib = self.libs[peer.name]
+                main = lib[0] if isinstance(lib, tuple) else lib
+                out[peer.name] = {"version": getattr(main, "__version__", None), "threads": self.peer_threads(peer)}
+        return out
 
 
 @contextlib.contextmanager

@@ -15,11 +15,30 @@ import numpy as np
 from .cases import Case
 from .peers import PEER_NAMES
 
-__all__ = ["IMPLS", "THREADED", "CaseResult", "Report", "jsonable", "load_average", "machine_info"]
+__all__ = ["IMPLS", "SPREAD_BOUND", "THREADED", "CaseResult", "Report", "jsonable", "load_average", "machine_info",
+           "spread"]
 
 IMPLS = ("fastpe", "reference", "probe", *PEER_NAMES)
 # Implementations timed at a chosen thread count (one series per count).
 THREADED = ("fastpe", "probe")
+
+# The busy-machine rule. A series is noisy when the middle half of its
+# samples spans more than SPREAD_BOUND of their median (judged from
+# MIN_JUDGED_SAMPLES samples on; the reference, with its few samples, is not
+# judged); a case is busy when the 1-minute load average exceeded the usable
+# CPUs before or after it was measured (this run's own threads count at most
+# as many). measure.run measures such a case again, once; a figure still
+# noisy or busy is printed as "noisy" or "busy", never as a number.
+SPREAD_BOUND = 0.25
+MIN_JUDGED_SAMPLES = 3
+
+
+def spread(samples):
+    """(75th - 25th percentile) / median of the samples; None below MIN_JUDGED_SAMPLES."""
+    if len(samples) < MIN_JUDGED_SAMPLES:
+        return None
+    q25, q50, q75 = np.percentile(samples, [25, 50, 75])
+    return float((q75 - q25) / q50) if q50 > 0 else None
 
 
 @dataclass
@@ -36,6 +55,12 @@ class CaseResult:
     peers_not_measured: Dict[str, str] = field(default_factory=dict)
     # peer -> its agreement with fastpe (check_peers)
     peer_check: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    # peer -> graphs torch.compile made before timing and while timed
+    peer_compiles: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    # the 1-minute load average before and after the case, and the usable CPUs
+    load: Dict[str, Any] = field(default_factory=dict)
+    # why earlier attempts were measured again (the busy-machine rule)
+    remeasured: List[str] = field(default_factory=list)
 
     @property
     def nbytes(self):
@@ -53,6 +78,33 @@ class CaseResult:
 
     def thread_counts(self):
         return sorted({s.threads for s in self.series if s.impl == "fastpe"})
+
+    @property
+    def peak_load(self):
+        """The higher 1-minute load average of before and after the case (None where unknown)."""
+        loads = [v for v in (self.load.get("before"), self.load.get("after")) if v is not None]
+        return max(loads) if loads else None
+
+    @property
+    def busy(self):
+        cpus = self.load.get("usable_cpus")
+        return bool(cpus and self.peak_load is not None and self.peak_load > cpus)
+
+    def noisy(self, threads=None):
+        """The judged implementations whose samples spread beyond SPREAD_BOUND."""
+        impls = [s for s in self.series if s.impl != "reference" and (threads is None or s.impl not in THREADED
+                                                                          or s.threads == threads)]
+        return sorted({s.impl for s in impls if (spread(s.samples) or 0.0) > SPREAD_BOUND})
+
+    def unreliable_reasons(self):
+        """Why the busy-machine rule calls this measurement unreliable (empty: it does not)."""
+        reasons = []
+        if self.busy:
+            reasons.append(f"busy: load average {self.peak_load:.2f} above the {self.load['usable_cpus']} usable CPUs")
+        noisy = self.noisy()
+        if noisy:
+            reasons.append(f"noisy: {', '.join(noisy)} spread beyond {SPREAD_BOUND:.0%} of the median")
+        return reasons
 
     def rows(self):
         """One dict per thread count: medians, speedup vs reference, % of probe, GB/s."""
@@ -83,6 +135,8 @@ class CaseResult:
                     **{name: self.traffic_bytes / peer_s[name] / 1e9 if name in peer_s else None
                        for name in PEER_NAMES},
                 },
+                "noisy": self.noisy(t),
+                "busy": self.busy,
                 "n": {
                     "fastpe": len(f.samples),
                     "reference": len(r.samples) if r else 0,
@@ -107,6 +161,9 @@ class CaseResult:
             "series": [s.stats() for s in self.series],
             "peer_check": self.peer_check,
             "peers_not_measured": dict(self.peers_not_measured),
+            "peer_compiles": dict(self.peer_compiles),
+            "load": dict(self.load),
+            "remeasured": list(self.remeasured),
             "notes": list(self.notes),
             "elapsed_s": self.elapsed_s,
         }
@@ -130,6 +187,8 @@ class Report:
     settings: Dict[str, Any]
     results: List[CaseResult]
     elapsed_s: float
+    # which code was measured (fastpe.bench.provenance); "commit" is set by tools/render_figures.py
+    source: Dict[str, Any] = field(default_factory=dict)
 
     def scaling(self):
         """Thread scaling of every case measured at several thread counts."""
@@ -157,6 +216,7 @@ class Report:
             "cases": [r.to_dict() for r in self.results],
             "thread_scaling": self.scaling(),
             "elapsed_s": self.elapsed_s,
+            "source": self.source,
         })
 
 
@@ -178,16 +238,28 @@ def load_average():
         return None
 
 
-def machine_info():
+def usable_cpus():
     try:
-        usable = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        usable = os.cpu_count()
+        return os.cpu_count()
+
+
+def _memory_gib():
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (AttributeError, ValueError, OSError):  # not on this platform
+        return None
+
+
+def machine_info():
+    usable = usable_cpus()
     return {
         "load_average_1min": load_average(),
         "cpu": _cpu_model(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
+        "memory_gib": _memory_gib(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "numpy": np.__version__,
