@@ -1,19 +1,28 @@
 """pytest-benchmark suite of fastpe: fastpe vs its peers vs fastpe.reference vs a bandwidth probe.
 
-Run from the repository root (after ``python setup.py build_ext --inplace``)::
+It runs against the installed fastpe, as the README's commands leave it
+(``pip install ".[test]"``, or ``".[bench]"`` for pytest-benchmark and
+matplotlib alone), from the repository root::
 
-    PYTHONPATH=. python -m pytest bench --benchmark-only
+    pytest bench --benchmark-only
+
+pyproject.toml's ``--import-mode=importlib`` keeps the repository root off
+``sys.path``, so the installed package is imported, never the uncompiled
+sources beside it (``python -m pytest`` would put the current folder on
+``sys.path``; run it from another folder, or use the ``pytest`` command).
 
 Every benchmark group is one operation at one dtype and size, and holds its
 implementations side by side, so the group's table shows their ratios:
 
 * ``fastpe``    -- the compiled OpenMP kernels;
-* ``numpy``, ``torch`` -- the peers, what users write instead of fastpe: the
-  encoding computed once (untimed), then ``x += table[o:o+T]`` or
-  ``x.add_(table[o:o+T])`` per call (rotary: Hugging Face's
-  ``q*cos + rotate_half(q)*sin`` on cached cos/sin rows); see
-  ``fastpe.bench``. torch runs at fastpe's thread count and is skipped where
-  it is not installed. Each peer is checked against fastpe once, untimed;
+* the peers (``fastpe.bench.PEER_NAMES``), what users write instead of
+  fastpe: the encoding computed once (untimed), then ``x += table[o:o+T]``
+  or ``x.add_(table[o:o+T])`` per call, the same under torch.compile
+  (rotary: Hugging Face's ``q*cos + rotate_half(q)*sin`` on cached cos/sin
+  rows, eager and compiled, and ONNX Runtime's RotaryEmbedding op); see
+  ``fastpe.bench``. They run at fastpe's thread count; a peer that is not
+  installed, or has nothing for the operation, is skipped, saying why. Each
+  peer is checked against fastpe once, untimed;
 * ``reference`` -- ``fastpe.reference`` (plain NumPy), given fewer rounds on
   large arrays so the suite finishes in a few minutes;
 * ``probe``     -- ``fastpe._kernels.probe``: ``x += c`` (fused adds) or
@@ -83,6 +92,10 @@ class PEBench:
     def __init__(self, benchmark, peer_set):
         self.benchmark = benchmark
         self.peer_set = peer_set
+
+    @staticmethod
+    def dtype(name):
+        return _dtype(name)
 
     @staticmethod
     def rounds(impl, nbytes):
@@ -168,6 +181,26 @@ def peer_set(default_threads):
     """The peers that load here; torch's run at fastpe's thread count, its own restored afterwards."""
     with bench.load_peers(default_threads) as peers:
         yield peers
+
+
+def _dtype(name):
+    """The NumPy dtype of `name`; bfloat16 is ml_dtypes' (skipped where it is not installed)."""
+    if name != "bfloat16":
+        return np.dtype(name)
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes is not installed")
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+@pytest.fixture(params=["float64", "float16", "bfloat16"])
+def other_dtype(request):
+    """The dtypes beside float32 that the side-by-side add is timed in."""
+    return _dtype(request.param)
+
+
+@pytest.fixture(params=["float32", "bfloat16"])
+def rotary_dtype(request):
+    """Rotary in float32 and in bfloat16, the dtype large models run in."""
+    return _dtype(request.param)
 
 
 @pytest.fixture(scope="session")

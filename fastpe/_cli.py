@@ -50,13 +50,17 @@ def build_parser(prog="fastpe"):
         "bench",
         help="time fastpe against what users write instead, fastpe.reference and a memory-bandwidth probe",
         description=(
-            "Time fastpe against the cached-table peers (NumPy, and torch where installed), its "
-            "NumPy reference and a bandwidth probe (x += c / t[:] = c on the same array). Prints "
-            "a table to stdout, progress to stderr. The default run takes about a minute and a "
-            "half; --quick under half a minute."
+            "Time fastpe against its peers, what users write instead (NumPy; torch, torch.compile, "
+            "ONNX Runtime and IPEX where installed), its NumPy reference and a bandwidth probe "
+            "(x += c / t[:] = c on the same array). Prints a table to stdout, progress to stderr. "
+            "The default run measures for about a minute, plus its set-up (torch.compile compiles "
+            "every case first, seconds each); --quick leaves torch.compile out and takes well under "
+            "a minute on a quiet machine. A case measured on a busy machine is measured again, then "
+            "shown as busy or noisy."
         ),
     )
-    bench.add_argument("--quick", action="store_true", help="fewer repeats, smaller and fewer cases")
+    bench.add_argument("--quick", action="store_true",
+                       help="fewer repeats, smaller and fewer cases, no torch.compile")
     bench.add_argument("--json", metavar="PATH",
                        help="also write every figure, the samples and the measured sources' digests as JSON "
                             "(what tools/render_figures.py renders the documentation's figures from)")

@@ -4,6 +4,7 @@ sizes. A case is data (a :class:`Case` line in ``CASES``); what it does is an
 ``peer_table``, ``peer_rows``) and are built in :mod:`fastpe.bench.peers`.
 """
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Tuple
 
@@ -81,6 +82,9 @@ class Case:
     ref_reps: most reference samples (the budget may allow fewer).
     weight: share of the run's time budget, relative to other cases.
     peers: False leaves the op's peers out of this case (thread scaling).
+    requires: modules the case needs beyond fastpe (e.g. "fastpe.torch"): a
+        case whose modules do not import is left out of the run, and the
+        report says why.
     """
 
     name: str
@@ -94,6 +98,7 @@ class Case:
     ref_reps: int = 5
     weight: float = 1.0
     peers: bool = True
+    requires: Tuple[str, ...] = ()
 
 
 def call_offset(i, options):
@@ -242,19 +247,40 @@ SIDE_BY_SIDE = (8, 2048, 1024)
 QUICK_SIDE_BY_SIDE = (2, 2048, 1024)
 
 
-def _bfloat16_cases():
-    """The bfloat16 case, where the optional ml_dtypes is installed."""
+DECODE_STEP = (1, 32, 1, 128)
+PREFILL = (1, 32, 4096, 128)
+QUICK_PREFILL = (1, 8, 512, 128)
+
+
+def _bfloat16():
+    """ml_dtypes' bfloat16, or None where the optional ml_dtypes is not installed."""
     try:
         import ml_dtypes
     except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def _bfloat16_add():
+    bfloat16 = _bfloat16()
+    return [] if bfloat16 is None else [Case("add, bfloat16, new offset", ADD, SIDE_BY_SIDE, bfloat16,
+                                             options=NEW_OFFSET, quick=QUICK_SIDE_BY_SIDE)]
+
+
+def _bfloat16_rotary():
+    """Rotary in bfloat16, the dtype large models run in (against torch's bfloat16)."""
+    bfloat16 = _bfloat16()
+    if bfloat16 is None:
         return []
-    return [Case("add, bfloat16, new offset", ADD, SIDE_BY_SIDE, np.dtype(ml_dtypes.bfloat16),
-                 options=NEW_OFFSET, quick=QUICK_SIDE_BY_SIDE)]
+    return [Case("rotary decode step, bfloat16", ROTARY, DECODE_STEP, bfloat16, options=NEW_OFFSET, ref_reps=20,
+                 weight=0.5),
+            Case("rotary prefill, bfloat16, new offset", ROTARY, PREFILL, bfloat16, options=NEW_OFFSET, ref_reps=3,
+                 quick=QUICK_PREFILL)]
 
 
 def _decode_step(name, options):
     """One decode step of rotary: q and k each (1, 32, 1, 128) at a new position every call."""
-    return Case(f"rotary decode step{name}", ROTARY, (1, 32, 1, 128), options={**NEW_OFFSET, **options},
+    return Case(f"rotary decode step{name}", ROTARY, DECODE_STEP, options={**NEW_OFFSET, **options},
                 ref_reps=20, weight=0.5)
 
 
@@ -269,7 +295,7 @@ CASES = [
     Case("add, 512 MiB, new offset", ADD, (32, 4096, 1024), options=NEW_OFFSET, quick=False, ref_reps=3,
          weight=4.0),
     Case("add, float16, new offset", ADD, SIDE_BY_SIDE, np.float16, options=NEW_OFFSET, quick=QUICK_SIDE_BY_SIDE),
-    *_bfloat16_cases(),
+    *_bfloat16_add(),
     Case("table into out", TABLE, (8192, 4096), quick=(2048, 4096), weight=1.5),
     Case("add, thread scaling", ADD, (32, 4096, 1024), threads=(1, 2), reference=False, peers=False,
          quick=QUICK_SIDE_BY_SIDE, weight=2.0),
@@ -281,11 +307,22 @@ CASES = [
     _decode_step("", {}),
     _decode_step(", llama3", {"scaling": LLAMA3_SCALING}),
     _decode_step(", yarn", {"scaling": YARN_SCALING}),
-    Case("rotary prefill, q and k, new offset", ROTARY, (1, 32, 4096, 128), options=NEW_OFFSET, ref_reps=3,
-         quick=(1, 8, 512, 128)),
+    Case("rotary prefill, q and k, new offset", ROTARY, PREFILL, options=NEW_OFFSET, ref_reps=3,
+         quick=QUICK_PREFILL),
+    *_bfloat16_rotary(),
     Case("ALiBi bias", ALIBI, (1, 16, 2048, 2048), ref_reps=3, quick=(1, 8, 512, 512)),
     Case("T5 relative bias", T5_BIAS, (1, 16, 2048, 2048), ref_reps=3, quick=(1, 8, 512, 512)),
 ]
+
+
+def missing_requirement(case):
+    """Why the case cannot run here (a module it requires does not import), or None."""
+    for module in case.requires:
+        try:
+            importlib.import_module(module)
+        except ImportError as why:
+            return f"{module} does not import: {why}"
+    return None
 
 
 def select_cases(cases, quick):

@@ -37,7 +37,7 @@ import fastpe
 from fastpe import _kernels, reference
 from fastpe._runtime import default_team, resolve_threads
 
-from .cases import CASES, select_cases
+from .cases import CASES, missing_requirement, select_cases
 from .peers import build_peers, check_peers, load_peers
 from .provenance import installed_root, source_digests
 from .results import SPREAD_BOUND, CaseResult, Report, load_average, machine_info, spread
@@ -317,7 +317,13 @@ def run(*, quick=False, threads=None, repeat=None, cases=None, budget_s=None, se
     budget_s = budget_s if budget_s is not None else (QUICK_BUDGET_S if quick else DEFAULT_BUDGET_S)
     default_threads = default_team()
     run_threads = threads if threads is not None else default_threads
-    plan = select_cases(CASES if cases is None else cases, quick)
+    plan, cases_missing = [], {}
+    for case, shape in select_cases(CASES if cases is None else cases, quick):
+        why = missing_requirement(case)
+        if why:
+            cases_missing[case.name] = why
+        else:
+            plan.append((case, shape))
     if threads is not None:
         # thread scaling compares one thread with the requested count
         plan = [(c if c.threads is None else replace(c, threads=(1, max(2, threads))), s) for c, s in plan]
@@ -364,6 +370,7 @@ def run(*, quick=False, threads=None, repeat=None, cases=None, budget_s=None, se
         "remeasure": remeasure,
         "peers": peers,
         "peers_not_measured": peers_missing,
+        "cases_not_measured": cases_missing,
     }
     machine["load_average_1min_end"] = load_average()
     source = {"files": source_digests(installed_root()), "commit": None}

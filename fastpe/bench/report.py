@@ -152,6 +152,7 @@ def format_report(report):
         "fastpe/peer = fastpe time / fastest peer's time (lower is better; below 1.00x fastpe is faster); "
         "- = no peer for this op, n/m = not measured",
     ]
+    lines.extend(f"not measured: case {name!r}: {why}" for name, why in st.get("cases_not_measured", {}).items())
     if bound is not None:
         lines.append(f"busy / noisy: not printed, measured twice while the load average exceeded the usable CPUs / "
                      f"the samples' interquartile range exceeded {bound:.0%} of their median")

@@ -54,6 +54,8 @@ SMALL_CASES = [
 ]
 if ml_dtypes is not None:
     SMALL_CASES.append(pytest.param(bench.ADD, (2, 16, 32), np.dtype(ml_dtypes.bfloat16), NEW_OFFSET, id="add-bf16"))
+    SMALL_CASES.append(pytest.param(bench.ROTARY, (1, 4, 3, 16), np.dtype(ml_dtypes.bfloat16),
+                                    {"scaling": bench.LLAMA3_SCALING, **NEW_OFFSET}, id="rotary-bf16"))
 
 
 def _state(op, shape, dtype, options, seed=0):
@@ -74,11 +76,15 @@ def _reference_result(op, st, i, options):
 def test_peer_matches_reference(op, shape, dtype, options, peer):
     dtype = np.dtype(dtype)
     st = _state(op, shape, dtype, options)
-    with bench.load_peers(2) as peer_set:
+    with bench.load_peers(2, quick=True) as peer_set:  # the compiled peers: test_bench_compiled.py
         peers, missing, _ = bench.build_peers(op, st, dtype, options, peer_set)
     if peer not in peers:
-        assert peer == "numpy" and not bench.numpy_adds(dtype)
-        assert missing == {"numpy": f"numpy has no {dtype.name} arithmetic"}
+        assert peer == "numpy" and dtype.name == "bfloat16"
+        if op is bench.ROTARY:
+            # the bfloat16 rotary cases compare with torch, not NumPy: refused, saying why
+            assert missing["numpy"].startswith("numpy has no native bfloat16 arithmetic")
+            return
+        assert not bench.numpy_adds(dtype) and missing["numpy"] == f"numpy has no {dtype.name} arithmetic"
         pytest.skip(f"NumPy has no {dtype.name} arithmetic here")
     tolerance = bench.peer_tolerance(st.pattern, dtype, op.peer_ulps)
     for i in CALLS:
@@ -236,3 +242,20 @@ def test_run_without_torch_marks_its_cells_not_measured(monkeypatch, quiet_machi
     assert add.rows()[0]["best_peer"] == "numpy"
     text = bench.format_report(report)
     assert "n/m[" in text and "torch: not measured, torch is not installed" in text
+
+
+def test_a_case_whose_module_does_not_import_is_left_out_and_named(quiet_machine):
+    needs = bench.Case("needs a module", bench.ADD, (1, 16, 64), requires=("fastpe_no_such_module",))
+    report = bench.run(cases=[needs, TINY_CASES[0]], repeat=2, budget_s=0.5, log=None, quick=True)
+    assert [res.case.name for res in report.results] == ["add"]
+    why = report.settings["cases_not_measured"]["needs a module"]
+    assert why.startswith("fastpe_no_such_module does not import: No module named")
+    assert f"not measured: case 'needs a module': {why}" in bench.format_report(report)
+
+
+def test_rotary_is_measured_in_bfloat16_where_ml_dtypes_is():
+    if ml_dtypes is None:
+        pytest.skip('ml_dtypes is not installed: pip install ".[test]"')
+    bf16_rotary = [(c.name, c.shape) for c in bench.CASES if c.op is bench.ROTARY and c.dtype == ml_dtypes.bfloat16]
+    assert bf16_rotary == [("rotary decode step, bfloat16", (1, 32, 1, 128)),
+                           ("rotary prefill, bfloat16, new offset", (1, 32, 4096, 128))]
