@@ -30,11 +30,14 @@ For every case these implementations are timed:
 
 The modules, one job each: ``cases`` (what is measured: ``CASES``, a list
 of :class:`Case`, each running an :class:`Op`; a new encoding is one ``Op``
-plus one ``Case(...)`` line a case), ``peers`` (the registry of peers and
-the check against fastpe), ``eager`` (the NumPy and torch peers),
-``measure`` (how samples are taken, and the run), ``results`` (the figures
-derived from the samples, and the JSON document), ``report`` (the text
-report) and ``plot`` (the chart).
+plus one ``Case(...)`` line a case, and a case that needs an optional module,
+such as ``fastpe.torch``, names it in ``Case.requires``), ``peers`` (the
+registry of peers and the check against fastpe), ``eager`` (the NumPy and
+torch peers), ``compiled`` (torch.compile, ONNX Runtime, IPEX), ``measure``
+(how samples are taken, the busy-machine rule, and the run), ``results``
+(the figures derived from the samples, and the JSON document), ``report``
+(the text report and the documentation's table cells, from the JSON),
+``plot`` (the chart) and ``provenance`` (which sources a run measured).
 """
 
 from .cases import (

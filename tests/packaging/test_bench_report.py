@@ -119,7 +119,7 @@ def test_the_json_records_the_measured_sources(tiny_document):
 
     _, data = tiny_document
     files = data["source"]["files"]
-    assert files == provenance.source_digests(provenance.installed_root())
+    assert files == provenance.source_digests(provenance.installed_root(), strict=False)
     assert "fastpe/_simd.h" in files and "fastpe/bench/cases.py" in files
     assert data["source"]["commit"] is None  # tools/render_figures.py records it
 
