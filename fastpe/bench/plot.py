@@ -65,6 +65,7 @@ def plot(report, path):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     data = document(report)
     entries = _rows(data)
@@ -73,7 +74,12 @@ def plot(report, path):
                                              gridspec_kw={"width_ratios": [1.15, 1.0], "wspace": 0.06})
     ys = list(range(len(entries)))[::-1]
     labels, peers_seen, dtypes_seen = [], [], []
-    ratios = []
+    ratios, percents = [], []
+
+    def seen(names, name):
+        if name not in names:
+            names.append(name)
+
     for y, (family, case, row) in zip(ys, entries):
         if family is not None:
             labels.append(family)
@@ -83,20 +89,20 @@ def plot(report, path):
             continue
         labels.append(_short_label(case))
         marker = _DTYPE_MARKERS.get(case["dtype"], "o")
-        if case["dtype"] not in dtypes_seen:
-            dtypes_seen.append(case["dtype"])
         best = row["best_peer"]
         withheld = unreliable(row, "fastpe", best)
         if best is not None and not withheld:
             ratios.append(row["fastpe_over_best_peer"])
             ratio_ax.scatter([row["fastpe_over_best_peer"]], [y], marker=marker, s=36, zorder=3,
                              color=_PEER_COLORS.get(best, "black"))
-            if best not in peers_seen:
-                peers_seen.append(best)
+            seen(peers_seen, best)
+            seen(dtypes_seen, case["dtype"])
         withheld_probe = unreliable(row, "fastpe", "probe")
         if not withheld_probe and row["percent_of_probe"] is not None:
+            percents.append(row["percent_of_probe"])
             probe_ax.barh([y], [row["percent_of_probe"]], height=0.6, color=_FASTPE_COLOR, alpha=0.35, zorder=2)
             probe_ax.scatter([row["percent_of_probe"]], [y], marker=marker, s=30, color=_FASTPE_COLOR, zorder=3)
+            seen(dtypes_seen, case["dtype"])
         for ax, why in ((ratio_ax, withheld if best is not None else "no peer"), (probe_ax, withheld_probe)):
             if why:
                 ax.text(0.01, y, why, transform=ax.get_yaxis_transform(), va="center", fontsize=7, color="0.4")
@@ -105,11 +111,15 @@ def plot(report, path):
     hi = max(ratios + [2.0]) * 1.4
     ratio_ax.set_xscale("log")
     ratio_ax.set_xlim(lo, hi)
+    steps = (1, 2, 5) if hi / lo <= 300 else (1,)  # labels that do not run into each other
+    ticks = [v * 10.0 ** e for e in range(-3, 5) for v in steps if lo <= v * 10.0 ** e <= hi]
+    ratio_ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ratio_ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ratio_ax.xaxis.set_minor_formatter(NullFormatter())
     ratio_ax.axvline(1.0, color="black", linewidth=1.0, zorder=1)
     ratio_ax.set_title("fastpe time / fastest peer's time\n(log scale; left of 1: fastpe is faster)", fontsize=8)
     probe_ax.axvline(100.0, color="black", linewidth=1.0, zorder=1)
-    probe_ax.set_xlim(0, max([110.0] + [r["percent_of_probe"] * 1.05 for _, c, r in entries
-                                        if r is not None and r["percent_of_probe"] is not None]))
+    probe_ax.set_xlim(0, max([110.0] + [p * 1.05 for p in percents]))
     probe_ax.set_title("fastpe speed, % of the bandwidth probe's\n(x += c on the same array: the memory limit)",
                        fontsize=8)
     ratio_ax.set_yticks(ys)

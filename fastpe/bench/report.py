@@ -268,8 +268,11 @@ def doc_table(data, peers=None):
                           for name in peers]
         else:
             best = row["best_peer"]
-            peer_cells = [f"{shown['peers'][best]} ({best})" if best else "-"]
-        probe = shown["% probe"] + (" of fill" if case["probe"] == "t[:] = c" and shown["% probe"] != "-" else "")
+            withheld = unreliable(row, best)
+            peer_cells = [withheld or f"{shown['peers'][best]} ({best})" if best else "-"]
+        probe = shown["% probe"]
+        if case["probe"] == "t[:] = c" and probe.endswith("%"):
+            probe += " of fill"
         rows.append([case_label(case), shown["fastpe"], *peer_cells, shown["fastpe/peer"], probe, shown["vs ref"]])
     return header, rows
 

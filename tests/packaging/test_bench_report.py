@@ -145,6 +145,11 @@ def test_doc_table_labels_and_cells(tiny_document):
     assert add[2].endswith(f" ({best})")
     assert add[3] == f"{data['cases'][0]['rows'][0]['fastpe_over_best_peer']:.2f}x"
     assert table[2] == table[3] == "-" and table[4].endswith("% of fill")
+    busy = json.loads(json.dumps(data))
+    for case in busy["cases"]:
+        case["rows"][0]["busy"] = True
+    _, busy_rows = report.doc_table(busy)
+    assert busy_rows[0][1:] == ["busy"] * 5 and busy_rows[1][1:] == ["busy", "-", "-", "busy", "busy"]
     full_header, full_rows = report.doc_table(data, peers=report.peer_columns(data))
     assert full_header[2:-3] == report.peer_columns(data)
     assert len(full_rows) == len(rows)
