@@ -50,3 +50,10 @@ __all__ = [
     "sinusoidal_nd",
     "sinusoidal_table",
 ]
+
+from ._dynamo import keep_out_of_traces
+
+# torch.compile breaks its graph at these functions instead of tracing them (fastpe._dynamo).
+keep_out_of_traces([function for function in [*(globals()[name] for name in __all__),
+                                              *(getattr(reference, name) for name in reference.__all__)]
+                    if callable(function)])

@@ -424,6 +424,23 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
                                num_threads)
     if done is not None:
         return done
+    return _rotate(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
+                   num_threads, inverse=False)
+
+
+def apply_rotary_transpose(*arrays, offset=0, positions=None, base=10000.0, layout="half", rotary_dim=None,
+                           inv_freq=None, scaling=None, seq_axis=-2, out=None, num_threads=None):
+    """The transpose of apply_rotary's linear map, with the same arguments:
+    each pair rotated by minus the same float64 angle, times the same
+    attention factor (the inverse rotation when that factor is 1).
+    fastpe.torch's backward."""
+    return _rotate(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
+                   num_threads, inverse=True)
+
+
+def _rotate(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out, num_threads,
+            inverse):
+    """apply_rotary's general path; inverse negates the sines (apply_rotary_transpose)."""
     req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
                          num_threads, frequencies=cached_scaled_frequencies)
     results = req.outs if req.outs is not None else req.arrays
@@ -437,6 +454,8 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
         positions_by_array = [prefix_positions(req, i) for i in range(len(req.arrays))]
         distinct = np.unique(np.concatenate([p.ravel() for p in positions_by_array]))
     cos_t, sin_t = cos_sin_table(distinct, req.freq, req.attention_factor, req.num_threads)
+    if inverse:
+        np.negative(sin_t, out=sin_t)  # a new table (the kernel wants cos and sin with one row stride)
     first, second, step = pair_columns(req.layout, req.rotary_dim)
     total = sum(a.size for a in req.arrays)
     n_threads = _runtime.resolve_threads(req.num_threads, total)

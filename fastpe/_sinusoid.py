@@ -52,6 +52,7 @@ from ._validation import (
     check_out,
     real_array,
     table_offset,
+    widened,
 )
 
 def _grid_work(dst, src, plan, keys, lead_shape, T, n_threads):
@@ -499,7 +500,7 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
         # so a float32 x takes the mixed-dtype rule (the sum in float64) too.
         first_row = int(rows.min())
         last_row = int(rows.max()) + (dst.shape[-2] if req.positions is None else 1)
-        table_rows = table_rows[first_row:last_row].astype(np.float64)
+        table_rows = widened(table_rows[first_row:last_row], np.float64)
     elif table_rows.strides[1] != table_rows.itemsize:
         table_rows = np.ascontiguousarray(table_rows)  # the leaf loops read table rows with unit stride
     scale = 1.0 if req.scale is None else req.scale

@@ -59,6 +59,7 @@ from .._formulas import (
     preset_layout,
     vaswani_frequencies,
 )
+from .torch_tensors import bump_versions, is_bfloat16_bits, refuse_inference_write, requires_grad_error, widened
 
 # ------------------------------------------------------------------ type aliases
 
@@ -159,8 +160,7 @@ def ndarray_view(name, value):
     if isinstance(value, np.ndarray):
         return value
     if getattr(value, "requires_grad", False):
-        raise ValueError(f"{name} requires grad; fastpe works outside autograd, so pass {name}.detach() "
-                         "(the same memory, no copy)")
+        raise requires_grad_error(name)
     if hasattr(value, "__dlpack__"):
         _refuse_lazy_tensor(name, value)
         try:
@@ -186,12 +186,15 @@ def ndarray_view(name, value):
 def caller_result(result, out):
     """What a public function returns: the caller's own out if given (a tensor
     stays a tensor), else `result` (the caller's x, or a new table)."""
-    return result if out is None else out
+    written = result if out is None else out
+    bump_versions((written,))
+    return written
 
 
 def caller_results(arrays, out):
     """What apply_rotary returns: the caller's arrays (or outs), one alone or a tuple."""
     returned = tuple(arrays) if out is None else tuple(out)
+    bump_versions(returned)
     return returned[0] if len(returned) == 1 else returned
 
 
@@ -250,7 +253,9 @@ _BFLOAT16_HINT = "bfloat16 is the ml_dtypes dtype: pip install ml_dtypes (or fas
 def is_bfloat16(dtype):
     """dtype is ml_dtypes' bfloat16. fastpe never imports ml_dtypes for this:
     a bfloat16 array means it is already loaded. (Never compare a dtype with
-    None: np.dtype(None) is float64.)"""
+    None: np.dtype(None) is float64.) fastpe.torch's BFLOAT16_BITS counts too."""
+    if is_bfloat16_bits(dtype):
+        return True
     ml_dtypes = sys.modules.get("ml_dtypes")
     return ml_dtypes is not None and dtype == np.dtype(ml_dtypes.bfloat16)
 
@@ -364,6 +369,7 @@ def writable_array(name, value, *, hint=""):
             f"{name} must be a numpy.ndarray, or a CPU array exposing __dlpack__ or the array interface "
             f"(a torch.Tensor), to be written in place; got {type(value).__name__}{hint}"
         )
+    refuse_inference_write(name, value)
     value = view
     problem = _dtype_problem(value.dtype)
     if problem:
@@ -439,7 +445,7 @@ def _unwrap_0d(name, value):
     if arr.ndim != 0:
         raise TypeError(f"{name} must be a number (or a 0-d array), got an array of shape {arr.shape}")
     if is_bfloat16(arr.dtype):
-        arr = arr.astype(np.float32)
+        arr = widened(arr, np.float32)
     return arr[()]
 
 
@@ -479,7 +485,7 @@ def array_of_kind(name, value, kinds, holds):
     bfloat16 counts as a float and is widened to float32 (exactly)."""
     arr = _read_array(name, value, f"a number or an array of {holds}")
     if "f" in kinds and is_bfloat16(arr.dtype):
-        arr = arr.astype(np.float32)
+        arr = widened(arr, np.float32)
     if arr.dtype.kind not in kinds:
         raise TypeError(f"{name} must hold {holds}, got dtype {arr.dtype}")
     return aligned(arr)

@@ -577,11 +577,9 @@ def _seq_axis(name, seq_axis, ndim):
     return axis % ndim
 
 
-def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
-                   num_threads, frequencies=scaled_frequencies):
-    """The checked arguments of apply_rotary. frequencies: scaled_frequencies,
-    or a function of the same arguments and results (fastpe's cached one)."""
-    req = RotaryRequest()
+def arrays_to_rotate(arrays, out, min_ndim, shape):
+    """The arrays a rotation reads (written in place when out is None), of one
+    dtype and at least min_ndim dimensions (`shape` says which), and their names."""
     if not arrays:
         raise TypeError("apply_rotary needs at least one array to rotate")
     if out is not None:
@@ -592,11 +590,20 @@ def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq
     for i, a in enumerate(arrays):
         a = writable_array(names[i], a, hint="; pass out= to write the result elsewhere") if out is None \
             else as_float_array(names[i], a, like=writable_array(f"out[{i}]", out[i]).dtype)
-        if a.ndim < 2:
-            raise ValueError(f"{names[i]} must have at least 2 dimensions (..., T, ..., D), got shape {a.shape}")
+        if a.ndim < min_ndim:
+            raise ValueError(f"{names[i]} must have at least {min_ndim} dimensions {shape}, got shape {a.shape}")
         checked.append(a)
     if len({a.dtype for a in checked}) > 1:
         raise TypeError(f"the arrays to rotate must share one dtype, got {[a.dtype.name for a in checked]}")
+    return checked, names
+
+
+def rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
+                   num_threads, frequencies=scaled_frequencies):
+    """The checked arguments of apply_rotary. frequencies: scaled_frequencies,
+    or a function of the same arguments and results (fastpe's cached one)."""
+    req = RotaryRequest()
+    checked, names = arrays_to_rotate(arrays, out, min_ndim=2, shape="(..., T, ..., D)")
     req.arrays = checked
     req.seq_axes = [_seq_axis(names[i], seq_axis, a.ndim) for i, a in enumerate(checked)]
     lengths = {a.shape[ax] for a, ax in zip(checked, req.seq_axes)}

@@ -13,48 +13,29 @@ off the float64 angles by about p * 6e-8 radians at position p; the
 tolerance grows with position accordingly: 2e-6 + 1.5e-7 * p * |x|.
 """
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 from util import assert_within, rng_for
 
 import fastpe
 
-from optional import conformance_import, no_deps_reason  # noqa: E402
+from optional import conformance_import, torchtune_file  # noqa: E402
+from rotary_cases import torchtune_tolerance  # noqa: E402
 
 torch = conformance_import("torch")
 
 from optional import single_threaded_torch  # noqa: E402,F401 (autouse fixture)
 
 
-def _torchtune_file(relative):
-    spec = importlib.util.find_spec("torchtune")
-    if spec is None or spec.origin is None:
-        pytest.skip(no_deps_reason("torchtune"))
-    path = os.path.join(os.path.dirname(spec.origin), relative)
-    name = "_fastpe_conformance_" + relative.replace("/", "_").replace(".py", "")
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
-def _tolerance(x, positions):
-    p = np.abs(np.asarray(positions, dtype=np.float64)).reshape(1, -1, 1, 1)
-    return 2e-6 + 1.5e-7 * p * (1.0 + np.abs(x))
-
-
 @pytest.mark.parametrize("dim,base", [(64, 10000.0), (128, 500000.0), (32, 10000.0)])
 def test_rotary_positional_embeddings(dim, base):
-    tt = _torchtune_file("modules/position_embeddings.py")
+    tt = torchtune_file("modules/position_embeddings.py")
     rope = tt.RotaryPositionalEmbeddings(dim=dim, max_seq_len=4096, base=base)
     rng = rng_for("torchtune-rope", dim)
     x = rng.standard_normal((2, 50, 4, dim)).astype(np.float32)
     expected = rope(torch.from_numpy(x)).numpy()
     got = fastpe.apply_rotary(x.copy(), base=base, layout="interleaved", seq_axis=-3)
-    assert_within(got, expected, _tolerance(x, np.arange(50)), f"RotaryPositionalEmbeddings dim={dim}")
+    assert_within(got, expected, torchtune_tolerance(x, np.arange(50)), f"RotaryPositionalEmbeddings dim={dim}")
     # explicit positions (torchtune's input_pos), far into the sequence
     input_pos = np.stack([np.arange(3000, 3050), np.arange(100, 150)])
     expected = rope(torch.from_numpy(x), input_pos=torch.from_numpy(input_pos)).numpy()
@@ -64,7 +45,7 @@ def test_rotary_positional_embeddings(dim, base):
 
 
 def test_llama3_scaled_rope():
-    tt = _torchtune_file("models/llama3_1/_position_embeddings.py")
+    tt = torchtune_file("models/llama3_1/_position_embeddings.py")
     dim = 128
     rope = tt.Llama3ScaledRoPE(dim=dim, max_seq_len=4096, base=500000.0, scale_factor=8, low_freq_factor=1,
                                high_freq_factor=4, old_context_len=8192)
@@ -75,7 +56,7 @@ def test_llama3_scaled_rope():
     input_pos = np.arange(2000, 2064)[None, :]
     expected = rope(torch.from_numpy(x), input_pos=torch.from_numpy(input_pos)).numpy()
     got = fastpe.apply_rotary(x.copy(), positions=input_pos, scaling=scaling, layout="interleaved", seq_axis=-3)
-    assert_within(got, expected, _tolerance(x, input_pos[0]), "Llama3ScaledRoPE")
+    assert_within(got, expected, torchtune_tolerance(x, input_pos[0]), "Llama3ScaledRoPE")
 
 
 # ------------------------------------------------ Hugging Face configs as they are

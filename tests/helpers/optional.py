@@ -4,6 +4,9 @@ does not, so that `pip install ".[test]" && pytest` says what it left out and
 how to add it), and what the tests that use torch share (they import torch,
 or skip, before importing those)."""
 
+import importlib.util
+import os
+
 import pytest
 
 CONFORMANCE_INSTALL = 'pip install ".[conformance]"'
@@ -18,6 +21,14 @@ def no_deps_reason(library):
     """The skip reason for timm and torchtune, installed without their dependencies
     (pyproject.toml's conformance extra says why)."""
     return f"{library} is not installed: {CONFORMANCE_INSTALL} && pip install --no-deps {library}"
+
+
+TORCH_INSTALL = 'pip install ".[torch]"'
+
+
+def torch_or_skip():
+    """torch for the tests of fastpe.torch (tests/torch/), or a skip naming the torch extra."""
+    return pytest.importorskip("torch", reason=f"torch is not installed; the torch extra brings it: {TORCH_INSTALL}")
 
 
 def conformance_import(module):
@@ -39,3 +50,18 @@ def single_threaded_torch():
 
 def np32(t):
     return t.detach().cpu().numpy()
+
+
+def torchtune_file(relative):
+    """One source file of the installed torchtune, loaded on its own (torchtune's
+    package __init__ needs a matching torchao; its position-embedding files need
+    torch alone), or a skip naming how to install torchtune."""
+    spec = importlib.util.find_spec("torchtune")
+    if spec is None or spec.origin is None:
+        pytest.skip(no_deps_reason("torchtune"))
+    path = os.path.join(os.path.dirname(spec.origin), relative)
+    name = "_fastpe_conformance_" + relative.replace("/", "_").replace(".py", "")
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module

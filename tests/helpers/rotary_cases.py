@@ -25,3 +25,10 @@ def rotary_kwargs(kw, shape, seq_axis, rng):
     elif kw.get("positions") == "T":
         kw["positions"] = rng.permutation(T) * 3 - 10
     return kw
+
+
+def torchtune_tolerance(x, positions):
+    """torchtune against float64 angles: it forms theta and positions in float32
+    and rounds their product, about p * 6e-8 radians off at position p."""
+    p = np.abs(np.asarray(positions, dtype=np.float64)).reshape(1, -1, 1, 1)
+    return 2e-6 + 1.5e-7 * p * (1.0 + np.abs(x))

@@ -1,0 +1,58 @@
+"""Checks of the rotation by given cos and sin tables (Hugging Face's apply_rotary_pos_emb).
+
+``arrays[i] * cos' + rotate_half(arrays[i]) * sin'``, where ``cos'`` is
+`cos` with a new axis at `unsqueeze_dim` (torch's ``unsqueeze``), broadcast
+to the array. fastpe applies it as a rotation of channel pairs
+``(k, k + D/2)``, which is what the formula computes when each table repeats
+its first half in its second (``cat(freqs, freqs)``, as every Hugging Face
+rotary module builds them); tables that do not are refused rather than
+rotated by half of their columns.
+"""
+
+import numpy as np
+
+from . import check_int, check_out, real_array
+from .rotary import RotaryRequest, _check_targets, arrays_to_rotate
+
+
+def _unsqueezed(name, table, unsqueeze_dim):
+    """table with a new axis at unsqueeze_dim, as torch.unsqueeze places it."""
+    if not -table.ndim - 1 <= unsqueeze_dim <= table.ndim:
+        raise ValueError(f"unsqueeze_dim={unsqueeze_dim} is not a place for a new axis of {name}, which has "
+                         f"{table.ndim} dimensions")
+    return np.expand_dims(table, unsqueeze_dim)
+
+
+def cos_sin_request(arrays, cos, sin, unsqueeze_dim, out):
+    """(request with arrays, outs and repeated as in rotary_request; float64
+    tables (n_rows, D) of cos and sin; per array, the table row of each of its
+    vector rows in C order)."""
+    req = RotaryRequest()
+    checked, names = arrays_to_rotate(arrays, out, min_ndim=1, shape="(..., D)")
+    req.arrays = checked
+    unsqueeze_dim = check_int("unsqueeze_dim", unsqueeze_dim)
+    cos, sin = real_array("cos", cos), real_array("sin", sin)
+    if cos.shape != sin.shape:
+        raise ValueError(f"cos and sin must have one shape, got {cos.shape} and {sin.shape}")
+    if cos.ndim < 1 or cos.shape[-1] % 2:
+        raise ValueError(f"cos and sin must have an even last axis (channel pairs), got shape {cos.shape}")
+    cos_u, sin_u = _unsqueezed("cos", cos, unsqueeze_dim), _unsqueezed("sin", sin, unsqueeze_dim)
+    for a, name in zip(checked, names):
+        try:
+            fits = np.broadcast_shapes(cos_u.shape, a.shape) == a.shape
+        except ValueError:
+            fits = False
+        if not fits or cos_u.shape[-1] != a.shape[-1]:
+            raise ValueError(f"cos and sin of shape {cos.shape}, unsqueezed at {unsqueeze_dim} to {cos_u.shape}, "
+                             f"do not broadcast to {name} of shape {a.shape} (channel axis included)")
+    half = cos.shape[-1] // 2
+    for table, name in ((cos, "cos"), (sin, "sin")):
+        if not np.array_equal(table[..., :half], table[..., half:]):
+            raise ValueError(f"{name} must repeat its first half in its second (cat(freqs, freqs), as Hugging "
+                             f"Face's rotary modules build it): the rotation pairs channel k with k + {half}")
+    req.outs = None if out is None else [check_out(o, a.shape, a.dtype, name=f"out[{i}]")
+                                         for i, (o, a) in enumerate(zip(out, checked))]
+    _check_targets(req, names)
+    rows = np.arange(int(np.prod(cos_u.shape[:-1])), dtype=np.intp).reshape(cos_u.shape[:-1])
+    index = [np.ascontiguousarray(np.broadcast_to(rows, a.shape[:-1])).ravel() for a in checked]
+    return req, cos.reshape(-1, cos.shape[-1]), sin.reshape(-1, sin.shape[-1]), index

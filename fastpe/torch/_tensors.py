@@ -1,0 +1,141 @@
+"""Tensors as fastpe's kernels see them, and the choice of route for a call.
+
+Every call of fastpe.torch takes one of two routes to the same code:
+
+* the registered operator (``torch.ops.fastpe.*``, see fastpe.torch._ops):
+  what autograd, torch.compile, torch.export, vmap, tensor subclasses and
+  dispatch modes see;
+* the eager route, which skips the dispatcher (a registered operator costs
+  tens of microseconds a call, more than a decode step's whole rotation):
+  taken only when nothing can tell the difference, i.e. outside
+  torch.compile, with plain tensors, no dispatch or function mode, no
+  functorch transform, and no gradient to record.
+
+Both run the operator's implementation (fastpe.torch._impl), so the results
+are the same bits. ``always_dispatch()`` (private, for the tests) sends every
+call through the operators.
+"""
+
+import contextlib
+
+import numpy as np
+import torch
+
+from .._validation.torch_tensors import BFLOAT16_BITS
+
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+_state = {"always_dispatch": False}
+
+
+@contextlib.contextmanager
+def always_dispatch():
+    """Send every call through the registered operators (private: the tests
+    compare the two routes)."""
+    before = _state["always_dispatch"]
+    _state["always_dispatch"] = True
+    try:
+        yield
+    finally:
+        _state["always_dispatch"] = before
+
+
+def is_tensor(value):
+    return isinstance(value, torch.Tensor)
+
+
+def eager_route(*values):
+    """True when the call may skip the dispatcher (see the module docstring).
+    values: the call's arguments; those that are not tensors are ignored."""
+    if torch.compiler.is_compiling() or _state["always_dispatch"]:
+        return False
+    if torch._C._len_torch_dispatch_stack() or torch._C._is_torch_function_mode_enabled():
+        return False
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        return False
+    grad = torch.is_grad_enabled()
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            if type(value) not in _PLAIN_TYPES or (grad and value.requires_grad) or value.is_meta:
+                return False  # meta tensors: the operators' fake implementations serve them
+    return True
+
+
+def needs_grad(*values):
+    """Autograd records this call: grad mode is on and a tensor among values requires grad."""
+    return torch.is_grad_enabled() and any(isinstance(v, torch.Tensor) and v.requires_grad for v in values)
+
+
+def refuse_grad(name, value, why):
+    """A tensor argument that has no gradient must not require one: its
+    gradient would silently be None."""
+    if isinstance(value, torch.Tensor) and value.requires_grad and torch.is_grad_enabled():
+        raise ValueError(f"{name} requires grad, but {why}; pass {name}.detach()")
+
+
+def check_tensor(name, value, function):
+    """The tensor a fastpe.torch function works on (NumPy arrays go to the NumPy-facing function)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}; fastpe.{function} takes "
+                        f"NumPy arrays")
+    return value
+
+
+def numpy_dtype(dtype):
+    """The NumPy dtype of a view of a tensor of `dtype` (BFLOAT16_BITS for bfloat16)."""
+    if dtype == torch.bfloat16:
+        return BFLOAT16_BITS
+    return torch.empty((), dtype=dtype).numpy().dtype
+
+
+def view(tensor):
+    """A NumPy array sharing a CPU tensor's memory, what the kernels read or
+    write: bfloat16 as BFLOAT16_BITS, so ml_dtypes is not needed."""
+    if tensor.requires_grad:
+        tensor = tensor.detach()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(BFLOAT16_BITS)
+    return tensor.numpy()
+
+
+def read_view(value):
+    """What fastpe's NumPy-facing functions read for an argument: a tensor's
+    values as a CPU NumPy array (a view where it can be, a copy from another
+    device or of a lazily negated tensor); anything else as it is."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    if value.device.type != "cpu":
+        value = value.detach().cpu()
+    if value.is_conj() or value.is_neg():
+        value = value.resolve_conj().resolve_neg()
+    return view(value)
+
+
+def from_view(array, like):
+    """A tensor owning a NumPy array made from a view of `like` (its dtype back)."""
+    tensor = torch.from_numpy(array)
+    return tensor.view(torch.bfloat16) if like.dtype == torch.bfloat16 else tensor
+
+
+def bump_versions(tensors):
+    """What torch's own in-place operations do, for writes through NumPy views."""
+    torch.autograd.graph.increment_version(tensors)
+
+
+def op_tensor(name, value):
+    """An offset, positions or frequencies argument as the registered operators
+    take it: a tensor or None. Python numbers become 0-d int64 or float64
+    tensors; other array-likes are read by fastpe's own array check (eager
+    only: under torch.compile pass tensors or numbers)."""
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, bool):
+        return torch.tensor(value)  # refused by the implementation's check, with its message
+    if isinstance(value, int):
+        if -2**63 <= value < 2**63:
+            return torch.tensor(value, dtype=torch.int64)
+        value = float(value)  # beyond int64: refused by the position limit, with its message
+    if isinstance(value, float):
+        return torch.tensor(value, dtype=torch.float64)
+    from .._validation import array_of_kind
+
+    return torch.from_numpy(np.array(array_of_kind(name, value, "iuf", "integers or floats")))

@@ -1,0 +1,81 @@
+"""What the tests of fastpe.torch (tests/torch/) share: dtypes, tolerances,
+the routes a call can take, and tensors in awkward memory layouts.
+
+Import it after ``torch_or_skip()`` (it imports torch)."""
+
+import contextlib
+
+import numpy as np
+import torch
+
+from fastpe.torch._device import torch_ops_everywhere
+from fastpe.torch._tensors import always_dispatch
+
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+_MANTISSA_BITS = {"float32": 23, "float64": 52, "float16": 10, "bfloat16": 7}
+
+# How a call runs: the eager route (no dispatcher), the registered operator,
+# and the torch-ops path of other devices (forced on the CPU).
+ROUTES = ("eager", "operator", "torch ops")
+
+
+@contextlib.contextmanager
+def on_route(route):
+    if route == "eager":
+        yield
+    elif route == "operator":
+        with always_dispatch():
+            yield
+    else:
+        with torch_ops_everywhere():
+            yield
+
+
+def float64_of(t):
+    """A tensor's values as a new float64 NumPy array (exact for every supported dtype; never the tensor's memory)."""
+    return t.detach().to(torch.float64, copy=True).cpu().numpy()
+
+
+def tolerance(dtype, expected, operand=0.0):
+    """|fastpe.torch's result - the float64 reference| allowed, elementwise.
+
+    float64: the contract's float64 angles, far below 1e-10 of the magnitudes here.
+    float32 and 16-bit: two ulps of the type at the result's (or the operand's)
+    magnitude. The kernels round once (half an ulp) plus the float32 table's
+    rounding; the torch-ops path of other devices adds one more rounding
+    (the float32 contract, docs/torch.rst)."""
+    magnitude = 1.0 + np.abs(np.asarray(expected, dtype=np.float64)) + np.abs(operand)
+    if dtype == "float64":
+        return 1e-10 * magnitude
+    ulp = 2.0 ** (np.floor(np.log2(magnitude)) - _MANTISSA_BITS[dtype])
+    return 2.0 * ulp + (2.0 ** -_MANTISSA_BITS[dtype]) * np.abs(operand)
+
+
+LAYOUTS = ("contiguous", "transposed", "sliced", "narrowed", "empty")
+
+
+def tensor_in_layout(shape, dtype, layout, seed=0):
+    """A tensor of `shape` and dtype name `dtype` with random values (std 2) laid out in memory as `layout`:
+
+    contiguous; transposed (the first two axes swapped in memory, a dense
+    non-contiguous view); sliced (every other row of the second-to-last
+    axis of a larger tensor); narrowed (the first channels of a wider last
+    axis, like q in a fused qkv projection); empty (a zero-length first axis)."""
+    g = torch.Generator().manual_seed(seed)
+    dt = getattr(torch, dtype)
+
+    def values(*s):
+        return (2 * torch.randn(*s, generator=g, dtype=torch.float64)).to(dt)
+
+    shape = tuple(shape)
+    if layout == "contiguous":
+        return values(*shape)
+    if layout == "transposed" and len(shape) >= 2:
+        return values(shape[1], shape[0], *shape[2:]).transpose(0, 1)
+    if layout == "sliced":
+        return values(*shape[:-2], 2 * shape[-2], shape[-1])[..., ::2, :]
+    if layout == "narrowed":
+        return values(*shape[:-1], shape[-1] + 5)[..., : shape[-1]]
+    if layout == "empty":
+        return values(0, *shape[1:])
+    raise ValueError(layout)
