@@ -221,8 +221,51 @@ def _grid_table(st, dtype, options):
     return reference.sincos_2d(h, w, st.target.shape[-1], layout=options.get("layout", "mae"), dtype=dtype)
 
 
+def _torch():
+    """torch; a case that reaches it requires fastpe.torch, which needs it."""
+    return importlib.import_module("torch")
+
+
+def _fastpe_torch(api):
+    """fastpe.torch, the tensor API beside `api` (the fastpe module)."""
+    return importlib.import_module(api.__name__ + ".torch")
+
+
+def _torch_rotary_setup(shape, dtype, rng, options):
+    """q and k as the rotary setup makes them, and tensors sharing their memory."""
+    st = _rotary_setup(shape, dtype, rng, options)
+    st.tensors = tuple(_torch().from_numpy(a) for a in st.target)
+    return st
+
+
+def _torch_rotary_call(api, st, i, num_threads, options):
+    """fastpe.torch.apply_rotary out of place, as a model's forward calls it: new q and k."""
+    q, k = st.tensors
+    return _fastpe_torch(api).apply_rotary(q, k, offset=call_offset(i, options), scaling=options.get("scaling"),
+                                           num_threads=num_threads)
+
+
+def _rotary_training_setup(shape, dtype, rng, options):
+    """q and k as leaf tensors that require grad (sharing the case's arrays), and
+    the gradients of the rotated q and k that a backward pass receives."""
+    st = _rotary_setup(shape, dtype, rng, options)
+    torch = _torch()
+    st.leaves = tuple(torch.from_numpy(a).requires_grad_() for a in st.target)
+    st.grad_out = tuple(torch.from_numpy(rng.standard_normal(shape).astype(dtype)) for _ in range(2))
+    return st
+
+
+def _rotary_training_call(api, st, i, num_threads, options):
+    """Forward and backward: the gradients of q and k, new tensors (nothing accumulates in .grad)."""
+    q, k = st.leaves
+    rotated = _fastpe_torch(api).apply_rotary(q, k, offset=call_offset(i, options), num_threads=num_threads)
+    return _torch().autograd.grad(rotated, (q, k), st.grad_out)
+
+
 CACHED_ADD = "cached add"
 ROTARY_FAMILY = "rotary"
+# forward and backward of the rotation (the peers return the gradients of q and k)
+ROTARY_TRAINING = "rotary training"
 
 ADD = Op("add_sinusoidal", "fused add", "add", _add_setup, _add_call, CACHED_ADD, _sinusoid_table)
 ADD_PRESET = Op("add_sinusoidal(preset=)", "preset", "add", _add_setup, _preset_call, CACHED_ADD, _sinusoid_table)
@@ -230,6 +273,11 @@ ADD_LEARNED = Op("add_table", "learned table", "add", _learned_setup, _learned_c
 ADD_GRID_2D = Op("add_sincos_2d", "2-D grid", "add", _add_setup, _grid2d_call, CACHED_ADD, _grid_table)
 # HF's formula rounds cos/sin, two products and a sum: a few ulps from fastpe's one rounding.
 ROTARY = Op("apply_rotary(q, k)", "rotary", "add", _rotary_setup, _rotary_call, ROTARY_FAMILY, peer_ulps=4)
+# fastpe.torch (the cases requiring it): the decode step beside the same peers, and training
+TORCH_ROTARY = Op("fastpe.torch.apply_rotary(q, k)", "rotary, fastpe.torch", "add", _torch_rotary_setup,
+                  _torch_rotary_call, ROTARY_FAMILY, peer_ulps=4)
+ROTARY_TRAIN = Op("fastpe.torch.apply_rotary(q, k) forward+backward", "rotary training, fastpe.torch", "add",
+                  _rotary_training_setup, _rotary_training_call, ROTARY_TRAINING, peer_ulps=4)
 ALIBI = Op("add_alibi", "ALiBi bias", "add", _add_setup, _alibi_call)
 T5_BIAS = Op("add_relative_bias", "T5 bias", "add", _t5_setup, _t5_call)
 ADD_POSITIONS = Op("add_sinusoidal(positions=)", "positions", "add", _positions_setup, _positions_call,
@@ -310,6 +358,10 @@ CASES = [
     Case("rotary prefill, q and k, new offset", ROTARY, PREFILL, options=NEW_OFFSET, ref_reps=3,
          quick=QUICK_PREFILL),
     *_bfloat16_rotary(),
+    Case("rotary decode step, fastpe.torch", TORCH_ROTARY, DECODE_STEP, options=NEW_OFFSET, reference=False,
+         weight=0.5, requires=("fastpe.torch",)),
+    Case("rotary forward+backward, fastpe.torch", ROTARY_TRAIN, (4, 32, 2048, 128), options=NEW_OFFSET,
+         reference=False, quick=QUICK_PREFILL, weight=2.0, requires=("fastpe.torch",)),
     Case("ALiBi bias", ALIBI, (1, 16, 2048, 2048), ref_reps=3, quick=(1, 8, 512, 512)),
     Case("T5 relative bias", T5_BIAS, (1, 16, 2048, 2048), ref_reps=3, quick=(1, 8, 512, 512)),
 ]

@@ -19,7 +19,7 @@ import numpy as np
 
 from fastpe import reference
 
-from .cases import CACHED_ADD, ROTARY_FAMILY, call_offset, max_offset, rows_needed
+from .cases import CACHED_ADD, ROTARY_FAMILY, ROTARY_TRAINING, call_offset, max_offset, rows_needed
 
 __all__ = ["PeerUnavailable", "cos_sin_cache", "numpy_adds", "offset_position_ids", "tensor"]
 
@@ -151,5 +151,19 @@ def _torch_rotary(op, st, dtype, options, torch, threads):
                      hf_formula(rotate_half_torch(torch)), options)
 
 
+def _torch_rotary_training(op, st, dtype, options, torch, threads):
+    """HF's formula with autograd: the gradients of q and k (the case's leaf
+    tensors) for the case's output gradients, through the cached cos/sin rows."""
+    cos, sin = cos_sin_cache(st, dtype, options)
+    q, k = st.leaves
+    ids = offset_position_ids(st, options, torch.from_numpy)
+    forward = hf_rotary(q, k, tensor(torch, cos), tensor(torch, sin), ids, hf_formula(rotate_half_torch(torch)), options)
+
+    def hf_training(i):
+        return torch.autograd.grad(forward(i), (q, k), st.grad_out)
+
+    return hf_training
+
+
 NUMPY_BUILDERS = {CACHED_ADD: _numpy_cached_add, ROTARY_FAMILY: _numpy_rotary}
-TORCH_BUILDERS = {CACHED_ADD: _torch_cached_add, ROTARY_FAMILY: _torch_rotary}
+TORCH_BUILDERS = {CACHED_ADD: _torch_cached_add, ROTARY_FAMILY: _torch_rotary, ROTARY_TRAINING: _torch_rotary_training}

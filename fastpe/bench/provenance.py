@@ -15,8 +15,9 @@ import os
 # The sources whose change can move the figures, relative to the folder that
 # holds the fastpe package: every compiled source (the kernels, the fast
 # paths, the cache), the Python modules the fast paths and the front doors
-# run through on every call, and the benchmark's own measuring code. A named
-# file that no longer exists is an error (the list must follow renames).
+# run through on every call (fastpe.torch's too, for the cases that time it),
+# and the benchmark's own measuring code. A named file that no longer exists
+# is an error (the list must follow renames).
 FIGURE_SOURCES = (
     "fastpe/*.pyx",
     "fastpe/*.pxd",
@@ -26,6 +27,7 @@ FIGURE_SOURCES = (
     "fastpe/_plan.py",
     "fastpe/_sinusoid.py",
     "fastpe/_rotary.py",
+    "fastpe/torch/*.py",
     "fastpe/bench/cases.py",
     "fastpe/bench/peers.py",
     "fastpe/bench/eager.py",
