@@ -106,7 +106,8 @@ def _run_sentence(data, code):
     return (f"One {code('fastpe bench')} run ({st['mode']}) of the code at commit {code(commit[:7])} on "
             f"{m['cpu']} ({m['usable_cpus']} usable CPUs{memory}; {cfg.get('simd')} loops of the default "
             f"portable build{load}); {st['threads']} threads; float32 unless noted; for rotary, the shape of "
-            "each of q and k; a new offset below 4096 on every call.")
+            f"each of q and k; a new offset below 4096 on every call. Rendered from {code(JSON_PATH)} by "
+            f"{code('tools/render_figures.py')}.")
 
 
 def _summary_sentence(data):
