@@ -1,19 +1,28 @@
 """pytest-benchmark suite of fastpe: fastpe vs its peers vs fastpe.reference vs a bandwidth probe.
 
-Run from the repository root (after ``python setup.py build_ext --inplace``)::
+It runs against the installed fastpe, as the README's commands leave it
+(``pip install ".[test]"``, or ``".[bench]"`` for pytest-benchmark and
+matplotlib alone), from the repository root::
 
-    PYTHONPATH=. python -m pytest bench --benchmark-only
+    pytest bench --benchmark-only
+
+pyproject.toml's ``--import-mode=importlib`` keeps the repository root off
+``sys.path``, so the installed package is imported, never the uncompiled
+sources beside it (``python -m pytest`` would put the current folder on
+``sys.path``; run it from another folder, or use the ``pytest`` command).
 
 Every benchmark group is one operation at one dtype and size, and holds its
 implementations side by side, so the group's table shows their ratios:
 
 * ``fastpe``    -- the compiled OpenMP kernels;
-* ``numpy``, ``torch`` -- the peers, what users write instead of fastpe: the
-  encoding computed once (untimed), then ``x += table[o:o+T]`` or
-  ``x.add_(table[o:o+T])`` per call (rotary: Hugging Face's
-  ``q*cos + rotate_half(q)*sin`` on cached cos/sin rows); see
-  ``fastpe.bench``. torch runs at fastpe's thread count and is skipped where
-  it is not installed. Each peer is checked against fastpe once, untimed;
+* the peers (``fastpe.bench.PEER_NAMES``), what users write instead of
+  fastpe: the encoding computed once (untimed), then ``x += table[o:o+T]``
+  or ``x.add_(table[o:o+T])`` per call, the same under torch.compile
+  (rotary: Hugging Face's ``q*cos + rotate_half(q)*sin`` on cached cos/sin
+  rows, eager and compiled, and ONNX Runtime's RotaryEmbedding op); see
+  ``fastpe.bench``. They run at fastpe's thread count; a peer that is not
+  installed, or has nothing for the operation, is skipped, saying why. Each
+  peer is checked against fastpe once, untimed;
 * ``reference`` -- ``fastpe.reference`` (plain NumPy), given fewer rounds on
   large arrays so the suite finishes in a few minutes;
 * ``probe``     -- ``fastpe._kernels.probe``: ``x += c`` (fused adds) or
@@ -80,8 +89,13 @@ def _size_class(nbytes):
 class PEBench:
     """Helpers for one benchmark (a fixture: importlib mode forbids importing conftest)."""
 
-    def __init__(self, benchmark):
+    def __init__(self, benchmark, peer_set):
         self.benchmark = benchmark
+        self.peer_set = peer_set
+
+    @staticmethod
+    def dtype(name):
+        return _dtype(name)
 
     @staticmethod
     def rounds(impl, nbytes):
@@ -119,20 +133,17 @@ class PEBench:
 
     def case(self, kind, op, shape, dtype, impl, options=None):
         """Time one implementation of a fastpe.bench operation: impl is
-        "fastpe", "reference", "probe" or a peer (bench.PEERS). The group is
+        "fastpe", "reference", "probe" or a peer (bench.PEER_NAMES). The group is
         `kind` at the dtype and shape; every call gets the next call index
         (a new offset where options ask for one)."""
         options = {} if options is None else options
         dtype = np.dtype(dtype)
         st = op.setup(shape, dtype, np.random.default_rng(0), options)
         calls = itertools.count()
-        if impl in bench.PEERS:
-            torch = bench.import_torch() if impl == "torch" else None
-            if impl == "torch" and torch is None:
-                pytest.skip("torch is not installed")
-            peers = op.peers(st, dtype, options, torch)
+        if impl in bench.PEER_NAMES:
+            peers, missing, _ = bench.build_peers(op, st, dtype, options, self.peer_set)
             if impl not in peers:
-                pytest.skip(f"{impl} has no {dtype.name} arithmetic")
+                pytest.skip(f"{impl}: {missing.get(impl, 'no such peer for this operation')}")
             bench.check_peers(op, st, dtype, options, {impl: peers[impl]}, None)  # untimed
             peer = peers[impl]
 
@@ -161,23 +172,35 @@ class PEBench:
 
 
 @pytest.fixture
-def pe_bench(benchmark):
-    return PEBench(benchmark)
+def pe_bench(benchmark, peer_set):
+    return PEBench(benchmark, peer_set)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def torch_at_fastpe_threads(default_threads):
-    """torch's peers run at fastpe's thread count; torch's own is restored afterwards."""
-    torch = bench.import_torch()
-    if torch is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(default_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+@pytest.fixture(scope="session")
+def peer_set(default_threads):
+    """The peers that load here; torch's run at fastpe's thread count, its own restored afterwards."""
+    with bench.load_peers(default_threads) as peers:
+        yield peers
+
+
+def _dtype(name):
+    """The NumPy dtype of `name`; bfloat16 is ml_dtypes' (skipped where it is not installed)."""
+    if name != "bfloat16":
+        return np.dtype(name)
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes is not installed")
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+@pytest.fixture(params=["float64", "float16", "bfloat16"])
+def other_dtype(request):
+    """The dtypes beside float32 that the side-by-side add is timed in."""
+    return _dtype(request.param)
+
+
+@pytest.fixture(params=["float32", "bfloat16"])
+def rotary_dtype(request):
+    """Rotary in float32 and in bfloat16, the dtype large models run in."""
+    return _dtype(request.param)
 
 
 @pytest.fixture(scope="session")

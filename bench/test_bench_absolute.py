@@ -13,7 +13,7 @@ import pytest
 
 from fastpe import bench
 
-IMPLS = ["fastpe", *bench.PEERS, "reference", "probe"]
+IMPLS = ["fastpe", *bench.PEER_NAMES, "reference", "probe"]
 NO_PEER_IMPLS = ["fastpe", "reference", "probe"]
 SHAPE = bench.SIDE_BY_SIDE
 NEW_OFFSET = bench.NEW_OFFSET
@@ -48,9 +48,15 @@ def test_rotary_decode_step(pe_bench, impl, scaling):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_rotary_prefill(pe_bench, impl):
-    """apply_rotary on q and k, each (1, 32, 4096, 128)."""
-    pe_bench.case("rotary prefill", bench.ROTARY, (1, 32, 4096, 128), np.float32, impl, NEW_OFFSET)
+def test_rotary_decode_step_bfloat16(pe_bench, impl):
+    """apply_rotary on q and k, each (1, 32, 1, 128), in bfloat16."""
+    pe_bench.case("rotary decode step", bench.ROTARY, (1, 32, 1, 128), pe_bench.dtype("bfloat16"), impl, NEW_OFFSET)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_rotary_prefill(pe_bench, impl, rotary_dtype):
+    """apply_rotary on q and k, each (1, 32, 4096, 128), in float32 and bfloat16."""
+    pe_bench.case("rotary prefill", bench.ROTARY, (1, 32, 4096, 128), rotary_dtype, impl, NEW_OFFSET)
 
 
 @pytest.mark.parametrize("kind, op", [("alibi", bench.ALIBI), ("t5", bench.T5_BIAS)])

@@ -10,21 +10,12 @@ import fastpe
 from fastpe import _kernels, bench, reference
 from fastpe.bench import effective_threads
 
-IMPLS = ["fastpe", *bench.PEERS, "reference", "probe"]
+IMPLS = ["fastpe", *bench.PEER_NAMES, "reference", "probe"]
 # The shapes of "what users write instead" (a new offset o < 4096 every call).
 ADD_SHAPES = [(1, 16, 64), (1, 128, 768), (4, 512, 768), (16, 512, 768), bench.SIDE_BY_SIDE, (1, 8192, 1024)]
 
 
-def _bfloat16():
-    try:
-        import ml_dtypes
-    except ImportError:
-        return pytest.param("bfloat16", marks=pytest.mark.skip(reason="ml_dtypes is not installed"))
-    return pytest.param(np.dtype(ml_dtypes.bfloat16), id="bfloat16")
-
-
-# float64 and the 16-bit dtypes on the side-by-side shape only
-OTHER_DTYPES = [pytest.param(np.float64, id="float64"), pytest.param(np.float16, id="float16"), _bfloat16()]
+# float64 and the 16-bit dtypes on the side-by-side shape only (the other_dtype fixture)
 TABLE_DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
 TABLE_SHAPES = [(8192, 4096)]
 PROBE_VALUE = 1e-3
@@ -48,10 +39,9 @@ def test_fused_add(pe_bench, impl, shape):
     pe_bench.case("fused add", bench.ADD, shape, np.float32, impl, bench.NEW_OFFSET)
 
 
-@pytest.mark.parametrize("dtype", OTHER_DTYPES)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_fused_add_dtypes(pe_bench, impl, dtype):
-    pe_bench.case("fused add", bench.ADD, bench.SIDE_BY_SIDE, dtype, impl, bench.NEW_OFFSET)
+def test_fused_add_dtypes(pe_bench, impl, other_dtype):
+    pe_bench.case("fused add", bench.ADD, bench.SIDE_BY_SIDE, other_dtype, impl, bench.NEW_OFFSET)
 
 
 @pytest.mark.parametrize("shape", TABLE_SHAPES, ids=shape_id)

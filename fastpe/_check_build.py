@@ -27,12 +27,24 @@ def raise_if_unbuilt():
     missing = _missing_kernels()
     if not missing:
         return
-    source_tree = os.path.exists(os.path.join(os.path.dirname(_PACKAGE_DIR), "setup.py"))
+    root = os.path.dirname(_PACKAGE_DIR)
+    source_tree = os.path.exists(os.path.join(root, "setup.py"))
     where = "the fastpe source folder" if source_tree else "a fastpe folder"
+    hint = ""
+    if source_tree and _is_current_folder(root):
+        hint = (" You are in that source folder, and Python imports from the current folder "
+                "first, even when fastpe is installed: `cd ..` is enough.")
     raise ImportError(
         f"fastpe was imported from {_PACKAGE_DIR}, {where} without compiled kernels "
-        f"(no {', '.join(missing)} extension for this Python). Either run Python from "
+        f"(no {', '.join(missing)} extension for this Python).{hint} Either run Python from "
         "another folder, so that the installed fastpe is imported (install it with "
         "`pip install .`), or build the kernels in place with `pip install -e .` "
         "from the repository root."
     ) from None  # the original error blames a circular import
+
+
+def _is_current_folder(path):
+    try:
+        return os.path.samefile(os.getcwd(), path)
+    except OSError:  # the current folder was removed
+        return False

@@ -17,7 +17,8 @@ without importing torch:
   ``sys.meta_path`` registers fastpe right after they load, then steps aside.
 
 fastpe.torch and fastpe.hf are left to Dynamo: they are the front doors
-meant for compiled code.
+meant for compiled code; so is fastpe.bench, whose torch.compile peer
+compiles its own functions.
 """
 
 import importlib.abc
@@ -26,8 +27,9 @@ import os
 import sys
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-# fastpe's modules written for torch code, which torch.compile traces.
-_TRACEABLE = ("torch", "hf")
+# fastpe's modules written for torch code, which torch.compile traces (the
+# benchmark's torch.compile peer compiles functions of fastpe.bench).
+_TRACEABLE = ("torch", "hf", "bench")
 _TRACE_RULES = "torch._dynamo.trace_rules"
 REASON = ("fastpe's NumPy-facing functions write tensors through NumPy views, outside the compiled graph; "
           "use fastpe.torch, whose functions are torch operators that compile without a graph break")

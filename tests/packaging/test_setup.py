@@ -74,6 +74,39 @@ def test_no_command_prints_the_usage(command):
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=COMMAND_IDS)
+def test_version_prints_the_package_version(command):
+    result = run_command(command + ["--version"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == fastpe.__version__ == importlib.metadata.version("fastpe")
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=COMMAND_IDS)
+def test_the_description_covers_the_whole_package(command):
+    result = run_command(command + ["--help"])
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    for family in ("sinusoidal", "learned tables", "grids", "rotary embeddings (RoPE)", "ALiBi", "T5", "--version"):
+        assert family in text, family
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=COMMAND_IDS)
+def test_a_bad_bench_option_prints_the_bench_usage(command):
+    """Regression: `fastpe bench --bogus` printed the top-level usage."""
+    result = run_command(command + ["bench", "--bogus"], timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    usage, error = result.stderr.strip().splitlines()[0], result.stderr.strip().splitlines()[-1]
+    assert usage.startswith("usage: ") and " bench [-h] [--quick]" in usage
+    assert error.endswith("bench: error: unrecognized arguments: --bogus")
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=COMMAND_IDS)
+def test_a_bad_top_level_option_prints_the_top_level_usage(command):
+    result = run_command(command + ["--bogus"], timeout=60)
+    assert result.returncode == 2
+    assert "COMMAND ..." in result.stderr and "error: unrecognized arguments: --bogus" in result.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=COMMAND_IDS)
 def test_bench_rejects_a_bad_option_before_measuring(command):
     result = run_command(command + ["bench", "--repeat", "0"], timeout=60)
     assert result.returncode == 2
@@ -131,6 +164,19 @@ def test_unbuilt_folder_gives_an_error_naming_both_fixes(tmp_path, argv, with_se
     assert "run Python from another folder" in err
     assert "pip install -e ." in err
     assert "partially initialized" not in err and "circular import" not in err
+    # the current folder is the copy: with setup.py beside it, the error says so
+    assert ("You are in that source folder" in err) == with_setup_py
+
+
+def test_unbuilt_source_folder_imported_from_elsewhere_gives_no_current_folder_hint(tmp_path):
+    """The hint is for `python -m fastpe` run from the repository root, not for a source folder on sys.path."""
+    source, elsewhere = tmp_path / "source", tmp_path / "elsewhere"
+    source.mkdir()
+    elsewhere.mkdir()
+    unbuilt_copy(str(source), with_setup_py=True)
+    result = run_from(str(elsewhere), ["-c", f"import sys; sys.path.insert(0, {str(source)!r}); import fastpe"])
+    assert "the fastpe source folder without compiled kernels" in result.stderr
+    assert "You are in that source folder" not in result.stderr
 
 
 def test_a_broken_extension_keeps_its_own_error(tmp_path):
