@@ -4,17 +4,24 @@ Every family (sinusoid, tables, grids, rotary, biases) and the benchmark take
 their run-time policy from here; none keeps a copy of it.
 
 Team size: a call runs on one thread below SERIAL_BELOW output elements,
-without OpenMP, or in a child forked after a team was started; otherwise on
+without OpenMP, or in a forked child (the fork rule); otherwise on
 num_threads (or OpenMP's default), capped at MAX_TEAM.
 
 The fork rule: GNU libgomp keeps its worker threads in a pool; fork()
-copies the pool's bookkeeping but not the threads, so the child's next
-parallel region waits for workers that do not exist and hangs for ever
-(PyTorch DataLoader workers and multiprocessing's "fork" start method are
-such children). fastpe notes when it first starts a team; a child forked
-after that runs every kernel serially, on the calling thread, whatever
-num_threads asks. Children made by "spawn" or "forkserver" start a fresh
-runtime and are not affected.
+copies the pool's bookkeeping but not the threads, so a child whose parent
+ran a parallel region waits in its own next one for workers that do not
+exist, for ever (PyTorch DataLoader workers and multiprocessing's "fork"
+start method make such children). The parent's region may be fastpe's or
+any other library's on the same runtime: torch and fastpe share one libgomp
+when torch's is loaded first. fastpe cannot see another library's regions,
+so every process forked (at any depth) from one that had imported fastpe
+runs every kernel serially, on the calling thread, whatever num_threads
+asks. The mark is set by a pthread_atfork handler registered when
+fastpe._kernels is imported (fastpe/_openmp.h), so forks made in C count
+too, and each call reads it with one C call (teams_allowed). Children made
+by "spawn" or "forkserver" start a fresh runtime and are not affected. A
+fork made before fastpe's import is invisible to it: a child that imports
+fastpe first runs teams as any process does (docs/threads.rst).
 
 Row grouping: the kernels see an array as a base pointer plus a list of row
 offsets in bytes, so transposed, sliced and negative-stride views are written
@@ -54,26 +61,9 @@ ITEMS_PER_THREAD = 4
 TILE_DIRECT_BYTES = 256 * 1024
 TILE_SHARED_BYTES = 512 * 1024
 
-# The fork rule's state (see the module docstring).
-_state = {"team_started": False, "serial_only": False}
-
-
-def _note_team_started():
-    _state["team_started"] = True
-
-
 def serial_only():
-    """True in a process forked after this one (or an ancestor) ran a team."""
-    return _state["serial_only"]
-
-
-def _after_fork_in_child():
-    if _state["team_started"]:
-        _state["serial_only"] = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    """True in a process forked from one that had imported fastpe (the fork rule)."""
+    return _kernels.forked_child()
 
 
 def default_team():
@@ -81,16 +71,15 @@ def default_team():
     return max(1, _kernels.omp_max_threads()) if _kernels.openmp_enabled() else 1
 
 
+_teams_allowed = _kernels.teams_allowed
+
+
 def resolve_threads(num_threads, work):
     """The team size for one call: 1 for small work, without OpenMP, or in a
-    child forked after a team was started (the fork rule)."""
-    if not _kernels.openmp_enabled() or work < SERIAL_BELOW or serial_only():
+    forked child (the fork rule)."""
+    if work < SERIAL_BELOW or not _teams_allowed():
         return 1
-    n = num_threads if num_threads is not None else default_team()
-    n = min(n, MAX_TEAM)
-    if n > 1:
-        _note_team_started()
-    return n
+    return min(num_threads if num_threads is not None else default_team(), MAX_TEAM)
 
 
 def tile_rows(nbytes, n_cols, dst, block):
