@@ -124,7 +124,23 @@ def _torch_bfloat16_view(name, value):
     except ImportError:
         raise TypeError(f"{name} is a bfloat16 tensor; viewing it needs the optional ml_dtypes package "
                         "(pip install ml_dtypes, or fastpe[bfloat16])") from None
-    return np.from_dlpack(value.view(torch.int16)).view(ml_dtypes.bfloat16)
+    bits = value.view(torch.int16)
+    return _writeable_torch_view(bits, np.from_dlpack(bits)).view(ml_dtypes.bfloat16)
+
+
+# NumPy before 2.2 imports every DLPack array read-only (the unversioned
+# protocol has no read-only flag). A torch tensor is always writeable, and
+# its own NumPy view (Tensor.numpy) shares its memory: fastpe takes that one.
+_DLPACK_READ_ONLY = np.lib.NumpyVersion(np.__version__) < "2.2.0"
+
+
+def _writeable_torch_view(value, view):
+    """view (np.from_dlpack(value)), or torch's own writeable view of the same
+    memory where NumPy made it read-only."""
+    torch = sys.modules.get("torch")
+    if view.flags.writeable or torch is None or not isinstance(value, torch.Tensor):
+        return view
+    return value.numpy()
 
 
 def _refuse_lazy_tensor(name, value):
@@ -174,7 +190,7 @@ def ndarray_view(name, value):
         if view is not None:
             return view
         try:
-            return np.from_dlpack(value)
+            return _writeable_torch_view(value, np.from_dlpack(value))
         except (BufferError, RuntimeError, TypeError, ValueError) as exc:
             raise TypeError(f"{name} cannot be viewed as a NumPy array through DLPack: {exc}") from None
     if hasattr(value, "__array_interface__") or hasattr(value, "__array_struct__"):
@@ -201,6 +217,8 @@ def caller_results(arrays, out):
 # (heads, fused q/k/v columns, reversed or shifted rows) are settled far
 # below it; a problem it cannot settle counts as an overlap.
 _OVERLAP_MAX_WORK = 1 << 20
+# NumPy 1.25 moved its exceptions to np.exceptions; older ones have it in numpy itself.
+_TooHardError = np.exceptions.TooHardError if hasattr(np, "exceptions") else np.TooHardError
 
 
 def shares_memory(a, b):
@@ -209,7 +227,7 @@ def shares_memory(a, b):
         return False
     try:
         return np.shares_memory(a, b, max_work=_OVERLAP_MAX_WORK)
-    except np.exceptions.TooHardError:
+    except _TooHardError:
         return True
 
 
@@ -364,12 +382,15 @@ def writable_array(name, value, *, hint=""):
             f"{name} must be a numpy.ndarray, or a CPU array exposing __dlpack__ or the array interface "
             f"(a torch.Tensor), to be written in place; got {type(value).__name__}{hint}"
         )
-    value = view
+    given, value = value, view
     problem = _dtype_problem(value.dtype)
     if problem:
         raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; it {problem}")
     if not value.flags.writeable:
-        raise ValueError(f"{name} is read-only; fastpe writes its result in place and needs a writeable array")
+        why = ""
+        if _DLPACK_READ_ONLY and value is not given and hasattr(given, "__dlpack__"):
+            why = f" (NumPy {np.__version__} imports every DLPack array read-only; NumPy >= 2.2 does not)"
+        raise ValueError(f"{name} is read-only{why}; fastpe writes its result in place and needs a writeable array")
     if not value.flags.aligned:
         raise ValueError(f"{name} is not aligned to its dtype; copy it into an aligned array first")
     if value.size and has_internal_overlap(value):
@@ -957,7 +978,8 @@ def relative_request(scores, bias_table, bidirectional, num_buckets, max_distanc
 def check_relative_positions(relative_position):
     """relative_position_bucket's distances, as int64."""
     rp = array_of_kind("relative_position", relative_position, "iu", "integers (key - query positions)")
-    if rp.size and ((rp.dtype.kind == "u" and rp.max() > np.iinfo(np.int64).max)
-                    or (rp.dtype.kind == "i" and rp.min() < -np.iinfo(np.int64).max)):
+    # Compared as Python ints: NumPy < 1.25 compares uint64 with int64 in float64 (2**63 - 1 rounds to 2**63).
+    if rp.size and ((rp.dtype.kind == "u" and int(rp.max()) > np.iinfo(np.int64).max)
+                    or (rp.dtype.kind == "i" and int(rp.min()) < -np.iinfo(np.int64).max)):
         raise ValueError("relative_position must lie within +-(2**63 - 1) (int64 with a negatable minimum)")
     return rp.astype(np.int64, copy=False)
