@@ -14,7 +14,6 @@ import numpy.typing as npt
 from . import _formulas, _kernels
 from ._fastpath import add_sinusoidal_common
 from ._plan import sinusoid_plan
-from ._formulas import new_array
 from ._runtime import (
     RESEED_INTERVAL,
     TILE_DIRECT_BYTES,
@@ -47,11 +46,10 @@ from ._validation import (
     add_request,
     table_request,
     check_count,
-    check_dtype_argument,
     check_num_threads,
-    check_out,
     real_array,
     table_offset,
+    table_target,
 )
 
 def _grid_work(dst, src, plan, keys, lead_shape, T, n_threads):
@@ -75,16 +73,8 @@ def _grouped_work(dst, src, plan, keys, lead_shape, n_threads):
     return groups.rows, (plan, groups.keys, groups.group_ptr, chunks), min(n_threads, chunks.shape[0] - 1)
 
 
-def _table_out(out, shape, dtype, what):
-    """A new table, or the caller's out (whose dtype then wins over `dtype`)."""
-    dtype = check_dtype_argument(dtype)
-    if out is None:
-        return new_array(shape, dtype, f"a table ({what})")
-    return check_out(out, shape)
-
-
 def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptReal = None,
-                     layout: Optional[Layout] = None, dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None,
+                     layout: Optional[Layout] = None, dtype: npt.DTypeLike = None, out: Optional[Table] = None,
                      num_threads: OptInt = None, inv_freq: OptArrayLike = None, preset: Optional[Preset] = None,
                      padding_idx: OptInt = None, min_timescale: OptReal = None,
                      max_timescale: OptReal = None) -> Table:
@@ -109,8 +99,9 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
         Column order: ``"interleaved"`` (default; sin and cos of one frequency
         side by side) or ``"concat"`` (all sines, then all cosines).
     dtype : dtype, optional
-        float64, float32 (default), float16 or bfloat16 (``"bfloat16"`` needs
-        ml_dtypes). Ignored when `out` is given: the table takes `out`'s dtype.
+        float64, float32, float16 or bfloat16 (``"bfloat16"`` needs
+        ml_dtypes). None (default) means float32 for a new table and `out`'s
+        dtype when `out` is given; a dtype given with `out` must be `out`'s.
     out : array, optional
         A writable ``(n_positions, dim)`` float array (or tensor) to fill.
     num_threads : int, optional
@@ -141,7 +132,8 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
         Negative counts, non-finite `offset` or `base`, ``base <= 0``, an
         unknown `layout` or `preset`, an `inv_freq` of the wrong length, a
         preset combined with `layout`, `inv_freq` or another preset's
-        parameters, an `out` of the wrong shape or read-only.
+        parameters, an `out` of the wrong shape or read-only, a `dtype` that
+        is not `out`'s.
 
     See Also
     --------
@@ -170,7 +162,7 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     offset = table_offset(offset, n_positions)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     num_threads = check_num_threads(num_threads)
-    table = _table_out(out, (n_positions, dim), dtype, "n_positions x dim")
+    table = table_target(out, (n_positions, dim), dtype, "n_positions x dim")
     enc.inv_freq = read_apart(enc.inv_freq, (table,))
     if table.size:
         rows, work, n_threads = _grid_work(table, None, sinusoid_plan(enc), np.full((), offset), (), n_positions,
@@ -180,7 +172,7 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
 
 
 def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = None, layout: Optional[Layout] = None,
-                      dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None, num_threads: OptInt = None,
+                      dtype: npt.DTypeLike = None, out: Optional[Table] = None, num_threads: OptInt = None,
                       inv_freq: OptArrayLike = None, preset: Optional[Preset] = None, padding_idx: OptInt = None,
                       min_timescale: OptReal = None, max_timescale: OptReal = None) -> Table:
     """Sinusoidal encodings of arbitrary positions.
@@ -197,7 +189,8 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale
         The encoding, as in `sinusoidal_table`.
     dtype : dtype, optional
-        Result dtype (default float32); ignored when `out` is given.
+        Result dtype, as in `sinusoidal_table`: None (default) means float32,
+        or `out`'s dtype when `out` is given.
     out : array, optional
         A writable array of shape ``positions.shape + (dim,)`` to fill.
     num_threads : int, optional
@@ -238,7 +231,7 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     num_threads = check_num_threads(num_threads)
     shape = pos.shape + (dim,)
-    table = _table_out(out, shape, dtype, "positions.shape + (dim,)")
+    table = table_target(out, shape, dtype, "positions.shape + (dim,)")
     pos, enc.inv_freq = read_apart(pos, (table,)), read_apart(enc.inv_freq, (table,))
     if table.size:
         rows, work, n_threads = _grouped_work(table, None, sinusoid_plan(enc), pos, pos.shape,

@@ -56,6 +56,7 @@ from .._formulas import (
     PRESETS,
     concat_columns,
     interleaved_columns,
+    new_array,
     preset_layout,
     vaswani_frequencies,
 )
@@ -171,8 +172,10 @@ def ndarray_view(name, value):
     the array interface; None for any other object (lists, scalars, ...).
 
     Errors name the argument: a tensor that requires grad (its in-place change
-    would bypass autograd), one on another device, or one DLPack cannot export."""
+    would bypass autograd), one on another device, or one DLPack cannot export,
+    and a masked array (see refuse_masked)."""
     if isinstance(value, np.ndarray):
+        refuse_masked(name, value)
         return value
     if getattr(value, "requires_grad", False):
         raise ValueError(f"{name} requires grad; fastpe works outside autograd, so pass {name}.detach() "
@@ -197,6 +200,14 @@ def ndarray_view(name, value):
         # Both protocols describe existing memory, so NumPy wraps it without a copy.
         return np.asarray(value)
     return None
+
+
+def refuse_masked(name, value):
+    """A numpy.ma masked array is refused (TypeError): fastpe would read and
+    write the entries under the mask as if there were none."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array (numpy.ma.MaskedArray); fastpe does not support masked arrays: "
+                        f"pass {name}.filled(value) (a copy), or {name}.data (the values under the mask included)")
 
 
 def caller_result(result, out):
@@ -343,16 +354,19 @@ def as_float_array(name, value, like=None):
             value = np.asarray(value, dtype=like)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; NumPy cannot convert it: {exc}") from None
-    value = _read_array(name, value, f"an array of {_SUPPORTED_NAMES}")
+    value = readable(_read_array(name, value, f"an array of {_SUPPORTED_NAMES}"))
     problem = _dtype_problem(value.dtype)
     if problem:
         raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; it {problem}")
-    return aligned(value)
+    return value
 
 
-def aligned(a):
-    """a, or an aligned copy of an input that is only read: the kernels load
-    whole elements (unpickled out-of-band buffers, e.g. Dask's, can be unaligned)."""
+def readable(a):
+    """An array that is only read, as the kernels read it: a itself, or one
+    copy in native byte order and aligned to its dtype (big-endian data, and
+    unpickled out-of-band buffers such as Dask's, which sit at any address)."""
+    if not a.dtype.isnative:
+        return a.astype(a.dtype.newbyteorder("="))
     return a if a.flags.aligned else a.copy()
 
 
@@ -396,6 +410,21 @@ def writable_array(name, value, *, hint=""):
     if value.size and has_internal_overlap(value):
         raise ValueError(f"{name} has overlapping elements (zero or overlapping strides); writing into it in place is ambiguous")
     return value
+
+
+def table_target(out, shape, dtype, what):
+    """The array a table function (sinusoidal_table, sinusoidal_encode) fills:
+    a new table of `dtype`, or the caller's out. dtype=None means float32 for
+    a new table and out's dtype when out is given; an explicit dtype must be
+    out's (a ValueError naming both, never a silent choice of one)."""
+    given = None if dtype is None else check_dtype_argument(dtype)
+    if out is None:
+        return new_array(shape, DEFAULT_TABLE_DTYPE if given is None else given, f"a table ({what})")
+    out = check_out(out, shape)
+    if given is not None and given != out.dtype:
+        raise ValueError(f"dtype={given.name} disagrees with out's dtype {out.dtype.name}: pass dtype=None "
+                         f"(the default: out's dtype), or out of dtype {given.name}")
+    return out
 
 
 def check_out(out, shape, dtype=None, name="out"):
@@ -503,7 +532,7 @@ def array_of_kind(name, value, kinds, holds):
         arr = arr.astype(np.float32)
     if arr.dtype.kind not in kinds:
         raise TypeError(f"{name} must hold {holds}, got dtype {arr.dtype}")
-    return aligned(arr)
+    return readable(arr)
 
 
 # float64 holds every integer of magnitude below 2**53 exactly; beyond it
@@ -745,6 +774,7 @@ def check_make_positions(token_ids, padding_idx, past_length):
     if ids.ndim < 1:
         raise ValueError(f"token_ids must have at least 1 dimension (..., T), got shape {ids.shape}")
     padding_idx = check_int("padding_idx", padding_idx)
+    refuse_masked("past_length", past_length)
     past = np.asarray(past_length)
     if past.dtype.kind not in "iu":
         raise TypeError(f"past_length must be an int or an integer array, got {past_length!r}")
@@ -907,6 +937,7 @@ def check_slopes(slopes, max_bias, n_heads):
 def check_key_positions(key_positions, offset, scores_shape):
     """BLOOM's key positions, broadcast to (B, Tk) float64; offset must then be 0."""
     if isinstance(offset, np.ndarray) or not (isinstance(offset, numbers.Integral) and offset == 0):
+        refuse_masked("offset", offset)
         off = np.asarray(offset)
         if off.dtype.kind not in "iuf" or off.size == 0 or (off != 0).any():
             raise ValueError("offset cannot be combined with key_positions: the key-only form has no query position")
