@@ -65,8 +65,9 @@ def rope_inv_freq(dim: OptInt, base: Real = 10000.0, scaling: Scaling = None, *,
         overrides it.
     scaling : dict or config, optional
         None (plain RoPE), a dict like ``config.rope_parameters``, or the
-        Hugging Face config itself (anything with ``rope_parameters``; see
-        `apply_rotary`). Its
+        Hugging Face config itself (anything with ``rope_parameters``, or a
+        transformers 4.x config with ``rope_scaling`` and ``rope_theta``;
+        see `apply_rotary`). Its
         ``rope_type`` (or legacy ``type``) is one of ``default``, ``linear``
         (``factor``), ``dynamic`` (``factor``, ``max_position_embeddings``),
         ``yarn`` (``factor``, ``beta_fast``, ``beta_slow``, ``mscale``,
@@ -273,8 +274,10 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
         The ``rotary_dim // 2`` frequencies themselves.
     scaling : dict or config, optional
         A Hugging Face model's config as it is (anything with
-        ``rope_parameters``; transformers is not needed), or its
-        ``rope_parameters`` (or legacy ``rope_scaling``) dict: ``linear``,
+        ``rope_parameters``, or a transformers 4.x config with
+        ``rope_scaling`` and ``rope_theta`` attributes; transformers is not
+        needed), or its ``rope_parameters`` (or legacy ``rope_scaling``)
+        dict: ``linear``,
         ``dynamic``, ``yarn``, ``longrope``, ``llama3``, ``proportional``
         (see `rope_inv_freq`). A config also gives what HF reads from it
         besides the dict: ``max_position_embeddings`` (``dynamic``,

@@ -96,8 +96,19 @@ class RopeConfig(Protocol):
     def rope_parameters(self) -> Any: ...
 
 
+class LegacyRopeConfig(Protocol):
+    """A transformers 4.x config: rope_theta and rope_scaling (a dict, or None)
+    as attributes, without rope_parameters."""
+
+    @property
+    def rope_theta(self) -> Any: ...
+
+    @property
+    def rope_scaling(self) -> Any: ...
+
+
 # config.rope_parameters (or rope_scaling) of a Hugging Face model as a dict, or the config itself.
-Scaling = Optional[Union[Mapping[str, Any], RopeConfig]]
+Scaling = Optional[Union[Mapping[str, Any], RopeConfig, LegacyRopeConfig]]
 
 GridLayout = Literal["mae", "timm", "big_vision"]
 

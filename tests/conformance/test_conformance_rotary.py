@@ -22,6 +22,7 @@ from util import assert_within, rng_for
 
 import fastpe
 
+from hf_rotary import hf_rotate  # noqa: E402
 from optional import conformance_import, no_deps_reason  # noqa: E402
 
 torch = conformance_import("torch")
@@ -85,16 +86,6 @@ def test_llama3_scaled_rope():
 # with HF's apply_rotary_pos_emb to the first rotary channels, the rest passed
 # through, as Phi's and GPT-NeoX's attention do). HF forms the frequencies and
 # the angles in float32: the tolerance grows with the position.
-
-def _hf_rotate(rotary_module, q, positions):
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
-    qt = torch.from_numpy(q)
-    cos, sin = rotary_module(qt, torch.from_numpy(positions))
-    r = cos.shape[-1]
-    rotated, _ = apply_rotary_pos_emb(qt[..., :r], qt[..., :r], cos, sin)
-    return torch.cat([rotated, qt[..., r:]], dim=-1).numpy(), r
-
 
 def _longrope_factors(n, seed):
     rng = np.random.default_rng(seed)
@@ -177,7 +168,7 @@ def _check_config_case(label, cfg, rotary_class, positions):
     rng = rng_for("hf-config", label)
     q = rng.standard_normal((2, 3, positions.shape[1], head_dim)).astype(np.float32)
     before = copy.deepcopy(cfg.rope_parameters)
-    expected, r = _hf_rotate(rotary_class(cfg), q, positions)
+    expected, r = hf_rotate(rotary_class(cfg), q, positions)
     # HF's float32 angle p * w carries about five roundings of 2**-24 (exponent, pow, factor, reciprocal,
     # product), each relative to p * w with w <= 1
     tol = 2e-6 + 3e-7 * positions[:, None, :, None] * (1.0 + np.abs(q))
