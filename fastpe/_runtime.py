@@ -23,12 +23,26 @@ by "spawn" or "forkserver" start a fresh runtime and are not affected. A
 fork made before fastpe's import is invisible to it: a child that imports
 fastpe first runs teams as any process does (docs/threads.rst).
 
+Misaligned outputs: arrays that arrive by pickle protocol 5 (Dask's process
+workers) or np.frombuffer at an odd offset sit at any address (float32 at
+address % 4 == 1). The kernels load and store whole elements, so an output
+that is not aligned to its dtype is written through an aligned scratch
+(through_aligned): a copy of a chunk of it, computed in place by the same
+code, copied back, chunk after chunk. Chunks are cut along the leading axes
+over which every per-row argument of the call is aligned (SCRATCH_BYTES at
+most, or one index of the innermost of those axes), so the bits are those of
+an aligned copy and the scratch stays small. An output with no such axis (a
+2-D table or sequence, a fused add's single (T, D) sequence) goes through
+one scratch of its own size.
+
 Row grouping: the kernels see an array as a base pointer plus a list of row
 offsets in bytes, so transposed, sliced and negative-stride views are written
 where they are. Rows that share a key (an offset or a position) are grouped,
 so the kernel computes each encoding row once and applies it to the whole group.
 """
 
+import itertools
+import math
 import os
 
 import numpy as np
@@ -80,6 +94,52 @@ def resolve_threads(num_threads, work):
     if work < SERIAL_BELOW or not _teams_allowed():
         return 1
     return min(num_threads if num_threads is not None else default_team(), MAX_TEAM)
+
+
+# Bytes of the aligned scratch a misaligned output is written through, per
+# chunk (see the module docstring).
+SCRATCH_BYTES = 4 << 20
+
+
+def through_aligned(dst, src, run, lead, n_lead):
+    """run(dst, src, *lead), or, for a misaligned dst, the same run on aligned
+    scratch copies of dst's chunks (see the module docstring), each copied
+    back into dst.
+
+    src: what the call reads (None: it works in place), indexed like dst.
+    lead: arrays (or None) aligned to dst's first n_lead axes (each axis full
+    or 1); each chunk gets their slices. run must compute every row of its dst
+    from the rows of its arguments alone."""
+    if dst.flags.aligned:
+        return run(dst, src, *lead)
+    for index in _chunks(dst.shape, n_lead, dst.itemsize):
+        part = dst[index]
+        scratch = np.array(part)  # aligned; a copy, so columns the call leaves alone come back unchanged
+        run(scratch, None if src is None else src[index], *(_part(a, index) for a in lead))
+        part[...] = scratch
+
+
+def _part(a, index):
+    """The chunk `index` (slices of the leading axes) of an argument aligned to them."""
+    if a is None:
+        return None
+    return a[tuple(axis if size != 1 else slice(None) for axis, size in zip(index, a.shape))]
+
+
+def _chunks(shape, n_lead, itemsize):
+    """Slices over the leading axes of `shape` that cut it into chunks of at
+    most SCRATCH_BYTES, or of one index of axis n_lead - 1 (the whole array
+    when n_lead is 0)."""
+    if n_lead == 0 or math.prod(shape) * itemsize <= SCRATCH_BYTES:
+        yield ()
+        return
+    axis = 0  # the outermost leading axis along which one index fits the bound
+    while axis < n_lead - 1 and math.prod(shape[axis + 1:]) * itemsize > SCRATCH_BYTES:
+        axis += 1
+    step = max(1, SCRATCH_BYTES // max(math.prod(shape[axis + 1:]) * itemsize, 1))
+    for outer in itertools.product(*(range(n) for n in shape[:axis])):
+        for start in range(0, shape[axis], step):
+            yield tuple(slice(i, i + 1) for i in outer) + (slice(start, start + step),)
 
 
 def tile_rows(nbytes, n_cols, dst, block):

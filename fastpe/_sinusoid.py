@@ -25,6 +25,7 @@ from ._runtime import (
     call_add,
     row_layout,
     vector_layout,
+    through_aligned,
     tile_rows,
     work_blocks,
 )
@@ -164,10 +165,16 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     num_threads = check_num_threads(num_threads)
     table = table_target(out, (n_positions, dim), dtype, "n_positions x dim")
     enc.inv_freq = read_apart(enc.inv_freq, (table,))
-    if table.size:
+
+    def store(table, _):
         rows, work, n_threads = _grid_work(table, None, sinusoid_plan(enc), np.full((), offset), (), n_positions,
                                            resolve_threads(num_threads, table.size))
         _kernels.sinusoid_grid_store(table, *row_layout(table, rows[0]), *work, enc.zero_position, n_threads)
+
+    if table.size:
+        # No leading axis: a misaligned out is filled through one scratch (rows
+        # offset + t formed from another first row could round otherwise).
+        through_aligned(table, None, store, (), 0)
     return caller_result(table, out)
 
 
@@ -233,10 +240,14 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     shape = pos.shape + (dim,)
     table = table_target(out, shape, dtype, "positions.shape + (dim,)")
     pos, enc.inv_freq = read_apart(pos, (table,)), read_apart(enc.inv_freq, (table,))
-    if table.size:
+
+    def store(table, _, pos):
         rows, work, n_threads = _grouped_work(table, None, sinusoid_plan(enc), pos, pos.shape,
                                               resolve_threads(num_threads, table.size))
         _kernels.sinusoid_grouped_store(table, *vector_layout(table, rows[0]), *work, enc.zero_position, n_threads)
+
+    if table.size:
+        through_aligned(table, None, store, (pos,), pos.ndim)
     return caller_result(table, out)
 
 
@@ -337,20 +348,28 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
     dst = req.x if req.out is None else req.out
     if dst.size == 0:
         return caller_result(x, out)
-    src = add_source(req.x, dst)
-    scale = 1.0 if req.scale is None else req.scale
-    n_threads = resolve_threads(req.num_threads, dst.size)
     plan = sinusoid_plan(req.encoding)
     enc = req.encoding
-    if req.positions is None:
-        offsets = req.offset + enc.implicit_shift if enc.implicit_shift else req.offset
-        rows, work, n_threads = _grid_work(dst, src, plan, offsets, dst.shape[:-2], dst.shape[-2], n_threads)
+    scale = 1.0 if req.scale is None else req.scale
+
+    def add_at_offsets(dst, src, offsets):
+        rows, work, n_threads = _grid_work(dst, src, plan, offsets, dst.shape[:-2], dst.shape[-2],
+                                           resolve_threads(req.num_threads, dst.size))
         call_add(_kernels.sinusoid_grid_add_inplace, _kernels.sinusoid_grid_add_to,
                  row_layout, dst, src, rows, scale, *work, enc.zero_position, n_threads)
-    else:
-        rows, work, n_threads = _grouped_work(dst, src, plan, req.positions, dst.shape[:-1], n_threads)
+
+    def add_at_positions(dst, src, positions):
+        rows, work, n_threads = _grouped_work(dst, src, plan, positions, dst.shape[:-1],
+                                              resolve_threads(req.num_threads, dst.size))
         call_add(_kernels.sinusoid_grouped_add_inplace, _kernels.sinusoid_grouped_add_to,
                  vector_layout, dst, src, rows, scale, *work, enc.zero_position, n_threads)
+
+    src = add_source(req.x, dst)
+    if req.positions is None:
+        offsets = req.offset + enc.implicit_shift if enc.implicit_shift else req.offset
+        through_aligned(dst, src, add_at_offsets, (offsets,), dst.ndim - 2)
+    else:
+        through_aligned(dst, src, add_at_positions, (req.positions,), dst.ndim - 1)
     return caller_result(x, out)
 
 
@@ -483,33 +502,43 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
     dst = req.x if req.out is None else req.out
     if dst.size == 0:
         return caller_result(x, out)
-    src = add_source(req.x, dst)
-    table_rows = req.table
-    rows = req.offset if req.positions is None else req.positions
-    first_row = 0
-    if table_rows.dtype not in NATIVE_FLOATS:
-        # A 16-bit table: the rows this call reads, widened (exactly) to float64,
-        # so a float32 x takes the mixed-dtype rule (the sum in float64) too.
-        first_row = int(rows.min())
-        last_row = int(rows.max()) + (dst.shape[-2] if req.positions is None else 1)
-        table_rows = table_rows[first_row:last_row].astype(np.float64)
-    elif table_rows.strides[1] != table_rows.itemsize:
-        table_rows = np.ascontiguousarray(table_rows)  # the leaf loops read table rows with unit stride
     scale = 1.0 if req.scale is None else req.scale
-    n_threads = resolve_threads(req.num_threads, dst.size)
-    arrays = [dst] if src is None else [dst, src]
-    if req.positions is None:
+
+    def table_rows_for(dst, rows):
+        """(the table rows the kernel reads, the table row of its first row)."""
+        if req.table.dtype not in NATIVE_FLOATS:
+            # A 16-bit table: the rows this call reads, widened (exactly) to float64,
+            # so a float32 x takes the mixed-dtype rule (the sum in float64) too.
+            first_row = int(rows.min())
+            last_row = int(rows.max()) + (dst.shape[-2] if req.positions is None else 1)
+            return req.table[first_row:last_row].astype(np.float64), first_row
+        if req.table.strides[1] != req.table.itemsize:
+            return np.ascontiguousarray(req.table), 0  # the leaf loops read table rows with unit stride
+        return req.table, 0
+
+    def add_at_offsets(dst, src, offsets):
+        table_rows, first_row = table_rows_for(dst, offsets)
         T = dst.shape[-2]
-        groups = group_rows((req.offset - first_row).astype(np.float64), dst.shape[:-2], arrays)
+        groups = group_rows((offsets - first_row).astype(np.float64), dst.shape[:-2],
+                            [dst] if src is None else [dst, src])
         block, n_items = work_blocks(T, groups.keys.shape[0], 1 << 30)
         tile = tile_rows(TILE_SHARED_BYTES, table_rows.shape[1], dst, block)
         call_add(_kernels.table_add_grid_inplace, _kernels.table_add_grid_to,
-                 row_layout, dst, src, groups.rows, scale, table_rows,
-                 groups.keys.astype(np.intp), groups.group_ptr, T, block, tile, min(n_threads, n_items))
-    else:
-        groups = group_rows((req.positions - first_row).astype(np.float64), dst.shape[:-1], arrays)
+                 row_layout, dst, src, groups.rows, scale, table_rows, groups.keys.astype(np.intp),
+                 groups.group_ptr, T, block, tile, min(resolve_threads(req.num_threads, dst.size), n_items))
+
+    def add_at_positions(dst, src, positions):
+        table_rows, first_row = table_rows_for(dst, positions)
+        groups = group_rows((positions - first_row).astype(np.float64), dst.shape[:-1],
+                            [dst] if src is None else [dst, src])
         chunks = group_chunks(groups.group_ptr)
         call_add(_kernels.table_add_grouped_inplace, _kernels.table_add_grouped_to,
-                 vector_layout, dst, src, groups.rows, scale, table_rows,
-                 groups.keys, groups.group_ptr, chunks, min(n_threads, chunks.shape[0] - 1))
+                 vector_layout, dst, src, groups.rows, scale, table_rows, groups.keys, groups.group_ptr, chunks,
+                 min(resolve_threads(req.num_threads, dst.size), chunks.shape[0] - 1))
+
+    src = add_source(req.x, dst)
+    if req.positions is None:
+        through_aligned(dst, src, add_at_offsets, (req.offset,), dst.ndim - 2)
+    else:
+        through_aligned(dst, src, add_at_positions, (req.positions,), dst.ndim - 1)
     return caller_result(x, out)

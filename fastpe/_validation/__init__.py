@@ -416,8 +416,6 @@ def writable_array(name, value, *, hint=""):
         if _DLPACK_READ_ONLY and value is not given and hasattr(given, "__dlpack__"):
             why = f" (NumPy {np.__version__} imports every DLPack array read-only; NumPy >= 2.2 does not)"
         raise ValueError(f"{name} is read-only{why}; fastpe writes its result in place and needs a writeable array")
-    if not value.flags.aligned:
-        raise ValueError(f"{name} is not aligned to its dtype; copy it into an aligned array first")
     if value.size and has_internal_overlap(value):
         raise ValueError(f"{name} has overlapping elements (zero or overlapping strides); writing into it in place is ambiguous")
     return value

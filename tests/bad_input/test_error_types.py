@@ -294,6 +294,7 @@ _FREQ = np.array([1.0, 0.1, 0.01, 0.001])
 READ_ARRAYS = {
     ("sinusoidal_table", "inv_freq"): lambda: {"n_positions": 6, "dim": 8, "inv_freq": _FREQ},
     ("sinusoidal_encode", "positions"): lambda: {"positions": np.arange(6) * 1.5, "dim": 8},
+    ("sinusoidal_encode", "inv_freq"): lambda: {"positions": np.arange(6) * 1.5, "dim": 8, "inv_freq": _FREQ},
     ("add_sinusoidal", "x"): lambda: {"x": _XF, "out": np.zeros(X, np.float32)},
     ("add_sinusoidal", "offset"): lambda: {"x": _XF.copy(), "offset": np.array([3, 700])},
     ("add_sinusoidal", "positions"): lambda: {"x": _XF.copy(), "positions": np.arange(12.0).reshape(2, 6) * 1.5},
