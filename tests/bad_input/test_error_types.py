@@ -365,3 +365,14 @@ def test_every_read_only_array_argument_is_in_the_byte_order_table():
                 assert (name, arg) in READ_ARRAYS, f"{name}({arg}=...) is missing from READ_ARRAYS"
             if arg in written and arg != "out" and "out" in wrong:
                 assert name in with_out, f"{name}: x (read with out=) is missing from READ_ARRAYS"
+
+
+@pytest.mark.parametrize("module", [fastpe, reference], ids=["fastpe", "reference"])
+def test_regression_masked_x_is_refused(module):
+    """np.ma.masked_array as x: the masked entries were written and the mask
+    ignored. A masked array is a TypeError saying so, with nothing written."""
+    x = np.ma.masked_array(np.zeros((2, 4, 8), np.float32), mask=np.zeros((2, 4, 8), bool))
+    x.mask[0, 0, 0] = True
+    with pytest.raises(TypeError, match="x is a masked array .* fastpe does not support masked arrays"):
+        module.add_sinusoidal(x)
+    assert not x.data.any()
