@@ -188,7 +188,7 @@ def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
 
 
 def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptReal = None,
-                     layout: Optional[Layout] = None, dtype: npt.DTypeLike = None, out: Optional[Table] = None,
+                     layout: Optional[Layout] = None, dtype: Optional[npt.DTypeLike] = None, out: Optional[Table] = None,
                      num_threads: OptInt = None, inv_freq: OptArrayLike = None, preset: Optional[Preset] = None,
                      padding_idx: OptInt = None, min_timescale: OptReal = None,
                      max_timescale: OptReal = None) -> Table:
@@ -218,7 +218,7 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
 
 
 def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = None, layout: Optional[Layout] = None,
-                      dtype: npt.DTypeLike = None, out: Optional[Table] = None, num_threads: OptInt = None,
+                      dtype: Optional[npt.DTypeLike] = None, out: Optional[Table] = None, num_threads: OptInt = None,
                       inv_freq: OptArrayLike = None, preset: Optional[Preset] = None, padding_idx: OptInt = None,
                       min_timescale: OptReal = None, max_timescale: OptReal = None) -> Table:
     """NumPy definition of `fastpe.sinusoidal_encode` (same signature and checks).
