@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _bias_kernels, _formulas
-from ._runtime import ITEMS_PER_THREAD, add_source, resolve_threads
+from ._runtime import ITEMS_PER_THREAD, add_source, resolve_threads, through_aligned
 from ._validation import (
     DEFAULT_MAX_BIAS,
     ArrayT,
@@ -70,10 +70,17 @@ def _items(shape, n_threads):
     return block, n_items, max(1, min(n_threads, n_items))
 
 
-def _run(scores, out, num_threads, lut, start, istep):
-    """dst[b, h, i, j] = scores[b, h, i, j] + lut[h, start[b] - i * istep + j] (lut in float64: rounded here)."""
+def _add(scores, out, bias, lead):
+    """Add a bias into scores (or out) by bias(dst, src, *lead), where lead are
+    per-batch arguments (aligned to the batch axis, or None); a misaligned
+    target is written through aligned scratch chunks of whole batch entries."""
     dst = scores if out is None else out
-    src = add_source(scores, dst)
+    through_aligned(dst, add_source(scores, dst), bias, lead, 1)
+
+
+def _run(dst, src, num_threads, lut, start, istep):
+    """dst[b, h, i, j] = src[b, h, i, j] + lut[h, start[b] - i * istep + j], in
+    place when src is None (lut in float64: rounded here)."""
     lut = np.ascontiguousarray(lut, dtype=encoding_dtype_for(dst.dtype))
     block, _, n_threads = _items(dst.shape, resolve_threads(num_threads, dst.size))
     window = (lut, np.ascontiguousarray(start, dtype=np.intp), lut.shape[1], istep, block, n_threads)
@@ -301,16 +308,21 @@ def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = D
     """
     sc, out_view, slopes, off, kp, num_threads = alibi_request(scores, slopes, max_bias, offset, key_positions,
                                                                out, num_threads)
-    if sc.size:
-        B, H, Tq, Tk = sc.shape
-        if kp is None:
-            distances, start = _distances(off, Tq, Tk)
-            _run(sc, out_view, num_threads, slopes[:, None] * distances.astype(np.float64)[None, :], start, 1)
-        else:
-            keys = np.broadcast_to(kp, (kp.shape[0], Tk))
-            lut = (slopes[:, None, None] * keys[None, :, :]).reshape(H, -1)
-            start = np.arange(B) * Tk if keys.shape[0] > 1 else np.zeros(B, dtype=np.intp)
-            _run(sc, out_view, num_threads, lut, start, 0)
+    def by_distance(dst, src, off):
+        distances, start = _distances(off, *dst.shape[2:])
+        _run(dst, src, num_threads, slopes[:, None] * distances.astype(np.float64)[None, :], start, 1)
+
+    def by_key(dst, src, kp):
+        B, H, _, Tk = dst.shape
+        keys = np.broadcast_to(kp, (kp.shape[0], Tk))
+        lut = (slopes[:, None, None] * keys[None, :, :]).reshape(H, -1)
+        start = np.arange(B) * Tk if keys.shape[0] > 1 else np.zeros(B, dtype=np.intp)
+        _run(dst, src, num_threads, lut, start, 0)
+
+    if sc.size and kp is None:
+        _add(sc, out_view, by_distance, (off,))
+    elif sc.size:
+        _add(sc, out_view, by_key, (kp,))
     return caller_result(scores, out)
 
 
@@ -380,8 +392,10 @@ def add_relative_bias(scores: ArrayT, bias_table: npt.ArrayLike, *, bidirectiona
     """
     sc, out_view, table, settings, off, num_threads = relative_request(
         scores, bias_table, bidirectional, num_buckets, max_distance, offset, out, num_threads)
+    def by_distance(dst, src, off):
+        distances, start = _distances(off, *dst.shape[2:])
+        _run(dst, src, num_threads, table[_formulas.bucket_of(distances, *settings)].T, start, 1)
+
     if sc.size:
-        _, _, Tq, Tk = sc.shape
-        distances, start = _distances(off, Tq, Tk)
-        _run(sc, out_view, num_threads, table[_formulas.bucket_of(distances, *settings)].T, start, 1)
+        _add(sc, out_view, by_distance, (off,))
     return caller_result(scores, out)

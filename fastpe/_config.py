@@ -79,8 +79,9 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
 
     The versions of fastpe, Python and NumPy; whether OpenMP is compiled in,
     its version and (with threadpoolctl installed) the runtime library the
-    process loaded; the default thread count; whether this is a child forked
-    after a team was started (then every kernel runs serially); the SIMD
+    process loaded; the default thread count; whether this process was
+    forked from one that had imported fastpe (``serial_after_fork``: then
+    every kernel runs serially, whoever ran OpenMP in the parent); the SIMD
     level of the kernels and of the 16-bit rows; the installed ml_dtypes
     (not imported); the compiler and flags; the cache's counters.
 

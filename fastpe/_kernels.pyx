@@ -33,6 +33,13 @@ cdef extern from "_openmp.h" nogil:
     int FPE_HAVE_OPENMP
     int fpe_omp_max_threads()
     int fpe_omp_version()
+    int fpe_forked_child
+    int fpe_watch_forks()
+
+# The fork rule (fastpe._runtime): from here on, every child forked from this
+# process is marked, whoever started OpenMP in it.
+if fpe_watch_forks() != 0:
+    raise ImportError("fastpe could not register its fork handler (pthread_atfork failed)")
 
 # Written by setup.py into its build directory: how this extension was built.
 cdef extern from "_fastpe_build_info.h":
@@ -78,6 +85,16 @@ def openmp_version():
 def omp_max_threads():
     """OpenMP's default team size for this thread (OMP_NUM_THREADS, threadpoolctl)."""
     return fpe_omp_max_threads()
+
+
+def forked_child():
+    """True in a process forked (at any depth) from one that had imported fastpe."""
+    return fpe_forked_child != 0
+
+
+def teams_allowed():
+    """True when a call may start an OpenMP team: built with OpenMP, and not a forked child."""
+    return FPE_HAVE_OPENMP != 0 and fpe_forked_child == 0
 
 
 def build_info():

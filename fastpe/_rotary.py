@@ -65,8 +65,9 @@ def rope_inv_freq(dim: OptInt, base: Real = 10000.0, scaling: Scaling = None, *,
         overrides it.
     scaling : dict or config, optional
         None (plain RoPE), a dict like ``config.rope_parameters``, or the
-        Hugging Face config itself (anything with ``rope_parameters``; see
-        `apply_rotary`). Its
+        Hugging Face config itself (anything with ``rope_parameters``, or a
+        transformers 4.x config with ``rope_scaling`` and ``rope_theta``;
+        see `apply_rotary`). Its
         ``rope_type`` (or legacy ``type``) is one of ``default``, ``linear``
         (``factor``), ``dynamic`` (``factor``, ``max_position_embeddings``),
         ``yarn`` (``factor``, ``beta_fast``, ``beta_slow``, ``mscale``,
@@ -273,8 +274,10 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
         The ``rotary_dim // 2`` frequencies themselves.
     scaling : dict or config, optional
         A Hugging Face model's config as it is (anything with
-        ``rope_parameters``; transformers is not needed), or its
-        ``rope_parameters`` (or legacy ``rope_scaling``) dict: ``linear``,
+        ``rope_parameters``, or a transformers 4.x config with
+        ``rope_scaling`` and ``rope_theta`` attributes; transformers is not
+        needed), or its ``rope_parameters`` (or legacy ``rope_scaling``)
+        dict: ``linear``,
         ``dynamic``, ``yarn``, ``longrope``, ``llama3``, ``proportional``
         (see `rope_inv_freq`). A config also gives what HF reads from it
         besides the dict: ``max_position_embeddings`` (``dynamic``,
@@ -473,34 +476,42 @@ def _rotate(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scali
     cos_t, sin_t = cos_sin_table(distinct, req.freq, req.freq_lo, req.attention_factor, req.num_threads)
     if inverse:
         np.negative(sin_t, out=sin_t)  # a new table (the kernel wants cos and sin with one row stride)
-    first, second, step = pair_columns(req.layout, req.rotary_dim)
-    total = sum(a.size for a in req.arrays)
-    n_threads = _runtime.resolve_threads(req.num_threads, total)
+    rotation = (cos_t, sin_t, req.rotary_dim // 2, *pair_columns(req.layout, req.rotary_dim))
+    n_threads = _runtime.resolve_threads(req.num_threads, sum(a.size for a in req.arrays))
     sources = _rotation_sources(req)
     block = _position_block(req.rotary_dim // 2)
     for i, src in enumerate(sources):
         if src is None:
             continue
-        a, dst = req.arrays[i], results[i]
+        a, dst, seq_axis = req.arrays[i], results[i], req.seq_axes[i]
         if same_view(src, dst):
             src = None  # rotated in place
         elif req.rotary_dim < a.shape[-1]:
             np.copyto(dst[..., req.rotary_dim:], src[..., req.rotary_dim:])  # untouched channels
-        seq_axis = req.seq_axes[i]
-        dst_rows = _row_offsets(dst, seq_axis, block)
-        src_rows = None if src is None else _row_offsets(src, seq_axis, block)
-        if scalar_offset:
-            index = _position_rows(a, seq_axis, block)  # positions offset + t: table row t
-        else:
-            index = np.searchsorted(distinct, positions_by_array[i]).astype(np.intp)
-            index = to_rows(index, a.shape, seq_axis).ravel()
-            order = _visit_order(a.shape, seq_axis, block)
-            if order is not None:
-                index = index[order]
-        _runtime.call_add(_kernels.rotate_rows_inplace, _kernels.rotate_rows_to, _runtime.vector_layout,
-                          dst, src, (dst_rows, src_rows), index, cos_t, sin_t, req.rotary_dim // 2,
-                          first, second, step, min(n_threads, dst_rows.shape[0]))
+        # The table row of each position (None: row t for positions offset + t).
+        table_rows = None if scalar_offset else np.searchsorted(distinct, positions_by_array[i]).astype(np.intp)
+        # Chunks of a misaligned target span whole sequences (axes before seq_axis).
+        _runtime.through_aligned(
+            dst, src, lambda d, s, rows: _rotate_rows(d, s, rows, seq_axis, block, rotation, n_threads), (table_rows,),
+            seq_axis)
     return caller_results(arrays, out)
+
+
+def _rotate_rows(dst, src, table_rows, seq_axis, block, rotation, n_threads):
+    """Rotate dst's vector rows (read from src; in place when src is None) by
+    the rotate kernel. table_rows: the cos/sin table row of each position over
+    dst's axes up to seq_axis (None: row t for the position at index t)."""
+    dst_rows = _row_offsets(dst, seq_axis, block)
+    src_rows = None if src is None else _row_offsets(src, seq_axis, block)
+    if table_rows is None:
+        index = _position_rows(dst, seq_axis, block)
+    else:
+        index = to_rows(table_rows, dst.shape, seq_axis).ravel()
+        order = _visit_order(dst.shape, seq_axis, block)
+        if order is not None:
+            index = index[order]
+    _runtime.call_add(_kernels.rotate_rows_inplace, _kernels.rotate_rows_to, _runtime.vector_layout,
+                      dst, src, (dst_rows, src_rows), index, *rotation, min(n_threads, dst_rows.shape[0]))
 
 
 def _rotation_sources(req):

@@ -4,17 +4,36 @@ Every family (sinusoid, tables, grids, rotary, biases) and the benchmark take
 their run-time policy from here; none keeps a copy of it.
 
 Team size: a call runs on one thread below SERIAL_BELOW output elements,
-without OpenMP, or in a child forked after a team was started; otherwise on
+without OpenMP, or in a forked child (the fork rule); otherwise on
 num_threads (or OpenMP's default), capped at MAX_TEAM.
 
 The fork rule: GNU libgomp keeps its worker threads in a pool; fork()
-copies the pool's bookkeeping but not the threads, so the child's next
-parallel region waits for workers that do not exist and hangs for ever
-(PyTorch DataLoader workers and multiprocessing's "fork" start method are
-such children). fastpe notes when it first starts a team; a child forked
-after that runs every kernel serially, on the calling thread, whatever
-num_threads asks. Children made by "spawn" or "forkserver" start a fresh
-runtime and are not affected.
+copies the pool's bookkeeping but not the threads, so a child whose parent
+ran a parallel region waits in its own next one for workers that do not
+exist, for ever (PyTorch DataLoader workers and multiprocessing's "fork"
+start method make such children). The parent's region may be fastpe's or
+any other library's on the same runtime: torch and fastpe share one libgomp
+when torch's is loaded first. fastpe cannot see another library's regions,
+so every process forked (at any depth) from one that had imported fastpe
+runs every kernel serially, on the calling thread, whatever num_threads
+asks. The mark is set by a pthread_atfork handler registered when
+fastpe._kernels is imported (fastpe/_openmp.h), so forks made in C count
+too, and each call reads it with one C call (teams_allowed). Children made
+by "spawn" or "forkserver" start a fresh runtime and are not affected. A
+fork made before fastpe's import is invisible to it: a child that imports
+fastpe first runs teams as any process does (docs/threads.rst).
+
+Misaligned outputs: arrays that arrive by pickle protocol 5 (Dask's process
+workers) or np.frombuffer at an odd offset sit at any address (float32 at
+address % 4 == 1). The kernels load and store whole elements, so an output
+that is not aligned to its dtype is written through an aligned scratch
+(through_aligned): a copy of a chunk of it, computed in place by the same
+code, copied back, chunk after chunk. Chunks are cut along the leading axes
+over which every per-row argument of the call is aligned (SCRATCH_BYTES at
+most, or one index of the innermost of those axes), so the bits are those of
+an aligned copy and the scratch stays small. An output with no such axis (a
+2-D table or sequence, a fused add's single (T, D) sequence) goes through
+one scratch of its own size.
 
 Row grouping: the kernels see an array as a base pointer plus a list of row
 offsets in bytes, so transposed, sliced and negative-stride views are written
@@ -22,6 +41,8 @@ where they are. Rows that share a key (an offset or a position) are grouped,
 so the kernel computes each encoding row once and applies it to the whole group.
 """
 
+import itertools
+import math
 import os
 
 import numpy as np
@@ -54,26 +75,9 @@ ITEMS_PER_THREAD = 4
 TILE_DIRECT_BYTES = 256 * 1024
 TILE_SHARED_BYTES = 512 * 1024
 
-# The fork rule's state (see the module docstring).
-_state = {"team_started": False, "serial_only": False}
-
-
-def _note_team_started():
-    _state["team_started"] = True
-
-
 def serial_only():
-    """True in a process forked after this one (or an ancestor) ran a team."""
-    return _state["serial_only"]
-
-
-def _after_fork_in_child():
-    if _state["team_started"]:
-        _state["serial_only"] = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    """True in a process forked from one that had imported fastpe (the fork rule)."""
+    return _kernels.forked_child()
 
 
 def default_team():
@@ -81,16 +85,61 @@ def default_team():
     return max(1, _kernels.omp_max_threads()) if _kernels.openmp_enabled() else 1
 
 
+_teams_allowed = _kernels.teams_allowed
+
+
 def resolve_threads(num_threads, work):
     """The team size for one call: 1 for small work, without OpenMP, or in a
-    child forked after a team was started (the fork rule)."""
-    if not _kernels.openmp_enabled() or work < SERIAL_BELOW or serial_only():
+    forked child (the fork rule)."""
+    if work < SERIAL_BELOW or not _teams_allowed():
         return 1
-    n = num_threads if num_threads is not None else default_team()
-    n = min(n, MAX_TEAM)
-    if n > 1:
-        _note_team_started()
-    return n
+    return min(num_threads if num_threads is not None else default_team(), MAX_TEAM)
+
+
+# Bytes of the aligned scratch a misaligned output is written through, per
+# chunk (see the module docstring).
+SCRATCH_BYTES = 4 << 20
+
+
+def through_aligned(dst, src, run, lead, n_lead):
+    """run(dst, src, *lead), or, for a misaligned dst, the same run on aligned
+    scratch copies of dst's chunks (see the module docstring), each copied
+    back into dst.
+
+    src: what the call reads (None: it works in place), indexed like dst.
+    lead: arrays (or None) aligned to dst's first n_lead axes (each axis full
+    or 1); each chunk gets their slices. run must compute every row of its dst
+    from the rows of its arguments alone."""
+    if dst.flags.aligned:
+        return run(dst, src, *lead)
+    for index in _chunks(dst.shape, n_lead, dst.itemsize):
+        part = dst[index]
+        scratch = np.array(part)  # aligned; a copy, so columns the call leaves alone come back unchanged
+        run(scratch, None if src is None else src[index], *(_part(a, index) for a in lead))
+        part[...] = scratch
+
+
+def _part(a, index):
+    """The chunk `index` (slices of the leading axes) of an argument aligned to them."""
+    if a is None:
+        return None
+    return a[tuple(axis if size != 1 else slice(None) for axis, size in zip(index, a.shape))]
+
+
+def _chunks(shape, n_lead, itemsize):
+    """Slices over the leading axes of `shape` that cut it into chunks of at
+    most SCRATCH_BYTES, or of one index of axis n_lead - 1 (the whole array
+    when n_lead is 0)."""
+    if n_lead == 0 or math.prod(shape) * itemsize <= SCRATCH_BYTES:
+        yield ()
+        return
+    axis = 0  # the outermost leading axis along which one index fits the bound
+    while axis < n_lead - 1 and math.prod(shape[axis + 1:]) * itemsize > SCRATCH_BYTES:
+        axis += 1
+    step = max(1, SCRATCH_BYTES // max(math.prod(shape[axis + 1:]) * itemsize, 1))
+    for outer in itertools.product(*(range(n) for n in shape[:axis])):
+        for start in range(0, shape[axis], step):
+            yield tuple(slice(i, i + 1) for i in outer) + (slice(start, start + step),)
 
 
 def tile_rows(nbytes, n_cols, dst, block):

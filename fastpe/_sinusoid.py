@@ -15,7 +15,6 @@ import numpy.typing as npt
 from . import _formulas, _kernels
 from ._fastpath import add_sinusoidal_common
 from ._plan import sinusoid_plan
-from ._formulas import new_array
 from ._runtime import (
     RESEED_INTERVAL,
     TILE_DIRECT_BYTES,
@@ -27,6 +26,7 @@ from ._runtime import (
     call_add,
     row_layout,
     vector_layout,
+    through_aligned,
     tile_rows,
     work_blocks,
 )
@@ -48,11 +48,10 @@ from ._validation import (
     add_request,
     table_request,
     check_count,
-    check_dtype_argument,
     check_num_threads,
-    check_out,
     real_array,
     table_offset,
+    table_target,
     widened,
 )
 
@@ -93,16 +92,8 @@ def store_encodings(table, plan, positions, num_threads, zero_position=math.nan)
     _kernels.sinusoid_grouped_store(table, *vector_layout(table, rows[0]), *work, zero_position, n_threads)
 
 
-def _table_out(out, shape, dtype, what):
-    """A new table, or the caller's out (whose dtype then wins over `dtype`)."""
-    dtype = check_dtype_argument(dtype)
-    if out is None:
-        return new_array(shape, dtype, f"a table ({what})")
-    return check_out(out, shape)
-
-
 def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptReal = None,
-                     layout: Optional[Layout] = None, dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None,
+                     layout: Optional[Layout] = None, dtype: Optional[npt.DTypeLike] = None, out: Optional[Table] = None,
                      num_threads: OptInt = None, inv_freq: OptArrayLike = None, preset: Optional[Preset] = None,
                      padding_idx: OptInt = None, min_timescale: OptReal = None,
                      max_timescale: OptReal = None) -> Table:
@@ -127,8 +118,9 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
         Column order: ``"interleaved"`` (default; sin and cos of one frequency
         side by side) or ``"concat"`` (all sines, then all cosines).
     dtype : dtype, optional
-        float64, float32 (default), float16 or bfloat16 (``"bfloat16"`` needs
-        ml_dtypes). Ignored when `out` is given: the table takes `out`'s dtype.
+        float64, float32, float16 or bfloat16 (``"bfloat16"`` needs
+        ml_dtypes). None (default) means float32 for a new table and `out`'s
+        dtype when `out` is given; a dtype given with `out` must be `out`'s.
     out : array, optional
         A writable ``(n_positions, dim)`` float array (or tensor) to fill.
     num_threads : int, optional
@@ -159,7 +151,8 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
         Negative counts, non-finite `offset` or `base`, ``base <= 0``, an
         unknown `layout` or `preset`, an `inv_freq` of the wrong length, a
         preset combined with `layout`, `inv_freq` or another preset's
-        parameters, an `out` of the wrong shape or read-only.
+        parameters, an `out` of the wrong shape or read-only, a `dtype` that
+        is not `out`'s.
 
     See Also
     --------
@@ -188,15 +181,21 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     offset = table_offset(offset, n_positions)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     num_threads = check_num_threads(num_threads)
-    table = _table_out(out, (n_positions, dim), dtype, "n_positions x dim")
+    table = table_target(out, (n_positions, dim), dtype, "n_positions x dim")
     enc.inv_freq = read_apart(enc.inv_freq, (table,))
-    if table.size:
+
+    def store(table, _):
         store_table(table, sinusoid_plan(enc), offset, num_threads, enc.zero_position)
+
+    if table.size:
+        # No leading axis: a misaligned out is filled through one scratch (rows
+        # offset + t formed from another first row could round otherwise).
+        through_aligned(table, None, store, (), 0)
     return caller_result(table, out)
 
 
 def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = None, layout: Optional[Layout] = None,
-                      dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None, num_threads: OptInt = None,
+                      dtype: Optional[npt.DTypeLike] = None, out: Optional[Table] = None, num_threads: OptInt = None,
                       inv_freq: OptArrayLike = None, preset: Optional[Preset] = None, padding_idx: OptInt = None,
                       min_timescale: OptReal = None, max_timescale: OptReal = None) -> Table:
     """Sinusoidal encodings of arbitrary positions.
@@ -213,7 +212,8 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale
         The encoding, as in `sinusoidal_table`.
     dtype : dtype, optional
-        Result dtype (default float32); ignored when `out` is given.
+        Result dtype, as in `sinusoidal_table`: None (default) means float32,
+        or `out`'s dtype when `out` is given.
     out : array, optional
         A writable array of shape ``positions.shape + (dim,)`` to fill.
     num_threads : int, optional
@@ -254,10 +254,14 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     num_threads = check_num_threads(num_threads)
     shape = pos.shape + (dim,)
-    table = _table_out(out, shape, dtype, "positions.shape + (dim,)")
+    table = table_target(out, shape, dtype, "positions.shape + (dim,)")
     pos, enc.inv_freq = read_apart(pos, (table,)), read_apart(enc.inv_freq, (table,))
-    if table.size:
+
+    def store(table, _, pos):
         store_encodings(table, sinusoid_plan(enc), pos, num_threads, enc.zero_position)
+
+    if table.size:
+        through_aligned(table, None, store, (pos,), pos.ndim)
     return caller_result(table, out)
 
 
@@ -358,20 +362,28 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
     dst = req.x if req.out is None else req.out
     if dst.size == 0:
         return caller_result(x, out)
-    src = add_source(req.x, dst)
-    scale = 1.0 if req.scale is None else req.scale
-    n_threads = resolve_threads(req.num_threads, dst.size)
     plan = sinusoid_plan(req.encoding)
     enc = req.encoding
-    if req.positions is None:
-        offsets = req.offset + enc.implicit_shift if enc.implicit_shift else req.offset
-        rows, work, n_threads = _grid_work(dst, src, plan, offsets, dst.shape[:-2], dst.shape[-2], n_threads)
+    scale = 1.0 if req.scale is None else req.scale
+
+    def add_at_offsets(dst, src, offsets):
+        rows, work, n_threads = _grid_work(dst, src, plan, offsets, dst.shape[:-2], dst.shape[-2],
+                                           resolve_threads(req.num_threads, dst.size))
         call_add(_kernels.sinusoid_grid_add_inplace, _kernels.sinusoid_grid_add_to,
                  row_layout, dst, src, rows, scale, *work, enc.zero_position, n_threads)
-    else:
-        rows, work, n_threads = _grouped_work(dst, src, plan, req.positions, dst.shape[:-1], n_threads)
+
+    def add_at_positions(dst, src, positions):
+        rows, work, n_threads = _grouped_work(dst, src, plan, positions, dst.shape[:-1],
+                                              resolve_threads(req.num_threads, dst.size))
         call_add(_kernels.sinusoid_grouped_add_inplace, _kernels.sinusoid_grouped_add_to,
                  vector_layout, dst, src, rows, scale, *work, enc.zero_position, n_threads)
+
+    src = add_source(req.x, dst)
+    if req.positions is None:
+        offsets = req.offset + enc.implicit_shift if enc.implicit_shift else req.offset
+        through_aligned(dst, src, add_at_offsets, (offsets,), dst.ndim - 2)
+    else:
+        through_aligned(dst, src, add_at_positions, (req.positions,), dst.ndim - 1)
     return caller_result(x, out)
 
 
@@ -504,33 +516,43 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
     dst = req.x if req.out is None else req.out
     if dst.size == 0:
         return caller_result(x, out)
-    src = add_source(req.x, dst)
-    table_rows = req.table
-    rows = req.offset if req.positions is None else req.positions
-    first_row = 0
-    if table_rows.dtype not in NATIVE_FLOATS:
-        # A 16-bit table: the rows this call reads, widened (exactly) to float64,
-        # so a float32 x takes the mixed-dtype rule (the sum in float64) too.
-        first_row = int(rows.min())
-        last_row = int(rows.max()) + (dst.shape[-2] if req.positions is None else 1)
-        table_rows = widened(table_rows[first_row:last_row], np.float64)
-    elif table_rows.strides[1] != table_rows.itemsize:
-        table_rows = np.ascontiguousarray(table_rows)  # the leaf loops read table rows with unit stride
     scale = 1.0 if req.scale is None else req.scale
-    n_threads = resolve_threads(req.num_threads, dst.size)
-    arrays = [dst] if src is None else [dst, src]
-    if req.positions is None:
+
+    def table_rows_for(dst, rows):
+        """(the table rows the kernel reads, the table row of its first row)."""
+        if req.table.dtype not in NATIVE_FLOATS:
+            # A 16-bit table: the rows this call reads, widened (exactly) to float64,
+            # so a float32 x takes the mixed-dtype rule (the sum in float64) too.
+            first_row = int(rows.min())
+            last_row = int(rows.max()) + (dst.shape[-2] if req.positions is None else 1)
+            return widened(req.table[first_row:last_row], np.float64), first_row
+        if req.table.strides[1] != req.table.itemsize:
+            return np.ascontiguousarray(req.table), 0  # the leaf loops read table rows with unit stride
+        return req.table, 0
+
+    def add_at_offsets(dst, src, offsets):
+        table_rows, first_row = table_rows_for(dst, offsets)
         T = dst.shape[-2]
-        groups = group_rows((req.offset - first_row).astype(np.float64), dst.shape[:-2], arrays)
+        groups = group_rows((offsets - first_row).astype(np.float64), dst.shape[:-2],
+                            [dst] if src is None else [dst, src])
         block, n_items = work_blocks(T, groups.keys.shape[0], 1 << 30)
         tile = tile_rows(TILE_SHARED_BYTES, table_rows.shape[1], dst, block)
         call_add(_kernels.table_add_grid_inplace, _kernels.table_add_grid_to,
-                 row_layout, dst, src, groups.rows, scale, table_rows,
-                 groups.keys.astype(np.intp), groups.group_ptr, T, block, tile, min(n_threads, n_items))
-    else:
-        groups = group_rows((req.positions - first_row).astype(np.float64), dst.shape[:-1], arrays)
+                 row_layout, dst, src, groups.rows, scale, table_rows, groups.keys.astype(np.intp),
+                 groups.group_ptr, T, block, tile, min(resolve_threads(req.num_threads, dst.size), n_items))
+
+    def add_at_positions(dst, src, positions):
+        table_rows, first_row = table_rows_for(dst, positions)
+        groups = group_rows((positions - first_row).astype(np.float64), dst.shape[:-1],
+                            [dst] if src is None else [dst, src])
         chunks = group_chunks(groups.group_ptr)
         call_add(_kernels.table_add_grouped_inplace, _kernels.table_add_grouped_to,
-                 vector_layout, dst, src, groups.rows, scale, table_rows,
-                 groups.keys, groups.group_ptr, chunks, min(n_threads, chunks.shape[0] - 1))
+                 vector_layout, dst, src, groups.rows, scale, table_rows, groups.keys, groups.group_ptr, chunks,
+                 min(resolve_threads(req.num_threads, dst.size), chunks.shape[0] - 1))
+
+    src = add_source(req.x, dst)
+    if req.positions is None:
+        through_aligned(dst, src, add_at_offsets, (req.offset,), dst.ndim - 2)
+    else:
+        through_aligned(dst, src, add_at_positions, (req.positions,), dst.ndim - 1)
     return caller_result(x, out)

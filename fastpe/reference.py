@@ -58,11 +58,11 @@ from ._validation import (
     check_dtype_argument,
     check_make_positions,
     check_num_threads,
-    check_out,
     check_scale,
     real_array,
     table_offset,
     table_request,
+    table_target,
     x_and_out,
 )
 from ._validation.rotary import (
@@ -187,13 +187,8 @@ def make_positions(token_ids: npt.ArrayLike, padding_idx: Int, *,
     return _formulas.make_positions(ids, padding_idx, past_length)
 
 
-def _table_out(out, shape, dtype):
-    """The caller's out, checked, or a new table."""
-    return new_array(shape, dtype, "a table") if out is None else check_out(out, shape)
-
-
 def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptReal = None,
-                     layout: Optional[Layout] = None, dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None,
+                     layout: Optional[Layout] = None, dtype: Optional[npt.DTypeLike] = None, out: Optional[Table] = None,
                      num_threads: OptInt = None, inv_freq: OptArrayLike = None, preset: Optional[Preset] = None,
                      padding_idx: OptInt = None, min_timescale: OptReal = None,
                      max_timescale: OptReal = None) -> Table:
@@ -216,15 +211,14 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     offset = table_offset(offset, n_positions)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     check_num_threads(num_threads)
-    dtype = check_dtype_argument(dtype)
-    table = _table_out(out, (n_positions, dim), dtype)
+    table = table_target(out, (n_positions, dim), dtype, "n_positions x dim")
     positions = offset + float_range(n_positions, "the positions")
     table[...] = _encode64(positions, enc)
     return caller_result(table, out)
 
 
 def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = None, layout: Optional[Layout] = None,
-                      dtype: npt.DTypeLike = np.float32, out: Optional[Table] = None, num_threads: OptInt = None,
+                      dtype: Optional[npt.DTypeLike] = None, out: Optional[Table] = None, num_threads: OptInt = None,
                       inv_freq: OptArrayLike = None, preset: Optional[Preset] = None, padding_idx: OptInt = None,
                       min_timescale: OptReal = None, max_timescale: OptReal = None) -> Table:
     """NumPy definition of `fastpe.sinusoidal_encode` (same signature and checks).
@@ -243,8 +237,7 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     dim = check_count("dim", dim)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
     check_num_threads(num_threads)
-    dtype = check_dtype_argument(dtype)
-    table = _table_out(out, positions.shape + (dim,), dtype)
+    table = table_target(out, positions.shape + (dim,), dtype, "positions.shape + (dim,)")
     table[...] = _encode64(positions, enc)
     return caller_result(table, out)
 

@@ -56,6 +56,7 @@ from .._formulas import (
     PRESETS,
     concat_columns,
     interleaved_columns,
+    new_array,
     preset_layout,
     vaswani_frequencies,
 )
@@ -97,8 +98,19 @@ class RopeConfig(Protocol):
     def rope_parameters(self) -> Any: ...
 
 
+class LegacyRopeConfig(Protocol):
+    """A transformers 4.x config: rope_theta and rope_scaling (a dict, or None)
+    as attributes, without rope_parameters."""
+
+    @property
+    def rope_theta(self) -> Any: ...
+
+    @property
+    def rope_scaling(self) -> Any: ...
+
+
 # config.rope_parameters (or rope_scaling) of a Hugging Face model as a dict, or the config itself.
-Scaling = Optional[Union[Mapping[str, Any], RopeConfig]]
+Scaling = Optional[Union[Mapping[str, Any], RopeConfig, LegacyRopeConfig]]
 
 GridLayout = Literal["mae", "timm", "big_vision"]
 
@@ -126,7 +138,23 @@ def _torch_bfloat16_view(name, value):
     except ImportError:
         raise TypeError(f"{name} is a bfloat16 tensor; viewing it needs the optional ml_dtypes package "
                         "(pip install ml_dtypes, or fastpe[bfloat16])") from None
-    return np.from_dlpack(value.view(torch.int16)).view(ml_dtypes.bfloat16)
+    bits = value.view(torch.int16)
+    return _writeable_torch_view(bits, np.from_dlpack(bits)).view(ml_dtypes.bfloat16)
+
+
+# NumPy before 2.2 imports every DLPack array read-only (the unversioned
+# protocol has no read-only flag). A torch tensor is always writeable, and
+# its own NumPy view (Tensor.numpy) shares its memory: fastpe takes that one.
+_DLPACK_READ_ONLY = np.lib.NumpyVersion(np.__version__) < "2.2.0"
+
+
+def _writeable_torch_view(value, view):
+    """view (np.from_dlpack(value)), or torch's own writeable view of the same
+    memory where NumPy made it read-only."""
+    torch = sys.modules.get("torch")
+    if view.flags.writeable or torch is None or not isinstance(value, torch.Tensor):
+        return view
+    return value.numpy()
 
 
 def _refuse_lazy_tensor(name, value):
@@ -157,8 +185,10 @@ def ndarray_view(name, value):
     the array interface; None for any other object (lists, scalars, ...).
 
     Errors name the argument: a tensor that requires grad (its in-place change
-    would bypass autograd), one on another device, or one DLPack cannot export."""
+    would bypass autograd), one on another device, or one DLPack cannot export,
+    and a masked array (see refuse_masked)."""
     if isinstance(value, np.ndarray):
+        refuse_masked(name, value)
         return value
     if getattr(value, "requires_grad", False):
         raise requires_grad_error(name)
@@ -175,13 +205,21 @@ def ndarray_view(name, value):
         if view is not None:
             return view
         try:
-            return np.from_dlpack(value)
+            return _writeable_torch_view(value, np.from_dlpack(value))
         except (BufferError, RuntimeError, TypeError, ValueError) as exc:
             raise TypeError(f"{name} cannot be viewed as a NumPy array through DLPack: {exc}") from None
     if hasattr(value, "__array_interface__") or hasattr(value, "__array_struct__"):
         # Both protocols describe existing memory, so NumPy wraps it without a copy.
         return np.asarray(value)
     return None
+
+
+def refuse_masked(name, value):
+    """A numpy.ma masked array is refused (TypeError): fastpe would read and
+    write the entries under the mask as if there were none."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array (numpy.ma.MaskedArray); fastpe does not support masked arrays: "
+                        f"pass {name}.filled(value) (a copy), or {name}.data (the values under the mask included)")
 
 
 def caller_result(result, out):
@@ -205,6 +243,8 @@ def caller_results(arrays, out):
 # (heads, fused q/k/v columns, reversed or shifted rows) are settled far
 # below it; a problem it cannot settle counts as an overlap.
 _OVERLAP_MAX_WORK = 1 << 20
+# NumPy 1.25 moved its exceptions to np.exceptions; older ones have it in numpy itself.
+_TooHardError = np.exceptions.TooHardError if hasattr(np, "exceptions") else np.TooHardError
 
 
 def shares_memory(a, b):
@@ -213,7 +253,7 @@ def shares_memory(a, b):
         return False
     try:
         return np.shares_memory(a, b, max_work=_OVERLAP_MAX_WORK)
-    except np.exceptions.TooHardError:
+    except _TooHardError:
         return True
 
 
@@ -331,16 +371,19 @@ def as_float_array(name, value, like=None):
             value = np.asarray(value, dtype=like)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; NumPy cannot convert it: {exc}") from None
-    value = _read_array(name, value, f"an array of {_SUPPORTED_NAMES}")
+    value = readable(_read_array(name, value, f"an array of {_SUPPORTED_NAMES}"))
     problem = _dtype_problem(value.dtype)
     if problem:
         raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; it {problem}")
-    return aligned(value)
+    return value
 
 
-def aligned(a):
-    """a, or an aligned copy of an input that is only read: the kernels load
-    whole elements (unpickled out-of-band buffers, e.g. Dask's, can be unaligned)."""
+def readable(a):
+    """An array that is only read, as the kernels read it: a itself, or one
+    copy in native byte order and aligned to its dtype (big-endian data, and
+    unpickled out-of-band buffers such as Dask's, which sit at any address)."""
+    if not a.dtype.isnative:
+        return a.astype(a.dtype.newbyteorder("="))
     return a if a.flags.aligned else a.copy()
 
 
@@ -371,17 +414,33 @@ def writable_array(name, value, *, hint=""):
             f"(a torch.Tensor), to be written in place; got {type(value).__name__}{hint}"
         )
     refuse_inference_write(name, value)
-    value = view
+    given, value = value, view
     problem = _dtype_problem(value.dtype)
     if problem:
         raise TypeError(f"{name} must be an array of {_SUPPORTED_NAMES}; it {problem}")
     if not value.flags.writeable:
-        raise ValueError(f"{name} is read-only; fastpe writes its result in place and needs a writeable array")
-    if not value.flags.aligned:
-        raise ValueError(f"{name} is not aligned to its dtype; copy it into an aligned array first")
+        why = ""
+        if _DLPACK_READ_ONLY and value is not given and hasattr(given, "__dlpack__"):
+            why = f" (NumPy {np.__version__} imports every DLPack array read-only; NumPy >= 2.2 does not)"
+        raise ValueError(f"{name} is read-only{why}; fastpe writes its result in place and needs a writeable array")
     if value.size and has_internal_overlap(value):
         raise ValueError(f"{name} has overlapping elements (zero or overlapping strides); writing into it in place is ambiguous")
     return value
+
+
+def table_target(out, shape, dtype, what):
+    """The array a table function (sinusoidal_table, sinusoidal_encode) fills:
+    a new table of `dtype`, or the caller's out. dtype=None means float32 for
+    a new table and out's dtype when out is given; an explicit dtype must be
+    out's (a ValueError naming both, never a silent choice of one)."""
+    given = None if dtype is None else check_dtype_argument(dtype)
+    if out is None:
+        return new_array(shape, DEFAULT_TABLE_DTYPE if given is None else given, f"a table ({what})")
+    out = check_out(out, shape)
+    if given is not None and given != out.dtype:
+        raise ValueError(f"dtype={given.name} disagrees with out's dtype {out.dtype.name}: pass dtype=None "
+                         f"(the default: out's dtype), or out of dtype {given.name}")
+    return out
 
 
 def check_out(out, shape, dtype=None, name="out"):
@@ -489,7 +548,7 @@ def array_of_kind(name, value, kinds, holds):
         arr = widened(arr, np.float32)
     if arr.dtype.kind not in kinds:
         raise TypeError(f"{name} must hold {holds}, got dtype {arr.dtype}")
-    return aligned(arr)
+    return readable(arr)
 
 
 # float64 holds every integer of magnitude below 2**53 exactly; beyond it
@@ -732,6 +791,7 @@ def check_make_positions(token_ids, padding_idx, past_length):
     if ids.ndim < 1:
         raise ValueError(f"token_ids must have at least 1 dimension (..., T), got shape {ids.shape}")
     padding_idx = check_int("padding_idx", padding_idx)
+    refuse_masked("past_length", past_length)
     past = np.asarray(past_length)
     if past.dtype.kind not in "iu":
         raise TypeError(f"past_length must be an int or an integer array, got {past_length!r}")
@@ -894,6 +954,7 @@ def check_slopes(slopes, max_bias, n_heads):
 def check_key_positions(key_positions, offset, scores_shape):
     """BLOOM's key positions, broadcast to (B, Tk) float64; offset must then be 0."""
     if isinstance(offset, np.ndarray) or not (isinstance(offset, numbers.Integral) and offset == 0):
+        refuse_masked("offset", offset)
         off = np.asarray(offset)
         if off.dtype.kind not in "iuf" or off.size == 0 or (off != 0).any():
             raise ValueError("offset cannot be combined with key_positions: the key-only form has no query position")
@@ -965,7 +1026,8 @@ def relative_request(scores, bias_table, bidirectional, num_buckets, max_distanc
 def check_relative_positions(relative_position):
     """relative_position_bucket's distances, as int64."""
     rp = array_of_kind("relative_position", relative_position, "iu", "integers (key - query positions)")
-    if rp.size and ((rp.dtype.kind == "u" and rp.max() > np.iinfo(np.int64).max)
-                    or (rp.dtype.kind == "i" and rp.min() < -np.iinfo(np.int64).max)):
+    # Compared as Python ints: NumPy < 1.25 compares uint64 with int64 in float64 (2**63 - 1 rounds to 2**63).
+    if rp.size and ((rp.dtype.kind == "u" and int(rp.max()) > np.iinfo(np.int64).max)
+                    or (rp.dtype.kind == "i" and int(rp.min()) < -np.iinfo(np.int64).max)):
         raise ValueError("relative_position must lie within +-(2**63 - 1) (int64 with a negatable minimum)")
     return rp.astype(np.int64, copy=False)

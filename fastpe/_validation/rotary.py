@@ -20,7 +20,9 @@ Conventions
   type; fastpe does so for ``"default"`` too (GPT-NeoX, Phi), where Llama's
   own default ignores it (Llama configs never set it).
 * ``scaling`` is the model's config itself (anything with a ``rope_parameters``
-  attribute; transformers is never imported), or ``config.rope_parameters``
+  attribute, or a transformers 4.x config: ``rope_scaling`` (None without a
+  scaling) and ``rope_theta`` attributes; transformers is never imported), or
+  ``config.rope_parameters``
   (or a legacy ``rope_scaling``) as a dict: ``rope_type`` (or the legacy
   ``type``; ``rope_type`` wins when both are present, as in HF's
   ``standardize_rope_params``) picks the rule. A ``rope_theta`` key (not
@@ -144,6 +146,10 @@ _TYPE_KEYS = {
     "llama3": {"factor", "original_max_position_embeddings", "low_freq_factor", "high_freq_factor"},
     "proportional": {"factor"},
 }
+# Where a config keeps its rope dict: transformers 5's rope_parameters, else
+# transformers 4's rope_scaling (with rope_theta and partial_rotary_factor as
+# attributes of their own, read as HF 5's standardize_rope_params moves them).
+_CONFIG_DICTS = ("rope_parameters", "rope_scaling")
 # HF's standardize_rope_params fills original_max_position_embeddings for these.
 _ORIGINAL_MAX_TYPES = ("llama3", "yarn", "longrope")
 
@@ -341,20 +347,22 @@ def _rope_type_of(params):
 
 def scaling_parameters(scaling):
     """(params dict, head width or None, keys not to warn about) of a scaling argument:
-    None, a rope_parameters dict, or a config with a rope_parameters attribute."""
+    None, a rope_parameters dict, or a config (transformers 5's rope_parameters,
+    or 4.x's rope_scaling and rope_theta attributes; see _CONFIG_DICTS)."""
     if scaling is None:
         return {}, None, frozenset()
     if isinstance(scaling, Mapping):
         params, head_dim, ignore = dict(scaling), None, frozenset()
-    elif hasattr(scaling, "rope_parameters"):
+    elif any(hasattr(scaling, name) for name in _CONFIG_DICTS + ("rope_theta",)):
         config = scaling
-        rope_parameters = config.rope_parameters
+        source = next((name for name in _CONFIG_DICTS if hasattr(config, name)), None)
+        rope_parameters = None if source is None else getattr(config, source)
         if rope_parameters is None:
             rope_parameters = {}
         if not isinstance(rope_parameters, Mapping):
-            raise TypeError(f"scaling.rope_parameters must be a dict, got {type(rope_parameters).__name__}")
+            raise TypeError(f"scaling.{source} must be a dict, got {type(rope_parameters).__name__}")
         # before the config's attributes join the dict, where they would hide its per-layer form
-        _refuse_per_layer_types(rope_parameters, "scaling.rope_parameters (a config's)")
+        _refuse_per_layer_types(rope_parameters, f"scaling.{source} (a config's)")
         params = dict(rope_parameters)
         # what HF's standardize_rope_params moves into the dict, and what it reads from the config
         for name in ("rope_theta", "partial_rotary_factor"):
@@ -370,7 +378,8 @@ def scaling_parameters(scaling):
         ignore = frozenset(getattr(config, "ignore_keys_at_rope_validation", None) or ())
     else:
         raise TypeError(f"scaling must be None, a dict like config.rope_parameters, or a model config with a "
-                        f"rope_parameters attribute; got {type(scaling).__name__}")
+                        f"rope_parameters attribute (transformers 5) or rope_scaling and rope_theta ones "
+                        f"(transformers 4); got {type(scaling).__name__}")
     if "seq_len" in params:
         raise ValueError("scaling['seq_len'] is not a rope parameter: pass seq_len= to rope_inv_freq "
                          "(apply_rotary and rotary_cos_sin take it from their positions)")

@@ -78,8 +78,8 @@ def view_of(buffer, shape, recipe):
         v = v[::-1]
     if recipe.flip_cols:
         v = v[:, ::-1]
-    v = v.reshape(shape, copy=False)
-    assert np.shares_memory(v, buffer)
+    v = v.reshape(shape)
+    assert np.shares_memory(v, buffer)  # a view, not a copy
     return v
 
 
@@ -493,3 +493,16 @@ def test_add_alibi_slopes_inside_scores(mod):
     mod.add_alibi(scores, slopes=slopes)
     assert np.all(np.abs(scores - want) <= 1e-12 * (1 + np.abs(want)))
 
+
+
+def test_regression_overlap_solver_giving_up_counts_as_overlap(monkeypatch):
+    """Where NumPy's exact overlap solver gives up, the arrays count as
+    overlapping (an input is then read from a copy). Its exception is
+    np.exceptions.TooHardError from NumPy 1.25 and np.TooHardError before:
+    on NumPy 1.23 and 1.24 this path raised AttributeError."""
+    buffer = np.zeros(4096)
+    a = as_strided(buffer, (8, 8), (38 * 8, 43 * 8))
+    b = as_strided(buffer[8:], (8, 8), (57 * 8, 38 * 8))
+    assert np.may_share_memory(a, b) and not np.shares_memory(a, b)  # really apart, but bounds overlap
+    monkeypatch.setattr(fastpe._validation, "_OVERLAP_MAX_WORK", 1)
+    assert fastpe._validation.shares_memory(a, b)

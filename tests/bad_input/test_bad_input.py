@@ -36,13 +36,6 @@ def crossing_stride_x():
     return as_strided(buf, shape=(4, 4), strides=(8, 8), writeable=True)
 
 
-def unaligned_x():
-    raw = np.zeros(5 * 4 * 4 + 1, dtype=np.uint8)
-    a = raw[1:].view(np.float32).reshape(5, 4)  # misaligned by one byte
-    assert not a.flags.aligned
-    return a
-
-
 def ragged():
     return [[1.0, 2.0], [3.0]]
 
@@ -65,7 +58,6 @@ CASES = [
     ("x-bool", TypeError, "x", lambda: (ADD, (X() > 0,), {})),
     ("x-big-endian-f4", TypeError, "x", lambda: (ADD, (X().astype(">f4"),), {})),
     ("x-big-endian-f8", TypeError, "x", lambda: (ADD, (X().astype(">f8"),), {})),
-    ("x-big-endian-with-out", TypeError, "x", lambda: (ADD, (X().astype(">f4"),), {"out": X()})),
     ("x-int-with-out", TypeError, "x", lambda: (ADD, (X().astype(np.int32),), {"out": X()})),
     ("x-list-in-place", TypeError, "x", lambda: (ADD, (X().tolist(),), {})),
     ("x-tuple-in-place", TypeError, "x", lambda: (ADD, (((1.0, 2.0), (3.0, 4.0)),), {})),
@@ -102,7 +94,6 @@ CASES = [
     ("x-read-only-view", ValueError, "x", lambda: (ADD, (np.broadcast_to(X((5, 4)), (3, 5, 4)),), {})),
     ("x-zero-stride-writeable", ValueError, "x", lambda: (ADD, (zero_stride_x(),), {})),
     ("x-crossing-strides", ValueError, "x", lambda: (ADD, (crossing_stride_x(),), {})),
-    ("x-unaligned", ValueError, "x", lambda: (ADD, (unaligned_x(),), {})),
     ("out-wrong-shape", ValueError, "out", lambda: (ADD, (X(),), {"out": X((3, 5, 5))})),
     ("out-transposed-shape", ValueError, "out", lambda: (ADD, (X(),), {"out": X((4, 5, 3))})),
     ("out-wrong-ndim", ValueError, "out", lambda: (ADD, (X(),), {"out": X((15, 4))})),
@@ -314,7 +305,7 @@ def test_regression_unaligned_read_only_inputs():
     """Regression: inputs that are only read (x with out=, positions, offsets,
     tables) were handed to the kernels unaligned, which UBSan reported as
     misaligned loads in Dask workers (unpickled out-of-band buffers). They are
-    now read through an aligned copy; in-place targets stay a ValueError."""
+    now read through an aligned copy (misaligned outputs: tests/interop/test_misaligned.py)."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 7, 6))
     positions = rng.uniform(0, 100, (2, 7))

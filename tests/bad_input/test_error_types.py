@@ -38,18 +38,38 @@ THREADS = [(0, ValueError), (-1, ValueError), (True, TypeError), (1.0, TypeError
 COUNT = INT + [(-1, ValueError)]
 
 
+def masked(shape, dtype=np.float64):
+    """A masked array (numpy.ma) of valid values, one entry masked: fastpe does
+    not support masked arrays, as any array argument (TypeError)."""
+    mask = np.zeros(shape, bool)
+    mask.flat[:1] = True
+    return np.ma.masked_array(np.zeros(shape, dtype), mask=mask), TypeError
+
+
 def positions_like(shape):
-    """Explicit positions: wrong dtype, non-finite, wrong shape."""
+    """Explicit positions: wrong dtype, non-finite, wrong shape, masked."""
     return [(np.zeros(shape, complex), TypeError), (np.full(shape, "a"), TypeError), (np.full(shape, np.nan), ValueError),
-            (np.zeros(tuple(shape) + (3,)), ValueError), (np.full(shape, 2.0**53), ValueError)]
+            (np.zeros(tuple(shape) + (3,)), ValueError), (np.full(shape, 2.0**53), ValueError), masked(shape)]
+
+
+def frequencies_like(shape):
+    """inv_freq: wrong dtype, non-finite, masked."""
+    return positions_like(shape)[:3] + [masked(shape)]
 
 
 def written_array(shape, dtype=np.float32):
-    """An array written in place (x, out, scores): wrong dtype, read-only, wrong shape."""
+    """An array written in place (x, out, scores): wrong dtype, non-native byte
+    order (an array fastpe writes must be native), read-only, masked, wrong shape."""
     readonly = np.zeros(shape, dtype)
     readonly.flags.writeable = False
     return [(np.zeros(shape, np.int64), TypeError), (np.zeros(shape, ">f4"), TypeError), (readonly, ValueError),
-            (np.zeros(tuple(shape[:-1]) + (shape[-1] + 2,), dtype), ValueError)]
+            masked(shape, dtype), (np.zeros(tuple(shape[:-1]) + (shape[-1] + 2,), dtype), ValueError)]
+
+
+def table_out(shape):
+    """A table function's out: written_array's, plus an out whose dtype
+    disagrees with an explicit dtype=float32 (ValueError naming both)."""
+    return written_array(shape) + [(np.zeros(shape, np.float64), ValueError)]
 
 
 X = (2, 6, 8)
@@ -58,28 +78,29 @@ S = (1, 2, 4, 5)
 # function: (positional argument names, valid named arguments, {argument: wrong values})
 # The valid arguments are made fresh for each call (a callable).
 API = {
-    "sinusoidal_table": (["n_positions", "dim"], lambda: {"n_positions": 6, "dim": 8}, {
+    "sinusoidal_table": (["n_positions", "dim"], lambda: {"n_positions": 6, "dim": 8, "dtype": np.float32}, {
         "n_positions": COUNT, "dim": COUNT, "offset": REAL, "base": POSITIVE_REAL, "layout": NAME, "dtype": DTYPE,
-        "out": written_array((6, 8)), "num_threads": THREADS, "inv_freq": positions_like((4,))[:3],
+        "out": table_out((6, 8)), "num_threads": THREADS, "inv_freq": frequencies_like((4,)),
         "preset": NAME, "padding_idx": INT,
     }),
-    "sinusoidal_encode": (["positions", "dim"], lambda: {"positions": np.arange(6), "dim": 8}, {
-        "positions": positions_like((6,))[:3] + [(np.array([2**53]), ValueError)], "dim": COUNT,
-        "base": POSITIVE_REAL, "layout": NAME, "dtype": DTYPE, "out": written_array((6, 8)), "num_threads": THREADS,
-        "inv_freq": positions_like((4,))[:3], "preset": NAME, "padding_idx": INT,
+    "sinusoidal_encode": (["positions", "dim"], lambda: {"positions": np.arange(6), "dim": 8, "dtype": np.float32}, {
+        "positions": positions_like((6,))[:3] + [(np.array([2**53]), ValueError), masked((6,))], "dim": COUNT,
+        "base": POSITIVE_REAL, "layout": NAME, "dtype": DTYPE, "out": table_out((6, 8)), "num_threads": THREADS,
+        "inv_freq": frequencies_like((4,)), "preset": NAME, "padding_idx": INT,
     }),
     "add_sinusoidal": (["x"], lambda: {"x": np.ones(X, np.float32)}, {
-        "x": written_array(X)[:3], "offset": OFFSET + [(np.zeros(5), ValueError), (2**53, ValueError)],
+        "x": written_array(X)[:4], "offset": OFFSET + [(np.zeros(5), ValueError), (2**53, ValueError), masked((2,))],
         "positions": positions_like((2, 6)), "scale": REAL, "base": POSITIVE_REAL, "layout": NAME,
-        "out": written_array(X), "num_threads": THREADS, "inv_freq": positions_like((4,))[:3], "preset": NAME,
+        "out": written_array(X), "num_threads": THREADS, "inv_freq": frequencies_like((4,)), "preset": NAME,
         "padding_idx": INT,
     }),
     "add_table": (["x", "table"], lambda: {"x": np.ones(X, np.float32), "table": np.ones((10, 8), np.float32)}, {
-        "x": written_array(X)[:3], "table": [(np.ones((10, 8), complex), TypeError), (np.ones((10, 3)), ValueError)],
+        "x": written_array(X)[:4], "table": [(np.ones((10, 8), complex), TypeError), (np.ones((10, 3)), ValueError),
+                                             masked((10, 8))],
         "offset": [(1.5, TypeError), ("1", TypeError), (np.array([0.5]), TypeError), (5, IndexError),
-                   (-1, IndexError), (np.zeros(3, int), ValueError)],
+                   (-1, IndexError), (np.zeros(3, int), ValueError), masked((2,), int)],
         "positions": [(np.zeros((2, 6)), TypeError), (np.full((2, 6), 10), IndexError),
-                      (np.full((2, 6), -1), IndexError), (np.zeros((3, 6), int), ValueError)],
+                      (np.full((2, 6), -1), IndexError), (np.zeros((3, 6), int), ValueError), masked((2, 6), int)],
         "scale": REAL, "out": written_array(X), "num_threads": THREADS,
     }),
     "sincos_2d": (["grid_h", "grid_w", "dim"], lambda: {"grid_h": 2, "grid_w": 3, "dim": 8}, {
@@ -87,7 +108,7 @@ API = {
         "cls_token": BOOL, "dtype": DTYPE,
     }),
     "add_sincos_2d": (["x", "grid_h", "grid_w"], lambda: {"x": np.ones(X, np.float32), "grid_h": 2, "grid_w": 3}, {
-        "x": written_array(X)[:3], "grid_h": COUNT, "grid_w": COUNT, "base": POSITIVE_REAL,
+        "x": written_array(X)[:4], "grid_h": COUNT, "grid_w": COUNT, "base": POSITIVE_REAL,
         "layout": NAME, "cls_token": BOOL, "scale": REAL, "out": written_array(X), "num_threads": THREADS,
     }),
     "sinusoidal_nd": (["shape", "dim"], lambda: {"shape": (2, 3), "dim": 8}, {
@@ -96,19 +117,21 @@ API = {
         "dim": COUNT, "min_timescale": POSITIVE_REAL, "max_timescale": POSITIVE_REAL, "dtype": DTYPE,
     }),
     "add_sinusoidal_nd": (["x", "shape"], lambda: {"x": np.ones(X, np.float32), "shape": (2, 3)}, {
-        "x": written_array(X)[:3], "shape": [((2, 1.5), TypeError), ((True, 3), TypeError), ((2, 4), ValueError)],
+        "x": written_array(X)[:4], "shape": [((2, 1.5), TypeError), ((True, 3), TypeError), ((2, 4), ValueError)],
         "min_timescale": POSITIVE_REAL, "max_timescale": POSITIVE_REAL, "scale": REAL, "out": written_array(X),
         "num_threads": THREADS,
     }),
     "apply_rotary": (["arrays"], lambda: {"arrays": np.ones(Q, np.float32)}, {
-        "arrays": written_array(Q)[:3], "offset": OFFSET + [(np.zeros(3), ValueError), (2**53, ValueError)],
+        "arrays": written_array(Q)[:4], "offset": OFFSET + [(np.zeros(3), ValueError), (2**53, ValueError),
+                                                            masked((1,))],
         "positions": positions_like((6,)), "base": POSITIVE_REAL, "layout": NAME,
         "rotary_dim": INT + [(3, ValueError), (10, ValueError), (0, ValueError)],
-        "inv_freq": positions_like((4,))[:3], "seq_axis": INT + [(-1, ValueError), (7, ValueError)],
+        "inv_freq": frequencies_like((4,)), "seq_axis": INT + [(-1, ValueError), (7, ValueError)],
         "scaling": [([("rope_type", "linear")], TypeError), ({"rope_type": "nope"}, ValueError),
                     ({"rope_type": "linear", "factor": "2"}, TypeError), ({"seq_len": 4}, ValueError)],
         "out": [(np.zeros(Q, np.float32), ValueError), ([np.zeros(Q, np.int64)], TypeError),
-                ([np.zeros((1, 2, 6, 4), np.float32)], ValueError)],
+                ([np.zeros((1, 2, 6, 4), np.float32)], ValueError), ([np.zeros(Q, ">f4")], TypeError),
+                ([masked(Q, np.float32)[0]], TypeError)],
         "num_threads": THREADS,
     }),
     "rotary_cos_sin": (["n_positions", "rotary_dim"], lambda: {"n_positions": 6, "rotary_dim": 8}, {
@@ -124,24 +147,27 @@ API = {
         "n_heads": INT + [(0, ValueError)], "max_bias": POSITIVE_REAL,
     }),
     "add_alibi": (["scores"], lambda: {"scores": np.zeros(S, np.float32)}, {
-        "scores": written_array(S)[:3], "slopes": [(np.ones(3), ValueError), (np.ones(2, complex), TypeError)],
-        "max_bias": POSITIVE_REAL, "offset": [(1.5, TypeError), ("1", TypeError), (np.zeros(3, int), ValueError)],
+        "scores": written_array(S)[:4], "slopes": [(np.ones(3), ValueError), (np.ones(2, complex), TypeError),
+                                                   masked((2,))],
+        "max_bias": POSITIVE_REAL, "offset": [(1.5, TypeError), ("1", TypeError), (np.zeros(3, int), ValueError),
+                                              masked((1,), int)],
         "key_positions": positions_like((1, 5)), "out": written_array(S), "num_threads": THREADS,
     }),
     "relative_position_bucket": (["relative_position"], lambda: {"relative_position": np.arange(-5, 5)}, {
-        "relative_position": [(np.zeros(3, complex), TypeError), (np.array(["a"]), TypeError)],
+        "relative_position": [(np.zeros(3, complex), TypeError), (np.array(["a"]), TypeError), masked((3,), int)],
         "bidirectional": BOOL, "num_buckets": INT + [(1, ValueError)], "max_distance": INT + [(0, ValueError)],
     }),
     "add_relative_bias": (["scores", "bias_table"], lambda: {
         "scores": np.zeros(S, np.float32), "bias_table": np.ones((32, 2)), "bidirectional": True, "num_buckets": 32,
         "max_distance": 128}, {
-        "scores": written_array(S)[:3], "bias_table": [(np.ones((32, 3)), ValueError), (np.ones((32, 2), complex), TypeError)],
+        "scores": written_array(S)[:4], "bias_table": [(np.ones((32, 3)), ValueError), (np.ones((32, 2), complex), TypeError),
+                                                       masked((32, 2))],
         "bidirectional": BOOL, "num_buckets": INT + [(1, ValueError)], "max_distance": INT + [(0, ValueError)],
-        "offset": [(1.5, TypeError), (np.zeros(3, int), ValueError)], "out": written_array(S), "num_threads": THREADS,
+        "offset": [(1.5, TypeError), (np.zeros(3, int), ValueError), masked((1,), int)], "out": written_array(S), "num_threads": THREADS,
     }),
     "make_positions": (["token_ids", "padding_idx"], lambda: {"token_ids": np.array([[5, 6, 1]]), "padding_idx": 1}, {
-        "token_ids": [(np.array([[5.0, 1.0]]), TypeError), (np.array(5), ValueError)], "padding_idx": INT,
-        "past_length": [(1.5, TypeError), (np.zeros(3, int), ValueError)],
+        "token_ids": [(np.array([[5.0, 1.0]]), TypeError), (np.array(5), ValueError), masked((1, 3), int)],
+        "padding_idx": INT, "past_length": [(1.5, TypeError), (np.zeros(3, int), ValueError), masked((1,), int)],
     }),
     "set_cache_limit": (["nbytes"], lambda: {"nbytes": fastpe.cache_info().limit}, {"nbytes": COUNT}),
     "show_config": (["print_out"], lambda: {"print_out": False}, {"print_out": BOOL}),
@@ -255,3 +281,98 @@ def test_regression_scale_as_0d_array_and_tensor():
     np.testing.assert_array_equal(fastpe.add_sinusoidal(x.copy(), scale=np.array(2.0)), expected)
     if torch is not None:
         np.testing.assert_array_equal(fastpe.add_sinusoidal(x.copy(), scale=torch.tensor(2.0)), expected)
+
+
+# Byte order: every array fastpe only reads is taken in any byte order (read
+# through a native copy); an array it writes must be native (TypeError, in
+# written_array above). (function, argument): a valid call that reads it.
+_RNG = np.random.default_rng(7)
+_XF = _RNG.standard_normal(X).astype(np.float32)
+_QF = _RNG.standard_normal(Q).astype(np.float32)
+_SF = _RNG.standard_normal(S).astype(np.float32)
+_FREQ = np.array([1.0, 0.1, 0.01, 0.001])
+READ_ARRAYS = {
+    ("sinusoidal_table", "inv_freq"): lambda: {"n_positions": 6, "dim": 8, "inv_freq": _FREQ},
+    ("sinusoidal_encode", "positions"): lambda: {"positions": np.arange(6) * 1.5, "dim": 8},
+    ("sinusoidal_encode", "inv_freq"): lambda: {"positions": np.arange(6) * 1.5, "dim": 8, "inv_freq": _FREQ},
+    ("add_sinusoidal", "x"): lambda: {"x": _XF, "out": np.zeros(X, np.float32)},
+    ("add_sinusoidal", "offset"): lambda: {"x": _XF.copy(), "offset": np.array([3, 700])},
+    ("add_sinusoidal", "positions"): lambda: {"x": _XF.copy(), "positions": np.arange(12.0).reshape(2, 6) * 1.5},
+    ("add_sinusoidal", "inv_freq"): lambda: {"x": _XF.copy(), "inv_freq": _FREQ},
+    ("add_table", "x"): lambda: {"x": _XF, "table": np.ones((10, 8)), "out": np.zeros(X, np.float32)},
+    ("add_table", "table"): lambda: {"x": _XF.copy(), "table": np.arange(80.0).reshape(10, 8)},
+    ("add_table", "offset"): lambda: {"x": _XF.copy(), "table": np.ones((10, 8)), "offset": np.array([1, 4])},
+    ("add_table", "positions"): lambda: {"x": _XF.copy(), "table": np.arange(80.0).reshape(10, 8),
+                                         "positions": np.arange(12).reshape(2, 6) % 10},
+    ("add_sincos_2d", "x"): lambda: {"x": _XF, "grid_h": 2, "grid_w": 3, "out": np.zeros(X, np.float32)},
+    ("add_sinusoidal_nd", "x"): lambda: {"x": _XF, "shape": (2, 3), "out": np.zeros(X, np.float32)},
+    ("apply_rotary", "arrays"): lambda: {"arrays": _QF, "out": [np.zeros(Q, np.float32)]},
+    ("apply_rotary", "offset"): lambda: {"arrays": _QF.copy(), "offset": np.array([9])},
+    ("apply_rotary", "positions"): lambda: {"arrays": _QF.copy(), "positions": np.arange(6) * 2.5},
+    ("apply_rotary", "inv_freq"): lambda: {"arrays": _QF.copy(), "inv_freq": _FREQ},
+    ("add_alibi", "scores"): lambda: {"scores": _SF, "out": np.zeros(S, np.float32)},
+    ("add_alibi", "slopes"): lambda: {"scores": _SF.copy(), "slopes": np.array([0.5, 0.25])},
+    ("add_alibi", "offset"): lambda: {"scores": _SF.copy(), "offset": np.array([3])},
+    ("add_alibi", "key_positions"): lambda: {"scores": _SF.copy(), "key_positions": np.arange(5.0)[None]},
+    ("add_relative_bias", "scores"): lambda: {"scores": _SF, "bias_table": np.ones((32, 2)), "bidirectional": True,
+                                              "num_buckets": 32, "max_distance": 128, "out": np.zeros(S, np.float32)},
+    ("add_relative_bias", "bias_table"): lambda: {"scores": _SF.copy(), "bias_table": np.arange(64.0).reshape(32, 2),
+                                                  "bidirectional": True, "num_buckets": 32, "max_distance": 128},
+    ("add_relative_bias", "offset"): lambda: {"scores": _SF.copy(), "bias_table": np.arange(64.0).reshape(32, 2),
+                                              "bidirectional": True, "num_buckets": 32, "max_distance": 128,
+                                              "offset": np.array([5])},
+    ("relative_position_bucket", "relative_position"): lambda: {"relative_position": np.arange(-50, 50)},
+    ("make_positions", "token_ids"): lambda: {"token_ids": np.array([[5, 6, 1]]), "padding_idx": 1},
+    ("make_positions", "past_length"): lambda: {"token_ids": np.array([[5, 6, 1]]), "padding_idx": 1,
+                                                "past_length": np.array([4])},
+}
+BYTE_ORDER_CASES = [(module, name, arg) for name, arg in READ_ARRAYS for module in (fastpe, reference)
+                    if hasattr(module, name)]
+
+
+def _swapped(a):
+    """a in the other byte order (the same values)."""
+    return a.astype(a.dtype.newbyteorder("S"))
+
+
+@pytest.mark.parametrize("module,name,arg", BYTE_ORDER_CASES,
+                         ids=[f"{m.__name__}-{n}-{a}" for m, n, a in BYTE_ORDER_CASES])
+def test_regression_read_only_arrays_take_any_byte_order(module, name, arg):
+    """A big-endian learned table, or x read with out=, was refused while
+    big-endian positions and offsets were taken: every array fastpe only
+    reads is taken in any byte order, with the native call's bits."""
+    native = READ_ARRAYS[name, arg]()
+    expected = _result(module, name, dict(native))
+    call = READ_ARRAYS[name, arg]()
+    given = _swapped(call[arg])
+    call[arg], before = given, given.copy()
+    assert not given.dtype.isnative
+    got = _result(module, name, call)
+    for e, g in zip(expected if isinstance(expected, list) else [expected], got if isinstance(got, list) else [got]):
+        assert e.dtype == g.dtype and e.tobytes() == g.tobytes()
+    assert given.tobytes() == before.tobytes(), "a read-only argument was written"
+
+
+def test_every_read_only_array_argument_is_in_the_byte_order_table():
+    """Every argument fastpe reads as an array (not a written x, out or scores) is listed.
+    An array argument is one the API table gives a masked array (every one has)."""
+    written = {"out", "x", "scores", "arrays"}
+    with_out = {name for name, arg in READ_ARRAYS if arg in written}
+    for name, (_, _, wrong) in API.items():
+        for arg, values in wrong.items():
+            takes_array = any(isinstance(v, np.ma.MaskedArray) for v, _ in values)
+            if takes_array and arg not in written:
+                assert (name, arg) in READ_ARRAYS, f"{name}({arg}=...) is missing from READ_ARRAYS"
+            if arg in written and arg != "out" and "out" in wrong:
+                assert name in with_out, f"{name}: x (read with out=) is missing from READ_ARRAYS"
+
+
+@pytest.mark.parametrize("module", [fastpe, reference], ids=["fastpe", "reference"])
+def test_regression_masked_x_is_refused(module):
+    """np.ma.masked_array as x: the masked entries were written and the mask
+    ignored. A masked array is a TypeError saying so, with nothing written."""
+    x = np.ma.masked_array(np.zeros((2, 4, 8), np.float32), mask=np.zeros((2, 4, 8), bool))
+    x.mask[0, 0, 0] = True
+    with pytest.raises(TypeError, match="x is a masked array .* fastpe does not support masked arrays"):
+        module.add_sinusoidal(x)
+    assert not x.data.any()

@@ -19,6 +19,7 @@ from util import assert_within, rng_for
 
 import fastpe
 
+from hf_rotary import hf_rotate  # noqa: E402
 from optional import conformance_import, torchtune_file  # noqa: E402
 from rotary_cases import torchtune_tolerance  # noqa: E402
 
@@ -66,16 +67,6 @@ def test_llama3_scaled_rope():
 # with HF's apply_rotary_pos_emb to the first rotary channels, the rest passed
 # through, as Phi's and GPT-NeoX's attention do). HF forms the frequencies and
 # the angles in float32: the tolerance grows with the position.
-
-def _hf_rotate(rotary_module, q, positions):
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
-    qt = torch.from_numpy(q)
-    cos, sin = rotary_module(qt, torch.from_numpy(positions))
-    r = cos.shape[-1]
-    rotated, _ = apply_rotary_pos_emb(qt[..., :r], qt[..., :r], cos, sin)
-    return torch.cat([rotated, qt[..., r:]], dim=-1).numpy(), r
-
 
 def _longrope_factors(n, seed):
     rng = np.random.default_rng(seed)
@@ -158,7 +149,7 @@ def _check_config_case(label, cfg, rotary_class, positions):
     rng = rng_for("hf-config", label)
     q = rng.standard_normal((2, 3, positions.shape[1], head_dim)).astype(np.float32)
     before = copy.deepcopy(cfg.rope_parameters)
-    expected, r = _hf_rotate(rotary_class(cfg), q, positions)
+    expected, r = hf_rotate(rotary_class(cfg), q, positions)
     # HF's float32 angle p * w carries about five roundings of 2**-24 (exponent, pow, factor, reciprocal,
     # product), each relative to p * w with w <= 1
     tol = 2e-6 + 3e-7 * positions[:, None, :, None] * (1.0 + np.abs(q))
@@ -232,7 +223,7 @@ def test_regression_phi_rotary_channels_alone_factor_applied_twice():
     cfg = transformers.PhiConfig(hidden_size=256, num_attention_heads=4, partial_rotary_factor=0.5)
     pos = np.stack([np.arange(6) + 11, np.arange(6)])
     q = rng_for("phi-alone").standard_normal((2, 4, 6, 64)).astype(np.float32)
-    expected, r = _hf_rotate(PhiRotaryEmbedding(cfg), q, pos)
+    expected, r = hf_rotate(PhiRotaryEmbedding(cfg), q, pos)
     assert r == 32
     tol = 2e-6 + 3e-7 * pos[:, None, :, None] * (1.0 + np.abs(q[..., :r]))
     for label, kwargs in (("config", {"scaling": cfg}), ("dict + rotary_dim", {"scaling": cfg.rope_parameters,

@@ -9,11 +9,11 @@ by pytest's importlib mode). run_python and run_command put this folder on
 the child's PYTHONPATH.
 """
 
+import json
 import os
 import subprocess
 import tempfile
 import sys
-import time
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def check_team_call(dtype=np.float32, num_threads=2, seed=0):
         "max_err": float(err.max()),
         "pid": os.getpid(),
         "serial_after_fork": fastpe.show_config(print_out=False)["serial_after_fork"],
-        "team_started": bool(fastpe._runtime._state["team_started"]),
+        "teams_allowed": fastpe._kernels.teams_allowed(),
         "threads": os_thread_count(),
     }
 
@@ -73,31 +73,29 @@ def pool_job(seed):
         "max_err": max(r["max_err"] for r in results),
         "pid": os.getpid(),
         "serial_after_fork": results[0]["serial_after_fork"],
-        "team_started": results[-1]["team_started"],
         "threads": os_thread_count(),
     }
-
-
-def wait_child(pid, timeout):
-    """Wait for a forked child without blocking for ever: poll with WNOHANG,
-    SIGKILL it after `timeout` seconds. Returns (exit code or None if killed, elapsed)."""
-    start = time.monotonic()
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return os.waitstatus_to_exitcode(status), time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            try:
-                os.kill(pid, 9)
-            finally:
-                os.waitpid(pid, 0)
-            return None, time.monotonic() - start
-        time.sleep(0.01)
 
 
 def run_python(code, timeout=120, env=None):
     """Run code in a fresh interpreter that imports the same fastpe as this one."""
     return run_command([sys.executable, "-c", code], timeout=timeout, env=env)
+
+
+def script_report(code, timeout=120):
+    """Run code in a fresh interpreter (run_python); it must exit 0, and its
+    last line of output is a JSON report, returned as a dict."""
+    res = run_python(code, timeout=timeout)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def forked_child_report(code, timeout=120):
+    """script_report of a script that prints forks.fork_and_report's result:
+    the child's own report, once it finished in time (exit 0)."""
+    out = script_report(code, timeout)
+    assert out["code"] == 0, f"the forked child hung (killed), crashed or failed: {out}"
+    return out["child"]
 
 
 def run_command(argv, timeout=120, env=None):
@@ -124,3 +122,53 @@ def rss_bytes():
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
+
+
+# The call a forked child hung in (a (16, 2048, 512) float32 batch): big
+# enough for a team on any machine.
+REPRODUCER_SHAPE = (16, 2048, 512)
+
+
+def check_reproducer_call(num_threads=None):
+    """add_sinusoidal on zeros of REPRODUCER_SHAPE, every sequence compared
+    with the reference's table; a dict like check_team_call's, with the
+    threads the call added to the process (None where /proc is missing)."""
+    before = os_thread_count()
+    x = fastpe.add_sinusoidal(np.zeros(REPRODUCER_SHAPE, np.float32), num_threads=num_threads)
+    after = os_thread_count()
+    T, D = REPRODUCER_SHAPE[-2:]
+    expected = reference.sinusoidal_table(T, D, dtype=np.float64)
+    err = float(np.abs(x.astype(np.float64) - expected).max())
+    return {
+        "ok": bool(err <= add_tolerance(np.float32, T, 0.0)),
+        "max_err": err,
+        "pid": os.getpid(),
+        "serial_after_fork": fastpe.show_config(print_out=False)["serial_after_fork"],
+        "teams_allowed": fastpe._kernels.teams_allowed(),
+        "threads_added": None if before is None else after - before,
+    }
+
+
+def run_torch_parallel_region():
+    """What the user's parent process did: a torch op large enough for torch's
+    OpenMP team (on 2 threads at least)."""
+    import torch
+
+    torch.set_num_threads(max(2, torch.get_num_threads()))
+    return float(torch.sin(torch.randn(10**7)).sum())
+
+
+class ReproducerDataset:
+    """A map-style dataset whose items run check_reproducer_call in a DataLoader
+    worker (num_threads as given) and return its report."""
+
+    def __init__(self, n_items, num_threads):
+        self.n_items, self.num_threads = n_items, num_threads
+
+    def __len__(self):
+        return self.n_items
+
+    def __getitem__(self, index):
+        report = check_reproducer_call(self.num_threads)
+        report["index"] = index
+        return report

@@ -245,11 +245,33 @@ def test_bfloat16_tensor_without_ml_dtypes_is_a_clear_type_error(torch):
 
 # --------------------------------------------- any DLPack / array-interface array
 
+# NumPy before 2.2 imports every DLPack array read-only (torch tensors are then
+# viewed through torch's own NumPy view, other DLPack arrays are refused,
+# saying why), and NumPy before 2.1 cannot export a read-only array.
+NUMPY_DLPACK_READ_ONLY = np.lib.NumpyVersion(np.__version__) < "2.2.0"
+
+
+def _dlpack_exports_read_only():
+    readonly = np.zeros(1)
+    readonly.flags.writeable = False
+    try:
+        readonly.__dlpack__(max_version=(1, 0))  # the read-only flag is DLPack 1.0's
+    except (BufferError, TypeError):
+        return False
+    return True
+
+
 @pytest.mark.parametrize("wrapper", [DLPackOnly, InterfaceOnly])
 def test_protocol_arrays_written_in_place(wrapper):
     data = np.random.default_rng(3).standard_normal((2, 7, 10))
     expected = reference.add_sinusoidal(data.copy(), offset=2)
     obj = wrapper(data)
+    if wrapper is DLPackOnly and NUMPY_DLPACK_READ_ONLY:
+        before = data.copy()
+        with pytest.raises(ValueError, match=r"x is read-only \(NumPy .* imports every DLPack array read-only"):
+            fastpe.add_sinusoidal(obj, offset=2)
+        assert np.array_equal(data, before)
+        return
     assert fastpe.add_sinusoidal(obj, offset=2) is obj
     assert_within(data, expected, F64_TOL, wrapper.__name__)
 
@@ -258,8 +280,12 @@ def test_protocol_arrays_written_in_place(wrapper):
 def test_read_only_protocol_arrays_are_refused(wrapper):
     data = np.zeros((2, 3, 4))
     data.flags.writeable = False
-    with pytest.raises(ValueError, match="x is read-only"):
-        fastpe.add_sinusoidal(wrapper(data))
+    if wrapper is DLPackOnly and not _dlpack_exports_read_only():
+        with pytest.raises(TypeError, match="x cannot be viewed as a NumPy array through DLPack"):
+            fastpe.add_sinusoidal(wrapper(data))  # NumPy, the producer, refuses to export it
+    else:
+        with pytest.raises(ValueError, match="x is read-only"):
+            fastpe.add_sinusoidal(wrapper(data))
     assert not data.any()
 
 

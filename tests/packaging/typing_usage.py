@@ -7,7 +7,7 @@ It also runs as a script, so the calls are real ones.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +27,8 @@ def tables() -> None:
     encoded: npt.NDArray[Any] = fastpe.sinusoidal_encode(np.array([0.5, 2.0, 7.0]), 8, base=500.0)
     into = np.empty((4, 8), dtype=np.float32)
     written: npt.NDArray[Any] = fastpe.sinusoidal_table(4, 8, out=into, inv_freq=np.linspace(1.0, 0.1, 4))
-    assert written is into and table.shape == table64.shape == whisper.shape
+    same: npt.NDArray[Any] = fastpe.sinusoidal_encode(np.arange(4), 8, dtype=None, out=into)
+    assert written is into and same is into and table.shape == table64.shape == whisper.shape
     assert encoded.shape == (3, 8)
 
     grid: npt.NDArray[Any] = fastpe.sincos_2d(4, 4, 16, layout="timm", cls_token=True, dtype="float64")
@@ -79,9 +80,16 @@ def rotary() -> None:
             self.rope_parameters = {"rope_type": "default", "partial_rotary_factor": 0.5}
             self.hidden_size, self.num_attention_heads = 32, 4
 
+    class Transformers4Config:  # a transformers 4.x config: rope_theta and rope_scaling, no rope_parameters
+        def __init__(self) -> None:
+            self.rope_theta = 1e6
+            self.rope_scaling: Optional[dict[str, Any]] = {"type": "linear", "factor": 2.0}
+            self.hidden_size, self.num_attention_heads = 32, 4
+
     q4: Array32 = fastpe.apply_rotary(q, scaling=PhiLikeConfig())
+    q5: Array32 = fastpe.apply_rotary(q, scaling=Transformers4Config())
     by_config: tuple[Array64, float] = fastpe.rope_inv_freq(None, scaling=PhiLikeConfig())
-    assert q4 is q and by_config[0].shape == (2,)
+    assert q4 is q and q5 is q and by_config[0].shape == (2,)
 
 
 def biases() -> None:

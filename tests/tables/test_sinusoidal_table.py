@@ -203,9 +203,9 @@ def test_encode_of_a_run_is_the_table(layout):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_table_and_encode_out(dtype):
-    """out= receives the table (any strides), is returned, and its dtype wins over dtype=."""
+    """out= receives the table (any strides) in its own dtype (dtype=None, the
+    default, and dtype=out.dtype alike), and is returned."""
     rng = rng_for("table-out", dtype)
-    other = np.float64 if dtype == np.float32 else np.float32
     for label, out in [
         ("C", np.empty((50, 9), dtype)),
         ("F", np.empty((50, 9), dtype, order="F")),
@@ -213,16 +213,30 @@ def test_table_and_encode_out(dtype):
         ("reversed", np.empty((50, 9), dtype)[::-1, ::-1]),
     ]:
         out[...] = rng.uniform(-1e3, 1e3, out.shape)
-        got = fastpe.sinusoidal_table(50, 9, offset=7, dtype=other, out=out)
+        got = fastpe.sinusoidal_table(50, 9, offset=7, out=out)
         assert got is out, label
         expected = reference.sinusoidal_table(50, 9, offset=7, dtype=dtype)
         assert_within(out, expected, add_tolerance(dtype, 60, 0.0), f"table out={label} {describe(out)}")
         out[...] = 1e3
         pos = rng.integers(-100, 100, 50)
-        got = fastpe.sinusoidal_encode(pos, 9, layout="concat", dtype=other, out=out)
+        got = fastpe.sinusoidal_encode(pos, 9, layout="concat", dtype=out.dtype, out=out)
         assert got is out, label
         expected = reference.sinusoidal_encode(pos, 9, layout="concat", dtype=dtype)
         assert_within(out, expected, add_tolerance(dtype, 100, 0.0), f"encode out={label} {describe(out)}")
+
+
+@pytest.mark.parametrize("module", [fastpe, reference], ids=["fastpe", "reference"])
+@pytest.mark.parametrize("function", ["sinusoidal_table", "sinusoidal_encode"])
+def test_regression_dtype_disagreeing_with_out_is_refused(module, function):
+    """sinusoidal_table(8, 16, dtype=np.float32, out=np.empty((8, 16))) silently
+    returned float64: an explicit dtype must be out's (ValueError naming both)."""
+    out = np.full((8, 16), 7.0)
+    args = (8, 16) if function == "sinusoidal_table" else (np.arange(8), 16)
+    with pytest.raises(ValueError, match="dtype=float32 disagrees with out's dtype float64"):
+        getattr(module, function)(*args, dtype=np.float32, out=out)
+    assert np.all(out == 7.0)
+    assert getattr(module, function)(*args, out=out).dtype == np.float64     # dtype=None: out's
+    assert getattr(module, function)(*args).dtype == np.float32              # dtype=None: float32
 
 
 def test_reference_table_out_returns_out():

@@ -1,12 +1,13 @@
 """Fork safety (the fork rule of fastpe/_runtime.py).
 
 GNU libgomp's worker pool does not survive fork(): a child forked after the
-parent ran an OpenMP parallel region hangs in its next parallel region. fastpe
-notes when it first starts a team, and a child forked after that runs every
-kernel serially, whatever num_threads asks. These tests fork for real (os.fork
-and multiprocessing's "fork" context), check the child's numbers against
+parent ran an OpenMP parallel region hangs in its next parallel region. Every
+child forked from a process that had imported fastpe runs every kernel
+serially, whatever num_threads asks. These tests fork for real (os.fork and
+multiprocessing's "fork" context), check the child's numbers against
 fastpe.reference inside the child, and never wait for a child without a
-timeout: a hang is killed and reported as a failure.
+timeout: a hang is killed and reported as a failure. Forks after another
+library's OpenMP (torch's) are in test_fork_after_openmp.py.
 
 Children leave with os._exit: the pytest process may have other threads, and
 its atexit handlers and buffers belong to the parent.
@@ -21,14 +22,15 @@ import pytest
 
 import fastpe
 from fastpe import _kernels, reference
+from forks import fork_and_report
 from processes import (
     TEAM_OFFSETS,
     check_team_call,
+    forked_child_report,
     os_thread_count,
     pool_job,
     run_python,
     team_input,
-    wait_child,
 )
 from util import add_tolerance, assert_within
 
@@ -47,40 +49,18 @@ def _start_team_in_parent():
     """A call that certainly uses 2 threads; checked, so the parent itself is right."""
     res = check_team_call(np.float32, num_threads=2)
     assert res["ok"], f"parent's own team call is wrong: max error {res['max_err']:.3e}"
-    assert res["team_started"], "a 2-thread call on a team-sized input did not start a team"
-    assert not res["serial_after_fork"]
+    assert res["teams_allowed"] and not res["serial_after_fork"]
     return res
 
 
 def _fork_and_check(child_body, timeout=CHILD_TIMEOUT):
-    """Fork; run child_body() in the child (it returns a JSON-able dict with 'ok').
-
-    The child sends the dict through a pipe and exits 0 if ok, 1 if not, 2 on an
-    exception. Returns (exit code or None when killed, the child's dict or None)."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 2
-        try:
-            os.close(read_fd)
-            try:
-                report = child_body()
-            except BaseException as exc:  # noqa: BLE001 - reported to the parent
-                report = {"ok": False, "exception": f"{type(exc).__name__}: {exc}"}
-            code = 0 if report.get("ok") else (1 if "exception" not in report else 2)
-            with os.fdopen(write_fd, "w") as fh:
-                fh.write(json.dumps(report))
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    code, elapsed = wait_child(pid, timeout)
-    with os.fdopen(read_fd) as fh:
-        text = fh.read()
-    report = json.loads(text) if text else None
-    if code is None:
-        pytest.fail(f"forked child {pid} did not finish within {timeout:.0f} s and was killed "
-                    f"(an OpenMP team after fork hangs); it reported {report!r}")
-    return code, report
+    """forks.fork_and_report, failing the test when the child was killed.
+    Returns (exit code, the child's dict or None)."""
+    out = fork_and_report(child_body, timeout)
+    if out["code"] is None:
+        pytest.fail(f"forked child did not finish within {timeout:.0f} s and was killed "
+                    f"(an OpenMP team after fork hangs); it reported {out['child']!r}")
+    return out["code"], out["child"]
 
 
 def _child_calls():
@@ -214,74 +194,55 @@ def test_spawn_child_is_not_serial_only():
     assert r["pid"] != os.getpid()
     assert r["ok"], f"spawned child computed wrong numbers: max error {r['max_err']:.3e}"
     assert r["serial_after_fork"] is False, "a spawned child must not be serial-only"
-    assert r["team_started"] is True, "the spawned child's 2-thread call did not start a team"
+    assert r["teams_allowed"] is True, "the spawned child may not start a team"
     if r["threads"] is not None and not os.environ.get("OMP_THREAD_LIMIT"):
         assert r["threads"] >= 2, f"the spawned child ran with {r['threads']} thread(s): no OpenMP team"
 
 
 _FORK_BEFORE_TEAM = r"""
-import json, os, sys, time
+import json
 import numpy as np
 import fastpe
-from processes import check_team_call, wait_child
-# only serial work before the fork: no team, no libgomp pool
+from forks import fork_and_report
+from processes import check_team_call
+# only serial work before the fork: fastpe never started a team in this process
 small = fastpe.add_sinusoidal(np.zeros((4, 8)), num_threads=2)
-assert fastpe._runtime._state["team_started"] is False
-r, w = os.pipe()
-pid = os.fork()
-if pid == 0:
-    os.close(r)
-    try:
-        res = check_team_call(np.float32, 2, 1)
-    except BaseException as exc:
-        res = {"ok": False, "exception": repr(exc)}
-    os.write(w, json.dumps(res).encode())
-    os._exit(0)
-os.close(w)
-code, _ = wait_child(pid, 60)
-data = b""
-while True:
-    chunk = os.read(r, 65536)
-    if not chunk:
-        break
-    data += chunk
-print(json.dumps({"code": code, "child": json.loads(data) if data else None}))
+print(json.dumps(fork_and_report(lambda: check_team_call(np.float32, 2, 1), 60)))
 """
 
 
 @needs_fork
 @needs_openmp
-def test_child_forked_before_any_team_may_use_threads():
-    """Serial mode is only for children of a process that started a team: a child
-    forked before that has a usable OpenMP runtime and keeps its threads."""
-    res = run_python(_FORK_BEFORE_TEAM, timeout=120)
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["code"] == 0, f"child hung or crashed: {out}"
-    child = out["child"]
-    assert child["ok"], child
-    assert child["serial_after_fork"] is False, child
-    assert child["team_started"] is True, child
+def test_regression_child_forked_before_any_fastpe_team_is_serial():
+    """Whether a team ran in the parent is not fastpe's to know (another library
+    may have run one on the same runtime): a child forked before fastpe's
+    first team is serial too, and correct."""
+    child = forked_child_report(_FORK_BEFORE_TEAM)
+    assert child["serial_after_fork"] is True and child["teams_allowed"] is False, child
+    if child["threads"] is not None:
+        assert child["threads"] == 1, child
 
 
 @pytest.mark.slow
 @needs_fork
 @needs_openmp
 def test_premise_libgomp_child_hangs_without_serial_mode():
-    """Why fastpe needs the fork rule: switch serial mode off in a forked child and its
-    next team never returns (GNU libgomp). Skipped where the runtime survives
-    fork (e.g. LLVM's libomp). Runs in a separate interpreter, child killed after 10 s."""
+    """Why fastpe needs the fork rule: a forked child that enters a 2-thread
+    parallel region anyway (the bandwidth probe's kernel, which takes its team
+    size as given) never returns (GNU libgomp). Skipped where the runtime
+    survives fork (e.g. LLVM's libomp). Runs in a separate interpreter, child
+    killed after 10 s."""
     code = r"""
 import json, os
 import numpy as np
 import fastpe
-from processes import check_team_call, wait_child
+from forks import wait_child
+from processes import check_team_call
 check_team_call(np.float32, 2)
 pid = os.fork()
 if pid == 0:
-    fastpe._runtime._state["serial_only"] = False
-    res = check_team_call(np.float32, 2)
-    os._exit(0 if res["ok"] else 1)
+    fastpe._kernels.probe(np.zeros(1 << 20), 1.0, True, 2)
+    os._exit(0)
 code, elapsed = wait_child(pid, 10)
 print(json.dumps({"code": code, "elapsed": elapsed}))
 """
@@ -317,3 +278,30 @@ def test_fast_path_in_forked_child_after_team_is_serial_and_correct():
     """The fast path takes its team size from _runtime.resolve_threads, so the fork rule holds for it too."""
     report = _serial_child_after_team(_child_common_call)
     assert report["fast_path"], report
+
+
+_IMPORT_IN_CHILD = r"""
+import json, sys
+from forks import fork_and_report
+
+
+def child():
+    import numpy as np
+    from processes import check_team_call
+    return check_team_call(np.float32, 2, 2)
+
+
+out = fork_and_report(child, 60)
+assert "fastpe" not in sys.modules, "the parent imported fastpe"
+print(json.dumps(out))
+"""
+
+
+@needs_fork
+@needs_openmp
+def test_fastpe_first_imported_in_a_forked_child_runs_teams():
+    """The documented limit of the fork rule (docs/threads.rst): a fork made
+    before fastpe's import is invisible to it, so a child that imports fastpe
+    first (its parent never did, nor ran OpenMP) is not serial-only."""
+    child = forked_child_report(_IMPORT_IN_CHILD)
+    assert child["serial_after_fork"] is False and child["teams_allowed"] is True, child
