@@ -135,7 +135,7 @@ def _encode_block(positions, cols, *, dim, out_dtype, kwargs):
     return table[rows]
 
 
-def sinusoidal_encode(positions, dim, *, chunks=None, base=None, layout=None, dtype=np.float32, num_threads=None,
+def sinusoidal_encode(positions, dim, *, chunks=None, base=None, layout=None, dtype=None, num_threads=None,
                       inv_freq=None, preset=None, padding_idx=None, min_timescale=None, max_timescale=None):
     """Lazy `fastpe.sinusoidal_encode`: encodings of `positions` as a Dask array.
 
@@ -181,7 +181,7 @@ def sinusoidal_encode(positions, dim, *, chunks=None, base=None, layout=None, dt
         real_array("positions", seen, position=True)  # NumPy positions: their values are checked now
     # Everything else (dim, dtype, the encoding, num_threads) by the eager call on zero positions.
     _sinusoid.sinusoidal_encode(np.zeros(0, np.asarray(seen).dtype), dim, dtype=dtype, **kwargs)
-    dtype = np.dtype(dtype)
+    dtype = check_dtype_argument(dtype)  # None: float32, as the eager function without out=
     pos = da.asarray(positions)
     shape = pos.shape + (dim,)
     if chunks is None:
@@ -203,7 +203,7 @@ def _table_block(rows, cols, *, offset, dim, out_dtype, kwargs):
     return table if block_columns is None else np.ascontiguousarray(table[:, block_columns])
 
 
-def sinusoidal_table(n_positions, dim, *, offset=0, chunks=None, base=None, layout=None, dtype=np.float32,
+def sinusoidal_table(n_positions, dim, *, offset=0, chunks=None, base=None, layout=None, dtype=None,
                      num_threads=None, inv_freq=None, preset=None, padding_idx=None, min_timescale=None,
                      max_timescale=None):
     """Lazy `fastpe.sinusoidal_table`: row ``t`` encodes position ``offset + t``.
