@@ -6,12 +6,13 @@ error with the eager call's error."""
 
 import numpy as np
 import pytest
+from optional import extra_import
 from util import add_tolerance, assert_same_bits, assert_within, max_abs_position_of_add
 
 import fastpe
 from fastpe import reference
 
-da = pytest.importorskip("dask.array")
+da = extra_import("dask.array", "test")
 
 
 def numpy_of(value):
