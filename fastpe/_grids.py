@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _frontdoor, _tables
-from ._formulas import grid_2d_frequencies, new_array, tensor2tensor_frequencies
+from ._formulas import DEFAULT_BASE, grid_2d_frequencies, new_array, tensor2tensor_frequencies
 from ._typing import ArrayT, Bool, GridLayout, Int, OptInt, OptReal, Real, Shape, Table
 from ._validation import (
     caller_result,
@@ -106,7 +106,7 @@ def grid_nd_table(shape, dim, min_timescale, max_timescale, dtype):
                    lambda: _grid_nd_float64(shape, dim, min_timescale, max_timescale), dtype)
 
 
-def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
+def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = DEFAULT_BASE, layout: GridLayout = "mae",
               cls_token: Bool = False, dtype: npt.DTypeLike = np.float32) -> Table:
     """The 2-D sin-cos encoding of a ``grid_h x grid_w`` grid of patches (ViT, MAE).
 
@@ -175,7 +175,7 @@ def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layou
     return _copy(grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, dtype), dtype)
 
 
-def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
+def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = DEFAULT_BASE, layout: GridLayout = "mae",
                   cls_token: Bool = False, scale: OptReal = None, out: Optional[ArrayT] = None,
                   num_threads: OptInt = None) -> ArrayT:
     """Add the 2-D sin-cos encoding into patch tokens in place: ``x * scale + sincos_2d(...)``.

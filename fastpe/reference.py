@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _formulas
-from ._formulas import float_range, new_array
+from ._formulas import DEFAULT_BASE, float_range, new_array
 from ._rope import call_frequencies
 from ._typing import (
     ArrayT,
@@ -86,7 +86,7 @@ __all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "add_table
            "alibi_slopes", "add_alibi", "relative_position_bucket", "add_relative_bias"]
 
 
-def frequencies(dim: Int, base: Real = 10000.0, layout: str = "interleaved") -> npt.NDArray[np.float64]:
+def frequencies(dim: Int, base: Real = DEFAULT_BASE, layout: str = "interleaved") -> npt.NDArray[np.float64]:
     """The pair frequencies ``w_k = base ** (-2k / dim)`` of the default encoding.
 
     Parameters
@@ -323,7 +323,7 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
     return caller_result(x, out)
 
 
-def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
+def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = DEFAULT_BASE, layout: GridLayout = "mae",
               cls_token: Bool = False, dtype: npt.DTypeLike = np.float32) -> Table:
     """NumPy definition of `fastpe.sincos_2d`: each layout written the way its source writes it.
 
@@ -413,7 +413,7 @@ def _add_grid(x, out, table64, scale):
     target[...] = values + table64
 
 
-def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
+def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = DEFAULT_BASE, layout: GridLayout = "mae",
                   cls_token: Bool = False, scale: OptReal = None, out: Optional[ArrayT] = None,
                   num_threads: OptInt = None) -> ArrayT:
     """NumPy definition of `fastpe.add_sincos_2d` (same signature and checks).
@@ -480,7 +480,7 @@ def apply_rotary(first: ArrayT, second: ArrayT, /, *arrays: ArrayT, offset: npt.
                  num_threads: OptInt = ...) -> tuple[ArrayT, ...]:
  ...
 def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArrayLike = None,
-                 base: OptReal = 10000.0, layout: RotaryLayout = "half", rotary_dim: OptInt = None,
+                 base: OptReal = DEFAULT_BASE, layout: RotaryLayout = "half", rotary_dim: OptInt = None,
                  inv_freq: OptArrayLike = None, scaling: Scaling = None, seq_axis: Int = -2,
                  out: Optional[Sequence[ArrayT]] = None,
                  num_threads: OptInt = None) -> Union[ArrayT, tuple[ArrayT, ...]]:
@@ -531,7 +531,7 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     return caller_results(arrays, out)
 
 
-def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = 10000.0,
+def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = DEFAULT_BASE,
                    scaling: Scaling = None, layout: RotaryLayout = "half",
                    dtype: npt.DTypeLike = np.float32) -> tuple[Table, Table]:
     """NumPy definition of `fastpe.rotary_cos_sin` (same signature and checks).
