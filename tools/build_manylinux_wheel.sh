@@ -18,6 +18,9 @@
 #                  temporary one, removed at exit)
 #   --extras LIST  the extras installed with the wheel (default: test), e.g.
 #                  --extras test,conformance
+#   --first ARGS   one `pip install ARGS` into the fresh test environment
+#                  before the wheel, e.g. --first "torch==2.13.0", so that the
+#                  extras' ranges are met by that release; repeatable
 #   --with ARGS    one more `pip install ARGS` into the test environment after
 #                  the wheel and its extras, e.g. --with "--no-deps timm";
 #                  repeatable
@@ -51,6 +54,7 @@ dist="$repo/dist"
 venv=""
 extras="test"
 extra_installs=()
+first_installs=()
 bench=0
 run_tests=1
 while [ $# -gt 0 ]; do
@@ -58,6 +62,7 @@ while [ $# -gt 0 ]; do
         --dist) dist="$2"; shift 2 ;;
         --venv) venv="$2"; shift 2 ;;
         --extras) extras="$2"; shift 2 ;;
+        --first) first_installs+=("$2"); shift 2 ;;
         --with) extra_installs+=("$2"); shift 2 ;;
         --bench) bench=1; shift ;;
         --no-test) run_tests=0; shift ;;
@@ -106,6 +111,11 @@ step "fresh test environment $venv: the repaired wheel with the extras [$extras]
 "$python" -m venv --clear "$venv"
 venv="$(cd "$venv" && pwd)"
 venv_py="$venv/bin/python"
+for spec in "${first_installs[@]}"; do
+    read -r -a args <<<"$spec"
+    step "pip install ${args[*]} (before the wheel)"
+    "$venv_py" -m pip install --quiet "${args[@]}"
+done
 "$venv_py" -m pip install --quiet "${wheel}[${extras}]"
 for spec in "${extra_installs[@]}"; do
     read -r -a args <<<"$spec"

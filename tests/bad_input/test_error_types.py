@@ -14,6 +14,7 @@ import inspect
 
 import numpy as np
 import pytest
+from optional import missing_reason
 
 import fastpe
 from fastpe import reference
@@ -251,7 +252,7 @@ def _as_0d(value, kind):
     if kind == "numpy":
         return np.array(value)
     if torch is None:
-        pytest.skip("torch is not installed")
+        pytest.skip(missing_reason("torch"))
     return torch.tensor(value)
 
 

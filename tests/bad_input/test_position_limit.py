@@ -9,6 +9,7 @@ before anything is written.
 
 import numpy as np
 import pytest
+from optional import extra_import
 
 import fastpe
 from fastpe import reference
@@ -98,7 +99,7 @@ def test_positions_below_the_limit_agree_with_the_reference():
 
 
 def test_dask_graphs_refuse_the_limit_when_built():
-    pytest.importorskip("dask.array")
+    extra_import("dask.array", "test")
     import fastpe.dask
 
     with pytest.raises(ValueError, match=r"offset \+ n_positions - 1.*2\*\*53"):

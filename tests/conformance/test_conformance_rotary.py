@@ -77,7 +77,7 @@ def _longrope_factors(n, seed):
 def _rope_type_configs():
     """(id, config, rotary module class, positions) for every rope type of ROPE_INIT_FUNCTIONS, with and
     without partial_rotary_factor, built through the model classes as a user would."""
-    transformers = pytest.importorskip("transformers")
+    transformers = conformance_import("transformers")
     from transformers.models.phi.modeling_phi import PhiRotaryEmbedding
 
     head_dim, heads = 64, 4
@@ -108,7 +108,7 @@ def _rope_type_configs():
 
 def _model_configs():
     """A Phi, a Llama-3 (llama3), a Qwen2 (yarn) and a Phi-3 (longrope) config, built as their users build them."""
-    transformers = pytest.importorskip("transformers")
+    transformers = conformance_import("transformers")
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
     from transformers.models.phi.modeling_phi import PhiRotaryEmbedding
     from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding
@@ -198,7 +198,7 @@ def test_regression_phi_partial_rotary_factor_applied_once():
     """PhiConfig(partial_rotary_factor=0.5): apply_rotary(q64, scaling=cfg.rope_parameters) asked for
     rotary_dim=32, then (given 32) for 16: the factor was applied twice. An explicit rotary_dim=32
     rotates 32 channels; the dict alone is now refused (see the next test)."""
-    transformers = pytest.importorskip("transformers")
+    transformers = conformance_import("transformers")
     cfg = transformers.PhiConfig(hidden_size=256, num_attention_heads=4, partial_rotary_factor=0.5)
     q = rng_for("phi-regression").standard_normal((1, 4, 6, 64)).astype(np.float32)
     pos = np.arange(6)[None] + 11
@@ -217,7 +217,7 @@ def test_regression_phi_rotary_channels_alone_factor_applied_twice():
     applied twice: the model's logits were off by 8.7), scaling=cfg was refused, and rotary_dim=32
     too. Now the dict alone is refused, naming the key and both rotary_dim values, and the config,
     or the dict with rotary_dim=32, rotate all 32 channels as HF does."""
-    transformers = pytest.importorskip("transformers")
+    transformers = conformance_import("transformers")
     from transformers.models.phi.modeling_phi import PhiRotaryEmbedding
 
     cfg = transformers.PhiConfig(hidden_size=256, num_attention_heads=4, partial_rotary_factor=0.5)
@@ -244,7 +244,7 @@ def test_regression_gemma3_config_read_as_plain_rope():
     only sign: a warning about ignored keys; the model's logits were off by 0.76). It is now refused,
     naming its layer types; each layer type's dict, with max_position_embeddings, rotates as HF's rotary
     module does for the layers of that type."""
-    transformers = pytest.importorskip("transformers")
+    transformers = conformance_import("transformers")
     from transformers.models.gemma3.modeling_gemma3 import Gemma3RotaryEmbedding
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
@@ -275,7 +275,7 @@ def test_docstring_configs_are_the_real_transformers_configs():
     the same rotation bit for bit, and that rotation is HF's."""
     import doctest
 
-    transformers = pytest.importorskip("transformers")
+    transformers = conformance_import("transformers")
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
     from transformers.models.phi.modeling_phi import PhiRotaryEmbedding
     from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding

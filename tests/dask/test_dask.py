@@ -4,8 +4,9 @@ schedulers. (The same on a process cluster: test_dask_cluster.py.)"""
 
 import numpy as np
 import pytest
+from optional import extra_import
 
-da = pytest.importorskip("dask.array")
+da = extra_import("dask.array", "test")
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402

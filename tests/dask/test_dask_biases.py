@@ -4,8 +4,9 @@ keys, on the local scheduler. (The same on a process cluster: test_dask_cluster.
 
 import numpy as np
 import pytest
+from optional import extra_import
 
-da = pytest.importorskip("dask.array")
+da = extra_import("dask.array", "test")
 
 from dask_checks import (assert_eager_bits, chunkings, float_dtypes, misaligned, numpy_kwargs,  # noqa: E402
                          ulp_tolerance)

@@ -5,9 +5,10 @@ eager call on the whole array, bit for bit, and with fastpe.reference."""
 
 import numpy as np
 import pytest
+from optional import extra_import
 
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
+da = extra_import("dask.array", "test")
+distributed = extra_import("distributed", "test")
 
 from dask_checks import assert_eager_bits, check_add_sinusoidal  # noqa: E402
 from rope_parameters import longrope_parameters  # noqa: E402

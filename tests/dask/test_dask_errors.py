@@ -5,8 +5,9 @@ import inspect
 
 import numpy as np
 import pytest
+from optional import extra_import
 
-da = pytest.importorskip("dask.array")
+da = extra_import("dask.array", "test")
 
 from dask_checks import assert_same_error, forbid_kernels  # noqa: E402
 

@@ -6,8 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
+from optional import extra_import
 
-da = pytest.importorskip("dask.array")
+da = extra_import("dask.array", "test")
 
 from dask_checks import (assert_eager_bits, chunkings, float_dtypes, misaligned, numpy_kwargs,  # noqa: E402
                          ulp_tolerance)

@@ -4,8 +4,9 @@ the local scheduler. (The same on a process cluster: test_dask_cluster.py.)"""
 
 import numpy as np
 import pytest
+from optional import extra_import
 
-da = pytest.importorskip("dask.array")
+da = extra_import("dask.array", "test")
 
 from dask_checks import (assert_eager_bits, chunkings, float_dtypes, misaligned, numpy_kwargs,  # noqa: E402
                          numpy_of, ulp_tolerance)

@@ -9,11 +9,15 @@ import os
 import re
 
 import pytest
-from optional import missing_reason
+from optional import extra_import, missing_reason
 from util import REPO_ROOT
 
 README = os.path.join(REPO_ROOT, "README.md")
 MAX_LINES = 300
+# What GitHub shows of a code line without scrolling: its README column is
+# about 830 px wide beside the file list in a 1280 px window, 13.6 px
+# monospace, 16 px padding each side.
+MAX_CODE_COLUMNS = 88
 SET_UP = """\
 # 1. Install fastpe and run the main job: the benchmark report
 python -m venv .venv && . .venv/bin/activate && pip install . && fastpe bench
@@ -42,7 +46,7 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
     if re.search(r"\btorch\b", code):
         pytest.importorskip("torch", reason=missing_reason("torch"))
     if "bfloat16" in code:
-        pytest.importorskip("ml_dtypes")
+        extra_import("ml_dtypes", "test")
     monkeypatch.chdir(tmp_path)
     exec(compile(code, f"README.md (python block {index + 1})", "exec"), {"__name__": "readme_example"})
 
@@ -54,6 +58,12 @@ def test_readme_has_three_examples():
 def test_readme_is_short():
     n_lines = _readme().count("\n")
     assert n_lines <= MAX_LINES, f"README.md has {n_lines} lines; move detail into docs/ (limit {MAX_LINES})"
+
+
+def test_readme_code_lines_fit_githubs_width():
+    blocks = re.findall(r"^```\w*\n(.*?)^```", _readme(), flags=re.M | re.S)
+    long = [line for block in blocks for line in block.splitlines() if len(line) > MAX_CODE_COLUMNS]
+    assert blocks and not long, f"code lines over {MAX_CODE_COLUMNS} columns (GitHub would cut them): {long}"
 
 
 def test_set_up_block_reads_as_documented():

@@ -26,6 +26,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from optional import extra_import
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,7 +50,7 @@ def half_dtype(name):
     """The dtype called `name`; bfloat16 skips the test where ml_dtypes is missing."""
     if name == "float16":
         return np.dtype(np.float16)
-    ml_dtypes = pytest.importorskip("ml_dtypes")
+    ml_dtypes = extra_import("ml_dtypes", "test")
     return np.dtype(ml_dtypes.bfloat16)
 
 

@@ -7,12 +7,13 @@ runs raises (building a graph must compute nothing)."""
 
 import numpy as np
 import pytest
+from optional import extra_import
 from util import add_tolerance, assert_same_bits, assert_within, max_abs_position_of_add
 
 import fastpe
 from fastpe import _frontdoor, _kernels, reference
 
-da = pytest.importorskip("dask.array")
+da = extra_import("dask.array", "test")
 
 
 # The kernels' Python-level entry points. The front doors reach the kernels

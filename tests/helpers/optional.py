@@ -12,9 +12,19 @@ import pytest
 CONFORMANCE_INSTALL = 'pip install ".[conformance]"'
 
 
+def extra_reason(library, extra):
+    """The skip reason for a library that pyproject.toml's `extra` brings."""
+    return f'{library} is not installed; the {extra} extra brings it: pip install ".[{extra}]"'
+
+
+def extra_import(module, extra):
+    """pytest.importorskip for a module of a library that `extra` brings, the reason naming it."""
+    return pytest.importorskip(module, reason=extra_reason(module.split(".")[0], extra))
+
+
 def missing_reason(library):
     """The skip reason for a library of the conformance extra (torch, transformers, positional-encodings)."""
-    return f"{library} is not installed; the conformance extra brings it: {CONFORMANCE_INSTALL}"
+    return extra_reason(library, "conformance")
 
 
 def no_deps_reason(library):

@@ -12,7 +12,7 @@ import pytest
 
 import fastpe
 from fastpe import reference
-from optional import conformance_import
+from optional import conformance_import, extra_import
 from processes import run_python
 from util import add_tolerance, assert_within
 
@@ -141,7 +141,7 @@ def _ulp_tolerance(expected, finfo):
 @pytest.mark.parametrize("dtype_name", ["float32", "float16", "bfloat16"])
 def test_tensor_dtypes(torch, dtype_name):
     if dtype_name == "bfloat16":
-        ml_dtypes = pytest.importorskip("ml_dtypes")
+        ml_dtypes = extra_import("ml_dtypes", "test")
         finfo, np_dtype = ml_dtypes.finfo(ml_dtypes.bfloat16), ml_dtypes.bfloat16
     else:
         finfo, np_dtype = np.finfo(dtype_name), np.dtype(dtype_name)

@@ -10,11 +10,12 @@ naming the way to materialise them, before anything is written.
 
 import numpy as np
 import pytest
+from optional import conformance_import
 
 import fastpe
 from fastpe import reference
 
-torch = pytest.importorskip("torch")
+torch = conformance_import("torch")
 
 MODULES = [pytest.param(fastpe, id="fastpe"), pytest.param(reference, id="reference")]
 

@@ -22,6 +22,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from optional import extra_import
 
 import fastpe
 import fastpe.reference
@@ -70,7 +71,7 @@ class MypyRun(typing.NamedTuple):
 
 @pytest.fixture(scope="module")
 def mypy_run(tmp_path_factory):
-    pytest.importorskip("mypy")
+    extra_import("mypy", "test")
     work = tmp_path_factory.mktemp("mypy")
     mistakes = work / "mistakes.py"
     mistakes.write_text(MISTAKES)

@@ -15,6 +15,7 @@ so the two cannot agree by being wrong together.
 
 import numpy as np
 import pytest
+from optional import extra_reason
 
 import fastpe
 from fastpe import reference
@@ -125,7 +126,7 @@ def test_padding_row_inside_a_block():
     assert not table[13].any()
 
 
-@pytest.mark.skipif(ml_dtypes is None, reason="needs ml_dtypes")
+@pytest.mark.skipif(ml_dtypes is None, reason=extra_reason("ml_dtypes", "test"))
 @pytest.mark.parametrize("half", ["float16", "bfloat16"])
 def test_half_storage_through_blocked_float64_rows(half):
     dtype = np.float16 if half == "float16" else ml_dtypes.bfloat16

@@ -9,6 +9,7 @@ that the kernels really run with a team instead of falling back to one thread.
 
 import numpy as np
 import pytest
+from optional import extra_import
 
 import fastpe
 from fastpe import _kernels, reference
@@ -78,7 +79,7 @@ def test_openmp_is_enabled_in_this_build():
 
 def test_threadpool_limits_caps_the_team():
     """threadpoolctl.threadpool_limits(1) reaches fastpe's OpenMP runtime: calls run on one thread."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threadpoolctl = extra_import("threadpoolctl", "test")
     from fastpe._runtime import resolve_threads
 
     big = 1 << 22
@@ -95,7 +96,7 @@ def test_threadpool_limits_caps_the_team():
 
 
 def test_show_config_names_the_loaded_openmp_runtime():
-    pytest.importorskip("threadpoolctl")
+    extra_import("threadpoolctl", "test")
     from threadpoolctl import threadpool_info
 
     info = fastpe.show_config(print_out=False)
