@@ -136,11 +136,12 @@ class BuildExtWithOpenMP(build_ext):
         translated = cythonize(
             self.extensions,
             build_dir=os.path.join(generated, "cython"),
+            # cdivision is set where it is meant (fastpe/_kernels.pyx's header),
+            # not here: elsewhere `//` and `%` keep Python's meaning.
             compiler_directives={
                 "language_level": "3",
                 "boundscheck": False,
                 "wraparound": False,
-                "cdivision": True,
             },
             force=self.force,
             quiet=True,
@@ -204,13 +205,12 @@ def _extension(name):
     )
 
 
-# _kernels: the sinusoid, rotary and learned-table kernels; _bias_kernels:
-# additive attention biases (ALiBi, T5 buckets), which index scores, not rows;
-# _fastpath: add_sinusoidal's common call, checked in C; _rotary_fastpath:
-# apply_rotary's, and the cached rotary frequencies and cos/sin rows; _cache:
-# the one bounded cache, compiled so the fast paths look entries up cheaply.
+# Two compiled modules: _kernels, every kernel (sinusoid rows, learned
+# tables, rotary, attention biases; the one module that compiles _simd.h, so
+# each SIMD setting exists once), and _frontdoor, the front doors of
+# add_sinusoidal and apply_rotary with the one bounded cache, which they
+# read without a Python call. Each .pyx includes its parts (.pxi files).
 setup(
-    ext_modules=[_extension("_kernels"), _extension("_bias_kernels"), _extension("_fastpath"),
-                 _extension("_rotary_fastpath"), _extension("_cache")],
+    ext_modules=[_extension("_kernels"), _extension("_frontdoor")],
     cmdclass={"build_ext": BuildExtWithOpenMP},
 )

@@ -5,7 +5,7 @@ The compiled kernels (OpenMP, float64 angles) sit behind a validation layer;
 """
 
 try:
-    from . import _bias_kernels, _fastpath, _kernels, _rotary_fastpath  # noqa: F401  (the compiled modules)
+    from . import _frontdoor, _kernels  # noqa: F401  (the compiled modules)
 except ImportError:
     # A source folder that was never built (e.g. the repository root on
     # sys.path) would otherwise fail below with a misleading "partially
@@ -23,7 +23,7 @@ from ._grids import add_sincos_2d, add_sinusoidal_nd, sincos_2d, sinusoidal_nd
 from ._formulas import PRESETS
 from ._rotary import apply_rotary, rope_inv_freq, rotary_cos_sin
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 __all__ = [
     "PRESETS",

@@ -34,16 +34,11 @@ from typing import Optional
 import numpy as np
 import numpy.typing as npt
 
-from . import _bias_kernels, _formulas
+from . import _formulas, _kernels
 from ._runtime import ITEMS_PER_THREAD, add_source, resolve_threads, through_aligned
+from ._typing import ArrayT, Bool, Int, OptArrayLike, OptInt, Real
 from ._validation import (
     DEFAULT_MAX_BIAS,
-    ArrayT,
-    Bool,
-    Int,
-    OptArrayLike,
-    OptInt,
-    Real,
     alibi_request,
     caller_result,
     check_bucket_settings,
@@ -84,10 +79,7 @@ def _run(dst, src, num_threads, lut, start, istep):
     lut = np.ascontiguousarray(lut, dtype=encoding_dtype_for(dst.dtype))
     block, _, n_threads = _items(dst.shape, resolve_threads(num_threads, dst.size))
     window = (lut, np.ascontiguousarray(start, dtype=np.intp), lut.shape[1], istep, block, n_threads)
-    if src is None:
-        _bias_kernels.add_bias_inplace(dst, *window)
-    else:
-        _bias_kernels.add_bias_to(dst, src, *window)
+    _kernels.add_bias(dst, *window, src=src)
 
 
 def _distances(off, Tq, Tk):
@@ -306,8 +298,9 @@ def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = D
     >>> fastpe.add_alibi(step, slopes=[1.0, 0.5], offset=4)[0, 0, 0].tolist()
     [-4.0, -3.0, -2.0, -1.0, 0.0]
     """
-    sc, out_view, slopes, off, kp, num_threads = alibi_request(scores, slopes, max_bias, offset, key_positions,
-                                                               out, num_threads)
+    sc, out_view, slopes, max_bias, off, kp, num_threads = alibi_request(scores, slopes, max_bias, offset,
+                                                                         key_positions, out, num_threads)
+    slopes = _formulas.head_slopes(slopes, sc.shape[1], max_bias)
     def by_distance(dst, src, off):
         distances, start = _distances(off, *dst.shape[2:])
         _run(dst, src, num_threads, slopes[:, None] * distances.astype(np.float64)[None, :], start, 1)

@@ -7,7 +7,7 @@ import importlib.machinery
 import os
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_KERNEL_MODULES = ("_kernels", "_bias_kernels", "_fastpath", "_rotary_fastpath")
+_KERNEL_MODULES = ("_kernels", "_frontdoor")
 
 
 def _missing_kernels():

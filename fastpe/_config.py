@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 
 from . import _kernels, _runtime
-from ._plan import CACHE, CacheInfo
-from ._validation import Int, check_bool, check_count
+from ._version import __version__
+from ._frontdoor import CACHE, CacheInfo
+from ._typing import Int
+from ._validation.scalars import check_bool, check_count
 
 
 def _openmp_runtime():
@@ -47,7 +49,6 @@ def _distribution_version(name):
 
 def config() -> dict[str, Any]:
     """The facts show_config prints, as a dict."""
-    from . import __version__
 
     build = _kernels.build_info()
     return {

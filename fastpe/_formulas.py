@@ -19,15 +19,18 @@ checked by fastpe._validation), nothing compiled:
 
 Because both sides use these, a kernel-against-reference test cannot see a
 mistake in them: each is checked on its own against an independent source.
-tests/test_conformance.py compares the presets and make_positions with the
-models' own code (Hugging Face Marian, M2M100/fairseq, Whisper);
-tests/test_presets.py checks every preset against its source's expression
-written out in the test; tests/test_bias.py checks the slopes against the
-ALiBi paper's get_slopes and BLOOM, and the buckets against T5's integer
-definition and Hugging Face's _relative_position_bucket; tests/test_rotary.py
-checks rotary positions against HF's position_ids written out by hand.
-tests/test_rope_scaling.py compares every RoPE scaling rule with Hugging
-Face's ROPE_INIT_FUNCTIONS.
+tests/conformance/test_conformance.py compares the presets and
+make_positions with the models' own code (Hugging Face Marian,
+M2M100/fairseq, Whisper); tests/presets/test_presets.py checks every preset
+against its source's expression written out in the test;
+tests/biases/test_biases.py checks the slopes against the ALiBi paper's
+get_slopes and BLOOM, and the buckets against T5's integer definition
+(tests/conformance/test_conformance_biases.py: against Hugging Face's
+_relative_position_bucket); tests/rotary/test_rotary.py checks rotary
+positions against positions written out by hand.
+tests/rotary/test_rope_scaling.py checks every RoPE scaling rule against the
+formulas written out there, tests/conformance/test_conformance_rope_scaling.py
+against Hugging Face's ROPE_INIT_FUNCTIONS.
 
 Exact frequencies
 -----------------
@@ -131,6 +134,7 @@ PRESET_PARAMETERS = {
 
 DEFAULT_BASE = 10000.0
 LAYOUTS = ("interleaved", "concat")
+DEFAULT_LAYOUT = LAYOUTS[0]
 DEFAULT_MIN_TIMESCALE = 1.0
 DEFAULT_MAX_TIMESCALE = 1e4
 FAIRSEQ_PADDING_IDX = 1
@@ -225,6 +229,14 @@ def alibi_slopes(n_heads, max_bias):
     return np.exp2(exponent)
 
 
+def head_slopes(slopes, n_heads, max_bias):
+    """The slopes of an ALiBi call: the checked explicit ones, or (None) the
+    default ones of n_heads heads (none for 0 heads)."""
+    if slopes is not None:
+        return slopes
+    return alibi_slopes(n_heads, max_bias) if n_heads else np.zeros(0)
+
+
 def _exact_log_bins(u, max_exact, max_distance, n_log):
     """floor(log(u / max_exact) / log(max_distance / max_exact) * n_log), exactly,
     for integers max_exact <= u < max_distance (int64 array).
@@ -309,7 +321,7 @@ def rope_seq_len(max_position):
 # ------------------------------------------------------------------ RoPE scalings
 
 # The rules of Hugging Face's ROPE_INIT_FUNCTIONS (transformers 5.x), on keys
-# fastpe._validation.rotary has read and checked (its module docstring lists
+# fastpe._rope.scalings has read and checked (its module docstring lists
 # HF's conventions and quirks kept here). Each rule returns (inv_freq,
 # attention_factor) for a rotary width rdim, inv_freq a DoubleDouble: the
 # exact frequencies (see "Exact frequencies" above).

@@ -4,7 +4,8 @@ A grid encoding is the concatenation of 1-D encodings of each token's
 coordinates, so it is built from per-axis [sin | cos] blocks computed by the
 1-D kernel in float64, placed in the layout's column order, rounded once to
 the dtype and kept (read-only) in the bounded cache. The fused adds then run
-the learned-table kernel over it: each element of x is read and written once.
+the learned-table kernel over it (fastpe._tables.add_table_rows, after the
+grid's own checks): each element of x is read and written once.
 Tokens are ordered row-major (the first grid axis outermost).
 """
 
@@ -16,33 +17,32 @@ from typing import Optional
 import numpy as np
 import numpy.typing as npt
 
-from . import _sinusoid
-from ._formulas import grid_2d_frequencies, new_array, tensor2tensor_frequencies
-from ._plan import CACHE, concat_plan
+from . import _frontdoor, _tables
+from ._formulas import DEFAULT_BASE, grid_2d_frequencies, new_array, tensor2tensor_frequencies
+from ._typing import ArrayT, Bool, GridLayout, Int, OptInt, OptReal, Real, Shape, Table
 from ._validation import (
-    ArrayT,
-    Bool,
-    GridLayout,
-    Int,
-    OptInt,
-    OptReal,
-    Real,
-    Shape,
-    Table,
     caller_result,
     check_dtype_argument,
     check_grid_2d,
     check_grid_nd,
+    check_scale,
     encoding_dtype_for,
     x_and_out,
 )
+from ._validation import params
+
+def _first_rows(x):
+    """Every sequence of tokens reads the grid's table from its first row (the
+    offsets add_table_rows takes, aligned to x.shape[:-2])."""
+    return np.zeros((1,) * (x.ndim - 2), dtype=np.int64)
+
 
 def _axis_blocks(n, freq):
     """[sin | cos] of positions 0..n-1 at the given exact frequencies (a
     DoubleDouble), float64, by the 1-D kernel."""
     blocks = new_array((n, 2 * freq.hi.shape[0]), np.float64, "the encodings of a grid axis")
     if blocks.size:
-        _sinusoid.store_table(blocks, concat_plan(freq.hi, freq.lo), 0.0, None)
+        _tables.store_table(blocks, _frontdoor.exact_plan(freq.hi, freq.lo), 0.0, None)
     return blocks
 
 
@@ -77,13 +77,14 @@ def _grid_nd_float64(shape, dim, min_timescale, max_timescale):
 
 
 def _cached(key, build, dtype):
+    """The table of `key` (a key of fastpe._frontdoor's), built in float64 and kept, read-only, in `dtype`."""
     def make():
         table64 = build()
         table = table64 if dtype == table64.dtype else _copy(table64, dtype)
         table.flags.writeable = False
         return table
 
-    return CACHE.get(key + (np.dtype(dtype).str,), make)
+    return _frontdoor.cached(key, make)
 
 
 def _copy(table, dtype):
@@ -95,17 +96,17 @@ def _copy(table, dtype):
 
 def grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, dtype):
     """The (grid_h*grid_w [+1], dim) table, read-only and cached."""
-    return _cached(("grid2d", grid_h, grid_w, dim, base, layout, cls_token),
+    return _cached(_frontdoor.grid_2d_key(grid_h, grid_w, dim, base, layout, cls_token, dtype),
                    lambda: _grid_2d_float64(grid_h, grid_w, dim, base, layout, cls_token), dtype)
 
 
 def grid_nd_table(shape, dim, min_timescale, max_timescale, dtype):
     """The (prod(shape), dim) table, read-only and cached."""
-    return _cached(("gridnd", shape, dim, min_timescale, max_timescale),
+    return _cached(_frontdoor.grid_nd_key(shape, dim, min_timescale, max_timescale, dtype),
                    lambda: _grid_nd_float64(shape, dim, min_timescale, max_timescale), dtype)
 
 
-def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
+def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = DEFAULT_BASE, layout: GridLayout = "mae",
               cls_token: Bool = False, dtype: npt.DTypeLike = np.float32) -> Table:
     """The 2-D sin-cos encoding of a ``grid_h x grid_w`` grid of patches (ViT, MAE).
 
@@ -174,7 +175,7 @@ def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layou
     return _copy(grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, dtype), dtype)
 
 
-def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
+def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = DEFAULT_BASE, layout: GridLayout = "mae",
                   cls_token: Bool = False, scale: OptReal = None, out: Optional[ArrayT] = None,
                   num_threads: OptInt = None) -> ArrayT:
     """Add the 2-D sin-cos encoding into patch tokens in place: ``x * scale + sincos_2d(...)``.
@@ -231,9 +232,9 @@ def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, 
     if xa.shape[-2] != tokens:
         raise ValueError(f"x must have {tokens} tokens on axis -2 (grid_h * grid_w{' + 1 cls' if cls_token else ''}), "
                          f"got shape {xa.shape}")
+    scale, num_threads = check_scale(scale), params.NUM_THREADS.check(num_threads)
     table = grid_2d_table(grid_h, grid_w, dim, base, layout, cls_token, encoding_dtype_for(xa.dtype))
-    # The NumPy views, not the caller's objects: a tensor is exported once.
-    _sinusoid.add_table(xa, table, scale=scale, out=out_view, num_threads=num_threads)
+    _tables.add_table_rows(xa, out_view, table, _first_rows(xa), None, scale, num_threads)
     return caller_result(x, out)
 
 
@@ -345,7 +346,8 @@ def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
     tokens = math.prod(shape)
     if xa.shape[-2] != tokens:
         raise ValueError(f"x must have prod(shape) = {tokens} tokens on axis -2, got shape {xa.shape}")
-    _sinusoid.add_table(xa, grid_nd_table(shape, dim, lo, hi, encoding_dtype_for(xa.dtype)), scale=scale, out=out_view,
-                   num_threads=num_threads)
+    scale, num_threads = check_scale(scale), params.NUM_THREADS.check(num_threads)
+    _tables.add_table_rows(xa, out_view, grid_nd_table(shape, dim, lo, hi, encoding_dtype_for(xa.dtype)),
+                           _first_rows(xa), None, scale, num_threads)
     return caller_result(x, out)
 

@@ -1,9 +1,17 @@
 /* The codes the kernels share, defined once: _simd.h includes this header
- * and both kernel modules (_kernels.pyx, _bias_kernels.pyx) read it through
- * `cdef extern`. Only the kernels see them: their Python entry points are
- * one per mode and read the storage from the array's dtype. */
+ * and fastpe._kernels reads it through `cdef extern` (_simd.pxd). Only the
+ * kernels see the codes: their entry points take the mode as arguments and
+ * read the storage from the array's element type. */
 #ifndef FASTPE_MODES_H
 #define FASTPE_MODES_H
+
+#include <float.h>
+
+/* float64 holds every integer of magnitude up to 2**DBL_MANT_DIG (2**53)
+ * exactly: the kernels step integer positions below it without rounding,
+ * and fastpe._validation refuses positions from it on (its POSITION_LIMIT
+ * is this value, read from fastpe._kernels). */
+#define FPE_EXACT_INTEGERS ((double)(1LL << DBL_MANT_DIG))
 
 /* What a kernel does with each row it applies. */
 enum {

@@ -28,14 +28,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _formulas
+from ._typing import ArrayT, Bool, Int, OptArrayLike, OptInt, Real
 from ._validation import (
     DEFAULT_MAX_BIAS,
-    ArrayT,
-    Bool,
-    Int,
-    OptArrayLike,
-    OptInt,
-    Real,
     alibi_request,
     caller_result,
     check_bucket_settings,
@@ -105,8 +100,9 @@ def add_alibi(scores: ArrayT, *, slopes: OptArrayLike = None, max_bias: Real = D
     >>> bool(np.allclose(got, expected, rtol=0, atol=1e-12))
     True
     """
-    sc, out_view, slopes, off, kp, _ = alibi_request(scores, slopes, max_bias, offset, key_positions, out,
-                                                     num_threads)
+    sc, out_view, slopes, max_bias, off, kp, _ = alibi_request(scores, slopes, max_bias, offset, key_positions, out,
+                                                               num_threads)
+    slopes = _formulas.head_slopes(slopes, sc.shape[1], max_bias)
     B, H, Tq, Tk = sc.shape
     s = slopes[None, :, None, None]
     if kp is None:

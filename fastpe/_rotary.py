@@ -2,13 +2,17 @@
 
 The distinct positions of a call are collected once; their cosines and sines
 come from the sinusoid kernel in float64 (one table for all the arrays being
-rotated, attention factor folded in); the rotate kernel then rotates the
-channel pairs of every vector row of each array, visiting the rows by blocks
-of positions across every head (_position_block) so that a block's cos/sin
-rows stay in cache.
-The scaled frequencies come from fastpe's cache; the common decode call is
-first offered to the compiled fast path (fastpe._rotary_fastpath), which
-returns None for anything else.
+rotated, attention factor folded in; fastpe._tables.cos_sin_rows); the rotate
+kernel then rotates the channel pairs of every vector row of each array,
+visiting the rows by blocks of positions across every head (_position_block)
+so that a block's cos/sin rows stay in cache.
+
+The route goes one way: apply_rotary first offers its arguments, unchanged,
+to its compiled front door (fastpe._frontdoor.apply_rotary), which serves the
+common decode call or returns None; the general path then checks the
+arguments (fastpe._validation.rotary), takes the scaled frequencies from
+fastpe._frontdoor.rotary_frequencies (the cache over fastpe._rope, which
+reads the scaling once) and calls the kernels.
 """
 
 from __future__ import annotations
@@ -19,34 +23,22 @@ from typing import Optional, Sequence, Union, overload
 import numpy as np
 import numpy.typing as npt
 
-from . import _kernels, _runtime
-from ._formulas import new_array, rope_seq_len, to_rows
-from ._plan import CACHE
-from ._rotary_fastpath import apply_rotary_common, cached_scaled_frequencies, cos_sin_table
-from ._validation import (
-    ArrayT,
-    Int,
-    OptArrayLike,
-    OptInt,
-    OptReal,
-    Real,
-    RotaryLayout,
-    Scaling,
-    Table,
-    caller_results,
-    same_view,
-    shares_memory,
-)
+from . import _frontdoor, _kernels, _rope, _runtime
+from ._formulas import DEFAULT_BASE, new_array, to_rows
+from ._tables import cos_sin_rows
+from ._typing import ArrayT, Int, OptArrayLike, OptInt, OptReal, Real, RotaryLayout, Scaling, Table
+from ._validation import caller_results, same_view, shares_memory
 from ._validation.rotary import (
+    complete_rotary_request,
+    last_position,
     prefix_positions,
-    rope_frequencies,
     rotary_request,
     rotary_table_arguments,
     rotation_targets,
-    scaling_parameters,
 )
 
-def rope_inv_freq(dim: OptInt, base: Real = 10000.0, scaling: Scaling = None, *,
+
+def rope_inv_freq(dim: OptInt, base: Real = DEFAULT_BASE, scaling: Scaling = None, *,
                   seq_len: OptInt = None) -> tuple[npt.NDArray[np.float64], float]:
     """RoPE inverse frequencies and attention factor, as HF transformers 5.x computes them.
 
@@ -106,7 +98,7 @@ def rope_inv_freq(dim: OptInt, base: Real = 10000.0, scaling: Scaling = None, *,
 
     Notes
     -----
-    The module ``fastpe._validation.rotary`` lists HF's quirks that fastpe keeps
+    The module ``fastpe._rope.scalings`` lists HF's quirks that fastpe keeps
     (a lone ``mscale`` is ignored by yarn, ``truncate=None`` means False,
     longrope switches to the long factors only above
     ``original_max_position_embeddings``) and where it is stricter than HF.
@@ -137,8 +129,7 @@ def rope_inv_freq(dim: OptInt, base: Real = 10000.0, scaling: Scaling = None, *,
     >>> inv_freq.shape, attention_factor
     ((16,), 1.0)
     """
-    params, config_dim, ignore = scaling_parameters(scaling)
-    return rope_frequencies(dim, config_dim, base, params, ignore, seq_len)
+    return _rope.rope_frequencies(dim, base, scaling, seq_len)
 
 
 def _cached(key, build):
@@ -148,7 +139,7 @@ def _cached(key, build):
         arr.flags.writeable = False
         return arr
 
-    return CACHE.get(key, make)
+    return _frontdoor.cached(key, make)
 
 
 # The rotate kernel visits the rows by blocks of positions: every row (all
@@ -169,13 +160,6 @@ def _position_block(n_pairs):
     return max(1, _TABLE_BLOCK_BYTES // (16 * n_pairs))
 
 
-def _sequence_index(shape, seq_axis):
-    """The sequence index of every vector row of an array of `shape`, C order (flat)."""
-    n_positions = shape[seq_axis]
-    return to_rows(np.arange(n_positions, dtype=np.intp).reshape((1,) * seq_axis + (n_positions,)),
-                   shape, seq_axis).ravel()
-
-
 def _visit_order(shape, seq_axis, block):
     """The C-order numbers of the vector rows of an array of `shape` (sequence
     axis seq_axis), in the order the rotate kernel visits them with blocks of
@@ -192,7 +176,7 @@ def _visit_order(shape, seq_axis, block):
         full_blocks = rows[:, :n_full].reshape(before, n_full // block, block, after).transpose(1, 0, 2, 3)
         return np.concatenate([full_blocks.ravel(), rows[:, n_full:].ravel()])
 
-    return _cached(("rotary-order", shape[:-1], seq_axis, block), build)
+    return _cached(_frontdoor.rotary_order_key(shape[:-1], seq_axis, block), build)
 
 
 def _in_visit_order(kind, a, seq_axis, block, rows_in_c_order):
@@ -200,25 +184,18 @@ def _in_visit_order(kind, a, seq_axis, block, rows_in_c_order):
     kernel's visit order, kept in the cache under (kind, a's shape, strides,
     seq_axis, block)."""
     order = _visit_order(a.shape, seq_axis, block)
-    key = (kind, a.shape[:-1], a.strides[:-1], seq_axis, None if order is None else block)
+    key = _frontdoor.rotary_rows_key(kind, a.shape[:-1], a.strides[:-1], seq_axis, None if order is None else block)
     return _cached(key, lambda: rows_in_c_order() if order is None else rows_in_c_order()[order])
 
 
 def _row_offsets(a, seq_axis, block):
     """Byte offsets of the vector rows of a, in the rotate kernel's visit order."""
-    lead = a.shape[:-1]
-    return _in_visit_order("rows", a, seq_axis, block,
-                           lambda: _runtime.axis_offsets(lead, a.strides, range(len(lead))).ravel())
+    return _in_visit_order("offsets", a, seq_axis, block, lambda: _kernels.row_offsets(a, a.ndim - 1))
 
 
 def _position_rows(a, seq_axis, block):
     """The sequence index of each vector row of a, in the rotate kernel's visit order."""
-    return _in_visit_order("rotary-t-index", a, seq_axis, block, lambda: _sequence_index(a.shape, seq_axis))
-
-
-def pair_columns(layout, rotary_dim):
-    """(first, second, step): pair k is channels first + k*step and second + k*step."""
-    return (0, rotary_dim // 2, 1) if layout == "half" else (0, 1, 2)
+    return _in_visit_order("sequence-index", a, seq_axis, block, lambda: _kernels.sequence_index(a.shape, seq_axis))
 
 
 # One array gives that array back (or out[0]), several give a tuple.
@@ -234,7 +211,7 @@ def apply_rotary(first: ArrayT, second: ArrayT, /, *arrays: ArrayT, offset: npt.
                  seq_axis: Int = ..., out: Optional[Sequence[ArrayT]] = ...,
                  num_threads: OptInt = ...) -> tuple[ArrayT, ...]: ...
 def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArrayLike = None,
-                 base: OptReal = 10000.0, layout: RotaryLayout = "half", rotary_dim: OptInt = None,
+                 base: OptReal = DEFAULT_BASE, layout: RotaryLayout = "half", rotary_dim: OptInt = None,
                  inv_freq: OptArrayLike = None, scaling: Scaling = None, seq_axis: Int = -2,
                  out: Optional[Sequence[ArrayT]] = None,
                  num_threads: OptInt = None) -> Union[ArrayT, tuple[ArrayT, ...]]:
@@ -440,15 +417,15 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     >>> bool(np.array_equal(fastpe.apply_rotary(q.copy(), offset=5000, scaling=params), long))
     True
     """
-    done = apply_rotary_common(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
-                               num_threads)
+    done = _frontdoor.apply_rotary(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis,
+                                   out, num_threads)
     if done is not None:
         return done
     return _rotate(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
                    num_threads, inverse=False)
 
 
-def apply_rotary_transpose(*arrays, offset=0, positions=None, base=10000.0, layout="half", rotary_dim=None,
+def apply_rotary_transpose(*arrays, offset=0, positions=None, base=DEFAULT_BASE, layout="half", rotary_dim=None,
                            inv_freq=None, scaling=None, seq_axis=-2, out=None, num_threads=None):
     """The transpose of apply_rotary's linear map, with the same arguments:
     each pair rotated by minus the same float64 angle, times the same
@@ -458,11 +435,20 @@ def apply_rotary_transpose(*arrays, offset=0, positions=None, base=10000.0, layo
                    num_threads, inverse=True)
 
 
+def rotation_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
+                     num_threads):
+    """apply_rotary's checked arguments (fastpe._validation.rotary) with the
+    call's frequencies, which come through the cache (the scaling read once)."""
+    req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, seq_axis, out, num_threads)
+    freq = _frontdoor.rotary_frequencies(req.width, req.rotary_dim, req.base, scaling, inv_freq, last_position(req))
+    return complete_rotary_request(req, freq, out)
+
+
 def _rotate(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out, num_threads,
             inverse):
     """apply_rotary's general path; inverse negates the sines (apply_rotary_transpose)."""
-    req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
-                         num_threads, frequencies=cached_scaled_frequencies)
+    req = rotation_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
+                           num_threads)
     results = req.outs if req.outs is not None else req.arrays
     if all(a.size == 0 for a in req.arrays):
         return caller_results(arrays, out)
@@ -473,10 +459,11 @@ def _rotate(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scali
     else:
         positions_by_array = [prefix_positions(req, i) for i in range(len(req.arrays))]
         distinct = np.unique(np.concatenate([p.ravel() for p in positions_by_array]))
-    cos_t, sin_t = cos_sin_table(distinct, req.freq, req.freq_lo, req.attention_factor, req.num_threads)
+    cos_t, sin_t = cos_sin_rows(distinct, _frontdoor.exact_plan(req.freq, req.freq_lo), req.attention_factor,
+                                req.num_threads)
     if inverse:
         np.negative(sin_t, out=sin_t)  # a new table (the kernel wants cos and sin with one row stride)
-    rotation = (cos_t, sin_t, req.rotary_dim // 2, *pair_columns(req.layout, req.rotary_dim))
+    rotation = (cos_t, sin_t, req.layout, req.rotary_dim // 2)
     n_threads = _runtime.resolve_threads(req.num_threads, sum(a.size for a in req.arrays))
     sources = _rotation_sources(req)
     block = _position_block(req.rotary_dim // 2)
@@ -510,8 +497,7 @@ def _rotate_rows(dst, src, table_rows, seq_axis, block, rotation, n_threads):
         order = _visit_order(dst.shape, seq_axis, block)
         if order is not None:
             index = index[order]
-    _runtime.call_add(_kernels.rotate_rows_inplace, _kernels.rotate_rows_to, _runtime.vector_layout,
-                      dst, src, (dst_rows, src_rows), index, *rotation, min(n_threads, dst_rows.shape[0]))
+    _kernels.rotate_vector_rows(dst, dst_rows, index, *rotation, src=src, src_rows=src_rows, n_threads=n_threads)
 
 
 def _rotation_sources(req):
@@ -533,7 +519,7 @@ def _rotation_sources(req):
     return sources
 
 
-def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = 10000.0,
+def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = DEFAULT_BASE,
                    scaling: Scaling = None, layout: RotaryLayout = "half",
                    dtype: npt.DTypeLike = np.float32) -> tuple[Table, Table]:
     """The RoPE cos and sin tables, as Hugging Face's rotary embedding returns them.
@@ -598,11 +584,11 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
         n_positions, rotary_dim, offset, base, layout, dtype)
     tables = tuple(new_array((n_positions, rotary_dim), dtype, f"the {name} table of rotary_cos_sin")
                    for name in ("cos", "sin"))
-    freq, factor, _, freq_lo = cached_scaled_frequencies(None, rotary_dim, base, scaling, None,
-                                                         rope_seq_len(offset + n_positions - 1))
+    freq = _frontdoor.rotary_frequencies(None, rotary_dim, base, scaling, None, offset + n_positions - 1)
     half = rotary_dim // 2
     positions = offset + np.arange(n_positions, dtype=np.float64)
-    for table, values in zip(tables, cos_sin_table(positions, freq, freq_lo, factor)):
+    for table, values in zip(tables, cos_sin_rows(positions, _frontdoor.exact_plan(freq.freq, freq.freq_lo),
+                                                  freq.attention_factor)):
         # "half" repeats the frequencies in both halves, "interleaved" in adjacent columns.
         first, second = (table[:, :half], table[:, half:]) if layout == "half" else (table[:, 0::2], table[:, 1::2])
         first[...] = values

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import _kernels, _runtime
+from . import _frontdoor, _kernels, _runtime
 from ._rotary import _cached, _row_offsets, _rotation_sources
 from ._validation import caller_results, same_view
 from ._validation.cos_sin import cos_sin_request
@@ -24,7 +24,7 @@ def _table_rows(shape, table_shape):
         rows = np.arange(math.prod(table_shape[:-1]), dtype=np.intp).reshape(table_shape[:-1])
         return np.broadcast_to(rows, shape[:-1])
 
-    return _cached(("cos-sin-rows", shape[:-1], table_shape[:-1]), build)
+    return _cached(_frontdoor.cos_sin_given_rows_key(shape[:-1], table_shape[:-1]), build)
 
 
 def rotate_by_cos_sin(arrays, cos, sin, unsqueeze_dim, out=None, transpose=False):
@@ -50,7 +50,6 @@ def rotate_by_cos_sin(arrays, cos, sin, unsqueeze_dim, out=None, transpose=False
             src = None
         dst_rows = _row_offsets(dst, 0, 0)  # block 0: C order (every row's result is its own)
         src_rows = None if src is None else _row_offsets(src, 0, 0)
-        _runtime.call_add(_kernels.rotate_rows_inplace, _kernels.rotate_rows_to, _runtime.vector_layout,
-                          dst, src, (dst_rows, src_rows), _table_rows(dst.shape, cos_u.shape), table[:, :half],
-                          table[:, half:], half, 0, half, 1, min(n_threads, dst_rows.shape[0]))
+        _kernels.rotate_vector_rows(dst, dst_rows, _table_rows(dst.shape, cos_u.shape), table[:, :half],
+                                    table[:, half:], "half", half, src=src, src_rows=src_rows, n_threads=n_threads)
     return caller_results(arrays, out)

@@ -1,7 +1,9 @@
-"""How a call runs: team size, the fork rule, tiling, storage kinds, row grouping.
+"""How a call runs: team size, the fork rule, aligned scratch, row grouping, the cache's limit.
 
-Every family (sinusoid, tables, grids, rotary, biases) and the benchmark take
-their run-time policy from here; none keeps a copy of it.
+Every family (sinusoid, tables, grids, rotary, biases), the front doors and
+the benchmark take their run-time policy from here; none keeps a copy of it.
+How a kernel cuts its work into items and tiles is the kernels' own
+(fastpe/_kernels_sinusoid.pxi, _work_split and _tile_rows).
 
 Team size: a call runs on one thread below SERIAL_BELOW output elements,
 without OpenMP, or in a forked child (the fork rule); otherwise on
@@ -44,11 +46,13 @@ so the kernel computes each encoding row once and applies it to the whole group.
 import itertools
 import math
 import os
+import warnings
 
 import numpy as np
 
 from . import _kernels
-from ._validation import encoding_dtype_for, same_view, shares_memory
+from ._validation.aliasing import same_view, shares_memory
+from ._validation.scalars import check_count
 
 # Below this many output elements a call runs on one thread: waking a team
 # costs more than it saves.
@@ -59,21 +63,26 @@ RESEED_INTERVAL = _kernels.SEED_GRID
 # The largest team fastpe starts: more threads than this only oversubscribe
 # the cores, and a team of 10**5 makes libgomp kill the process.
 MAX_TEAM = max(8, 4 * (os.cpu_count() or 1))
-# Work items a call is cut into (enough to balance a few threads), and the
-# fewest positions an item covers (each item pays for one seed).
-ITEMS_PER_CALL = 8
-MIN_BLOCK = 16
 # Work items per thread for kernels whose results do not depend on how the
 # work is split (the attention biases): there the team size may set it.
 ITEMS_PER_THREAD = 4
-# Rows per tile. Written straight into one sequence, a tile of output rows
-# stays in L2 across the frequency chunks; shared by several sequences, a tile
-# of encoding rows is generated once and swept over each sequence's
-# contiguous span, long enough for the prefetcher and still in L2. Half of a
-# 2 MiB L2 leaves room for the rows of x streaming through it (512 KiB against
-# 1 MiB: docs/performance.rst).
-TILE_DIRECT_BYTES = 256 * 1024
-TILE_SHARED_BYTES = 512 * 1024
+# The bytes fastpe's cache may hold when FASTPE_CACHE_BYTES does not say.
+DEFAULT_CACHE_LIMIT = 64 * 2**20
+
+
+def cache_limit_from_environment():
+    """FASTPE_CACHE_BYTES, or the default. A malformed value warns and falls
+    back to the default: a typo in the environment must not break the import."""
+    raw = os.environ.get("FASTPE_CACHE_BYTES")
+    if raw is None or raw.strip() == "":
+        return DEFAULT_CACHE_LIMIT
+    try:
+        return check_count("FASTPE_CACHE_BYTES", int(raw))
+    except ValueError:
+        warnings.warn(f"FASTPE_CACHE_BYTES must be a non-negative integer number of bytes, got {raw!r}; "
+                      f"using the default {DEFAULT_CACHE_LIMIT}", RuntimeWarning, stacklevel=2)
+        return DEFAULT_CACHE_LIMIT
+
 
 def serial_only():
     """True in a process forked from one that had imported fastpe (the fork rule)."""
@@ -142,26 +151,12 @@ def _chunks(shape, n_lead, itemsize):
             yield tuple(slice(i, i + 1) for i in outer) + (slice(start, start + step),)
 
 
-def tile_rows(nbytes, n_cols, dst, block):
-    """Rows of a tile of `nbytes`. Tile rows are encoding rows: 16-bit storage is fed from float64 ones."""
-    row_itemsize = encoding_dtype_for(dst.dtype).itemsize
-    return max(1, min(block, nbytes // max(n_cols * row_itemsize, 1)))
-
-
-def work_blocks(T, n_seq, max_block):
-    """Positions per work item: at most max_block, and about ITEMS_PER_CALL
-    items per sequence. It depends on the input only. For the sinusoid grid
-    the split does not change the bits (every row follows its canonical path,
-    see _kernels.pyx); it only balances the threads."""
-    block = max(MIN_BLOCK, -(-T // ITEMS_PER_CALL))
-    block = min(block, max_block, max(T, 1))
-    return block, n_seq * -(-T // block)
-
-
 def group_chunks(group_ptr):
-    """Work items of the grouped kernels, from the groups alone (not the team size)."""
+    """Work items of the grouped kernels, from the groups alone (not the team
+    size): about as many as the grid kernels cut (the kernels' ITEMS_PER_CALL
+    and MIN_BLOCK)."""
     n_groups = group_ptr.shape[0] - 1
-    return balanced_chunks(group_ptr, min(ITEMS_PER_CALL, -(-n_groups // MIN_BLOCK)))
+    return balanced_chunks(group_ptr, min(_kernels.ITEMS_PER_CALL, -(-n_groups // _kernels.MIN_BLOCK)))
 
 
 def add_source(x, dst):
@@ -173,30 +168,6 @@ def add_source(x, dst):
     if shares_memory(dst, x):
         return x.copy()
     return x
-
-
-def call_add(add_inplace, add_to, describe, dst, src, rows, *args):
-    """Call a fused add's kernel: add_inplace(dst, *describe(dst, rows[0]),
-    *args) when src is None (add_source's in place), else add_to(dst,
-    *describe(dst, rows[0]), src, *describe(src, rows[1]), *args).
-    describe(array, row offsets) gives the kernel's arguments of its rows
-    (row_layout, vector_layout)."""
-    if src is None:
-        add_inplace(dst, *describe(dst, rows[0]), *args)
-    else:
-        add_to(dst, *describe(dst, rows[0]), src, *describe(src, rows[1]), *args)
-
-
-def row_layout(array, rows):
-    """The kernels' arguments of an array's rows along axis -2: the byte
-    offsets of its first rows, the row stride (bytes) and the column stride
-    (elements)."""
-    return rows, array.strides[-2], array.strides[-1] // array.itemsize
-
-
-def vector_layout(array, rows):
-    """The same for rows at arbitrary byte offsets (no row stride)."""
-    return rows, array.strides[-1] // array.itemsize
 
 
 def axis_offsets(shape, strides, axes):
@@ -219,25 +190,9 @@ class Groups:
 
 
 def lead_row_offsets(arr, lead_shape):
-    """Byte offsets of every row over the leading axes, in C order (flattened).
-
-    Leading axes that are contiguous with each other are merged first, so the
-    common cases cost one arange."""
-    shape, strides = [], []
-    for size, stride in zip(lead_shape, arr.strides):
-        if size == 1:
-            continue
-        if shape and strides[-1] == stride * size:
-            shape[-1] *= size
-            strides[-1] = stride
-        else:
-            shape.append(size)
-            strides.append(stride)
-    if not shape:
-        return np.zeros(1, dtype=np.intp)
-    if len(shape) == 1:
-        return np.arange(shape[0], dtype=np.intp) * strides[0]
-    return np.ascontiguousarray(axis_offsets(shape, strides, range(len(shape))).ravel())
+    """Byte offsets of every row over the leading axes `lead_shape` (arr.shape's
+    first axes), in C order (flattened): the kernels' row_offsets."""
+    return _kernels.row_offsets(arr, len(lead_shape))
 
 
 def _single_group(key, lead_shape, arrays):

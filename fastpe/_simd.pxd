@@ -1,11 +1,11 @@
-# Declarations of the C leaf loops in _simd.h, shared by both kernel modules.
-cimport numpy as cnp
+# Declarations of the C leaf loops in _simd.h, for fastpe._kernels (the one
+# module that compiles them).
 from libc.stdint cimport uint16_t
 
-ctypedef Py_ssize_t fpe_idx
+from fastpe._kernels cimport fpe_idx
 
-# The mode and storage codes, defined once (_modes.h) for both kernel modules
-# and _simd.h.
+# The mode and storage codes and the float64 integer bound, defined once
+# (_modes.h) for the kernels and _simd.h.
 cdef extern from "_modes.h" nogil:
     enum:
         FPE_MODE_STORE
@@ -14,6 +14,7 @@ cdef extern from "_modes.h" nogil:
         FPE_STORAGE_NATIVE
         FPE_STORAGE_F16
         FPE_STORAGE_BF16
+    const double FPE_EXACT_INTEGERS
 
 cdef extern from "_simd.h" nogil:
     void fpe_prefetch_write(const void *p)
@@ -128,10 +129,3 @@ cdef extern from "_simd.h" nogil:
     void fpe_probe_add_u16(uint16_t *x, uint16_t value, fpe_idx n)
     void fpe_probe_fill_u16(uint16_t *x, uint16_t value, fpe_idx n)
 
-
-cdef inline int fpe_storage_of(cnp.ndarray x) noexcept:
-    """x's FPE_STORAGE_* code. The Python layers pass only float32, float64,
-    float16 and bfloat16 (ml_dtypes' type, which NumPy numbers as a user type)."""
-    if cnp.PyArray_ITEMSIZE(x) != 2:
-        return FPE_STORAGE_NATIVE
-    return FPE_STORAGE_F16 if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT16 else FPE_STORAGE_BF16

@@ -1,95 +1,35 @@
 """The sinusoid family: sinusoidal_table, sinusoidal_encode, add_sinusoidal (with
 the model presets as preset=), the learned-table add_table and make_positions.
 
-Each function validates every argument (fastpe._validation), plans the call
-(fastpe._plan, fastpe._runtime) and hands raw memory to the kernels."""
+Each function validates every argument (fastpe._validation), takes its plan
+from fastpe._frontdoor's cache and has the rows made or added by
+fastpe._tables. add_sinusoidal first offers its arguments to its compiled
+front door (fastpe._frontdoor.add_sinusoidal), which serves the common call
+or hands it back."""
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _formulas, _kernels
-from ._fastpath import add_sinusoidal_common
-from ._plan import sinusoid_plan
-from ._runtime import (
-    RESEED_INTERVAL,
-    TILE_DIRECT_BYTES,
-    TILE_SHARED_BYTES,
-    group_chunks,
-    group_rows,
-    resolve_threads,
-    add_source,
-    call_add,
-    row_layout,
-    vector_layout,
-    through_aligned,
-    tile_rows,
-    work_blocks,
-)
+from . import _formulas, _frontdoor, _tables
+from ._runtime import add_source, through_aligned
+from ._typing import ArrayT, Int, Layout, OptArrayLike, OptInt, OptReal, Preset, Real, Table
 from ._validation import (
-    ArrayT,
-    Int,
-    Layout,
-    OptArrayLike,
-    OptInt,
-    OptReal,
-    Preset,
-    Real,
-    Table,
-    caller_result,
-    check_make_positions,
-    read_apart,
-    NATIVE_FLOATS,
     Encoding,
     add_request,
-    table_request,
+    caller_result,
     check_count,
-    check_num_threads,
+    check_make_positions,
+    read_apart,
     real_array,
     table_offset,
+    table_request,
     table_target,
-    widened,
 )
-
-def _grid_work(dst, src, plan, keys, lead_shape, T, n_threads):
-    """For positions key + t (t along axis -2), per key group: the row offsets
-    of dst (and src), the sinusoid grid kernels' plan and work arguments, and
-    the team size."""
-    groups = group_rows(keys, lead_shape, [dst] if src is None else [dst, src])
-    block, n_items = work_blocks(T, groups.keys.shape[0], RESEED_INTERVAL)
-    work = (plan, groups.keys, groups.group_ptr, T, block, tile_rows(TILE_DIRECT_BYTES, plan.n_cols, dst, block),
-            tile_rows(TILE_SHARED_BYTES, plan.n_cols, dst, block))
-    return groups.rows, work, min(n_threads, n_items)
-
-
-def _grouped_work(dst, src, plan, keys, lead_shape, n_threads):
-    """For arbitrary positions `keys` (aligned to lead_shape): the row offsets
-    of dst (and src), the sinusoid grouped kernels' plan and work arguments
-    (the sorted distinct positions, their groups, the work items), and the
-    team size."""
-    groups = group_rows(keys, lead_shape, [dst] if src is None else [dst, src])
-    chunks = group_chunks(groups.group_ptr)
-    return groups.rows, (plan, groups.keys, groups.group_ptr, chunks), min(n_threads, chunks.shape[0] - 1)
-
-
-def store_table(table, plan, offset, num_threads, zero_position=math.nan):
-    """Fill a checked table (size > 0) with the rows of positions offset + t by
-    a plan; the row of zero_position (NaN: none) is zero."""
-    rows, work, n_threads = _grid_work(table, None, plan, np.full((), offset), (), table.shape[0],
-                                       resolve_threads(num_threads, table.size))
-    _kernels.sinusoid_grid_store(table, *row_layout(table, rows[0]), *work, zero_position, n_threads)
-
-
-def store_encodings(table, plan, positions, num_threads, zero_position=math.nan):
-    """Fill a checked table (size > 0) of shape positions.shape + (dim,) with
-    the rows of the positions (zero_position as store_table)."""
-    rows, work, n_threads = _grouped_work(table, None, plan, positions, positions.shape,
-                                          resolve_threads(num_threads, table.size))
-    _kernels.sinusoid_grouped_store(table, *vector_layout(table, rows[0]), *work, zero_position, n_threads)
+from ._validation import params
 
 
 def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptReal = None,
@@ -180,12 +120,12 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     dim = check_count("dim", dim)
     offset = table_offset(offset, n_positions)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
-    num_threads = check_num_threads(num_threads)
+    num_threads = params.NUM_THREADS.check(num_threads)
     table = table_target(out, (n_positions, dim), dtype, "n_positions x dim")
     enc.inv_freq = read_apart(enc.inv_freq, (table,))
 
     def store(table, _):
-        store_table(table, sinusoid_plan(enc), offset, num_threads, enc.zero_position)
+        _tables.store_table(table, _frontdoor.encoding_plan(enc), offset, num_threads, enc.zero_position)
 
     if table.size:
         # No leading axis: a misaligned out is filled through one scratch (rows
@@ -252,13 +192,13 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     pos = real_array("positions", positions, position=True)
     dim = check_count("dim", dim)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
-    num_threads = check_num_threads(num_threads)
+    num_threads = params.NUM_THREADS.check(num_threads)
     shape = pos.shape + (dim,)
     table = table_target(out, shape, dtype, "positions.shape + (dim,)")
     pos, enc.inv_freq = read_apart(pos, (table,)), read_apart(enc.inv_freq, (table,))
 
     def store(table, _, pos):
-        store_encodings(table, sinusoid_plan(enc), pos, num_threads, enc.zero_position)
+        _tables.store_encodings(table, _frontdoor.encoding_plan(enc), pos, num_threads, enc.zero_position)
 
     if table.size:
         through_aligned(table, None, store, (pos,), pos.ndim)
@@ -351,32 +291,28 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
     >>> bool(np.allclose(x[1], expected))
     True
     """
-    # The common call (an ndarray, a scalar offset, default options) is checked
-    # and run in compiled code; None means "not that call".
-    common = add_sinusoidal_common(x, offset, positions, scale, base, layout, out, num_threads, inv_freq,
-                                   preset, padding_idx, min_timescale, max_timescale)
-    if common is not None:
-        return common
+    # The front door serves the common call (an ndarray, a scalar offset,
+    # default options); None hands the same arguments to the general path.
+    served = _frontdoor.add_sinusoidal(x, offset, positions, scale, base, layout, out, num_threads, inv_freq, preset,
+                                       padding_idx, min_timescale, max_timescale)
+    if served is not None:
+        return served
     req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
                       preset, padding_idx, min_timescale, max_timescale)
     dst = req.x if req.out is None else req.out
     if dst.size == 0:
         return caller_result(x, out)
-    plan = sinusoid_plan(req.encoding)
     enc = req.encoding
+    plan = _frontdoor.encoding_plan(enc)
     scale = 1.0 if req.scale is None else req.scale
 
     def add_at_offsets(dst, src, offsets):
-        rows, work, n_threads = _grid_work(dst, src, plan, offsets, dst.shape[:-2], dst.shape[-2],
-                                           resolve_threads(req.num_threads, dst.size))
-        call_add(_kernels.sinusoid_grid_add_inplace, _kernels.sinusoid_grid_add_to,
-                 row_layout, dst, src, rows, scale, *work, enc.zero_position, n_threads)
+        _tables.sinusoid_at_offsets(dst, src, plan, offsets, scale=scale, zero_position=enc.zero_position,
+                                    num_threads=req.num_threads)
 
     def add_at_positions(dst, src, positions):
-        rows, work, n_threads = _grouped_work(dst, src, plan, positions, dst.shape[:-1],
-                                              resolve_threads(req.num_threads, dst.size))
-        call_add(_kernels.sinusoid_grouped_add_inplace, _kernels.sinusoid_grouped_add_to,
-                 vector_layout, dst, src, rows, scale, *work, enc.zero_position, n_threads)
+        _tables.sinusoid_at_positions(dst, src, plan, positions, scale=scale, zero_position=enc.zero_position,
+                                      num_threads=req.num_threads)
 
     src = add_source(req.x, dst)
     if req.positions is None:
@@ -513,46 +449,5 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
     IndexError: positions offset + t (t < 3) must lie in [0, 6) (the table's rows); ...
     """
     req = table_request(x, table, offset, positions, scale, out, num_threads)
-    dst = req.x if req.out is None else req.out
-    if dst.size == 0:
-        return caller_result(x, out)
-    scale = 1.0 if req.scale is None else req.scale
-
-    def table_rows_for(dst, rows):
-        """(the table rows the kernel reads, the table row of its first row)."""
-        if req.table.dtype not in NATIVE_FLOATS:
-            # A 16-bit table: the rows this call reads, widened (exactly) to float64,
-            # so a float32 x takes the mixed-dtype rule (the sum in float64) too.
-            first_row = int(rows.min())
-            last_row = int(rows.max()) + (dst.shape[-2] if req.positions is None else 1)
-            return widened(req.table[first_row:last_row], np.float64), first_row
-        if req.table.strides[1] != req.table.itemsize:
-            return np.ascontiguousarray(req.table), 0  # the leaf loops read table rows with unit stride
-        return req.table, 0
-
-    def add_at_offsets(dst, src, offsets):
-        table_rows, first_row = table_rows_for(dst, offsets)
-        T = dst.shape[-2]
-        groups = group_rows((offsets - first_row).astype(np.float64), dst.shape[:-2],
-                            [dst] if src is None else [dst, src])
-        block, n_items = work_blocks(T, groups.keys.shape[0], 1 << 30)
-        tile = tile_rows(TILE_SHARED_BYTES, table_rows.shape[1], dst, block)
-        call_add(_kernels.table_add_grid_inplace, _kernels.table_add_grid_to,
-                 row_layout, dst, src, groups.rows, scale, table_rows, groups.keys.astype(np.intp),
-                 groups.group_ptr, T, block, tile, min(resolve_threads(req.num_threads, dst.size), n_items))
-
-    def add_at_positions(dst, src, positions):
-        table_rows, first_row = table_rows_for(dst, positions)
-        groups = group_rows((positions - first_row).astype(np.float64), dst.shape[:-1],
-                            [dst] if src is None else [dst, src])
-        chunks = group_chunks(groups.group_ptr)
-        call_add(_kernels.table_add_grouped_inplace, _kernels.table_add_grouped_to,
-                 vector_layout, dst, src, groups.rows, scale, table_rows, groups.keys, groups.group_ptr, chunks,
-                 min(resolve_threads(req.num_threads, dst.size), chunks.shape[0] - 1))
-
-    src = add_source(req.x, dst)
-    if req.positions is None:
-        through_aligned(dst, src, add_at_offsets, (req.offset,), dst.ndim - 2)
-    else:
-        through_aligned(dst, src, add_at_positions, (req.positions,), dst.ndim - 1)
+    _tables.add_table_rows(req.x, req.out, req.table, req.offset, req.positions, req.scale, req.num_threads)
     return caller_result(x, out)

@@ -10,6 +10,10 @@ What it shares with the compiled path, deliberately, and nothing else:
 * the argument checks (fastpe._validation and its rotary part
   fastpe._validation.rotary), so both reject the same inputs with the same
   messages;
+* the reader of Hugging Face's RoPE scalings and the scaled frequencies
+  (fastpe._rope, built anew on every call: the implementation keeps them
+  in its cache);
+* the type aliases of the public signatures (fastpe._typing);
 * the formulas of fastpe._formulas (array allocation, make_positions, the
   RoPE scaling rules, the ALiBi slopes and T5 buckets, the rotary position
   rules), which the tests check on their own against independent sources
@@ -31,9 +35,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _formulas
-from ._formulas import float_range, new_array
-from ._validation import (
-    NATIVE_FLOATS,
+from ._formulas import DEFAULT_BASE, float_range, new_array
+from ._rope import call_frequencies
+from ._typing import (
     ArrayT,
     Bool,
     GridLayout,
@@ -48,6 +52,9 @@ from ._validation import (
     Scaling,
     Shape,
     Table,
+)
+from ._validation import (
+    NATIVE_FLOATS,
     caller_result,
     caller_results,
     check_grid_2d,
@@ -57,7 +64,6 @@ from ._validation import (
     check_count,
     check_dtype_argument,
     check_make_positions,
-    check_num_threads,
     check_scale,
     real_array,
     table_offset,
@@ -65,12 +71,14 @@ from ._validation import (
     table_target,
     x_and_out,
 )
+from ._validation import params
 from ._validation.rotary import (
+    complete_rotary_request,
+    last_position,
     rotary_request,
     rotary_table_arguments,
     rotation_targets,
     row_positions,
-    scaled_frequencies,
 )
 
 __all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "add_table", "frequencies", "make_positions",
@@ -78,7 +86,7 @@ __all__ = ["sinusoidal_table", "sinusoidal_encode", "add_sinusoidal", "add_table
            "alibi_slopes", "add_alibi", "relative_position_bucket", "add_relative_bias"]
 
 
-def frequencies(dim: Int, base: Real = 10000.0, layout: str = "interleaved") -> npt.NDArray[np.float64]:
+def frequencies(dim: Int, base: Real = DEFAULT_BASE, layout: str = "interleaved") -> npt.NDArray[np.float64]:
     """The pair frequencies ``w_k = base ** (-2k / dim)`` of the default encoding.
 
     Parameters
@@ -210,7 +218,7 @@ def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptR
     dim = check_count("dim", dim)
     offset = table_offset(offset, n_positions)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
-    check_num_threads(num_threads)
+    params.NUM_THREADS.check(num_threads)
     table = table_target(out, (n_positions, dim), dtype, "n_positions x dim")
     positions = offset + float_range(n_positions, "the positions")
     table[...] = _encode64(positions, enc)
@@ -236,7 +244,7 @@ def sinusoidal_encode(positions: npt.ArrayLike, dim: Int, *, base: OptReal = Non
     positions = real_array("positions", positions, position=True)
     dim = check_count("dim", dim)
     enc = Encoding(dim, base, layout, inv_freq, preset, padding_idx, min_timescale, max_timescale)
-    check_num_threads(num_threads)
+    params.NUM_THREADS.check(num_threads)
     table = table_target(out, positions.shape + (dim,), dtype, "positions.shape + (dim,)")
     table[...] = _encode64(positions, enc)
     return caller_result(table, out)
@@ -315,7 +323,7 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
     return caller_result(x, out)
 
 
-def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
+def sincos_2d(grid_h: Int, grid_w: Int, dim: Int, *, base: Real = DEFAULT_BASE, layout: GridLayout = "mae",
               cls_token: Bool = False, dtype: npt.DTypeLike = np.float32) -> Table:
     """NumPy definition of `fastpe.sincos_2d`: each layout written the way its source writes it.
 
@@ -405,7 +413,7 @@ def _add_grid(x, out, table64, scale):
     target[...] = values + table64
 
 
-def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, layout: GridLayout = "mae",
+def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = DEFAULT_BASE, layout: GridLayout = "mae",
                   cls_token: Bool = False, scale: OptReal = None, out: Optional[ArrayT] = None,
                   num_threads: OptInt = None) -> ArrayT:
     """NumPy definition of `fastpe.add_sincos_2d` (same signature and checks).
@@ -423,7 +431,7 @@ def add_sincos_2d(x: ArrayT, grid_h: Int, grid_w: Int, *, base: Real = 10000.0, 
     xa, out_view = x_and_out(x, out)
     grid_h, grid_w, dim, base, cls_token = check_grid_2d(grid_h, grid_w, xa.shape[-1], base, layout, cls_token)
     scale = check_scale(scale)
-    check_num_threads(num_threads)
+    params.NUM_THREADS.check(num_threads)
     tokens = grid_h * grid_w + cls_token
     if xa.shape[-2] != tokens:
         raise ValueError(f"x must have {tokens} tokens on axis -2, got shape {xa.shape}")
@@ -449,7 +457,7 @@ def add_sinusoidal_nd(x: ArrayT, shape: Shape, *, min_timescale: Real = 1.0,
     xa, out_view = x_and_out(x, out)
     shape, dim, lo, hi = check_grid_nd(shape, xa.shape[-1], min_timescale, max_timescale)
     scale = check_scale(scale)
-    check_num_threads(num_threads)
+    params.NUM_THREADS.check(num_threads)
     if xa.shape[-2] != math.prod(shape):
         raise ValueError(f"x must have prod(shape) = {math.prod(shape)} tokens on axis -2, got shape {xa.shape}")
     table = sinusoidal_nd(shape, dim, min_timescale=lo, max_timescale=hi, dtype=np.float64).reshape(-1, dim)
@@ -472,7 +480,7 @@ def apply_rotary(first: ArrayT, second: ArrayT, /, *arrays: ArrayT, offset: npt.
                  num_threads: OptInt = ...) -> tuple[ArrayT, ...]:
  ...
 def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArrayLike = None,
-                 base: OptReal = 10000.0, layout: RotaryLayout = "half", rotary_dim: OptInt = None,
+                 base: OptReal = DEFAULT_BASE, layout: RotaryLayout = "half", rotary_dim: OptInt = None,
                  inv_freq: OptArrayLike = None, scaling: Scaling = None, seq_axis: Int = -2,
                  out: Optional[Sequence[ArrayT]] = None,
                  num_threads: OptInt = None) -> Union[ArrayT, tuple[ArrayT, ...]]:
@@ -495,8 +503,9 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     >>> bool(np.allclose(got_q, ref_q, rtol=0, atol=1e-12) and np.allclose(got_k, ref_k, rtol=0, atol=1e-12))
     True
     """
-    req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
-                         num_threads)
+    req = rotary_request(arrays, offset, positions, base, layout, rotary_dim, seq_axis, out, num_threads)
+    complete_rotary_request(req, call_frequencies(req.width, req.rotary_dim, req.base, scaling, inv_freq,
+                                                  _formulas.rope_seq_len(last_position(req))), out)
     r, h = req.rotary_dim, req.rotary_dim // 2
     rotated = []
     for i, a in enumerate(req.arrays):
@@ -522,7 +531,7 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
     return caller_results(arrays, out)
 
 
-def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = 10000.0,
+def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base: Real = DEFAULT_BASE,
                    scaling: Scaling = None, layout: RotaryLayout = "half",
                    dtype: npt.DTypeLike = np.float32) -> tuple[Table, Table]:
     """NumPy definition of `fastpe.rotary_cos_sin` (same signature and checks).
@@ -540,8 +549,8 @@ def rotary_cos_sin(n_positions: Int, rotary_dim: Int, *, offset: Real = 0, base:
         n_positions, rotary_dim, offset, base, layout, dtype)
     tables = [new_array((n_positions, rotary_dim), dtype, f"the {name} table of rotary_cos_sin")
               for name in ("cos", "sin")]
-    freq, factor, _, _ = scaled_frequencies(None, rotary_dim, base, scaling, None,
-                                          max(int(np.floor(offset + n_positions - 1)) + 1, 0))  # float64 only
+    scaled = call_frequencies(None, rotary_dim, base, scaling, None, _formulas.rope_seq_len(offset + n_positions - 1))
+    freq, factor = scaled.freq, scaled.attention_factor  # float64 only
     angles = (offset + np.arange(n_positions, dtype=np.float64))[:, None] * freq
     cos, sin = np.cos(angles) * factor, np.sin(angles) * factor
     if layout == "half":

@@ -28,15 +28,17 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 REFERENCE = {"reference", "_reference_bias"}
 REFERENCE_USERS = {"__init__", "bench"}
 # What the reference shares with the implementation, deliberately: the
-# argument checks (_validation and its rotary part, which also reads and
-# applies the RoPE scalings) and the float64 formulas.
-REFERENCE_MAY_IMPORT = {"_validation", "_formulas"}
+# argument checks (_validation), the float64 formulas, the reader of the RoPE
+# scalings and their frequency rules (_rope, uncached), and the type aliases
+# of the public signatures.
+REFERENCE_MAY_IMPORT = {"_validation", "_formulas", "_rope", "_typing"}
 
 
 def module_names():
     """{top-level module: [its source files]}: a subpackage of fastpe is one
-    node, made of every .py file under it; a Cython module is its .pyx file,
-    read for its Python-level imports; a module known by its stub alone has none."""
+    node, made of every .py file under it; a Cython module is its .pyx file
+    and the .pxi parts it includes, read for their Python-level imports; a
+    module known by its stub alone has none."""
     names = {}
     for entry in sorted(os.listdir(ROOT)):
         path = os.path.join(ROOT, entry)
@@ -47,19 +49,22 @@ def module_names():
         elif ext == ".py":
             names[stem] = [path]
         elif ext == ".pyx":
-            names[stem] = [path]  # compiled; its Python-level imports count
+            # compiled; its Python-level imports count, those of its parts (stem_*.pxi) too
+            names[stem] = [path] + [os.path.join(ROOT, part) for part in sorted(os.listdir(ROOT))
+                                    if part.startswith(stem + "_") and part.endswith(".pxi")]
         elif ext == ".pyi" and stem not in names:
             names[stem] = []
     return names
 
 
 def _python_imports(path, text):
-    """A Cython file's Python-level import statements (one per line), as Python
-    source: cimports are compile-time and leave no edge."""
-    if not path.endswith(".pyx"):
+    """A Cython file's Python-level import statements (one per line, those
+    inside functions too), as Python source: cimports are compile-time and
+    leave no edge. The .pxi parts of a module are read with it."""
+    if not path.endswith((".pyx", ".pxi")):
         return text
-    lines = [line for line in text.splitlines()
-             if line.startswith(("import ", "from ")) and " cimport " not in line]
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip().startswith(("import ", "from ")) and " cimport " not in line]
     return "\n".join(lines)
 
 
@@ -69,22 +74,31 @@ def _dotted_package(path):
     return folder.replace(os.sep, ".")
 
 
+ROOT_MODULE = "__init__"
+
+
 def imports_of(path, known):
-    """The top-level package modules that the file at `path` imports, at any depth."""
+    """The top-level package modules that the file at `path` imports, at any
+    depth. A name taken from the package root (``from fastpe import
+    __version__``, ``from . import x`` where x is not a module, ``import
+    fastpe``) is an import of the root module, __init__."""
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(_python_imports(path, f.read()), path)
     package = _dotted_package(path).split(".")
-    targets = []  # absolute dotted names
+    found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             base = package[:len(package) - node.level + 1] if node.level else []
             module = base + (node.module.split(".") if node.module else [])
-            if node.module is None or module == [PACKAGE]:  # from . import a, b: each may be a module
-                targets.extend(module + [alias.name] for alias in node.names)
-            targets.append(module)
+            if module == [PACKAGE]:  # from fastpe import a, b: each a module, or a name of the root
+                found.update(alias.name if alias.name in known else ROOT_MODULE for alias in node.names)
+            elif len(module) > 1 and module[0] == PACKAGE:
+                found.add(module[1])
         elif isinstance(node, ast.Import):
-            targets.extend(alias.name.split(".") for alias in node.names)
-    found = {parts[1] for parts in targets if len(parts) > 1 and parts[0] == PACKAGE}
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == PACKAGE:
+                    found.add(parts[1] if len(parts) > 1 else ROOT_MODULE)
     return {name for name in found if name in known}
 
 

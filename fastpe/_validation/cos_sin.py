@@ -11,8 +11,10 @@ rotated by half of their columns.
 
 import numpy as np
 
-from . import check_int, check_out, real_array
+from . import params
+from .arrays import check_out, real_array
 from .rotary import RotaryRequest, _check_targets, arrays_to_rotate
+from .scalars import check_int
 
 
 def _unsqueezed(name, table, unsqueeze_dim):
@@ -27,7 +29,7 @@ def cos_sin_request(arrays, cos, sin, unsqueeze_dim, out):
     """(request with arrays, outs and repeated as in rotary_request; cos and
     sin as float64 arrays with the new axis inserted, broadcastable to every array)."""
     req = RotaryRequest()
-    checked, names = arrays_to_rotate(arrays, out, min_ndim=1, shape="(..., D)")
+    checked, names = arrays_to_rotate(arrays, out, params.GIVEN_COS_SIN_ARRAYS)
     req.arrays = checked
     unsqueeze_dim = check_int("unsqueeze_dim", unsqueeze_dim)
     cos, sin = real_array("cos", cos), real_array("sin", sin)

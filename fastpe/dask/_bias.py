@@ -11,7 +11,7 @@ block gets the bits of the whole call.
 import dask.array as da
 import numpy as np
 
-from .. import _bias
+from .. import _bias, _formulas
 from .._validation import DEFAULT_MAX_BIAS, check_bias_table, check_key_positions, check_offset, check_slopes
 from ._common import aligned, as_dask, emptied, first, indices, meta, new_like, replaced_offset, stand_in
 
@@ -106,7 +106,8 @@ def add_alibi(scores, *, slopes=None, max_bias=DEFAULT_MAX_BIAS, offset=0, key_p
         return s
     B, H, _, Tk = s.shape
     if not isinstance(slopes, da.Array):
-        slopes = check_slopes(slopes, max_bias, H)
+        checked, checked_max_bias = check_slopes(slopes, max_bias, H)
+        slopes = _formulas.head_slopes(checked, H, checked_max_bias)
     head_slopes = (aligned(slopes, (H,), s.chunks[1:2]), (1,))
     if key_positions is None:
         args = head_slopes + (_batch_offset(offset, s), (0,), None, None)

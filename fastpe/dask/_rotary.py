@@ -22,7 +22,8 @@ import numpy as np
 from .. import _rotary
 from .._formulas import DEFAULT_BASE, offset_positions, rotary_positions_shaped
 from .._validation import check_int, real_array
-from .._validation.rotary import check_rotary_dim, scaled_frequencies_of
+from .._rope import scaled_frequencies
+from .._validation.rotary import check_rotary_dim
 from ._common import aligned, as_dask, meta, replaced_offset, stand_in
 
 
@@ -148,9 +149,9 @@ def apply_rotary(*arrays, offset=0, positions=None, base=DEFAULT_BASE, layout="h
     offset64 = _float64("offset", offset) if positions is None else None
     largest = None
     if scaling is not None and inv_freq is None:
-        freq = scaled_frequencies_of(widths[0] if len(widths) == 1 else None,
-                                     None if rotary_dim is None else check_rotary_dim(rotary_dim),
-                                     DEFAULT_BASE if base is None else base, scaling, None)
+        freq = scaled_frequencies(widths[0] if len(widths) == 1 else None,
+                                  None if rotary_dim is None else check_rotary_dim(rotary_dim),
+                                  DEFAULT_BASE if base is None else base, scaling, None, None)
         if freq.seq_dependence is not None:
             largest = _largest_position(offset64, positions64, T)
     rotated = []

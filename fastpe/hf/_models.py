@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from .._rotary import rope_inv_freq, rotary_cos_sin
-from .._validation.rotary import scaling_parameters
+from .._rope import scaling_parameters
 from ._rotation import RotaryCall, dispatcher, is_dispatcher
 
 # The rotary module classes patched, each with its attention class (in the

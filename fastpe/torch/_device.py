@@ -27,13 +27,16 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from .. import _formulas
 from .._bias import add_alibi, add_relative_bias
-from .._rotary import pair_columns
-from .._rotary_fastpath import cached_scaled_frequencies, cos_sin_table
+from .._frontdoor import exact_plan
+from .._kernels import pair_columns
+from .._rotary import rotation_request
+from .._tables import cos_sin_rows
 from .._sinusoid import add_sinusoidal
-from .._validation import add_request, alibi_request, relative_request, table_request
+from .._validation import DEFAULT_MAX_BIAS, add_request, alibi_request, relative_request, table_request
 from .._validation.cos_sin import cos_sin_request
-from .._validation.rotary import prefix_positions, rotary_request
+from .._validation.rotary import prefix_positions
 from ._tensors import numpy_dtype, read_view
 
 _state = {"everywhere": False}
@@ -150,9 +153,9 @@ def _pair_slices(layout, rotary_dim):
 
 def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=False):
     get = options.get
-    req = rotary_request([_stand_in(a) for a in arrays], _host(offset, 0), _host(positions), get("base"),
-                         get("layout", "half"), get("rotary_dim"), _host(inv_freq), get("scaling"),
-                         get("seq_axis", -2), None, get("num_threads"), frequencies=cached_scaled_frequencies)
+    req = rotation_request([_stand_in(a) for a in arrays], _host(offset, 0), _host(positions), get("base"),
+                           get("layout", "half"), get("rotary_dim"), _host(inv_freq), get("scaling"),
+                           get("seq_axis", -2), None, get("num_threads"))
     firsts, seconds = _pair_slices(req.layout, req.rotary_dim)
     work = _work_dtype(*arrays)
     new = []
@@ -161,8 +164,8 @@ def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=Fa
         shape = at.shape + (1,) * (a.ndim - 1 - at.ndim) + (req.rotary_dim // 2,)
 
         def build(which, at=at):
-            return cos_sin_table(np.ascontiguousarray(at, dtype=np.float64).ravel(), req.freq, req.freq_lo,
-                                 req.attention_factor)[which]
+            return cos_sin_rows(np.ascontiguousarray(at, dtype=np.float64).ravel(), exact_plan(req.freq, req.freq_lo),
+                                req.attention_factor)[which]
 
         key = ("rotary", req.attention_factor) + _key(req.freq, req.freq_lo, at)
         cos = _on_device(key + ("cos",), a.device, work, lambda: build(0)).reshape(shape)
@@ -218,10 +221,11 @@ class _Lookup:
 
 
 def alibi_into(out, scores, slopes, offset, key_positions, options):
-    _, _, slopes, off, kp, _ = alibi_request(_stand_in(scores), _host(slopes), options.get("max_bias", 8.0),
-                                             _host(offset, 0), _host(key_positions), None,
-                                             options.get("num_threads"))
+    _, _, slopes, max_bias, off, kp, _ = alibi_request(_stand_in(scores), _host(slopes),
+                                                       options.get("max_bias", DEFAULT_MAX_BIAS), _host(offset, 0),
+                                                       _host(key_positions), None, options.get("num_threads"))
     B, H, Tq, Tk = scores.shape
+    slopes = _formulas.head_slopes(slopes, H, max_bias)
     work = _work_dtype(scores)
     if out.numel() == 0:
         return

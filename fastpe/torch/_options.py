@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .._validation.rotary import scaling_parameters
+from .._rope import scaling_parameters
 
 _CONFIG = "__config__"
 

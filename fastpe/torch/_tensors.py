@@ -21,7 +21,7 @@ import contextlib
 import numpy as np
 import torch
 
-from .._validation import _refuse_lazy_tensor as refuse_lazy_tensor
+from .._validation.views import refuse_lazy_tensor
 from .._validation.torch_tensors import BFLOAT16_BITS
 
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)

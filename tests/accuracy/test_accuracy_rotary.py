@@ -23,7 +23,7 @@ import pytest
 
 import exact
 import fastpe
-from fastpe import _rotary_fastpath
+from fastpe import _frontdoor
 from rope_parameters import LLAMA3, longrope_parameters
 
 BOUND = 1e-9
@@ -82,9 +82,9 @@ def test_decode_step_fast_path_within_bound(p, name):
     """apply_rotary(q, k, offset=p) with one token per sequence: the compiled fast path."""
     base, half = 10000.0, RDIM // 2
     q, k = _unit_pairs((1, 4, 1, RDIM), half), _unit_pairs((1, 2, 1, RDIM), half)
-    before = _rotary_fastpath.fast_calls()
+    before = _frontdoor.rotary_calls()
     fastpe.apply_rotary(q, k, offset=p, base=base, scaling=SCALINGS[name])
-    assert _rotary_fastpath.fast_calls() == before + 1, "a decode step must take the fast path"
+    assert _frontdoor.rotary_calls() == before + 1, "a decode step must take the fast path"
     cos_exact, sin_exact = exact.cos_sin([float(p)], _exact_frequencies(name, base, [p]))
     for a in (q, k):
         rows = a.reshape(-1, RDIM)
@@ -99,9 +99,9 @@ def test_general_path_positions_within_bound(name):
     positions = np.array([POSITIONS])  # (batch 1, T)
     x = np.zeros((1, 2, positions.shape[1], RDIM))
     x[..., 0::2] = 1.0  # interleaved pairs (2k, 2k + 1) = (1, 0)
-    before = _rotary_fastpath.fast_calls()
+    before = _frontdoor.rotary_calls()
     fastpe.apply_rotary(x, positions=positions, base=base, layout="interleaved", scaling=SCALINGS[name])
-    assert _rotary_fastpath.fast_calls() == before
+    assert _frontdoor.rotary_calls() == before
     freqs = _exact_frequencies(name, base, list(positions[0]))
     cos_exact, sin_exact = exact.cos_sin(list(positions[0]), freqs)
     factor = _attention_factor(name, base, int(np.floor(positions.max())) + 1)
@@ -129,8 +129,8 @@ def test_fast_and_general_paths_give_the_same_bits(p):
     general path's table of the call's positions are the same rows."""
     q = np.random.default_rng(5).standard_normal((1, 4, 1, RDIM))
     fast, general = q.copy(), q.copy()
-    before = _rotary_fastpath.fast_calls()
+    before = _frontdoor.rotary_calls()
     fastpe.apply_rotary(fast, offset=p, scaling=SCALINGS["linear"])
     fastpe.apply_rotary(general, positions=np.array([[p]]), scaling=SCALINGS["linear"])
-    assert _rotary_fastpath.fast_calls() == before + 1
+    assert _frontdoor.rotary_calls() == before + 1
     assert np.array_equal(fast, general)

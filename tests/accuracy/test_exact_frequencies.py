@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 import exact
 import fastpe
 from exact import mpmath
-from fastpe import _formulas, _plan
+from fastpe import _formulas, _frontdoor
 from fastpe._double_double import DoubleDouble, exp_progression
 from fastpe._validation import Encoding
-from fastpe._validation.rotary import scaled_frequencies
+from fastpe._rope import call_frequencies
 from rope_parameters import LLAMA3, longrope_parameters
 
 RELATIVE = 2.0**-100
@@ -52,7 +52,7 @@ def test_vaswani_powers(dim, base):
 def test_preset_plans_hold_the_exact_frequencies(preset, dim):
     if preset == "whisper" and dim % 2:
         dim += 1  # whisper takes even widths only
-    plan = _plan.sinusoid_plan(Encoding(dim, None, None, None, preset))
+    plan = _frontdoor.encoding_plan(Encoding(dim, None, None, None, preset))
     assert_exact(plan.freq, plan.freq_lo, exact.preset_frequencies(preset, dim), preset)
 
 
@@ -63,22 +63,23 @@ def test_preset_parameters():
         kwargs = dict(params)
         enc = Encoding(32, kwargs.pop("base", None), None, None, preset, None, kwargs.get("min_timescale"),
                        kwargs.get("max_timescale"))
-        plan = _plan.sinusoid_plan(enc)
+        plan = _frontdoor.encoding_plan(enc)
         assert_exact(plan.freq, plan.freq_lo, exact.preset_frequencies(preset, 32, **params), f"{preset} {params}")
 
 
 def test_inv_freq_is_exact_as_given():
     inv_freq = np.array([1.0, 0.1, 1e-7, 3.0])
-    plan = _plan.sinusoid_plan(Encoding(8, None, "concat", inv_freq))
+    plan = _frontdoor.encoding_plan(Encoding(8, None, "concat", inv_freq))
     assert np.array_equal(plan.freq, inv_freq) and not plan.freq_lo.any()
     assert np.array_equal(plan.step_cos, np.cos(inv_freq)) and np.array_equal(plan.step_sin, np.sin(inv_freq))
-    freq, _, _, lo = scaled_frequencies(8, None, 10000.0, None, inv_freq, None)
+    scaled = call_frequencies(8, None, 10000.0, None, inv_freq, None)
+    freq, lo = scaled.freq, scaled.freq_lo
     assert np.array_equal(freq, inv_freq) and not lo.any()
 
 
 def test_step_rotation_is_the_exact_frequency_rounded():
     """cos w and sin w of one position's step, rounded from hi + lo (to an ulp)."""
-    plan = _plan.sinusoid_plan(Encoding(64, 0.01, None, None))  # frequencies up to 100: lo matters
+    plan = _frontdoor.encoding_plan(Encoding(64, 0.01, None, None))  # frequencies up to 100: lo matters
     with mpmath.workprec(exact.PRECISION):
         for k, w in enumerate(exact.vaswani(64, 0.01, 32)):
             assert abs(plan.step_cos[k] - float(mpmath.cos(w))) <= 2.3e-16
@@ -86,7 +87,8 @@ def test_step_rotation_is_the_exact_frequency_rounded():
 
 
 def _rope_exact(name, params, rdim, base, seq_len):
-    freq, _, _, lo = scaled_frequencies(None, rdim, base, params, None, seq_len)
+    scaled = call_frequencies(None, rdim, base, params, None, seq_len)
+    freq, lo = scaled.freq, scaled.freq_lo
     assert_exact(freq, lo, exact.rope(params["rope_type"], rdim, base, params, seq_len), name)
     np.testing.assert_array_equal(fastpe.rope_inv_freq(rdim, base, params, seq_len=seq_len)[0], freq)
 
@@ -117,7 +119,8 @@ def test_llama3_has_all_three_bands():
 
 def test_proportional():
     params = {"rope_type": "proportional", "partial_rotary_factor": 0.25, "factor": 3.0}
-    freq, _, _, lo = scaled_frequencies(64, None, 10000.0, params, None, None)
+    scaled = call_frequencies(64, None, 10000.0, params, None, None)
+    freq, lo = scaled.freq, scaled.freq_lo
     with mpmath.workprec(exact.PRECISION):
         expected = [w / 3 for w in exact.vaswani(64, 10000.0, 8)] + [mpmath.mpf(0)] * 24
     assert_exact(freq, lo, expected, "proportional")

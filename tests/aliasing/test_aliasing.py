@@ -504,5 +504,5 @@ def test_regression_overlap_solver_giving_up_counts_as_overlap(monkeypatch):
     a = as_strided(buffer, (8, 8), (38 * 8, 43 * 8))
     b = as_strided(buffer[8:], (8, 8), (57 * 8, 38 * 8))
     assert np.may_share_memory(a, b) and not np.shares_memory(a, b)  # really apart, but bounds overlap
-    monkeypatch.setattr(fastpe._validation, "_OVERLAP_MAX_WORK", 1)
-    assert fastpe._validation.shares_memory(a, b)
+    monkeypatch.setattr(fastpe._validation.aliasing, "_OVERLAP_MAX_WORK", 1)
+    assert fastpe._validation.aliasing.shares_memory(a, b)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from fastpe._rotary import rope_inv_freq
-from fastpe._validation.rotary import ROPE_TYPES
+from fastpe._rope import ROPE_TYPES
 from optional import conformance_import
 from rope_parameters import LLAMA3, longrope_parameters
 

@@ -9,11 +9,10 @@ from optional import extra_import
 
 da = extra_import("dask.array", "test")
 
-from dask_checks import assert_same_error  # noqa: E402
+from dask_checks import assert_same_error, forbid_kernels  # noqa: E402
 
 import fastpe  # noqa: E402
 import fastpe.dask as fpd  # noqa: E402
-from fastpe import _bias_kernels, _kernels  # noqa: E402
 
 X = np.zeros((2, 6, 8))
 SCORES = np.zeros((2, 3, 4, 5))
@@ -154,20 +153,6 @@ def test_unknown_chunk_sizes():
                  lambda: fpd.make_positions(da.from_array(IDS)[da.from_array(IDS)[:, 0] > 0], 1)):
         with pytest.raises(ValueError, match="unknown chunk sizes"):
             call()
-
-
-KERNEL_ENTRY_POINTS = ("sinusoid_", "table_add_", "rotate_rows_", "add_bias_")
-
-
-def forbid_kernels(patch):
-    """Every compiled kernel entry point raises (until patch is undone)."""
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a kernel ran while the graph was being built")
-
-    for module in (_kernels, _bias_kernels):
-        for name in dir(module):
-            if name.startswith(KERNEL_ENTRY_POINTS):
-                patch.setattr(module, name, forbidden)
 
 
 def test_building_a_graph_computes_nothing(monkeypatch):

@@ -60,21 +60,21 @@ def half(request):
 
 
 def _use_half_rows(name):
-    """Switch both kernel modules to one implementation of the 16-bit rows;
-    returns the previous ones. Skips the test where this CPU lacks it."""
-    from fastpe import _bias_kernels, _kernels
+    """Switch the kernels to one implementation of the 16-bit rows (one
+    setting, for every family); returns the previous one. Skips the test
+    where this CPU lacks it."""
+    from fastpe import _kernels
 
     try:
-        return _kernels.set_half_simd(name), _bias_kernels.set_half_simd(name)
+        return _kernels.set_half_simd(name)
     except ValueError:
         pytest.skip(f"this CPU lacks the {name} instructions of the 16-bit rows (or the build left them out)")
 
 
 def _restore_half_rows(previous):
-    from fastpe import _bias_kernels, _kernels
+    from fastpe import _kernels
 
-    _kernels.set_half_simd(previous[0])
-    _bias_kernels.set_half_simd(previous[1])
+    _kernels.set_half_simd(previous)
 
 
 @pytest.fixture(autouse=True, scope="module", params=["avx512bf16", "avx512", "avx2", "portable"])

@@ -1,8 +1,9 @@
 """What the tests of fastpe.dask (tests/dask/) share: the NumPy values of Dask
 arguments, chunkings of every kind, misaligned copies (as pickle protocol 5
 may deliver a block to a worker process), the dtypes the eager functions take,
-and the comparison of a computed result with the eager call's bits and an
-error with the eager call's error."""
+the comparison of a computed result with the eager call's bits and an
+error with the eager call's error, and a patch under which any kernel that
+runs raises (building a graph must compute nothing)."""
 
 import numpy as np
 import pytest
@@ -10,9 +11,35 @@ from optional import extra_import
 from util import add_tolerance, assert_same_bits, assert_within, max_abs_position_of_add
 
 import fastpe
-from fastpe import reference
+from fastpe import _frontdoor, _kernels, reference
 
 da = extra_import("dask.array", "test")
+
+
+# The kernels' Python-level entry points. The front doors reach the kernels
+# in C: they may run (and hand the call on, None) but must serve nothing.
+KERNEL_ENTRY_POINTS = ("sinusoid_grid_rows", "sinusoid_grouped_rows", "table_grid_rows", "table_grouped_rows",
+                       "rotate_vector_rows", "add_bias")
+FRONT_DOORS = ("add_sinusoidal", "apply_rotary")
+
+
+def forbid_kernels(patch):
+    """Make every kernel entry point raise, and a front door that serves a
+    call raise, until `patch` (a monkeypatch) is undone."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a kernel ran while the graph was being built")
+
+    def hands_on(front_door):
+        def checked(*args):
+            if front_door(*args) is not None:
+                raise AssertionError("a kernel ran while the graph was being built")
+
+        return checked
+
+    for name in KERNEL_ENTRY_POINTS:
+        patch.setattr(_kernels, name, forbidden)
+    for name in FRONT_DOORS:
+        patch.setattr(_frontdoor, name, hands_on(getattr(_frontdoor, name)))
 
 
 def numpy_of(value):

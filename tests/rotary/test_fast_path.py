@@ -1,4 +1,4 @@
-"""apply_rotary's compiled fast path and its cache (fastpe/_rotary_fastpath.pyx).
+"""apply_rotary's compiled front door and its cache (fastpe/_frontdoor_rotary.pxi).
 
 Every common call (exact ndarrays of native float32/float64, a scalar
 integral offset whose positions lie in one block of cos/sin rows, default
@@ -6,9 +6,9 @@ layout or interleaved, no positions/out/inv_freq, a cached scaling) must
 take it and give the general path's bits, and match the NumPy
 reference within the contract; every other call must take the general path
 and return or raise exactly what it does there, leaving the arrays as they
-were on an error. fastpe._rotary_fastpath.fast_calls() tells which path ran;
-the general path alone is run by switching the fast path off in
-fastpe._rotary.
+were on an error. fastpe._frontdoor.rotary_calls() tells which path ran;
+the general path alone is run by switching the front door off in
+fastpe._frontdoor.
 
 The cache keeps the scaled frequencies per (width, rotary_dim, base, scaling
 contents) and cos/sin rows per block of positions: a scaling changed after a
@@ -38,7 +38,7 @@ from util import (
 )
 
 import fastpe
-from fastpe import _plan, _rotary, _rotary_fastpath, reference
+from fastpe import _frontdoor, _kernels, reference
 
 LLAMA3 = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
           "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
@@ -48,23 +48,23 @@ LINEAR = {"rope_type": "linear", "factor": 4.0}
 DYNAMIC = {"rope_type": "dynamic", "factor": 2.0, "max_position_embeddings": 300}
 SCALINGS = {"plain": None, "llama3": LLAMA3, "yarn": YARN, "linear": LINEAR, "dynamic": DYNAMIC}
 
-# Block edges (the cos/sin rows come in blocks of ROWS_PER_BLOCK positions),
+# Block edges (the cos/sin rows come in blocks of SEED_GRID positions),
 # dynamic's max_position_embeddings, a long context, and far positions.
 OFFSETS = [0, 1, 255, 256, 299, 300, 1000, 4095, 123457, 2**20 - 1, 2**40 - 1, 2**40 + 255, np.int64(77), -1, -257,
            7.0, np.float32(12.0)]
 
 
 def general_path_only():
-    return util.general_path_only(_rotary, "apply_rotary_common")
+    return util.general_path_only(_frontdoor, "apply_rotary")
 
 
 def fast_and_general(arrays, **kwargs):
     """(fast-enabled results, general-only results, fast calls taken) on copies of arrays."""
     fast = [a.copy() for a in arrays]
     general = [a.copy() for a in arrays]
-    before = _rotary_fastpath.fast_calls()
+    before = _frontdoor.rotary_calls()
     got = fastpe.apply_rotary(*fast, **kwargs)
-    taken = _rotary_fastpath.fast_calls() - before
+    taken = _frontdoor.rotary_calls() - before
     got = got if isinstance(got, tuple) else (got,)
     assert all(g is a for g, a in zip(got, fast)), "apply_rotary must return the caller's arrays"
     with general_path_only():
@@ -134,6 +134,14 @@ def test_arrays_of_different_ranks_take_the_fast_path():
     check_fast_call([q, k], "5-D q, 2-D k", offset=60, scaling=YARN)
 
 
+def test_the_axis_before_the_channels_spelled_from_the_front_takes_the_fast_path():
+    """seq_axis=ndim - 2 names the same axis as the default -2."""
+    rng = rng_for("rotary fast seq_axis")
+    q = rng.standard_normal((1, 4, 1, 16)).astype(np.float32)
+    k = rng.standard_normal((1, 2, 1, 16)).astype(np.float32)
+    check_fast_call([q, k], "seq_axis=2 of 4-D arrays", offset=3, seq_axis=2)
+
+
 def test_prefill_inside_one_block_takes_the_fast_path():
     """T > 1 with every position in one block of cos/sin rows; a call across a
     block edge takes the general path, with the same values."""
@@ -176,9 +184,9 @@ def check_same_outcome(make_arrays, expected_fast_calls, **kwargs):
     the same result or the same error, and the arrays untouched by an error."""
     fast, general = make_arrays(), make_arrays()
     snaps = snapshot(*fast)
-    before = _rotary_fastpath.fast_calls()
+    before = _frontdoor.rotary_calls()
     got = outcome(lambda: fastpe.apply_rotary(*fast, **kwargs))
-    taken = _rotary_fastpath.fast_calls() - before
+    taken = _frontdoor.rotary_calls() - before
     with general_path_only():
         expected = outcome(lambda: fastpe.apply_rotary(*general, **kwargs))
     msg = f"{[getattr(a, 'dtype', type(a)) for a in fast]} {kwargs!r}"
@@ -283,7 +291,7 @@ UNCOMMON_ARGUMENTS = [
     {"rotary_dim": 32},
     {"rotary_dim": 8.0},
     {"seq_axis": -3},
-    {"seq_axis": 2},
+    {"seq_axis": 1},
     {"scaling": {"rope_type": "nope"}},
     {"scaling": {"rope_type": "linear"}},
     {"scaling": {"rope_type": "linear", "factor": True}},
@@ -377,7 +385,7 @@ def test_dynamic_past_its_max_position_embeddings_is_not_cached(fresh_cache):
     """Its frequencies change with every length: no entry (or block of rows)
     per decode step; the general path computes them."""
     def rotary_entries():
-        return {key for key in _plan.CACHE.keys() if key[0] in ("rotary-frequencies", "rotary-cos-sin")}
+        return {key for key in _frontdoor.CACHE.keys() if key[0] in ("rotary-frequencies", "rotary-cos-sin")}
 
     q = _pair()[0]
     check_fast_call([q], "dynamic below max_position_embeddings", offset=100, scaling=DYNAMIC)
@@ -395,13 +403,13 @@ def test_the_cache_counts_frequencies_and_cos_sin_rows(fresh_cache):
     q = np.ones((1, 4, 1, 64), np.float32)
     fastpe.apply_rotary(q, offset=3, scaling=LLAMA3)
     info = fastpe.cache_info()
-    rows_bytes = 2 * _rotary_fastpath.ROWS_PER_BLOCK * 32 * 8
+    rows_bytes = 2 * _kernels.SEED_GRID * 32 * 8
     assert info.entries >= 2 and info.nbytes >= rows_bytes, info
     entries = info.entries
     fastpe.apply_rotary(q, offset=4, scaling=dict(LLAMA3))  # equal contents, same block: nothing new
     assert fastpe.cache_info().entries == entries
     assert fastpe.cache_info().hits > info.hits
-    fastpe.apply_rotary(q, offset=3 + _rotary_fastpath.ROWS_PER_BLOCK, scaling=LLAMA3)  # the next block
+    fastpe.apply_rotary(q, offset=3 + _kernels.SEED_GRID, scaling=LLAMA3)  # the next block
     assert fastpe.cache_info().entries > entries
 
 
@@ -422,7 +430,7 @@ def test_scaling_keys_tell_values_of_different_types_apart():
     """True == 1 == 1.0 in Python, but a scaling with factor=True is an error
     while factor=1 and factor=1.0 are not: their keys must differ, so that a
     cached valid scaling never answers for an invalid one."""
-    key = _rotary_fastpath.scaling_key
+    key = _frontdoor.scaling_key
     keys = [key({"rope_type": "linear", "factor": value}) for value in (True, 1, 1.0, np.float64(1.0))]
     assert len(set(keys)) == 4
     assert key({"a": [1.0, 2.0]}) != key({"a": (1.0, 2.0)})
@@ -463,7 +471,7 @@ def test_property_fast_and_general_paths_give_the_same_bits(lead, T, half, dtype
     arrays = [q, rng.standard_normal(shape).astype(dtype)] if with_k else [q]
     kwargs = {"offset": offset, "scaling": SCALINGS[scaling], "layout": layout}
     fast, general, taken = fast_and_general(arrays, **kwargs)
-    in_one_block = offset // _rotary_fastpath.ROWS_PER_BLOCK == (offset + T - 1) // _rotary_fastpath.ROWS_PER_BLOCK
+    in_one_block = offset // _kernels.SEED_GRID == (offset + T - 1) // _kernels.SEED_GRID
     assert taken == in_one_block
     for f, g in zip(fast, general):
         assert_same_bits(f, g, f"shape={shape} {kind} {kwargs}")

@@ -11,7 +11,7 @@ from rotary_cases import rotary_kwargs, rotary_tolerance
 from util import DTYPES, array_variants, assert_same_bits, assert_within, out_variants, rng_for
 
 import fastpe
-from fastpe import _rotary, _rotary_fastpath, reference
+from fastpe import _frontdoor, _rotary, reference
 
 LAYOUTS = ("half", "interleaved")
 MEMORY = ("C", "F", "batch-transposed", "T-reversed", "D-stride2", "all-reversed-D-stride3")
@@ -45,9 +45,9 @@ def _rotate(arrays, block, use_out, monkeypatch, rng, **kwargs):
     if use_out:
         n = (0,) + BLOCKS
         outs = [list(out_variants(a.shape, a.dtype, rng))[n.index(block)][1] for a in arrays]
-    before = _rotary_fastpath.fast_calls()
+    before = _frontdoor.rotary_calls()
     got = fastpe.apply_rotary(*inputs, out=outs, **kwargs)
-    assert _rotary_fastpath.fast_calls() == before, "these calls must take the general path"
+    assert _frontdoor.rotary_calls() == before, "these calls must take the general path"
     return got if isinstance(got, tuple) else (got,)
 
 
@@ -104,7 +104,7 @@ def test_positions_outermost_keep_c_order(shape, seq_axis):
 
 
 class _RecordingKernels:
-    """fastpe._kernels, recording the intp arrays of every rotate_rows* call."""
+    """fastpe._kernels, recording the intp arrays of every rotate_vector_rows call."""
 
     def __init__(self, module):
         self._module = module
@@ -112,12 +112,12 @@ class _RecordingKernels:
 
     def __getattr__(self, name):
         attr = getattr(self._module, name)
-        if not name.startswith("rotate_rows"):
+        if name != "rotate_vector_rows":
             return attr
 
-        def record(*args):
+        def record(*args, **kwargs):
             self.calls.append([a for a in args if isinstance(a, np.ndarray) and a.dtype == np.intp])
-            return attr(*args)
+            return attr(*args, **kwargs)
 
         return record
 
@@ -150,13 +150,13 @@ def test_regression_num_threads_reaches_the_cos_sin_table(num_threads, monkeypat
     """The general path built its cos/sin table with the default team whatever
     num_threads said (apply_rotary(..., num_threads=1) ran two threads)."""
     seen = []
-    table = _rotary.cos_sin_table
+    table = _rotary.cos_sin_rows
 
-    def recording(positions, freq, freq_lo, attention_factor, num_threads=None):
+    def recording(positions, plan, attention_factor, num_threads=None):
         seen.append(num_threads)
-        return table(positions, freq, freq_lo, attention_factor, num_threads)
+        return table(positions, plan, attention_factor, num_threads)
 
-    monkeypatch.setattr(_rotary, "cos_sin_table", recording)
+    monkeypatch.setattr(_rotary, "cos_sin_rows", recording)
     q = rng_for("rotary-table-team", num_threads).standard_normal((1, 4, 300, 32))
     expected = reference.apply_rotary(q.copy(), offset=3)
     got = fastpe.apply_rotary(q, offset=3, num_threads=num_threads)

@@ -1,10 +1,10 @@
-"""add_sinusoidal's compiled fast path (fastpe/_fastpath.pyx).
+"""add_sinusoidal's compiled front door (fastpe/_frontdoor_sinusoid.pxi).
 
 Every common call (an exact ndarray of native float32/float64, a scalar
 offset, default options) must take it and give the general path's bits;
 every other call must take the general path and return or raise exactly
-what it did before. fastpe._fastpath.fast_calls() tells which path ran; the
-general path alone is run by switching the fast path off in fastpe._sinusoid.
+what it did before. fastpe._frontdoor.sinusoid_calls() tells which path ran;
+the general path alone is run by switching the front door off in fastpe._frontdoor.
 """
 
 import fractions
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastpe
-from fastpe import _fastpath, _plan
+from fastpe import _frontdoor
 from fastpe._validation import Encoding
 from fastpath import fast_and_general, general_path_only
 from util import (ALL_KINDS, array_variants, assert_same_bits, check_add_against_reference, outcome,
@@ -38,9 +38,9 @@ def test_common_calls_take_the_fast_path_with_the_general_bits(shape, dtype):
             x_fast, x_general, taken = fast_and_general(x, offset=offset)
             assert taken == 1, f"{msg}: the common call did not take the fast path"
             assert_same_bits(x_fast, x_general, msg)
-            before = _fastpath.fast_calls()
+            before = _frontdoor.sinusoid_calls()
             check_add_against_reference(x.copy(), msg, offset=offset)
-            assert _fastpath.fast_calls() == before + 1
+            assert _frontdoor.sinusoid_calls() == before + 1
 
 
 @pytest.mark.parametrize("num_threads", [1, 2, 3, 64, 2**70])
@@ -77,9 +77,9 @@ def check_same_outcome(make_x, expected_fast_calls, **kwargs):
     kwargs_general = dict(kwargs)
     if "out" in kwargs:
         kwargs_general["out"] = kwargs["out"].copy()
-    before = _fastpath.fast_calls()
+    before = _frontdoor.sinusoid_calls()
     got = outcome(lambda: fastpe.add_sinusoidal(x_fast, **kwargs))
-    taken = _fastpath.fast_calls() - before
+    taken = _frontdoor.sinusoid_calls() - before
     with general_path_only():
         expected = outcome(lambda: fastpe.add_sinusoidal(x_general, **kwargs_general))
     msg = f"{type(x_fast).__name__} {getattr(x_fast, 'dtype', '')} {kwargs!r}"
@@ -203,9 +203,9 @@ def test_the_cache_counts_fast_calls_as_general_ones_plus_their_rows(fresh_cache
     """Each dim's plan is counted as the general path counts it; a fast call
     also reads block 0 of its cached rows (256 rows of float32), built once."""
     dims = [8, 8, 6, 8, 6]
-    before = _fastpath.fast_calls()
+    before = _frontdoor.sinusoid_calls()
     fast_trace = _cache_trace(dims)
-    assert _fastpath.fast_calls() == before + len(dims)
+    assert _frontdoor.sinusoid_calls() == before + len(dims)
     with general_path_only():
         general_trace = _cache_trace(dims)
     for k, (fast, general) in enumerate(zip(fast_trace, general_trace)):
@@ -228,10 +228,14 @@ def test_with_no_cache_fast_calls_count_as_general_ones(fresh_cache):
 
 
 def test_the_fast_path_shares_the_general_plan(fresh_cache):
-    """default_sinusoid_plan is the entry sinusoid_plan gives the defaults."""
+    """The front door's plan of the defaults is the entry encoding_plan gives them."""
     for dim in (1, 7, 64):
-        plan = _plan.default_sinusoid_plan(dim)
-        assert _plan.sinusoid_plan(Encoding(dim, None, None, None)) is plan
+        before = _frontdoor.sinusoid_calls()
+        fastpe.add_sinusoidal(np.zeros((1, 300, dim)), offset=0.5)  # generated (a fractional offset): its plan alone
+        assert _frontdoor.sinusoid_calls() == before + 1
+        misses = fastpe.cache_info().misses
+        _frontdoor.encoding_plan(Encoding(dim, None, None, None))
+        assert fastpe.cache_info().misses == misses
     assert fastpe.cache_info().misses == 3 and fastpe.cache_info().entries == 3
 
 

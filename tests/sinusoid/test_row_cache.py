@@ -1,11 +1,11 @@
-"""The fast path's cache of encoding rows (fastpe/_fastpath.pyx, "cached rows").
+"""The front door's cache of encoding rows (fastpe/_frontdoor_sinusoid.pxi, "cached rows").
 
 A small common call adds rows kept in fastpe's cache in blocks of 256
 positions, built by the kernel as tables. The rows must be the rows every
 other path computes (the bits rule), for any offset, dtype and layout of x,
 whatever the state of the cache; the blocks are counted in cache_info() and
-kept within the limit. fastpe._fastpath.row_calls() tells which calls took
-cached rows; the general path alone is run by switching the fast path off.
+kept within the limit. fastpe._frontdoor.row_calls() tells which calls took
+cached rows; the general path alone is run by switching the front door off.
 """
 
 import threading
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastpe
-from fastpe import _fastpath, reference
+from fastpe import _frontdoor, reference
 from fastpath import fast_and_general, general_path_only
 from util import array_variants, assert_same_bits, check_add_against_reference, random_values, rng_for
 
@@ -23,10 +23,10 @@ BLOCK = 256
 
 def cached_and_general(x, offset):
     """(cached-rows result, general-path result, cached-row calls taken) on copies of x."""
-    before = _fastpath.row_calls()
+    before = _frontdoor.row_calls()
     x_fast, x_general, taken = fast_and_general(x, offset=offset)
     assert taken == 1
-    return x_fast, x_general, _fastpath.row_calls() - before
+    return x_fast, x_general, _frontdoor.row_calls() - before
 
 
 # Offsets around block edges, negative ones, and far ones.
@@ -51,9 +51,9 @@ def test_cached_rows_against_the_reference(fresh_cache, dtype):
     rng = rng_for("row cache reference", np.dtype(dtype).name)
     for offset in (0, 37, 250, -300, 4000):
         for shape in ((1, 16, 64), (2, 300, 10), (7, 1)):
-            before = _fastpath.row_calls()
+            before = _frontdoor.row_calls()
             check_add_against_reference(random_values(shape, dtype, rng), f"{shape} offset={offset}", offset=offset)
-            assert _fastpath.row_calls() == before + 1
+            assert _frontdoor.row_calls() == before + 1
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -65,9 +65,9 @@ def test_a_cached_row_is_the_table_row(fresh_cache, dtype):
     for offset in (-1000, -745, -1, 3, 255, 700, 1400):
         for _ in range(2):  # cold, then warm
             x = np.zeros((T, dim), dtype)
-            before = _fastpath.row_calls()
+            before = _frontdoor.row_calls()
             fastpe.add_sinusoidal(x, offset=offset)
-            assert _fastpath.row_calls() == before + 1
+            assert _frontdoor.row_calls() == before + 1
             start = offset + 1000
             assert_same_bits(x + 0.0, table[start:start + T] + 0.0, f"offset={offset}")
 
@@ -91,7 +91,7 @@ def test_integral_float_offsets_take_cached_rows(fresh_cache):
 
 def test_large_calls_generate(fresh_cache):
     """Rows over ROWS_MAX_BYTES: generated, nothing cached but the plan."""
-    T = _fastpath.ROWS_MAX_BYTES // (4 * 64) + 1
+    T = _frontdoor.ROWS_MAX_BYTES // (4 * 64) + 1
     x = np.zeros((1, T, 64), np.float32)
     x_fast, x_general, rows = cached_and_general(x, 5)
     assert rows == 0

@@ -242,11 +242,11 @@ def test_regression_malformed_cache_bytes_warns_and_keeps_import_working(raw):
     """A malformed FASTPE_CACHE_BYTES made `import fastpe` itself fail; now it
     warns (RuntimeWarning naming the variable and the value) and uses the default."""
     code = ("import warnings, fastpe\n"
-            "from fastpe._plan import _DEFAULT_CACHE_LIMIT\n"
+            "from fastpe._runtime import DEFAULT_CACHE_LIMIT\n"
             "with warnings.catch_warnings(record=True) as caught:\n"
             "    warnings.simplefilter('always')\n"
-            "    limit = fastpe._plan._limit_from_environment()\n"
-            "print(fastpe.cache_info().limit == _DEFAULT_CACHE_LIMIT == limit)\n"
+            "    limit = fastpe._runtime.cache_limit_from_environment()\n"
+            "print(fastpe.cache_info().limit == DEFAULT_CACHE_LIMIT == limit)\n"
             "print(caught[0].category.__name__)\n"
             "print(caught[0].message)\n"
             "fastpe.sinusoidal_table(3, 8)\n")

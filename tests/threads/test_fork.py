@@ -257,16 +257,16 @@ print(json.dumps({"code": code, "elapsed": elapsed}))
 def _child_common_call():
     """In the child: a team-sized common call (scalar offset, default threads),
     which takes the compiled fast path, checked against the reference."""
-    from fastpe import _fastpath
+    from fastpe import _frontdoor
 
     x = team_input(np.float32, seed=3)
-    before = _fastpath.fast_calls()
+    before = _frontdoor.sinusoid_calls()
     got = fastpe.add_sinusoidal(x.copy(), offset=11)
     expected = reference.add_sinusoidal(x.copy(), offset=11)
     tol = add_tolerance(np.float32, 11 + x.shape[-2], np.abs(x.astype(np.float64)))
     return {
         "ok": bool(np.all(np.abs(got.astype(np.float64) - expected.astype(np.float64)) <= tol)),
-        "fast_path": _fastpath.fast_calls() == before + 1,
+        "fast_path": _frontdoor.sinusoid_calls() == before + 1,
         "threads": os_thread_count(),
     }
 

@@ -1,0 +1,139 @@
+# Part of fastpe/_frontdoor.pyx: add_sinusoidal's front door.
+#
+# The common call is ``add_sinusoidal(x)`` or ``add_sinusoidal(x, offset=o)``
+# (with or without ``num_threads=n``) with every other argument at its
+# default, where x is an array _intake_ndarray takes (ndim >= the
+# declaration's 2), o a scalar _offset_value takes, with |o + T - 1| within
+# the position limit too, and n a value the num_threads declaration accepts
+# as it is. It goes one of two ways, with the same bits either way:
+#
+# * Cached rows, when the positions are integers and the rows the call reads
+#   are small (at most ROWS_MAX_BYTES): the learned-table kernel adds rows of
+#   the encoding kept in the cache, in blocks of FPE_SEED_GRID consecutive
+#   positions (block b holds positions b*SEED_GRID .. b*SEED_GRID + SEED_GRID - 1,
+#   in x's dtype), each built by the sinusoid kernel as a table the first
+#   time a call needs it. Row p's bits are a pure function of p (the bits
+#   rule of _kernels.pyx), so a cached row is the row the kernel would
+#   generate, and ``x + row`` is the sum the kernel forms. On such shapes
+#   reading a row is cheaper than any generator, as it is for a user's own
+#   cached table.
+# * Generation: the sinusoid kernel with the general path's plan (the same
+#   cache entry) and team size.
+
+# A call that reads at most this many bytes of rows takes cached rows (such
+# rows stay in the caches of the CPU, where a generator cannot keep up with a
+# read); larger calls generate, which moves less memory.
+ROWS_MAX_BYTES = 1 << 20
+cdef enum:
+    _ROWS_MAX_BYTES = 1 << 20
+    # Most blocks one call reads (ROWS_MAX_BYTES of rows of the narrowest width span fewer).
+    _MAX_BLOCKS = 64
+    # The blocks a call needs may take at most this share of the cache's limit:
+    # above it, calls would evict each other's blocks and generate anyway.
+    _CACHE_SHARE = 8
+
+cdef int _X_MIN_NDIM = params.X.min_ndim
+
+# Calls that took this path, and those of them that added cached rows
+# (incremented with the GIL held); read by the tests.
+cdef unsigned long long _n_sinusoid_calls = 0
+cdef unsigned long long _n_row_calls = 0
+
+
+def sinusoid_calls():
+    """How many add_sinusoidal calls its front door served in this process (for tests)."""
+    return _n_sinusoid_calls
+
+
+def row_calls():
+    """How many of them added cached rows (for tests)."""
+    return _n_row_calls
+
+
+def add_sinusoidal(x, offset, positions, scale, base, layout, out, num_threads, inv_freq, preset, padding_idx,
+                   min_timescale, max_timescale):
+    """add_sinusoidal's arguments, as the caller gave them: x with the
+    encoding added when the call is the common one (see above), else None."""
+    global _n_sinusoid_calls, _n_row_calls
+    if not (positions is None and scale is None and base is None and layout is None and out is None
+            and inv_freq is None and preset is None and padding_idx is None
+            and min_timescale is None and max_timescale is None):
+        return None
+    if not accepts_int(num_threads, &_NUM_THREADS):
+        return None
+    cdef ArrayDesc d
+    cdef double first
+    if not _intake_ndarray(x, &d, _X_MIN_NDIM) or not _offset_value(offset, &first):
+        return None
+    cdef fpe_idx T = d.shape[d.ndim - 2], D = d.shape[d.ndim - 1]
+    # One rounded addition, as the general path's check_position_range forms it.
+    if fabs(first + <double>(T - 1)) >= _LIMIT:
+        return None
+    _n_sinusoid_calls += 1
+    cdef int n_threads = _runtime.resolve_threads(num_threads, d.size)
+    if first == floor(first) and _add_cached_rows(&d, first, T, D, n_threads):
+        _n_row_calls += 1
+    else:
+        _generate(&d, first, T, D, False, n_threads)
+    return x
+
+
+cdef int _generate(const ArrayDesc *d, double first, fpe_idx T, fpe_idx D, bint store, int n_threads) except -1:
+    """The general path's kernel call for the common call, or (store) for a table."""
+    cdef fpe_idx n_lead
+    cdef fpe_idx group_ptr[2]
+    cdef _Indices rows = _row_offsets(d, d.ndim - 2, &n_lead)
+    cdef Positions at
+    group_ptr[0], group_ptr[1] = 0, n_lead
+    at.p0, at.seq_ptr, at.n_seq, at.T = &first, group_ptr, 1, T
+    sinusoid_grid(d, rows.data, NULL, NULL, _default_plan(D), &at, store, 1.0, NAN, n_threads)
+    return 0
+
+
+cdef cnp.ndarray _build_block(fpe_idx D, int typenum, fpe_idx index):
+    """Rows of positions index*SEED_GRID .. + SEED_GRID - 1: the table the
+    kernel writes for them (read-only)."""
+    cdef cnp.npy_intp shape[2]
+    shape[0] = FPE_SEED_GRID
+    shape[1] = D
+    cdef cnp.ndarray block = cnp.PyArray_EMPTY(2, shape, typenum, 0)
+    cdef ArrayDesc d
+    describe_ndarray(block, &d)
+    # Serial: a block is small, built once per SEED_GRID positions, and a team
+    # that must first wake up costs more than it saves here.
+    _generate(&d, <double>(index * FPE_SEED_GRID), FPE_SEED_GRID, D, True, 1)
+    block.flags.writeable = False
+    return block
+
+
+cdef cnp.ndarray _row_block(fpe_idx D, int typenum, fpe_idx index):
+    key = _sinusoid_rows_key(D, typenum, index)
+    block = _CACHE.find(key)
+    if block is None:
+        block = _CACHE.keep(key, _build_block(D, typenum, index))
+    return <cnp.ndarray>block
+
+
+cdef bint _add_cached_rows(const ArrayDesc *d, double first, fpe_idx T, fpe_idx D, int n_threads) except -1:
+    """Add cached rows when the call is small enough for them (False: it is not)."""
+    cdef int typenum = cnp.NPY_FLOAT if d.element == FPE_FLOAT32 else cnp.NPY_DOUBLE
+    if T * D * d.itemsize > _ROWS_MAX_BYTES:
+        return False
+    cdef fpe_idx b0 = <fpe_idx>floor(first / FPE_SEED_GRID)
+    cdef fpe_idx b1 = <fpe_idx>floor((first + <double>(T - 1)) / FPE_SEED_GRID)
+    cdef fpe_idx n_blocks = b1 - b0 + 1, b
+    if n_blocks > _MAX_BLOCKS or n_blocks * FPE_SEED_GRID * D * d.itemsize * _CACHE_SHARE > _CACHE._limit:
+        return False
+    held = [_row_block(D, typenum, b) for b in range(b0, b1 + 1)]  # alive while the rows are read
+    cdef const char *blocks[_MAX_BLOCKS]
+    for b in range(n_blocks):
+        blocks[b] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>held[b])
+    cdef BlockedTable table
+    table.blocks, table.n_blocks, table.rows_per_block = blocks, n_blocks, FPE_SEED_GRID
+    table.row_stride, table.n_cols, table.element = D * d.itemsize, D, d.element
+    cdef fpe_idx n_lead, first_row = <fpe_idx>first - b0 * FPE_SEED_GRID
+    cdef fpe_idx seq_ptr[2]
+    cdef _Indices rows = _row_offsets(d, d.ndim - 2, &n_lead)
+    seq_ptr[0], seq_ptr[1] = 0, n_lead
+    table_grid(d, rows.data, NULL, NULL, &table, &first_row, seq_ptr, 1, T, 1.0, n_threads)
+    return True
