@@ -139,8 +139,9 @@ def compiled(rounds):
             q2, k2 = fastpe.torch.apply_rotary(q, k, offset=start)
             return q2 * 0.5, k2 * 0.5
 
-        hf_c = torch.compile(with_hf, fullgraph=True)
-        fp_c = torch.compile(with_fastpe, fullgraph=True)
+        # Static shapes for both (each shape compiled on its own, as a model compiles its decode step)
+        hf_c = torch.compile(with_hf, fullgraph=True, dynamic=False)
+        fp_c = torch.compile(with_fastpe, fullgraph=True, dynamic=False)
         for fn in (hf_c, fp_c):
             fn(q, k, starts[0])
             fn(q, k, starts[1])

@@ -19,7 +19,7 @@ requires grad is refused, as ``leaf.add_()`` is).
 import torch
 
 from .._validation.torch_tensors import refuse_inference_write
-from . import _impl, _ops
+from . import _graph, _impl, _ops
 from ._options import encode
 from ._tensors import bump_versions, check_tensor, eager_route, needs_grad, op_tensor, refuse_grad
 
@@ -180,8 +180,20 @@ def rotate(arrays, offset, positions, inv_freq, options, encoded=None):
     if eager_route(*arrays, offset, positions, inv_freq):
         return _impl.rotated(arrays, offset, positions, inv_freq, options, like_fake=False)
     _refuse_grads([("offset", offset), ("positions", positions), ("inv_freq", inv_freq)], {})
+    encoded = encode(**options) if encoded is None else encoded
+    traced = _traced(arrays, offset, positions, inv_freq, encoded)
+    if traced is not None:
+        return traced
     return _ops.apply_rotary(arrays, _op_offset(offset), op_tensor("positions", positions),
-                             op_tensor("inv_freq", inv_freq), encode(**options) if encoded is None else encoded, False)
+                             op_tensor("inv_freq", inv_freq), encoded, False)
+
+
+def _traced(arrays, offset, positions, inv_freq, encoded):
+    """While a graph is traced: the rotation in torch operations the compiler fuses (fastpe.torch._graph),
+    or None where the registered operator serves the call."""
+    if not torch.compiler.is_compiling() or inv_freq is not None:
+        return None
+    return _graph.rotated(arrays, offset, positions, encoded)
 
 
 def rotate_(arrays, offset, positions, inv_freq, options, encoded=None):
@@ -197,8 +209,14 @@ def rotate_(arrays, offset, positions, inv_freq, options, encoded=None):
         bump_versions(arrays)
     else:
         _refuse_grads([("offset", offset), ("positions", positions), ("inv_freq", inv_freq)], {})
-        _ops.apply_rotary_(arrays, _op_offset(offset), op_tensor("positions", positions),
-                           op_tensor("inv_freq", inv_freq), encode(**options) if encoded is None else encoded, False)
+        encoded = encode(**options) if encoded is None else encoded
+        # One array only: the operator checks whether q and k overlap when the graph runs; a trace cannot
+        traced = _traced(arrays, offset, positions, inv_freq, encoded) if len(arrays) == 1 else None
+        if traced is not None:
+            arrays[0].copy_(traced[0])
+        else:
+            _ops.apply_rotary_(arrays, _op_offset(offset), op_tensor("positions", positions),
+                               op_tensor("inv_freq", inv_freq), encoded, False)
     return arrays
 
 

@@ -80,11 +80,16 @@ def check_tensor(name, value, function):
     return value
 
 
+# The NumPy dtype of a view of a tensor of each float dtype (bfloat16 as BFLOAT16_BITS)
+_NUMPY_FLOATS = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
+                 torch.float16: np.dtype(np.float16), torch.bfloat16: BFLOAT16_BITS}
+
+
 def numpy_dtype(dtype):
-    """The NumPy dtype of a view of a tensor of `dtype` (BFLOAT16_BITS for bfloat16)."""
-    if dtype == torch.bfloat16:
-        return BFLOAT16_BITS
-    return torch.empty((), dtype=dtype).numpy().dtype
+    """The NumPy dtype of a view of a tensor of `dtype` (BFLOAT16_BITS for bfloat16); made without a
+    tensor for the float dtypes (a tensor made while torch.export traces is no real one)."""
+    found = _NUMPY_FLOATS.get(dtype)
+    return found if found is not None else torch.empty((), dtype=dtype).numpy().dtype
 
 
 def view(tensor, name="x"):
