@@ -195,7 +195,7 @@ def _checked_positions(positions, name):
 
 
 def cos_sin_rows(positions, cos_digits, sin_digits, attention_factor):
-    """float64 (cos, sin) of shape positions.shape + (n_pairs,): the digit rows multiplied (see the module docstring)."""
+    """float64 (cos, sin) of shape positions.shape + (n_pairs,): the digit rows multiplied (module docstring)."""
     places = torch.arange(_DIGITS, device=positions.device)
     digits = (positions.unsqueeze(-1) >> (places * _DIGIT_BITS)) & (_RADIX - 1)
     index = digits + places * _RADIX

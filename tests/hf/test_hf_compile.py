@@ -12,6 +12,7 @@ transformers = conformance_import("transformers")
 import torch._dynamo.testing  # noqa: E402
 
 import hf_models  # noqa: E402
+from torch_cases import GraphRecorder  # noqa: E402
 from optional import single_threaded_torch  # noqa: E402,F401 (autouse fixture)
 
 import fastpe.hf  # noqa: E402
@@ -22,21 +23,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is dep
 # Every rotation path of fastpe.hf: plain and scaled (an attention factor), a partial rotary (Phi-3's
 # longrope is position-dependent: the operator), the sliced channels of Phi, Gemma 3's two layer types, GPT-J.
 NAMES = ["llama", "llama-yarn", "phi", "gemma3", "gptj"]
-
-
-class _Graphs:
-    """A backend keeping Dynamo's graphs, run by aot_eager."""
-
-    def __init__(self):
-        self.graphs = []
-
-    def __call__(self, gm, example_inputs):
-        self.graphs.append(gm)
-        return torch._dynamo.backends.debugging.aot_eager(gm, example_inputs)
-
-    def fastpe_operators(self):
-        return {str(n.target) for gm in self.graphs for n in gm.graph.nodes
-                if n.op == "call_function" and str(n.target).startswith("fastpe.")}
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +41,7 @@ def _logits(model, input_ids, position_ids):
 def test_a_patched_model_compiles_with_fullgraph(name):
     model = hf_models.build(name)
     patched = fastpe.hf.apply_to(hf_models.twin(model))
-    graphs = _Graphs()
+    graphs = GraphRecorder()
     counter = torch._dynamo.testing.CompileCounterWithBackend(graphs)
     compiled = torch.compile(patched, backend=counter, fullgraph=True, dynamic=False)
     input_ids = torch.randint(3, hf_models.VOCAB, (2, 6), generator=torch.Generator().manual_seed(0))
@@ -83,7 +69,7 @@ def _across_the_switch(model, compiled):
 def test_longrope_compiles_with_fullgraph_through_the_operator():
     """longrope's frequencies depend on the largest position: the registered operator rotates, in one graph."""
     model = hf_models.build("phi3-longrope")
-    graphs = _Graphs()
+    graphs = GraphRecorder()
     counter = torch._dynamo.testing.CompileCounterWithBackend(graphs)
     compiled = torch.compile(fastpe.hf.apply_to(hf_models.twin(model)), backend=counter, fullgraph=True,
                              dynamic=False)

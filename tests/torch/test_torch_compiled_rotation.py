@@ -16,7 +16,7 @@ import torch._dynamo.testing  # noqa: E402
 import exact  # noqa: E402
 import fastpe.torch as ft  # noqa: E402
 from fastpe import reference  # noqa: E402
-from torch_cases import float64_of, tolerance  # noqa: E402
+from torch_cases import GraphRecorder, float64_of, tolerance  # noqa: E402
 
 # Inductor's own imports warn so (torch 2.13); pytest turns warnings into errors.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
@@ -41,25 +41,8 @@ def _randn(*shape, dtype=torch.float32, seed=0, grad=False):
     return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype).requires_grad_(grad)
 
 
-class _Graphs:
-    """A torch.compile backend that keeps every graph Dynamo hands it and runs it with aot_eager
-    (AOTAutograd's decompositions and backward, no code generation: quick)."""
-
-    def __init__(self):
-        self.graphs = []
-
-    def __call__(self, gm, example_inputs):
-        self.graphs.append(gm)
-        return torch._dynamo.backends.debugging.aot_eager(gm, example_inputs)
-
-    def operators(self):
-        """The fastpe operators the graphs call."""
-        return {str(node.target) for gm in self.graphs for node in gm.graph.nodes
-                if node.op == "call_function" and str(node.target).startswith("fastpe.")}
-
-
 def _compile(fn, backend=None, **kwargs):
-    graphs = _Graphs()
+    graphs = GraphRecorder()
     counter = torch._dynamo.testing.CompileCounterWithBackend(backend or graphs)
     return torch.compile(fn, backend=counter, fullgraph=True, **kwargs), counter, graphs
 
@@ -120,7 +103,7 @@ def test_compiled_rotation_keeps_the_contract_with_one_graph(case):
         where, where_ref = _where(kind, step, B, T)
         got = compiled(q, k, where)
         _assert_contract(got, [q, k], _reference([q, k], **where_ref, **options), f"{case}, step {step}")
-    assert graphs.operators() == set(), "traced as torch operations, not the opaque operator"
+    assert graphs.fastpe_operators() == set(), "traced as torch operations, not the opaque operator"
     assert counter.frame_count == (2 if kind == "int" else 1), "tensors: one graph (an int: Dynamo's own rule)"
 
 
@@ -166,7 +149,7 @@ def test_a_symbolic_int_offset_is_traced_too():
     compiled, counter, graphs = _compile(lambda q, offset: ft.apply_rotary(q, offset=offset))
     for p in (3, 17, 400, 2**20):
         _assert_contract([compiled(q, p)], [q], _reference([q], offset=p), f"offset {p}")
-    assert counter.frame_count == 2 and graphs.operators() == set()
+    assert counter.frame_count == 2 and graphs.fastpe_operators() == set()
 
 
 def test_compiled_gradients_are_the_transposed_rotation():
@@ -178,7 +161,7 @@ def test_compiled_gradients_are_the_transposed_rotation():
     compiled(q, positions).backward()
     expected = reference.apply_rotary(float64_of(w), positions=-positions.numpy(), scaling=LLAMA3)
     assert_within(float64_of(q.grad), expected, tolerance("float32", expected, 4.0), "the gradient to q")
-    assert graphs.operators() == set()
+    assert graphs.fastpe_operators() == set()
 
 
 def test_compiled_rotation_passes_gradcheck():
@@ -188,7 +171,7 @@ def test_compiled_rotation_passes_gradcheck():
     compiled, counter, graphs = _compile(lambda q, k: ft.apply_rotary(q, k, offset=offset, scaling=YARN,
                                                                        layout="interleaved"))
     assert torch.autograd.gradcheck(compiled, (q, k))
-    assert graphs.operators() == set()
+    assert graphs.fastpe_operators() == set()
 
 
 def test_compiled_in_place_rotation_of_one_tensor():
@@ -204,7 +187,7 @@ def test_compiled_in_place_rotation_of_one_tensor():
     got, same = compiled(cache, torch.tensor(40))
     assert same
     _assert_contract([got], [cache], [expected], "in place")
-    assert graphs.operators() == set()
+    assert graphs.fastpe_operators() == set()
 
 
 def test_two_tensors_in_place_keep_the_operator():
@@ -212,7 +195,7 @@ def test_two_tensors_in_place_keep_the_operator():
     q, k = _randn(1, 2, 3, 8, seed=11), _randn(1, 2, 3, 8, seed=12)
     compiled, _, graphs = _compile(lambda q, k: ft.apply_rotary_(q.clone(), k.clone(), offset=5))
     _assert_contract(compiled(q, k), [q, k], _reference([q, k], offset=5), "q and k in place")
-    assert graphs.operators() == {"fastpe.apply_rotary_.default"}
+    assert graphs.fastpe_operators() == {"fastpe.apply_rotary_.default"}
 
 
 @pytest.mark.parametrize("call", ["dynamic scaling", "inv_freq", "float positions", "symbolic sequence length"])
@@ -231,7 +214,7 @@ def test_what_cannot_be_traced_takes_the_operator(call):
     fn, reference_kwargs = calls[call]
     compiled, _, graphs = _compile(fn, dynamic=call == "symbolic sequence length")
     _assert_contract([compiled(q)], [q], _reference([q], **reference_kwargs), call)
-    assert graphs.operators() == {"fastpe.apply_rotary.default"}
+    assert graphs.fastpe_operators() == {"fastpe.apply_rotary.default"}
 
 
 def test_a_compiled_position_beyond_the_limit_raises_fastpes_message():
