@@ -72,9 +72,14 @@ def refuse_grad(name, value, why):
         raise ValueError(f"{name} requires grad, but {why}; pass {name}.detach()")
 
 
+# torch.Tensor by a name of this module: a function that torch.compile traces then reads no `torch` here,
+# and Dynamo guards torch's module through one module's globals only (fastpe.torch._graph)
+_TENSOR = torch.Tensor
+
+
 def check_tensor(name, value, function):
     """The tensor a fastpe.torch function works on (NumPy arrays go to the NumPy-facing function)."""
-    if not isinstance(value, torch.Tensor):
+    if not isinstance(value, _TENSOR):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}; fastpe.{function} takes "
                         f"NumPy arrays")
     return value

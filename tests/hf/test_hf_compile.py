@@ -32,15 +32,29 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
+@pytest.fixture
+def patch():
+    """fastpe.hf.apply_to, reverted after the test (the modeling module gets its own function back)."""
+    patched = []
+
+    def apply(model):
+        patched.append(fastpe.hf.apply_to(model))
+        return patched[-1]
+
+    yield apply
+    for model in patched:
+        fastpe.hf.revert(model)
+
+
 def _logits(model, input_ids, position_ids):
     with torch.no_grad():
         return model(input_ids=input_ids, position_ids=position_ids).logits
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_a_patched_model_compiles_with_fullgraph(name):
+def test_a_patched_model_compiles_with_fullgraph(name, patch):
     model = hf_models.build(name)
-    patched = fastpe.hf.apply_to(hf_models.twin(model))
+    patched = patch(hf_models.twin(model))
     graphs = GraphRecorder()
     counter = torch._dynamo.testing.CompileCounterWithBackend(graphs)
     compiled = torch.compile(patched, backend=counter, fullgraph=True, dynamic=False)
@@ -66,25 +80,25 @@ def _across_the_switch(model, compiled):
         assert (got - expected).abs().max().item() <= 64 * hf_models.float32_ulp(expected.abs().max().item())
 
 
-def test_longrope_compiles_with_fullgraph_through_the_operator():
+def test_longrope_compiles_with_fullgraph_through_the_operator(patch):
     """longrope's frequencies depend on the largest position: the registered operator rotates, in one graph."""
     model = hf_models.build("phi3-longrope")
     graphs = GraphRecorder()
     counter = torch._dynamo.testing.CompileCounterWithBackend(graphs)
-    compiled = torch.compile(fastpe.hf.apply_to(hf_models.twin(model)), backend=counter, fullgraph=True,
+    compiled = torch.compile(patch(hf_models.twin(model)), backend=counter, fullgraph=True,
                              dynamic=False)
     _across_the_switch(model, compiled)
     assert counter.frame_count == 1 and graphs.fastpe_operators() == {"fastpe.apply_rotary.default"}
 
 
-def test_dynamic_scaling_breaks_the_graph_as_hf_does():
+def test_dynamic_scaling_breaks_the_graph_as_hf_does(patch):
     """HF's own update of dynamic frequencies (which the patched model keeps) branches on the largest
     position: Dynamo refuses fullgraph=True for the unpatched model as for the patched one; without it the
     patched model compiles and computes right."""
     model = hf_models.build("llama-dynamic")
     input_ids, position_ids = torch.tensor([[5, 6, 7]]), torch.arange(3)[None]
-    for m in (hf_models.twin(model), fastpe.hf.apply_to(hf_models.twin(model))):
+    for m in (hf_models.twin(model), patch(hf_models.twin(model))):
         with pytest.raises(torch._dynamo.exc.Unsupported, match="[Dd]ata-dependent"):
             _logits(torch.compile(m, backend="aot_eager", fullgraph=True), input_ids, position_ids)
         torch._dynamo.reset()
-    _across_the_switch(model, torch.compile(fastpe.hf.apply_to(hf_models.twin(model)), backend="aot_eager"))
+    _across_the_switch(model, torch.compile(patch(hf_models.twin(model)), backend="aot_eager"))

@@ -24,7 +24,9 @@ VOCAB = 50
 
 @pytest.fixture(scope="module")
 def state():
-    return cases.LLAMA_STEP.setup((1, 1, VOCAB), F32, np.random.default_rng(0), NEW_OFFSET)
+    st = cases.LLAMA_STEP.setup((1, 1, VOCAB), F32, np.random.default_rng(0), NEW_OFFSET)
+    yield st
+    fastpe.hf.revert(st.models["fastpe"])  # Llama's modeling module gets its own function back
 
 
 def _columns(st):
@@ -44,7 +46,9 @@ def _uncached_float64_logits(st, i, patch):
     if patch:
         fastpe.hf.apply_to(model)
     with torch.no_grad():
-        return model(ids, position_ids=position_ids).logits[:, -1:].numpy()
+        logits = model(ids, position_ids=position_ids).logits[:, -1:].numpy()
+    fastpe.hf.revert(model)
+    return logits
 
 
 def test_only_fastpes_column_is_patched(state):
