@@ -285,12 +285,13 @@ TORCH_ROTARY = Op("fastpe.torch.apply_rotary(q, k)", "rotary, fastpe.torch", "ad
                   _torch_rotary_call, ROTARY_FAMILY, peer_ulps=4)
 ROTARY_TRAIN = Op("fastpe.torch.apply_rotary(q, k) forward+backward", "rotary training, fastpe.torch", "add",
                   _rotary_training_setup, _rotary_training_call, ROTARY_TRAINING, peer_ulps=4)
-# The logits of two float32 models that round their rotations differently, through 4 layers: tests/hf's
-# bound for the same comparison is 64 ulps of the largest logit, here about 10 (512 ulps of 1, the magnitude
-# peer_tolerance reads from the zero pattern).
+# The logits (up to about 10) of two float32 models through 4 layers: they round differently, and the
+# unpatched one forms its angles in float32, which alone moves its logits by up to 3e-4 at the positions
+# timed (tests/packaging/test_bench_hf.py). 4096 ulps of 1 (the magnitude peer_tolerance reads from the zero
+# pattern) is 4.9e-4; a rotation at a wrong position moves them by more than 1.
 LLAMA_STEP = Op("Llama decode step, fastpe.hf.apply_to", "model, fastpe.hf", "fill",
                 lambda *args: _hf_model().setup(*args), lambda *args: _hf_model().call(*args), HF_MODEL,
-                peer_ulps=512)
+                peer_ulps=4096)
 ALIBI = Op("add_alibi", "ALiBi bias", "add", _add_setup, _alibi_call)
 T5_BIAS = Op("add_relative_bias", "T5 bias", "add", _t5_setup, _t5_call)
 ADD_POSITIONS = Op("add_sinusoidal(positions=)", "positions", "add", _positions_setup, _positions_call,
