@@ -1,10 +1,10 @@
 """fastpe.torch against Hugging Face's rotary, for the targets of fastpe.torch (a script, not a test).
 
-    python bench/torch_targets.py [--rounds N] [--skip-training] [--skip-compile]
+    python bench/torch_targets.py [--rounds N] [--threads N] [--skip-training] [--skip-compile]
 
 Times, as interleaved medians in one process (each round runs every
 contender once in turn, so a busy machine slows them alike; the medians of
-the rounds are printed), at 2 torch threads and fastpe's default team:
+the rounds are printed), at 2 torch threads (``--threads``) and fastpe's default team:
 
 * the decode step, q and k each (1, 32, 1, 128) float32 at a new offset
   below 4096 every call: Hugging Face's ``q * cos + rotate_half(q) * sin``
@@ -139,8 +139,9 @@ def compiled(rounds):
             q2, k2 = fastpe.torch.apply_rotary(q, k, offset=start)
             return q2 * 0.5, k2 * 0.5
 
-        hf_c = torch.compile(with_hf, fullgraph=True)
-        fp_c = torch.compile(with_fastpe, fullgraph=True)
+        # Static shapes for both (each shape compiled on its own, as a model compiles its decode step)
+        hf_c = torch.compile(with_hf, fullgraph=True, dynamic=False)
+        fp_c = torch.compile(with_fastpe, fullgraph=True, dynamic=False)
         for fn in (hf_c, fp_c):
             fn(q, k, starts[0])
             fn(q, k, starts[1])
@@ -157,10 +158,11 @@ def compiled(rounds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2, help="torch's threads (default 2)")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--skip-compile", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads; fastpe {fastpe.__version__}")
     decode(args.rounds)
     if not args.skip_training:

@@ -262,10 +262,17 @@ def _rotary_training_call(api, st, i, num_threads, options):
     return _torch().autograd.grad(rotated, (q, k), st.grad_out)
 
 
+def _hf_model():
+    """fastpe.bench.hf_model (it imports this module): the end-to-end model case."""
+    return importlib.import_module(__package__ + ".hf_model")
+
+
 CACHED_ADD = "cached add"
 ROTARY_FAMILY = "rotary"
 # forward and backward of the rotation (the peers return the gradients of q and k)
 ROTARY_TRAINING = "rotary training"
+# a Hugging Face model's step (the torch peer: the same model unpatched)
+HF_MODEL = "hf model"
 
 ADD = Op("add_sinusoidal", "fused add", "add", _add_setup, _add_call, CACHED_ADD, _sinusoid_table)
 ADD_PRESET = Op("add_sinusoidal(preset=)", "preset", "add", _add_setup, _preset_call, CACHED_ADD, _sinusoid_table)
@@ -278,6 +285,13 @@ TORCH_ROTARY = Op("fastpe.torch.apply_rotary(q, k)", "rotary, fastpe.torch", "ad
                   _torch_rotary_call, ROTARY_FAMILY, peer_ulps=4)
 ROTARY_TRAIN = Op("fastpe.torch.apply_rotary(q, k) forward+backward", "rotary training, fastpe.torch", "add",
                   _rotary_training_setup, _rotary_training_call, ROTARY_TRAINING, peer_ulps=4)
+# The logits (up to about 10) of two float32 models through 4 layers: they round differently, and the
+# unpatched one forms its angles in float32, which alone moves its logits by up to 3e-4 at the positions
+# timed (tests/packaging/test_bench_hf.py). 4096 ulps of 1 (the magnitude peer_tolerance reads from the zero
+# pattern) is 4.9e-4; a rotation at a wrong position moves them by more than 1.
+LLAMA_STEP = Op("Llama decode step, fastpe.hf.apply_to", "model, fastpe.hf", "fill",
+                lambda *args: _hf_model().setup(*args), lambda *args: _hf_model().call(*args), HF_MODEL,
+                peer_ulps=4096)
 ALIBI = Op("add_alibi", "ALiBi bias", "add", _add_setup, _alibi_call)
 T5_BIAS = Op("add_relative_bias", "T5 bias", "add", _t5_setup, _t5_call)
 ADD_POSITIONS = Op("add_sinusoidal(positions=)", "positions", "add", _positions_setup, _positions_call,
@@ -362,6 +376,8 @@ CASES = [
          weight=0.5, requires=("fastpe.torch",)),
     Case("rotary forward+backward, fastpe.torch", ROTARY_TRAIN, (4, 32, 2048, 128), options=NEW_OFFSET,
          reference=False, quick=QUICK_PREFILL, weight=2.0, requires=("fastpe.torch",)),
+    Case("tiny Llama decode step, fastpe.hf", LLAMA_STEP, (1, 1, 1000), options=NEW_OFFSET, reference=False,
+         weight=0.5, requires=("fastpe.torch", "fastpe.hf", "transformers")),
     Case("ALiBi bias", ALIBI, (1, 16, 2048, 2048), ref_reps=3, quick=(1, 8, 512, 512)),
     Case("T5 relative bias", T5_BIAS, (1, 16, 2048, 2048), ref_reps=3, quick=(1, 8, 512, 512)),
 ]

@@ -15,11 +15,13 @@ arithmetic for). A call returns None when it works in place on
 ``st.target``, else the arrays it computed.
 """
 
+import importlib
+
 import numpy as np
 
 from fastpe import reference
 
-from .cases import CACHED_ADD, ROTARY_FAMILY, ROTARY_TRAINING, call_offset, max_offset, rows_needed
+from .cases import CACHED_ADD, HF_MODEL, ROTARY_FAMILY, ROTARY_TRAINING, call_offset, max_offset, rows_needed
 
 __all__ = ["PeerUnavailable", "cos_sin_cache", "numpy_adds", "offset_position_ids", "tensor"]
 
@@ -166,4 +168,10 @@ def _torch_rotary_training(op, st, dtype, options, torch, threads):
 
 
 NUMPY_BUILDERS = {CACHED_ADD: _numpy_cached_add, ROTARY_FAMILY: _numpy_rotary}
-TORCH_BUILDERS = {CACHED_ADD: _torch_cached_add, ROTARY_FAMILY: _torch_rotary, ROTARY_TRAINING: _torch_rotary_training}
+def _torch_hf_model(*args):
+    """The same Hugging Face model unpatched (fastpe.bench.hf_model)."""
+    return importlib.import_module(__package__ + ".hf_model").torch_peer(*args)
+
+
+TORCH_BUILDERS = {CACHED_ADD: _torch_cached_add, ROTARY_FAMILY: _torch_rotary, ROTARY_TRAINING: _torch_rotary_training,
+                  HF_MODEL: _torch_hf_model}

@@ -28,10 +28,12 @@ FIGURE_SOURCES = (
     "fastpe/_sinusoid.py",
     "fastpe/_rotary.py",
     "fastpe/torch/*.py",
+    "fastpe/hf/*.py",
     "fastpe/bench/cases.py",
     "fastpe/bench/peers.py",
     "fastpe/bench/eager.py",
     "fastpe/bench/compiled.py",
+    "fastpe/bench/hf_model.py",
     "fastpe/bench/measure.py",
 )
 

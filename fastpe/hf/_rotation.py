@@ -57,7 +57,9 @@ def _where(position_ids):
     that the whole batch shares (a prefill without padding, a decode step of
     one sequence: fastpe's fast path; the same angles), else positions=.
     Looked at once per forward, on the CPU only (elsewhere it would wait
-    for the device)."""
+    for the device), and not while a graph is traced (the positions are data of the graph there)."""
+    if torch.compiler.is_compiling():
+        return {"positions": position_ids}
     if position_ids.device.type == "cpu" and position_ids.ndim == 2 and position_ids.shape[0] == 1 \
             and position_ids.shape[1] and not position_ids.is_floating_point():
         first = int(position_ids[0, 0])

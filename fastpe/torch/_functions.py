@@ -20,6 +20,7 @@ import torch
 
 from .._validation.torch_tensors import refuse_inference_write
 from . import _impl, _ops
+from ._graph import rotated as _rotated_in_graph
 from ._options import encode
 from ._tensors import bump_versions, check_tensor, eager_route, needs_grad, op_tensor, refuse_grad
 
@@ -177,11 +178,28 @@ def _returned(results, k):
 def rotate(arrays, offset, positions, inv_freq, options, encoded=None):
     """The out-of-place rotation of a list of tensors (what apply_rotary and
     RotaryEmbedding call); encoded: options already encoded, if known."""
+    traced = _traced(arrays, offset, positions, inv_freq, options, encoded)
+    if traced is not None:
+        return traced
     if eager_route(*arrays, offset, positions, inv_freq):
         return _impl.rotated(arrays, offset, positions, inv_freq, options, like_fake=False)
     _refuse_grads([("offset", offset), ("positions", positions), ("inv_freq", inv_freq)], {})
+    encoded = encode(**options) if encoded is None else encoded
     return _ops.apply_rotary(arrays, _op_offset(offset), op_tensor("positions", positions),
-                             op_tensor("inv_freq", inv_freq), encode(**options) if encoded is None else encoded, False)
+                             op_tensor("inv_freq", inv_freq), encoded, False)
+
+
+_is_compiling = torch.compiler.is_compiling  # (torch's module read through fastpe.torch._graph alone: _traced)
+
+
+def _traced(arrays, offset, positions, inv_freq, options, encoded):
+    """While a graph is traced: the rotation in torch operations the compiler fuses (fastpe.torch._graph),
+    or None where the registered operator serves the call. First, with as little traced before it as can
+    be: Dynamo guards every function and global a trace reads, and evaluates the guards on every call.
+    (Its offsets and positions are integers, which cannot require grad.)"""
+    if not _is_compiling() or inv_freq is not None:
+        return None
+    return _rotated_in_graph(arrays, offset, positions, encode(**options) if encoded is None else encoded)
 
 
 def rotate_(arrays, offset, positions, inv_freq, options, encoded=None):
@@ -197,8 +215,14 @@ def rotate_(arrays, offset, positions, inv_freq, options, encoded=None):
         bump_versions(arrays)
     else:
         _refuse_grads([("offset", offset), ("positions", positions), ("inv_freq", inv_freq)], {})
-        _ops.apply_rotary_(arrays, _op_offset(offset), op_tensor("positions", positions),
-                           op_tensor("inv_freq", inv_freq), encode(**options) if encoded is None else encoded, False)
+        encoded = encode(**options) if encoded is None else encoded
+        # One array only: the operator checks whether q and k overlap when the graph runs; a trace cannot
+        traced = _traced(arrays, offset, positions, inv_freq, options, encoded) if len(arrays) == 1 else None
+        if traced is not None:
+            arrays[0].copy_(traced[0])
+        else:
+            _ops.apply_rotary_(arrays, _op_offset(offset), op_tensor("positions", positions),
+                               op_tensor("inv_freq", inv_freq), encoded, False)
     return arrays
 
 

@@ -72,19 +72,29 @@ def refuse_grad(name, value, why):
         raise ValueError(f"{name} requires grad, but {why}; pass {name}.detach()")
 
 
+# torch.Tensor by a name of this module: a function that torch.compile traces then reads no `torch` here,
+# and Dynamo guards torch's module through one module's globals only (fastpe.torch._graph)
+_TENSOR = torch.Tensor
+
+
 def check_tensor(name, value, function):
     """The tensor a fastpe.torch function works on (NumPy arrays go to the NumPy-facing function)."""
-    if not isinstance(value, torch.Tensor):
+    if not isinstance(value, _TENSOR):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}; fastpe.{function} takes "
                         f"NumPy arrays")
     return value
 
 
+# The NumPy dtype of a view of a tensor of each float dtype (bfloat16 as BFLOAT16_BITS)
+_NUMPY_FLOATS = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
+                 torch.float16: np.dtype(np.float16), torch.bfloat16: BFLOAT16_BITS}
+
+
 def numpy_dtype(dtype):
-    """The NumPy dtype of a view of a tensor of `dtype` (BFLOAT16_BITS for bfloat16)."""
-    if dtype == torch.bfloat16:
-        return BFLOAT16_BITS
-    return torch.empty((), dtype=dtype).numpy().dtype
+    """The NumPy dtype of a view of a tensor of `dtype` (BFLOAT16_BITS for bfloat16); made without a
+    tensor for the float dtypes (a tensor made while torch.export traces is no real one)."""
+    found = _NUMPY_FLOATS.get(dtype)
+    return found if found is not None else torch.empty((), dtype=dtype).numpy().dtype
 
 
 def view(tensor, name="x"):

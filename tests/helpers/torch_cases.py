@@ -79,3 +79,22 @@ def tensor_in_layout(shape, dtype, layout, seed=0):
     if layout == "empty":
         return values(0, *shape[1:])
     raise ValueError(layout)
+
+
+class GraphRecorder:
+    """A torch.compile backend that keeps every graph Dynamo hands it and runs it with aot_eager
+    (AOTAutograd's decompositions and backward, no code generation: quick)."""
+
+    def __init__(self):
+        self.graphs = []
+
+    def __call__(self, gm, example_inputs):
+        from torch._dynamo.backends.debugging import aot_eager
+
+        self.graphs.append(gm)
+        return aot_eager(gm, example_inputs)
+
+    def fastpe_operators(self):
+        """The fastpe operators the graphs call."""
+        return {str(node.target) for gm in self.graphs for node in gm.graph.nodes
+                if node.op == "call_function" and str(node.target).startswith("fastpe.")}

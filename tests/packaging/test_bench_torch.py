@@ -74,4 +74,4 @@ def test_the_torch_cases_run_and_report(monkeypatch):
     assert decode.rows()[0]["best_peer"] is not None
     assert training.rows()[0]["peers_s"]["torch"] > 0
     assert [c.name for c in bench.CASES if "fastpe.torch" in c.requires] == [
-        "rotary decode step, fastpe.torch", "rotary forward+backward, fastpe.torch"]
+        "rotary decode step, fastpe.torch", "rotary forward+backward, fastpe.torch", "tiny Llama decode step, fastpe.hf"]

@@ -1,0 +1,261 @@
+"""Rotary embedding inside torch.compile's and torch.export's graphs, as torch operations.
+
+A registered operator is opaque to inductor: a call out of the compiled code
+(tens of microseconds of dispatch) around fastpe's own pass, where inductor
+would fuse Hugging Face's formula with the operations around it. So while a
+graph is traced, a rotation by integer positions with frequencies that do
+not depend on them (every scaling but ``dynamic`` and ``longrope``) is
+written out in torch operations instead:
+
+1. the cos/sin rows of the call's positions, from tables fastpe computes
+   once per set of frequencies (``cos_sin_table``: float64 angles, exact):
+   a position is split into base-256 digits, ``p = sum_i d_i 256**i``
+   (the top digit signed), and the rows of the digits' positions
+   ``d_i 256**i`` are multiplied as unit complex numbers (the angle-addition
+   rule) in float64; the product is within a few float64 roundings of the
+   exact rows for every position below 2**53 in magnitude, where fastpe's
+   positions are defined;
+2. the rotation of each pair by those rows, in the arithmetic of the torch-ops
+   path (fastpe.torch._device): float64 for float64 tensors, float32
+   otherwise, 16-bit results rounded from float32.
+
+The result is within the float32 contract of the kernels' (docs/torch.rst),
+not their bits, and autograd differentiates the arithmetic (the transposed
+rotation). Whatever cannot be written so (float positions, ``inv_freq``,
+``dynamic`` and ``longrope``, symbolic shapes, a call fastpe refuses) takes
+the registered operator, which checks and rotates when the graph runs.
+
+The checks run while tracing, on stand-ins of the arrays' shapes
+(``rotary_request``, fastpe's own checks); the positions' values are data of
+the graph, checked in it against fastpe's position limit
+(``torch._assert_async``: a RuntimeError with fastpe's message).
+"""
+
+import functools
+
+import numpy as np
+import torch
+
+from .._formulas import offset_positions
+from .._rotary import pair_columns
+from .._rotary_fastpath import cos_sin_table
+from .._validation import POSITION_LIMIT, _position_limit_error
+from .._validation.rotary import prefix_positions, rotary_request, scaled_frequencies_of
+from ._options import decode
+from ._tensors import numpy_dtype
+
+_DIGIT_BITS = 8
+_DIGITS = 7  # 6 unsigned digits and a signed top one: every |p| < 2**53 (top digit in [-32, 31])
+_RADIX = 1 << _DIGIT_BITS
+_TOP_SHIFT = _DIGIT_BITS * (_DIGITS - 1)
+_PLANS = 64  # traced calls whose plans are kept (a plan holds no tensor)
+_INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+class _Plan:
+    """What a traced rotation needs, checked by fastpe on stand-ins of the call."""
+
+    def __init__(self, freq, attention_factor, rotary_dim, layout, prefix_shapes, offset_shapes, t_shapes, T):
+        self.freq = freq  # ScaledFrequencies
+        self.attention_factor = attention_factor
+        self.rotary_dim = rotary_dim
+        self.layout = layout
+        self.prefix_shapes = prefix_shapes  # the shape of each array's positions (fastpe.prefix_positions)
+        self.offset_shapes = offset_shapes  # how an offset tensor is laid over them (None: positions given)
+        self.t_shapes = t_shapes
+        self.T = T
+
+
+def _static(shape):
+    """Every size a number while Dynamo traces (a symbolic size is no int to ``__class__``,
+    though ``type()`` and ``isinstance`` say int)."""
+    return all(size.__class__ is int for size in shape)
+
+
+def _offset_description(offset):
+    """A hashable description of an offset (None where it needs the operator)."""
+    if isinstance(offset, bool):
+        return None
+    if isinstance(offset, (int, torch.SymInt)):
+        return ("number",)
+    if isinstance(offset, torch.Tensor) and offset.dtype in _INTEGER_DTYPES and offset.ndim <= 1 \
+            and _static(offset.shape):
+        return ("tensor", tuple(offset.shape))
+    return None
+
+
+def _positions_description(positions):
+    if positions is None:
+        return ()
+    if isinstance(positions, torch.Tensor) and positions.dtype in _INTEGER_DTYPES and _static(positions.shape):
+        return (tuple(positions.shape),)
+    return None
+
+
+@functools.lru_cache(maxsize=_PLANS)
+def _plan(arrays, offset, positions, options_text):
+    """The plan of a described call, or None where the operator must serve it
+    (fastpe refuses it, or its frequencies depend on the positions)."""
+    options = decode(options_text)
+    stand_ins = [np.empty(shape, dtype=numpy_dtype(dtype)) for shape, dtype in arrays]
+    offset_stand_in = 0 if offset[0] == "number" else np.zeros(offset[1], dtype=np.int64)
+    positions_stand_in = np.zeros(positions[0], dtype=np.int64) if positions else None
+    found = []
+
+    def frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
+        found.append(scaled_frequencies_of(width, rotary_dim, base, scaling, seq_len))
+        return found[-1].as_tuple()
+
+    get = options.get
+    try:
+        req = rotary_request(stand_ins, offset_stand_in, positions_stand_in, get("base"), get("layout", "half"),
+                             get("rotary_dim"), None, get("scaling"), get("seq_axis", -2), None, get("num_threads"),
+                             frequencies=frequencies)
+    except (TypeError, ValueError, IndexError, MemoryError, Warning):
+        return None  # the operator raises it when the graph runs, as eagerly
+    freq = found[-1]
+    if freq.warning is not None or freq.seq_dependence is not None:
+        return None  # warned on every call / frequencies of the call's positions: the operator's
+    prefix_shapes = tuple(prefix_positions(req, i).shape for i in range(len(stand_ins)))
+    offset_shapes = t_shapes = None
+    if not positions:
+        # offset_positions(o, T) = offset_positions(o, 1) + offset_positions(0, T): the offset's
+        # layout and the sequence index's, each by fastpe's own rule
+        offset_shapes = tuple(np.shape(offset_positions(req.offset, 1, ax)) for ax in req.seq_axes)
+        t_shapes = tuple(np.shape(offset_positions(np.zeros(()), req.T, ax)) for ax in req.seq_axes)
+    return _Plan(freq, req.attention_factor, req.rotary_dim, req.layout, prefix_shapes, offset_shapes, t_shapes,
+                 req.T)
+
+
+@torch.compiler.assume_constant_result
+def _plan_fields(arrays, offset, positions, options_text):
+    """The plan as constants of the graph (its Python values), or None."""
+    plan = _plan(arrays, offset, positions, options_text)
+    if plan is None:
+        return None
+    return (plan.rotary_dim, pair_columns(plan.layout, plan.rotary_dim), plan.attention_factor, plan.prefix_shapes,
+            plan.offset_shapes, plan.t_shapes, plan.T)
+
+
+@functools.lru_cache(maxsize=16)
+def _digit_rows(freq_bytes, n_pairs):
+    """(cos, sin) float64 of shape (_DIGITS * 256, n_pairs): row i * 256 + j holds the
+    rows of position j * 256**i (the top digit's j read as signed), by fastpe's
+    cos_sin_table; rows of top digits no position below 2**53 has are NaN."""
+    freq = np.frombuffer(freq_bytes[:8 * n_pairs])
+    freq_lo = np.frombuffer(freq_bytes[8 * n_pairs:])
+    digit = np.arange(_RADIX, dtype=np.float64)
+    signed = np.where(digit < _RADIX // 2, digit, digit - _RADIX)
+    limit = POSITION_LIMIT >> _TOP_SHIFT  # 32: top digits in [-32, 31] hold every |p| < 2**53
+    places = [digit * float(_RADIX ** i) for i in range(_DIGITS - 1)]
+    top = np.where(np.abs(signed) < limit, signed, 0.0) * float(1 << _TOP_SHIFT)
+    cos, sin = (np.ascontiguousarray(t) for t in cos_sin_table(np.concatenate(places + [top]), freq, freq_lo, 1.0))
+    top_rows = slice((_DIGITS - 1) * _RADIX, _DIGITS * _RADIX)
+    # -32 * 2**48 = -2**53 itself is refused: its digit's rows are those of -31 * 2**48 times those of -2**48
+    lowest = top_rows.start + _RADIX - limit
+    minus_31, minus_1 = lowest + 1, top_rows.start + _RADIX - 1
+    cos[lowest] = cos[minus_31] * cos[minus_1] - sin[minus_31] * sin[minus_1]
+    sin[lowest] = sin[minus_31] * cos[minus_1] + cos[minus_31] * sin[minus_1]
+    unused = np.abs(signed) > limit
+    cos[top_rows][unused] = np.nan
+    sin[top_rows][unused] = np.nan
+    return cos, sin
+
+
+@torch.compiler.assume_constant_result
+def _digit_tables(arrays, offset, positions, options_text, device):
+    """The plan's digit rows as float64 tensors on `device`: constants of the graph."""
+    freq = _plan(arrays, offset, positions, options_text).freq
+    cos, sin = _digit_rows(freq.freq_bytes, freq.freq.shape[0])
+    return torch.from_numpy(cos).to(device), torch.from_numpy(sin).to(device)
+
+
+def _describe(arrays, offset, positions, encoded):
+    """The call's description (constants), or None where the operator must serve it."""
+    if not all(_static(a.shape) and a.is_floating_point() for a in arrays):
+        return None  # symbolic shapes: fastpe's checks take numbers (and integer arrays are refused by them)
+    offset_desc, positions_desc = _offset_description(offset), _positions_description(positions)
+    if offset_desc is None or positions_desc is None:
+        return None
+    return tuple((tuple(a.shape), a.dtype) for a in arrays), offset_desc, positions_desc, encoded
+
+
+@torch.compiler.assume_constant_result
+def _limit_message(name):
+    """fastpe's message for a position beyond its limit (the value is not known to the graph)."""
+    return str(_position_limit_error(name, "a value beyond it (checked in the compiled code)"))
+
+
+def _checked_positions(positions, name):
+    """Integer positions as int64, asserted in the graph to lie within fastpe's limit."""
+    positions = positions.to(torch.int64)
+    within = (positions > -POSITION_LIMIT) & (positions < POSITION_LIMIT)
+    torch._assert_async(within.all(), _limit_message(name))
+    return positions
+
+
+def cos_sin_rows(positions, cos_digits, sin_digits, attention_factor):
+    """float64 (cos, sin) of shape positions.shape + (n_pairs,): the digit rows multiplied (module docstring)."""
+    places = torch.arange(_DIGITS, device=positions.device)
+    digits = (positions.unsqueeze(-1) >> (places * _DIGIT_BITS)) & (_RADIX - 1)
+    index = digits + places * _RADIX
+    cos, sin = cos_digits[index[..., 0]], sin_digits[index[..., 0]]
+    for i in range(1, _DIGITS):
+        c, s = cos_digits[index[..., i]], sin_digits[index[..., i]]
+        cos, sin = cos * c - sin * s, sin * c + cos * s
+    if attention_factor != 1.0:
+        cos, sin = cos * attention_factor, sin * attention_factor
+    return cos, sin
+
+
+def work_dtype(*tensors):
+    """float64 if any tensor is float64, else float32 (16-bit values are computed in float32)."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def rotated_by_rows(a, cos, sin, pairs, rotary_dim):
+    """A new tensor: a's pairs rotated by (cos, sin) (broadcastable to a's pairs, work dtype), the
+    channels beyond rotary_dim passed through. pairs: fastpe._rotary.pair_columns' (first, second, step)."""
+    first, second, step = pairs
+    half = rotary_dim // 2
+    x1 = a[..., first:first + step * (half - 1) + 1:step].to(cos.dtype)
+    x2 = a[..., second:second + step * (half - 1) + 1:step].to(cos.dtype)
+    n1, n2 = (x1 * cos - x2 * sin).to(a.dtype), (x2 * cos + x1 * sin).to(a.dtype)
+    if step == 1:  # (k, k + half)
+        parts = [n1, n2]
+    else:  # (2k, 2k + 1)
+        parts = [torch.stack((n1, n2), dim=-1).flatten(-2)]
+    if rotary_dim < a.shape[-1]:
+        parts.append(a[..., rotary_dim:])
+    return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+
+
+def rotated(arrays, offset, positions, encoded):
+    """New tensors, the arrays rotated in torch operations (see the module docstring); None where the
+    call needs the registered operator."""
+    description = _describe(arrays, offset, positions, encoded)
+    fields = None if description is None else _plan_fields(*description)
+    if fields is None:
+        return None
+    rotary_dim, pairs, factor, prefix_shapes, offset_shapes, t_shapes, T = fields
+    device = arrays[0].device
+    cos_digits, sin_digits = _digit_tables(*description, str(device))
+    work = work_dtype(*arrays)
+    rows = {}
+    results = []
+    for i, a in enumerate(arrays):
+        if positions is not None:
+            at = positions.reshape(prefix_shapes[i])  # fastpe's layout of them: size-1 axes inserted
+            name = "positions"
+        else:
+            start = offset.reshape(offset_shapes[i]) if isinstance(offset, torch.Tensor) else offset
+            at = start + torch.arange(T, device=device).reshape(t_shapes[i])
+            name = "offset + T - 1"
+        key = (prefix_shapes[i], offset_shapes and offset_shapes[i])
+        if key not in rows:
+            cos, sin = cos_sin_rows(_checked_positions(at, name), cos_digits, sin_digits, factor)
+            rows[key] = cos.to(work), sin.to(work)
+        cos, sin = rows[key]
+        shape = prefix_shapes[i] + (1,) * (a.ndim - 1 - len(prefix_shapes[i])) + (rotary_dim // 2,)
+        results.append(rotated_by_rows(a, cos.reshape(shape), sin.reshape(shape), pairs, rotary_dim))
+    return results
