@@ -65,7 +65,7 @@ def build_parser(prog="fastpe"):
                        help="also write every figure, the samples and the measured sources' digests as JSON "
                             "(what tools/render_figures.py renders the documentation's figures from)")
     bench.add_argument("--plot", metavar="PATH",
-                       help="also write a PNG chart: fastpe's time over the fastest peer's and its % of the "
+                       help="also write a PNG chart: fastpe's time over the fastest peer's and its %% of the "
                             "bandwidth probe, per case (needs matplotlib)")
     bench.add_argument("--threads", metavar="N", type=_positive_int,
                        help="num_threads for fastpe and the probe (default: OpenMP's max threads)")

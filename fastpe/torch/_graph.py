@@ -8,7 +8,7 @@ not depend on them (every scaling but ``dynamic`` and ``longrope``) is
 written out in torch operations instead:
 
 1. the cos/sin rows of the call's positions, from tables fastpe computes
-   once per set of frequencies (``cos_sin_table``: float64 angles, exact):
+   once per set of frequencies (fastpe._tables.cos_sin_rows: float64 angles, exact):
    a position is split into base-256 digits, ``p = sum_i d_i 256**i``
    (the top digit signed), and the rows of the digits' positions
    ``d_i 256**i`` are multiplied as unit complex numbers (the angle-addition
@@ -36,11 +36,13 @@ import functools
 import numpy as np
 import torch
 
-from .._formulas import offset_positions
-from .._rotary import pair_columns
-from .._rotary_fastpath import cos_sin_table
-from .._validation import POSITION_LIMIT, _position_limit_error
-from .._validation.rotary import prefix_positions, rotary_request, scaled_frequencies_of
+from .._formulas import offset_positions, rope_seq_len
+from .._frontdoor import exact_plan
+from .._kernels import pair_columns
+from .._rope import scaled_frequencies
+from .._tables import cos_sin_rows as exact_cos_sin_rows
+from .._validation.rotary import complete_rotary_request, last_position, prefix_positions, rotary_request
+from .._validation.scalars import POSITION_LIMIT, position_limit_error
 from ._options import decode
 from ._tensors import numpy_dtype
 
@@ -100,20 +102,16 @@ def _plan(arrays, offset, positions, options_text):
     stand_ins = [np.empty(shape, dtype=numpy_dtype(dtype)) for shape, dtype in arrays]
     offset_stand_in = 0 if offset[0] == "number" else np.zeros(offset[1], dtype=np.int64)
     positions_stand_in = np.zeros(positions[0], dtype=np.int64) if positions else None
-    found = []
-
-    def frequencies(width, rotary_dim, base, scaling, inv_freq, seq_len):
-        found.append(scaled_frequencies_of(width, rotary_dim, base, scaling, seq_len))
-        return found[-1].as_tuple()
-
     get = options.get
     try:
         req = rotary_request(stand_ins, offset_stand_in, positions_stand_in, get("base"), get("layout", "half"),
-                             get("rotary_dim"), None, get("scaling"), get("seq_axis", -2), None, get("num_threads"),
-                             frequencies=frequencies)
+                             get("rotary_dim"), get("seq_axis", -2), None, get("num_threads"))
+        # not through fastpe's cache, and the unused-keys warning not emitted: a plan that would warn is the operator's
+        freq = scaled_frequencies(req.width, req.rotary_dim, req.base, get("scaling"), None,
+                                  rope_seq_len(last_position(req)))
+        req = complete_rotary_request(req, freq, None)
     except (TypeError, ValueError, IndexError, MemoryError, Warning):
         return None  # the operator raises it when the graph runs, as eagerly
-    freq = found[-1]
     if freq.warning is not None or freq.seq_dependence is not None:
         return None  # warned on every call / frequencies of the call's positions: the operator's
     prefix_shapes = tuple(prefix_positions(req, i).shape for i in range(len(stand_ins)))
@@ -141,7 +139,7 @@ def _plan_fields(arrays, offset, positions, options_text):
 def _digit_rows(freq_bytes, n_pairs):
     """(cos, sin) float64 of shape (_DIGITS * 256, n_pairs): row i * 256 + j holds the
     rows of position j * 256**i (the top digit's j read as signed), by fastpe's
-    cos_sin_table; rows of top digits no position below 2**53 has are NaN."""
+    fastpe._tables.cos_sin_rows; rows of top digits no position below 2**53 has are NaN."""
     freq = np.frombuffer(freq_bytes[:8 * n_pairs])
     freq_lo = np.frombuffer(freq_bytes[8 * n_pairs:])
     digit = np.arange(_RADIX, dtype=np.float64)
@@ -149,7 +147,8 @@ def _digit_rows(freq_bytes, n_pairs):
     limit = POSITION_LIMIT >> _TOP_SHIFT  # 32: top digits in [-32, 31] hold every |p| < 2**53
     places = [digit * float(_RADIX ** i) for i in range(_DIGITS - 1)]
     top = np.where(np.abs(signed) < limit, signed, 0.0) * float(1 << _TOP_SHIFT)
-    cos, sin = (np.ascontiguousarray(t) for t in cos_sin_table(np.concatenate(places + [top]), freq, freq_lo, 1.0))
+    rows = exact_cos_sin_rows(np.concatenate(places + [top]), exact_plan(freq, freq_lo), 1.0)
+    cos, sin = (np.ascontiguousarray(t) for t in rows)
     top_rows = slice((_DIGITS - 1) * _RADIX, _DIGITS * _RADIX)
     # -32 * 2**48 = -2**53 itself is refused: its digit's rows are those of -31 * 2**48 times those of -2**48
     lowest = top_rows.start + _RADIX - limit
@@ -183,7 +182,7 @@ def _describe(arrays, offset, positions, encoded):
 @torch.compiler.assume_constant_result
 def _limit_message(name):
     """fastpe's message for a position beyond its limit (the value is not known to the graph)."""
-    return str(_position_limit_error(name, "a value beyond it (checked in the compiled code)"))
+    return str(position_limit_error(name, "a value beyond it (checked in the compiled code)"))
 
 
 def _checked_positions(positions, name):

@@ -100,6 +100,17 @@ def test_a_bad_bench_option_prints_the_bench_usage(command):
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=COMMAND_IDS)
+def test_bench_help_prints_every_option(command):
+    """Regression: `fastpe bench --help` crashed (a bare "%" in an option's help is a format code to argparse)."""
+    result = run_command(command + ["bench", "--help"], timeout=60)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    for option in ("--quick", "--json PATH", "--plot PATH", "--threads N", "--repeat N"):
+        assert option in text, option
+    assert "% of the bandwidth probe" in text
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=COMMAND_IDS)
 def test_a_bad_top_level_option_prints_the_top_level_usage(command):
     result = run_command(command + ["--bogus"], timeout=60)
     assert result.returncode == 2
