@@ -111,14 +111,19 @@ cdef void row_offsets_into(const ArrayDesc *a, int n_axes, fpe_idx *out) noexcep
 
 cdef void sequence_index_into(const fpe_idx *shape, int ndim, int seq_axis, fpe_idx *out) noexcept:
     """The index along seq_axis of every vector row (shape[:-1], C order) of an array of `shape`."""
-    cdef fpe_idx inner = 1, n_rows = 1, i
+    # Nested loops, no division per row: a decode step's rows cost as much as its rotation otherwise.
+    cdef fpe_idx outer = 1, inner = 1, o, s, j, r = 0
     cdef int axis
     for axis in range(ndim - 1):
-        n_rows *= shape[axis]
-        if axis > seq_axis:
+        if axis < seq_axis:
+            outer *= shape[axis]
+        elif axis > seq_axis:
             inner *= shape[axis]
-    for i in range(n_rows):
-        out[i] = (i // inner) % shape[seq_axis]
+    for o in range(outer):
+        for s in range(shape[seq_axis]):
+            for j in range(inner):
+                out[r] = s
+                r += 1
 
 
 cdef fpe_cols pair_columns_of(int layout, fpe_idx n_pairs, fpe_idx cs) noexcept nogil:
