@@ -10,7 +10,8 @@ How each is made steady (docs/performance.rst says the same):
 * torch.compile: compiled once, while the peers are built (untimed); the
   offset of the cached add is a dynamic int (``dynamic=True``, the arrays
   marked static), rotary's reaches it as ``position_ids``, a tensor, so no
-  new offset compiles again. The graphs compiled before timing and any
+  new offset compiles again; each case starts from empty compile caches
+  (torch._dynamo.reset()). The graphs compiled before timing and any
   compiled while timed are counted (``CompileCount``) and reported. Its
   OpenMP workers spin after a call like torch's: the visit pause outlasts them.
 * ONNX Runtime: a session of one graph (q's and k's RotaryEmbedding nodes)
@@ -94,7 +95,17 @@ def _mark_static(torch, *tensors):
         torch._dynamo.mark_static(t)
 
 
+def _fresh_compile_caches(torch):
+    """Each case compiles from empty caches, as a process that times it alone
+    would: a run times many shapes and dtypes through the same functions, and
+    Dynamo keeps at most its recompile limit (8) of graphs per function, where
+    fullgraph=True makes one more an error. The previous case's graphs are
+    not needed again (a run times one case at a time)."""
+    torch._dynamo.reset()
+
+
 def _compiled_cached_add(op, st, dtype, options, torch, threads):
+    _fresh_compile_caches(torch)
     count = CompileCount(torch)
     table = op.peer_table(st, dtype, options)
     xt, tt = tensor(torch, st.target), tensor(torch, table)
@@ -127,6 +138,7 @@ def _compiled_cached_add(op, st, dtype, options, torch, threads):
 
 
 def _compiled_rotary(op, st, dtype, options, torch, threads):
+    _fresh_compile_caches(torch)
     count = CompileCount(torch)
     cos, sin = cos_sin_cache(st, dtype, options)
     fn = torch.compile(hf_formula(rotate_half_torch(torch)), fullgraph=True)

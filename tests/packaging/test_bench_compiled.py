@@ -78,6 +78,22 @@ def test_torch_compile_peer_matches_reference_and_compiles_once(torch_compile, o
     assert call.compile_count.figures() == {"before_timing": 1, "while_timed": 0}
 
 
+@pytest.mark.slow
+def test_torch_compile_peer_builds_for_more_cases_than_dynamos_recompile_limit(torch_compile):
+    """Regression: a full run builds the compiled add for more shapes than Dynamo keeps graphs of one
+    function (8), and the ninth failed (FailOnRecompileLimitHit under fullgraph=True)."""
+    limit = torch_compile._dynamo.config.recompile_limit
+    for n in range(limit + 2):
+        shape = (1, 4 + n, 8)
+        st = _state(bench.ADD, shape, np.float32, NEW_OFFSET)
+        call = compiled.TORCH_COMPILE_BUILDERS[bench.ADD.peer_family](bench.ADD, st, np.dtype(np.float32), NEW_OFFSET,
+                                                                       torch_compile, 1)
+        expected = bench.peer_result(st, lambda i: bench.ADD.call(reference, st, i, None, NEW_OFFSET), 1,
+                                     st.target.dtype)
+        np.testing.assert_allclose(bench.peer_result(st, call, 1, st.target.dtype), expected, rtol=0,
+                                   atol=bench.peer_tolerance(st.pattern, st.target.dtype, bench.ADD.peer_ulps))
+
+
 def test_torch_compile_that_cannot_compile_says_why(monkeypatch):
     torch = pytest.importorskip("torch", reason=missing_reason("torch"))
 
