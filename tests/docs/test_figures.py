@@ -62,7 +62,22 @@ def tree(tmp_path, tool):
     os.makedirs(root / "docs" / "_static", exist_ok=True)
     shutil.copytree(os.path.join(REPO_ROOT, "fastpe"), root / "fastpe",
                     ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__", "*.c"))
+    _hand_typed(tool, root)
     return str(root)
+
+
+def _hand_typed(tool, root):
+    """The copied documents as they were before the first generated run,
+    whatever the checkout's are now: each figure block hand-typed."""
+    for rel, syntax in tool.TARGETS.items():
+        generated, hand, end = tool.MARKERS[syntax]
+        path = root / rel
+        text = path.read_text()
+        start = text.find(generated)
+        if start >= 0:
+            stop = text.index(end, start)
+            text = text[:start] + hand + "\n\nfigures typed by hand\n\n" + text[stop:]
+            path.write_text(text)
 
 
 @pytest.fixture(scope="module")
