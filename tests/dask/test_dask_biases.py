@@ -8,9 +8,9 @@ from optional import extra_import
 
 da = extra_import("dask.array", "test")
 
-from dask_checks import (assert_eager_bits, chunkings, float_dtypes, misaligned, numpy_kwargs,  # noqa: E402
+from dask_checks import (assert_eager_bits, chunkings, misaligned, numpy_kwargs,  # noqa: E402
                          ulp_tolerance)
-from util import assert_within, rng_for  # noqa: E402
+from util import assert_within, float_dtypes, rng_for  # noqa: E402
 
 import fastpe  # noqa: E402
 import fastpe.dask as fpd  # noqa: E402

@@ -67,16 +67,6 @@ def chunkings(shape):
     }
 
 
-def float_dtypes():
-    """float32, float64, float16 and (with ml_dtypes) bfloat16: every dtype the eager functions take."""
-    dtypes = [np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16)]
-    try:
-        import ml_dtypes
-    except ImportError:
-        return dtypes
-    return dtypes + [np.dtype(ml_dtypes.bfloat16)]
-
-
 def ulp_tolerance(dtype, expected, scaled=0.0):
     """Kernel vs reference for a sum ``x * scale + term``: one ulp of dtype at
     |expected| + 1 (the reference rounds the float64 sum once, the kernel may

@@ -83,6 +83,16 @@ def add_tolerance(dtype, max_abs_position, xs_abs):
     return contract_atol(dtype, max_abs_position) + np.where(xs != 0, 0.5 * eps, 0.0) + 2.0 * eps * xs
 
 
+def float_dtypes():
+    """float32, float64, float16 and (with ml_dtypes) bfloat16: every dtype the functions take."""
+    dtypes = [np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16)]
+    try:
+        import ml_dtypes
+    except ImportError:
+        return dtypes
+    return dtypes + [np.dtype(ml_dtypes.bfloat16)]
+
+
 def describe(a):
     """dtype, shape, strides and contiguity of an array, for assertion messages."""
     if a is None:

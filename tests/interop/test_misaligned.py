@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import fastpe
 from fastpe import _runtime, reference
-from util import add_tolerance, assert_same_bits, assert_within
+from util import add_tolerance, assert_same_bits, assert_within, float_dtypes
 
 EXAMPLES = settings(max_examples=120, deadline=None, database=None, suppress_health_check=list(HealthCheck),
                     print_blob=True)
@@ -33,19 +33,10 @@ GUARD = 16  # bytes around each misaligned array that must stay as they were
 FILL = 0xA5
 
 
-def _dtypes():
-    dtypes = [np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)]
-    try:
-        import ml_dtypes
-    except ImportError:
-        return dtypes
-    return dtypes + [np.dtype(ml_dtypes.bfloat16)]
-
-
-def test_bfloat16_is_among_the_dtypes():
+def test_bfloat16_is_among_thefloat_dtypes():
     pytest.importorskip("ml_dtypes", reason="bfloat16 is ml_dtypes' dtype; the test extra brings it: "
                                             'pip install ".[test]"')
-    assert any(d.name == "bfloat16" for d in _dtypes())
+    assert any(d.name == "bfloat16" for d in float_dtypes())
 
 
 class Placement:
@@ -219,7 +210,7 @@ def _tolerance(dtype, expected):
 @EXAMPLES
 @given(data=st.data())
 def test_misaligned_arrays_give_the_aligned_bits(data):
-    dtype = data.draw(st.sampled_from(_dtypes()), label="dtype")
+    dtype = data.draw(st.sampled_from(float_dtypes()), label="dtype")
     offset = data.draw(st.sampled_from([o for o in range(1, 8) if o % dtype.itemsize]), label="byte offset")
     case = data.draw(st.sampled_from(CASES), label="case")
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
