@@ -29,6 +29,7 @@ Parts: the cache and its keys, the sinusoid front door, the rotary front door.
 
 cimport numpy as cnp
 from libc.math cimport NAN, fabs, floor, isfinite
+from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc
 
 from fastpe._kernels cimport (ArrayDesc, BlockedTable, CosSin, FPE_FLOAT32, FPE_FLOAT64, FPE_MAX_DIMS,

@@ -2,8 +2,9 @@
 #
 # An array enters as an ArrayDesc (fastpe/_kernels.pxd); from there on the
 # front doors read only the description. _intake_ndarray recognises the
-# arrays they serve; another source (a tensor's data pointer, shape,
-# strides and dtype code) would need an intake of its own and nothing else.
+# arrays they serve; _intake_tensor the torch tensors fastpe.torch hands
+# over (their data pointer, shape, strides and dtype), once fastpe.torch has
+# told this module torch's types (this module never imports torch).
 
 cdef bint _intake_ndarray(object x, ArrayDesc *d, int min_ndim) except -1:
     """Describe x into d when it is an array a front door serves: an exact
@@ -23,6 +24,83 @@ cdef bint _intake_ndarray(object x, ArrayDesc *d, int min_ndim) except -1:
         return False
     describe_ndarray(a, d)
     return not internal_overlap(d)
+
+
+# torch's types, from fastpe.torch (register_torch_types): None until then, and no tensor is taken.
+cdef object _TENSOR = None
+cdef object _PARAMETER = None
+cdef object _TORCH_FLOAT32 = None
+cdef object _TORCH_FLOAT64 = None
+cdef object _TORCH_STRIDED = None
+cdef object _EMPTY_LIKE = None
+
+
+def register_torch(tensor, parameter, float32, float64, strided, empty_like):
+    """Called once by fastpe.torch: the types _intake_tensor recognises, and
+    torch.empty_like (what _new_tensor_like calls)."""
+    global _TENSOR, _PARAMETER, _TORCH_FLOAT32, _TORCH_FLOAT64, _TORCH_STRIDED, _EMPTY_LIKE
+    _TENSOR, _PARAMETER, _TORCH_FLOAT32, _TORCH_FLOAT64, _TORCH_STRIDED = tensor, parameter, float32, float64, strided
+    _EMPTY_LIKE = empty_like
+
+
+cdef bint _intake_tensor(object x, ArrayDesc *d, int min_ndim) except -1:
+    """Describe x into d when it is a tensor a front door serves: a plain
+    torch.Tensor or Parameter (no subclass) of float32 or float64 on the CPU,
+    strided, whose memory holds its values (no negative bit, not a
+    ZeroTensor), aligned, with min_ndim to FPE_MAX_DIMS dimensions, size > 0
+    and no axes that may overlap. False for anything else. (Whether autograd
+    or a compiler may see the call is the caller's question: fastpe.torch's
+    eager route.)"""
+    cdef object kind = type(x)
+    if _TENSOR is None or (kind is not _TENSOR and kind is not _PARAMETER):
+        return False
+    dtype = x.dtype
+    if dtype is _TORCH_FLOAT32:
+        d.element = FPE_FLOAT32
+        d.itemsize = 4
+    elif dtype is _TORCH_FLOAT64:
+        d.element = FPE_FLOAT64
+        d.itemsize = 8
+    else:
+        return False
+    if not x.is_cpu or x.layout is not _TORCH_STRIDED or x.is_neg() or x._is_zerotensor():
+        return False
+    cdef tuple shape = tuple(x.shape)
+    d.ndim = len(shape)
+    if d.ndim < min_ndim or d.ndim > FPE_MAX_DIMS:
+        return False
+    if not _tensor_axes_into(x, shape, d):
+        return False
+    return d.size > 0 and not internal_overlap(d)
+
+
+cdef bint _tensor_axes_into(object x, tuple shape, ArrayDesc *d) except -1:
+    """d's data, size and axes from a tensor of d's ndim and itemsize (strides
+    from elements to bytes); False when its data is not aligned to its items."""
+    cdef tuple strides = x.stride()
+    cdef uintptr_t address = <uintptr_t>x.data_ptr()
+    cdef int axis
+    if address % d.itemsize or len(strides) != d.ndim:
+        return False
+    d.data = <char *>address
+    d.size = 1
+    for axis in range(d.ndim):
+        d.shape[axis] = shape[axis]
+        d.strides[axis] = <fpe_idx>strides[axis] * d.itemsize
+        d.size *= d.shape[axis]
+    return True
+
+
+cdef object _new_tensor_like(object x, const ArrayDesc *source, ArrayDesc *d):
+    """torch.empty_like(x), described into d: x's shape and dtype (source
+    describes x), the new tensor's own data and strides."""
+    out = _EMPTY_LIKE(x)
+    d.element = source.element
+    d.itemsize = source.itemsize
+    d.ndim = source.ndim
+    if not _tensor_axes_into(out, tuple(x.shape), d) or internal_overlap(d):
+        raise AssertionError("torch.empty_like made a tensor the kernels cannot write")
+    return out
 
 
 cdef bint _offset_value(object offset, double *value) except -1:

@@ -20,10 +20,13 @@
 # one block of cos/sin rows, `base` a finite positive Python float or int,
 # `layout` a name of PAIR_LAYOUTS, `rotary_dim` and `num_threads` values
 # their declarations accept as they are, `seq_axis` the axis before the
-# channels (-2, or ndim - 2 of every array), `positions`, `inv_freq` and
-# `out` None, and the scaling's frequencies are kept without an unused-keys
-# warning. It rotates every vector row by the kernels' rotate_rows with rows
-# the general path's own helper made.
+# channels (-2, or ndim - 2 of every array), `positions` and `inv_freq` None,
+# `out` None or a tuple or list of one array per input that _intake_ndarray
+# takes, of its input's shape and dtype, sharing memory with no other array
+# of the call (then every channel must rotate), and the scaling's
+# frequencies are kept without an unused-keys warning. It rotates every vector row by the kernels' rotate_rows with rows
+# the general path's own helper made. fastpe.torch's eager route offers the
+# same call on CPU tensors (rotate_tensors), in place or into new tensors.
 
 cdef int _ARRAYS_MIN_NDIM = params.ROTATED_ARRAYS.min_ndim
 cdef IntRule _ROTARY_DIM = int_rule(params.ROTARY_DIM)
@@ -34,11 +37,17 @@ cdef enum:
     _MAX_ARRAYS = 64
 
 cdef unsigned long long _n_rotary_calls = 0
+cdef unsigned long long _n_tensor_rotary_calls = 0
 
 
 def rotary_calls():
     """How many apply_rotary calls its front door served in this process (for tests)."""
     return _n_rotary_calls
+
+
+def tensor_rotary_calls():
+    """How many of them were fastpe.torch's, on tensors (for tests)."""
+    return _n_tensor_rotary_calls
 
 
 # ------------------------------------------------------------ scaling keys
@@ -229,9 +238,29 @@ def apply_rotary(tuple arrays, offset, positions, base, layout, rotary_dim, inv_
                  num_threads):
     """apply_rotary's arguments, as the caller gave them: the caller's result
     when the call is the common one (see above), else None."""
-    global _n_rotary_calls
-    if not (positions is None and inv_freq is None and out is None):
+    if not (positions is None and inv_freq is None):
         return None
+    if out is not None and not ((type(out) is tuple or type(out) is list) and len(out) == len(arrays)):
+        return None
+    return _rotary_front_door(arrays, offset, base, layout, rotary_dim, scaling, seq_axis, num_threads, False,
+                              False, None if out is None else tuple(out))
+
+
+def rotate_tensors(tuple tensors, bint into_new, offset, base, layout, rotary_dim, scaling, seq_axis,
+                   num_threads):
+    """fastpe.torch's eager route (fastpe.torch._impl): the common call (see
+    above) on tensors _intake_tensor takes instead of ndarrays. Rotates them
+    in place and returns them, or (into_new) returns new tensors
+    (torch.empty_like of each) holding the rotation, every channel rotated
+    (a partial rotary_dim is not served that way); None when not served,
+    having written nothing."""
+    return _rotary_front_door(tensors, offset, base, layout, rotary_dim, scaling, seq_axis, num_threads, True,
+                              into_new, None)
+
+
+cdef object _rotary_front_door(tuple arrays, object offset, object base, object layout, object rotary_dim,
+                               object scaling, object seq_axis, object num_threads, bint tensors, bint into_new,
+                               tuple outs):
     if not accepts_int(num_threads, &_NUM_THREADS):
         return None
     if rotary_dim is not None and not accepts_int(rotary_dim, &_ROTARY_DIM):
@@ -245,31 +274,59 @@ def apply_rotary(tuple arrays, offset, positions, base, layout, rotary_dim, inv_
     if not _offset_value(offset, &first) or floor(first) != first:
         return None
 
-    cdef Py_ssize_t n_arrays = len(arrays), i, j
+    cdef Py_ssize_t n_arrays = len(arrays)
     if n_arrays == 0 or n_arrays > _MAX_ARRAYS:
         return None
-    cdef ArrayDesc *descs = <ArrayDesc *>malloc(n_arrays * sizeof(ArrayDesc))
+    # descs[n_arrays + i]: where array i's rotation goes (outs, or the new tensor of into_new)
+    cdef ArrayDesc *descs = <ArrayDesc *>malloc(2 * n_arrays * sizeof(ArrayDesc))
     if descs == NULL:
         raise MemoryError()
     try:
         return _serve_rotary(arrays, descs, n_arrays, seq_axis, pairs, base_value, first, rotary_dim, scaling,
-                             num_threads)
+                             num_threads, tensors, into_new, outs)
     finally:
         free(descs)
 
 
+cdef bint _intake_outs(tuple outs, ArrayDesc *descs, Py_ssize_t n_arrays, char **lows, char **highs) except -1:
+    """Describe out[i] into descs[n_arrays + i] when every out is an array
+    _intake_ndarray takes, of its input's dtype and shape, and no two of the
+    inputs and outs share memory (lows, highs: the inputs' bounds, then the
+    outs'). False otherwise (the general path settles the call)."""
+    cdef Py_ssize_t i, j, axis
+    cdef ArrayDesc *o
+    cdef ArrayDesc *d
+    for i in range(n_arrays):
+        d, o = &descs[i], &descs[n_arrays + i]
+        if not _intake_ndarray(outs[i], o, _ARRAYS_MIN_NDIM) or o.element != d.element or o.ndim != d.ndim:
+            return False
+        for axis in range(d.ndim):
+            if o.shape[axis] != d.shape[axis]:
+                return False
+        memory_bounds(o, &lows[n_arrays + i], &highs[n_arrays + i])
+        for j in range(n_arrays + i):
+            if lows[n_arrays + i] < highs[j] and lows[j] < highs[n_arrays + i]:
+                return False
+    return True
+
+
 cdef object _serve_rotary(tuple arrays, ArrayDesc *descs, Py_ssize_t n_arrays, object seq_axis, int pairs,
-                          double base_value, double first, object rotary_dim, object scaling, object num_threads):
-    global _n_rotary_calls
-    cdef char *lows[_MAX_ARRAYS]
-    cdef char *highs[_MAX_ARRAYS]
+                          double base_value, double first, object rotary_dim, object scaling, object num_threads,
+                          bint tensors, bint into_new, tuple outs):
+    global _n_rotary_calls, _n_tensor_rotary_calls
+    cdef char *lows[2 * _MAX_ARRAYS]
+    cdef char *highs[2 * _MAX_ARRAYS]
     cdef ArrayDesc *d
     cdef Py_ssize_t i, j
     cdef fpe_idx T = -1, width = -1, narrowest = -1, last, total = 0
-    cdef bint same_width = True
+    cdef bint same_width = True, taken
     for i in range(n_arrays):
         d = &descs[i]
-        if not _intake_ndarray(arrays[i], d, _ARRAYS_MIN_NDIM):
+        if tensors:
+            taken = _intake_tensor(arrays[i], d, _ARRAYS_MIN_NDIM)
+        else:
+            taken = _intake_ndarray(arrays[i], d, _ARRAYS_MIN_NDIM)
+        if not taken:
             return None
         if d.element != descs[0].element or d.strides[d.ndim - 1] % d.itemsize:
             return None
@@ -291,6 +348,9 @@ cdef object _serve_rotary(tuple arrays, ArrayDesc *descs, Py_ssize_t n_arrays, o
         for j in range(i):
             if lows[i] < highs[j] and lows[j] < highs[i]:
                 return None  # the general path settles (or refuses) arrays that share memory
+    if outs is not None and not _intake_outs(outs, descs, n_arrays, lows, highs):
+        return None
+    cdef bint apart = outs is not None or into_new  # the rotation goes to other arrays
 
     # The positions first .. first + T - 1, one rounded addition as the general path forms it.
     cdef double final = first + <double>(T - 1)
@@ -318,7 +378,7 @@ cdef object _serve_rotary(tuple arrays, ArrayDesc *descs, Py_ssize_t n_arrays, o
     if freq.seq_dependence is not None and freq.per_length(_formulas.rope_seq_len(final)):
         return None  # one call's frequencies: a block of rows would serve this call alone
     cdef fpe_idx rdim = freq.rotary_dim
-    if rdim > narrowest:
+    if rdim > narrowest or (apart and not (same_width and rdim == width)):
         return None
     cdef _CosSinBlock rows = _cos_sin_block(freq, block)
     cdef CosSin cs
@@ -331,11 +391,25 @@ cdef object _serve_rotary(tuple arrays, ArrayDesc *descs, Py_ssize_t n_arrays, o
     cdef int n_threads = _runtime.resolve_threads(num_threads, total)
     cdef fpe_idx n_rows
     cdef _Indices offsets, table_rows
+    cdef _Indices out_offsets
+    cdef list made = None
+    if into_new:
+        made = [_new_tensor_like(arrays[i], &descs[i], &descs[n_arrays + i]) for i in range(n_arrays)]
     _n_rotary_calls += 1
+    _n_tensor_rotary_calls += tensors
     for i in range(n_arrays):
         d = &descs[i]
         offsets = _row_offsets(d, d.ndim - 1, &n_rows)
         table_rows = _Indices(n_rows)
         sequence_index_into(d.shape, d.ndim, d.ndim - 2, table_rows.data)
-        rotate_rows(d, offsets.data, NULL, NULL, n_rows, table_rows.data, &cs, n_threads)
-    return arrays[0] if n_arrays == 1 else arrays
+        if apart:
+            out_offsets = _row_offsets(&descs[n_arrays + i], d.ndim - 1, &n_rows)
+            rotate_rows(&descs[n_arrays + i], out_offsets.data, d, offsets.data, n_rows, table_rows.data, &cs,
+                        n_threads)
+        else:
+            rotate_rows(d, offsets.data, NULL, NULL, n_rows, table_rows.data, &cs, n_threads)
+    if into_new:
+        return made
+    if outs is not None:
+        arrays = outs
+    return arrays[0] if n_arrays == 1 and not tensors else arrays

@@ -16,7 +16,7 @@ fastpe's own rules.
 import numpy as np
 import torch
 
-from .. import _bias, _formulas
+from .. import _bias, _formulas, _frontdoor
 from .._bias import add_alibi, add_relative_bias
 from .._rotary import apply_rotary, apply_rotary_transpose
 from .._rotary_given import rotate_by_cos_sin
@@ -24,7 +24,14 @@ from .._sinusoid import add_sinusoidal, add_table
 from .._sinusoid import make_positions as _make_positions
 from .._validation import relative_request
 from . import _device
-from ._tensors import read_view, view
+from ._tensors import bump_versions, plain_eager, read_view, view
+
+_inference_mode = torch.is_inference_mode_enabled
+
+
+# The types the compiled front door takes tensors of (fastpe._frontdoor never imports torch).
+_frontdoor.register_torch(torch.Tensor, torch.nn.Parameter, torch.float32, torch.float64, torch.strided,
+                          torch.empty_like)
 
 
 def on_kernels(tensor):
@@ -65,8 +72,41 @@ def add_table_into(out, x, table, offset, positions, options):
               **options)
 
 
+def _front_door(arrays, into_new, offset, positions, inv_freq, options):
+    """The compiled front door's rotation of CPU tensors (fastpe._frontdoor.rotate_tensors): the arrays
+    rotated in place, or new tensors (into_new); None where it does not serve the call (nothing written)."""
+    if positions is not None or inv_freq is not None or _device.forced():
+        return None
+    return _frontdoor.rotate_tensors(arrays, into_new, _offset(offset), options["base"], options["layout"],
+                                     options["rotary_dim"], options["scaling"], options["seq_axis"],
+                                     options["num_threads"])
+
+
+def eager_rotation(arrays, into_new, offset, base, layout, rotary_dim, scaling, seq_axis, num_threads):
+    """The decode step's way through (positions and inv_freq None): the
+    compiled front door on the eager route (fastpe.torch._tensors.plain_eager),
+    arrays (a tuple) rotated in place (version counters bumped) or into new
+    tensors; None where another way must serve the call (nothing written).
+    An inference tensor written outside inference mode is left to the
+    general path, which refuses it."""
+    if not plain_eager(arrays, offset) or _device.forced():  # plain_eager first: all a compiler traces
+        return None
+    if not into_new and not _inference_mode():
+        for a in arrays:
+            if a.is_inference():
+                return None
+    done = _frontdoor.rotate_tensors(arrays, into_new, offset, base, layout, rotary_dim, scaling, seq_axis,
+                                     num_threads)
+    if done is not None and not into_new:
+        bump_versions(arrays)
+    return done
+
+
 def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=False):
     """Rotate arrays into outs (outs is arrays: in place); transpose: the backward's rotation."""
+    if outs is arrays and not transpose and _front_door(tuple(arrays), False, offset, positions, inv_freq,
+                                                        options) is not None:
+        return
     if not on_kernels(outs[0]):
         return _device.rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose)
     rotate = apply_rotary_transpose if transpose else apply_rotary
@@ -90,6 +130,10 @@ def rotated(arrays, offset, positions, inv_freq, options, transpose=False, like_
     """New tensors: the arrays rotated. like_fake: with torch.empty_like's strides, as the operator's fake
     implementation says (the operator's own call); else (the eager route, where no graph relies on them)
     small float32/float64 results may come from NumPy copies, which cost less to make."""
+    if not transpose:
+        made = _front_door(tuple(arrays), True, offset, positions, inv_freq, options)
+        if made is not None:
+            return made
     if transpose or not on_kernels(arrays[0]) or any(a.numel() >= _COPY_THEN_ROTATE_BELOW for a in arrays):
         outs = [torch.empty_like(a) for a in arrays]
         rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose)

@@ -11,7 +11,7 @@ offsets and positions as tensors for one graph that serves them all.
 import torch
 
 from .._formulas import FAIRSEQ_PADDING_IDX
-from . import _functions
+from . import _functions, _impl
 from ._options import decode, encode
 
 
@@ -141,7 +141,11 @@ class RotaryEmbedding(torch.nn.Module):
             for name, a in zip(("q", "k"), arrays):
                 if a.shape[-1] != self.dim:
                     raise ValueError(f"{name} has {a.shape[-1]} channels, the module was built for dim={self.dim}")
-        rotated = _functions.rotate(arrays, offset, positions, None, self._options, self._encoded)
+        rotated = None
+        if positions is None:
+            rotated = _impl.eager_rotation(tuple(arrays), True, offset, **self._options)
+        if rotated is None:
+            rotated = _functions.rotate(arrays, offset, positions, None, self._options, self._encoded)
         return rotated[0] if k is None else tuple(rotated)
 
     def extra_repr(self):

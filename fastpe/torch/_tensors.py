@@ -46,17 +46,39 @@ def is_tensor(value):
     return isinstance(value, torch.Tensor)
 
 
+# What eager_route asks torch, bound once (the route is decided on every call: a decode step's budget).
+_is_compiling = torch.compiler.is_compiling
+_dispatch_modes = torch._C._len_torch_dispatch_stack
+_function_modes = torch._C._is_torch_function_mode_enabled
+_functorch_layer = torch._C._functorch.peek_interpreter_stack
+_grad_enabled = torch.is_grad_enabled
+
+
 def eager_route(*values):
     """True when the call may skip the dispatcher (see the module docstring).
     values: the call's arguments; those that are not tensors are ignored."""
-    if (torch.compiler.is_compiling() or _state["always_dispatch"] or torch._C._len_torch_dispatch_stack()
-            or torch._C._is_torch_function_mode_enabled() or torch._C._functorch.peek_interpreter_stack() is not None):
+    if (_is_compiling() or _state["always_dispatch"] or _dispatch_modes() or _function_modes()
+            or _functorch_layer() is not None):
         return False
-    grad = torch.is_grad_enabled()
+    grad = _grad_enabled()
     for value in values:
         if isinstance(value, torch.Tensor) and (type(value) not in _PLAIN_TYPES or (grad and value.requires_grad)
                                                 or value.is_meta):
             return False  # meta tensors: the operators' fake implementations serve them
+    return True
+
+
+def plain_eager(tensors, offset):
+    """eager_route's answer for plain tensors and an offset that is no tensor,
+    at less cost (the decode step's route); False for anything else. Their
+    devices and dtypes are the compiled front door's checks (fastpe._frontdoor)."""
+    if (_is_compiling() or _state["always_dispatch"] or _dispatch_modes() or _function_modes()
+            or _functorch_layer() is not None or isinstance(offset, torch.Tensor)):
+        return False
+    grad = _grad_enabled()
+    for tensor in tensors:
+        if type(tensor) not in _PLAIN_TYPES or (grad and tensor.requires_grad):
+            return False
     return True
 
 
@@ -129,8 +151,9 @@ def read_view(value):
 
 
 def bump_versions(tensors):
-    """What torch's own in-place operations do, for writes through NumPy views."""
-    torch.autograd.graph.increment_version(tensors)
+    """What torch's own in-place operations do, for writes through NumPy views
+    (torch.autograd.graph.increment_version's own call, for a list)."""
+    torch._C._increment_version(tensors)
 
 
 def op_tensor(name, value):

@@ -275,7 +275,6 @@ UNCOMMON_ARGUMENTS = [
     {"offset": np.array(3)},
     {"positions": np.arange(1)},
     {"positions": np.arange(1), "offset": 2},
-    {"out": [np.zeros((1, 4, 1, 16), np.float32), np.zeros((1, 2, 1, 16), np.float32)]},
     {"num_threads": 0},
     {"num_threads": True},
     {"num_threads": 2.0},
@@ -307,6 +306,79 @@ def test_every_other_argument_takes_the_general_path(kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # compared below: the general path warns on every call
         check_same_outcome(_pair, 0, **kwargs)
+
+
+def check_out_outcome(make_outs, expected_fast_calls, make_arrays=_pair, **kwargs):
+    """apply_rotary(*arrays, out=make_outs(arrays), **kwargs) with the front
+    door and on the general path alone: the same fast-call count expected,
+    the same outcome, the same bits in every array and out; a refused call
+    changes nothing; a served one returns the caller's outs."""
+    fast_in, general_in = make_arrays(), make_arrays()
+    fast_out, general_out = make_outs(fast_in), make_outs(general_in)
+    snaps = snapshot(*fast_in, *[o for o in fast_out if isinstance(o, np.ndarray)])
+    before = _frontdoor.rotary_calls()
+    got = outcome(lambda: fastpe.apply_rotary(*fast_in, out=fast_out, **kwargs))
+    taken = _frontdoor.rotary_calls() - before
+    with general_path_only():
+        expected = outcome(lambda: fastpe.apply_rotary(*general_in, out=general_out, **kwargs))
+    msg = f"out={[(o.dtype, o.shape) for o in fast_out]} {kwargs!r}"
+    assert taken == expected_fast_calls, f"{msg}: fast calls {taken}"
+    assert got[0] == expected[0], f"{msg}: {got} vs {expected}"
+    if got[0] == "error":
+        assert got[1:] == expected[1:], msg
+        assert_unchanged(snaps, f"{msg}: a refused call")
+        return
+    returned = got[1] if isinstance(got[1], tuple) else (got[1],)
+    assert all(r is o for r, o in zip(returned, fast_out)) and len(returned) == len(fast_out), msg
+    for f, g in zip([*fast_in, *fast_out], [*general_in, *general_out]):
+        assert_same_bits(f, g, msg)
+
+
+def _fresh_outs(arrays):
+    return [np.full_like(a, np.nan) for a in arrays]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_out_arrays_apart_take_the_fast_path(dtype):
+    """out= a list or tuple of arrays of the inputs' shapes and dtype, in any
+    layout, sharing memory with no other array of the call: one pass from
+    each input into its out; the inputs are left as they were."""
+    rng = rng_for("rotary fast out", np.dtype(dtype).name)
+    shape = (2, 4, 3, 16)
+    q = rng.standard_normal(shape).astype(dtype)
+    k = rng.standard_normal((2, 2, 3, 16)).astype(dtype)
+    for label, target in array_variants(shape, dtype, rng):
+        def outs(arrays, target=target):
+            return [target, np.zeros(arrays[1].shape, dtype)]
+
+        for kwargs in ({"offset": 9}, {"offset": 4000, "scaling": LLAMA3}, {"offset": 70, "layout": "interleaved"}):
+            check_out_outcome(outs, 1, make_arrays=lambda: [q.copy(), k.copy()], **kwargs)
+            want = reference.apply_rotary(q.copy(), k.copy(), **kwargs)
+            for got, expected in zip(fastpe.apply_rotary(q, k, out=outs([q, k]), **kwargs), want):
+                assert_within(got, expected, reference_tolerance(dtype, [q, k], 4010), f"{label} {kwargs}")
+    check_out_outcome(lambda arrays: tuple(_fresh_outs(arrays)), 1, offset=3)
+    check_out_outcome(lambda arrays: _fresh_outs(arrays[:1]), 1, make_arrays=lambda: _pair()[:1], offset=3)
+
+
+OUT_ON_THE_GENERAL_PATH = {
+    "partial rotation (the other channels are copied)": (lambda arrays: _fresh_outs(arrays), {"rotary_dim": 8}),
+    "out is the input (in place)": (lambda arrays: list(arrays), {}),
+    "out overlapping the other input": (lambda arrays: [arrays[1][:, :2].copy(), arrays[0][:, :2]], {}),
+    "two outs sharing memory": (lambda arrays: [np.zeros((1, 4, 1, 16), np.float32)] * 2, {}),
+    "read-only out": (lambda arrays: [np.lib.stride_tricks.as_strided(a.copy(), writeable=False) for a in arrays],
+                      {}),
+    "another dtype": (lambda arrays: [a.astype(np.float64) for a in arrays], {}),
+    "another shape": (lambda arrays: [np.zeros((1, 4, 2, 16), np.float32), np.zeros((1, 2, 1, 16), np.float32)],
+                      {}),
+    "one out too few": (lambda arrays: _fresh_outs(arrays)[:1], {}),
+    "an ndarray, not a sequence": (lambda arrays: np.zeros((2, 1, 4, 1, 16), np.float32), {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OUT_ON_THE_GENERAL_PATH))
+def test_every_other_out_takes_the_general_path(name):
+    make_outs, kwargs = OUT_ON_THE_GENERAL_PATH[name]
+    check_out_outcome(make_outs, 0, offset=3, **kwargs)
 
 
 def test_unused_keys_warn_on_every_call():

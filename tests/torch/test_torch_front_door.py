@@ -1,0 +1,189 @@
+"""fastpe.torch's decode-step way through: the compiled front door takes CPU
+tensors directly (fastpe._frontdoor.rotate_tensors, on the eager route).
+
+Which calls it serves (counted by fastpe._frontdoor.tensor_rotary_calls),
+that they match fastpe.reference and give the NumPy-facing function's bits,
+in place (version counters bumped) and into new tensors; and that every call
+it must not serve (other dtypes, memory that does not hold the values,
+misaligned or overlapping memory, inference tensors, gradients, partial
+rotation into new tensors) falls through to the general path and gets its
+result or its error, having written nothing."""
+
+import numpy as np
+import pytest
+from optional import torch_or_skip
+from util import assert_same_bits, assert_within
+
+torch = torch_or_skip()
+
+import fastpe  # noqa: E402
+import fastpe.torch as ft  # noqa: E402
+from fastpe import _frontdoor, reference  # noqa: E402
+from torch_cases import float64_of, tensor_in_layout, tolerance  # noqa: E402
+
+
+class Served:
+    """How many rotations the tensor front door served inside the block."""
+
+    def __enter__(self):
+        self.start = _frontdoor.tensor_rotary_calls()
+        return self
+
+    def __exit__(self, *exc):
+        self.count = _frontdoor.tensor_rotary_calls() - self.start
+
+
+def _numpy_bits(arrays, **kw):
+    """fastpe.apply_rotary on NumPy copies (the NumPy-facing function's result)."""
+    copies = [a.detach().numpy().copy() for a in arrays]
+    return fastpe.apply_rotary(*copies, **kw) if len(copies) > 1 else (fastpe.apply_rotary(copies[0], **kw),)
+
+
+def _assert_reference(got, arrays, dtype, what, **kw):
+    expected = reference.apply_rotary(*[float64_of(a) for a in arrays], **kw)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    for g, a, e in zip(got, arrays, expected):
+        magnitude = np.abs(float64_of(a)).max(axis=-1, keepdims=True)
+        assert_within(float64_of(g), e, tolerance(dtype, e, magnitude), what)
+
+
+CASES = [
+    dict(offset=7),
+    dict(offset=4000, layout="interleaved"),
+    dict(offset=300, base=500000.0, scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                             "high_freq_factor": 4.0, "original_max_position_embeddings": 64}),
+    dict(offset=90, scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}),
+    dict(offset=3, seq_axis=2, num_threads=1),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced", "narrowed"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_the_decode_call_is_served_with_the_numpy_bits(dtype, layout, case):
+    kw = CASES[case]
+    q = tensor_in_layout((2, 4, 1 + case, 16), dtype, layout, seed=case)
+    k = tensor_in_layout((2, 2, 1 + case, 16), dtype, "contiguous", seed=case + 10)
+    what = f"{dtype} {layout} {kw}"
+    with Served() as served:
+        q_rot, k_rot = ft.apply_rotary(q, k, **kw)
+        q_alone = ft.apply_rotary(q, **kw)
+    assert served.count == 2, what
+    assert q_rot.data_ptr() != q.data_ptr() and q_rot.stride() == torch.empty_like(q).stride(), what
+    expected = _numpy_bits((q, k), **kw)
+    for got, want in zip((q_rot, k_rot), expected):
+        assert_same_bits(got.numpy(), want, what)
+    assert torch.equal(q_alone, q_rot), what
+    _assert_reference((q_rot, k_rot), (q, k), dtype, what, **kw)
+
+    q2, k2 = q.clone(), k.clone()
+    versions = q2._version, k2._version
+    with Served() as served:
+        assert ft.apply_rotary_(q2, k2, **kw) == (q2, k2)
+    assert served.count == 1, what
+    assert q2._version > versions[0] and k2._version > versions[1], f"{what}: version counters"
+    assert torch.equal(q2, q_rot) and torch.equal(k2, k_rot), f"{what}: in place"
+
+
+def test_the_module_and_parameters_take_it():
+    q, k = torch.randn(1, 4, 1, 32), torch.randn(1, 2, 1, 32)
+    module = ft.RotaryEmbedding(32, base=1e6)
+    with Served() as served:
+        got = module(q, k, offset=1000)
+    assert served.count == 1
+    for g, want in zip(got, _numpy_bits((q, k), offset=1000, base=1e6)):
+        assert_same_bits(g.numpy(), want, "module")
+    weight = torch.nn.Parameter(torch.randn(1, 2, 3, 8))
+    before = weight.detach().clone()
+    with torch.no_grad(), Served() as served:
+        ft.apply_rotary_(weight, offset=5)
+    assert served.count == 1
+    assert_same_bits(weight.detach().numpy(), _numpy_bits((before,), offset=5)[0], "a Parameter under no_grad")
+
+
+def test_gradients_take_the_operator():
+    q = torch.randn(1, 2, 3, 8, dtype=torch.float64, requires_grad=True)
+    out = ft.apply_rotary(q, offset=5)
+    assert out.grad_fn is not None and "fastpe" in type(out.grad_fn).__name__.lower() + str(out.grad_fn)
+    out.sum().backward()
+    expected = reference.apply_rotary(np.ones((1, 2, 3, 8)), positions=np.full(3, -1.0) * np.arange(5, 8))
+    # the gradient of a rotation is the rotation by the negated angles
+    assert_within(q.grad.numpy(), expected, 1e-12, "gradient")
+
+
+def _misaligned(shape):
+    count = int(np.prod(shape))
+    buffer = torch.frombuffer(bytearray(4 * count + 1), dtype=torch.float32, offset=1, count=count)
+    buffer.copy_(torch.randn(count))
+    return buffer.reshape(shape)
+
+
+def _negated(shape):
+    return torch.randn(*shape, dtype=torch.complex64).conj().imag
+
+
+@pytest.mark.parametrize("kind", ["float16", "bfloat16", "negated", "misaligned", "expanded", "partial", "overlap",
+                                  "tensor offset"])
+def test_what_it_does_not_serve_gets_the_general_paths_result(kind):
+    shape, kw = (1, 4, 3, 8), {"offset": 5}
+    q, k = torch.randn(shape), None
+    if kind in ("float16", "bfloat16"):
+        q = q.to(getattr(torch, kind))
+    elif kind == "negated":
+        q = _negated(shape)
+    elif kind == "misaligned":
+        q = _misaligned(shape)
+        assert q.data_ptr() % 4
+    elif kind == "expanded":
+        q = torch.randn(1, 1, 3, 8).expand(shape)
+    elif kind == "partial":
+        kw["rotary_dim"] = 4
+    elif kind == "overlap":
+        fused = torch.randn(1, 6, 3, 8)
+        q, k = fused[:, :4], fused[:, 2:]
+    elif kind == "tensor offset":
+        kw["offset"] = torch.tensor(5)
+    arrays = (q,) if k is None else (q, k)
+    with Served() as served:
+        got = ft.apply_rotary(*arrays, **kw)
+    if kind != "tensor offset":  # a tensor offset is read on the general way in, then served
+        assert served.count == 0, kind
+    got = got if isinstance(got, tuple) else (got,)
+    for g, a in zip(got, arrays):
+        assert g.dtype == a.dtype and g.shape == a.shape
+    numpy_kw = {**kw, "offset": 5}
+    if q.dtype in (torch.float16, torch.bfloat16):
+        _assert_reference(got, arrays, kind, kind, **numpy_kw)
+    else:
+        for g, want in zip(got, _numpy_bits([a.resolve_neg() for a in arrays], **numpy_kw)):
+            assert_same_bits(g.numpy(), want, kind)
+    if kind == "partial":
+        assert torch.equal(got[0][..., 4:], q[..., 4:])
+
+
+def test_refusals_reach_the_caller_and_write_nothing():
+    with torch.inference_mode():
+        made_inside = torch.randn(1, 2, 3, 8)
+    before = made_inside.clone()
+    with pytest.raises(ValueError, match="q is an inference tensor"):
+        ft.apply_rotary_(made_inside, offset=5)
+    assert torch.equal(made_inside, before)
+    with torch.inference_mode(), Served() as served:
+        ft.apply_rotary_(made_inside, offset=5)
+    assert served.count == 1
+    assert_same_bits(made_inside.numpy(), _numpy_bits((before,), offset=5)[0], "in inference mode")
+
+    negated = _negated((1, 2, 3, 8))
+    with pytest.raises(TypeError, match="lazily negated"):
+        ft.apply_rotary_(negated, offset=5)
+    fused = torch.randn(1, 6, 3, 8)
+    copy = fused.clone()
+    with pytest.raises(ValueError, match="overlap"):
+        ft.apply_rotary_(fused[:, :4], fused[:, 2:], offset=5)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        ft.apply_rotary_(fused, layout="quarter")
+    with pytest.raises(ValueError, match="offset"):
+        ft.apply_rotary_(fused, offset=float("nan"))
+    with pytest.raises(TypeError, match="q must be a torch.Tensor"):
+        ft.apply_rotary(fused.numpy(), offset=5)
+    assert torch.equal(fused, copy)
