@@ -249,6 +249,21 @@ cdef inline fpe_idx _unaliased(fpe_idx n) noexcept nogil:
 # rows written straight into it; with several, each row is generated once
 # into scratch and then applied to every target.
 
+cdef void _apply_prepared_tile(const double *rows, float *prepared, fpe_idx n, const Target *tg, fpe_idx a,
+                               fpe_idx b, fpe_idx r0, fpe_idx r1, fpe_idx dst_rs, fpe_idx src_rs) noexcept nogil:
+    """The shared path's tile of float64 rows a..b-1 for 16-bit x: each row
+    prepared once (fpe_half_prepare, 2 * n float32 a row), then applied to
+    the rows r0..r1-1 of every sequence that shares it."""
+    cdef fpe_idx t, r
+    for t in range(a, b):
+        fpe_half_prepare(prepared + (t - a) * 2 * n, rows + (t - a) * n, n, tg.kind)
+    for r in range(r0, r1):
+        for t in range(a, b):
+            fpe_apply_half_prepared(tg.kind, <fpe_half *>(tg.dst + tg.dst_rows[r] + t * dst_rs), tg.dst_cs,
+                                    <const fpe_half *>(tg.src + tg.src_rows[r] + t * src_rs), tg.src_cs,
+                                    rows + (t - a) * n, prepared + (t - a) * 2 * n, tg.scale, n, tg.mode)
+
+
 cdef void _grid_item(floating *tile_buf, double *scratch, const PlanView *pl, const Target *tg,
                      const double *p0, const fpe_idx *seq_ptr, fpe_idx T, fpe_idx block,
                      fpe_idx tile_direct, fpe_idx tile_shared, fpe_idx dst_rs, fpe_idx src_rs,
@@ -265,7 +280,11 @@ cdef void _grid_item(floating *tile_buf, double *scratch, const PlanView *pl, co
     cdef double *c = s + gap
     cdef fpe_idx r0 = seq_ptr[seq], r1 = seq_ptr[seq + 1]
     cdef bint direct = r1 - r0 == 1 and tg.kind == FPE_STORAGE_NATIVE
-    cdef fpe_idx tile = tile_direct if direct else tile_shared
+    # 16-bit x takes prepared rows where it may (fpe_half_prepared): half the
+    # tile's rows, the other half holding them prepared.
+    cdef bint prepared = (floating is double and tg.kind != FPE_STORAGE_NATIVE and tile_shared >= 2
+                          and fpe_half_prepared(tg.kind, tg.scale))
+    cdef fpe_idx tile = tile_direct if direct else (tile_shared // 2 if prepared else tile_shared)
     cdef fpe_idx a, b, t, r, k0, u, z, chunk = COL_CHUNK
     cdef Canonical here
     cdef char *dst_row
@@ -307,6 +326,10 @@ cdef void _grid_item(floating *tile_buf, double *scratch, const PlanView *pl, co
                     _apply_row(d, sr, <const floating *>pl.zeros, n, tg)
                 elif pl.n_zero:
                     _emit_zero_cols(d, sr, pl, tg)
+        elif prepared:
+            _rows_into_buffer(tile_buf, pl, s, c, start, a, b)
+            _apply_prepared_tile(<const double *>tile_buf, <float *>(tile_buf + tile * n), n, tg, a, b, r0, r1,
+                                 dst_rs, src_rs)
         else:
             _rows_into_buffer(tile_buf, pl, s, c, start, a, b)
             for r in range(r0, r1):

@@ -34,6 +34,10 @@ cdef struct TableGrid:
     const fpe_idx *p0
     const fpe_idx *seq_ptr
     fpe_idx n_seq, T, block, tile, dst_rs, src_rs
+    # 16-bit x and a float64 table: thread i's tile of prepared rows at
+    # prepared + i * prepared_stride (fpe_half_prepare), or NULL
+    float *prepared
+    fpe_idx prepared_stride
 
 
 cdef struct TableGroups:
@@ -59,16 +63,30 @@ cdef inline const table_t *_table_row(const table_t *first, const BlockedTable *
 
 
 cdef void _table_grid_item(storage_t *dst, const table_t *first, const BlockedTable *bt, const Target *tg,
-                           const TableGrid *w, fpe_idx item) noexcept nogil:
+                           const TableGrid *w, fpe_idx item, int thread) noexcept nogil:
     cdef fpe_idx n_blocks = (w.T + w.block - 1) // w.block
     cdef fpe_idx seq = item // n_blocks
     cdef fpe_idx t0 = (item % n_blocks) * w.block
     cdef fpe_idx t1 = min(t0 + w.block, w.T)
     cdef fpe_idx a = t0, b, r, t
     cdef const storage_t *src = <const storage_t *>tg.src
-    cdef fpe_idx p0 = w.p0[seq]
+    cdef fpe_idx p0 = w.p0[seq], n = bt.n_cols
+    cdef float *prepared
     while a < t1:
         b = min(a + w.tile, t1)
+        if storage_t is fpe_half and table_t is double:
+            if w.prepared != NULL:
+                prepared = w.prepared + thread * w.prepared_stride
+                for t in range(a, b):
+                    fpe_half_prepare(prepared + (t - a) * 2 * n, _table_row(first, bt, p0 + t), n, tg.kind)
+                for r in range(w.seq_ptr[seq], w.seq_ptr[seq + 1]):
+                    for t in range(a, b):
+                        fpe_apply_half_prepared(tg.kind, _at(dst, tg.dst_rows[r] + t * w.dst_rs), tg.dst_cs,
+                                                _read_at(src, tg.src_rows[r] + t * w.src_rs), tg.src_cs,
+                                                _table_row(first, bt, p0 + t), prepared + (t - a) * 2 * n,
+                                                tg.scale, n, tg.mode)
+                a = b
+                continue
         for r in range(w.seq_ptr[seq], w.seq_ptr[seq + 1]):
             for t in range(a, b):
                 _apply_table_row(_at(dst, tg.dst_rows[r] + t * w.dst_rs), _read_at(src, tg.src_rows[r] + t * w.src_rs),
@@ -88,9 +106,9 @@ cdef void _table_grouped_item(storage_t *dst, const table_t *first, const Blocke
 
 
 cdef inline void _table_item(storage_t *dst, const table_t *first, const BlockedTable *bt, const Target *tg,
-                             const table_work *w, fpe_idx item) noexcept nogil:
+                             const table_work *w, fpe_idx item, int thread) noexcept nogil:
     if table_work is TableGrid:
-        _table_grid_item(dst, first, bt, tg, w, item)
+        _table_grid_item(dst, first, bt, tg, w, item, thread)
     else:
         _table_grouped_item(dst, first, bt, tg, w, item)
 
@@ -100,10 +118,10 @@ cdef void _table_run(storage_t *dst, const table_t *first, const BlockedTable *b
     cdef fpe_idx item
     if n_threads == 1:
         for item in range(n_items):
-            _table_item(dst, first, bt, tg, w, item)
+            _table_item(dst, first, bt, tg, w, item, 0)
     else:
         for item in prange(n_items, schedule="static", num_threads=n_threads):
-            _table_item(dst, first, bt, tg, w, item)
+            _table_item(dst, first, bt, tg, w, item, threadid())
 
 
 cdef void _table_with(storage_t *dst, const BlockedTable *bt, const Target *tg, const table_work *w,
@@ -141,8 +159,20 @@ cdef int table_grid(const ArrayDesc *dst, const fpe_idx *dst_rows, const ArrayDe
     w.src_rs = src.strides[src.ndim - 2] if mode == FPE_MODE_ADD_TO else w.dst_rs
     _work_split(T, n_seq, max(T, 1), &w.block, &n_items)  # no bound of its own: a table has no seeds
     w.tile = _tile_rows(TILE_SHARED_BYTES, table.n_cols, dst.element, w.block)
-    with nogil:
-        _table_add(&tg, dst.element, table, &w, n_items, _team(n_threads, n_items))
+    n_threads = _team(n_threads, n_items)
+    w.prepared = NULL
+    if tg.kind != FPE_STORAGE_NATIVE and table.element == FPE_FLOAT64 and fpe_half_prepared(tg.kind, scale):
+        # Tiles of half as many rows, each also prepared (twice its float32 count: the tile's bytes again).
+        w.tile = max(1, w.tile // 2)
+        w.prepared_stride = w.tile * 2 * table.n_cols
+        w.prepared = <float *>malloc(max(n_threads * w.prepared_stride, 1) * sizeof(float))
+        if w.prepared == NULL:
+            raise MemoryError("cannot allocate the prepared rows of a 16-bit table add")
+    try:
+        with nogil:
+            _table_add(&tg, dst.element, table, &w, n_items, n_threads)
+    finally:
+        free(w.prepared)
     return 0
 
 

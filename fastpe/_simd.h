@@ -634,6 +634,37 @@ FPE_DEFINE_STEP_MODES(f64)
         }                                                                               \
     }
 
+/* Rows from prepared encodings. The rows of float64 encodings that several
+ * rows of x share are prepared once (fpe_half_prepare): each pe as two
+ * float32, hi = fl32(pe) and nlo = fl32(hi - pe) (hi - pe is exact in
+ * float64), hi a NaN where pe is neither 0 nor between FPE_PREPARED_MIN and
+ * FPE_PREPARED_MAX in magnitude (nlo is then normal or 0, and nothing
+ * overflows). An element then takes float32 operations only:
+ * y = fl32(fl32(x * scale + hi) - nlo), one fused multiply-add and a
+ * subtraction, with x * scale exact in float32 (fpe_half_prepared). y lies
+ * within 1.5 float32 ulps (of y) of the exact S = x * scale + pe:
+ *   - where x * scale + hi is exact (Sterbenz: wherever they cancel), the
+ *     sum is 0 or a multiple of ulp(hi) / 2 at least twice |nlo| (half an
+ *     ulp only at hi = 2**e, where a pe below it is within a quarter), so
+ *     |nlo| <= |y|: nlo's rounding errs by half an ulp of y at most, the
+ *     subtraction by another half;
+ *   - elsewhere |x * scale + hi| >= |hi| / 2, some 2**23 times |nlo|: the
+ *     multiply-add errs by an ulp of y at most, the subtraction by half, nlo
+ *     by 2**-23 of one.
+ * So y rounded to nearest 16-bit value is S correctly rounded, and also
+ * fl64(S) correctly rounded (the float64 rows' rule; fl64(S) is nearer S
+ * still), unless a 16-bit midpoint lies within 1.5 ulps of y, i.e. y's bits
+ * below the 16-bit precision are within one unit of the midpoint pattern (no
+ * midpoint lies that near a power of two). The loops flag lanes within
+ * FPE_PREPARED_WINDOW units, twice that, and also every NaN and, for
+ * float16, every |y| below 2**-14 (the rounding position moves there), and
+ * form those again as the float64 rows do: about 5e-4 of random float16
+ * lanes, 1e-4 of bfloat16 ones. Every level gives the float64 rows' bits
+ * (tests/dtypes checks all 65536 values of x against near-ties). */
+#define FPE_PREPARED_WINDOW 2
+#define FPE_PREPARED_MIN 0x1p-60f
+#define FPE_PREPARED_MAX 0x1p60f
+
 /* 16-bit rows from float64 encodings with AVX-512, or AVX2 with F16C (GCC on
  * x86-64; the widest the CPU has is chosen at run time; plain target
  * attributes, not target_clones, so sanitized builds check them too): the
@@ -802,6 +833,183 @@ FPE_DEFINE_HALF_AVX512(bf16)
 FPE_DEFINE_HALF_AVX2(f16)
 FPE_DEFINE_HALF_AVX2(bf16)
 
+/* ---- Rows from prepared encodings, AVX2 with F16C and FMA (see
+ * FPE_PREPARED_WINDOW): 16 elements a step, in two vectors of 8. AVX-512
+ * CPUs run these loops too (they have every instruction they use). */
+#define FPE_PREPARED_STEP 16
+
+/* A step's elements `elements` (bit i: element i), formed again as the
+ * float64 rows form them: x * scale + pe rounded once to 16 bits
+ * (fpe_half_prepared admits only scales whose product with x is exact, so
+ * fused and unfused multiply-adds agree). x: the step's elements as they
+ * were before the step stored anything. */
+#define FPE_DEFINE_PREPARED_REDO(KIND, LOAD_FN, NARROW_FN)                              \
+    static void fpe_prepared_redo_##KIND(fpe_half *dst, const fpe_half *x, const double *pe, \
+                                         double scale, unsigned elements, int mode)     \
+    {                                                                                   \
+        for (; elements; elements &= elements - 1) {                                    \
+            int i = __builtin_ctz(elements);                                            \
+            double v = mode == FPE_MODE_STORE ? pe[i] : (double)LOAD_FN(x[i]) * scale + pe[i]; \
+            dst[i] = NARROW_FN(v);                                                      \
+        }                                                                               \
+    }
+FPE_DEFINE_PREPARED_REDO(f16, fpe_f16_to_f32, fpe_f64_to_f16)
+FPE_DEFINE_PREPARED_REDO(bf16, fpe_bf16_to_f32, fpe_f64_to_bf16)
+
+/* Where element i of a step lies in the two vectors: the float16 loop reads
+ * elements 0-7 and 8-15; the bfloat16 loop widens x by interleaving it with
+ * zeros within 128-bit lanes, so its vectors hold elements 0-3, 8-11 and
+ * 4-7, 12-15 (the prepared rows are laid out to match). */
+static inline fpe_idx fpe_prepared_element(int kind, int vector, int lane)
+{
+    if (kind == FPE_STORAGE_F16) return 8 * vector + lane;
+    return lane + (lane & 4) + 4 * vector;
+}
+
+/* hi and nlo of the whole steps of a row of n encodings pe, each vector of
+ * 8 in the order the loop of the kind reads it (fpe_prepared_element). */
+FPE_AVX2 static void fpe_half_prepare_avx2(float *hi, float *nlo, const double *pe, fpe_idx n, int kind)
+{
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 smallest = _mm256_set1_ps(FPE_PREPARED_MIN), largest = _mm256_set1_ps(FPE_PREPARED_MAX);
+    const __m256 zero = _mm256_setzero_ps(), nan = _mm256_set1_ps(NAN);
+    for (fpe_idx j = 0; n - j >= FPE_PREPARED_STEP; j += FPE_PREPARED_STEP) {
+        for (int v = 0; v < 2; v++) {
+            const double *a = pe + j + fpe_prepared_element(kind, v, 0);
+            const double *b = pe + j + fpe_prepared_element(kind, v, 4);
+            __m256d pa = _mm256_loadu_pd(a), pb = _mm256_loadu_pd(b);
+            __m128 ha = _mm256_cvtpd_ps(pa), hb = _mm256_cvtpd_ps(pb);
+            /* hi - pe is exact in float64 (at most 29 significant bits) */
+            __m128 la = _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_cvtps_pd(ha), pa));
+            __m128 lb = _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_cvtps_pd(hb), pb));
+            __m256 h = _mm256_set_m128(hb, ha), m = _mm256_and_ps(h, magnitude);
+            __m256 in_range = _mm256_or_ps(_mm256_and_ps(_mm256_cmp_ps(m, smallest, _CMP_GE_OQ),
+                                                         _mm256_cmp_ps(m, largest, _CMP_LE_OQ)),
+                                           _mm256_cmp_ps(m, zero, _CMP_EQ_OQ));
+            _mm256_storeu_ps(hi + j + 8 * v, _mm256_blendv_ps(nan, h, in_range));
+            _mm256_storeu_ps(nlo + j + 8 * v, _mm256_set_m128(lb, la));
+        }
+    }
+}
+
+/* y = fl32(fl32(x * scale + hi) - nlo) of one vector (x unused by stores). */
+#define FPE_PREPARED_SUM(Y, X, J)                                                       \
+    __m256 Y = _mm256_loadu_ps(hi + (J));                                               \
+    if (mode != FPE_MODE_STORE) Y = _mm256_fmadd_ps(X, sc, Y);                          \
+    Y = _mm256_sub_ps(Y, _mm256_loadu_ps(nlo + (J)));
+/* The bound the bits below the 16-bit precision are compared with, hidden
+ * from the optimiser: GCC turns the comparison with a constant into a minimum
+ * and an equality and builds the constant again in every iteration. */
+#define FPE_PREPARED_WINDOW_BOUND(NAME)                                                 \
+    __m256i NAME = _mm256_set1_epi32(2 * FPE_PREPARED_WINDOW + 1);                      \
+    __asm__("" : "+x"(NAME));
+/* Lanes whose bits below the 16-bit precision lie within the window of the
+ * midpoint pattern (TO_WINDOW: the window's half-width less the pattern;
+ * an integer mask). */
+#define FPE_PREPARED_NEAR(U, TO_WINDOW, LOW_BITS)                                       \
+    _mm256_cmpgt_epi32(window, _mm256_and_si256(_mm256_add_epi32(U, TO_WINDOW), LOW_BITS))
+/* Bit i: element i of the step, from the lane masks of its two vectors. */
+static inline unsigned fpe_prepared_elements(int kind, int mask0, int mask1)
+{
+    unsigned elements = 0;
+    for (int lane = 0; lane < 8; lane++) {
+        elements |= (unsigned)((mask0 >> lane) & 1) << fpe_prepared_element(kind, 0, lane);
+        elements |= (unsigned)((mask1 >> lane) & 1) << fpe_prepared_element(kind, 1, lane);
+    }
+    return elements;
+}
+
+/* float16: F16C both ways. Hard lanes also: |y| below float16's normal range
+ * (the rounding position moves there) or NaN (F16C keeps NaN payloads). */
+FPE_AVX2 static fpe_idx fpe_apply_prepared_avx2_f16(fpe_half *dst, const fpe_half *src, const double *pe,
+                                                    const float *hi, const float *nlo, double scale,
+                                                    fpe_idx n, int mode)
+{
+    const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;
+    const __m256 sc = _mm256_set1_ps((float)scale);
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 smallest_normal = _mm256_set1_ps(0x1p-14f);
+    const __m256i to_window = _mm256_set1_epi32(FPE_PREPARED_WINDOW - 0x1000), low_bits = _mm256_set1_epi32(0x1fff);
+    FPE_PREPARED_WINDOW_BOUND(window)
+    fpe_idx j = 0;
+    for (; n - j >= FPE_PREPARED_STEP; j += FPE_PREPARED_STEP) {
+        __m128i xa = _mm_setzero_si128(), xb = _mm_setzero_si128();
+        if (mode != FPE_MODE_STORE) {
+            xa = _mm_loadu_si128((const __m128i *)(x + j));
+            xb = _mm_loadu_si128((const __m128i *)(x + j + 8));
+        }
+        FPE_PREPARED_SUM(y0, _mm256_cvtph_ps(xa), j)
+        FPE_PREPARED_SUM(y1, _mm256_cvtph_ps(xb), j + 8)
+        __m256 hard0 = _mm256_or_ps(_mm256_cmp_ps(_mm256_and_ps(y0, magnitude), smallest_normal, _CMP_NGE_UQ),
+                                    _mm256_castsi256_ps(FPE_PREPARED_NEAR(_mm256_castps_si256(y0), to_window, low_bits)));
+        __m256 hard1 = _mm256_or_ps(_mm256_cmp_ps(_mm256_and_ps(y1, magnitude), smallest_normal, _CMP_NGE_UQ),
+                                    _mm256_castsi256_ps(FPE_PREPARED_NEAR(_mm256_castps_si256(y1), to_window, low_bits)));
+        _mm_storeu_si128((__m128i *)(dst + j), _mm256_cvtps_ph(y0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm_storeu_si128((__m128i *)(dst + j + 8), _mm256_cvtps_ph(y1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        if (_mm256_movemask_ps(_mm256_or_ps(hard0, hard1))) {
+            fpe_half xs[FPE_PREPARED_STEP];
+            _mm_storeu_si128((__m128i *)xs, xa);
+            _mm_storeu_si128((__m128i *)(xs + 8), xb);
+            fpe_prepared_redo_f16(dst + j, xs, pe + j, scale,
+                                  fpe_prepared_elements(FPE_STORAGE_F16, _mm256_movemask_ps(hard0),
+                                                        _mm256_movemask_ps(hard1)), mode);
+        }
+    }
+    return j;
+}
+
+/* bfloat16: widened by interleaving with zeros, narrowed by adding half a
+ * unit and keeping the top 16 bits (away from the midpoints any rounding to
+ * nearest is the rounding; a carry moves into the exponent, up to infinity).
+ * The window's half-width is added with the half unit: the bits below are
+ * then in [0, 2 * window] near a midpoint, and the top 16 bits are unchanged
+ * elsewhere. Hard lanes also: NaN (a lane of y0 + y1 NaN: either is). */
+FPE_AVX2 static fpe_idx fpe_apply_prepared_avx2_bf16(fpe_half *dst, const fpe_half *src, const double *pe,
+                                                     const float *hi, const float *nlo, double scale,
+                                                     fpe_idx n, int mode)
+{
+    const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;
+    const __m256 sc = _mm256_set1_ps((float)scale);
+    const __m256i to_window = _mm256_set1_epi32(0x8000 + FPE_PREPARED_WINDOW), low_bits = _mm256_set1_epi32(0xffff);
+    const __m256i zero = _mm256_setzero_si256();
+    FPE_PREPARED_WINDOW_BOUND(window)
+    fpe_idx j = 0;
+    for (; n - j >= FPE_PREPARED_STEP; j += FPE_PREPARED_STEP) {
+        __m256i w = mode == FPE_MODE_STORE ? zero : _mm256_loadu_si256((const __m256i *)(x + j));
+        FPE_PREPARED_SUM(y0, _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w)), j)
+        FPE_PREPARED_SUM(y1, _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w)), j + 8)
+        __m256i v0 = _mm256_add_epi32(_mm256_castps_si256(y0), to_window);
+        __m256i v1 = _mm256_add_epi32(_mm256_castps_si256(y1), to_window);
+        __m256i near0 = _mm256_cmpgt_epi32(window, _mm256_and_si256(v0, low_bits));
+        __m256i near1 = _mm256_cmpgt_epi32(window, _mm256_and_si256(v1, low_bits));
+        __m256 pair = _mm256_add_ps(y0, y1);
+        __m256 hard = _mm256_or_ps(_mm256_cmp_ps(pair, pair, _CMP_UNORD_Q), _mm256_castsi256_ps(_mm256_or_si256(near0, near1)));
+        _mm256_storeu_si256((__m256i *)(dst + j),
+                            _mm256_packus_epi32(_mm256_srli_epi32(v0, 16), _mm256_srli_epi32(v1, 16)));
+        if (_mm256_movemask_ps(hard)) {
+            fpe_half xs[FPE_PREPARED_STEP];
+            _mm256_storeu_si256((__m256i *)xs, w);
+            int nan0 = _mm256_movemask_ps(_mm256_cmp_ps(y0, y0, _CMP_UNORD_Q));
+            int nan1 = _mm256_movemask_ps(_mm256_cmp_ps(y1, y1, _CMP_UNORD_Q));
+            fpe_prepared_redo_bf16(dst + j, xs, pe + j, scale,
+                                   fpe_prepared_elements(FPE_STORAGE_BF16,
+                                                         nan0 | _mm256_movemask_ps(_mm256_castsi256_ps(near0)),
+                                                         nan1 | _mm256_movemask_ps(_mm256_castsi256_ps(near1))), mode);
+        }
+    }
+    return j;
+}
+
+#define FPE_HALF_PREPARE(hi, nlo, pe, n, kind) fpe_half_prepare_avx2(hi, nlo, pe, n, kind)
+#define FPE_PREPARED_FAST(KIND)                                                         \
+    if (fpe_half_level >= FPE_HALF_AVX2) {                                              \
+        fpe_idx done = fpe_apply_prepared_avx2_##KIND(dst, src, pe, hi, nlo, scale, n, mode);\
+        dst += done;                                                                    \
+        src += mode == FPE_MODE_ADD_TO ? done : 0;                                      \
+        pe += done;                                                                     \
+        n -= done;                                                                      \
+    }
+
 /* 16 float32 lanes -> bfloat16 bits by integer arithmetic (any value). */
 FPE_AVX512BF16 static inline __m256i fpe_bf16_bits16(__m512 f)
 {
@@ -873,6 +1081,8 @@ FPE_AVX512BF16 static fpe_idx fpe_apply_bf16i(fpe_half *dst, const fpe_half *src
 static int fpe_half_level = FPE_HALF_PORTABLE;
 static int fpe_half_best(void) { return FPE_HALF_PORTABLE; }
 #define FPE_HALF_FAST(KIND)
+#define FPE_HALF_PREPARE(hi, nlo, pe, n, kind) ((void)(hi), (void)(nlo), (void)(pe), (void)(n), (void)(kind))
+#define FPE_PREPARED_FAST(KIND)
 #endif
 
 static int fpe_half_simd_init(void) { return fpe_half_level = fpe_half_best(); }
@@ -910,6 +1120,51 @@ FPE_DEFINE_ROW_APPLY(fpe_half, double, f16_f64, FPE_HALF_FAST(f16))
 FPE_DEFINE_ROW_APPLY(fpe_half, float, f16_f32, FPE_NO_FAST_PATH)
 FPE_DEFINE_ROW_APPLY(fpe_half, double, bf16_f64, FPE_HALF_FAST(bf16))
 FPE_DEFINE_ROW_APPLY(fpe_half, float, bf16_f32, FPE_NO_FAST_PATH)
+
+/* Whether a call's 16-bit rows of kind (FPE_STORAGE_F16 or FPE_STORAGE_BF16)
+ * go through prepared encodings: a level with the prepared loops, and a scale
+ * whose product with every x is exact in float32: 0, or a float32 of at most
+ * 24 - p significant bits (p: the kind's, 11 or 8) between 2**-40 and 2**40
+ * in magnitude (wherever the product can cancel against an encoding it is
+ * then a normal float32; where it overflows, so does the result). Other
+ * scales take the float64 rows. */
+static int fpe_half_prepared(int kind, double scale)
+{
+    int fraction_bits = 24 - (kind == FPE_STORAGE_F16 ? 11 : 8) - 1;
+    double magnitude = fabs(scale);
+    if (fpe_half_level < FPE_HALF_AVX2) return 0;
+    if (scale == 0) return 1;
+    if (!(magnitude >= 0x1p-40 && magnitude <= 0x1p40)) return 0;
+    return (fpe_bits64_of(scale) & ((1ull << (52 - fraction_bits)) - 1)) == 0;
+}
+
+/* Prepare a row of n float64 encodings pe into prepared[0, 2n) (hi, then
+ * nlo), for the 16-bit kind's loops; only where fpe_half_prepared. */
+static inline void fpe_half_prepare(float *prepared, const double *pe, fpe_idx n, int kind)
+{
+    FPE_HALF_PREPARE(prepared, prepared + n, pe, n, kind);
+}
+
+/* fpe_apply_f16_f64 / fpe_apply_bf16_f64 (per kind) of a row pe that was
+ * prepared into `prepared` as well: the vector loops take the whole steps of
+ * a unit-stride row, the rest goes the float64 way. */
+static inline void fpe_apply_half_prepared(int kind, fpe_half *dst, fpe_idx dst_stride, const fpe_half *src,
+                                           fpe_idx src_stride, const double *pe, const float *prepared,
+                                           double scale, fpe_idx n, int mode)
+{
+    const float *hi = prepared, *nlo = prepared + n;
+    if (dst_stride == 1 && (mode != FPE_MODE_ADD_TO || src_stride == 1)) {
+        if (kind == FPE_STORAGE_F16) {
+            FPE_PREPARED_FAST(f16)
+        } else {
+            FPE_PREPARED_FAST(bf16)
+        }
+    }
+    (void)hi; (void)nlo;
+    if (n == 0) return;
+    if (kind == FPE_STORAGE_F16) fpe_apply_f16_f64(dst, dst_stride, src, src_stride, pe, scale, n, mode);
+    else fpe_apply_bf16_f64(dst, dst_stride, src, src_stride, pe, scale, n, mode);
+}
 
 /* Rotary embeddings: rotate channel pairs (a, b) of one row by the angles
  * whose cosines and sines are cos_row[k], sin_row[k]:

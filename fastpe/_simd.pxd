@@ -78,6 +78,13 @@ cdef extern from "_simd.h" nogil:
     int fpe_half_level
     int fpe_half_best()
     int fpe_half_simd_init()
+    # 16-bit rows that several rows of x share, prepared once into 2 * n
+    # float32 (where fpe_half_prepared says so; kind: FPE_STORAGE_F16 or _BF16)
+    int fpe_half_prepared(int kind, double scale)
+    void fpe_half_prepare(float *prepared, const double *pe, fpe_idx n, int kind)
+    void fpe_apply_half_prepared(int kind, fpe_half *dst, fpe_idx dst_stride, const fpe_half *src,
+                                 fpe_idx src_stride, const double *pe, const float *prepared, double scale,
+                                 fpe_idx n, int mode)
     # 16-bit rows (mode: FPE_MODE_*)
     void fpe_apply_f16_f64(fpe_half *dst, fpe_idx dst_stride, const fpe_half *src, fpe_idx src_stride,
                            const double *pe, double scale, fpe_idx n, int mode)

@@ -351,6 +351,56 @@ def test_exhaustive_round_trip(name, out, table_kind):
         assert bits(x).tobytes() == bits(before).tobytes(), "x changed although out= was given"
 
 
+def near_midpoint_tables(x, dtype, rng):
+    """Float64 tables pe, one per offset delta, that put the exact x + pe at a
+    16-bit midpoint m, or delta off it: m lies between the two 16-bit
+    neighbours of x + d, with d a random multiple of x (cancelling down to
+    0, or growing) or of random magnitude. The deltas: 0, one float64 ulp,
+    and a quarter to three float32 ulps of m (where a float32 sum would
+    round twice, and where the vector loops' window around the midpoints
+    begins and ends), both signs. Yields (label, table)."""
+    x64 = x.astype(np.float64)
+    finite = np.isfinite(x64)
+    base = np.where(finite, x64, 1.0)
+    top = float(np.array(MAX_FINITE_BITS[np.dtype(dtype).name], dtype=np.uint16).view(dtype).astype(np.float64))
+    d = np.where(rng.random(x.shape) < 0.75, base * rng.uniform(-3.0, 3.0, x.shape),
+                 rng.choice([-1.0, 1.0], x.shape) * np.exp2(rng.uniform(-30, 10, x.shape)))
+    target = np.clip(base + d, -top, top)
+    q = ulp_at(target, dtype)
+    m = np.floor(target / q) * q + q / 2
+    ulp32 = np.spacing(np.abs(m).astype(np.float32)).astype(np.float64)
+    ulp64 = np.spacing(np.abs(m))
+    for label, delta in (("at the midpoint", 0.0), ("one float64 ulp", ulp64), ("a quarter float32 ulp", ulp32 / 4),
+                         ("half a float32 ulp", ulp32 / 2), ("one float32 ulp", ulp32),
+                         ("1.5 float32 ulps", 1.5 * ulp32), ("3 float32 ulps", 3 * ulp32)):
+        for sign in ((1.0,) if label == "at the midpoint" else (1.0, -1.0)):
+            yield f"{label} {'above' if sign > 0 else 'below'}", (m - base) + sign * delta
+
+
+# Scales whose product with every x is exact in float64, so the model's two roundings are one.
+@pytest.mark.parametrize("scale", [1.0, 3.0, -0.5, 1 + 2**-20], ids=lambda s: f"scale={s}")
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_exhaustive_sums_near_midpoints(name, scale):
+    """All 65536 x of the type, each added to table values that put the sum
+    at or near a 16-bit midpoint (near_midpoint_tables): the float64 sum
+    x * scale + pe, rounded once, correctly (round_exact), bit for bit, on
+    every implementation of the 16-bit rows. (Scales whose product with
+    every x is exact in float32 take the vector loops' float32 form of the
+    sum; 1 + 2**-20 the float64 one.)"""
+    dtype = half_dtype(name)
+    rng = rng_for("near midpoints", name, scale)
+    x = np.arange(65536, dtype=np.uint16).view(dtype).reshape(256, 256)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for label, pe in near_midpoint_tables(x, dtype, rng):
+            table = pe.reshape(256, 256)
+            expected = round_exact(x.astype(np.float64) * scale + table, dtype)
+            got = fastpe.add_table(x.copy(), table, scale=scale)
+            assert_bits_equal(got, expected, f"{name} scale={scale}: {label}", x.astype(np.float64) * scale + table)
+            batch = np.stack([x, x[::-1]])  # two sequences share each table row
+            got = fastpe.add_table(batch, table, scale=scale)
+            assert_bits_equal(got[0], expected, f"{name} scale={scale}, a batch: {label}")
+
+
 # --------------------------------------------------------------------------
 # add_sinusoidal against the reference
 
