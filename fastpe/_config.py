@@ -172,7 +172,7 @@ def set_cache_limit(nbytes: Int) -> None:
     """Bound fastpe's cache to `nbytes` bytes.
 
     The least recently used entries are dropped to fit. The limit at import
-    is the environment variable ``FASTPE_CACHE_BYTES`` (default 64 MiB).
+    is the environment variable ``FASTPE_CACHE_BYTES`` (default 128 MiB).
 
     Parameters
     ----------

@@ -7,7 +7,6 @@ import numpy.typing as npt
 
 from ._kernels import Plan
 
-ROWS_MAX_BYTES: int
 
 class CacheInfo(NamedTuple):
     hits: int

@@ -45,6 +45,7 @@ import numpy as np
 
 from . import _formulas, _plan, _rope, _runtime, _tables
 from ._validation import params
+from ._validation import views as _views
 
 cnp.import_array()
 

@@ -6,17 +6,20 @@
 # over (their data pointer, shape, strides and dtype), once fastpe.torch has
 # told this module torch's types (this module never imports torch).
 
-cdef bint _intake_ndarray(object x, ArrayDesc *d, int min_ndim) except -1:
+cdef bint _intake_ndarray(object x, ArrayDesc *d, int min_ndim, bint half_too=False) except -1:
     """Describe x into d when it is an array a front door serves: an exact
-    numpy.ndarray (no subclass, no tensor) of float32 or float64 in native
-    byte order, writeable, aligned, with at least min_ndim dimensions (the
-    declaration's), size > 0 and no axes that may overlap (the check's own
-    internal_overlap). False for anything else."""
+    numpy.ndarray (no subclass, no tensor) of float32 or float64 (half_too:
+    or float16 or bfloat16, as fastpe._validation.views.is_bfloat16 tells
+    it) in native byte order, writeable, aligned, with at least min_ndim
+    dimensions (the declaration's), size > 0 and no axes that may overlap
+    (the check's own internal_overlap). False for anything else."""
     if type(x) is not cnp.ndarray:
         return False
     cdef cnp.ndarray a = <cnp.ndarray>x
     cdef int typenum = cnp.PyArray_TYPE(a)
-    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
+    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE and not (
+            half_too and (typenum == cnp.NPY_FLOAT16
+                          or (cnp.PyArray_ITEMSIZE(a) == 2 and _views.is_bfloat16(a.dtype)))):
         return False
     if not (cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISWRITEABLE(a) and cnp.PyArray_ISALIGNED(a)):
         return False

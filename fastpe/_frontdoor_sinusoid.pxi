@@ -3,34 +3,31 @@
 # The common call is ``add_sinusoidal(x)`` or ``add_sinusoidal(x, offset=o)``
 # (with or without ``num_threads=n``) with every other argument at its
 # default, where x is an array _intake_ndarray takes (ndim >= the
-# declaration's 2), o a scalar _offset_value takes, with |o + T - 1| within
-# the position limit too, and n a value the num_threads declaration accepts
-# as it is. It goes one of two ways, with the same bits either way:
+# declaration's 2; float16 and bfloat16 too), o a scalar _offset_value
+# takes, with |o + T - 1| within the position limit too, and n a value the
+# num_threads declaration accepts as it is. It goes one of two ways, with
+# the same bits either way:
 #
-# * Cached rows, when the positions are integers and the rows the call reads
-#   are small (at most ROWS_MAX_BYTES): the learned-table kernel adds rows of
-#   the encoding kept in the cache, in blocks of FPE_SEED_GRID consecutive
-#   positions (block b holds positions b*SEED_GRID .. b*SEED_GRID + SEED_GRID - 1,
-#   in x's dtype), each built by the sinusoid kernel as a table the first
-#   time a call needs it. Row p's bits are a pure function of p (the bits
-#   rule of _kernels.pyx), so a cached row is the row the kernel would
-#   generate, and ``x + row`` is the sum the kernel forms. On such shapes
-#   reading a row is cheaper than any generator, as it is for a user's own
-#   cached table.
+# * Cached rows, when the positions are integers and the blocks of rows the
+#   call reads take at most 1/_CACHE_SHARE of the cache's limit: the
+#   learned-table kernel adds rows of the encoding kept in the cache, in
+#   blocks of FPE_SEED_GRID consecutive positions (block b holds positions
+#   b*SEED_GRID .. b*SEED_GRID + SEED_GRID - 1, in x's dtype, float64 for the
+#   16-bit types: the sum the kernel forms), each built by the sinusoid
+#   kernel as a table the first time a call needs it. Row p's bits are a
+#   pure function of p (the bits rule of _kernels.pyx), so a cached row is
+#   the row the kernel would generate, and ``x + row`` is the sum the kernel
+#   forms. Reading a row costs less than generating it, as it does for a
+#   user's own cached table (docs/performance.rst has the measurements).
 # * Generation: the sinusoid kernel with the general path's plan (the same
 #   cache entry) and team size.
 
-# A call that reads at most this many bytes of rows takes cached rows (such
-# rows stay in the caches of the CPU, where a generator cannot keep up with a
-# read); larger calls generate, which moves less memory.
-ROWS_MAX_BYTES = 1 << 20
 cdef enum:
-    _ROWS_MAX_BYTES = 1 << 20
-    # Most blocks one call reads (ROWS_MAX_BYTES of rows of the narrowest width span fewer).
-    _MAX_BLOCKS = 64
+    # Most blocks one call reads.
+    _MAX_BLOCKS = 256
     # The blocks a call needs may take at most this share of the cache's limit:
     # above it, calls would evict each other's blocks and generate anyway.
-    _CACHE_SHARE = 8
+    _CACHE_SHARE = 2
 
 cdef int _X_MIN_NDIM = params.X.min_ndim
 
@@ -63,7 +60,7 @@ def add_sinusoidal(x, offset, positions, scale, base, layout, out, num_threads, 
         return None
     cdef ArrayDesc d
     cdef double first
-    if not _intake_ndarray(x, &d, _X_MIN_NDIM) or not _offset_value(offset, &first):
+    if not _intake_ndarray(x, &d, _X_MIN_NDIM, True) or not _offset_value(offset, &first):
         return None
     cdef fpe_idx T = d.shape[d.ndim - 2], D = d.shape[d.ndim - 1]
     # One rounded addition, as the general path's check_position_range forms it.
@@ -115,14 +112,13 @@ cdef cnp.ndarray _row_block(fpe_idx D, int typenum, fpe_idx index):
 
 
 cdef bint _add_cached_rows(const ArrayDesc *d, double first, fpe_idx T, fpe_idx D, int n_threads) except -1:
-    """Add cached rows when the call is small enough for them (False: it is not)."""
+    """Add cached rows when their blocks fit the cache's share (False: they do not)."""
     cdef int typenum = cnp.NPY_FLOAT if d.element == FPE_FLOAT32 else cnp.NPY_DOUBLE
-    if T * D * d.itemsize > _ROWS_MAX_BYTES:
-        return False
+    cdef fpe_idx row_itemsize = 4 if d.element == FPE_FLOAT32 else 8
     cdef fpe_idx b0 = <fpe_idx>floor(first / FPE_SEED_GRID)
     cdef fpe_idx b1 = <fpe_idx>floor((first + <double>(T - 1)) / FPE_SEED_GRID)
     cdef fpe_idx n_blocks = b1 - b0 + 1, b
-    if n_blocks > _MAX_BLOCKS or n_blocks * FPE_SEED_GRID * D * d.itemsize * _CACHE_SHARE > _CACHE._limit:
+    if n_blocks > _MAX_BLOCKS or n_blocks * FPE_SEED_GRID * D * row_itemsize * _CACHE_SHARE > _CACHE._limit:
         return False
     held = [_row_block(D, typenum, b) for b in range(b0, b1 + 1)]  # alive while the rows are read
     cdef const char *blocks[_MAX_BLOCKS]
@@ -130,7 +126,8 @@ cdef bint _add_cached_rows(const ArrayDesc *d, double first, fpe_idx T, fpe_idx 
         blocks[b] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>held[b])
     cdef BlockedTable table
     table.blocks, table.n_blocks, table.rows_per_block = blocks, n_blocks, FPE_SEED_GRID
-    table.row_stride, table.n_cols, table.element = D * d.itemsize, D, d.element
+    table.row_stride, table.n_cols = D * row_itemsize, D
+    table.element = FPE_FLOAT32 if d.element == FPE_FLOAT32 else FPE_FLOAT64
     cdef fpe_idx n_lead, first_row = <fpe_idx>first - b0 * FPE_SEED_GRID
     cdef fpe_idx seq_ptr[2]
     cdef _Indices rows = _row_offsets(d, d.ndim - 2, &n_lead)

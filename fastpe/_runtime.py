@@ -67,7 +67,7 @@ MAX_TEAM = max(8, 4 * (os.cpu_count() or 1))
 # work is split (the attention biases): there the team size may set it.
 ITEMS_PER_THREAD = 4
 # The bytes fastpe's cache may hold when FASTPE_CACHE_BYTES does not say.
-DEFAULT_CACHE_LIMIT = 64 * 2**20
+DEFAULT_CACHE_LIMIT = 128 * 2**20
 
 
 def cache_limit_from_environment():

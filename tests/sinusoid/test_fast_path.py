@@ -160,7 +160,7 @@ UNCOMMON_X = {
     "0-size": lambda: np.zeros((0, 5, 8), np.float32),
     "T=0": lambda: np.zeros((2, 0, 8), np.float32),
     "D=0": lambda: np.zeros((2, 5, 0), np.float64),
-    "float16": lambda: X.astype(np.float16),
+    "big-endian float16": lambda: X.astype(">f2"),
     "int": lambda: np.zeros((2, 5, 8), np.int32),
     "1-d": lambda: np.zeros(8, np.float32),
     "0-d": lambda: np.zeros((), np.float64),

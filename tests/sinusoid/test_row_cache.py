@@ -15,7 +15,9 @@ import pytest
 
 import fastpe
 from fastpe import _frontdoor, reference
+from fastpe._validation.torch_tensors import BFLOAT16_BITS
 from fastpath import fast_and_general, general_path_only
+from optional import extra_import
 from util import array_variants, assert_same_bits, check_add_against_reference, random_values, rng_for
 
 BLOCK = 256
@@ -89,14 +91,45 @@ def test_integral_float_offsets_take_cached_rows(fresh_cache):
         assert_same_bits(x_fast, x_general, f"offset={offset!r}")
 
 
-def test_large_calls_generate(fresh_cache):
-    """Rows over ROWS_MAX_BYTES: generated, nothing cached but the plan."""
-    T = _frontdoor.ROWS_MAX_BYTES // (4 * 64) + 1
-    x = np.zeros((1, T, 64), np.float32)
-    x_fast, x_general, rows = cached_and_general(x, 5)
+def test_calls_whose_blocks_crowd_the_cache_generate(fresh_cache):
+    """Blocks over half the cache's limit: generated, nothing cached but the plan."""
+    dim = 64
+    fastpe.set_cache_limit(5 * BLOCK * dim * 4)  # two blocks fit the share, three do not
+    x = np.zeros((1, 2 * BLOCK, dim), np.float32)
+    x_fast, x_general, rows = cached_and_general(x, 5)  # positions 5 .. 516: blocks 0, 1 and 2
     assert rows == 0
     assert_same_bits(x_fast, x_general, "large")
     assert fastpe.cache_info().entries == 1
+    x_fast, x_general, rows = cached_and_general(x[:, : BLOCK + 100], 5)  # blocks 0 and 1
+    assert rows == 1
+    assert_same_bits(x_fast, x_general, "two blocks")
+
+
+def _sixteen_bit(name, shape, rng):
+    """Random x of a 16-bit type: float16, bfloat16 bits as fastpe.torch views them, or ml_dtypes' bfloat16."""
+    values = random_values(shape, np.float32, rng)
+    if name == "float16":
+        return values.astype(np.float16)
+    bits = (values.view(np.uint32) >> 16).astype(np.uint16)  # bfloat16 values: a float32's top half
+    if name == "bfloat16 bits":
+        return bits.view(BFLOAT16_BITS)
+    return bits.view(extra_import("ml_dtypes", "test").bfloat16)
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16 bits", "bfloat16"])
+@pytest.mark.parametrize("shape", [(1, 16, 64), (3, 33, 7), (40, 9, 24)], ids=str)
+def test_16_bit_x_adds_float64_cached_rows(fresh_cache, name, shape):
+    """float16 and bfloat16 x take float64 rows from the cache (the sum the
+    kernel forms, rounded once): the general path's bits, float64 blocks."""
+    x = _sixteen_bit(name, shape, rng_for("16-bit rows", name, shape))
+    for offset in OFFSETS:
+        x_fast, x_general, rows = cached_and_general(x, offset)
+        assert rows == 1, f"offset={offset}"
+        assert_same_bits(x_fast, x_general, f"{name} offset={offset}")
+    fastpe.cache_clear()
+    cached_and_general(x, 3)
+    info = fastpe.cache_info()
+    assert info.nbytes > BLOCK * shape[-1] * 8 > info.nbytes - 4096, "one float64 block and the plan"
 
 
 def test_blocks_are_counted_in_cache_info(fresh_cache):
