@@ -28,6 +28,7 @@ from ._formulas import DEFAULT_BASE, new_array, to_rows
 from ._tables import cos_sin_rows
 from ._typing import ArrayT, Int, OptArrayLike, OptInt, OptReal, Real, RotaryLayout, Scaling, Table
 from ._validation import caller_results, same_view, shares_memory
+from ._validation.arrays import written_views
 from ._validation.rotary import (
     complete_rotary_request,
     last_position,
@@ -421,6 +422,10 @@ def apply_rotary(*arrays: ArrayT, offset: npt.ArrayLike = 0, positions: OptArray
                                    out, num_threads)
     if done is not None:
         return done
+    views = written_views(arrays) if out is None else None  # tensors: their views may take the front door
+    if views is not None and _frontdoor.apply_rotary(views, offset, positions, base, layout, rotary_dim, inv_freq,
+                                                     scaling, seq_axis, None, num_threads) is not None:
+        return caller_results(arrays, None)
     return _rotate(arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
                    num_threads, inverse=False)
 

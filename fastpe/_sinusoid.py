@@ -30,6 +30,7 @@ from ._validation import (
     table_target,
 )
 from ._validation import params
+from ._validation.arrays import written_views
 
 
 def sinusoidal_table(n_positions: Int, dim: Int, *, offset: Real = 0, base: OptReal = None,
@@ -297,6 +298,11 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
                                        padding_idx, min_timescale, max_timescale)
     if served is not None:
         return served
+    views = written_views((x,)) if out is None else None  # a tensor: its view may take the front door
+    if views is not None and _frontdoor.add_sinusoidal(views[0], offset, positions, scale, base, layout, None,
+                                                       num_threads, inv_freq, preset, padding_idx, min_timescale,
+                                                       max_timescale) is not None:
+        return caller_result(x, None)
     req = add_request(x, offset, positions, scale, base, layout, inv_freq, out, num_threads,
                       preset, padding_idx, min_timescale, max_timescale)
     dst = req.x if req.out is None else req.out

@@ -136,6 +136,19 @@ def writable_array(name, value, *, hint=""):
     return value
 
 
+def written_views(arrays):
+    """The ndarrays writable_array makes of arrays written in place, for a
+    front door to try again with; None when they are all ndarrays already (the
+    front door had them) or when one is refused (the general path then
+    raises its own error, in its own order)."""
+    if all(type(a) is np.ndarray for a in arrays):
+        return None
+    try:
+        return tuple(writable_array(f"arrays[{i}]", a) for i, a in enumerate(arrays))
+    except Exception:  # noqa: BLE001 - every refusal is the general path's to report
+        return None
+
+
 def table_target(out, shape, dtype, what):
     """The array a table function (sinusoidal_table, sinusoidal_encode) fills:
     a new table of `dtype`, or the caller's out. dtype=None means float32 for

@@ -89,6 +89,11 @@ def ndarray_view(name, value):
         return value
     if getattr(value, "requires_grad", False):
         raise requires_grad_error(name)
+    torch = sys.modules.get("torch")
+    if (torch is not None and type(value) in (torch.Tensor, torch.nn.Parameter) and value.is_cpu
+            and value.dtype != torch.bfloat16):
+        refuse_lazy_tensor(name, value)
+        return value.numpy()  # torch's own view of the memory: a tenth of DLPack's cost
     if hasattr(value, "__dlpack__"):
         refuse_lazy_tensor(name, value)
         try:

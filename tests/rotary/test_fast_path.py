@@ -381,6 +381,24 @@ def test_every_other_out_takes_the_general_path(name):
     check_out_outcome(make_outs, 0, offset=3, **kwargs)
 
 
+def test_tensors_take_the_front_door_through_their_views():
+    """CPU tensors rotated in place by the NumPy-facing function: their views take the front door, with the
+    general path's bits, the caller's tensors returned and their version counters bumped; tensors the general
+    path refuses are refused the same way."""
+    torch = pytest.importorskip("torch", reason="tensors: pip install torch")
+
+    def tensors():
+        return [torch.from_numpy(a) for a in _pair()]
+
+    check_same_outcome(tensors, 1, offset=3)
+    q, k = tensors()
+    versions = q._version, k._version
+    got = fastpe.apply_rotary(q, k, offset=3)
+    assert got[0] is q and got[1] is k and q._version > versions[0] and k._version > versions[1]
+    check_same_outcome(lambda: [t.requires_grad_() for t in tensors()], 0, offset=3)
+    check_same_outcome(lambda: [tensors()[0], _pair()[1]], 1, offset=3)
+
+
 def test_unused_keys_warn_on_every_call():
     """A scaling with keys its type does not use warns each time (the fast
     path leaves such calls to the general path, which warns)."""

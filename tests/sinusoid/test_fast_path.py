@@ -175,9 +175,19 @@ def test_every_other_x_takes_the_general_path(name):
     check_same_outcome(UNCOMMON_X[name], 0, offset=3)
 
 
-def test_a_tensor_takes_the_general_path():
+def test_a_tensor_takes_the_front_door_through_its_view():
+    """A CPU tensor written in place: its NumPy view takes the front door, with the general path's
+    bits, and the tensor's version counter is bumped; a tensor the general path refuses is refused."""
     torch = conformance_import("torch")
-    check_same_outcome(lambda: torch.zeros(2, 5, 8), 0, offset=3)
+    check_same_outcome(lambda: torch.zeros(2, 5, 8), 1, offset=3)
+    x = torch.zeros(2, 5, 8)
+    version = x._version
+    assert fastpe.add_sinusoidal(x, offset=3) is x and x._version > version
+    before = _frontdoor.sinusoid_calls()
+    with pytest.raises(ValueError, match="requires grad.*fastpe.torch"):
+        fastpe.add_sinusoidal(torch.zeros(2, 5, 8, requires_grad=True), offset=3)
+    assert _frontdoor.sinusoid_calls() == before
+    check_same_outcome(lambda: torch.zeros(2, 5, 8, dtype=torch.int32), 0, offset=3)
 
 
 UNCOMMON_OFFSETS = [True, np.bool_(False), np.array(3), np.array(3.5), np.array([1, 2]), np.array([1.0]),
