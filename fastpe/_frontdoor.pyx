@@ -24,7 +24,8 @@ key is built by one function here, one per kind of entry, each with a tag of
 its own. It is compiled so that a front door looks an entry up without a
 Python call.
 
-Parts: the cache and its keys, the sinusoid front door, the rotary front door.
+Parts: the cache and its keys, the sinusoid front door, the rotary front door, the front door of the
+rotation by given cos and sin tables.
 """
 
 cimport numpy as cnp
@@ -60,3 +61,4 @@ include "_frontdoor_cache.pxi"
 include "_frontdoor_arrays.pxi"
 include "_frontdoor_sinusoid.pxi"
 include "_frontdoor_rotary.pxi"
+include "_frontdoor_cos_sin.pxi"

@@ -290,6 +290,9 @@ def apply_rotary_cos_sin(q, k, cos, sin, *, unsqueeze_dim=1):
     >>> torch.allclose(q_rot, fastpe.torch.apply_rotary(q), atol=1e-6)
     True
     """
+    made = _impl.eager_cos_sin((q,) if k is None else (q, k), True, cos, sin, unsqueeze_dim)
+    if made is not None:
+        return _returned(made, k)
     arrays = _arrays(q, k, "apply_rotary")
     check_tensor("cos", cos, "apply_rotary")
     check_tensor("sin", sin, "apply_rotary")
@@ -303,6 +306,8 @@ def apply_rotary_cos_sin(q, k, cos, sin, *, unsqueeze_dim=1):
 
 def apply_rotary_cos_sin_(q, k, cos, sin, *, unsqueeze_dim=1):
     """`apply_rotary_cos_sin` in place: writes q (and k), bumps their version counters, returns them."""
+    if _impl.eager_cos_sin((q,) if k is None else (q, k), False, cos, sin, unsqueeze_dim) is not None:
+        return q if k is None else (q, k)
     arrays = _arrays(q, k, "apply_rotary")
     if needs_grad(*arrays, cos, sin):
         results = apply_rotary_cos_sin(q, k, cos, sin, unsqueeze_dim=unsqueeze_dim)

@@ -102,6 +102,23 @@ def eager_rotation(arrays, into_new, offset, base, layout, rotary_dim, scaling, 
     return done
 
 
+def eager_cos_sin(arrays, into_new, cos, sin, unsqueeze_dim):
+    """eager_rotation's way for the rotation by given cos and sin tables
+    (fastpe._frontdoor.rotate_tensors_by_cos_sin): arrays (a tuple) rotated in
+    place (version counters bumped) or into new tensors; None where another
+    way must serve the call (nothing written)."""
+    if not plain_eager((*arrays, cos, sin), None) or _device.forced():
+        return None
+    if not into_new and not _inference_mode():
+        for a in arrays:
+            if a.is_inference():
+                return None
+    done = _frontdoor.rotate_tensors_by_cos_sin(arrays, into_new, cos, sin, unsqueeze_dim)
+    if done is not None and not into_new:
+        bump_versions(arrays)
+    return done
+
+
 def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=False):
     """Rotate arrays into outs (outs is arrays: in place); transpose: the backward's rotation."""
     if outs is arrays and not transpose and _front_door(tuple(arrays), False, offset, positions, inv_freq,

@@ -20,6 +20,7 @@ import fastpe  # noqa: E402
 import fastpe.torch as ft  # noqa: E402
 from fastpe import _frontdoor, reference  # noqa: E402
 from torch_cases import float64_of, tensor_in_layout, tolerance  # noqa: E402
+from fastpe.torch._tensors import always_dispatch  # noqa: E402
 
 
 class Served:
@@ -187,3 +188,104 @@ def test_refusals_reach_the_caller_and_write_nothing():
     with pytest.raises(TypeError, match="q must be a torch.Tensor"):
         ft.apply_rotary(fused.numpy(), offset=5)
     assert torch.equal(fused, copy)
+
+
+# ------------------------------------------------------------------ rotation by given cos and sin
+
+class ServedCosSin(Served):
+    def __enter__(self):
+        self.start = _frontdoor.cos_sin_calls()
+        return self
+
+    def __exit__(self, *exc):
+        self.count = _frontdoor.cos_sin_calls() - self.start
+
+
+def _hf_formula(q, cos, sin, unsqueeze_dim):
+    """Hugging Face's q * cos' + rotate_half(q) * sin', in float64 NumPy."""
+    q, cos, sin = float64_of(q), float64_of(cos), float64_of(sin)
+    half = q.shape[-1] // 2
+    cos, sin = np.expand_dims(cos, unsqueeze_dim), np.expand_dims(sin, unsqueeze_dim)
+    return q * cos + np.concatenate([-q[..., half:], q[..., :half]], axis=-1) * sin
+
+
+def _tables(rows, width, dtype, first=0):
+    cos, sin = fastpe.rotary_cos_sin(first + rows, width)
+    return (torch.from_numpy(cos[first:]).to(getattr(torch, dtype)),
+            torch.from_numpy(sin[first:]).to(getattr(torch, dtype)))
+
+
+COS_SIN_CASES = {
+    # label: (q shape, k shape, table shape builder, unsqueeze_dim)
+    "(B, T, D) tables, (B, H, T, D)": ((2, 4, 5, 16), (2, 2, 5, 16), lambda c: c.reshape(2, 5, 16), 1),
+    "(T, D) tables": ((2, 4, 5, 16), (2, 2, 5, 16), lambda c: c[:5], 0),
+    "(B, T, H, D), unsqueeze_dim=2": ((2, 5, 4, 16), (2, 5, 2, 16), lambda c: c.reshape(2, 5, 16), 2),
+    "a decode step": ((1, 32, 1, 64), (1, 8, 1, 64), lambda c: c[3:4, :64].reshape(1, 1, 64), 1),
+    "negative unsqueeze_dim": ((2, 4, 5, 16), (2, 2, 5, 16), lambda c: c.reshape(2, 5, 16), -3),
+    "tables sliced from a longer one": ((1, 4, 5, 16), (1, 2, 5, 16), lambda c: c[::2][None, :5], 1),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced"])
+@pytest.mark.parametrize("case", sorted(COS_SIN_CASES))
+def test_the_hf_call_is_served_with_the_general_bits(dtype, layout, case):
+    q_shape, k_shape, table_of, unsqueeze_dim = COS_SIN_CASES[case]
+    q = tensor_in_layout(q_shape, dtype, layout, seed=3)
+    k = tensor_in_layout(k_shape, dtype, "contiguous", seed=4)
+    cos_all, sin_all = _tables(10, q_shape[-1] if q_shape[-1] != 64 else 64, "float32", first=100)
+    cos, sin = table_of(cos_all), table_of(sin_all)
+    what = f"{dtype} {layout} {case}"
+    with ServedCosSin() as served:
+        got = ft.apply_rotary_cos_sin(q, k, cos, sin, unsqueeze_dim=unsqueeze_dim)
+    assert served.count == 1, what
+    with always_dispatch():  # the operator's implementation: the general path
+        general = ft.apply_rotary_cos_sin(q, k, cos, sin, unsqueeze_dim=unsqueeze_dim)
+    for g, e, a in zip(got, general, (q, k)):
+        assert g.data_ptr() != a.data_ptr()
+        assert_same_bits(g.numpy(), e.numpy(), what)
+        expected = _hf_formula(a, cos, sin, unsqueeze_dim)
+        assert_within(float64_of(g), expected, tolerance(dtype, expected, np.abs(float64_of(a)).max()), what)
+    q2, k2 = q.clone(), k.clone()
+    versions = q2._version, k2._version
+    with ServedCosSin() as served:
+        assert ft.apply_rotary_cos_sin_(q2, k2, cos, sin, unsqueeze_dim=unsqueeze_dim) == (q2, k2)
+    assert served.count == 1 and q2._version > versions[0] and k2._version > versions[1], what
+    assert torch.equal(q2, got[0]) and torch.equal(k2, got[1]), f"{what}: in place"
+
+
+def test_what_the_hf_front_door_does_not_serve():
+    q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 2, 3, 8)
+    cos, sin = (t[None] for t in _tables(3, 8, "float32"))  # (1, T, D)
+    calls = [
+        ("float16", lambda: ft.apply_rotary_cos_sin(q.half(), k.half(), cos, sin)),
+        ("cos requires grad", lambda: ft.apply_rotary_cos_sin(q, k, cos.clone().requires_grad_(), sin)),
+        ("q and k overlapping", lambda: ft.apply_rotary_cos_sin(q, q[:, 1:], cos, sin)),
+        ("float64 tables for float32 q", lambda: ft.apply_rotary_cos_sin(q, k, cos.double(), sin.double())),
+    ]
+    for label, call in calls:
+        with ServedCosSin() as served:
+            got = call()
+        if label == "float64 tables for float32 q":
+            assert served.count == 1, label  # any float32 or float64 tables
+        else:
+            assert served.count == 0, label
+        assert all(isinstance(g, torch.Tensor) for g in got), label
+    halves_apart = torch.cat([cos[..., :4], cos[..., :4] * 0.5], dim=-1)
+    with_nan = sin.clone()
+    with_nan[0, 1, 2] = float("nan")
+    with_inf = cos.clone()
+    with_inf[0, 2, 1] = with_inf[0, 2, 5] = float("inf")  # both halves: only finiteness refuses it
+    refused = [
+        (halves_apart, sin, 1, ValueError, "cos must repeat its first half"),
+        (cos, with_nan, 1, ValueError, "sin must be finite"),
+        (with_inf, sin, 1, ValueError, "cos must be finite"),
+        (cos[..., :6], sin[..., :6], 1, ValueError, "do not broadcast"),
+        (cos, sin[:, :2], 1, ValueError, "one shape"),
+        (cos, sin, 4, ValueError, "unsqueeze_dim=4"),
+    ]
+    for c, s, dim, error, message in refused:
+        before = q.clone()
+        with pytest.raises(error, match=message):
+            ft.apply_rotary_cos_sin_(q, k, c, s, unsqueeze_dim=dim)
+        assert torch.equal(q, before), message
