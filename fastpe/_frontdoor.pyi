@@ -54,8 +54,8 @@ def add_sinusoidal(
     x: Any, offset: Any, positions: Any, scale: Any, base: Any, layout: Any, out: Any, num_threads: Any,
     inv_freq: Any, preset: Any, padding_idx: Any, min_timescale: Any, max_timescale: Any,
 ) -> Optional[Any]: ...
-def register_torch(tensor: Any, parameter: Any, float32: Any, float64: Any, strided: Any,
-                   empty_like: Callable[[Any], Any]) -> None: ...
+def register_torch(tensor: Any, parameter: Any, float32: Any, float64: Any, float16: Any, bfloat16: Any,
+                   strided: Any, empty_like: Callable[[Any], Any]) -> None: ...
 def rotate_tensors(
     tensors: tuple[Any, ...], into_new: bool, offset: Any, base: Any, layout: Any, rotary_dim: Any, scaling: Any,
     seq_axis: Any, num_threads: Any,

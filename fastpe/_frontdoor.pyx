@@ -33,7 +33,8 @@ from libc.math cimport NAN, fabs, floor, isfinite
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc
 
-from fastpe._kernels cimport (ArrayDesc, BlockedTable, CosSin, FPE_FLOAT32, FPE_FLOAT64, FPE_MAX_DIMS,
+from fastpe._kernels cimport (ArrayDesc, BlockedTable, CosSin, FPE_BFLOAT16, FPE_FLOAT16, FPE_FLOAT32, FPE_FLOAT64,
+                              FPE_MAX_DIMS,
                               FPE_PAIRS_HALF, FPE_PAIRS_INTERLEAVED, FPE_SEED_GRID, Plan, Positions,
                               describe_ndarray, fpe_idx, internal_overlap, memory_bounds, rotate_rows,
                               row_offsets_into, sequence_index_into, sinusoid_grid, table_grid)

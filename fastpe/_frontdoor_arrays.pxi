@@ -34,21 +34,25 @@ cdef object _TENSOR = None
 cdef object _PARAMETER = None
 cdef object _TORCH_FLOAT32 = None
 cdef object _TORCH_FLOAT64 = None
+cdef object _TORCH_FLOAT16 = None
+cdef object _TORCH_BFLOAT16 = None
 cdef object _TORCH_STRIDED = None
 cdef object _EMPTY_LIKE = None
 
 
-def register_torch(tensor, parameter, float32, float64, strided, empty_like):
+def register_torch(tensor, parameter, float32, float64, float16, bfloat16, strided, empty_like):
     """Called once by fastpe.torch: the types _intake_tensor recognises, and
     torch.empty_like (what _new_tensor_like calls)."""
-    global _TENSOR, _PARAMETER, _TORCH_FLOAT32, _TORCH_FLOAT64, _TORCH_STRIDED, _EMPTY_LIKE
-    _TENSOR, _PARAMETER, _TORCH_FLOAT32, _TORCH_FLOAT64, _TORCH_STRIDED = tensor, parameter, float32, float64, strided
-    _EMPTY_LIKE = empty_like
+    global _TENSOR, _PARAMETER, _TORCH_FLOAT32, _TORCH_FLOAT64, _TORCH_FLOAT16, _TORCH_BFLOAT16, _TORCH_STRIDED
+    global _EMPTY_LIKE
+    _TENSOR, _PARAMETER, _TORCH_STRIDED, _EMPTY_LIKE = tensor, parameter, strided, empty_like
+    _TORCH_FLOAT32, _TORCH_FLOAT64, _TORCH_FLOAT16, _TORCH_BFLOAT16 = float32, float64, float16, bfloat16
 
 
-cdef bint _intake_tensor(object x, ArrayDesc *d, int min_ndim) except -1:
+cdef bint _intake_tensor(object x, ArrayDesc *d, int min_ndim, bint half_too=False) except -1:
     """Describe x into d when it is a tensor a front door serves: a plain
-    torch.Tensor or Parameter (no subclass) of float32 or float64 on the CPU,
+    torch.Tensor or Parameter (no subclass) of float32 or float64 (half_too:
+    or float16 or bfloat16) on the CPU,
     strided, whose memory holds its values (no negative bit, not a
     ZeroTensor), aligned, with min_ndim to FPE_MAX_DIMS dimensions, size > 0
     and no axes that may overlap. False for anything else. (Whether autograd
@@ -64,6 +68,9 @@ cdef bint _intake_tensor(object x, ArrayDesc *d, int min_ndim) except -1:
     elif dtype is _TORCH_FLOAT64:
         d.element = FPE_FLOAT64
         d.itemsize = 8
+    elif half_too and (dtype is _TORCH_FLOAT16 or dtype is _TORCH_BFLOAT16):
+        d.element = FPE_FLOAT16 if dtype is _TORCH_FLOAT16 else FPE_BFLOAT16
+        d.itemsize = 2
     else:
         return False
     if not x.is_cpu or x.layout is not _TORCH_STRIDED or x.is_neg() or x._is_zerotensor():

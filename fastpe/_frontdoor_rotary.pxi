@@ -14,7 +14,8 @@
 #
 # The common call is ``apply_rotary(*arrays, offset=o)``, optionally with
 # `base`, `layout`, `rotary_dim`, `scaling` and `seq_axis`, where every
-# array is one _intake_ndarray takes (ndim >= the declaration's 2) of one
+# array is one _intake_ndarray takes (ndim >= the declaration's 2; float16
+# and bfloat16 too, rotated in float64 and rounded once as elsewhere) of one
 # dtype and one sequence length, the arrays' memory bounds are apart, o a
 # scalar _offset_value takes with an integral value and o .. o + T - 1 in
 # one block of cos/sin rows, `base` a finite positive Python float or int,
@@ -298,7 +299,7 @@ cdef bint _intake_outs(tuple outs, ArrayDesc *descs, Py_ssize_t n_arrays, char *
     cdef ArrayDesc *d
     for i in range(n_arrays):
         d, o = &descs[i], &descs[n_arrays + i]
-        if not _intake_ndarray(outs[i], o, _ARRAYS_MIN_NDIM) or o.element != d.element or o.ndim != d.ndim:
+        if not _intake_ndarray(outs[i], o, _ARRAYS_MIN_NDIM, True) or o.element != d.element or o.ndim != d.ndim:
             return False
         for axis in range(d.ndim):
             if o.shape[axis] != d.shape[axis]:
@@ -323,9 +324,9 @@ cdef object _serve_rotary(tuple arrays, ArrayDesc *descs, Py_ssize_t n_arrays, o
     for i in range(n_arrays):
         d = &descs[i]
         if tensors:
-            taken = _intake_tensor(arrays[i], d, _ARRAYS_MIN_NDIM)
+            taken = _intake_tensor(arrays[i], d, _ARRAYS_MIN_NDIM, True)
         else:
-            taken = _intake_ndarray(arrays[i], d, _ARRAYS_MIN_NDIM)
+            taken = _intake_ndarray(arrays[i], d, _ARRAYS_MIN_NDIM, True)
         if not taken:
             return None
         if d.element != descs[0].element or d.strides[d.ndim - 1] % d.itemsize:

@@ -30,8 +30,8 @@ _inference_mode = torch.is_inference_mode_enabled
 
 
 # The types the compiled front door takes tensors of (fastpe._frontdoor never imports torch).
-_frontdoor.register_torch(torch.Tensor, torch.nn.Parameter, torch.float32, torch.float64, torch.strided,
-                          torch.empty_like)
+_frontdoor.register_torch(torch.Tensor, torch.nn.Parameter, torch.float32, torch.float64, torch.float16,
+                          torch.bfloat16, torch.strided, torch.empty_like)
 
 
 def on_kernels(tensor):

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from optional import extra_import
 from rope_parameters import longrope_parameters
 import util
 from util import (
@@ -233,7 +234,7 @@ UNCOMMON_ARRAYS = {
     "same array twice": _same_array_twice,
     "interleaved views of one buffer": _interleaved_views_of_one_buffer,
     "int": lambda: [np.zeros((1, 4, 1, 16), np.int32)],
-    "float16": lambda: [a.astype(np.float16) for a in _pair()],
+    "big-endian float16": lambda: [a.astype(">f2") for a in _pair()],
     "mixed dtypes": lambda: [_pair()[0], _pair()[1].astype(np.float64)],
     "big-endian": lambda: [a.astype(">f4") for a in _pair()],
     "different lengths": lambda: [_pair()[0], np.zeros((1, 2, 3, 16), np.float32)],
@@ -379,6 +380,27 @@ OUT_ON_THE_GENERAL_PATH = {
 def test_every_other_out_takes_the_general_path(name):
     make_outs, kwargs = OUT_ON_THE_GENERAL_PATH[name]
     check_out_outcome(make_outs, 0, offset=3, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["float16", "bfloat16 bits", "bfloat16"])
+def test_16_bit_arrays_take_the_fast_path(kind):
+    """float16 and bfloat16 arrays (ml_dtypes' or fastpe.torch's bits), rotated in float64 and rounded once:
+    the general path's bits, in place and with out=."""
+    from fastpe._validation.torch_tensors import BFLOAT16_BITS
+
+    def arrays():
+        pair = [a * 7 for a in _pair()]
+        if kind == "float16":
+            return [a.astype(np.float16) for a in pair]
+        bits = [(a.view(np.uint32) >> 16).astype(np.uint16) for a in pair]
+        if kind == "bfloat16 bits":
+            return [b.view(BFLOAT16_BITS) for b in bits]
+        return [b.view(extra_import("ml_dtypes", "test").bfloat16) for b in bits]
+
+    for offset in (0, 3, 255, 4000, 2**20 + 5):
+        check_same_outcome(arrays, 1, offset=offset)
+        check_same_outcome(arrays, 1, offset=offset, scaling=LLAMA3, layout="interleaved")
+        check_out_outcome(lambda given: [np.zeros_like(a) for a in given], 1, make_arrays=arrays, offset=offset)
 
 
 def test_tensors_take_the_front_door_through_their_views():
