@@ -111,17 +111,19 @@ step "fresh test environment $venv: the repaired wheel with the extras [$extras]
 "$python" -m venv --clear "$venv"
 venv="$(cd "$venv" && pwd)"
 venv_py="$venv/bin/python"
-for spec in "${first_installs[@]}"; do
-    read -r -a args <<<"$spec"
-    step "pip install ${args[*]} (before the wheel)"
-    "$venv_py" -m pip install --quiet "${args[@]}"
-done
+# One `pip install ARGS` per spec (ARGS split at spaces), each announced with `when`.
+pip_install_each() {
+    local when="$1" spec
+    shift
+    for spec in "$@"; do
+        read -r -a args <<<"$spec"
+        step "pip install ${args[*]}$when"
+        "$venv_py" -m pip install --quiet "${args[@]}"
+    done
+}
+pip_install_each " (before the wheel)" ${first_installs[@]+"${first_installs[@]}"}
 "$venv_py" -m pip install --quiet "${wheel}[${extras}]"
-for spec in "${extra_installs[@]}"; do
-    read -r -a args <<<"$spec"
-    step "pip install ${args[*]}"
-    "$venv_py" -m pip install --quiet "${args[@]}"
-done
+pip_install_each "" ${extra_installs[@]+"${extra_installs[@]}"}
 
 step "check: the installed wheel has OpenMP threads from its vendored libgomp"
 (cd "$work" && "$venv_py" - <<'EOF'
