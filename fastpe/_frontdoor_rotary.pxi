@@ -289,9 +289,11 @@ cdef object _rotary_front_door(tuple arrays, object offset, object base, object 
         free(descs)
 
 
-cdef bint _intake_outs(tuple outs, ArrayDesc *descs, Py_ssize_t n_arrays, char **lows, char **highs) except -1:
+cdef bint _intake_outs(tuple arrays, tuple outs, ArrayDesc *descs, Py_ssize_t n_arrays, char **lows,
+                       char **highs) except -1:
     """Describe out[i] into descs[n_arrays + i] when every out is an array
-    _intake_ndarray takes, of its input's dtype and shape, and no two of the
+    _intake_ndarray takes, of its input's dtype (the same NumPy dtype: ml_dtypes'
+    bfloat16 and fastpe.torch's bits are two) and shape, and no two of the
     inputs and outs share memory (lows, highs: the inputs' bounds, then the
     outs'). False otherwise (the general path settles the call)."""
     cdef Py_ssize_t i, j, axis
@@ -300,6 +302,8 @@ cdef bint _intake_outs(tuple outs, ArrayDesc *descs, Py_ssize_t n_arrays, char *
     for i in range(n_arrays):
         d, o = &descs[i], &descs[n_arrays + i]
         if not _intake_ndarray(outs[i], o, _ARRAYS_MIN_NDIM, True) or o.element != d.element or o.ndim != d.ndim:
+            return False
+        if outs[i].dtype != arrays[i].dtype:
             return False
         for axis in range(d.ndim):
             if o.shape[axis] != d.shape[axis]:
@@ -331,6 +335,8 @@ cdef object _serve_rotary(tuple arrays, ArrayDesc *descs, Py_ssize_t n_arrays, o
             return None
         if d.element != descs[0].element or d.strides[d.ndim - 1] % d.itemsize:
             return None
+        if d.element == FPE_BFLOAT16 and not tensors and arrays[i].dtype != arrays[0].dtype:
+            return None  # ml_dtypes' bfloat16 and fastpe.torch's bits: two dtypes, which the general path refuses
         # The sequence axis: the one before the channels, however it is spelled.
         if not (seq_axis == -2 or seq_axis == d.ndim - 2):
             return None
@@ -349,7 +355,7 @@ cdef object _serve_rotary(tuple arrays, ArrayDesc *descs, Py_ssize_t n_arrays, o
         for j in range(i):
             if lows[i] < highs[j] and lows[j] < highs[i]:
                 return None  # the general path settles (or refuses) arrays that share memory
-    if outs is not None and not _intake_outs(outs, descs, n_arrays, lows, highs):
+    if outs is not None and not _intake_outs(arrays, outs, descs, n_arrays, lows, highs):
         return None
     cdef bint apart = outs is not None or into_new  # the rotation goes to other arrays
 

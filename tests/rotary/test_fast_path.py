@@ -376,6 +376,20 @@ OUT_ON_THE_GENERAL_PATH = {
 }
 
 
+def test_the_other_bfloat16_dtype_takes_the_general_path():
+    """ml_dtypes' bfloat16 and fastpe.torch's bfloat16 bits are two dtypes: an out or a second array of the
+    other one is refused, as the general path refuses it (regression: the front door took them)."""
+    from fastpe._validation.torch_tensors import BFLOAT16_BITS
+    bfloat16 = extra_import("ml_dtypes", "test").bfloat16
+
+    def arrays():
+        return [(a.view(np.uint32) >> 16).astype(np.uint16).view(bfloat16) for a in _pair()]
+
+    check_out_outcome(lambda given: [np.zeros(a.shape, np.uint16).view(BFLOAT16_BITS) for a in given], 0,
+                      make_arrays=arrays, offset=3)
+    check_same_outcome(lambda: [arrays()[0], arrays()[1].view(np.uint16).view(BFLOAT16_BITS)], 0, offset=3)
+
+
 @pytest.mark.parametrize("name", sorted(OUT_ON_THE_GENERAL_PATH))
 def test_every_other_out_takes_the_general_path(name):
     make_outs, kwargs = OUT_ON_THE_GENERAL_PATH[name]
