@@ -85,8 +85,9 @@ cdef bint _intake_tensor(object x, ArrayDesc *d, int min_ndim, bint half_too=Fal
 
 
 cdef bint _tensor_axes_into(object x, tuple shape, ArrayDesc *d) except -1:
-    """d's data, size and axes from a tensor of d's ndim and itemsize (strides
-    from elements to bytes); False when its data is not aligned to its items."""
+    """d's data, size and axes (strides in bytes, the tensor's are in
+    elements) of a tensor of d's ndim and itemsize; False when its data is
+    not aligned to its items."""
     cdef tuple strides = x.stride()
     cdef uintptr_t address = <uintptr_t>x.data_ptr()
     cdef int axis
