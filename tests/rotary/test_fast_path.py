@@ -180,25 +180,37 @@ def test_a_large_batch_runs_on_the_team_size_of_the_general_path():
 
 # ------------------------------------------------------------ the general path's outcomes
 
-def check_same_outcome(make_arrays, expected_fast_calls, **kwargs):
-    """apply_rotary(*make_arrays(), **kwargs) with and without the fast path:
-    the same result or the same error, and the arrays untouched by an error."""
+def check_same_outcome(make_arrays, expected_fast_calls, make_outs=None, **kwargs):
+    """apply_rotary(*make_arrays(), **kwargs), with out=make_outs(arrays) when
+    make_outs is given, with and without the fast path: the fast-call count
+    expected, the same result or the same error, the same bits in every
+    array and out, every array and out untouched by an error, and a served
+    out= call returning the caller's outs."""
     fast, general = make_arrays(), make_arrays()
-    snaps = snapshot(*fast)
+    fast_out = general_out = None
+    outs_given = make_outs is not None
+    if outs_given:
+        fast_out, general_out = make_outs(fast), make_outs(general)
+    snaps = snapshot(*fast, *[o for o in (fast_out if outs_given else ()) if isinstance(o, np.ndarray)])
     before = _frontdoor.rotary_calls()
-    got = outcome(lambda: fastpe.apply_rotary(*fast, **kwargs))
+    got = outcome(lambda: fastpe.apply_rotary(*fast, out=fast_out, **kwargs))
     taken = _frontdoor.rotary_calls() - before
     with general_path_only():
-        expected = outcome(lambda: fastpe.apply_rotary(*general, **kwargs))
+        expected = outcome(lambda: fastpe.apply_rotary(*general, out=general_out, **kwargs))
     msg = f"{[getattr(a, 'dtype', type(a)) for a in fast]} {kwargs!r}"
+    if outs_given:
+        msg += f" out={[(getattr(o, 'dtype', None), getattr(o, 'shape', None)) for o in fast_out]}"
     assert taken == expected_fast_calls, f"{msg}: fast calls {taken}"
     assert got[0] == expected[0], f"{msg}: {got} vs {expected}"
     if got[0] == "error":
         assert got[1:] == expected[1:], msg
         assert_unchanged(snaps, f"{msg}: a refused call")
-    else:
-        for f, g in zip(fast, general):
-            assert_same_bits(np.asarray(f), np.asarray(g), msg)
+        return
+    if outs_given:
+        returned = got[1] if isinstance(got[1], tuple) else (got[1],)
+        assert all(r is o for r, o in zip(returned, fast_out)) and len(returned) == len(fast_out), msg
+    for f, g in zip([*fast, *(fast_out if outs_given else ())], [*general, *(general_out if outs_given else ())]):
+        assert_same_bits(np.asarray(f), np.asarray(g), msg)
 
 
 def _pair():
@@ -309,32 +321,6 @@ def test_every_other_argument_takes_the_general_path(kwargs):
         check_same_outcome(_pair, 0, **kwargs)
 
 
-def check_out_outcome(make_outs, expected_fast_calls, make_arrays=_pair, **kwargs):
-    """apply_rotary(*arrays, out=make_outs(arrays), **kwargs) with the front
-    door and on the general path alone: the same fast-call count expected,
-    the same outcome, the same bits in every array and out; a refused call
-    changes nothing; a served one returns the caller's outs."""
-    fast_in, general_in = make_arrays(), make_arrays()
-    fast_out, general_out = make_outs(fast_in), make_outs(general_in)
-    snaps = snapshot(*fast_in, *[o for o in fast_out if isinstance(o, np.ndarray)])
-    before = _frontdoor.rotary_calls()
-    got = outcome(lambda: fastpe.apply_rotary(*fast_in, out=fast_out, **kwargs))
-    taken = _frontdoor.rotary_calls() - before
-    with general_path_only():
-        expected = outcome(lambda: fastpe.apply_rotary(*general_in, out=general_out, **kwargs))
-    msg = f"out={[(o.dtype, o.shape) for o in fast_out]} {kwargs!r}"
-    assert taken == expected_fast_calls, f"{msg}: fast calls {taken}"
-    assert got[0] == expected[0], f"{msg}: {got} vs {expected}"
-    if got[0] == "error":
-        assert got[1:] == expected[1:], msg
-        assert_unchanged(snaps, f"{msg}: a refused call")
-        return
-    returned = got[1] if isinstance(got[1], tuple) else (got[1],)
-    assert all(r is o for r, o in zip(returned, fast_out)) and len(returned) == len(fast_out), msg
-    for f, g in zip([*fast_in, *fast_out], [*general_in, *general_out]):
-        assert_same_bits(f, g, msg)
-
-
 def _fresh_outs(arrays):
     return [np.full_like(a, np.nan) for a in arrays]
 
@@ -353,12 +339,12 @@ def test_out_arrays_apart_take_the_fast_path(dtype):
             return [target, np.zeros(arrays[1].shape, dtype)]
 
         for kwargs in ({"offset": 9}, {"offset": 4000, "scaling": LLAMA3}, {"offset": 70, "layout": "interleaved"}):
-            check_out_outcome(outs, 1, make_arrays=lambda: [q.copy(), k.copy()], **kwargs)
+            check_same_outcome(lambda: [q.copy(), k.copy()], 1, make_outs=outs, **kwargs)
             want = reference.apply_rotary(q.copy(), k.copy(), **kwargs)
             for got, expected in zip(fastpe.apply_rotary(q, k, out=outs([q, k]), **kwargs), want):
                 assert_within(got, expected, reference_tolerance(dtype, [q, k], 4010), f"{label} {kwargs}")
-    check_out_outcome(lambda arrays: tuple(_fresh_outs(arrays)), 1, offset=3)
-    check_out_outcome(lambda arrays: _fresh_outs(arrays[:1]), 1, make_arrays=lambda: _pair()[:1], offset=3)
+    check_same_outcome(_pair, 1, make_outs=lambda arrays: tuple(_fresh_outs(arrays)), offset=3)
+    check_same_outcome(lambda: _pair()[:1], 1, make_outs=_fresh_outs, offset=3)
 
 
 OUT_ON_THE_GENERAL_PATH = {
@@ -385,15 +371,15 @@ def test_the_other_bfloat16_dtype_takes_the_general_path():
     def arrays():
         return [(a.view(np.uint32) >> 16).astype(np.uint16).view(bfloat16) for a in _pair()]
 
-    check_out_outcome(lambda given: [np.zeros(a.shape, np.uint16).view(BFLOAT16_BITS) for a in given], 0,
-                      make_arrays=arrays, offset=3)
+    check_same_outcome(arrays, 0, make_outs=lambda given: [np.zeros(a.shape, np.uint16).view(BFLOAT16_BITS)
+                                                           for a in given], offset=3)
     check_same_outcome(lambda: [arrays()[0], arrays()[1].view(np.uint16).view(BFLOAT16_BITS)], 0, offset=3)
 
 
 @pytest.mark.parametrize("name", sorted(OUT_ON_THE_GENERAL_PATH))
 def test_every_other_out_takes_the_general_path(name):
     make_outs, kwargs = OUT_ON_THE_GENERAL_PATH[name]
-    check_out_outcome(make_outs, 0, offset=3, **kwargs)
+    check_same_outcome(_pair, 0, make_outs=make_outs, offset=3, **kwargs)
 
 
 @pytest.mark.parametrize("kind", ["float16", "bfloat16 bits", "bfloat16"])
@@ -414,7 +400,7 @@ def test_16_bit_arrays_take_the_fast_path(kind):
     for offset in (0, 3, 255, 4000, 2**20 + 5):
         check_same_outcome(arrays, 1, offset=offset)
         check_same_outcome(arrays, 1, offset=offset, scaling=LLAMA3, layout="interleaved")
-        check_out_outcome(lambda given: [np.zeros_like(a) for a in given], 1, make_arrays=arrays, offset=offset)
+        check_same_outcome(arrays, 1, make_outs=lambda given: [np.zeros_like(a) for a in given], offset=offset)
 
 
 def test_tensors_take_the_front_door_through_their_views():
