@@ -29,7 +29,7 @@ cdef bint _intake_ndarray(object x, ArrayDesc *d, int min_ndim, bint half_too=Fa
     return not internal_overlap(d)
 
 
-# torch's types, from fastpe.torch (register_torch_types): None until then, and no tensor is taken.
+# torch's types, from fastpe.torch (register_torch): None until then, and no tensor is taken.
 cdef object _TENSOR = None
 cdef object _PARAMETER = None
 cdef object _TORCH_FLOAT32 = None
@@ -52,12 +52,11 @@ def register_torch(tensor, parameter, float32, float64, float16, bfloat16, strid
 cdef bint _intake_tensor(object x, ArrayDesc *d, int min_ndim, bint half_too=False) except -1:
     """Describe x into d when it is a tensor a front door serves: a plain
     torch.Tensor or Parameter (no subclass) of float32 or float64 (half_too:
-    or float16 or bfloat16) on the CPU,
-    strided, whose memory holds its values (no negative bit, not a
-    ZeroTensor), aligned, with min_ndim to FPE_MAX_DIMS dimensions, size > 0
-    and no axes that may overlap. False for anything else. (Whether autograd
-    or a compiler may see the call is the caller's question: fastpe.torch's
-    eager route.)"""
+    or float16 or bfloat16) on the CPU, strided, whose memory holds its
+    values (no negative bit, not a ZeroTensor), aligned, with min_ndim to
+    FPE_MAX_DIMS dimensions, size > 0 and no axes that may overlap. False for
+    anything else. (Whether autograd or a compiler may see the call is the
+    caller's question: fastpe.torch's eager route.)"""
     cdef object kind = type(x)
     if _TENSOR is None or (kind is not _TENSOR and kind is not _PARAMETER):
         return False
@@ -76,18 +75,21 @@ cdef bint _intake_tensor(object x, ArrayDesc *d, int min_ndim, bint half_too=Fal
     if not x.is_cpu or x.layout is not _TORCH_STRIDED or x.is_neg() or x._is_zerotensor():
         return False
     cdef tuple shape = tuple(x.shape)
+    cdef int axis
     d.ndim = len(shape)
     if d.ndim < min_ndim or d.ndim > FPE_MAX_DIMS:
         return False
-    if not _tensor_axes_into(x, shape, d):
+    for axis in range(d.ndim):
+        d.shape[axis] = shape[axis]
+    if not _tensor_data_into(x, d):
         return False
     return d.size > 0 and not internal_overlap(d)
 
 
-cdef bint _tensor_axes_into(object x, tuple shape, ArrayDesc *d) except -1:
-    """d's data, size and axes (strides in bytes, the tensor's are in
-    elements) of a tensor of d's ndim and itemsize; False when its data is
-    not aligned to its items."""
+cdef bint _tensor_data_into(object x, ArrayDesc *d) except -1:
+    """d's data, strides (in bytes; the tensor's are in elements) and size,
+    of a tensor of d's ndim, shape and itemsize; False when its data is not
+    aligned to its items."""
     cdef tuple strides = x.stride()
     cdef uintptr_t address = <uintptr_t>x.data_ptr()
     cdef int axis
@@ -96,7 +98,6 @@ cdef bint _tensor_axes_into(object x, tuple shape, ArrayDesc *d) except -1:
     d.data = <char *>address
     d.size = 1
     for axis in range(d.ndim):
-        d.shape[axis] = shape[axis]
         d.strides[axis] = <fpe_idx>strides[axis] * d.itemsize
         d.size *= d.shape[axis]
     return True
@@ -109,7 +110,8 @@ cdef object _new_tensor_like(object x, const ArrayDesc *source, ArrayDesc *d):
     d.element = source.element
     d.itemsize = source.itemsize
     d.ndim = source.ndim
-    if not _tensor_axes_into(out, tuple(x.shape), d) or internal_overlap(d):
+    d.shape = source.shape
+    if not _tensor_data_into(out, d) or internal_overlap(d):
         raise AssertionError("torch.empty_like made a tensor the kernels cannot write")
     return out
 
@@ -155,3 +157,30 @@ cdef _Indices _row_offsets(const ArrayDesc *d, int n_axes, fpe_idx *n_rows):
     row_offsets_into(d, n_axes, rows.data)
     n_rows[0] = n
     return rows
+
+
+cdef bint _apart_from_earlier(char **lows, char **highs, Py_ssize_t k) noexcept:
+    """Whether the memory bounds [lows[k], highs[k]) share no byte with any of
+    bounds 0 .. k - 1 (each from memory_bounds)."""
+    cdef Py_ssize_t j
+    for j in range(k):
+        if lows[k] < highs[j] and lows[j] < highs[k]:
+            return False
+    return True
+
+
+cdef int _rotate_described(ArrayDesc *descs, Py_ssize_t n_arrays, Py_ssize_t i, bint apart,
+                           const fpe_idx *table_idx, const CosSin *cs, int n_threads) except -1:
+    """Rotate the vector rows of array i (descs[i]) by the cos/sin rows
+    table_idx[r] of cs: in place, or (apart) into descs[n_arrays + i], of the
+    same shape."""
+    cdef const ArrayDesc *d = &descs[i]
+    cdef fpe_idx n_rows
+    cdef _Indices offsets = _row_offsets(d, d.ndim - 1, &n_rows)
+    cdef _Indices out_offsets
+    if apart:
+        out_offsets = _row_offsets(&descs[n_arrays + i], d.ndim - 1, &n_rows)
+        rotate_rows(&descs[n_arrays + i], out_offsets.data, d, offsets.data, n_rows, table_idx, cs, n_threads)
+    else:
+        rotate_rows(d, offsets.data, NULL, NULL, n_rows, table_idx, cs, n_threads)
+    return 0

@@ -129,7 +129,7 @@ cdef object _serve_cos_sin(tuple tensors, ArrayDesc *descs, Py_ssize_t n_arrays,
     cdef char *lows[_MAX_ARRAYS]
     cdef char *highs[_MAX_ARRAYS]
     cdef ArrayDesc *d
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i
     cdef int axis, offset
     cdef fpe_idx total = 0, half = D // 2
     for i in range(n_arrays):
@@ -145,16 +145,14 @@ cdef object _serve_cos_sin(tuple tensors, ArrayDesc *descs, Py_ssize_t n_arrays,
                 return None
         total += d.size
         memory_bounds(d, &lows[i], &highs[i])
-        for j in range(i):
-            if lows[i] < highs[j] and lows[j] < highs[i]:
-                return None
+        if not _apart_from_earlier(lows, highs, i):
+            return None
     cdef fpe_idx n_table_rows = cd.size // D
     cdef double *table = <double *>malloc(max(n_table_rows * D, 1) * sizeof(double))
     if table == NULL:
         raise MemoryError()
     cdef CosSin cs
-    cdef fpe_idx n_rows
-    cdef _Indices offsets, out_offsets, table_rows
+    cdef _Indices table_rows
     cdef list made = None
     cdef int n_threads
     try:
@@ -171,15 +169,9 @@ cdef object _serve_cos_sin(tuple tensors, ArrayDesc *descs, Py_ssize_t n_arrays,
         _n_cos_sin_calls += 1
         for i in range(n_arrays):
             d = &descs[i]
-            offsets = _row_offsets(d, d.ndim - 1, &n_rows)
-            table_rows = _Indices(n_rows)
+            table_rows = _Indices(d.size // D)
             _broadcast_rows_into(d, lead, lead_ndim, table_rows.data)
-            if into_new:
-                out_offsets = _row_offsets(&descs[n_arrays + i], d.ndim - 1, &n_rows)
-                rotate_rows(&descs[n_arrays + i], out_offsets.data, d, offsets.data, n_rows, table_rows.data, &cs,
-                            n_threads)
-            else:
-                rotate_rows(d, offsets.data, NULL, NULL, n_rows, table_rows.data, &cs, n_threads)
+            _rotate_described(descs, n_arrays, i, into_new, table_rows.data, &cs, n_threads)
     finally:
         free(table)
     return made if into_new else tensors

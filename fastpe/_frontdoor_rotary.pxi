@@ -25,9 +25,10 @@
 # `out` None or a tuple or list of one array per input that _intake_ndarray
 # takes, of its input's shape and dtype, sharing memory with no other array
 # of the call (then every channel must rotate), and the scaling's
-# frequencies are kept without an unused-keys warning. It rotates every vector row by the kernels' rotate_rows with rows
-# the general path's own helper made. fastpe.torch's eager route offers the
-# same call on CPU tensors (rotate_tensors), in place or into new tensors.
+# frequencies are kept without an unused-keys warning. It rotates every
+# vector row by the kernels' rotate_rows with rows the general path's own
+# helper made. fastpe.torch's eager route offers the same call on CPU
+# tensors (rotate_tensors), in place or into new tensors.
 
 cdef int _ARRAYS_MIN_NDIM = params.ROTATED_ARRAYS.min_ndim
 cdef IntRule _ROTARY_DIM = int_rule(params.ROTARY_DIM)
@@ -296,7 +297,7 @@ cdef bint _intake_outs(tuple arrays, tuple outs, ArrayDesc *descs, Py_ssize_t n_
     bfloat16 and fastpe.torch's bits are two) and shape, and no two of the
     inputs and outs share memory (lows, highs: the inputs' bounds, then the
     outs'). False otherwise (the general path settles the call)."""
-    cdef Py_ssize_t i, j, axis
+    cdef Py_ssize_t i, axis
     cdef ArrayDesc *o
     cdef ArrayDesc *d
     for i in range(n_arrays):
@@ -309,9 +310,8 @@ cdef bint _intake_outs(tuple arrays, tuple outs, ArrayDesc *descs, Py_ssize_t n_
             if o.shape[axis] != d.shape[axis]:
                 return False
         memory_bounds(o, &lows[n_arrays + i], &highs[n_arrays + i])
-        for j in range(n_arrays + i):
-            if lows[n_arrays + i] < highs[j] and lows[j] < highs[n_arrays + i]:
-                return False
+        if not _apart_from_earlier(lows, highs, n_arrays + i):
+            return False
     return True
 
 
@@ -352,9 +352,8 @@ cdef object _serve_rotary(tuple arrays, ArrayDesc *descs, Py_ssize_t n_arrays, o
             narrowest = min(narrowest, last)
         total += d.size
         memory_bounds(d, &lows[i], &highs[i])
-        for j in range(i):
-            if lows[i] < highs[j] and lows[j] < highs[i]:
-                return None  # the general path settles (or refuses) arrays that share memory
+        if not _apart_from_earlier(lows, highs, i):
+            return None  # the general path settles (or refuses) arrays that share memory
     if outs is not None and not _intake_outs(arrays, outs, descs, n_arrays, lows, highs):
         return None
     cdef bint apart = outs is not None or into_new  # the rotation goes to other arrays
@@ -396,9 +395,7 @@ cdef object _serve_rotary(tuple arrays, ArrayDesc *descs, Py_ssize_t n_arrays, o
     cs.layout = pairs
 
     cdef int n_threads = _runtime.resolve_threads(num_threads, total)
-    cdef fpe_idx n_rows
-    cdef _Indices offsets, table_rows
-    cdef _Indices out_offsets
+    cdef _Indices table_rows
     cdef list made = None
     if into_new:
         made = [_new_tensor_like(arrays[i], &descs[i], &descs[n_arrays + i]) for i in range(n_arrays)]
@@ -406,15 +403,9 @@ cdef object _serve_rotary(tuple arrays, ArrayDesc *descs, Py_ssize_t n_arrays, o
     _n_tensor_rotary_calls += tensors
     for i in range(n_arrays):
         d = &descs[i]
-        offsets = _row_offsets(d, d.ndim - 1, &n_rows)
-        table_rows = _Indices(n_rows)
+        table_rows = _Indices(d.size // d.shape[d.ndim - 1])
         sequence_index_into(d.shape, d.ndim, d.ndim - 2, table_rows.data)
-        if apart:
-            out_offsets = _row_offsets(&descs[n_arrays + i], d.ndim - 1, &n_rows)
-            rotate_rows(&descs[n_arrays + i], out_offsets.data, d, offsets.data, n_rows, table_rows.data, &cs,
-                        n_threads)
-        else:
-            rotate_rows(d, offsets.data, NULL, NULL, n_rows, table_rows.data, &cs, n_threads)
+        _rotate_described(descs, n_arrays, i, apart, table_rows.data, &cs, n_threads)
     if into_new:
         return made
     if outs is not None:
