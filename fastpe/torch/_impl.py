@@ -82,41 +82,37 @@ def _front_door(arrays, into_new, offset, positions, inv_freq, options):
                                      options["num_threads"])
 
 
-def eager_rotation(arrays, into_new, offset, base, layout, rotary_dim, scaling, seq_axis, num_threads):
-    """The decode step's way through (positions and inv_freq None): the
-    compiled front door on the eager route (fastpe.torch._tensors.plain_eager),
-    arrays (a tuple) rotated in place (version counters bumped) or into new
-    tensors; None where another way must serve the call (nothing written).
-    An inference tensor written outside inference mode is left to the
-    general path, which refuses it."""
-    if not plain_eager(arrays, offset) or _device.forced():  # plain_eager first: all a compiler traces
+def _through_front_door(door, arrays, into_new, route_tensors, offset, *arguments):
+    """door(arrays, into_new, *arguments), a compiled front door of
+    fastpe._frontdoor, on the eager route (fastpe.torch._tensors.plain_eager
+    of route_tensors and offset): arrays (a tuple) rotated in place (version
+    counters bumped) or into new tensors; None where another way must serve
+    the call (nothing written). An inference tensor written outside
+    inference mode is left to the general path, which refuses it."""
+    if not plain_eager(route_tensors, offset) or _device.forced():  # plain_eager first: all a compiler traces
         return None
     if not into_new and not _inference_mode():
         for a in arrays:
             if a.is_inference():
                 return None
-    done = _frontdoor.rotate_tensors(arrays, into_new, offset, base, layout, rotary_dim, scaling, seq_axis,
-                                     num_threads)
+    done = door(arrays, into_new, *arguments)
     if done is not None and not into_new:
         bump_versions(arrays)
     return done
+
+
+def eager_rotation(arrays, into_new, offset, base, layout, rotary_dim, scaling, seq_axis, num_threads):
+    """The decode step's way through (positions and inv_freq None): the rotary
+    front door (fastpe._frontdoor.rotate_tensors), see _through_front_door."""
+    return _through_front_door(_frontdoor.rotate_tensors, arrays, into_new, arrays, offset, offset, base, layout,
+                               rotary_dim, scaling, seq_axis, num_threads)
 
 
 def eager_cos_sin(arrays, into_new, cos, sin, unsqueeze_dim):
-    """eager_rotation's way for the rotation by given cos and sin tables
-    (fastpe._frontdoor.rotate_tensors_by_cos_sin): arrays (a tuple) rotated in
-    place (version counters bumped) or into new tensors; None where another
-    way must serve the call (nothing written)."""
-    if not plain_eager((*arrays, cos, sin), None) or _device.forced():
-        return None
-    if not into_new and not _inference_mode():
-        for a in arrays:
-            if a.is_inference():
-                return None
-    done = _frontdoor.rotate_tensors_by_cos_sin(arrays, into_new, cos, sin, unsqueeze_dim)
-    if done is not None and not into_new:
-        bump_versions(arrays)
-    return done
+    """The rotation by given cos and sin tables through its front door
+    (fastpe._frontdoor.rotate_tensors_by_cos_sin), see _through_front_door."""
+    return _through_front_door(_frontdoor.rotate_tensors_by_cos_sin, arrays, into_new, (*arrays, cos, sin), None,
+                               cos, sin, unsqueeze_dim)
 
 
 def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=False):

@@ -54,11 +54,18 @@ _functorch_layer = torch._C._functorch.peek_interpreter_stack
 _grad_enabled = torch.is_grad_enabled
 
 
+def _dispatcher_watched():
+    """Something sees calls through the dispatcher only: torch is compiling, a
+    dispatch or function mode or a functorch transform is on, or the tests ask
+    for the operators (always_dispatch)."""
+    return (_is_compiling() or _state["always_dispatch"] or _dispatch_modes() or _function_modes()
+            or _functorch_layer() is not None)
+
+
 def eager_route(*values):
     """True when the call may skip the dispatcher (see the module docstring).
     values: the call's arguments; those that are not tensors are ignored."""
-    if (_is_compiling() or _state["always_dispatch"] or _dispatch_modes() or _function_modes()
-            or _functorch_layer() is not None):
+    if _dispatcher_watched():
         return False
     grad = _grad_enabled()
     for value in values:
@@ -72,8 +79,7 @@ def plain_eager(tensors, offset):
     """eager_route's answer for plain tensors and an offset that is no tensor,
     at less cost (the decode step's route); False for anything else. Their
     devices and dtypes are the compiled front door's checks (fastpe._frontdoor)."""
-    if (_is_compiling() or _state["always_dispatch"] or _dispatch_modes() or _function_modes()
-            or _functorch_layer() is not None or isinstance(offset, torch.Tensor)):
+    if _dispatcher_watched() or isinstance(offset, torch.Tensor):
         return False
     grad = _grad_enabled()
     for tensor in tensors:
