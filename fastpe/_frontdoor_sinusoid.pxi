@@ -113,8 +113,10 @@ cdef cnp.ndarray _row_block(fpe_idx D, int typenum, fpe_idx index):
 
 cdef bint _add_cached_rows(const ArrayDesc *d, double first, fpe_idx T, fpe_idx D, int n_threads) except -1:
     """Add cached rows when their blocks fit the cache's share (False: they do not)."""
-    cdef int typenum = cnp.NPY_FLOAT if d.element == FPE_FLOAT32 else cnp.NPY_DOUBLE
-    cdef fpe_idx row_itemsize = 4 if d.element == FPE_FLOAT32 else 8
+    # The rows' type: x's for float32 and float64, float64 for the 16-bit types (the sum they form)
+    cdef bint rows32 = d.element == FPE_FLOAT32
+    cdef int typenum = cnp.NPY_FLOAT if rows32 else cnp.NPY_DOUBLE
+    cdef fpe_idx row_itemsize = 4 if rows32 else 8
     cdef fpe_idx b0 = <fpe_idx>floor(first / FPE_SEED_GRID)
     cdef fpe_idx b1 = <fpe_idx>floor((first + <double>(T - 1)) / FPE_SEED_GRID)
     cdef fpe_idx n_blocks = b1 - b0 + 1, b
@@ -127,7 +129,7 @@ cdef bint _add_cached_rows(const ArrayDesc *d, double first, fpe_idx T, fpe_idx 
     cdef BlockedTable table
     table.blocks, table.n_blocks, table.rows_per_block = blocks, n_blocks, FPE_SEED_GRID
     table.row_stride, table.n_cols = D * row_itemsize, D
-    table.element = FPE_FLOAT32 if d.element == FPE_FLOAT32 else FPE_FLOAT64
+    table.element = FPE_FLOAT32 if rows32 else FPE_FLOAT64
     cdef fpe_idx n_lead, first_row = <fpe_idx>first - b0 * FPE_SEED_GRID
     cdef fpe_idx seq_ptr[2]
     cdef _Indices rows = _row_offsets(d, d.ndim - 2, &n_lead)
