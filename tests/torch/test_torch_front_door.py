@@ -295,3 +295,21 @@ def test_what_the_hf_front_door_does_not_serve():
         with pytest.raises(error, match=message):
             ft.apply_rotary_cos_sin_(q, k, c, s, unsqueeze_dim=dim)
         assert torch.equal(q, before), message
+
+
+def test_tables_that_are_views_of_the_rotated_tensor():
+    """cos a view of q itself (q holding a valid table): the result is as if
+    cos, sin and q were all read first, on the front door and on the general path."""
+    cos, sin = _tables(5, 8, "float32", first=40)
+    q = cos.clone()[None, None]                 # (1, 1, T, D), its values a cos table
+    expected = _hf_formula(q, cos, sin, 0)
+    for route in ("front door", "general path"):
+        target = q.clone()
+        with ServedCosSin() as served:
+            if route == "front door":
+                ft.apply_rotary_cos_sin_(target, None, target[0, 0], sin, unsqueeze_dim=0)
+            else:
+                with always_dispatch():
+                    ft.apply_rotary_cos_sin_(target, None, target[0, 0], sin, unsqueeze_dim=0)
+        assert served.count == (route == "front door"), route
+        assert_within(float64_of(target), expected, tolerance("float32", expected, 1.0), route)
