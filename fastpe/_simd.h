@@ -1077,10 +1077,107 @@ FPE_AVX512BF16 static fpe_idx fpe_apply_bf16i(fpe_half *dst, const fpe_half *src
         if (fpe_half_level >= FPE_HALF_AVX512) FPE_HALF_FAST_##KIND                     \
         else if (fpe_half_level == FPE_HALF_AVX2) FPE_HALF_FAST_STEP(fpe_apply_avx2_##KIND)\
     }
+
+/* The float64 rotation of one 16-bit pair, rounded once to 16 bits. The
+ * multiply-adds are explicit (fma, an instruction where the level has one),
+ * so every implementation forms the same float64 values. */
+#define FPE_ROTATE_PAIR_ONCE(VA, VB, CK, SK, NARROW64, A_OUT, B_OUT)                    \
+    {                                                                                   \
+        double va_ = (VA), vb_ = (VB), ck_ = (CK), sk_ = (SK);                          \
+        A_OUT = NARROW64(fma(va_, ck_, -(vb_ * sk_)));                                  \
+        B_OUT = NARROW64(fma(vb_, ck_, va_ * sk_));                                     \
+    }
+
+/* The 16-bit rotation's float32 form: pairs per block (at most 64, one bit
+ * each in a mask), and the constants of its bound (see FPE_ROTATE32_PAIR). */
+#define FPE_ROT32_BLOCK 64
+#define FPE_ROT32_EPS 0x1p-21f
+#define FPE_ROT32_FLOOR 0x1p-126f
+#define FPE_ROT32_LARGEST 0x1p120f
+#define FPE_ROT32_SMALLEST 0x1p-100f
+
+/* The 16-bit rotation's float32 form (FPE_ROTATE32_PAIR, whose bound it
+ * shares), 8 pairs a step with F16C's conversions for float16: the pairs of
+ * one block, both streams of unit stride. Sets bit j of *bad for each pair
+ * it cannot decide; returns the pairs done. */
+#define FPE_ROT32_LOAD_f16(P) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(P)))
+#define FPE_ROT32_LOAD_bf16(P) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(P))), 16))
+#define FPE_ROT32_NARROW_f16(V) _mm256_cvtps_ph(V, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+FPE_AVX2 static inline __m128i fpe_rot32_narrow_bf16(__m256 v)
+{
+    __m256i u = _mm256_castps_si256(v);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
+    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+}
+#define FPE_ROT32_NARROW_bf16(V) fpe_rot32_narrow_bf16(V)
+
+#define FPE_ROT32_CVT8(P) _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd((P) + 4)), _mm256_cvtpd_ps(_mm256_loadu_pd(P)))
+
+#define FPE_DEFINE_ROTATE32_AVX2(KIND)                                                  \
+    FPE_AVX2 static fpe_idx fpe_rotate32_avx2_##KIND(fpe_half *da, fpe_half *db,        \
+                                                    const fpe_half *sa, const fpe_half *sb, \
+                                                    const double *cos_row,              \
+                                                    const double *sin_row, fpe_idx n)   \
+    {                                                                                   \
+        const __m256 eps = _mm256_set1_ps(FPE_ROT32_EPS), floor_ = _mm256_set1_ps(FPE_ROT32_FLOOR); \
+        const __m256 largest = _mm256_set1_ps(FPE_ROT32_LARGEST);                       \
+        const __m256 smallest = _mm256_set1_ps(FPE_ROT32_SMALLEST);                     \
+        const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));    \
+        fpe_idx j = 0;                                                                  \
+        for (; n - j >= 8; j += 8) {                                                    \
+            __m256 a = FPE_ROT32_LOAD_##KIND(sa + j), b = FPE_ROT32_LOAD_##KIND(sb + j); \
+            __m256 c = FPE_ROT32_CVT8(cos_row + j), s = FPE_ROT32_CVT8(sin_row + j);    \
+            __m256 ya = _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, s));                     \
+            __m256 yb = _mm256_fmadd_ps(b, c, _mm256_mul_ps(a, s));                     \
+            __m256 ac = _mm256_and_ps(c, magnitude), as = _mm256_and_ps(s, magnitude);  \
+            __m256 m = _mm256_fmadd_ps(_mm256_and_ps(a, magnitude), ac,                 \
+                                       _mm256_mul_ps(_mm256_and_ps(b, magnitude), as)); \
+            __m256 e = _mm256_fmadd_ps(m, eps, floor_);                                 \
+            __m128i la = FPE_ROT32_NARROW_##KIND(_mm256_sub_ps(ya, e));                 \
+            __m128i ha = FPE_ROT32_NARROW_##KIND(_mm256_add_ps(ya, e));                 \
+            __m128i lb = FPE_ROT32_NARROW_##KIND(_mm256_sub_ps(yb, e));                 \
+            __m128i hb = FPE_ROT32_NARROW_##KIND(_mm256_add_ps(yb, e));                 \
+            __m128i same = _mm_and_si128(_mm_cmpeq_epi16(la, ha), _mm_cmpeq_epi16(lb, hb)); \
+            /* ordered compares: NaN fails them */                                     \
+            __m256 fine = _mm256_and_ps(_mm256_cmp_ps(m, largest, _CMP_LT_OQ),          \
+                                        _mm256_and_ps(_mm256_cmp_ps(ac, smallest, _CMP_GE_OQ), \
+                                                      _mm256_cmp_ps(as, smallest, _CMP_GE_OQ))); \
+            unsigned undecided = (~(unsigned)_mm256_movemask_ps(fine)                   \
+                                  | ~(unsigned)_mm_movemask_epi8(_mm_packs_epi16(same, same))) & 0xffu; \
+            if (undecided) {                                                            \
+                float fa[8], fb[8];                                                     \
+                fpe_half ta[8], tb[8];                                                  \
+                _mm256_storeu_ps(fa, a);                                                \
+                _mm256_storeu_ps(fb, b);                                                \
+                _mm_storeu_si128((__m128i *)ta, la);                                    \
+                _mm_storeu_si128((__m128i *)tb, lb);                                    \
+                for (int l = 0; l < 8; l++)                                             \
+                    if ((undecided >> l) & 1u)                                          \
+                        FPE_ROTATE_PAIR_ONCE(fa[l], fb[l], cos_row[j + l], sin_row[j + l], \
+                                             fpe_f64_to_##KIND, ta[l], tb[l])           \
+                la = _mm_loadu_si128((const __m128i *)ta);                              \
+                lb = _mm_loadu_si128((const __m128i *)tb);                              \
+            }                                                                           \
+            _mm_storeu_si128((__m128i *)(da + j), la);                                  \
+            _mm_storeu_si128((__m128i *)(db + j), lb);                                  \
+        }                                                                               \
+        return j;                                                                       \
+    }
+FPE_DEFINE_ROTATE32_AVX2(f16)
+FPE_DEFINE_ROTATE32_AVX2(bf16)
+/* Both streams of unit stride, in and out: the vector loop takes the row's
+ * first multiple of 8 pairs (a step reads its pairs before writing them). */
+#define FPE_ROTATE32_FAST(KIND)                                                         \
+    if (fpe_half_level >= FPE_HALF_AVX2 && r.ks == 1 && d.ks == 1)                      \
+        done = fpe_rotate32_avx2_##KIND(dst + d.sin_off, dst + d.cos_off, src + r.sin_off, \
+                                        src + r.cos_off, cos_row, sin_row, n);
 #else
 static int fpe_half_level = FPE_HALF_PORTABLE;
 static int fpe_half_best(void) { return FPE_HALF_PORTABLE; }
 #define FPE_HALF_FAST(KIND)
+#define FPE_ROTATE32_FAST(KIND)
 #define FPE_HALF_PREPARE(hi, nlo, pe, n, kind) ((void)(hi), (void)(nlo), (void)(pe), (void)(n), (void)(kind))
 #define FPE_PREPARED_FAST(KIND)
 #endif
@@ -1227,18 +1324,126 @@ FPE_DEFINE_ROTATE(f64)
 #undef FPE_T
 #undef FPE_LOAD
 #undef FPE_STORE
-#define FPE_T fpe_half
-#define FPE_LOAD FPE_LOAD_F16
-#define FPE_STORE FPE_STORE_F16
-FPE_DEFINE_ROTATE(f16)
-#undef FPE_LOAD
-#undef FPE_STORE
-#define FPE_LOAD FPE_LOAD_BF16
-#define FPE_STORE FPE_STORE_BF16
-FPE_DEFINE_ROTATE(bf16)
-#undef FPE_LOAD
-#undef FPE_STORE
-#undef FPE_T
+
+/* 16-bit rotation in float32. The result is still the float64 rotation
+ * (FPE_ROTATE_PAIR) rounded once; float32 only decides it when it can.
+ * With a, b read exactly, c = fl32(cos), s = fl32(sin) (|c|, |s| >= 2**-100,
+ * so each is within 2**-24 of itself of the float64 value), and
+ *   ya = a*c - b*s,  yb = b*c + a*s,  m = |a||c| + |b||s|
+ * formed in float32 (contracted into multiply-adds or not), each of ya, yb
+ * is within 3 * 2**-24 * m (conversions of c and s, the product, the sum),
+ * plus 2**-52 * m for the float64 sum's own roundings, plus at most a few
+ * 2**-150 where products underflow, of the float64 result. The bound taken,
+ * e = m * 2**-21 + 2**-126, is more than twice that, so it still holds after
+ * ya - e and ya + e are rounded to float32 (each moves by at most
+ * 2**-24 * (m + e)). Rounding to nearest even is monotone: when ya - e and
+ * ya + e round to the same 16-bit value, so does the float64 result. Pairs
+ * where they do not (a 16-bit midpoint within e, a signed zero), and pairs
+ * with m >= 2**120 (overflow, infinities, NaN) or a small or zero c or s
+ * (position 0's sines), are formed again in float64: on random data, a few
+ * pairs in a thousand. */
+
+/* float32 -> 16 bits, nearest even, for finite values below 2**121 (an
+ * overflow gives the infinity). */
+static inline uint32_t fpe_f32_to_bf16_bits(float f)
+{
+    uint32_t u = fpe_bits_of(f);
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+static inline uint32_t fpe_f32_to_f16_bits(float f)
+{
+    uint32_t u = fpe_bits_of(f), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    uint32_t normal = (a - ((127u - 15u) << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
+    /* 0.5's float32 ulp is float16's subnormal unit: the addition rounds. */
+    uint32_t subnormal = fpe_bits_of(fpe_float_of(a) + 0.5f) - fpe_bits_of(0.5f);
+    uint32_t r = a < ((127u - 15u + 1u) << 23) ? subnormal : normal;
+    r = a >= fpe_bits_of(65520.0f) ? 0x7c00u : r;
+    return r | sign;
+}
+
+/* One pair into the block's outputs; *BAD set when float32 cannot decide. */
+#define FPE_ROTATE32_PAIR(A_IN, B_IN, J)                                                \
+    {                                                                                   \
+        float a_ = WIDEN(A_IN), b_ = WIDEN(B_IN);                                        \
+        float c_ = c32[J], s_ = s32[J];                                                 \
+        float ya_ = a_ * c_ - b_ * s_, yb_ = b_ * c_ + a_ * s_;                          \
+        float m_ = fabsf(a_) * fabsf(c_) + fabsf(b_) * fabsf(s_);                       \
+        float e_ = m_ * FPE_ROT32_EPS + FPE_ROT32_FLOOR;                                \
+        uint32_t la_ = NARROW(ya_ - e_), ha_ = NARROW(ya_ + e_);                        \
+        uint32_t lb_ = NARROW(yb_ - e_), hb_ = NARROW(yb_ + e_);                        \
+        oa[J] = (fpe_half)la_;                                                          \
+        ob[J] = (fpe_half)lb_;                                                          \
+        bad[J] = (uint32_t)(la_ != ha_) | (uint32_t)(lb_ != hb_)                        \
+                 | (uint32_t)!(m_ < FPE_ROT32_LARGEST)                                  \
+                 | (uint32_t)!(fabsf(c_) >= FPE_ROT32_SMALLEST)                         \
+                 | (uint32_t)!(fabsf(s_) >= FPE_ROT32_SMALLEST);                        \
+        any |= bad[J];                                                                  \
+    }
+
+/* dst's pairs (columns d) = src's pairs (columns r) rotated; src may be dst
+ * (a block, or a vector step, is read whole before any of it is written). */
+#define FPE_DEFINE_ROTATE_HALF(SUFFIX)                                                  \
+    FPE_DISPATCH                                                                        \
+    static void fpe_rotate_to_##SUFFIX(fpe_half *dst, fpe_cols d, const fpe_half *src,  \
+                                       fpe_cols r, const double *restrict cos_row,      \
+                                       const double *restrict sin_row, fpe_idx n)       \
+    {                                                                                   \
+        fpe_half oa[FPE_ROT32_BLOCK], ob[FPE_ROT32_BLOCK];                              \
+        uint32_t bad[FPE_ROT32_BLOCK];                                                  \
+        float c32[FPE_ROT32_BLOCK], s32[FPE_ROT32_BLOCK];                               \
+        fpe_idx done = 0;                                                               \
+        FPE_ROTATE32_FAST(SUFFIX)                                                       \
+        for (fpe_idx k0 = done; k0 < n; k0 += FPE_ROT32_BLOCK) {                        \
+            fpe_idx w = n - k0 < FPE_ROT32_BLOCK ? n - k0 : FPE_ROT32_BLOCK;            \
+            const fpe_half *sa = src + r.sin_off + k0 * r.ks;                           \
+            const fpe_half *sb = src + r.cos_off + k0 * r.ks;                           \
+            uint32_t any = 0;                                                           \
+            /* converted apart, so the loop below is float32 throughout */              \
+            for (fpe_idx j = 0; j < w; j++) {                                           \
+                c32[j] = (float)cos_row[k0 + j];                                        \
+                s32[j] = (float)sin_row[k0 + j];                                        \
+            }                                                                           \
+            if (r.ks == 1) {                                                            \
+                for (fpe_idx j = 0; j < w; j++) FPE_ROTATE32_PAIR(sa[j], sb[j], j)      \
+            } else if (r.ks == 2 && r.cos_off == r.sin_off + 1) {                       \
+                for (fpe_idx j = 0; j < w; j++)                                         \
+                    FPE_ROTATE32_PAIR(sa[2 * j], sa[2 * j + 1], j)                      \
+            } else {                                                                    \
+                for (fpe_idx j = 0; j < w; j++)                                         \
+                    FPE_ROTATE32_PAIR(sa[j * r.ks], sb[j * r.ks], j)                    \
+            }                                                                           \
+            if (any) {                                                                  \
+                for (fpe_idx j = 0; j < w; j++)                                         \
+                    if (bad[j])                                                         \
+                        FPE_ROTATE_PAIR_ONCE(WIDEN(sa[j * r.ks]), WIDEN(sb[j * r.ks]),   \
+                                             cos_row[k0 + j], sin_row[k0 + j],          \
+                                             fpe_f64_to_##SUFFIX, oa[j], ob[j])         \
+            }                                                                           \
+            fpe_half *da = dst + d.sin_off + k0 * d.ks, *db = dst + d.cos_off + k0 * d.ks; \
+            for (fpe_idx j = 0; j < w; j++) {                                           \
+                da[j * d.ks] = oa[j];                                                   \
+                db[j * d.ks] = ob[j];                                                   \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    static void fpe_rotate_inplace_##SUFFIX(fpe_half *dst, fpe_cols d,                  \
+                                            const double *cos_row,                      \
+                                            const double *sin_row, fpe_idx n)           \
+    {                                                                                   \
+        fpe_rotate_to_##SUFFIX(dst, d, dst, d, cos_row, sin_row, n);                    \
+    }
+
+#define WIDEN fpe_f16_to_f32
+#define NARROW fpe_f32_to_f16_bits
+FPE_DEFINE_ROTATE_HALF(f16)
+#undef WIDEN
+#undef NARROW
+#define WIDEN fpe_bf16_to_f32
+#define NARROW fpe_f32_to_bf16_bits
+FPE_DEFINE_ROTATE_HALF(bf16)
+#undef WIDEN
+#undef NARROW
 
 /* Bandwidth probes: the same loops with a constant instead of a sinusoid,
  * compiled with the same flags and dispatch. They bound what any kernel that

@@ -692,6 +692,99 @@ def test_apply_rotary(half, case):
                               value_slack(exact[i], before[i].astype(np.float64)))
 
 
+# Relative distances from a 16-bit midpoint at which the rotation's products
+# are placed: on it, one float64 ulp away, and around the float32 error that
+# the kernels' float32 form of a pair admits before it re-forms it in float64.
+ROTATION_NUDGES = (0.0, 2.0**-53, -(2.0**-53), 2.0**-40, -(2.0**-30), 2.0**-25, -(2.0**-24), 2.0**-23,
+                   -(2.0**-22), 2.0**-21, -(2.0**-20), 2.0**-18)
+
+
+def _rotate_rows(x, cos, sin, layout, out=None):
+    """The kernels' rotation of x's rows (n_pairs = width / 2) by cos/sin row i
+    for row i, in place or into out."""
+    from fastpe import _kernels
+
+    rows = np.arange(x.shape[0], dtype=np.intp) * x.strides[0]
+    target = x if out is None else out
+    _kernels.rotate_vector_rows(target, rows, np.arange(x.shape[0], dtype=np.intp), cos, sin, layout,
+                                x.shape[1] // 2, src=None if out is None else x, src_rows=None if out is None else rows)
+    return target
+
+
+@pytest.mark.parametrize("into", ["in place", "out"])
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_rotation_exact_near_midpoints(name, layout, into):
+    """Every 16-bit a (all 65536), rotated with b = 0 by cos and sin chosen so
+    that a * cos and a * sin fall on, or near, a 16-bit midpoint: the float64
+    rotation rounded once (here exactly fl64(a * cos), whatever the multiply-
+    adds), correctly (round_exact), bit for bit. Pairs of a row go through
+    the vector lanes; each nudge in ROTATION_NUDGES is one sweep."""
+    dtype = half_dtype(name)
+    rng = rng_for("rotation near midpoints", name, layout, into)
+    a = np.arange(65536, dtype=np.uint16).view(dtype)
+    with np.errstate(all="ignore"):  # NaNs and infinities among the a
+        a64 = a.astype(np.float64)
+        usable = np.isfinite(a64) & (a64 != 0)
+        for nudge in ROTATION_NUDGES:
+            factors = []
+            for _ in range(2):  # cos, then sin
+                # a midpoint between two 16-bit neighbours of |a| * r, r in [0.3, 1)
+                target = np.abs(a64) * rng.uniform(0.3, 1.0, a.size)
+                low = round_exact(target, dtype).astype(np.float64)
+                midpoint = low + ulp_at(low, dtype) / 2
+                f = np.where(usable, midpoint * (1 + nudge) / np.where(usable, a64, 1.0), 0.5)
+                factors.append(f * rng.choice([-1.0, 1.0], a.size))
+            c, s = factors
+            x = np.zeros((a.size // 64, 128), dtype)
+            first, second = (x[:, :64], x[:, 64:]) if layout == "half" else (x[:, 0::2], x[:, 1::2])
+            first[...] = a.reshape(-1, 64)
+            cos, sin = c.reshape(-1, 64), s.reshape(-1, 64)
+            # b = +0: its products are signed zeros, which decide a zero result's sign
+            first_value, second_value = a64 * c - 0.0 * s, 0.0 * c + a64 * s
+            expected_first = round_exact(first_value, dtype).reshape(-1, 64)
+            expected_second = round_exact(second_value, dtype).reshape(-1, 64)
+            got = _rotate_rows(x, cos, sin, layout, out=None if into == "in place" else np.full_like(x, 7))
+            g_first, g_second = (got[:, :64], got[:, 64:]) if layout == "half" else (got[:, 0::2], got[:, 1::2])
+            label = f"{name} {layout} {into}, nudge {nudge!r}"
+            assert_bits_equal(np.ascontiguousarray(g_first), expected_first, label + ": a cos",
+                              first_value.reshape(-1, 64))
+            assert_bits_equal(np.ascontiguousarray(g_second), expected_second, label + ": a sin",
+                              second_value.reshape(-1, 64))
+
+
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_rotation_random_pairs_round_once(name):
+    """Random pairs (a, b) of every magnitude, tiny and zero cosines and sines
+    among them: each result is the float64 rotation rounded once, which lies
+    within a few float64 ulps of a * cos - b * sin formed here in float64, so
+    it must round like both ends of that interval (and, where those differ,
+    lie between them)."""
+    with np.errstate(all="ignore"):  # float16 overflows to inf at the largest scales
+        dtype = half_dtype(name)
+        rng = rng_for("rotation random", name)
+        n_rows, width = 500, 106  # 53 pairs: 6 vector steps and a tail
+        scale = np.ldexp(1.0, rng.integers(-20, 12, (n_rows, 1)))  # finite in float16
+        x = (rng.standard_normal((n_rows, width)) * scale).astype(dtype)
+        x[0, :5] = 0
+        angles = rng.uniform(-4, 4, (n_rows, width // 2))
+        cos, sin = np.cos(angles), np.sin(angles)
+        cos[1], sin[2] = 0.0, 1e-35  # a zero cosine, and sines below float32's normal range
+        sin[3, ::2] = 2.0**-100
+        before = x.copy()
+        got = _rotate_rows(x, cos, sin, "half")
+        a, b = before[:, : width // 2].astype(np.float64), before[:, width // 2:].astype(np.float64)
+        m = np.abs(a * cos) + np.abs(b * sin)
+        for label, value, result in (("a cos - b sin", a * cos - b * sin, got[:, : width // 2]),
+                                     ("b cos + a sin", b * cos + a * sin, got[:, width // 2:])):
+            low, high = round_exact(value - 4 * 2.0**-53 * m, dtype), round_exact(value + 4 * 2.0**-53 * m, dtype)
+            r = result.astype(np.float64)
+            inside = (r >= low.astype(np.float64)) & (r <= high.astype(np.float64))
+            assert inside.all(), f"{name} {label}: {np.count_nonzero(~inside)} results outside their interval"
+            decided = bits(low) == bits(high)
+            assert_bits_equal(np.ascontiguousarray(result)[decided], low[decided], f"{name} {label}")
+
+
 @pytest.mark.parametrize("layout", ["half", "interleaved"])
 @pytest.mark.parametrize("name", HALF_NAMES)
 def test_rotary_cos_sin(name, layout):
