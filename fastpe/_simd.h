@@ -1103,15 +1103,26 @@ FPE_AVX512BF16 static fpe_idx fpe_apply_bf16i(fpe_half *dst, const fpe_half *src
 #define FPE_ROT32_LOAD_f16(P) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(P)))
 #define FPE_ROT32_LOAD_bf16(P) \
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(P))), 16))
-#define FPE_ROT32_NARROW_f16(V) _mm256_cvtps_ph(V, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-FPE_AVX2 static inline __m128i fpe_rot32_narrow_bf16(__m256 v)
+/* The 16-bit value of y - e (8 lanes) into *out; bit i set where lane i of
+ * y + e rounds to the same one (bfloat16 ties away from zero, as
+ * fpe_f32_to_bf16_bits; float16 by F16C, nearest even: both monotone). */
+FPE_AVX2 static inline unsigned fpe_rot32_decide_f16(__m256 y, __m256 e, __m128i *out)
 {
-    __m256i u = _mm256_castps_si256(v);
-    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
-    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    __m128i lo = _mm256_cvtps_ph(_mm256_sub_ps(y, e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m128i hi = _mm256_cvtps_ph(_mm256_add_ps(y, e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m128i same = _mm_cmpeq_epi16(lo, hi);
+    *out = lo;
+    return (unsigned)_mm_movemask_epi8(_mm_packs_epi16(same, same)) & 0xffu;
 }
-#define FPE_ROT32_NARROW_bf16(V) fpe_rot32_narrow_bf16(V)
+
+FPE_AVX2 static inline unsigned fpe_rot32_decide_bf16(__m256 y, __m256 e, __m128i *out)
+{
+    const __m256i half = _mm256_set1_epi32(0x8000);
+    __m256i lo = _mm256_srli_epi32(_mm256_add_epi32(_mm256_castps_si256(_mm256_sub_ps(y, e)), half), 16);
+    __m256i hi = _mm256_srli_epi32(_mm256_add_epi32(_mm256_castps_si256(_mm256_add_ps(y, e)), half), 16);
+    *out = _mm_packus_epi32(_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1));
+    return (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(lo, hi)));
+}
 
 #define FPE_ROT32_CVT8(P) _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd((P) + 4)), _mm256_cvtpd_ps(_mm256_loadu_pd(P)))
 
@@ -1135,17 +1146,13 @@ FPE_AVX2 static inline __m128i fpe_rot32_narrow_bf16(__m256 v)
             __m256 m = _mm256_fmadd_ps(_mm256_and_ps(a, magnitude), ac,                 \
                                        _mm256_mul_ps(_mm256_and_ps(b, magnitude), as)); \
             __m256 e = _mm256_fmadd_ps(m, eps, floor_);                                 \
-            __m128i la = FPE_ROT32_NARROW_##KIND(_mm256_sub_ps(ya, e));                 \
-            __m128i ha = FPE_ROT32_NARROW_##KIND(_mm256_add_ps(ya, e));                 \
-            __m128i lb = FPE_ROT32_NARROW_##KIND(_mm256_sub_ps(yb, e));                 \
-            __m128i hb = FPE_ROT32_NARROW_##KIND(_mm256_add_ps(yb, e));                 \
-            __m128i same = _mm_and_si128(_mm_cmpeq_epi16(la, ha), _mm_cmpeq_epi16(lb, hb)); \
+            __m128i la, lb;                                                             \
+            unsigned same = fpe_rot32_decide_##KIND(ya, e, &la) & fpe_rot32_decide_##KIND(yb, e, &lb); \
             /* ordered compares: NaN fails them */                                     \
             __m256 fine = _mm256_and_ps(_mm256_cmp_ps(m, largest, _CMP_LT_OQ),          \
                                         _mm256_and_ps(_mm256_cmp_ps(ac, smallest, _CMP_GE_OQ), \
                                                       _mm256_cmp_ps(as, smallest, _CMP_GE_OQ))); \
-            unsigned undecided = (~(unsigned)_mm256_movemask_ps(fine)                   \
-                                  | ~(unsigned)_mm_movemask_epi8(_mm_packs_epi16(same, same))) & 0xffu; \
+            unsigned undecided = ~(same & (unsigned)_mm256_movemask_ps(fine)) & 0xffu;  \
             if (undecided) {                                                            \
                 float fa[8], fb[8];                                                     \
                 fpe_half ta[8], tb[8];                                                  \
@@ -1343,18 +1350,20 @@ FPE_DEFINE_ROTATE(f64)
  * (position 0's sines), are formed again in float64: on random data, a few
  * pairs in a thousand. */
 
-/* float32 -> 16 bits, nearest even, for finite values below 2**121 (an
- * overflow gives the infinity). */
+/* float32 -> 16 bits, to nearest with ties away from zero, for finite values
+ * below 2**121 (an overflow gives the infinity). Monotone, and equal to
+ * nearest even except at ties: ya - e and ya + e lie strictly either side of
+ * the float64 value, so when they round alike it is no tie and the shared
+ * result is its nearest-even rounding. */
 static inline uint32_t fpe_f32_to_bf16_bits(float f)
 {
-    uint32_t u = fpe_bits_of(f);
-    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return (fpe_bits_of(f) + 0x8000u) >> 16;
 }
 
 static inline uint32_t fpe_f32_to_f16_bits(float f)
 {
     uint32_t u = fpe_bits_of(f), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
-    uint32_t normal = (a - ((127u - 15u) << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
+    uint32_t normal = (a - ((127u - 15u) << 23) + 0x1000u) >> 13;
     /* 0.5's float32 ulp is float16's subnormal unit: the addition rounds. */
     uint32_t subnormal = fpe_bits_of(fpe_float_of(a) + 0.5f) - fpe_bits_of(0.5f);
     uint32_t r = a < ((127u - 15u + 1u) << 23) ? subnormal : normal;
