@@ -123,8 +123,10 @@ def cache_info() -> CacheInfo:
 
     Each call needs the frequencies of its encoding and their one-step
     rotations, each grid call its table, and a small common `add_sinusoidal`
-    call reads rows of the encoding in blocks of 256 positions; they are kept
-    in one bounded, thread-safe LRU cache keyed by everything they depend on.
+    call reads rows of the encoding in blocks of 256 positions (fastpe.torch
+    adds its tables on other devices and the rows its compiled graphs are
+    built from); they are kept in one bounded, thread-safe LRU cache keyed by
+    everything they depend on.
     An entry is a pure function of its key, so the cache never changes a
     result.
 

@@ -10,8 +10,10 @@ each operator
 2. takes what it adds or rotates by from fastpe on the CPU, in float64: the
    encoding rows of the call's positions, the cos/sin rows of its
    frequencies and positions, the bias of each relative distance. These are
-   cached on the device (``_tables``, keyed by everything that determines
-   them), so one transfer serves every layer of a model that shares them;
+   kept on the device in fastpe's one cache (keyed by the device, the dtype
+   and everything that determines them, counted against its byte limit and
+   emptied by ``fastpe.cache_clear``), so one transfer serves every layer of
+   a model that shares them;
 3. applies them with torch operations, in float64 for float64 tensors and in
    float32 otherwise (16-bit results rounded from float32): within the
    float32 contract (docs/contract.rst), not the kernels' bits.
@@ -21,15 +23,13 @@ tests run this path on the CPU.
 """
 
 import contextlib
-import threading
-from collections import OrderedDict
 
 import numpy as np
 import torch
 
 from .. import _formulas
 from .._bias import add_alibi, add_relative_bias
-from .._frontdoor import exact_plan
+from .._frontdoor import CACHE, exact_plan
 from .._kernels import pair_columns
 from .._rotary import rotation_request
 from .._tables import cos_sin_rows
@@ -40,10 +40,6 @@ from .._validation.rotary import prefix_positions
 from ._tensors import numpy_dtype, read_view
 
 _state = {"everywhere": False}
-# Device tables kept (each at most the size of the call's own values).
-_TABLE_ENTRIES = 32
-_tables = OrderedDict()
-_lock = threading.Lock()
 _ENCODING_OPTIONS = ("base", "layout", "preset", "padding_idx", "min_timescale", "max_timescale")
 
 
@@ -63,19 +59,10 @@ def forced():
 
 
 def _on_device(key, device, dtype, build):
-    """build() (a float64 ndarray) as a tensor of `dtype` on `device`, kept in the cache under key."""
-    key = (str(device), str(dtype)) + key
-    with _lock:
-        table = _tables.get(key)
-        if table is not None:
-            _tables.move_to_end(key)
-            return table
-    table = torch.from_numpy(np.ascontiguousarray(build())).to(device=device, dtype=dtype)
-    with _lock:
-        _tables[key] = table
-        while len(_tables) > _TABLE_ENTRIES:
-            _tables.popitem(last=False)
-    return table
+    """build() (a float64 ndarray) as a tensor of `dtype` on `device`, kept in fastpe's cache under key
+    (a tensor's nbytes: its bytes on the device)."""
+    return CACHE.get(("device-table", str(device), str(dtype)) + key,
+                     lambda: torch.from_numpy(np.ascontiguousarray(build())).to(device=device, dtype=dtype))
 
 
 def _stand_in(tensor):

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from .._formulas import offset_positions, rope_seq_len
-from .._frontdoor import exact_plan
+from .._frontdoor import CACHE, exact_plan
 from .._kernels import pair_columns
 from .._rope import scaled_frequencies
 from .._tables import cos_sin_rows as exact_cos_sin_rows
@@ -135,11 +135,26 @@ def _plan_fields(arrays, offset, positions, options_text):
             plan.offset_shapes, plan.t_shapes, plan.T)
 
 
-@functools.lru_cache(maxsize=16)
+class _DigitRows:
+    """A cache entry: the digit rows' cos and sin, and their bytes."""
+
+    def __init__(self, cos, sin):
+        self.cos, self.sin, self.nbytes = cos, sin, cos.nbytes + sin.nbytes
+
+
 def _digit_rows(freq_bytes, n_pairs):
     """(cos, sin) float64 of shape (_DIGITS * 256, n_pairs): row i * 256 + j holds the
     rows of position j * 256**i (the top digit's j read as signed), by fastpe's
-    fastpe._tables.cos_sin_rows; rows of top digits no position below 2**53 has are NaN."""
+    fastpe._tables.cos_sin_rows; rows of top digits no position below 2**53 has are NaN.
+    Kept in fastpe's cache."""
+    def build():
+        return _DigitRows(*_build_digit_rows(freq_bytes, n_pairs))
+
+    rows = CACHE.get(("torch-digit-rows", freq_bytes, n_pairs), build)
+    return rows.cos, rows.sin
+
+
+def _build_digit_rows(freq_bytes, n_pairs):
     freq = np.frombuffer(freq_bytes[:8 * n_pairs])
     freq_lo = np.frombuffer(freq_bytes[8 * n_pairs:])
     digit = np.arange(_RADIX, dtype=np.float64)

@@ -9,6 +9,8 @@ from util import assert_within
 
 torch = torch_or_skip()
 
+import fastpe  # noqa: E402
+import fastpe._frontdoor  # noqa: E402
 import fastpe.torch as ft  # noqa: E402
 from fastpe import reference  # noqa: E402
 from fastpe.torch import _device  # noqa: E402
@@ -40,29 +42,44 @@ def test_the_torch_ops_path_keeps_the_float32_contract_far_out(position):
     assert_within(float64_of(q_rot), expected, tolerance("float32", expected, magnitude), f"rotary at {position}")
 
 
+def _device_tables():
+    """The keys of the device tables in fastpe's cache."""
+    return [key for key in fastpe._frontdoor.CACHE.keys() if key[0] == "device-table"]
+
+
 def test_tables_are_cached_per_device_and_reused():
-    _device._tables.clear()
+    fastpe.cache_clear()
     q = torch.randn(2, 4, 8, 16)
     positions = torch.arange(16).reshape(2, 8) * 3
     with on_route("torch ops"):
         first = ft.apply_rotary(q, positions=positions)
-        cached = dict(_device._tables)
+        cached, hits = _device_tables(), fastpe.cache_info().hits
         second = ft.apply_rotary(q.clone(), positions=positions)  # the next layer: the same positions
-    assert cached and all(key[0] == "cpu" for key in cached)
-    assert dict(_device._tables) == cached and all(_device._tables[key] is value for key, value in cached.items())
+    assert cached and all(key[1] == "cpu" for key in cached)
+    assert sorted(map(repr, _device_tables())) == sorted(map(repr, cached))
+    assert fastpe.cache_info().hits > hits, "the second call read the tables the first kept"
     assert torch.equal(first, second)
     with on_route("torch ops"):
         ft.apply_rotary(q, positions=positions + 1)
-    assert len(_device._tables) > len(cached), "new positions, new rows"
+    assert len(_device_tables()) > len(cached), "new positions, new rows"
+    fastpe.cache_clear()
+    assert not _device_tables(), "cache_clear empties the device tables too"
 
 
-def test_the_cache_is_bounded():
-    _device._tables.clear()
+def test_the_device_tables_count_against_the_cache_limit():
+    fastpe.cache_clear()
+    before = fastpe.cache_info().limit
     x = torch.zeros(1, 2, 8)
-    with on_route("torch ops"):
-        for offset in range(3 * _device._TABLE_ENTRIES):
-            ft.add_sinusoidal(x, offset=offset)
-    assert len(_device._tables) == _device._TABLE_ENTRIES
+    try:
+        fastpe.set_cache_limit(4096)
+        with on_route("torch ops"):
+            for offset in range(64):
+                ft.add_sinusoidal(x, offset=offset)
+        assert _device_tables(), "the tables are kept while they fit"
+        assert fastpe.cache_info().nbytes <= 4096
+    finally:
+        fastpe.set_cache_limit(before)
+        fastpe.cache_clear()
 
 
 def test_errors_are_the_numpy_facing_functions_own_on_every_route():
