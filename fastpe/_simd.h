@@ -1088,8 +1088,8 @@ FPE_AVX512BF16 static fpe_idx fpe_apply_bf16i(fpe_half *dst, const fpe_half *src
         B_OUT = NARROW64(fma(vb_, ck_, va_ * sk_));                                     \
     }
 
-/* The 16-bit rotation's float32 form: pairs per block (at most 64, one bit
- * each in a mask), and the constants of its bound (see FPE_ROTATE32_PAIR). */
+/* The 16-bit rotation's float32 form: pairs per block of the portable loop,
+ * and the constants of its bound (see FPE_ROTATE32_PAIR). */
 #define FPE_ROT32_BLOCK 64
 #define FPE_ROT32_EPS 0x1p-21f
 #define FPE_ROT32_FLOOR 0x1p-126f
@@ -1097,9 +1097,9 @@ FPE_AVX512BF16 static fpe_idx fpe_apply_bf16i(fpe_half *dst, const fpe_half *src
 #define FPE_ROT32_SMALLEST 0x1p-100f
 
 /* The 16-bit rotation's float32 form (FPE_ROTATE32_PAIR, whose bound it
- * shares), 8 pairs a step with F16C's conversions for float16: the pairs of
- * one block, both streams of unit stride. Sets bit j of *bad for each pair
- * it cannot decide; returns the pairs done. */
+ * shares), 8 pairs a step with F16C's conversions for float16, both streams
+ * of unit stride: each step is written, its undecided lanes formed again in
+ * float64 first (FPE_ROTATE_PAIR_ONCE); returns the pairs done. */
 #define FPE_ROT32_LOAD_f16(P) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(P)))
 #define FPE_ROT32_LOAD_bf16(P) \
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(P))), 16))
@@ -1333,7 +1333,7 @@ FPE_DEFINE_ROTATE(f64)
 #undef FPE_STORE
 
 /* 16-bit rotation in float32. The result is still the float64 rotation
- * (FPE_ROTATE_PAIR) rounded once; float32 only decides it when it can.
+ * (FPE_ROTATE_PAIR_ONCE) rounded once; float32 only decides it when it can.
  * With a, b read exactly, c = fl32(cos), s = fl32(sin) (|c|, |s| >= 2**-100,
  * so each is within 2**-24 of itself of the float64 value), and
  *   ya = a*c - b*s,  yb = b*c + a*s,  m = |a||c| + |b||s|
@@ -1371,7 +1371,7 @@ static inline uint32_t fpe_f32_to_f16_bits(float f)
     return r | sign;
 }
 
-/* One pair into the block's outputs; *BAD set when float32 cannot decide. */
+/* One pair into the block's outputs; bad[J] set when float32 cannot decide. */
 #define FPE_ROTATE32_PAIR(A_IN, B_IN, J)                                                \
     {                                                                                   \
         float a_ = WIDEN(A_IN), b_ = WIDEN(B_IN);                                        \
