@@ -245,7 +245,16 @@ def apply_rotary(q, k=None, *, offset=0, positions=None, base=None, layout="half
     >>> q.grad.shape
     torch.Size([1, 8, 16, 64])
     """
-    if positions is None and inv_freq is None:
+    if _is_compiling():
+        # Dynamo guards every function and global its trace reads on every call of the compiled code:
+        # straight to the traced rotation, reading as few as can be
+        if inv_freq is None:
+            traced = _rotated_in_graph([q] if k is None else [q, k], offset, positions, encode(
+                base=base, layout=layout, rotary_dim=rotary_dim, scaling=scaling, seq_axis=seq_axis,
+                num_threads=num_threads))
+            if traced is not None:
+                return traced[0] if k is None else tuple(traced)
+    elif positions is None and inv_freq is None:
         made = _impl.eager_rotation((q,) if k is None else (q, k), True, offset, base, layout, rotary_dim, scaling,
                                     seq_axis, num_threads)
         if made is not None:
@@ -260,7 +269,7 @@ def apply_rotary(q, k=None, *, offset=0, positions=None, base=None, layout="half
 def apply_rotary_(q, k=None, *, offset=0, positions=None, base=None, layout="half", rotary_dim=None,
                   inv_freq=None, scaling=None, seq_axis=-2, num_threads=None):
     """`apply_rotary` in place: writes q (and k), bumps their version counters, returns q or (q, k)."""
-    if positions is None and inv_freq is None and _impl.eager_rotation(
+    if positions is None and inv_freq is None and not _is_compiling() and _impl.eager_rotation(
             (q,) if k is None else (q, k), False, offset, base, layout, rotary_dim, scaling, seq_axis,
             num_threads) is not None:
         return q if k is None else (q, k)

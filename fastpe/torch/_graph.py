@@ -68,36 +68,12 @@ class _Plan:
         self.T = T
 
 
-def _static(shape):
-    """Every size a number while Dynamo traces (a symbolic size is no int to ``__class__``,
-    though ``type()`` and ``isinstance`` say int)."""
-    return all(size.__class__ is int for size in shape)
-
-
-def _offset_description(offset):
-    """A hashable description of an offset (None where it needs the operator)."""
-    if isinstance(offset, bool):
-        return None
-    if isinstance(offset, (int, torch.SymInt)):
-        return ("number",)
-    if isinstance(offset, torch.Tensor) and offset.dtype in _INTEGER_DTYPES and offset.ndim <= 1 \
-            and _static(offset.shape):
-        return ("tensor", tuple(offset.shape))
-    return None
-
-
-def _positions_description(positions):
-    if positions is None:
-        return ()
-    if isinstance(positions, torch.Tensor) and positions.dtype in _INTEGER_DTYPES and _static(positions.shape):
-        return (tuple(positions.shape),)
-    return None
-
-
 @functools.lru_cache(maxsize=_PLANS)
 def _plan(arrays, offset, positions, options_text):
     """The plan of a described call, or None where the operator must serve it
     (fastpe refuses it, or its frequencies depend on the positions)."""
+    if offset[0] == "tensor" and offset[2] not in _INTEGER_DTYPES or positions and positions[1] not in _INTEGER_DTYPES:
+        return None  # offsets and positions of other dtypes: the operator's
     options = decode(options_text)
     stand_ins = [np.empty(shape, dtype=numpy_dtype(dtype)) for shape, dtype in arrays]
     offset_stand_in = 0 if offset[0] == "number" else np.zeros(offset[1], dtype=np.int64)
@@ -125,9 +101,8 @@ def _plan(arrays, offset, positions, options_text):
                  req.T)
 
 
-@torch.compiler.assume_constant_result
 def _plan_fields(arrays, offset, positions, options_text):
-    """The plan as constants of the graph (its Python values), or None."""
+    """The plan's fields (Python values), or None."""
     plan = _plan(arrays, offset, positions, options_text)
     if plan is None:
         return None
@@ -178,19 +153,46 @@ def _build_digit_rows(freq_bytes, n_pairs):
 
 @torch.compiler.assume_constant_result
 def _digit_tables(arrays, offset, positions, options_text, device):
-    """The plan's digit rows as float64 tensors on `device`: constants of the graph."""
-    freq = _plan(arrays, offset, positions, options_text).freq
+    """The plan's digit rows as float64 tensors on `device`: constants of the graph; None
+    where there is no plan (the registered operator serves the call)."""
+    plan = _plan(arrays, offset, positions, options_text)
+    if plan is None:
+        return None
+    freq = plan.freq
     cos, sin = _digit_rows(freq.freq_bytes, freq.freq.shape[0])
     return torch.from_numpy(cos).to(device), torch.from_numpy(sin).to(device)
 
 
 def _describe(arrays, offset, positions, encoded):
-    """The call's description (constants), or None where the operator must serve it."""
-    if not all(_static(a.shape) and a.is_floating_point() for a in arrays):
-        return None  # symbolic shapes: fastpe's checks take numbers (and integer arrays are refused by them)
-    offset_desc, positions_desc = _offset_description(offset), _positions_description(positions)
-    if offset_desc is None or positions_desc is None:
+    """The call's description (constants), or None where the operator must serve it: float tensors
+    of static shapes (a symbolic size is no int to ``__class__``, though ``type()`` and
+    ``isinstance`` say int; fastpe's checks take numbers), an offset that is a number or a tensor of
+    at most one axis, positions a tensor (their dtypes are _plan's to check). One function, and
+    few globals: Dynamo guards each function and global it reads."""
+    tensor, sizes = torch.Tensor, []
+    for a in arrays:
+        if not isinstance(a, tensor) or not a.is_floating_point():
+            return None
+        sizes.extend(a.shape)
+    if isinstance(offset, bool):
         return None
+    if isinstance(offset, (int, torch.SymInt)):
+        offset_desc = ("number",)
+    elif isinstance(offset, tensor) and offset.ndim <= 1:
+        offset_desc = ("tensor", tuple(offset.shape), offset.dtype)
+        sizes.extend(offset.shape)
+    else:
+        return None
+    if positions is None:
+        positions_desc = ()
+    elif isinstance(positions, tensor):
+        positions_desc = (tuple(positions.shape), positions.dtype)
+        sizes.extend(positions.shape)
+    else:
+        return None
+    for size in sizes:
+        if size.__class__ is not int:
+            return None
     return tuple((tuple(a.shape), a.dtype) for a in arrays), offset_desc, positions_desc, encoded
 
 
@@ -229,31 +231,50 @@ def work_dtype(*tensors):
 
 def rotated_by_rows(a, cos, sin, pairs, rotary_dim):
     """A new tensor: a's pairs rotated by (cos, sin) (broadcastable to a's pairs, work dtype), the
-    channels beyond rotary_dim passed through. pairs: fastpe._rotary.pair_columns' (first, second, step)."""
-    first, second, step = pairs
+    channels beyond rotary_dim passed through. pairs: fastpe._rotary.pair_columns' (first, second, step).
+
+    The rotary channels are viewed with the pair's two members on an axis of
+    size 2 (``(2, half)`` for "half", ``(half, 2)`` for "interleaved"), and
+    both members come from one expression, ``x * cos + flip(x) * (-sin, sin)``:
+    a single pointwise node that inductor fuses with what reads the result
+    (a concatenation of the two halves is a kernel of its own on the CPU).
+    The products and sums are those of ``x1 cos - x2 sin``, ``x2 cos + x1 sin``."""
+    step = pairs[2]  # the pairs' first members start at channel 0 in both layouts
     half = rotary_dim // 2
-    x1 = a[..., first:first + step * (half - 1) + 1:step].to(cos.dtype)
-    x2 = a[..., second:second + step * (half - 1) + 1:step].to(cos.dtype)
-    n1, n2 = (x1 * cos - x2 * sin).to(a.dtype), (x2 * cos + x1 * sin).to(a.dtype)
-    if step == 1:  # (k, k + half)
-        parts = [n1, n2]
-    else:  # (2k, 2k + 1)
-        parts = [torch.stack((n1, n2), dim=-1).flatten(-2)]
+    pair_axis = -2 if step == 1 else -1
+    sizes = (2, half) if step == 1 else (half, 2)
+    x = a[..., :rotary_dim].unflatten(-1, sizes).to(cos.dtype)
+    cos, sin = cos.unsqueeze(pair_axis), sin.unsqueeze(pair_axis)
+    signed_sin = torch.cat((-sin, sin), dim=pair_axis)
+    turned = (x * cos + x.flip(pair_axis) * signed_sin).to(a.dtype).flatten(-2)
     if rotary_dim < a.shape[-1]:
-        parts.append(a[..., rotary_dim:])
-    return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        return torch.cat((turned, a[..., rotary_dim:]), dim=-1)
+    return turned
 
 
 def rotated(arrays, offset, positions, encoded):
     """New tensors, the arrays rotated in torch operations (see the module docstring); None where the
-    call needs the registered operator."""
+    call needs the registered operator.
+
+    Dynamo traces this function and what it calls, and guards every function
+    and global it reads on every call of the compiled code (a tenth of a
+    microsecond or more each): so it traces only the call's description and
+    the constant tables, and hands the arithmetic to ``_rotation``, which
+    Dynamo puts in the graph as one call (``allow_in_graph``) and AOTAutograd
+    traces into the operations inductor fuses."""
     description = _describe(arrays, offset, positions, encoded)
-    fields = None if description is None else _plan_fields(*description)
-    if fields is None:
+    tables = None if description is None else _digit_tables(*description, arrays[0].device)
+    if tables is None:
         return None
-    rotary_dim, pairs, factor, prefix_shapes, offset_shapes, t_shapes, T = fields
+    return _rotation(arrays, offset, positions, tables[0], tables[1], encoded)
+
+
+@torch._dynamo.allow_in_graph
+def _rotation(arrays, offset, positions, cos_digits, sin_digits, encoded):
+    """The rotation of a described call (``rotated``) in torch operations, by the digit rows' product."""
+    rotary_dim, pairs, factor, prefix_shapes, offset_shapes, t_shapes, T = _plan_fields(
+        *_describe(arrays, offset, positions, encoded))
     device = arrays[0].device
-    cos_digits, sin_digits = _digit_tables(*description, str(device))
     work = work_dtype(*arrays)
     rows = {}
     results = []

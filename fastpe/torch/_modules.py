@@ -12,7 +12,10 @@ import torch
 
 from .._formulas import FAIRSEQ_PADDING_IDX
 from . import _functions, _impl
+from ._graph import rotated as _rotated_in_graph
 from ._options import decode, encode
+
+_is_compiling = torch.compiler.is_compiling
 
 
 class SinusoidalPositionalEmbedding(torch.nn.Module):
@@ -142,7 +145,9 @@ class RotaryEmbedding(torch.nn.Module):
                 if a.shape[-1] != self.dim:
                     raise ValueError(f"{name} has {a.shape[-1]} channels, the module was built for dim={self.dim}")
         rotated = None
-        if positions is None:
+        if _is_compiling():  # straight to the traced rotation, as fastpe.torch.apply_rotary goes
+            rotated = _rotated_in_graph(arrays, offset, positions, self._encoded)
+        elif positions is None:
             rotated = _impl.eager_rotation(tuple(arrays), True, offset, **self._options)
         if rotated is None:
             rotated = _functions.rotate(arrays, offset, positions, None, self._options, self._encoded)
