@@ -15,7 +15,9 @@ the rounds are printed), at 2 torch threads (``--threads``) and fastpe's default
 * forward + backward of the rotation of q and k (4, 32, 2048, 128) float32:
   Hugging Face's eager formula against fastpe.torch.apply_rotary;
 * the same decode step and a (1, 32, 256, 128) step inside torch.compile
-  (inductor): a function using fastpe.torch against the same function with
+  (inductor): a function using fastpe.torch (apply_rotary from the offset,
+  and apply_rotary_cos_sin with Hugging Face's cos/sin rows, what
+  fastpe.hf.apply_rotary_pos_emb calls) against the same function with
   Hugging Face's formula.
 """
 
@@ -139,15 +141,24 @@ def compiled(rounds):
             q2, k2 = fastpe.torch.apply_rotary(q, k, offset=start)
             return q2 * 0.5, k2 * 0.5
 
+        def with_given_rows(q, k, start):  # Hugging Face's cos and sin, fastpe's apply_rotary_pos_emb
+            pid = (start + torch.arange(T))[None]
+            q2, k2 = fastpe.torch.apply_rotary_cos_sin(q, k, cos_table[pid], sin_table[pid])
+            return q2 * 0.5, k2 * 0.5
+
         # Static shapes for both (each shape compiled on its own, as a model compiles its decode step)
         hf_c = torch.compile(with_hf, fullgraph=True, dynamic=False)
         fp_c = torch.compile(with_fastpe, fullgraph=True, dynamic=False)
-        for fn in (hf_c, fp_c):
-            fn(q, k, starts[0])
-            fn(q, k, starts[1])
+        rows_c = torch.compile(with_given_rows, fullgraph=True, dynamic=False)
+        with torch.no_grad():  # compiled under the grad mode they are timed in (another mode recompiles)
+            for fn in (hf_c, fp_c, rows_c):
+                fn(q, k, starts[0])
+                fn(q, k, starts[1])
         contenders = {
             "torch.compile(HF formula)": lambda i: hf_c(q, k, starts[i % len(starts)]),
             "torch.compile(fastpe.torch.apply_rotary)": lambda i: fp_c(q, k, starts[i % len(starts)]),
+            "torch.compile(fastpe.torch.apply_rotary_cos_sin, HF's rows)": lambda i: rows_c(
+                q, k, starts[i % len(starts)]),
             "eager fastpe.torch.apply_rotary": lambda i: with_fastpe(q, k, starts[i % len(starts)]),
         }
         with torch.no_grad():

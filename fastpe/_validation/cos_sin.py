@@ -25,6 +25,12 @@ def _unsqueezed(name, table, unsqueeze_dim):
     return np.expand_dims(table, unsqueeze_dim)
 
 
+def repeat_halves_message(name, half):
+    """The refusal of a table whose halves differ."""
+    return (f"{name} must repeat its first half in its second (cat(freqs, freqs), as Hugging Face's rotary modules "
+            f"build it): the rotation pairs channel k with k + {half}")
+
+
 def cos_sin_request(arrays, cos, sin, unsqueeze_dim, out):
     """(request with arrays, outs and repeated as in rotary_request; cos and
     sin as float64 arrays with the new axis inserted, broadcastable to every array)."""
@@ -49,8 +55,7 @@ def cos_sin_request(arrays, cos, sin, unsqueeze_dim, out):
     half = cos.shape[-1] // 2
     for table, name in ((cos, "cos"), (sin, "sin")):
         if not np.array_equal(table[..., :half], table[..., half:]):
-            raise ValueError(f"{name} must repeat its first half in its second (cat(freqs, freqs), as Hugging "
-                             f"Face's rotary modules build it): the rotation pairs channel k with k + {half}")
+            raise ValueError(repeat_halves_message(name, half))
     req.outs = None if out is None else [check_out(o, a.shape, a.dtype, name=f"out[{i}]")
                                          for i, (o, a) in enumerate(zip(out, checked))]
     _check_targets(req, names)

@@ -65,7 +65,7 @@ def _on_device(key, device, dtype, build):
                      lambda: torch.from_numpy(np.ascontiguousarray(build())).to(device=device, dtype=dtype))
 
 
-def _stand_in(tensor):
+def stand_in(tensor):
     """An array of the tensor's shape and (NumPy) dtype for fastpe's checks of an array it writes:
     allocated, never touched."""
     return np.empty(tuple(tensor.shape), dtype=numpy_dtype(tensor.dtype))
@@ -93,7 +93,7 @@ def _host(value, default=None):
 def add_sinusoidal_into(out, x, offset, positions, inv_freq, options):
     offset, positions, inv_freq = _host(offset, 0), _host(positions), _host(inv_freq)
     get = options.get
-    req = add_request(_stand_in(x), offset, positions, get("scale"), get("base"), get("layout"), inv_freq, None,
+    req = add_request(stand_in(x), offset, positions, get("scale"), get("base"), get("layout"), inv_freq, None,
                       get("num_threads"), get("preset"), get("padding_idx"), get("min_timescale"),
                       get("max_timescale"))
     encoding = {name: get(name) for name in _ENCODING_OPTIONS}
@@ -123,7 +123,7 @@ def table_rows(x_like, table_like, offset, positions, scale=None, num_threads=No
 
 
 def add_table_into(out, x, table, offset, positions, options):
-    rows, scale = table_rows(_stand_in(x), table_stand_in(table), offset, positions, options.get("scale"),
+    rows, scale = table_rows(stand_in(x), table_stand_in(table), offset, positions, options.get("scale"),
                              options.get("num_threads"))
     work = _work_dtype(x, table)
     gathered = table.detach().to(work)[torch.from_numpy(rows).to(table.device)]
@@ -140,7 +140,7 @@ def _pair_slices(layout, rotary_dim):
 
 def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=False):
     get = options.get
-    req = rotation_request([_stand_in(a) for a in arrays], _host(offset, 0), _host(positions), get("base"),
+    req = rotation_request([stand_in(a) for a in arrays], _host(offset, 0), _host(positions), get("base"),
                            get("layout", "half"), get("rotary_dim"), _host(inv_freq), get("scaling"),
                            get("seq_axis", -2), None, get("num_threads"))
     firsts, seconds = _pair_slices(req.layout, req.rotary_dim)
@@ -169,7 +169,7 @@ def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=Fa
 
 
 def cos_sin_into(outs, arrays, cos, sin, unsqueeze_dim, transpose=False):
-    cos_sin_request([_stand_in(a) for a in arrays], _host(cos), _host(sin), unsqueeze_dim, None)
+    cos_sin_request([stand_in(a) for a in arrays], _host(cos), _host(sin), unsqueeze_dim, None)
     work = _work_dtype(*arrays)
     cos_u, sin_u = cos.unsqueeze(unsqueeze_dim).to(work), sin.unsqueeze(unsqueeze_dim).to(work)
     if transpose:
@@ -208,7 +208,7 @@ class _Lookup:
 
 
 def alibi_into(out, scores, slopes, offset, key_positions, options):
-    _, _, slopes, max_bias, off, kp, _ = alibi_request(_stand_in(scores), _host(slopes),
+    _, _, slopes, max_bias, off, kp, _ = alibi_request(stand_in(scores), _host(slopes),
                                                        options.get("max_bias", DEFAULT_MAX_BIAS), _host(offset, 0),
                                                        _host(key_positions), None, options.get("num_threads"))
     B, H, Tq, Tk = scores.shape
@@ -226,7 +226,7 @@ def alibi_into(out, scores, slopes, offset, key_positions, options):
 
 
 def relative_bias_into(out, scores, bias_table, offset, options):
-    _, _, table, settings, off, _ = relative_request(_stand_in(scores), _host(bias_table),
+    _, _, table, settings, off, _ = relative_request(stand_in(scores), _host(bias_table),
                                                      options.get("bidirectional"), options.get("num_buckets"),
                                                      options.get("max_distance"), _host(offset, 0), None,
                                                      options.get("num_threads"))

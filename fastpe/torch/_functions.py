@@ -21,6 +21,7 @@ import torch
 from .._validation.torch_tensors import refuse_inference_write
 from . import _impl, _ops
 from ._graph import rotated as _rotated_in_graph
+from ._graph import rotated_by_cos_sin as _rotated_by_cos_sin_in_graph
 from ._options import encode
 from ._tensors import bump_versions, check_tensor, eager_route, needs_grad, op_tensor, refuse_grad
 
@@ -299,6 +300,10 @@ def apply_rotary_cos_sin(q, k, cos, sin, *, unsqueeze_dim=1):
     >>> torch.allclose(q_rot, fastpe.torch.apply_rotary(q), atol=1e-6)
     True
     """
+    if _is_compiling():  # one traced call (fastpe.torch._graph), few functions for Dynamo to guard
+        arrays = _arrays(q, k, "apply_rotary")
+        return _returned(_rotated_by_cos_sin_in_graph(arrays, check_tensor("cos", cos, "apply_rotary"),
+                                                      check_tensor("sin", sin, "apply_rotary"), unsqueeze_dim), k)
     made = _impl.eager_cos_sin((q,) if k is None else (q, k), True, cos, sin, unsqueeze_dim)
     if made is not None:
         return _returned(made, k)

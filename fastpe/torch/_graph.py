@@ -41,8 +41,11 @@ from .._frontdoor import CACHE, exact_plan
 from .._kernels import pair_columns
 from .._rope import scaled_frequencies
 from .._tables import cos_sin_rows as exact_cos_sin_rows
+from .._validation.cos_sin import cos_sin_request, repeat_halves_message
 from .._validation.rotary import complete_rotary_request, last_position, prefix_positions, rotary_request
 from .._validation.scalars import POSITION_LIMIT, position_limit_error
+from . import _ops
+from ._device import stand_in
 from ._options import decode
 from ._tensors import numpy_dtype
 
@@ -294,3 +297,48 @@ def _rotation(arrays, offset, positions, cos_digits, sin_digits, encoded):
         shape = prefix_shapes[i] + (1,) * (a.ndim - 1 - len(prefix_shapes[i])) + (rotary_dim // 2,)
         results.append(rotated_by_rows(a, cos.reshape(shape), sin.reshape(shape), pairs, rotary_dim))
     return results
+
+
+# ------------------------------------------------------------------ rotation by given cos and sin
+
+@torch._dynamo.allow_in_graph
+def rotated_by_cos_sin(arrays, cos, sin, unsqueeze_dim):
+    """fastpe.torch.apply_rotary_cos_sin while a graph is traced: new tensors.
+
+    Hugging Face's ``a * cos' + rotate_half(a) * sin'`` written, as
+    ``rotated_by_rows`` writes a rotation, as one pointwise expression over
+    the pairs ``(k, k + D/2)`` that inductor fuses with its neighbours, in
+    float64: each product of float32 values is exact there and the sum is
+    rounded once, so float32 results are the kernels' bits (other dtypes:
+    within the float32 contract). fastpe's checks run on stand-ins of the
+    shapes while tracing; that each table repeats its first half in its
+    second (a fact of its values) is checked in the graph
+    (``torch._assert_async``: a RuntimeError with fastpe's message). Symbolic
+    shapes, and calls fastpe refuses, take the registered operator, which
+    checks when the graph runs. Dynamo puts this function in its graph as one
+    call (``allow_in_graph``): it guards nothing inside."""
+    shapes = [tuple(t.shape) for t in (*arrays, cos)]
+    try:
+        if not all(size.__class__ is int for shape in shapes for size in shape):
+            raise TypeError("symbolic shapes")
+        cos_sin_request([stand_in(a) for a in arrays], np.zeros(shapes[-1]), np.zeros(tuple(sin.shape)),
+                        unsqueeze_dim, None)
+    except (TypeError, ValueError, IndexError):
+        return _ops.apply_rotary_cos_sin(list(arrays), cos, sin, unsqueeze_dim, False)
+    half = cos.shape[-1] // 2
+    for table, name in ((cos, "cos"), (sin, "sin")):
+        torch._assert_async((table[..., :half] == table[..., half:]).all(), _halves_message(name, half))
+    pairs = (2, half)
+    cos_u = cos.unsqueeze(unsqueeze_dim).unflatten(-1, pairs).to(torch.float64)
+    sin_u = sin.unsqueeze(unsqueeze_dim).unflatten(-1, pairs).to(torch.float64)
+    signed_sin = sin_u * torch.tensor([[-1.0], [1.0]], dtype=torch.float64, device=cos.device)  # rotate_half's sign
+    results = []
+    for a in arrays:
+        x = a.unflatten(-1, pairs).to(torch.float64)
+        results.append((x * cos_u + x.flip(-2) * signed_sin).to(a.dtype).flatten(-2))
+    return results
+
+
+@functools.lru_cache(maxsize=8)
+def _halves_message(name, half):
+    return repeat_halves_message(name, half) + " (checked in the compiled code)"

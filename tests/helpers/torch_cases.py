@@ -31,6 +31,12 @@ def on_route(route):
             yield
 
 
+def seeded_randn(*shape, dtype=torch.float32, seed=0, grad=False):
+    """Standard normal values drawn in float64 from a seeded generator, rounded to dtype."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype).requires_grad_(grad)
+
+
 def float64_of(t):
     """A tensor's values as a new float64 NumPy array (exact for every supported dtype; never the tensor's memory)."""
     return t.detach().to(torch.float64, copy=True).cpu().numpy()
@@ -82,17 +88,22 @@ def tensor_in_layout(shape, dtype, layout, seed=0):
 
 
 class GraphRecorder:
-    """A torch.compile backend that keeps every graph Dynamo hands it and runs it with aot_eager
-    (AOTAutograd's decompositions and backward, no code generation: quick)."""
+    """A torch.compile backend that keeps every graph Dynamo hands it, and every graph AOTAutograd
+    traces from them (what a function Dynamo calls as one node, allow_in_graph, computes), and runs
+    them with aot_eager (AOTAutograd's decompositions and backward, no code generation: quick)."""
 
     def __init__(self):
         self.graphs = []
 
     def __call__(self, gm, example_inputs):
-        from torch._dynamo.backends.debugging import aot_eager
+        from torch._dynamo.backends.debugging import aot_eager, boxed_nop
+
+        def keep(traced, inputs):
+            self.graphs.append(traced)
+            return boxed_nop(traced, inputs)
 
         self.graphs.append(gm)
-        return aot_eager(gm, example_inputs)
+        return aot_eager(gm, example_inputs, fw_compiler=keep, bw_compiler=keep)
 
     def fastpe_operators(self):
         """The fastpe operators the graphs call."""

@@ -16,7 +16,7 @@ import torch._dynamo.testing  # noqa: E402
 import exact  # noqa: E402
 import fastpe.torch as ft  # noqa: E402
 from fastpe import reference  # noqa: E402
-from torch_cases import GraphRecorder, float64_of, tolerance  # noqa: E402
+from torch_cases import GraphRecorder, float64_of, seeded_randn, tolerance  # noqa: E402
 
 # Inductor's own imports warn so (torch 2.13); pytest turns warnings into errors.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
@@ -35,10 +35,6 @@ def _fresh_dynamo():
     yield
     torch._dynamo.reset()
 
-
-def _randn(*shape, dtype=torch.float32, seed=0, grad=False):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype).requires_grad_(grad)
 
 
 def _compile(fn, backend=None, **kwargs):
@@ -95,7 +91,7 @@ def test_compiled_rotation_keeps_the_contract_with_one_graph(case):
     dtype, layout, scaling, rotary_dim, kind, seq_axis = case
     B, T = 2, 5
     shape_q, shape_k = ((B, 4, T, 16), (B, 2, T, 16)) if seq_axis == -2 else ((B, T, 4, 16), (B, T, 2, 16))
-    q, k = _randn(*shape_q, dtype=getattr(torch, dtype), seed=1), _randn(*shape_k, dtype=getattr(torch, dtype),
+    q, k = seeded_randn(*shape_q, dtype=getattr(torch, dtype), seed=1), seeded_randn(*shape_k, dtype=getattr(torch, dtype),
                                                                         seed=2)
     options = dict(layout=layout, scaling=scaling, rotary_dim=rotary_dim, seq_axis=seq_axis)
     compiled, counter, graphs = _compile(lambda q, k, where: ft.apply_rotary(q, k, **where, **options))
@@ -124,7 +120,7 @@ def test_compiled_rotation_is_exact_to_the_largest_positions(sign):
 def test_no_recompile_for_new_positions_with_inductor():
     """The decode step as a model compiles it (inductor, static shapes): new offsets and position ids
     are data of one graph."""
-    q, k = _randn(1, 8, 1, 32, seed=3), _randn(1, 2, 1, 32, seed=4)
+    q, k = seeded_randn(1, 8, 1, 32, seed=3), seeded_randn(1, 2, 1, 32, seed=4)
     counter = torch._dynamo.testing.CompileCounterWithBackend("inductor")
 
     def step(q, k, offset, position_ids):
@@ -145,7 +141,7 @@ def test_no_recompile_for_new_positions_with_inductor():
 
 def test_a_symbolic_int_offset_is_traced_too():
     """A Python int offset that Dynamo made a symbol (its second value) is data of the traced rotation."""
-    q = _randn(1, 4, 3, 16, seed=5)
+    q = seeded_randn(1, 4, 3, 16, seed=5)
     compiled, counter, graphs = _compile(lambda q, offset: ft.apply_rotary(q, offset=offset))
     for p in (3, 17, 400, 2**20):
         _assert_contract([compiled(q, p)], [q], _reference([q], offset=p), f"offset {p}")
@@ -154,8 +150,8 @@ def test_a_symbolic_int_offset_is_traced_too():
 
 def test_compiled_gradients_are_the_transposed_rotation():
     """d/dq sum(w * rot_p(q)) = rot_-p(w) (a rotation's transpose is its inverse), from the reference."""
-    q = _randn(2, 3, 4, 16, seed=6, grad=True)
-    w = _randn(2, 3, 4, 16, seed=7)
+    q = seeded_randn(2, 3, 4, 16, seed=6, grad=True)
+    w = seeded_randn(2, 3, 4, 16, seed=7)
     positions = torch.tensor([[5, 9, 2**20, 3], [0, 1, 2, 70000]])
     compiled, _, graphs = _compile(lambda q, pos: (ft.apply_rotary(q, positions=pos, scaling=LLAMA3) * w).sum())
     compiled(q, positions).backward()
@@ -165,8 +161,8 @@ def test_compiled_gradients_are_the_transposed_rotation():
 
 
 def test_compiled_rotation_passes_gradcheck():
-    q = _randn(1, 2, 3, 8, dtype=torch.float64, seed=8, grad=True)
-    k = _randn(1, 1, 3, 8, dtype=torch.float64, seed=9, grad=True)
+    q = seeded_randn(1, 2, 3, 8, dtype=torch.float64, seed=8, grad=True)
+    k = seeded_randn(1, 1, 3, 8, dtype=torch.float64, seed=9, grad=True)
     offset = torch.tensor([2**30 + 1])
     compiled, counter, graphs = _compile(lambda q, k: ft.apply_rotary(q, k, offset=offset, scaling=YARN,
                                                                        layout="interleaved"))
@@ -175,7 +171,7 @@ def test_compiled_rotation_passes_gradcheck():
 
 
 def test_compiled_in_place_rotation_of_one_tensor():
-    cache = _randn(1, 2, 6, 16, seed=10)
+    cache = seeded_randn(1, 2, 6, 16, seed=10)
     expected = reference.apply_rotary(float64_of(cache), offset=40)
 
     def rotate_cache(c, offset):
@@ -192,7 +188,7 @@ def test_compiled_in_place_rotation_of_one_tensor():
 
 def test_two_tensors_in_place_keep_the_operator():
     """The operator checks whether q and k overlap when the graph runs (a trace cannot)."""
-    q, k = _randn(1, 2, 3, 8, seed=11), _randn(1, 2, 3, 8, seed=12)
+    q, k = seeded_randn(1, 2, 3, 8, seed=11), seeded_randn(1, 2, 3, 8, seed=12)
     compiled, _, graphs = _compile(lambda q, k: ft.apply_rotary_(q.clone(), k.clone(), offset=5))
     _assert_contract(compiled(q, k), [q, k], _reference([q, k], offset=5), "q and k in place")
     assert graphs.fastpe_operators() == {"fastpe.apply_rotary_.default"}
@@ -200,7 +196,7 @@ def test_two_tensors_in_place_keep_the_operator():
 
 @pytest.mark.parametrize("call", ["dynamic scaling", "inv_freq", "float positions", "symbolic sequence length"])
 def test_what_cannot_be_traced_takes_the_operator(call):
-    q = _randn(1, 2, 5, 16, seed=13)
+    q = seeded_randn(1, 2, 5, 16, seed=13)
     inv_freq = torch.from_numpy(fastpe_inv_freq := 1.0 / 10000.0 ** (np.arange(8) / 8))
     calls = {
         "dynamic scaling": (lambda q: ft.apply_rotary(q, offset=torch.tensor(3), scaling=DYNAMIC),
@@ -219,7 +215,7 @@ def test_what_cannot_be_traced_takes_the_operator(call):
 
 def test_a_compiled_position_beyond_the_limit_raises_fastpes_message():
     compiled, _, _ = _compile(lambda q, offset: ft.apply_rotary(q, offset=offset))
-    q = _randn(1, 1, 2, 8)
+    q = seeded_randn(1, 1, 2, 8)
     compiled(q, torch.tensor(2**53 - 2))  # positions 2**53 - 2 and 2**53 - 1: accepted
     with pytest.raises(RuntimeError, match="2\\*\\*53"):
         compiled(q, torch.tensor(2**53 - 1))
@@ -228,7 +224,7 @@ def test_a_compiled_position_beyond_the_limit_raises_fastpes_message():
 def test_a_call_fastpe_refuses_is_refused_under_compile():
     compiled, _, _ = _compile(lambda q: ft.apply_rotary(q, offset=torch.tensor(1), rotary_dim=3))
     with pytest.raises(Exception, match="rotary_dim must be even and >= 2") as error:
-        compiled(_randn(1, 1, 2, 8))
+        compiled(seeded_randn(1, 1, 2, 8))
     assert isinstance(error.value, ValueError) or isinstance(error.value.__cause__, ValueError)
 
 
@@ -243,7 +239,7 @@ class _RotaryLayer(torch.nn.Module):
 
 def test_export_traces_the_rotation_as_torch_operations():
     """The exported program rotates in aten operations (no fastpe operator to load where it runs)."""
-    q, k = _randn(2, 4, 3, 16, seed=14), _randn(2, 2, 3, 16, seed=15)
+    q, k = seeded_randn(2, 4, 3, 16, seed=14), seeded_randn(2, 2, 3, 16, seed=15)
     program = torch.export.export(_RotaryLayer(), (q, k, torch.tensor([[0, 1, 2], [7, 8, 9]])))
     called = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
     assert not any(name.startswith("fastpe.") for name in called)
