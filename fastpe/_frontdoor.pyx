@@ -29,6 +29,7 @@ rotation by given cos and sin tables.
 """
 
 cimport numpy as cnp
+from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.math cimport NAN, fabs, floor, isfinite
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc

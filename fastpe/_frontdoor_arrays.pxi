@@ -72,15 +72,17 @@ cdef bint _intake_tensor(object x, ArrayDesc *d, int min_ndim, bint half_too=Fal
         d.itemsize = 2
     else:
         return False
-    if not x.is_cpu or x.layout is not _TORCH_STRIDED or x.is_neg() or x._is_zerotensor():
-        return False
-    cdef tuple shape = tuple(x.shape)
+    if not x.is_cpu or x.layout is not _TORCH_STRIDED or x.is_neg():
+        return False  # (a ZeroTensor's data pointer is null: _tensor_data_into refuses it)
+    cdef object shape = x.shape  # a torch.Size, which is a tuple: read in place, not copied
     cdef int axis
-    d.ndim = len(shape)
+    if not PyTuple_Check(shape):
+        return False
+    d.ndim = PyTuple_GET_SIZE(shape)
     if d.ndim < min_ndim or d.ndim > FPE_MAX_DIMS:
         return False
     for axis in range(d.ndim):
-        d.shape[axis] = shape[axis]
+        d.shape[axis] = <object>PyTuple_GET_ITEM(shape, axis)
     if not _tensor_data_into(x, d):
         return False
     return d.size > 0 and not internal_overlap(d)
@@ -89,11 +91,11 @@ cdef bint _intake_tensor(object x, ArrayDesc *d, int min_ndim, bint half_too=Fal
 cdef bint _tensor_data_into(object x, ArrayDesc *d) except -1:
     """d's data, strides (in bytes; the tensor's are in elements) and size,
     of a tensor of d's ndim, shape and itemsize; False when its data is not
-    aligned to its items."""
+    aligned to its items, or the pointer is null (a ZeroTensor: no memory)."""
     cdef tuple strides = x.stride()
     cdef uintptr_t address = <uintptr_t>x.data_ptr()
     cdef int axis
-    if address % d.itemsize or len(strides) != d.ndim:
+    if address == 0 or address % d.itemsize or len(strides) != d.ndim:
         return False
     d.data = <char *>address
     d.size = 1

@@ -85,6 +85,17 @@ def test_zero_tensor_refused(mod):
     assert not x.any()
 
 
+@pytest.mark.parametrize("mod", MODULES)
+def test_zero_tensor_refused_by_the_rotary_front_door(mod):
+    """Regression: the compiled front door tells a ZeroTensor by its null data pointer (it no longer asks
+    _is_zerotensor()); the call falls to the general path, which refuses it by name."""
+    q, zero = torch.zeros(1, 2, 3, 8), torch._efficientzerotensor(1, 2, 3, 8)
+    for arrays in ((zero,), (q, zero), (zero, q)):
+        with pytest.raises(TypeError, match=r"arrays\[\d\] is a ZeroTensor"):
+            mod.apply_rotary(*arrays, offset=3)
+        assert not q.any()
+
+
 def test_resolved_tensors_accepted():
     """The way out the messages name works, and writes through the resolved tensor."""
     t = negated_view((1, 3, 4)).resolve_neg()
