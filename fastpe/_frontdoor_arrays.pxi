@@ -49,6 +49,75 @@ def register_torch(tensor, parameter, float32, float64, float16, bfloat16, strid
     _TORCH_FLOAT32, _TORCH_FLOAT64, _TORCH_FLOAT16, _TORCH_BFLOAT16 = float32, float64, float16, bfloat16
 
 
+# What fastpe.torch's eager route asks torch (register_torch_route), and how many of fastpe.torch's
+# private contexts that send calls another way (always_dispatch, torch_ops_everywhere) are open.
+cdef object _DISPATCH_MODES = None
+cdef object _FUNCTION_MODES = None
+cdef object _FUNCTORCH_LAYER = None
+cdef object _GRAD_ENABLED = None
+cdef object _INFERENCE_MODE = None
+cdef object _INCREMENT_VERSION = None
+cdef int _ROUTE_CLOSED = 1  # until register_torch_route
+
+
+def register_torch_route(dispatch_modes, function_modes, functorch_layer, grad_enabled, inference_mode,
+                         increment_version):
+    """Called once by fastpe.torch: torch's questions _torch_route_open asks
+    (torch._C._len_torch_dispatch_stack, _is_torch_function_mode_enabled,
+    _functorch.peek_interpreter_stack, is_grad_enabled,
+    is_inference_mode_enabled), and torch._C._increment_version."""
+    global _DISPATCH_MODES, _FUNCTION_MODES, _FUNCTORCH_LAYER, _GRAD_ENABLED, _INFERENCE_MODE, _ROUTE_CLOSED
+    global _INCREMENT_VERSION
+    _DISPATCH_MODES, _FUNCTION_MODES, _FUNCTORCH_LAYER = dispatch_modes, function_modes, functorch_layer
+    _GRAD_ENABLED, _INFERENCE_MODE, _INCREMENT_VERSION = grad_enabled, inference_mode, increment_version
+    _ROUTE_CLOSED -= 1
+
+
+def close_torch_route(int by):
+    """by=1 when one of fastpe.torch's private contexts that send calls another way opens, -1 when it closes."""
+    global _ROUTE_CLOSED
+    _ROUTE_CLOSED += by
+
+
+def through_torch_route(door, tuple arrays, bint into_new, tuple route_tensors, offset, *arguments):
+    """door(arrays, into_new, *arguments), a front door of this module, for
+    fastpe.torch once it knows torch is not compiling (this function is no
+    Python a compiler could trace), when _torch_route_open(route_tensors,
+    offset) lets the call skip the dispatcher; the version counters of arrays
+    written in place bumped (what torch's own in-place operations do). None
+    where another way must serve the call (nothing written)."""
+    if not _torch_route_open(route_tensors, offset, () if into_new else arrays):
+        return None
+    done = door(arrays, into_new, *arguments)
+    if done is not None and not into_new:
+        _INCREMENT_VERSION(arrays)
+    return done
+
+
+cdef bint _torch_route_open(tuple tensors, offset, tuple written) except -1:
+    """May the call write through the front doors, unseen by the dispatcher?
+    Yes when no dispatch or function mode or functorch transform is on and no
+    private context is open, the offset is no tensor, every tensor is a plain
+    torch.Tensor or Parameter none of which requires grad while grad mode is
+    on, and, outside inference mode, none of those written is an inference
+    tensor (the general path refuses to write those)."""
+    if _ROUTE_CLOSED or _DISPATCH_MODES() or _FUNCTION_MODES() or _FUNCTORCH_LAYER() is not None:
+        return False
+    if isinstance(offset, _TENSOR):
+        return False
+    cdef bint grad = _GRAD_ENABLED()
+    cdef object kind
+    for t in tensors:
+        kind = type(t)
+        if (kind is not _TENSOR and kind is not _PARAMETER) or (grad and t.requires_grad):
+            return False
+    if written and not _INFERENCE_MODE():
+        for t in written:
+            if t.is_inference():
+                return False
+    return True
+
+
 cdef bint _intake_tensor(object x, ArrayDesc *d, int min_ndim, bint half_too=False) except -1:
     """Describe x into d when it is a tensor a front door serves: a plain
     torch.Tensor or Parameter (no subclass) of float32 or float64 (half_too:

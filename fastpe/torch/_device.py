@@ -27,7 +27,7 @@ import contextlib
 import numpy as np
 import torch
 
-from .. import _formulas
+from .. import _formulas, _frontdoor
 from .._bias import add_alibi, add_relative_bias
 from .._frontdoor import CACHE, exact_plan
 from .._kernels import pair_columns
@@ -48,10 +48,12 @@ def torch_ops_everywhere():
     """Run CPU tensors through this module instead of the kernels (private: for the tests)."""
     before = _state["everywhere"]
     _state["everywhere"] = True
+    _frontdoor.close_torch_route(1)
     try:
         yield
     finally:
         _state["everywhere"] = before
+        _frontdoor.close_torch_route(-1)
 
 
 def forced():

@@ -270,7 +270,7 @@ def apply_rotary(q, k=None, *, offset=0, positions=None, base=None, layout="half
 def apply_rotary_(q, k=None, *, offset=0, positions=None, base=None, layout="half", rotary_dim=None,
                   inv_freq=None, scaling=None, seq_axis=-2, num_threads=None):
     """`apply_rotary` in place: writes q (and k), bumps their version counters, returns q or (q, k)."""
-    if positions is None and inv_freq is None and not _is_compiling() and _impl.eager_rotation(
+    if positions is None and inv_freq is None and _impl.eager_rotation(
             (q,) if k is None else (q, k), False, offset, base, layout, rotary_dim, scaling, seq_axis,
             num_threads) is not None:
         return q if k is None else (q, k)

@@ -24,9 +24,9 @@ from .._sinusoid import add_sinusoidal, add_table
 from .._sinusoid import make_positions as _make_positions
 from .._validation import relative_request
 from . import _device
-from ._tensors import bump_versions, plain_eager, read_view, view
+from ._tensors import bump_versions, read_view, view
 
-_inference_mode = torch.is_inference_mode_enabled
+_is_compiling = torch.compiler.is_compiling
 
 
 # The types the compiled front door takes tensors of (fastpe._frontdoor never imports torch).
@@ -82,37 +82,32 @@ def _front_door(arrays, into_new, offset, positions, inv_freq, options):
                                      options["num_threads"])
 
 
-def _through_front_door(door, arrays, into_new, route_tensors, offset, *arguments):
-    """door(arrays, into_new, *arguments), a compiled front door of
-    fastpe._frontdoor, on the eager route (fastpe.torch._tensors.plain_eager
-    of route_tensors and offset): arrays (a tuple) rotated in place (version
-    counters bumped) or into new tensors; None where another way must serve
-    the call (nothing written). An inference tensor written outside
-    inference mode is left to the general path, which refuses it."""
-    if not plain_eager(route_tensors, offset) or _device.forced():  # plain_eager first: all a compiler traces
-        return None
-    if not into_new and not _inference_mode():
-        for a in arrays:
-            if a.is_inference():
-                return None
-    done = door(arrays, into_new, *arguments)
-    if done is not None and not into_new:
-        bump_versions(arrays)
-    return done
+# fastpe._frontdoor's front doors for tensors, through the eager route (fastpe._frontdoor.through_torch_route).
+_through_torch_route = _frontdoor.through_torch_route
+_rotate_tensors = _frontdoor.rotate_tensors
+_rotate_tensors_by_cos_sin = _frontdoor.rotate_tensors_by_cos_sin
 
 
 def eager_rotation(arrays, into_new, offset, base, layout, rotary_dim, scaling, seq_axis, num_threads):
     """The decode step's way through (positions and inv_freq None): the rotary
-    front door (fastpe._frontdoor.rotate_tensors), see _through_front_door."""
-    return _through_front_door(_frontdoor.rotate_tensors, arrays, into_new, arrays, offset, offset, base, layout,
-                               rotary_dim, scaling, seq_axis, num_threads)
+    front door (fastpe._frontdoor.rotate_tensors) on the eager route: arrays
+    (a tuple) rotated in place (version counters bumped) or into new tensors;
+    None where another way must serve the call (nothing written). An
+    inference tensor written outside inference mode is left to the general
+    path, which refuses it."""
+    if _is_compiling():  # first: all a compiler traces
+        return None
+    return _through_torch_route(_rotate_tensors, arrays, into_new, arrays, offset, offset, base, layout, rotary_dim,
+                                scaling, seq_axis, num_threads)
 
 
 def eager_cos_sin(arrays, into_new, cos, sin, unsqueeze_dim):
     """The rotation by given cos and sin tables through its front door
-    (fastpe._frontdoor.rotate_tensors_by_cos_sin), see _through_front_door."""
-    return _through_front_door(_frontdoor.rotate_tensors_by_cos_sin, arrays, into_new, (*arrays, cos, sin), None,
-                               cos, sin, unsqueeze_dim)
+    (fastpe._frontdoor.rotate_tensors_by_cos_sin), as eager_rotation."""
+    if _is_compiling():
+        return None
+    return _through_torch_route(_rotate_tensors_by_cos_sin, arrays, into_new, (*arrays, cos, sin), None, cos, sin,
+                                unsqueeze_dim)
 
 
 def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=False):

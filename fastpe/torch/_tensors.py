@@ -21,6 +21,7 @@ import contextlib
 import numpy as np
 import torch
 
+from .. import _frontdoor
 from .._validation.views import refuse_lazy_tensor
 from .._validation.torch_tensors import BFLOAT16_BITS
 
@@ -36,10 +37,12 @@ def always_dispatch():
     compare the two routes)."""
     before = _state["always_dispatch"]
     _state["always_dispatch"] = True
+    _frontdoor.close_torch_route(1)
     try:
         yield
     finally:
         _state["always_dispatch"] = before
+        _frontdoor.close_torch_route(-1)
 
 
 def is_tensor(value):
@@ -52,6 +55,9 @@ _dispatch_modes = torch._C._len_torch_dispatch_stack
 _function_modes = torch._C._is_torch_function_mode_enabled
 _functorch_layer = torch._C._functorch.peek_interpreter_stack
 _grad_enabled = torch.is_grad_enabled
+# The same questions for the front doors' route (fastpe._frontdoor.torch_eager_route), asked in compiled code.
+_frontdoor.register_torch_route(_dispatch_modes, _function_modes, _functorch_layer, _grad_enabled,
+                                torch.is_inference_mode_enabled, torch._C._increment_version)
 
 
 def _dispatcher_watched():
@@ -72,19 +78,6 @@ def eager_route(*values):
         if isinstance(value, torch.Tensor) and (type(value) not in _PLAIN_TYPES or (grad and value.requires_grad)
                                                 or value.is_meta):
             return False  # meta tensors: the operators' fake implementations serve them
-    return True
-
-
-def plain_eager(tensors, offset):
-    """eager_route's answer for plain tensors and an offset that is no tensor,
-    at less cost (the decode step's route); False for anything else. Their
-    devices and dtypes are the compiled front door's checks (fastpe._frontdoor)."""
-    if _dispatcher_watched() or isinstance(offset, torch.Tensor):
-        return False
-    grad = _grad_enabled()
-    for tensor in tensors:
-        if type(tensor) not in _PLAIN_TYPES or (grad and tensor.requires_grad):
-            return False
     return True
 
 
