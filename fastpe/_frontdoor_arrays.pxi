@@ -79,7 +79,7 @@ def close_torch_route(int by):
     _ROUTE_CLOSED += by
 
 
-def through_torch_route(door, tuple arrays, bint into_new, tuple route_tensors, offset, *arguments):
+def through_torch_route(door, tuple arrays, bint into_new, tuple route_tensors, offset, tuple arguments):
     """door(arrays, into_new, *arguments), a front door of this module, for
     fastpe.torch once it knows torch is not compiling (this function is no
     Python a compiler could trace), when _torch_route_open(route_tensors,

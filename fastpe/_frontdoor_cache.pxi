@@ -211,6 +211,17 @@ def cos_sin_given_rows_key(lead_shape, table_lead_shape):
     return ("cos-sin-given-rows", lead_shape, table_lead_shape)
 
 
+def device_table_key(device, dtype, what):
+    """A table of fastpe.torch's torch-ops path on a device, as a tensor of a dtype (fastpe.torch._device):
+    `what` (a tuple) says which."""
+    return ("device-table", str(device), str(dtype)) + what
+
+
+def digit_rows_key(freq_bytes, n_pairs):
+    """The cos/sin rows of the base-256 digits' positions that compiled rotations multiply (fastpe.torch._graph)."""
+    return ("torch-digit-rows", freq_bytes, n_pairs)
+
+
 # ------------------------------------------------------------ entries kept for both paths
 
 def encoding_plan(encoding):

@@ -29,7 +29,7 @@ import torch
 
 from .. import _formulas, _frontdoor
 from .._bias import add_alibi, add_relative_bias
-from .._frontdoor import CACHE, exact_plan
+from .._frontdoor import CACHE, device_table_key, exact_plan
 from .._kernels import pair_columns
 from .._rotary import rotation_request
 from .._tables import cos_sin_rows
@@ -63,7 +63,7 @@ def forced():
 def _on_device(key, device, dtype, build):
     """build() (a float64 ndarray) as a tensor of `dtype` on `device`, kept in fastpe's cache under key
     (a tensor's nbytes: its bytes on the device)."""
-    return CACHE.get(("device-table", str(device), str(dtype)) + key,
+    return CACHE.get(device_table_key(device, dtype, key),
                      lambda: torch.from_numpy(np.ascontiguousarray(build())).to(device=device, dtype=dtype))
 
 

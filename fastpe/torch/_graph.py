@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from .._formulas import offset_positions, rope_seq_len
-from .._frontdoor import CACHE, exact_plan
+from .._frontdoor import CACHE, digit_rows_key, exact_plan
 from .._kernels import pair_columns
 from .._rope import scaled_frequencies
 from .._tables import cos_sin_rows as exact_cos_sin_rows
@@ -128,7 +128,7 @@ def _digit_rows(freq_bytes, n_pairs):
     def build():
         return _DigitRows(*_build_digit_rows(freq_bytes, n_pairs))
 
-    rows = CACHE.get(("torch-digit-rows", freq_bytes, n_pairs), build)
+    rows = CACHE.get(digit_rows_key(freq_bytes, n_pairs), build)
     return rows.cos, rows.sin
 
 

@@ -97,8 +97,8 @@ def eager_rotation(arrays, into_new, offset, base, layout, rotary_dim, scaling, 
     path, which refuses it."""
     if _is_compiling():  # first: all a compiler traces
         return None
-    return _through_torch_route(_rotate_tensors, arrays, into_new, arrays, offset, offset, base, layout, rotary_dim,
-                                scaling, seq_axis, num_threads)
+    return _through_torch_route(_rotate_tensors, arrays, into_new, arrays, offset,
+                                (offset, base, layout, rotary_dim, scaling, seq_axis, num_threads))
 
 
 def eager_cos_sin(arrays, into_new, cos, sin, unsqueeze_dim):
@@ -106,8 +106,8 @@ def eager_cos_sin(arrays, into_new, cos, sin, unsqueeze_dim):
     (fastpe._frontdoor.rotate_tensors_by_cos_sin), as eager_rotation."""
     if _is_compiling():
         return None
-    return _through_torch_route(_rotate_tensors_by_cos_sin, arrays, into_new, (*arrays, cos, sin), None, cos, sin,
-                                unsqueeze_dim)
+    return _through_torch_route(_rotate_tensors_by_cos_sin, arrays, into_new, (*arrays, cos, sin), None,
+                                (cos, sin, unsqueeze_dim))
 
 
 def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=False):
