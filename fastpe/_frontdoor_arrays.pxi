@@ -79,18 +79,11 @@ def close_torch_route(int by):
     _ROUTE_CLOSED += by
 
 
-def through_torch_route(door, tuple arrays, bint into_new, tuple route_tensors, offset, tuple arguments):
-    """door(arrays, into_new, *arguments), a front door of this module, for
-    fastpe.torch once it knows torch is not compiling (this function is no
-    Python a compiler could trace), when _torch_route_open(route_tensors,
-    offset) lets the call skip the dispatcher; the version counters of arrays
-    written in place bumped (what torch's own in-place operations do). None
-    where another way must serve the call (nothing written)."""
-    if not _torch_route_open(route_tensors, offset, () if into_new else arrays):
-        return None
-    done = door(arrays, into_new, *arguments)
+cdef object _bump_written(object done, tuple tensors, bint into_new):
+    """done, a front door's answer; the tensors' version counters bumped when it wrote them in place
+    (what torch's own in-place operations do)."""
     if done is not None and not into_new:
-        _INCREMENT_VERSION(arrays)
+        _INCREMENT_VERSION(tensors)
     return done
 
 

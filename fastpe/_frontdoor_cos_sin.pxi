@@ -87,6 +87,18 @@ def rotate_tensors_by_cos_sin(tuple tensors, bint into_new, cos, sin, unsqueeze_
     (see above) rotated in place (the tensors returned) or into new tensors
     (torch.empty_like of each, returned as a list); None when not served,
     having written nothing."""
+    return _cos_sin_front_door(tensors, into_new, cos, sin, unsqueeze_dim)
+
+
+def rotate_tensors_by_cos_sin_eagerly(tuple tensors, bint into_new, cos, sin, unsqueeze_dim):
+    """rotate_tensors_by_cos_sin on fastpe.torch's eager route, as
+    rotate_tensors_eagerly (cos and sin are among the tensors the route asks about)."""
+    if not _torch_route_open((*tensors, cos, sin), None, () if into_new else tensors):
+        return None
+    return _bump_written(_cos_sin_front_door(tensors, into_new, cos, sin, unsqueeze_dim), tensors, into_new)
+
+
+cdef object _cos_sin_front_door(tuple tensors, bint into_new, cos, sin, unsqueeze_dim):
     cdef Py_ssize_t n_arrays = len(tensors), j
     if type(unsqueeze_dim) is not int or n_arrays == 0 or n_arrays > _MAX_ARRAYS:
         return None

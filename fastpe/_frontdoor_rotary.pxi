@@ -260,6 +260,19 @@ def rotate_tensors(tuple tensors, bint into_new, offset, base, layout, rotary_di
                               into_new, None)
 
 
+def rotate_tensors_eagerly(tuple tensors, bint into_new, offset, base, layout, rotary_dim, scaling, seq_axis,
+                           num_threads):
+    """rotate_tensors on fastpe.torch's eager route, for fastpe.torch once it
+    knows Dynamo is not tracing (this function is no Python it could trace):
+    served only when _torch_route_open lets the call skip the dispatcher, and
+    the version counters of tensors written in place bumped. None where
+    another way must serve the call (nothing written)."""
+    if not _torch_route_open(tensors, offset, () if into_new else tensors):
+        return None
+    return _bump_written(_rotary_front_door(tensors, offset, base, layout, rotary_dim, scaling, seq_axis,
+                                            num_threads, True, into_new, None), tensors, into_new)
+
+
 cdef object _rotary_front_door(tuple arrays, object offset, object base, object layout, object rotary_dim,
                                object scaling, object seq_axis, object num_threads, bint tensors, bint into_new,
                                tuple outs):

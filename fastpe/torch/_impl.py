@@ -26,7 +26,7 @@ from .._validation import relative_request
 from . import _device
 from ._tensors import bump_versions, read_view, view
 
-_is_compiling = torch.compiler.is_compiling
+_is_compiling = torch.compiler.is_dynamo_compiling  # what matters here: Dynamo cannot trace the front doors
 
 
 # The types the compiled front door takes tensors of (fastpe._frontdoor never imports torch).
@@ -82,32 +82,25 @@ def _front_door(arrays, into_new, offset, positions, inv_freq, options):
                                      options["num_threads"])
 
 
-# fastpe._frontdoor's front doors for tensors, through the eager route (fastpe._frontdoor.through_torch_route).
-_through_torch_route = _frontdoor.through_torch_route
-_rotate_tensors = _frontdoor.rotate_tensors
-_rotate_tensors_by_cos_sin = _frontdoor.rotate_tensors_by_cos_sin
-
-
 def eager_rotation(arrays, into_new, offset, base, layout, rotary_dim, scaling, seq_axis, num_threads):
     """The decode step's way through (positions and inv_freq None): the rotary
-    front door (fastpe._frontdoor.rotate_tensors) on the eager route: arrays
-    (a tuple) rotated in place (version counters bumped) or into new tensors;
-    None where another way must serve the call (nothing written). An
-    inference tensor written outside inference mode is left to the general
-    path, which refuses it."""
-    if _is_compiling():  # first: all a compiler traces
+    front door on the eager route (fastpe._frontdoor.rotate_tensors_eagerly):
+    arrays (a tuple) rotated in place (version counters bumped) or into new
+    tensors; None where another way must serve the call (nothing written).
+    An inference tensor written outside inference mode is left to the
+    general path, which refuses it."""
+    if _is_compiling():  # first: all Dynamo traces
         return None
-    return _through_torch_route(_rotate_tensors, arrays, into_new, arrays, offset,
-                                (offset, base, layout, rotary_dim, scaling, seq_axis, num_threads))
+    return _frontdoor.rotate_tensors_eagerly(arrays, into_new, offset, base, layout, rotary_dim, scaling, seq_axis,
+                                             num_threads)
 
 
 def eager_cos_sin(arrays, into_new, cos, sin, unsqueeze_dim):
-    """The rotation by given cos and sin tables through its front door
-    (fastpe._frontdoor.rotate_tensors_by_cos_sin), as eager_rotation."""
+    """The rotation by given cos and sin tables through its front door on the eager route
+    (fastpe._frontdoor.rotate_tensors_by_cos_sin_eagerly), as eager_rotation."""
     if _is_compiling():
         return None
-    return _through_torch_route(_rotate_tensors_by_cos_sin, arrays, into_new, (*arrays, cos, sin), None,
-                                (cos, sin, unsqueeze_dim))
+    return _frontdoor.rotate_tensors_by_cos_sin_eagerly(arrays, into_new, cos, sin, unsqueeze_dim)
 
 
 def rotary_into(outs, arrays, offset, positions, inv_freq, options, transpose=False):
