@@ -191,6 +191,9 @@ def rotate(arrays, offset, positions, inv_freq, options, encoded=None):
 
 
 _is_compiling = torch.compiler.is_compiling  # (torch's module read through fastpe.torch._graph alone: _traced)
+# Dynamo's question alone, cheaper (32 ns against 83 ns): where a non-strict torch.export, which it does not
+# see, still reaches the traced rotation through rotate's _traced
+_dynamo_tracing = torch.compiler.is_dynamo_compiling
 
 
 def _traced(arrays, offset, positions, inv_freq, options, encoded):
@@ -246,7 +249,7 @@ def apply_rotary(q, k=None, *, offset=0, positions=None, base=None, layout="half
     >>> q.grad.shape
     torch.Size([1, 8, 16, 64])
     """
-    if _is_compiling():
+    if _dynamo_tracing():
         # Dynamo guards every function and global its trace reads on every call of the compiled code:
         # straight to the traced rotation, reading as few as can be
         if inv_freq is None:

@@ -15,7 +15,8 @@ from . import _functions, _impl
 from ._graph import rotated as _rotated_in_graph
 from ._options import decode, encode
 
-_is_compiling = torch.compiler.is_compiling
+_dynamo_tracing = torch.compiler.is_dynamo_compiling  # (a non-strict torch.export reaches the traced rotation
+# through fastpe.torch._functions.rotate)
 
 
 class SinusoidalPositionalEmbedding(torch.nn.Module):
@@ -145,7 +146,7 @@ class RotaryEmbedding(torch.nn.Module):
                 if a.shape[-1] != self.dim:
                     raise ValueError(f"{name} has {a.shape[-1]} channels, the module was built for dim={self.dim}")
         rotated = None
-        if _is_compiling():  # straight to the traced rotation, as fastpe.torch.apply_rotary goes
+        if _dynamo_tracing():  # straight to the traced rotation, as fastpe.torch.apply_rotary goes
             rotated = _rotated_in_graph(arrays, offset, positions, self._encoded)
         elif positions is None:
             rotated = _impl.eager_rotation(tuple(arrays), True, offset, **self._options)
