@@ -79,6 +79,14 @@ def close_torch_route(int by):
     _ROUTE_CLOSED += by
 
 
+cpdef bint torch_modes_on() except -1:
+    """Whether a torch dispatch or function mode or a functorch transform
+    (vmap, grad) is on: then only calls through the dispatcher are seen.
+    Asked by _torch_route_open and by fastpe.torch's own eager route
+    (fastpe.torch._tensors), once fastpe.torch has registered the questions."""
+    return _DISPATCH_MODES() or _FUNCTION_MODES() or _FUNCTORCH_LAYER() is not None
+
+
 cdef object _bump_written(object done, tuple tensors, bint into_new):
     """done, a front door's answer; the tensors' version counters bumped when it wrote them in place
     (what torch's own in-place operations do)."""
@@ -94,7 +102,7 @@ cdef bint _torch_route_open(tuple tensors, offset, tuple written) except -1:
     torch.Tensor or Parameter none of which requires grad while grad mode is
     on, and, outside inference mode, none of those written is an inference
     tensor (the general path refuses to write those)."""
-    if _ROUTE_CLOSED or _DISPATCH_MODES() or _FUNCTION_MODES() or _FUNCTORCH_LAYER() is not None:
+    if _ROUTE_CLOSED or torch_modes_on():
         return False
     if isinstance(offset, _TENSOR):
         return False

@@ -49,23 +49,22 @@ def is_tensor(value):
     return isinstance(value, torch.Tensor)
 
 
-# What eager_route asks torch, bound once (the route is decided on every call: a decode step's budget).
+# What the eager routes ask torch, bound once (the route is decided on every call: a decode step's budget),
+# and asked in compiled code (fastpe._frontdoor: torch_modes_on, and the front doors' own route).
 _is_compiling = torch.compiler.is_compiling
-_dispatch_modes = torch._C._len_torch_dispatch_stack
-_function_modes = torch._C._is_torch_function_mode_enabled
-_functorch_layer = torch._C._functorch.peek_interpreter_stack
 _grad_enabled = torch.is_grad_enabled
-# The same questions for the front doors' route (fastpe._frontdoor.torch_eager_route), asked in compiled code.
-_frontdoor.register_torch_route(_dispatch_modes, _function_modes, _functorch_layer, _grad_enabled,
+_frontdoor.register_torch_route(torch._C._len_torch_dispatch_stack, torch._C._is_torch_function_mode_enabled,
+                                torch._C._functorch.peek_interpreter_stack, _grad_enabled,
                                 torch.is_inference_mode_enabled, torch._C._increment_version)
+_torch_modes_on = _frontdoor.torch_modes_on
 
 
 def _dispatcher_watched():
     """Something sees calls through the dispatcher only: torch is compiling, a
     dispatch or function mode or a functorch transform is on, or the tests ask
-    for the operators (always_dispatch)."""
-    return (_is_compiling() or _state["always_dispatch"] or _dispatch_modes() or _function_modes()
-            or _functorch_layer() is not None)
+    for the operators (always_dispatch). Compiling first: all a compiler
+    traces (it cannot trace the compiled question after it)."""
+    return _is_compiling() or _state["always_dispatch"] or _torch_modes_on()
 
 
 def eager_route(*values):
