@@ -317,17 +317,18 @@ def rotated_by_cos_sin(arrays, cos, sin, unsqueeze_dim):
     shapes, and calls fastpe refuses, take the registered operator, which
     checks when the graph runs. Dynamo puts this function in its graph as one
     call (``allow_in_graph``): it guards nothing inside."""
-    shapes = [tuple(t.shape) for t in (*arrays, cos)]
+    shapes = [tuple(t.shape) for t in (*arrays, cos, sin)]
     try:
         if not all(size.__class__ is int for shape in shapes for size in shape):
             raise TypeError("symbolic shapes")
-        cos_sin_request([stand_in(a) for a in arrays], np.zeros(shapes[-1]), np.zeros(tuple(sin.shape)),
-                        unsqueeze_dim, None)
+        cos_sin_request([stand_in(a) for a in arrays], np.zeros(shapes[-2]), np.zeros(shapes[-1]), unsqueeze_dim,
+                        None)
     except (TypeError, ValueError, IndexError):
         return _ops.apply_rotary_cos_sin(list(arrays), cos, sin, unsqueeze_dim, False)
     half = cos.shape[-1] // 2
     for table, name in ((cos, "cos"), (sin, "sin")):
-        torch._assert_async((table[..., :half] == table[..., half:]).all(), _halves_message(name, half))
+        torch._assert_async((table[..., :half] == table[..., half:]).all(),
+                            repeat_halves_message(name, half) + " (checked in the compiled code)")
     pairs = (2, half)
     cos_u = cos.unsqueeze(unsqueeze_dim).unflatten(-1, pairs).to(torch.float64)
     sin_u = sin.unsqueeze(unsqueeze_dim).unflatten(-1, pairs).to(torch.float64)
@@ -337,8 +338,3 @@ def rotated_by_cos_sin(arrays, cos, sin, unsqueeze_dim):
         x = a.unflatten(-1, pairs).to(torch.float64)
         results.append((x * cos_u + x.flip(-2) * signed_sin).to(a.dtype).flatten(-2))
     return results
-
-
-@functools.lru_cache(maxsize=8)
-def _halves_message(name, half):
-    return repeat_halves_message(name, half) + " (checked in the compiled code)"

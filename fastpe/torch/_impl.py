@@ -24,9 +24,9 @@ from .._sinusoid import add_sinusoidal, add_table
 from .._sinusoid import make_positions as _make_positions
 from .._validation import relative_request
 from . import _device
-from ._tensors import bump_versions, read_view, view
+from ._tensors import read_view, view
 
-_is_compiling = torch.compiler.is_dynamo_compiling  # what matters here: Dynamo cannot trace the front doors
+_dynamo_tracing = torch.compiler.is_dynamo_compiling  # what matters here: Dynamo cannot trace the front doors
 
 
 # The types the compiled front door takes tensors of (fastpe._frontdoor never imports torch).
@@ -89,7 +89,7 @@ def eager_rotation(arrays, into_new, offset, base, layout, rotary_dim, scaling, 
     tensors; None where another way must serve the call (nothing written).
     An inference tensor written outside inference mode is left to the
     general path, which refuses it."""
-    if _is_compiling():  # first: all Dynamo traces
+    if _dynamo_tracing():  # first: all Dynamo traces
         return None
     return _frontdoor.rotate_tensors_eagerly(arrays, into_new, offset, base, layout, rotary_dim, scaling, seq_axis,
                                              num_threads)
@@ -98,7 +98,7 @@ def eager_rotation(arrays, into_new, offset, base, layout, rotary_dim, scaling, 
 def eager_cos_sin(arrays, into_new, cos, sin, unsqueeze_dim):
     """The rotation by given cos and sin tables through its front door on the eager route
     (fastpe._frontdoor.rotate_tensors_by_cos_sin_eagerly), as eager_rotation."""
-    if _is_compiling():
+    if _dynamo_tracing():
         return None
     return _frontdoor.rotate_tensors_by_cos_sin_eagerly(arrays, into_new, cos, sin, unsqueeze_dim)
 
