@@ -123,6 +123,17 @@ def test_compiled_gradients_match_eager():
         assert torch.allclose(a.grad, b.grad, atol=1e-5), name
 
 
+def test_compiled_cos_sin_rotation_passes_gradcheck():
+    """float64 gradients to q and k through the traced form (cos and sin are held fixed: gradcheck's
+    perturbations would make their halves differ, which the graph refuses)."""
+    q, k = seeded_randn(1, 2, 3, 8, dtype=torch.float64, grad=True), seeded_randn(1, 1, 3, 8, dtype=torch.float64,
+                                                                                 grad=True, seed=1)
+    cos, sin = (t.double() for t in _tables(1, 3, 8, seed=13))
+    compiled = torch.compile(lambda q, k: ft.apply_rotary_cos_sin(q, k, cos, sin), backend="aot_eager",
+                             fullgraph=True)
+    assert torch.autograd.gradcheck(compiled, (q, k))
+
+
 def test_compiled_tables_whose_halves_differ_are_refused_when_the_graph_runs():
     q = seeded_randn(1, 2, 3, 8, seed=11)
     cos, sin = _tables(1, 3, 8, seed=12)
