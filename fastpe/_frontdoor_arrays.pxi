@@ -6,13 +6,15 @@
 # over (their data pointer, shape, strides and dtype), once fastpe.torch has
 # told this module torch's types (this module never imports torch).
 
-cdef bint _intake_ndarray(object x, ArrayDesc *d, int min_ndim, bint half_too=False) except -1:
+cdef bint _intake_ndarray(object x, ArrayDesc *d, int min_ndim, bint half_too=False,
+                          bint read_only=False) except -1:
     """Describe x into d when it is an array a front door serves: an exact
     numpy.ndarray (no subclass, no tensor) of float32 or float64 (half_too:
     or float16 or bfloat16, as fastpe._validation.views.is_bfloat16 tells
-    it) in native byte order, writeable, aligned, with at least min_ndim
-    dimensions (the declaration's), size > 0 and no axes that may overlap
-    (the check's own internal_overlap). False for anything else."""
+    it) in native byte order, writeable (unless read_only: the array is only
+    read), aligned, with at least min_ndim dimensions (the declaration's),
+    size > 0 and no axes that may overlap (the check's own
+    internal_overlap). False for anything else."""
     if type(x) is not cnp.ndarray:
         return False
     cdef cnp.ndarray a = <cnp.ndarray>x
@@ -21,7 +23,7 @@ cdef bint _intake_ndarray(object x, ArrayDesc *d, int min_ndim, bint half_too=Fa
             half_too and (typenum == cnp.NPY_FLOAT16
                           or (cnp.PyArray_ITEMSIZE(a) == 2 and _views.is_bfloat16(a.dtype)))):
         return False
-    if not (cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISWRITEABLE(a) and cnp.PyArray_ISALIGNED(a)):
+    if not (cnp.PyArray_ISNOTSWAPPED(a) and (read_only or cnp.PyArray_ISWRITEABLE(a)) and cnp.PyArray_ISALIGNED(a)):
         return False
     if cnp.PyArray_NDIM(a) < min_ndim or cnp.PyArray_SIZE(a) == 0 or cnp.PyArray_NDIM(a) > FPE_MAX_DIMS:
         return False
@@ -98,13 +100,15 @@ cdef object _bump_written(object done, tuple tensors, bint into_new):
 cdef bint _torch_route_open(tuple tensors, offset, tuple written) except -1:
     """May the call write through the front doors, unseen by the dispatcher?
     Yes when no dispatch or function mode or functorch transform is on and no
-    private context is open, the offset is no tensor, every tensor is a plain
+    private context is open, the offset is no tensor or a plain 0-d CPU one
+    that does not require grad (_offset_of_tensor reads it), every tensor is a plain
     torch.Tensor or Parameter none of which requires grad while grad mode is
     on, and, outside inference mode, none of those written is an inference
     tensor (the general path refuses to write those)."""
     if _ROUTE_CLOSED or torch_modes_on():
         return False
-    if isinstance(offset, _TENSOR):
+    if isinstance(offset, _TENSOR) and (type(offset) is not _TENSOR or offset.ndim != 0 or not offset.is_cpu
+                                        or offset.requires_grad):
         return False
     cdef bint grad = _GRAD_ENABLED()
     cdef object kind
@@ -117,6 +121,20 @@ cdef bint _torch_route_open(tuple tensors, offset, tuple written) except -1:
             if t.is_inference():
                 return False
     return True
+
+
+cdef object _offset_of_tensor(object offset):
+    """A 0-d CPU tensor offset that _torch_route_open let through, as the 0-d
+    NumPy array of its value (what fastpe.torch's read_view makes a number
+    of); None when it has none (bfloat16, a negative bit: the general path
+    settles those).
+    Any other offset is returned as it is."""
+    if not isinstance(offset, _TENSOR):
+        return offset
+    try:
+        return offset.numpy()
+    except (TypeError, RuntimeError):  # a dtype NumPy lacks; a negative bit
+        return None
 
 
 cdef bint _intake_tensor(object x, ArrayDesc *d, int min_ndim, bint half_too=False) except -1:
@@ -190,12 +208,25 @@ cdef object _new_tensor_like(object x, const ArrayDesc *source, ArrayDesc *d):
 
 cdef bint _offset_value(object offset, double *value) except -1:
     """offset as the float64 the general path makes of it, when it is a
-    scalar a front door takes: a Python int or float, or a NumPy integer or
-    float16/32/64 scalar (never a bool), finite and within the declaration's
+    scalar a front door takes: a Python int or float, a NumPy integer or
+    float16/32/64 scalar, or a 0-d NumPy array of those types (what a 0-d
+    tensor's view is; never a bool), finite and within the declaration's
     position limit (integers compared as integers, before rounding, as the
     general path does)."""
     cdef object kind = type(offset)
-    if kind is float or kind is np.float64 or kind is np.float32 or kind is np.float16:
+    cdef int typenum
+    if kind is cnp.ndarray and cnp.PyArray_NDIM(<cnp.ndarray>offset) == 0:
+        typenum = cnp.PyArray_TYPE(<cnp.ndarray>offset)
+        if typenum == cnp.NPY_DOUBLE or typenum == cnp.NPY_FLOAT or typenum == cnp.NPY_FLOAT16:
+            value[0] = float(offset)
+        elif cnp.PyArray_ISINTEGER(<cnp.ndarray>offset) and not _views.is_bfloat16(offset.dtype):
+            # (fastpe.torch's bfloat16 views are uint16 bits, tagged: the general path widens them)
+            if abs(int(offset)) >= _INT_LIMIT:
+                return False
+            value[0] = float(int(offset))
+        else:
+            return False
+    elif kind is float or kind is np.float64 or kind is np.float32 or kind is np.float16:
         value[0] = float(offset)
     elif kind is int or isinstance(offset, np.integer):
         if abs(int(offset)) >= _INT_LIMIT:

@@ -269,6 +269,9 @@ def rotate_tensors_eagerly(tuple tensors, bint into_new, offset, base, layout, r
     another way must serve the call (nothing written)."""
     if not _torch_route_open(tensors, offset, () if into_new else tensors):
         return None
+    offset = _offset_of_tensor(offset)
+    if offset is None:
+        return None
     return _bump_written(_rotary_front_door(tensors, offset, base, layout, rotary_dim, scaling, seq_axis,
                                             num_threads, True, into_new, None), tensors, into_new)
 

@@ -1,12 +1,14 @@
 # Part of fastpe/_frontdoor.pyx: add_sinusoidal's front door.
 #
 # The common call is ``add_sinusoidal(x)`` or ``add_sinusoidal(x, offset=o)``
-# (with or without ``num_threads=n``) with every other argument at its
-# default, where x is an array _intake_ndarray takes (ndim >= the
-# declaration's 2; float16 and bfloat16 too), o a scalar _offset_value
-# takes, with |o + T - 1| within the position limit too, and n a value the
-# num_threads declaration accepts as it is. It goes one of two ways, with
-# the same bits either way:
+# (with or without ``num_threads=n`` and ``out=y``) with every other
+# argument at its default, where x is an array _intake_ndarray takes (ndim
+# >= the declaration's 2; float16 and bfloat16 too), o a scalar _offset_value
+# takes, with |o + T - 1| within the position limit too, n a value the
+# num_threads declaration accepts as it is, and y x itself or an array of
+# x's dtype and shape sharing no memory with it (x then only read, and may
+# be read-only: _intake_apart_out). It goes one of two ways, with the same
+# bits either way:
 #
 # * Cached rows, when the positions are integers and the blocks of rows the
 #   call reads take at most 1/_CACHE_SHARE of the cache's limit: the
@@ -52,15 +54,21 @@ def add_sinusoidal(x, offset, positions, scale, base, layout, out, num_threads, 
     """add_sinusoidal's arguments, as the caller gave them: x with the
     encoding added when the call is the common one (see above), else None."""
     global _n_sinusoid_calls, _n_row_calls
-    if not (positions is None and scale is None and base is None and layout is None and out is None
+    if not (positions is None and scale is None and base is None and layout is None
             and inv_freq is None and preset is None and padding_idx is None
             and min_timescale is None and max_timescale is None):
         return None
     if not accepts_int(num_threads, &_NUM_THREADS):
         return None
-    cdef ArrayDesc d
+    cdef ArrayDesc d, src
     cdef double first
-    if not _intake_ndarray(x, &d, _X_MIN_NDIM, True) or not _offset_value(offset, &first):
+    cdef bint apart = out is not None and out is not x
+    if not _offset_value(offset, &first):
+        return None
+    if apart:
+        if not _intake_apart_out(x, out, &src, &d):
+            return None
+    elif not _intake_ndarray(x, &d, _X_MIN_NDIM, True):
         return None
     cdef fpe_idx T = d.shape[d.ndim - 2], D = d.shape[d.ndim - 1]
     # One rounded addition, as the general path's check_position_range forms it.
@@ -68,22 +76,46 @@ def add_sinusoidal(x, offset, positions, scale, base, layout, out, num_threads, 
         return None
     _n_sinusoid_calls += 1
     cdef int n_threads = _runtime.resolve_threads(num_threads, d.size)
-    if first == floor(first) and _add_cached_rows(&d, first, T, D, n_threads):
+    cdef const ArrayDesc *read = &src if apart else NULL
+    if first == floor(first) and _add_cached_rows(&d, read, first, T, D, n_threads):
         _n_row_calls += 1
     else:
-        _generate(&d, first, T, D, False, n_threads)
-    return x
+        _generate(&d, read, first, T, D, False, n_threads)
+    return out if apart else x
 
 
-cdef int _generate(const ArrayDesc *d, double first, fpe_idx T, fpe_idx D, bint store, int n_threads) except -1:
-    """The general path's kernel call for the common call, or (store) for a table."""
+cdef bint _intake_apart_out(object x, object out, ArrayDesc *src, ArrayDesc *d) except -1:
+    """Describe out into d and x into src when out is an array _intake_ndarray
+    takes, x one it takes as only read, of out's dtype and shape, and the two
+    share no memory (the general path settles overlapping ones)."""
+    if not _intake_ndarray(out, d, _X_MIN_NDIM, True):
+        return False
+    if not _intake_ndarray(x, src, _X_MIN_NDIM, True, True) or src.ndim != d.ndim or x.dtype != out.dtype:
+        return False
+    cdef int axis
+    for axis in range(d.ndim):
+        if src.shape[axis] != d.shape[axis]:
+            return False
+    cdef char *lows[2]
+    cdef char *highs[2]
+    memory_bounds(src, &lows[0], &highs[0])
+    memory_bounds(d, &lows[1], &highs[1])
+    return _apart_from_earlier(lows, highs, 1)
+
+
+cdef int _generate(const ArrayDesc *d, const ArrayDesc *src, double first, fpe_idx T, fpe_idx D, bint store,
+                   int n_threads) except -1:
+    """The general path's kernel call for the common call (src: the array read, NULL: d itself), or (store)
+    for a table."""
     cdef fpe_idx n_lead
     cdef fpe_idx group_ptr[2]
     cdef _Indices rows = _row_offsets(d, d.ndim - 2, &n_lead)
+    cdef _Indices src_rows = _row_offsets(src, src.ndim - 2, &n_lead) if src != NULL else None
     cdef Positions at
     group_ptr[0], group_ptr[1] = 0, n_lead
     at.p0, at.seq_ptr, at.n_seq, at.T = &first, group_ptr, 1, T
-    sinusoid_grid(d, rows.data, NULL, NULL, _default_plan(D), &at, store, 1.0, NAN, n_threads)
+    sinusoid_grid(d, rows.data, src, src_rows.data if src != NULL else NULL, _default_plan(D), &at, store, 1.0,
+                  NAN, n_threads)
     return 0
 
 
@@ -98,7 +130,7 @@ cdef cnp.ndarray _build_block(fpe_idx D, int typenum, fpe_idx index):
     describe_ndarray(block, &d)
     # Serial: a block is small, built once per SEED_GRID positions, and a team
     # that must first wake up costs more than it saves here.
-    _generate(&d, <double>(index * FPE_SEED_GRID), FPE_SEED_GRID, D, True, 1)
+    _generate(&d, NULL, <double>(index * FPE_SEED_GRID), FPE_SEED_GRID, D, True, 1)
     block.flags.writeable = False
     return block
 
@@ -111,8 +143,10 @@ cdef cnp.ndarray _row_block(fpe_idx D, int typenum, fpe_idx index):
     return <cnp.ndarray>block
 
 
-cdef bint _add_cached_rows(const ArrayDesc *d, double first, fpe_idx T, fpe_idx D, int n_threads) except -1:
-    """Add cached rows when their blocks fit the cache's share (False: they do not)."""
+cdef bint _add_cached_rows(const ArrayDesc *d, const ArrayDesc *src, double first, fpe_idx T, fpe_idx D,
+                           int n_threads) except -1:
+    """Add cached rows (to src, NULL: d itself, into d) when their blocks fit the cache's share (False: they
+    do not)."""
     # The rows' type: x's for float32 and float64, float64 for the 16-bit types (the sum they form)
     cdef bint rows32 = d.element == FPE_FLOAT32
     cdef int typenum = cnp.NPY_FLOAT if rows32 else cnp.NPY_DOUBLE
@@ -133,6 +167,8 @@ cdef bint _add_cached_rows(const ArrayDesc *d, double first, fpe_idx T, fpe_idx 
     cdef fpe_idx n_lead, first_row = <fpe_idx>first - b0 * FPE_SEED_GRID
     cdef fpe_idx seq_ptr[2]
     cdef _Indices rows = _row_offsets(d, d.ndim - 2, &n_lead)
+    cdef _Indices src_rows = _row_offsets(src, src.ndim - 2, &n_lead) if src != NULL else None
     seq_ptr[0], seq_ptr[1] = 0, n_lead
-    table_grid(d, rows.data, NULL, NULL, &table, &first_row, seq_ptr, 1, T, 1.0, n_threads)
+    table_grid(d, rows.data, src, src_rows.data if src != NULL else NULL, &table, &first_row, seq_ptr, 1, T, 1.0,
+               n_threads)
     return True

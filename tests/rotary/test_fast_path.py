@@ -52,7 +52,7 @@ SCALINGS = {"plain": None, "llama3": LLAMA3, "yarn": YARN, "linear": LINEAR, "dy
 # Block edges (the cos/sin rows come in blocks of SEED_GRID positions),
 # dynamic's max_position_embeddings, a long context, and far positions.
 OFFSETS = [0, 1, 255, 256, 299, 300, 1000, 4095, 123457, 2**20 - 1, 2**40 - 1, 2**40 + 255, np.int64(77), -1, -257,
-           7.0, np.float32(12.0)]
+           7.0, np.float32(12.0), np.array(77), np.array(5.0), np.array(300, np.int32), np.array(9, ">i8")]
 
 
 def general_path_only():
@@ -285,7 +285,10 @@ UNCOMMON_ARGUMENTS = [
     {"offset": -(2**53)},
     {"offset": "3"},
     {"offset": np.array([3])},
-    {"offset": np.array(3)},
+    {"offset": np.array(True)},
+    {"offset": np.array(2.5)},
+    {"offset": np.array(2**53)},
+    {"offset": np.array(3, np.longdouble)},
     {"positions": np.arange(1)},
     {"positions": np.arange(1), "offset": 2},
     {"num_threads": 0},

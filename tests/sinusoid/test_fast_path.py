@@ -25,7 +25,10 @@ from util import (ALL_KINDS, array_variants, assert_same_bits, check_add_against
 
 SHAPES = [(1, 16, 64), (1, 128, 768), (3, 33, 7), (2, 3, 17, 1), (5, 2), (1, 1), (40, 64, 24)]
 OFFSETS = [0, 5, -3, 2.5, np.int64(7), np.uint8(200), np.int8(-4), np.float32(1.5), np.float16(2.0),
-           np.float64(-0.25), 4095]
+           np.float64(-0.25), 4095,
+           # 0-d arrays (a 0-d tensor's view): what their one value is as a scalar
+           np.array(3), np.array(3.5), np.array(-4, np.int8), np.array(200, np.uint8), np.array(2.0, np.float16),
+           np.array(1.5, np.float32), np.array(9, ">i8")]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -110,8 +113,10 @@ UNCOMMON_ARGUMENTS = [
     {"layout": "interleaved"},
     {"layout": "concat"},
     {"layout": "bad"},
-    {"out": np.zeros((2, 5, 8), np.float32)},
     {"out": np.zeros((2, 5, 8), np.float64)},
+    {"out": np.zeros((2, 5, 9), np.float32)},
+    {"out": np.zeros((2, 5, 8), np.float32).view(np.ndarray).tolist()},
+    {"out": np.zeros((2, 5, 8), np.float32), "scale": 2.0},
     {"num_threads": 0},
     {"num_threads": -1},
     {"num_threads": True},
@@ -131,6 +136,60 @@ UNCOMMON_ARGUMENTS = [
 @pytest.mark.parametrize("kwargs", UNCOMMON_ARGUMENTS, ids=lambda k: ",".join(sorted(k)))
 def test_every_other_argument_takes_the_general_path(kwargs):
     check_same_outcome(X.copy, 0, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", [(1, 16, 64), (3, 33, 7), (2, 3, 17, 1)], ids=str)
+def test_out_apart_takes_the_fast_path(shape, dtype):
+    """out= an array of x's dtype and shape, in any layout, sharing no memory
+    with x: one pass from x into out with the general path's bits, x (which
+    may be read-only) left as it was."""
+    rng = rng_for("fast path out", shape, np.dtype(dtype).name)
+    x = random_values(shape, dtype, rng, 3.0)
+    for kind, target in array_variants(shape, dtype, rng):
+        for offset in (0, 77, 2.5, np.array(300)):
+            msg = f"shape={shape} {np.dtype(dtype).name} out {kind} offset={offset!r}"
+            source = x.copy()
+            source.flags.writeable = False
+            out = target.copy() if kind == "C" else target
+            before = _frontdoor.sinusoid_calls()
+            assert fastpe.add_sinusoidal(source, offset=offset, out=out) is out
+            assert _frontdoor.sinusoid_calls() == before + 1, f"{msg}: the common call did not take the fast path"
+            assert_same_bits(source, x, f"{msg}: x was written")
+            expected = x.copy()
+            with general_path_only():
+                fastpe.add_sinusoidal(expected, offset=offset)
+            assert_same_bits(out, expected, msg)
+
+
+def test_out_sharing_memory_with_x_takes_the_general_path():
+    """out that is x takes the front door in place; out overlapping x in another way is the general
+    path's (it reads every input first), and so is a read-only out (refused)."""
+    buffer = np.zeros(2 * 5 * 8 + 8, np.float32)
+
+    def shifted_x():
+        buffer[:] = np.arange(buffer.size, dtype=np.float32)
+        return buffer[8:].reshape(2, 5, 8)
+
+    for out in (lambda: buffer[:-8].reshape(2, 5, 8), lambda: shifted_x()[::-1]):
+        x_fast = shifted_x()
+        before = _frontdoor.sinusoid_calls()
+        fast = fastpe.add_sinusoidal(x_fast, offset=3, out=out()).copy()
+        assert _frontdoor.sinusoid_calls() == before
+        x_general = shifted_x()
+        with general_path_only():
+            general = fastpe.add_sinusoidal(x_general, offset=3, out=out()).copy()
+        assert_same_bits(fast, general, "overlapping out")
+    x = X.copy()
+    before = _frontdoor.sinusoid_calls()
+    assert fastpe.add_sinusoidal(x, offset=3, out=x) is x
+    assert _frontdoor.sinusoid_calls() == before + 1
+    read_only = np.zeros_like(X)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        fastpe.add_sinusoidal(X.copy(), offset=3, out=read_only)
+    assert _frontdoor.sinusoid_calls() == before + 1
+    assert not read_only.any()
 
 
 class Subclass(np.ndarray):
@@ -190,7 +249,9 @@ def test_a_tensor_takes_the_front_door_through_its_view():
     check_same_outcome(lambda: torch.zeros(2, 5, 8, dtype=torch.int32), 0, offset=3)
 
 
-UNCOMMON_OFFSETS = [True, np.bool_(False), np.array(3), np.array(3.5), np.array([1, 2]), np.array([1.0]),
+UNCOMMON_OFFSETS = [True, np.bool_(False), np.array(True), np.array(3, np.longdouble), np.array(3, object),
+                    np.array(2**60), np.array(2**63, np.uint64), np.array(np.nan), np.array(1 + 0j),
+                    np.array([1, 2]), np.array([1.0]),
                     float("nan"), float("inf"), -float("inf"), np.float32("nan"), np.float64("inf"),
                     np.longdouble(3), fractions.Fraction(1, 2), "3", None, 1 + 0j, [1, 2]]
 
