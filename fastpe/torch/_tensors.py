@@ -140,7 +140,7 @@ def read_view(value):
     if not isinstance(value, torch.Tensor):
         return value
     if value.ndim == 0 and value.dtype in _EXACT_AS_PYTHON:
-        return value.item()  # a number: what fastpe's compiled paths take (a 0-d array goes the general way)
+        return value.item()  # a number: what the front doors read at the least cost
     if not value.is_cpu:
         value = value.detach().cpu()
     if value.is_neg():  # read, so resolved (a copy); float tensors have no conjugate bit

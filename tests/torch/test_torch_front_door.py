@@ -21,6 +21,7 @@ import fastpe.torch as ft  # noqa: E402
 from fastpe import _frontdoor, reference  # noqa: E402
 from torch_cases import float64_of, tensor_in_layout, tolerance  # noqa: E402
 from fastpe.torch._tensors import always_dispatch  # noqa: E402
+from fastpe._validation.torch_tensors import BFLOAT16_BITS  # noqa: E402
 
 
 class Served:
@@ -133,7 +134,7 @@ def _negated(shape):
     return torch.randn(*shape, dtype=torch.complex64).conj().imag
 
 
-@pytest.mark.parametrize("kind", ["negated", "misaligned", "expanded", "partial", "overlap", "tensor offset"])
+@pytest.mark.parametrize("kind", ["negated", "misaligned", "expanded", "partial", "overlap"])
 def test_what_it_does_not_serve_gets_the_general_paths_result(kind):
     shape, kw = (1, 4, 3, 8), {"offset": 5}
     q, k = torch.randn(shape), None
@@ -149,13 +150,10 @@ def test_what_it_does_not_serve_gets_the_general_paths_result(kind):
     elif kind == "overlap":
         fused = torch.randn(1, 6, 3, 8)
         q, k = fused[:, :4], fused[:, 2:]
-    elif kind == "tensor offset":
-        kw["offset"] = torch.tensor(5)
     arrays = (q,) if k is None else (q, k)
     with Served() as served:
         got = ft.apply_rotary(*arrays, **kw)
-    if kind != "tensor offset":  # a tensor offset is read on the general way in, then served
-        assert served.count == 0, kind
+    assert served.count == 0, kind
     got = got if isinstance(got, tuple) else (got,)
     for g, a in zip(got, arrays):
         assert g.dtype == a.dtype and g.shape == a.shape
@@ -164,6 +162,76 @@ def test_what_it_does_not_serve_gets_the_general_paths_result(kind):
         assert_same_bits(g.numpy(), want, kind)
     if kind == "partial":
         assert torch.equal(got[0][..., 4:], q[..., 4:])
+
+
+SERVED_TENSOR_OFFSETS = [torch.tensor(5), torch.tensor(5, dtype=torch.int32), torch.tensor(5, dtype=torch.uint8),
+                         torch.tensor(5.0), torch.tensor(5.0, dtype=torch.float64),
+                         torch.tensor(5.0, dtype=torch.float16)]
+OTHER_TENSOR_OFFSETS = {
+    "bool": lambda: torch.tensor(True),
+    "1-d": lambda: torch.tensor([5]),
+    "negative bit": lambda: torch.tensor(-5.0)._neg_view(),
+    "requires grad": lambda: torch.tensor(5.0, requires_grad=True),
+    "not integral": lambda: torch.tensor(2.5),
+    "complex": lambda: torch.tensor(5 + 0j),
+}
+
+
+@pytest.mark.parametrize("offset", SERVED_TENSOR_OFFSETS, ids=lambda o: str(o.dtype))
+def test_a_0d_tensor_offset_is_served_with_the_numbers_bits(offset):
+    """A 0-d CPU tensor offset is read on the eager route itself: the bits of the same offset as a number,
+    into new tensors and in place."""
+    q, k = torch.randn(1, 4, 2, 16), torch.randn(1, 2, 2, 16)
+    with Served() as served:
+        got = ft.apply_rotary(q, k, offset=offset)
+        q2, k2 = ft.apply_rotary_(q.clone(), k.clone(), offset=offset)
+    assert served.count == 2
+    for g, g2, want in zip(got, (q2, k2), _numpy_bits((q, k), offset=5)):
+        assert_same_bits(g.numpy(), want, str(offset))
+        assert_same_bits(g2.numpy(), want, f"{offset} in place")
+
+
+@pytest.mark.parametrize("offset_dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("function", ["apply_rotary", "apply_rotary_", "add_sinusoidal", "add_sinusoidal_"])
+def test_a_16_bit_tensor_offset_is_its_value(function, offset_dtype):
+    """A 0-d bfloat16 or float16 tensor offset means the number it holds, through fastpe.torch and the
+    NumPy-facing functions alike (regression: the front doors, taking 0-d array offsets, read bfloat16's view,
+    uint16 bits, as their integer)."""
+    x = torch.randn(1, 4, 2, 16)
+    offset = torch.tensor(5.0, dtype=offset_dtype)
+    got = getattr(ft, function)(x.clone(), offset=offset)
+    want = getattr(ft, function)(x.clone(), offset=5)
+    assert torch.equal(got, want), function
+    numpy_function = getattr(fastpe, function.rstrip("_"))
+    assert_same_bits(numpy_function(x.numpy().copy(), offset=offset), want.numpy(), f"NumPy-facing {function}")
+    assert_same_bits(numpy_function(x.numpy().copy(), offset=offset.numpy() if offset_dtype == torch.float16
+                                    else offset.view(torch.int16).numpy().view(BFLOAT16_BITS)), want.numpy(),
+                     f"NumPy-facing {function}, a 0-d view")
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_TENSOR_OFFSETS))
+def test_other_tensor_offsets_get_the_operators_outcome(name):
+    """Tensor offsets the eager route does not read get what the registered operator gives them: its
+    result or its error, with q and k as they were."""
+    q, k = torch.randn(1, 4, 2, 16), torch.randn(1, 2, 2, 16)
+
+    def run(arrays, dispatch):
+        try:
+            if dispatch:
+                with always_dispatch():
+                    return ft.apply_rotary_(*arrays, offset=OTHER_TENSOR_OFFSETS[name]())
+            return ft.apply_rotary_(*arrays, offset=OTHER_TENSOR_OFFSETS[name]())
+        except Exception as error:
+            return type(error), str(error)
+
+    eager, dispatched = (q.clone(), k.clone()), (q.clone(), k.clone())
+    got, want = run(eager, False), run(dispatched, True)
+    if isinstance(want, tuple) and isinstance(want[0], type):
+        assert got == want, name
+        assert torch.equal(eager[0], q) and torch.equal(eager[1], k), f"{name}: a refused call wrote"
+    else:
+        for g, w in zip(got, want):
+            assert torch.equal(g, w), name
 
 
 def test_refusals_reach_the_caller_and_write_nothing():
@@ -313,3 +381,25 @@ def test_tables_that_are_views_of_the_rotated_tensor():
                     ft.apply_rotary_cos_sin_(target, None, target[0, 0], sin, unsqueeze_dim=0)
         assert served.count == (route == "front door"), route
         assert_within(float64_of(target), expected, tolerance("float32", expected, 1.0), route)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("offset", [0, 300, torch.tensor(70)], ids=repr)
+def test_the_sinusoid_into_a_new_tensor_takes_its_front_door(dtype, offset):
+    """fastpe.torch.add_sinusoidal (a new tensor) reaches add_sinusoidal's front door through out=, a 0-d
+    tensor offset too, with the in-place call's bits; x is left as it was (regression: both took the
+    general path, 4x slower on a decode step)."""
+    x = torch.randn(2, 9, 24).to(dtype)
+    before_x = x.clone()
+    served = _frontdoor.sinusoid_calls()
+    with torch.no_grad():
+        y = ft.add_sinusoidal(x, offset=offset)
+    assert _frontdoor.sinusoid_calls() == served + 1
+    assert torch.equal(x, before_x)
+    expected = x.clone()
+    ft.add_sinusoidal_(expected, offset=offset)
+    assert_same_bits(y.view(torch.int16 if dtype.itemsize == 2 else dtype).numpy(),
+                     expected.view(torch.int16 if dtype.itemsize == 2 else dtype).numpy(), str(dtype))
+    want = reference.add_sinusoidal(float64_of(x), offset=int(offset))
+    name = str(dtype).removeprefix("torch.")
+    assert_within(float64_of(y), want, tolerance(name, want), f"{name} against the reference")
