@@ -11,7 +11,8 @@ the rounds are printed), at 2 torch threads (``--threads``) and fastpe's default
   with cached cos/sin rows (gathered by position_ids, as fastpe.bench's
   torch peer does), fastpe.torch.apply_rotary (out of place, and in place),
   the same through the registered operator (``always_dispatch``), and the
-  NumPy-facing fastpe.apply_rotary on NumPy arrays and on the tensors;
+  NumPy-facing fastpe.apply_rotary on NumPy arrays (in place, and into new
+  arrays: np.empty_like and out=) and on the tensors;
 * forward + backward of the rotation of q and k (4, 32, 2048, 128) float32:
   Hugging Face's eager formula against fastpe.torch.apply_rotary;
 * the same decode step and a (1, 32, 256, 128) step inside torch.compile
@@ -68,6 +69,10 @@ def decode(rounds):
     q = torch.from_numpy(rng.standard_normal((1, 32, 1, 128)).astype(np.float32))
     k = torch.from_numpy(rng.standard_normal((1, 32, 1, 128)).astype(np.float32))
     qn, kn = q.numpy().copy(), k.numpy().copy()
+
+    def numpy_into_new(i):
+        q_out, k_out = np.empty_like(qn), np.empty_like(kn)
+        return fastpe.apply_rotary(qn, kn, offset=offsets[i], out=(q_out, k_out))
     cos_table, sin_table = fastpe.torch.rotary_cos_sin(N_POSITIONS + 1, 128)
     position_ids = [torch.arange(N_POSITIONS)[None, o:o + 1] for o in range(N_POSITIONS)]
     offsets = (np.arange(1 << 16) * 2654435761 % N_POSITIONS).tolist()  # a new offset every call
@@ -85,6 +90,7 @@ def decode(rounds):
     contenders = {
         "HF eager (cached cos/sin rows)": hf,
         "fastpe.apply_rotary, NumPy arrays (in place)": lambda i: fastpe.apply_rotary(qn, kn, offset=offsets[i]),
+        "fastpe.apply_rotary, NumPy arrays into new ones (out=)": numpy_into_new,
         "fastpe.apply_rotary, the tensors (in place)": lambda i: fastpe.apply_rotary(q, k, offset=offsets[i]),
         "fastpe.torch.apply_rotary": lambda i: fastpe.torch.apply_rotary(q, k, offset=offsets[i]),
         "fastpe.torch.apply_rotary, offset a tensor": lambda i: fastpe.torch.apply_rotary(
