@@ -164,11 +164,19 @@ cdef bint _add_cached_rows(const ArrayDesc *d, const ArrayDesc *src, double firs
     table.blocks, table.n_blocks, table.rows_per_block = blocks, n_blocks, FPE_SEED_GRID
     table.row_stride, table.n_cols = D * row_itemsize, D
     table.element = FPE_FLOAT32 if rows32 else FPE_FLOAT64
-    cdef fpe_idx n_lead, first_row = <fpe_idx>first - b0 * FPE_SEED_GRID
+    _add_blocked_rows(d, src, &table, <fpe_idx>first - b0 * FPE_SEED_GRID, T, n_threads)
+    return True
+
+
+cdef int _add_blocked_rows(const ArrayDesc *d, const ArrayDesc *src, const BlockedTable *table, fpe_idx first_row,
+                           fpe_idx T, int n_threads) except -1:
+    """The table kernel's call for one sequence of rows: d = (src, NULL: d itself) + table rows first_row ..
+    first_row + T - 1 along d's axis -2, in every sequence of d."""
+    cdef fpe_idx n_lead
     cdef fpe_idx seq_ptr[2]
     cdef _Indices rows = _row_offsets(d, d.ndim - 2, &n_lead)
     cdef _Indices src_rows = _row_offsets(src, src.ndim - 2, &n_lead) if src != NULL else None
     seq_ptr[0], seq_ptr[1] = 0, n_lead
-    table_grid(d, rows.data, src, src_rows.data if src != NULL else NULL, &table, &first_row, seq_ptr, 1, T, 1.0,
+    table_grid(d, rows.data, src, src_rows.data if src != NULL else NULL, table, &first_row, seq_ptr, 1, T, 1.0,
                n_threads)
-    return True
+    return 0

@@ -454,6 +454,11 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
     ...
     IndexError: positions offset + t (t < 3) must lie in [0, 6) (the table's rows); ...
     """
+    # The front door serves the common call (ndarrays, an integer offset, no scale); None hands the same
+    # arguments to the general path.
+    served = _frontdoor.add_table(x, table, offset, positions, scale, out, num_threads)
+    if served is not None:
+        return served
     req = table_request(x, table, offset, positions, scale, out, num_threads)
     _tables.add_table_rows(req.x, req.out, req.table, req.offset, req.positions, req.scale, req.num_threads)
     return caller_result(x, out)

@@ -403,3 +403,27 @@ def test_the_sinusoid_into_a_new_tensor_takes_its_front_door(dtype, offset):
     want = reference.add_sinusoidal(float64_of(x), offset=int(offset))
     name = str(dtype).removeprefix("torch.")
     assert_within(float64_of(y), want, tolerance(name, want), f"{name} against the reference")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
+def test_add_table_takes_its_front_door(dtype):
+    """fastpe.torch.add_table (a new tensor) and add_table_ reach add_table's front door through the
+    tensors' views, a 0-d tensor offset and a Parameter table under no_grad too, with the NumPy-facing
+    call's bits (the general path's: tests/tables/test_table_fast_path.py)."""
+    x = torch.randn(2, 3, 16).to(dtype)
+    table = torch.nn.Parameter(torch.randn(10, 16))
+    before_x = x.clone()
+    calls = _frontdoor.table_calls()
+    with torch.no_grad():
+        y = ft.add_table(x, table, offset=torch.tensor(4))
+        z = ft.add_table_(x.clone(), table, offset=4)
+    assert _frontdoor.table_calls() == calls + 2
+    assert torch.equal(x, before_x)
+    bits = torch.int16 if dtype.itemsize == 2 else dtype
+    assert torch.equal(y.view(bits), z.view(bits))
+    if dtype in (torch.float32, torch.float64):
+        expected = fastpe.add_table(x.numpy().copy(), table.detach().numpy(), offset=4)
+        assert_same_bits(y.numpy(), expected, str(dtype))
+    name = str(dtype).removeprefix("torch.")
+    want = reference.add_table(float64_of(x), float64_of(table.detach()), offset=4)
+    assert_within(float64_of(y), want, tolerance(name, want), f"{name} against the reference")
