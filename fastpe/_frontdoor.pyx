@@ -61,7 +61,7 @@ cdef IntRule _NUM_THREADS = int_rule(params.NUM_THREADS)
 
 include "_frontdoor_cache.pxi"
 include "_frontdoor_arrays.pxi"
-include "_frontdoor_sinusoid.pxi"
 include "_frontdoor_table.pxi"
+include "_frontdoor_sinusoid.pxi"
 include "_frontdoor_rotary.pxi"
 include "_frontdoor_cos_sin.pxi"

@@ -53,35 +53,78 @@ def add_sinusoidal(x, offset, positions, scale, base, layout, out, num_threads, 
                    min_timescale, max_timescale):
     """add_sinusoidal's arguments, as the caller gave them: x with the
     encoding added when the call is the common one (see above), else None."""
-    global _n_sinusoid_calls, _n_row_calls
-    if not (positions is None and scale is None and base is None and layout is None
-            and inv_freq is None and preset is None and padding_idx is None
-            and min_timescale is None and max_timescale is None):
-        return None
-    if not accepts_int(num_threads, &_NUM_THREADS):
+    cdef double first
+    if not _common_sinusoid(offset, positions, scale, base, layout, num_threads, inv_freq, preset, padding_idx,
+                            min_timescale, max_timescale, &first):
         return None
     cdef ArrayDesc d, src
-    cdef double first
     cdef bint apart = out is not None and out is not x
-    if not _offset_value(offset, &first):
-        return None
     if apart:
         if not _intake_apart_out(x, out, &src, &d):
             return None
     elif not _intake_ndarray(x, &d, _X_MIN_NDIM, True):
         return None
-    cdef fpe_idx T = d.shape[d.ndim - 2], D = d.shape[d.ndim - 1]
-    # One rounded addition, as the general path's check_position_range forms it.
-    if fabs(first + <double>(T - 1)) >= _LIMIT:
+    if not _positions_within_limit(&d, first):
         return None
+    _serve_sinusoid(&d, &src if apart else NULL, first, num_threads)
+    return out if apart else x
+
+
+def add_sinusoidal_tensor_eagerly(x, bint into_new, offset, positions, scale, base, layout, num_threads, inv_freq,
+                                  preset, padding_idx, min_timescale, max_timescale):
+    """add_sinusoidal's common call on a CPU tensor x, for fastpe.torch's eager
+    route once it knows Dynamo is not tracing: served only when
+    _torch_route_open lets the call skip the dispatcher, in place (x
+    returned, its version counter bumped) or (into_new) into a new tensor
+    (torch.empty_like(x), returned). None where another way must serve the
+    call (nothing written)."""
+    if not _torch_route_open((x,), offset, () if into_new else (x,)):
+        return None
+    offset = _offset_of_tensor(offset)
+    cdef double first
+    if offset is None or not _common_sinusoid(offset, positions, scale, base, layout, num_threads, inv_freq, preset,
+                                              padding_idx, min_timescale, max_timescale, &first):
+        return None
+    cdef ArrayDesc d, src
+    if not _intake_tensor(x, &src if into_new else &d, _X_MIN_NDIM, True):
+        return None
+    if not _positions_within_limit(&src if into_new else &d, first):
+        return None
+    global _n_tensor_add_calls
+    made = _new_tensor_like(x, &src, &d) if into_new else None
+    _n_tensor_add_calls += 1
+    _serve_sinusoid(&d, &src if into_new else NULL, first, num_threads)
+    return made if into_new else _bump_written(x, (x,), False)
+
+
+cdef bint _common_sinusoid(object offset, object positions, object scale, object base, object layout,
+                           object num_threads, object inv_freq, object preset, object padding_idx,
+                           object min_timescale, object max_timescale, double *first) except -1:
+    """The arguments of the common call other than the arrays (see above): every option at its default,
+    num_threads as the declaration accepts it, and offset a value _offset_value reads (into first)."""
+    if not (positions is None and scale is None and base is None and layout is None
+            and inv_freq is None and preset is None and padding_idx is None
+            and min_timescale is None and max_timescale is None):
+        return False
+    return accepts_int(num_threads, &_NUM_THREADS) and _offset_value(offset, first)
+
+
+cdef bint _positions_within_limit(const ArrayDesc *d, double first) noexcept:
+    # One rounded addition, as the general path's check_position_range forms it.
+    return fabs(first + <double>(d.shape[d.ndim - 2] - 1)) < _LIMIT
+
+
+cdef int _serve_sinusoid(const ArrayDesc *d, const ArrayDesc *src, double first, object num_threads) except -1:
+    """The common call's rows added (to src, NULL: d itself) into d: cached rows or generated (see above)."""
+    global _n_sinusoid_calls, _n_row_calls
+    cdef fpe_idx T = d.shape[d.ndim - 2], D = d.shape[d.ndim - 1]
     _n_sinusoid_calls += 1
     cdef int n_threads = _runtime.resolve_threads(num_threads, d.size)
-    cdef const ArrayDesc *read = &src if apart else NULL
-    if first == floor(first) and _add_cached_rows(&d, read, first, T, D, n_threads):
+    if first == floor(first) and _add_cached_rows(d, src, first, T, D, n_threads):
         _n_row_calls += 1
     else:
-        _generate(&d, read, first, T, D, False, n_threads)
-    return out if apart else x
+        _generate(d, src, first, T, D, False, n_threads)
+    return 0
 
 
 cdef bint _intake_apart_out(object x, object out, ArrayDesc *src, ArrayDesc *d) except -1:

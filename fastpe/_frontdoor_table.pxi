@@ -13,7 +13,8 @@
 # same bits. Anything else goes to the general path, which gives its own
 # result or error (a table it must copy, 16-bit tables, rows out of range).
 
-# Calls this front door served (incremented with the GIL held); read by the tests.
+# Calls this front door served, for arrays and for fastpe.torch's tensors (incremented with the GIL held);
+# read by the tests.
 cdef unsigned long long _n_table_calls = 0
 
 
@@ -22,34 +23,79 @@ def table_calls():
     return _n_table_calls
 
 
+# add_sinusoidal and add_table calls served on fastpe.torch's eager route (for tests)
+cdef unsigned long long _n_tensor_add_calls = 0
+
+
+def tensor_add_calls():
+    """How many add_sinusoidal and add_table calls on tensors fastpe.torch's eager route served (for tests)."""
+    return _n_tensor_add_calls
+
+
 def add_table(x, table, offset, positions, scale, out, num_threads):
     """add_table's arguments, as the caller gave them: x (or out) with the
     table's rows added when the call is the common one (see above), else None."""
-    global _n_table_calls
-    if positions is not None or scale is not None or not accepts_int(num_threads, &_NUM_THREADS):
-        return None
     cdef fpe_idx first_row
-    if not _table_row(offset, &first_row):
+    if not _common_table_call(offset, positions, scale, num_threads, &first_row):
         return None
-    cdef ArrayDesc d, src, rows_desc
+    cdef ArrayDesc d, src, rows
     cdef bint apart = out is not None and out is not x
     if apart:
         if not _intake_apart_out(x, out, &src, &d):
             return None
     elif not _intake_ndarray(x, &d, _X_MIN_NDIM, True):
         return None
-    if not _intake_table(table, &rows_desc, &d):
+    if not (_intake_table_ndarray(table, &rows) and _table_serves(&rows, &d, first_row)):
         return None
-    cdef fpe_idx T = d.shape[d.ndim - 2]
-    if first_row < 0 or first_row + T > rows_desc.shape[0]:
+    _serve_table(&d, &src if apart else NULL, &rows, first_row, num_threads)
+    return out if apart else x
+
+
+def add_table_tensors_eagerly(x, table, bint into_new, offset, positions, scale, num_threads):
+    """add_table's common call on CPU tensors x and table, for fastpe.torch's
+    eager route once it knows Dynamo is not tracing: served only when
+    _torch_route_open lets the call skip the dispatcher, in place (x
+    returned, its version counter bumped) or (into_new) into a new tensor
+    (torch.empty_like(x), returned). None where another way must serve the
+    call (nothing written)."""
+    if not _torch_route_open((x, table), offset, () if into_new else (x,)):
         return None
+    offset = _offset_of_tensor(offset)
+    cdef fpe_idx first_row
+    if offset is None or not _common_table_call(offset, positions, scale, num_threads, &first_row):
+        return None
+    cdef ArrayDesc d, src, rows
+    cdef ArrayDesc *x_desc = &src if into_new else &d
+    if not _intake_tensor(x, x_desc, _X_MIN_NDIM, True) or not _intake_tensor(table, &rows, 2, False):
+        return None
+    if rows.ndim != 2 or not _table_serves(&rows, x_desc, first_row):
+        return None
+    global _n_tensor_add_calls
+    made = _new_tensor_like(x, &src, &d) if into_new else None
+    _n_tensor_add_calls += 1
+    _serve_table(&d, &src if into_new else NULL, &rows, first_row, num_threads)
+    return made if into_new else _bump_written(x, (x,), False)
+
+
+cdef bint _common_table_call(object offset, object positions, object scale, object num_threads,
+                             fpe_idx *first_row) except -1:
+    """The arguments of the common call other than the arrays (see above), the offset read into first_row."""
+    if positions is not None or scale is not None or not accepts_int(num_threads, &_NUM_THREADS):
+        return False
+    return _table_row(offset, first_row)
+
+
+cdef int _serve_table(const ArrayDesc *d, const ArrayDesc *src, const ArrayDesc *rows, fpe_idx first_row,
+                      object num_threads) except -1:
+    """rows first_row .. first_row + T - 1 of the table `rows` (one block) added (to src, NULL: d itself) into d."""
+    global _n_table_calls
     _n_table_calls += 1
     cdef BlockedTable bt
-    cdef const char *block = rows_desc.data
-    bt.blocks, bt.n_blocks, bt.rows_per_block = &block, 1, rows_desc.shape[0]
-    bt.row_stride, bt.n_cols, bt.element = rows_desc.strides[0], rows_desc.shape[1], rows_desc.element
-    _add_blocked_rows(&d, &src if apart else NULL, &bt, first_row, T, _runtime.resolve_threads(num_threads, d.size))
-    return out if apart else x
+    cdef const char *block = rows.data
+    bt.blocks, bt.n_blocks, bt.rows_per_block = &block, 1, rows.shape[0]
+    bt.row_stride, bt.n_cols, bt.element = rows.strides[0], rows.shape[1], rows.element
+    _add_blocked_rows(d, src, &bt, first_row, d.shape[d.ndim - 2], _runtime.resolve_threads(num_threads, d.size))
+    return 0
 
 
 cdef bint _table_row(object offset, fpe_idx *row) except -1:
@@ -69,11 +115,8 @@ cdef bint _table_row(object offset, fpe_idx *row) except -1:
     return True
 
 
-cdef bint _intake_table(object table, ArrayDesc *t, const ArrayDesc *written) except -1:
-    """Describe table into t when it is one the front door reads as it is: an
-    exact 2-D ndarray of native, aligned float32 or float64 with unit column
-    stride and written's last axis as its columns, sharing no memory with
-    written (the general path reads such a table from a copy)."""
+cdef bint _intake_table_ndarray(object table, ArrayDesc *t) except -1:
+    """Describe table into t when it is an exact 2-D ndarray of native, aligned float32 or float64."""
     if type(table) is not cnp.ndarray:
         return False
     cdef cnp.ndarray a = <cnp.ndarray>table
@@ -83,10 +126,19 @@ cdef bint _intake_table(object table, ArrayDesc *t, const ArrayDesc *written) ex
     if not (cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISALIGNED(a)):
         return False
     describe_ndarray(a, t)
+    return True
+
+
+cdef bint _table_serves(const ArrayDesc *t, const ArrayDesc *written, fpe_idx first_row) noexcept:
+    """The table t (2-D, float32 or float64) is one the front door reads as it is for `written`, at rows
+    first_row .. first_row + T - 1: written's last axis as its columns, unit column stride, those rows
+    within it, and no memory shared with written (the general path reads such a table from a copy)."""
     if t.shape[1] != written.shape[written.ndim - 1] or t.strides[1] != t.itemsize:
+        return False
+    if first_row < 0 or first_row + written.shape[written.ndim - 2] > t.shape[0]:
         return False
     cdef char *lows[2]
     cdef char *highs[2]
     memory_bounds(written, &lows[0], &highs[0])
     memory_bounds(t, &lows[1], &highs[1])
-    return t.size == 0 or _apart_from_earlier(lows, highs, 1)
+    return _apart_from_earlier(lows, highs, 1)

@@ -100,6 +100,10 @@ def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout
     >>> x.grad.unique().tolist()
     [2.0]
     """
+    made = _impl.eager_sinusoid(x, True, offset, positions, scale, base, layout, num_threads, inv_freq, preset,
+                                padding_idx, min_timescale, max_timescale)
+    if made is not None:
+        return made
     check_tensor("x", x, "add_sinusoidal")
     options = _sinusoid_options(scale, base, layout, preset, padding_idx, min_timescale, max_timescale, num_threads)
     return _out_of_place(_impl.add_sinusoidal_into, _ops.add_sinusoidal, x,
@@ -109,6 +113,9 @@ def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout
 def add_sinusoidal_(x, *, offset=0, positions=None, scale=None, base=None, layout=None, inv_freq=None, preset=None,
                     padding_idx=None, min_timescale=None, max_timescale=None, num_threads=None):
     """`add_sinusoidal` in place: writes x, bumps its version counter, returns x."""
+    if _impl.eager_sinusoid(x, False, offset, positions, scale, base, layout, num_threads, inv_freq, preset,
+                            padding_idx, min_timescale, max_timescale) is not None:
+        return x
     check_tensor("x", x, "add_sinusoidal")
     options = _sinusoid_options(scale, base, layout, preset, padding_idx, min_timescale, max_timescale, num_threads)
     if needs_grad(x):
@@ -145,6 +152,9 @@ def add_table(x, table, *, offset=0, positions=None, scale=None, num_threads=Non
     >>> table.grad[:, 0].tolist()        # rows 0-2 read by the first sequence, 4-6 by the second
     [1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0]
     """
+    made = _impl.eager_table(x, table, True, offset, positions, scale, num_threads)
+    if made is not None:
+        return made
     check_tensor("x", x, "add_table")
     check_tensor("table", table, "add_table")
     return _out_of_place(_impl.add_table_into, _ops.add_table, x,
@@ -154,6 +164,8 @@ def add_table(x, table, *, offset=0, positions=None, scale=None, num_threads=Non
 
 def add_table_(x, table, *, offset=0, positions=None, scale=None, num_threads=None):
     """`add_table` in place: writes x, bumps its version counter, returns x."""
+    if _impl.eager_table(x, table, False, offset, positions, scale, num_threads) is not None:
+        return x
     check_tensor("x", x, "add_table")
     check_tensor("table", table, "add_table")
     if needs_grad(x, table):

@@ -95,6 +95,26 @@ def eager_rotation(arrays, into_new, offset, base, layout, rotary_dim, scaling, 
                                              num_threads)
 
 
+def eager_sinusoid(x, into_new, offset, positions, scale, base, layout, num_threads, inv_freq, preset,
+                   padding_idx, min_timescale, max_timescale):
+    """add_sinusoidal's common call through its front door on the eager route
+    (fastpe._frontdoor.add_sinusoidal_tensor_eagerly), as eager_rotation: x
+    written in place (version counter bumped) or a new tensor; None where
+    another way must serve the call (nothing written)."""
+    if _dynamo_tracing():
+        return None
+    return _frontdoor.add_sinusoidal_tensor_eagerly(x, into_new, offset, positions, scale, base, layout, num_threads,
+                                                    inv_freq, preset, padding_idx, min_timescale, max_timescale)
+
+
+def eager_table(x, table, into_new, offset, positions, scale, num_threads):
+    """add_table's common call through its front door on the eager route
+    (fastpe._frontdoor.add_table_tensors_eagerly), as eager_sinusoid."""
+    if _dynamo_tracing():
+        return None
+    return _frontdoor.add_table_tensors_eagerly(x, table, into_new, offset, positions, scale, num_threads)
+
+
 def eager_cos_sin(arrays, into_new, cos, sin, unsqueeze_dim):
     """The rotation by given cos and sin tables through its front door on the eager route
     (fastpe._frontdoor.rotate_tensors_by_cos_sin_eagerly), as eager_rotation."""

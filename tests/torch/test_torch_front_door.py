@@ -427,3 +427,80 @@ def test_add_table_takes_its_front_door(dtype):
     name = str(dtype).removeprefix("torch.")
     want = reference.add_table(float64_of(x), float64_of(table.detach()), offset=4)
     assert_within(float64_of(y), want, tolerance(name, want), f"{name} against the reference")
+
+
+class ServedAdds:
+    """How many add_sinusoidal and add_table calls the eager route served inside the block."""
+
+    def __enter__(self):
+        self.start = _frontdoor.tensor_add_calls()
+        return self
+
+    def __exit__(self, *exc):
+        self.count = _frontdoor.tensor_add_calls() - self.start
+
+
+ADDS = {
+    "add_sinusoidal": (lambda x, **kw: ft.add_sinusoidal(x, **kw), lambda x, **kw: ft.add_sinusoidal_(x, **kw)),
+    "add_table": (lambda x, **kw: ft.add_table(x, TABLE, **kw), lambda x, **kw: ft.add_table_(x, TABLE, **kw)),
+}
+TABLE = torch.randn(600, 24, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced", "narrowed"])
+@pytest.mark.parametrize("function", sorted(ADDS))
+def test_the_adds_are_served_on_the_eager_route_with_the_operators_bits(function, layout, dtype):
+    """add_sinusoidal and add_table on a CPU tensor, with a number or a 0-d tensor offset: served by their
+    front doors straight from the tensor (no NumPy view), into a new tensor (x left as it was) or in place
+    (version counter bumped), with the registered operator's bits."""
+    new, in_place = ADDS[function]
+    name = str(dtype).removeprefix("torch.")
+    x = tensor_in_layout((2, 3, 9, 24), name, layout, seed=7)
+    bits = torch.int16 if dtype.itemsize == 2 else dtype
+    for offset in (0, 300, torch.tensor(41)):
+        what = f"{function} {name} {layout} offset={offset!r}"
+        before = x.clone()
+        with ServedAdds() as served:
+            y = new(x, offset=offset)
+            z = x.clone()
+            version = z._version
+            assert in_place(z, offset=offset) is z
+        assert served.count == 2, what
+        assert torch.equal(x.view(bits), before.view(bits)), f"{what}: x written"
+        assert z._version > version, f"{what}: version counter"
+        with always_dispatch():
+            want = new(x, offset=offset)
+        assert torch.equal(y.view(bits), want.view(bits)) and torch.equal(z.view(bits), want.view(bits)), what
+
+
+@pytest.mark.parametrize("function", sorted(ADDS))
+def test_what_the_eager_adds_leave_to_the_other_ways(function):
+    """Gradients (the operator), inference tensors written outside inference mode (refused, nothing
+    written), a subclass, other devices' fakes and non-tensors (the Python checks): never the route."""
+    new, in_place = ADDS[function]
+    x = torch.randn(1, 4, 24, requires_grad=True)
+    with ServedAdds() as served:
+        y = new(x, offset=3)
+    assert served.count == 0 and y.grad_fn is not None
+    with torch.inference_mode():
+        frozen = torch.randn(1, 4, 24)
+    before = frozen.clone()
+    with ServedAdds() as served, pytest.raises(ValueError, match="inference tensor"):
+        in_place(frozen, offset=3)
+    assert served.count == 0 and torch.equal(frozen, before)
+    with torch.inference_mode(), ServedAdds() as served:
+        in_place(frozen, offset=3)
+    assert served.count == 1
+    with ServedAdds() as served, pytest.raises(TypeError, match="must be a torch.Tensor"):
+        new(np.zeros((1, 4, 24), np.float32), offset=3)
+    assert served.count == 0
+
+    class Sub(torch.Tensor):
+        pass
+
+    sub = torch.randn(1, 4, 24).as_subclass(Sub)
+    with ServedAdds() as served:
+        got = new(sub, offset=3)
+    assert served.count == 0
+    assert torch.equal(torch.Tensor(got), torch.Tensor(new(torch.Tensor(sub).clone(), offset=3)))
