@@ -24,15 +24,23 @@ from fastpe.torch._tensors import always_dispatch  # noqa: E402
 from fastpe._validation.torch_tensors import BFLOAT16_BITS  # noqa: E402
 
 
-class Served:
-    """How many rotations the tensor front door served inside the block."""
+class Counted:
+    """How much a counter of fastpe._frontdoor's grew inside the block."""
+
+    def __init__(self, counter):
+        self.counter = counter
 
     def __enter__(self):
-        self.start = _frontdoor.tensor_rotary_calls()
+        self.start = self.counter()
         return self
 
     def __exit__(self, *exc):
-        self.count = _frontdoor.tensor_rotary_calls() - self.start
+        self.count = self.counter() - self.start
+
+
+def Served():
+    """How many rotations the tensor front door served inside the block."""
+    return Counted(_frontdoor.tensor_rotary_calls)
 
 
 def _numpy_bits(arrays, **kw):
@@ -266,13 +274,9 @@ def test_refusals_reach_the_caller_and_write_nothing():
 
 # ------------------------------------------------------------------ rotation by given cos and sin
 
-class ServedCosSin(Served):
-    def __enter__(self):
-        self.start = _frontdoor.cos_sin_calls()
-        return self
-
-    def __exit__(self, *exc):
-        self.count = _frontdoor.cos_sin_calls() - self.start
+def ServedCosSin():
+    """How many rotations by given tables their front door served inside the block."""
+    return Counted(_frontdoor.cos_sin_calls)
 
 
 def _hf_formula(q, cos, sin, unsqueeze_dim):
@@ -429,15 +433,9 @@ def test_add_table_takes_its_front_door(dtype):
     assert_within(float64_of(y), want, tolerance(name, want), f"{name} against the reference")
 
 
-class ServedAdds:
+def ServedAdds():
     """How many add_sinusoidal and add_table calls the eager route served inside the block."""
-
-    def __enter__(self):
-        self.start = _frontdoor.tensor_add_calls()
-        return self
-
-    def __exit__(self, *exc):
-        self.count = _frontdoor.tensor_add_calls() - self.start
+    return Counted(_frontdoor.tensor_add_calls)
 
 
 ADDS = {
