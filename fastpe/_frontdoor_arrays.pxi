@@ -237,6 +237,24 @@ cdef bint _offset_value(object offset, double *value) except -1:
     return isfinite(value[0]) and fabs(value[0]) < _LIMIT
 
 
+cdef bint _scale_value(object scale, double *value) except -1:
+    """scale as the float64 the general path passes the kernels, when it is
+    one a front door takes: None (1.0), or a finite Python int or float or
+    NumPy integer or float16/32/64 scalar (never a bool)."""
+    cdef object kind = type(scale)
+    if scale is None:
+        value[0] = 1.0
+        return True
+    if not (kind is float or kind is int or kind is np.float64 or kind is np.float32 or kind is np.float16
+            or isinstance(scale, np.integer)):
+        return False
+    try:
+        value[0] = float(scale)
+    except OverflowError:
+        return False  # an int beyond float64: the general path's error
+    return isfinite(value[0])
+
+
 cdef class _Indices:
     """A buffer of n fpe_idx (freed with the object)."""
     cdef fpe_idx *data

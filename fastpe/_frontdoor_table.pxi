@@ -1,17 +1,19 @@
 # Part of fastpe/_frontdoor.pyx: add_table's front door.
 #
 # The common call is ``add_table(x, table, offset=o)`` (with or without
-# ``num_threads=n`` and ``out=y``) with no positions and no scale, where x
+# ``num_threads=n``, ``scale=s`` and ``out=y``) with no positions, where x
 # (and y: x itself, or an array of x's dtype and shape sharing no memory
 # with x, _intake_apart_out) is an array _intake_ndarray takes, table an
 # exact 2-D numpy.ndarray of native, aligned float32 or float64 with unit
 # column stride, D columns (x's last axis) and memory apart from the array
 # written, o an integer (a Python int, a NumPy integer, or a 0-d integer
 # array) with 0 <= o and o + T - 1 < the table's rows, and n a value the
-# num_threads declaration accepts as it is. It is served by the kernel the
+# num_threads declaration accepts as it is, and s a number _scale_value
+# takes. It is served by the kernel the
 # general path calls (table_grid), with the table as one block of rows: the
 # same bits. Anything else goes to the general path, which gives its own
-# result or error (a table it must copy, 16-bit tables, rows out of range).
+# result or error (a table it must copy, 16-bit tables, rows out of range,
+# a 0-d array scale).
 
 # Calls this front door served, for arrays and for fastpe.torch's tensors (incremented with the GIL held);
 # read by the tests.
@@ -36,7 +38,8 @@ def add_table(x, table, offset, positions, scale, out, num_threads):
     """add_table's arguments, as the caller gave them: x (or out) with the
     table's rows added when the call is the common one (see above), else None."""
     cdef fpe_idx first_row
-    if not _common_table_call(offset, positions, scale, num_threads, &first_row):
+    cdef double scale_value
+    if not _common_table_call(offset, positions, scale, num_threads, &first_row, &scale_value):
         return None
     cdef ArrayDesc d, src, rows
     cdef bint apart = out is not None and out is not x
@@ -47,7 +50,7 @@ def add_table(x, table, offset, positions, scale, out, num_threads):
         return None
     if not (_intake_table_ndarray(table, &rows) and _table_serves(&rows, &d, first_row)):
         return None
-    _serve_table(&d, &src if apart else NULL, &rows, first_row, num_threads)
+    _serve_table(&d, &src if apart else NULL, &rows, first_row, scale_value, num_threads)
     return out if apart else x
 
 
@@ -62,7 +65,8 @@ def add_table_tensors_eagerly(x, table, bint into_new, offset, positions, scale,
         return None
     offset = _offset_of_tensor(offset)
     cdef fpe_idx first_row
-    if offset is None or not _common_table_call(offset, positions, scale, num_threads, &first_row):
+    cdef double scale_value
+    if offset is None or not _common_table_call(offset, positions, scale, num_threads, &first_row, &scale_value):
         return None
     cdef ArrayDesc d, src, rows
     cdef ArrayDesc *x_desc = &src if into_new else &d
@@ -73,28 +77,31 @@ def add_table_tensors_eagerly(x, table, bint into_new, offset, positions, scale,
     global _n_tensor_add_calls
     made = _new_tensor_like(x, &src, &d) if into_new else None
     _n_tensor_add_calls += 1
-    _serve_table(&d, &src if into_new else NULL, &rows, first_row, num_threads)
+    _serve_table(&d, &src if into_new else NULL, &rows, first_row, scale_value, num_threads)
     return made if into_new else _bump_written(x, (x,), False)
 
 
 cdef bint _common_table_call(object offset, object positions, object scale, object num_threads,
-                             fpe_idx *first_row) except -1:
-    """The arguments of the common call other than the arrays (see above), the offset read into first_row."""
-    if positions is not None or scale is not None or not accepts_int(num_threads, &_NUM_THREADS):
+                             fpe_idx *first_row, double *scale_value) except -1:
+    """The arguments of the common call other than the arrays (see above), the offset read into first_row
+    and the scale into scale_value."""
+    if positions is not None or not accepts_int(num_threads, &_NUM_THREADS):
         return False
-    return _table_row(offset, first_row)
+    return _table_row(offset, first_row) and _scale_value(scale, scale_value)
 
 
 cdef int _serve_table(const ArrayDesc *d, const ArrayDesc *src, const ArrayDesc *rows, fpe_idx first_row,
-                      object num_threads) except -1:
-    """rows first_row .. first_row + T - 1 of the table `rows` (one block) added (to src, NULL: d itself) into d."""
+                      double scale, object num_threads) except -1:
+    """rows first_row .. first_row + T - 1 of the table `rows` (one block) added (to src, NULL: d itself, times
+    scale) into d."""
     global _n_table_calls
     _n_table_calls += 1
     cdef BlockedTable bt
     cdef const char *block = rows.data
     bt.blocks, bt.n_blocks, bt.rows_per_block = &block, 1, rows.shape[0]
     bt.row_stride, bt.n_cols, bt.element = rows.strides[0], rows.shape[1], rows.element
-    _add_blocked_rows(d, src, &bt, first_row, d.shape[d.ndim - 2], _runtime.resolve_threads(num_threads, d.size))
+    _add_blocked_rows(d, src, &bt, first_row, d.shape[d.ndim - 2], scale,
+                      _runtime.resolve_threads(num_threads, d.size))
     return 0
 
 

@@ -11,7 +11,7 @@ import fractions
 
 import numpy as np
 import pytest
-from optional import conformance_import
+from optional import conformance_import, extra_import
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -106,8 +106,15 @@ X = random_values((2, 5, 8), np.float32, rng_for("uncommon"), 3.0)
 UNCOMMON_ARGUMENTS = [
     {"positions": np.arange(5)},
     {"positions": np.arange(5), "offset": 1},
-    {"scale": 1.0},
-    {"scale": 2.0},
+    {"scale": True},
+    {"scale": np.bool_(True)},
+    {"scale": float("nan")},
+    {"scale": float("inf")},
+    {"scale": np.array(2.0)},
+    {"scale": fractions.Fraction(1, 2)},
+    {"scale": "2"},
+    {"scale": 2**2000},
+    {"scale": 1 + 0j},
     {"base": 10000},
     {"base": -1.0},
     {"layout": "interleaved"},
@@ -116,7 +123,6 @@ UNCOMMON_ARGUMENTS = [
     {"out": np.zeros((2, 5, 8), np.float64)},
     {"out": np.zeros((2, 5, 9), np.float32)},
     {"out": np.zeros((2, 5, 8), np.float32).view(np.ndarray).tolist()},
-    {"out": np.zeros((2, 5, 8), np.float32), "scale": 2.0},
     {"num_threads": 0},
     {"num_threads": -1},
     {"num_threads": True},
@@ -160,6 +166,33 @@ def test_out_apart_takes_the_fast_path(shape, dtype):
             with general_path_only():
                 fastpe.add_sinusoidal(expected, offset=offset)
             assert_same_bits(out, expected, msg)
+
+
+SCALES = [1.0, 2.0, 27.712812921102035, 0.1, -3, np.float32(0.7), 3, np.int64(2), np.float16(1.5), 1e-30, 1e30,
+          -0.0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, "bfloat16"], ids=str)
+def test_a_scale_keeps_the_fast_path_with_the_general_bits(dtype):
+    """x * scale + PE: a finite int or float scale is common too (sqrt(D) in most models), in place and
+    into out, with the general path's bits: cached rows times a scale whose products round (0.1, sqrt(768))
+    give the bits the generating kernel gives."""
+    if dtype == "bfloat16":
+        dtype = extra_import("ml_dtypes", "bfloat16").bfloat16
+    rng = rng_for("fast path scale", np.dtype(dtype).name)
+    for shape in ((1, 1, 768), (2, 40, 24), (3, 7, 9)):
+        for kind, x in array_variants(shape, dtype, rng, kinds=("C", "F", "D-reversed")):
+            for scale in SCALES:
+                for offset in (0, 300, 2.5):
+                    msg = f"{shape} {np.dtype(dtype).name} {kind} scale={scale!r} offset={offset}"
+                    x_fast, x_general, taken = fast_and_general(x, offset=offset, scale=scale)
+                    assert taken == 1, f"{msg}: the common call did not take the fast path"
+                    assert_same_bits(x_fast, x_general, msg)
+                    out = np.zeros_like(x)
+                    before = _frontdoor.sinusoid_calls()
+                    fastpe.add_sinusoidal(x, offset=offset, scale=scale, out=out)
+                    assert _frontdoor.sinusoid_calls() == before + 1
+                    assert_same_bits(out, x_general, f"{msg} out=")
 
 
 def test_out_sharing_memory_with_x_takes_the_general_path():
@@ -328,8 +361,9 @@ def test_cache_clear_between_fast_calls(fresh_cache):
     lead=st.lists(st.integers(1, 4), min_size=0, max_size=2),
     T=st.integers(1, 40),
     D=st.integers(1, 70),
-    dtype=st.sampled_from([np.float32, np.float64]),
+    dtype=st.sampled_from([np.float32, np.float64, np.float16]),
     kind=st.sampled_from(ALL_KINDS),
+    scale=st.one_of(st.none(), st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)),
     offset=st.one_of(
         st.integers(-(2**40), 2**40),
         st.floats(-1e9, 1e9, allow_nan=False, allow_infinity=False),
@@ -338,15 +372,15 @@ def test_cache_clear_between_fast_calls(fresh_cache):
     ),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_property_fast_and_general_paths_give_the_same_bits(lead, T, D, dtype, kind, offset, seed):
+def test_property_fast_and_general_paths_give_the_same_bits(lead, T, D, dtype, kind, scale, offset, seed):
     shape = tuple(lead) + (T, D)
     variants = dict(array_variants(shape, dtype, np.random.default_rng(seed), kinds=(kind,)))
     if kind not in variants:
         kind = "C"
         variants = dict(array_variants(shape, dtype, np.random.default_rng(seed), kinds=("C",)))
-    x_fast, x_general, taken = fast_and_general(variants[kind], offset=offset)
+    x_fast, x_general, taken = fast_and_general(variants[kind], offset=offset, scale=scale)
     assert taken == 1
-    assert_same_bits(x_fast, x_general, f"shape={shape} {kind} offset={offset!r}")
+    assert_same_bits(x_fast, x_general, f"shape={shape} {kind} offset={offset!r} scale={scale!r}")
 
 
 def test_many_shapes_keep_the_general_blocking():

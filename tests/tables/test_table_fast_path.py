@@ -60,6 +60,27 @@ def test_common_calls_take_the_front_door_with_the_general_bits(shape, x_dtype, 
             assert_same_bits(out, general, f"{msg}: out=")
 
 
+@pytest.mark.parametrize("x_dtype", X_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_a_scale_keeps_the_front_door_with_the_general_bits(x_dtype):
+    """x * scale + table[p] with a finite int or float scale (sqrt(D) in BERT-like models), in place and
+    into out."""
+    rng = rng_for("table fast path scale", np.dtype(x_dtype).name)
+    for table_dtype in (np.float32, np.float64):
+        table = random_values((20, 24), table_dtype, rng, 2.0)
+        x = random_values((2, 7, 24), x_dtype, rng, 3.0)
+        for scale in (1.0, 2.0, 4.898979485566356, 0.1, -3, np.float32(0.7), 3, np.int64(2), 1e-30, -0.0):
+            msg = f"x {np.dtype(x_dtype).name} table {np.dtype(table_dtype).name} scale={scale!r}"
+            fast, general = x.copy(), x.copy()
+            before = _frontdoor.table_calls()
+            fastpe.add_table(fast, table, offset=5, scale=scale)
+            out = np.zeros_like(x)
+            fastpe.add_table(x, table, offset=5, scale=scale, out=out)
+            assert _frontdoor.table_calls() == before + 2, msg
+            _general(general, table, offset=5, scale=scale)
+            assert_same_bits(fast, general, msg)
+            assert_same_bits(out, general, f"{msg} out=")
+
+
 def test_table_layouts_it_reads_as_they_are():
     """A row-strided, reversed, read-only or broadcast table is read where it is, with the general bits."""
     rng = rng_for("table layouts")
@@ -113,8 +134,10 @@ TABLE = random_values((9, 8), np.float32, rng_for("uncommon table rows"), 3.0)
 
 UNCOMMON = {
     "positions": dict(positions=np.arange(5)),
-    "scale": dict(scale=2.0),
-    "scale 1": dict(scale=1.0),
+    "bool scale": dict(scale=True),
+    "nan scale": dict(scale=float("nan")),
+    "0-d scale": dict(scale=np.array(2.0)),
+    "huge int scale": dict(scale=2**2000),
     "offset per sequence": dict(offset=np.array([0, 1])),
     "offset beyond the rows": dict(offset=5),
     "negative offset": dict(offset=-1),

@@ -449,26 +449,26 @@ TABLE = torch.randn(600, 24, dtype=torch.float64)
 @pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced", "narrowed"])
 @pytest.mark.parametrize("function", sorted(ADDS))
 def test_the_adds_are_served_on_the_eager_route_with_the_operators_bits(function, layout, dtype):
-    """add_sinusoidal and add_table on a CPU tensor, with a number or a 0-d tensor offset: served by their
+    """add_sinusoidal and add_table on a CPU tensor, with a number or a 0-d tensor offset and a scale: served by their
     front doors straight from the tensor (no NumPy view), into a new tensor (x left as it was) or in place
     (version counter bumped), with the registered operator's bits."""
     new, in_place = ADDS[function]
     name = str(dtype).removeprefix("torch.")
     x = tensor_in_layout((2, 3, 9, 24), name, layout, seed=7)
     bits = torch.int16 if dtype.itemsize == 2 else dtype
-    for offset in (0, 300, torch.tensor(41)):
-        what = f"{function} {name} {layout} offset={offset!r}"
+    for offset, scale in ((0, None), (300, None), (torch.tensor(41), None), (7, 4.898979485566356)):
+        what = f"{function} {name} {layout} offset={offset!r} scale={scale}"
         before = x.clone()
         with ServedAdds() as served:
-            y = new(x, offset=offset)
+            y = new(x, offset=offset, scale=scale)
             z = x.clone()
             version = z._version
-            assert in_place(z, offset=offset) is z
+            assert in_place(z, offset=offset, scale=scale) is z
         assert served.count == 2, what
         assert torch.equal(x.view(bits), before.view(bits)), f"{what}: x written"
         assert z._version > version, f"{what}: version counter"
         with always_dispatch():
-            want = new(x, offset=offset)
+            want = new(x, offset=offset, scale=scale)
         assert torch.equal(y.view(bits), want.view(bits)) and torch.equal(z.view(bits), want.view(bits)), what
 
 
