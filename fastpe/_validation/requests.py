@@ -204,6 +204,11 @@ class TableRequest:
     __slots__ = ("x", "out", "table", "offset", "positions", "scale", "num_threads")
 
 
+def table_rows_message(T, n_rows):
+    """What add_table's rows must satisfy, for its error (the general path's, and a compiled graph's)."""
+    return f"positions offset + t (t < {T}) must lie in [0, {n_rows}) (the table's rows)"
+
+
 def table_request(x, table, offset, positions, scale, out, num_threads):
     req = TableRequest()
     req.x, req.out = x_and_out(x, out)
@@ -227,8 +232,7 @@ def table_request(x, table, offset, positions, scale, out, num_threads):
     else:
         off = broadcastable_to("offset", off, x.shape[:-2], "x.shape[:-2] (one offset per sequence)")
         if x.size and off.size and (off.min() < 0 or int(off.max()) + T - 1 >= n_rows):
-            raise IndexError(f"positions offset + t (t < {T}) must lie in [0, {n_rows}) (the table's rows); "
-                             f"offset ranges from {off.min()} to {off.max()}")
+            raise IndexError(f"{table_rows_message(T, n_rows)}; offset ranges from {off.min()} to {off.max()}")
         req.positions, req.offset = None, off.astype(np.int64, copy=False)
     # The kernel reads table rows while it writes x (or out): a table in the
     # same memory is read from a copy (e.g. x a slice of the table).

@@ -22,6 +22,7 @@ from .._validation.torch_tensors import refuse_inference_write
 from . import _impl, _ops
 from ._graph import rotated as _rotated_in_graph
 from ._graph import rotated_by_cos_sin as _rotated_by_cos_sin_in_graph
+from ._graph import table_added as _table_added_in_graph
 from ._options import encode
 from ._tensors import bump_versions, check_tensor, eager_route, needs_grad, op_tensor, refuse_grad
 
@@ -152,9 +153,13 @@ def add_table(x, table, *, offset=0, positions=None, scale=None, num_threads=Non
     >>> table.grad[:, 0].tolist()        # rows 0-2 read by the first sequence, 4-6 by the second
     [1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0]
     """
-    made = _impl.eager_table(x, table, True, offset, positions, scale, num_threads)
-    if made is not None:
-        return made
+    if _dynamo_tracing():
+        if positions is None and scale is None and (type(offset) is int or isinstance(offset, torch.Tensor)):
+            return _table_added_in_graph(x, table, offset)
+    else:
+        made = _impl.eager_table(x, table, True, offset, positions, scale, num_threads)
+        if made is not None:
+            return made
     check_tensor("x", x, "add_table")
     check_tensor("table", table, "add_table")
     return _out_of_place(_impl.add_table_into, _ops.add_table, x,

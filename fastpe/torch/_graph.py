@@ -42,10 +42,11 @@ from .._kernels import pair_columns
 from .._rope import scaled_frequencies
 from .._tables import cos_sin_rows as exact_cos_sin_rows
 from .._validation.cos_sin import cos_sin_request, repeat_halves_message
+from .._validation.requests import table_request, table_rows_message
 from .._validation.rotary import complete_rotary_request, last_position, prefix_positions, rotary_request
 from .._validation.scalars import POSITION_LIMIT, position_limit_error
 from . import _ops
-from ._device import stand_in
+from ._device import stand_in, table_stand_in
 from ._options import decode
 from ._tensors import numpy_dtype
 
@@ -338,3 +339,55 @@ def rotated_by_cos_sin(arrays, cos, sin, unsqueeze_dim):
         x = a.unflatten(-1, pairs).to(torch.float64)
         results.append((x * cos_u + x.flip(-2) * signed_sin).to(a.dtype).flatten(-2))
     return results
+
+
+# ------------------------------------------------------------------ learned tables
+
+# x and table dtypes whose sum torch forms as the kernels do: one rounding of the exact sum (in x's dtype
+# when both agree, else in float64, which holds the sum of a float32 and a float64 exactly rounded once,
+# and then once to float32). A 16-bit x is left to the operator: torch rounds float64 to 16 bits through
+# float32, twice.
+_TABLE_SUM_DTYPES = (torch.float32, torch.float64)
+
+
+@torch._dynamo.allow_in_graph
+def table_added(x, table, offset):
+    """fastpe.torch.add_table (no positions, no scale) while a graph is traced: a new tensor.
+
+    ``x + table[offset + t]`` in torch operations, which inductor fuses with
+    its neighbours, where the registered operator is a call out of the
+    compiled code: float32 and float64 x and table, the sum formed as the
+    kernels form it (the same bits), autograd's gradients (the scatter-add
+    of grad into the rows read). fastpe's checks run on stand-ins while
+    tracing; that the rows lie in the table (a fact of the offset's values)
+    is checked in the graph (``torch._assert_async``: a RuntimeError with
+    fastpe's message). Other dtypes, symbolic shapes and calls fastpe refuses
+    take the registered operator, which checks when the graph runs."""
+    from ._options import encode  # (a module Dynamo need not guard: this function is one call to it)
+    offset_is_tensor = isinstance(offset, torch.Tensor)
+    try:
+        if x.dtype not in _TABLE_SUM_DTYPES or table.dtype not in _TABLE_SUM_DTYPES:
+            raise TypeError("dtypes")
+        if not all(size.__class__ is int for size in (*x.shape, *table.shape, *(offset.shape if offset_is_tensor
+                                                                              else ()))):
+            raise TypeError("symbolic shapes")
+        if offset_is_tensor and (offset.dtype not in _INTEGER_DTYPES or offset.device != x.device):
+            raise TypeError("offset")
+        # the offset's values are the graph's: zeros stand in for a tensor (their range is checked below)
+        table_request(stand_in(x), table_stand_in(table),
+                      np.zeros(tuple(offset.shape), np.int64) if offset_is_tensor else offset, None, None, None, None)
+    except (TypeError, ValueError, IndexError):
+        return _ops.add_table(x, table, offset if offset_is_tensor else torch.tensor(offset, device=x.device), None,
+                              encode(scale=None, num_threads=None))
+    T, n_rows = x.shape[-2], table.shape[0]
+    rows_at = torch.arange(T, device=x.device)
+    if offset_is_tensor:
+        rows_at = offset.to(torch.int64).unsqueeze(-1) + rows_at
+        torch._assert_async(((rows_at >= 0) & (rows_at < n_rows)).all(),
+                            table_rows_message(T, n_rows) + " (checked in the compiled code)")
+    else:
+        rows_at = rows_at + offset
+    rows = table[rows_at]  # (..., T, D): the offset's axes, broadcast against x's leading ones
+    if x.dtype == table.dtype:
+        return x + rows
+    return (x.to(torch.float64) + rows.to(torch.float64)).to(x.dtype)

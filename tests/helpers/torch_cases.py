@@ -6,6 +6,7 @@ Import it after ``torch_or_skip()`` (it imports torch)."""
 import contextlib
 
 import numpy as np
+import pytest
 import torch
 
 from fastpe.torch._device import torch_ops_everywhere
@@ -17,6 +18,22 @@ _MANTISSA_BITS = {"float32": 23, "float64": 52, "float16": 10, "bfloat16": 7}
 # How a call runs: the eager route (no dispatcher), the registered operator,
 # and the torch-ops path of other devices (forced on the CPU).
 ROUTES = ("eager", "operator", "torch ops")
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """Dynamo's caches emptied before and after a test: test functions share code objects with other
+    cases', and Dynamo's caches and automatic-dynamic records would carry over."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+# A module of compile tests: pytestmark = COMPILE_TEST_MARKS, and fresh_dynamo imported.
+COMPILE_TEST_MARKS = [
+    pytest.mark.usefixtures("fresh_dynamo"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
+]
 
 
 @contextlib.contextmanager

@@ -61,7 +61,7 @@ def test_counters_and_entries():
     assert (info.hits, info.misses, info.entries) == (0, 1, 1)
     assert info.nbytes > 0
     fastpe.sinusoidal_table(9, 8, dtype=np.float64)  # same plan: dim, layout, base
-    fastpe.add_sinusoidal(np.zeros((2, 3, 8), np.float32), scale=1.0)  # the general path
+    fastpe.add_sinusoidal(np.zeros((2, 3, 8), np.float32), layout="interleaved")  # the general path (a layout given)
     info = fastpe.cache_info()
     assert (info.hits, info.misses, info.entries) == (2, 1, 1)
     # The common call adds cached rows: their block (256 rows of 8 float32) misses, its plan hits.

@@ -14,17 +14,10 @@ torch = torch_or_skip()
 import torch._dynamo.testing  # noqa: E402
 
 import fastpe.torch as ft  # noqa: E402
-from torch_cases import GraphRecorder, float64_of, seeded_randn, tolerance  # noqa: E402
+from torch_cases import (COMPILE_TEST_MARKS, GraphRecorder, float64_of, fresh_dynamo,  # noqa: E402,F401
+                         seeded_randn, tolerance)
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
-
+pytestmark = COMPILE_TEST_MARKS
 
 
 def _tables(B, T, D, seed, batched=True):

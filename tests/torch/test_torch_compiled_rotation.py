@@ -16,25 +16,16 @@ import torch._dynamo.testing  # noqa: E402
 import exact  # noqa: E402
 import fastpe.torch as ft  # noqa: E402
 from fastpe import reference  # noqa: E402
-from torch_cases import GraphRecorder, float64_of, seeded_randn, tolerance  # noqa: E402
+from torch_cases import (COMPILE_TEST_MARKS, GraphRecorder, float64_of, fresh_dynamo,  # noqa: E402,F401
+                         seeded_randn, tolerance)
 
 # Inductor's own imports warn so (torch 2.13); pytest turns warnings into errors.
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+pytestmark = COMPILE_TEST_MARKS
 
 LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
           "original_max_position_embeddings": 64, "rope_theta": 500000.0}
 YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32, "rope_theta": 10000.0}
 DYNAMIC = {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0, "max_position_embeddings": 4}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_dynamo():
-    """Each test's lambdas share code objects with the other cases': Dynamo's caches and automatic-dynamic
-    records would carry over."""
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
-
 
 
 def _compile(fn, backend=None, **kwargs):
