@@ -835,7 +835,8 @@ FPE_DEFINE_HALF_AVX2(bf16)
 
 /* ---- Rows from prepared encodings, AVX2 with F16C and FMA (see
  * FPE_PREPARED_WINDOW): 16 elements a step, in two vectors of 8. AVX-512
- * CPUs run these loops too (they have every instruction they use). */
+ * CPUs run the bfloat16 loop too (it has every instruction it uses), and a
+ * float16 loop of their own (fpe_apply_prepared_avx512_f16). */
 #define FPE_PREPARED_STEP 16
 
 /* A step's elements `elements` (bit i: element i), formed again as the
@@ -1000,10 +1001,54 @@ FPE_AVX2 static fpe_idx fpe_apply_prepared_avx2_bf16(fpe_half *dst, const fpe_ha
     return j;
 }
 
+/* float16 with AVX-512: the loop above, one vector of 16 lanes a step
+ * (elements in order, as the prepared rows of float16 are), the hard lanes
+ * a mask register. On the AMD EPYC development machine with AVX-512, the
+ * float16 add_sinusoidal of (8, 256, 1024) and (64, 64, 1024) took 0.80x and
+ * 0.75x the AVX2 loop's time, (8, 2048, 1024) 0.88x (bound by memory). */
+FPE_AVX512 static fpe_idx fpe_apply_prepared_avx512_f16(fpe_half *dst, const fpe_half *src, const double *pe,
+                                                        const float *hi, const float *nlo, double scale,
+                                                        fpe_idx n, int mode)
+{
+    const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;
+    const __m512 sc = _mm512_set1_ps((float)scale);
+    const __m512 smallest_normal = _mm512_set1_ps(0x1p-14f);
+    const __m512i to_window = _mm512_set1_epi32(FPE_PREPARED_WINDOW - 0x1000), low_bits = _mm512_set1_epi32(0x1fff);
+    __m512i window = _mm512_set1_epi32(2 * FPE_PREPARED_WINDOW + 1);
+    __asm__("" : "+v"(window));  /* as FPE_PREPARED_WINDOW_BOUND */
+    fpe_idx j = 0;
+    for (; n - j >= FPE_PREPARED_STEP; j += FPE_PREPARED_STEP) {
+        __m256i xs16 = _mm256_setzero_si256();
+        __m512 y = _mm512_loadu_ps(hi + j);
+        if (mode != FPE_MODE_STORE) {
+            xs16 = _mm256_loadu_si256((const __m256i *)(x + j));
+            y = _mm512_fmadd_ps(_mm512_cvtph_ps(xs16), sc, y);
+        }
+        y = _mm512_sub_ps(y, _mm512_loadu_ps(nlo + j));
+        __mmask16 hard = _mm512_cmp_ps_mask(_mm512_abs_ps(y), smallest_normal, _CMP_NGE_UQ)
+                         | _mm512_cmpgt_epi32_mask(window, _mm512_and_si512(
+                               _mm512_add_epi32(_mm512_castps_si512(y), to_window), low_bits));
+        _mm256_storeu_si256((__m256i *)(dst + j), _mm512_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        if (hard) {
+            fpe_half xs[FPE_PREPARED_STEP];
+            _mm256_storeu_si256((__m256i *)xs, xs16);
+            fpe_prepared_redo_f16(dst + j, xs, pe + j, scale, (unsigned)hard, mode);
+        }
+    }
+    return j;
+}
+
+/* The widest prepared loop of each kind at the level in use (bfloat16's
+ * prepared rows are laid out for the AVX2 loop's order). */
+#define FPE_PREPARED_WIDEST_f16(...)                                                    \
+    (fpe_half_level >= FPE_HALF_AVX512 ? fpe_apply_prepared_avx512_f16(__VA_ARGS__)     \
+                                       : fpe_apply_prepared_avx2_f16(__VA_ARGS__))
+#define FPE_PREPARED_WIDEST_bf16(...) fpe_apply_prepared_avx2_bf16(__VA_ARGS__)
+
 #define FPE_HALF_PREPARE(hi, nlo, pe, n, kind) fpe_half_prepare_avx2(hi, nlo, pe, n, kind)
 #define FPE_PREPARED_FAST(KIND)                                                         \
     if (fpe_half_level >= FPE_HALF_AVX2) {                                              \
-        fpe_idx done = fpe_apply_prepared_avx2_##KIND(dst, src, pe, hi, nlo, scale, n, mode);\
+        fpe_idx done = FPE_PREPARED_WIDEST_##KIND(dst, src, pe, hi, nlo, scale, n, mode);\
         dst += done;                                                                    \
         src += mode == FPE_MODE_ADD_TO ? done : 0;                                      \
         pe += done;                                                                     \
