@@ -4,6 +4,7 @@ sizes. A case is data (a :class:`Case` line in ``CASES``); what it does is an
 ``peer_table``, ``peer_rows``) and are built in :mod:`fastpe.bench.peers`.
 """
 
+import functools
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Tuple
@@ -226,8 +227,10 @@ def _torch():
     return importlib.import_module("torch")
 
 
+@functools.lru_cache(maxsize=None)
 def _fastpe_torch(api):
-    """fastpe.torch, the tensor API beside `api` (the fastpe module)."""
+    """fastpe.torch, the tensor API beside `api` (the fastpe module): imported once, not in every timed call
+    (importlib's look-up costs about half a microsecond, a tenth of a decode step)."""
     return importlib.import_module(api.__name__ + ".torch")
 
 
