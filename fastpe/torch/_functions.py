@@ -154,7 +154,8 @@ def add_table(x, table, *, offset=0, positions=None, scale=None, num_threads=Non
     [1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0]
     """
     if _dynamo_tracing():
-        if positions is None and scale is None and (type(offset) is int or isinstance(offset, torch.Tensor)):
+        if (positions is None and scale is None and isinstance(x, torch.Tensor) and isinstance(table, torch.Tensor)
+                and (type(offset) is int or isinstance(offset, torch.Tensor))):
             return _table_added_in_graph(x, table, offset)
     else:
         made = _impl.eager_table(x, table, True, offset, positions, scale, num_threads)

@@ -47,7 +47,7 @@ from .._validation.rotary import complete_rotary_request, last_position, prefix_
 from .._validation.scalars import POSITION_LIMIT, position_limit_error
 from . import _ops
 from ._device import stand_in, table_stand_in
-from ._options import decode
+from ._options import decode, encode
 from ._tensors import numpy_dtype
 
 _DIGIT_BITS = 8
@@ -363,7 +363,6 @@ def table_added(x, table, offset):
     is checked in the graph (``torch._assert_async``: a RuntimeError with
     fastpe's message). Other dtypes, symbolic shapes and calls fastpe refuses
     take the registered operator, which checks when the graph runs."""
-    from ._options import encode  # (a module Dynamo need not guard: this function is one call to it)
     offset_is_tensor = isinstance(offset, torch.Tensor)
     try:
         if x.dtype not in _TABLE_SUM_DTYPES or table.dtype not in _TABLE_SUM_DTYPES:
