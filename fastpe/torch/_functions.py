@@ -22,6 +22,7 @@ from .._validation.torch_tensors import refuse_inference_write
 from . import _impl, _ops
 from ._graph import rotated as _rotated_in_graph
 from ._graph import rotated_by_cos_sin as _rotated_by_cos_sin_in_graph
+from ._graph import sinusoid_added as _sinusoid_added_in_graph
 from ._graph import table_added as _table_added_in_graph
 from ._options import encode
 from ._tensors import bump_versions, check_tensor, eager_route, needs_grad, op_tensor, refuse_grad
@@ -101,10 +102,17 @@ def add_sinusoidal(x, *, offset=0, positions=None, scale=None, base=None, layout
     >>> x.grad.unique().tolist()
     [2.0]
     """
-    made = _impl.eager_sinusoid(x, True, offset, positions, scale, base, layout, num_threads, inv_freq, preset,
-                                padding_idx, min_timescale, max_timescale)
-    if made is not None:
-        return made
+    if _dynamo_tracing():
+        if (positions is None and inv_freq is None and preset is None and padding_idx is None
+                and min_timescale is None and max_timescale is None):
+            traced = _sinusoid_added_in_graph(x, offset, scale, base, layout)
+            if traced is not None:
+                return traced
+    else:
+        made = _impl.eager_sinusoid(x, True, offset, positions, scale, base, layout, num_threads, inv_freq, preset,
+                                    padding_idx, min_timescale, max_timescale)
+        if made is not None:
+            return made
     check_tensor("x", x, "add_sinusoidal")
     options = _sinusoid_options(scale, base, layout, preset, padding_idx, min_timescale, max_timescale, num_threads)
     return _out_of_place(_impl.add_sinusoidal_into, _ops.add_sinusoidal, x,

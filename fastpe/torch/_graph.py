@@ -37,12 +37,12 @@ import numpy as np
 import torch
 
 from .._formulas import offset_positions, rope_seq_len
-from .._frontdoor import CACHE, digit_rows_key, exact_plan
+from .._frontdoor import CACHE, digit_rows_key, encoding_plan, exact_plan
 from .._kernels import pair_columns
 from .._rope import scaled_frequencies
 from .._tables import cos_sin_rows as exact_cos_sin_rows
 from .._validation.cos_sin import cos_sin_request, repeat_halves_message
-from .._validation.requests import table_request, table_rows_message
+from .._validation.requests import add_request, table_request, table_rows_message
 from .._validation.rotary import complete_rotary_request, last_position, prefix_positions, rotary_request
 from .._validation.scalars import POSITION_LIMIT, position_limit_error
 from . import _ops
@@ -390,3 +390,106 @@ def table_added(x, table, offset):
     if x.dtype == table.dtype:
         return x + rows
     return (x.to(torch.float64) + rows.to(torch.float64)).to(x.dtype)
+
+
+# ------------------------------------------------------------------ the sinusoidal add
+
+def sinusoid_added(x, offset, scale, base, layout):
+    """fastpe.torch.add_sinusoidal (integer offsets, no positions, inv_freq or
+    preset) while a graph is traced: a new tensor; None where the call needs
+    the registered operator.
+
+    ``x * scale + PE`` in torch operations, which inductor fuses with its
+    neighbours, where the registered operator is a call out of the compiled
+    code. The encoding's rows come from the digit rows as the traced
+    rotation's cos/sin rows do (the module docstring: within a few float64
+    roundings of the exact rows), laid out in the encoding's columns and
+    rounded once to x's dtype (16-bit x: float32, then x's dtype); so within
+    the float32 contract of the kernels' results (the same bits wherever
+    that rounding is not a near-tie, and with no scale), not their bits.
+    Dynamo traces this function's description (constants) and puts
+    ``_sinusoid`` in its graph as one call; the checks are fastpe's own, on
+    stand-ins, while tracing."""
+    description = _describe_sinusoid(x, offset, scale, base, layout)
+    tables = None if description is None else _sinusoid_digit_tables(*description, x.device)
+    if tables is None:
+        return None
+    return _sinusoid(x, offset, scale, tables[0], tables[1], *description)
+
+
+def _describe_sinusoid(x, offset, scale, base, layout):
+    """The call's description (constants), or None where the operator must serve it (as _describe)."""
+    tensor = torch.Tensor
+    if not isinstance(x, tensor) or not x.is_floating_point():
+        return None
+    sizes = list(x.shape)
+    if isinstance(offset, bool):
+        return None
+    if isinstance(offset, (int, torch.SymInt)):
+        offset_desc = ("number",)
+    elif isinstance(offset, tensor) and offset.dtype in _INTEGER_DTYPES:
+        offset_desc = ("tensor", tuple(offset.shape))
+        sizes.extend(offset.shape)
+    else:
+        return None
+    if not (scale is None or scale.__class__ is float or scale.__class__ is int):
+        return None
+    for size in sizes:
+        if size.__class__ is not int:
+            return None
+    return tuple(x.shape), x.dtype, offset_desc, scale, base, layout
+
+
+# Most sine/cosine pairs a traced add_sinusoidal forms (positions x frequencies); more take the operator.
+# The digit rows' product costs more per pair than the kernels' cached rows: in compiled steps
+# ``add_sinusoidal(x, offset=t) * 0.5`` of width 768 (2 threads, medians of 15 rounds), the traced form
+# took 0.50x the operator's time at T = 1 (384 pairs), 0.68x at T = 16 (6144) and 1.14x at T = 64 (24576).
+_TRACED_SINUSOID_PAIRS = 1 << 13
+
+
+@functools.lru_cache(maxsize=_PLANS)
+def _sinusoid_plan(shape, dtype, offset_desc, scale, base, layout):
+    """(the encoding's plan, the shape the offset takes over x's leading axes), or None where fastpe refuses
+    the call (the operator raises it when the graph runs) or the operator costs less (more pairs than
+    _TRACED_SINUSOID_PAIRS)."""
+    offset_stand_in = 0 if offset_desc[0] == "number" else np.zeros(offset_desc[1], dtype=np.int64)
+    try:
+        req = add_request(np.empty(shape, dtype=numpy_dtype(dtype)), offset_stand_in, None, scale, base, layout,
+                          None, None, None)
+        plan = encoding_plan(req.encoding)
+    except (TypeError, ValueError, IndexError, MemoryError):
+        return None
+    offset_shape = tuple(np.shape(req.offset))
+    if int(np.prod(offset_shape)) * shape[-2] * plan.freq.shape[0] > _TRACED_SINUSOID_PAIRS:
+        return None
+    return plan, offset_shape
+
+
+@torch.compiler.assume_constant_result
+def _sinusoid_digit_tables(shape, dtype, offset_desc, scale, base, layout, device):
+    """The plan's digit rows as float64 tensors on `device` (constants of the graph), or None."""
+    planned = _sinusoid_plan(shape, dtype, offset_desc, scale, base, layout)
+    if planned is None:
+        return None
+    plan = planned[0]
+    n = plan.freq.shape[0]
+    cos, sin = _digit_rows(plan.freq.tobytes() + plan.freq_lo.tobytes(), n)
+    return torch.from_numpy(cos).to(device), torch.from_numpy(sin).to(device)
+
+
+@torch._dynamo.allow_in_graph
+def _sinusoid(x, offset, scale, cos_digits, sin_digits, shape, dtype, offset_desc, _scale, base, layout):
+    """``x * scale + PE`` of a described call (``sinusoid_added``) in torch operations."""
+    plan, offset_shape = _sinusoid_plan(shape, dtype, offset_desc, _scale, base, layout)
+    T, D = shape[-2], shape[-1]
+    at = torch.arange(T, device=x.device)
+    at = (offset.reshape(offset_shape).unsqueeze(-1) + at) if isinstance(offset, torch.Tensor) else at + offset
+    cos, sin = cos_sin_rows(_checked_positions(at, "offset + T - 1"), cos_digits, sin_digits, 1.0)
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    pe = torch.zeros(at.shape + (D,), dtype=torch.float64, device=x.device)
+    step = plan.col_step
+    pe[..., plan.sin_col:plan.sin_col + step * plan.n_sin:step] = sin[..., :plan.n_sin]
+    pe[..., plan.cos_col:plan.cos_col + step * plan.n_cos:step] = cos[..., :plan.n_cos]
+    pe = pe.to(x.dtype if x.dtype in (torch.float32, torch.float64) else work).to(work)
+    y = x.to(work) if scale is None else x.to(work) * scale
+    return (y + pe).to(x.dtype)
