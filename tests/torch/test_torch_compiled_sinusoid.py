@@ -5,7 +5,6 @@ inv_freq call the registered operator. Compared with the NumPy reference within 
 traced rows are within a few float64 roundings of the exact ones, then rounded once), with no graph break and
 one compilation for every offset tensor."""
 
-import numpy as np
 import pytest
 from optional import torch_or_skip
 from util import assert_within
