@@ -33,6 +33,7 @@ cimport numpy as cnp
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport uint16_t
 from libc.math cimport NAN, fabs, floor, trunc
+from libc.math cimport cos as libm_cos, sin as libm_sin
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 

@@ -17,10 +17,10 @@ cdef class Plan:
         self.freq_lo = np.array(freq_lo, dtype=np.float64, copy=True)
         # One position's rotation per frequency: cos and sin of w_k = hi + lo,
         # rounded once (to within an ulp or two); with lo = 0, cos(hi) and sin(hi).
-        cos_hi, sin_hi = np.cos(self.freq), np.sin(self.freq)
-        cos_lo, sin_lo = np.cos(self.freq_lo), np.sin(self.freq_lo)
-        self.step_cos = cos_hi * cos_lo - sin_hi * sin_lo
-        self.step_sin = sin_hi * cos_lo + cos_hi * sin_lo
+        # libm's, as the seeds' are: NumPy's vector loops differ between its
+        # releases and CPUs (NumPy 1.24's AVX-512 cos by up to 4 ulps), which
+        # moved the float64 results by 1e-15 at small positions.
+        self.step_cos, self.step_sin = _step_rotations(self.freq, self.freq_lo)
         self.n_cols = n_cols
         self.sin_col, self.cos_col, self.col_step = sin_col, cos_col, col_step
         self.n_sin, self.n_cos = n_sin, n_cos
@@ -44,3 +44,16 @@ cdef class Plan:
         self.view.n_cols = self.n_cols
         self.view.zero_pos = NAN
         self.view.zeros = NULL
+
+
+cdef tuple _step_rotations(const double[::1] hi, const double[::1] lo):
+    """(cos w_k, sin w_k) of w_k = hi[k] + lo[k] by libm's cos and sin of each part and the angle-sum rule."""
+    cdef Py_ssize_t k, n = hi.shape[0]
+    step_cos, step_sin = np.empty(n), np.empty(n)
+    cdef double[::1] c = step_cos, s = step_sin
+    cdef double ch, sh, cl, sl
+    for k in range(n):
+        ch, sh, cl, sl = libm_cos(hi[k]), libm_sin(hi[k]), libm_cos(lo[k]), libm_sin(lo[k])
+        c[k] = ch * cl - sh * sl
+        s[k] = sh * cl + ch * sl
+    return step_cos, step_sin
