@@ -9,6 +9,7 @@ SEED_GRID: int
 EXACT_INTEGERS: int
 ITEMS_PER_CALL: int
 MIN_BLOCK: int
+SWEEP_GROUP_SEQUENCES: int
 HALF_SIMD_LEVELS: tuple[str, ...]
 PAIR_LAYOUTS: tuple[str, ...]
 

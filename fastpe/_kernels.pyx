@@ -87,13 +87,17 @@ cdef enum:
 
 # Rows per tile. Written straight into one sequence, a tile of output rows
 # stays in L2 across the frequency chunks; shared by several sequences, a tile
-# of encoding rows is generated once and swept over each sequence's
-# contiguous span, long enough for the prefetcher and still in L2. Half of a
+# of encoding rows is generated once and swept over groups of sequences'
+# contiguous spans, long enough for the prefetcher and still in L2. Half of a
 # 2 MiB L2 leaves room for the rows of x streaming through it (512 KiB against
 # 1 MiB: docs/performance.rst).
 cdef enum:
     TILE_DIRECT_BYTES = 256 * 1024
     TILE_SHARED_BYTES = 512 * 1024
+    # A shared tile is swept over this many sequences at once, row by row:
+    # each encoding row is read from L2 once per group and then from L1,
+    # not once per sequence (docs/performance.rst, shared rows).
+    SWEEP_GROUP = 4
 
 # Positions between libm seeds (the canonical seed points are its multiples).
 SEED_GRID = FPE_SEED_GRID
@@ -101,6 +105,7 @@ SEED_GRID = FPE_SEED_GRID
 EXACT_INTEGERS = int(FPE_EXACT_INTEGERS)
 ITEMS_PER_CALL = ITEMS_PER_CALL_
 MIN_BLOCK = MIN_BLOCK_
+SWEEP_GROUP_SEQUENCES = SWEEP_GROUP
 
 
 def openmp_enabled():

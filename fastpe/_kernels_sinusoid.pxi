@@ -254,14 +254,17 @@ cdef void _apply_prepared_tile(const double *rows, float *prepared, fpe_idx n, c
     """The shared path's tile of float64 rows a..b-1 for 16-bit x: each row
     prepared once (fpe_half_prepare, 2 * n float32 a row), then applied to
     the rows r0..r1-1 of every sequence that shares it."""
-    cdef fpe_idx t, r
+    cdef fpe_idx t, r, g
     for t in range(a, b):
         fpe_half_prepare(prepared + (t - a) * 2 * n, rows + (t - a) * n, n, tg.kind)
-    for r in range(r0, r1):
+    g = r0
+    while g < r1:
         for t in range(a, b):
-            fpe_apply_half_prepared(tg.kind, <fpe_half *>(tg.dst + tg.dst_rows[r] + t * dst_rs), tg.dst_cs,
-                                    <const fpe_half *>(tg.src + tg.src_rows[r] + t * src_rs), tg.src_cs,
-                                    rows + (t - a) * n, prepared + (t - a) * 2 * n, tg.scale, n, tg.mode)
+            for r in range(g, min(g + SWEEP_GROUP, r1)):
+                fpe_apply_half_prepared(tg.kind, <fpe_half *>(tg.dst + tg.dst_rows[r] + t * dst_rs), tg.dst_cs,
+                                        <const fpe_half *>(tg.src + tg.src_rows[r] + t * src_rs), tg.src_cs,
+                                        rows + (t - a) * n, prepared + (t - a) * 2 * n, tg.scale, n, tg.mode)
+        g += SWEEP_GROUP
 
 
 cdef void _grid_item(floating *tile_buf, double *scratch, const PlanView *pl, const Target *tg,
@@ -285,7 +288,7 @@ cdef void _grid_item(floating *tile_buf, double *scratch, const PlanView *pl, co
     cdef bint prepared = (floating is double and tg.kind != FPE_STORAGE_NATIVE and tile_shared >= 2
                           and fpe_half_prepared(tg.kind, tg.scale))
     cdef fpe_idx tile = tile_direct if direct else (tile_shared // 2 if prepared else tile_shared)
-    cdef fpe_idx a, b, t, r, k0, u, z, chunk = COL_CHUNK
+    cdef fpe_idx a, b, t, r, g, k0, u, z, chunk = COL_CHUNK
     cdef Canonical here
     cdef char *dst_row
     cdef const char *src_row
@@ -332,11 +335,14 @@ cdef void _grid_item(floating *tile_buf, double *scratch, const PlanView *pl, co
                                  dst_rs, src_rs)
         else:
             _rows_into_buffer(tile_buf, pl, s, c, start, a, b)
-            for r in range(r0, r1):
+            g = r0
+            while g < r1:
                 for t in range(a, b):
-                    _apply_row(<floating *>(tg.dst + tg.dst_rows[r] + t * dst_rs),
-                               <const floating *>(tg.src + tg.src_rows[r] + t * src_rs),
-                               tile_buf + (t - a) * n, n, tg)
+                    for r in range(g, min(g + SWEEP_GROUP, r1)):
+                        _apply_row(<floating *>(tg.dst + tg.dst_rows[r] + t * dst_rs),
+                                   <const floating *>(tg.src + tg.src_rows[r] + t * src_rs),
+                                   tile_buf + (t - a) * n, n, tg)
+                g += SWEEP_GROUP
         state.steps += b - a
         a = b
 

@@ -2,8 +2,9 @@
 # front doors' cached blocks of encoding rows).
 # x * scale + table[position], the table's rows read in place. Implicit
 # positions (p0[seq] + t) go through tiles of consecutive table rows swept
-# over each target's contiguous span; explicit ones through sorted distinct
-# positions, each table row applied to its group of rows.
+# over groups of targets' contiguous spans (SWEEP_GROUP); explicit ones
+# through sorted distinct positions, each table row applied to its group of
+# rows.
 
 cdef inline void _apply_table_row(storage_t *dst, const storage_t *src, const table_t *row, fpe_idx n,
                                   const Target *tg) noexcept nogil:
@@ -68,9 +69,11 @@ cdef void _table_grid_item(storage_t *dst, const table_t *first, const BlockedTa
     cdef fpe_idx seq = item // n_blocks
     cdef fpe_idx t0 = (item % n_blocks) * w.block
     cdef fpe_idx t1 = min(t0 + w.block, w.T)
-    cdef fpe_idx a = t0, b, r, t
+    cdef fpe_idx a = t0, b, r, t, g
     cdef const storage_t *src = <const storage_t *>tg.src
     cdef fpe_idx p0 = w.p0[seq], n = bt.n_cols
+    cdef fpe_idx r0 = w.seq_ptr[seq], r1 = w.seq_ptr[seq + 1]
+    cdef const table_t *row
     cdef float *prepared
     while a < t1:
         b = min(a + w.tile, t1)
@@ -79,18 +82,25 @@ cdef void _table_grid_item(storage_t *dst, const table_t *first, const BlockedTa
                 prepared = w.prepared + thread * w.prepared_stride
                 for t in range(a, b):
                     fpe_half_prepare(prepared + (t - a) * 2 * n, _table_row(first, bt, p0 + t), n, tg.kind)
-                for r in range(w.seq_ptr[seq], w.seq_ptr[seq + 1]):
+                g = r0
+                while g < r1:
                     for t in range(a, b):
-                        fpe_apply_half_prepared(tg.kind, _at(dst, tg.dst_rows[r] + t * w.dst_rs), tg.dst_cs,
-                                                _read_at(src, tg.src_rows[r] + t * w.src_rs), tg.src_cs,
-                                                _table_row(first, bt, p0 + t), prepared + (t - a) * 2 * n,
-                                                tg.scale, n, tg.mode)
+                        row = _table_row(first, bt, p0 + t)
+                        for r in range(g, min(g + SWEEP_GROUP, r1)):
+                            fpe_apply_half_prepared(tg.kind, _at(dst, tg.dst_rows[r] + t * w.dst_rs), tg.dst_cs,
+                                                    _read_at(src, tg.src_rows[r] + t * w.src_rs), tg.src_cs,
+                                                    row, prepared + (t - a) * 2 * n, tg.scale, n, tg.mode)
+                    g += SWEEP_GROUP
                 a = b
                 continue
-        for r in range(w.seq_ptr[seq], w.seq_ptr[seq + 1]):
+        g = r0
+        while g < r1:
             for t in range(a, b):
-                _apply_table_row(_at(dst, tg.dst_rows[r] + t * w.dst_rs), _read_at(src, tg.src_rows[r] + t * w.src_rs),
-                                 _table_row(first, bt, p0 + t), bt.n_cols, tg)
+                row = _table_row(first, bt, p0 + t)
+                for r in range(g, min(g + SWEEP_GROUP, r1)):
+                    _apply_table_row(_at(dst, tg.dst_rows[r] + t * w.dst_rs), _read_at(src, tg.src_rows[r] + t * w.src_rs),
+                                     row, bt.n_cols, tg)
+            g += SWEEP_GROUP
         a = b
 
 
