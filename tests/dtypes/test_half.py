@@ -753,8 +753,11 @@ def test_rotation_exact_near_midpoints(name, layout, into):
                               second_value.reshape(-1, 64))
 
 
+# 53 pairs: whole vector steps (16 and 8 pairs) and a tail; 28: one step of
+# 16, one of 8 after it, and a tail of 4.
+@pytest.mark.parametrize("pairs", [53, 28])
 @pytest.mark.parametrize("name", HALF_NAMES)
-def test_rotation_random_pairs_round_once(name):
+def test_rotation_random_pairs_round_once(name, pairs):
     """Random pairs (a, b) of every magnitude, tiny and zero cosines and sines
     among them: each result is the float64 rotation rounded once, which lies
     within a few float64 ulps of a * cos - b * sin formed here in float64, so
@@ -762,8 +765,8 @@ def test_rotation_random_pairs_round_once(name):
     lie between them)."""
     with np.errstate(all="ignore"):  # float16 overflows to inf at the largest scales
         dtype = half_dtype(name)
-        rng = rng_for("rotation random", name)
-        n_rows, width = 500, 106  # 53 pairs: 6 vector steps and a tail
+        rng = rng_for("rotation random", name, pairs)
+        n_rows, width = 500, 2 * pairs
         scale = np.ldexp(1.0, rng.integers(-20, 12, (n_rows, 1)))  # finite in float16
         x = (rng.standard_normal((n_rows, width)) * scale).astype(dtype)
         x[0, :5] = 0
