@@ -145,15 +145,19 @@ def _cached(key, build):
 
 # The rotate kernel visits the rows by blocks of positions: every row (all
 # heads, all batch entries) of positions 0 .. B-1, then of B .. 2B-1, and so
-# on, each block's rows in C order. A block's cos/sin rows (B x n_pairs x 2
-# float64) then stay in the core's L2 while every head uses them, where C
-# order would stream the whole table again from L3 for every head; a block
-# is still long enough that each head's rows in it are one long run of memory
-# for the prefetchers. B is set by the bytes of a block's table rows: 512 KiB
-# timed best on (1, 32, 4096, D) q and k for D = 64, 128 and 256 (B = 1024,
-# 512 and 256; docs/performance.rst). The order changes no bit: each row's
-# result is its own.
+# on. A block's cos/sin rows (B x n_pairs x 2 float64) then stay in the
+# core's L2 while every head uses them, where C order would stream the whole
+# table again from L3 for every head; a block is still long enough that each
+# head's rows in it are one long run of memory for the prefetchers. B is set
+# by the bytes of a block's table rows: 512 KiB timed best on (1, 32, 4096, D)
+# q and k for D = 64, 128 and 256 (B = 1024, 512 and 256;
+# docs/performance.rst). Inside a block the heads (the rows of the axes
+# before the sequence axis) go in groups of _HEAD_GROUP, position by position
+# within a group, so each cos/sin row is read from L2 once per group and from
+# L1 for the group's other heads. The order changes no bit: each row's result
+# is its own.
 _TABLE_BLOCK_BYTES = 512 * 1024
+_HEAD_GROUP = 2
 
 
 def _position_block(n_pairs):
@@ -161,21 +165,36 @@ def _position_block(n_pairs):
     return max(1, _TABLE_BLOCK_BYTES // (16 * n_pairs))
 
 
+def _grouped_block_order(rows):
+    """rows (heads, blocks, positions, after) in visit order, one row of the
+    result per block: the heads in groups of _HEAD_GROUP (the last group the
+    remainder), position by position within a group."""
+    heads, n_blocks = rows.shape[:2]
+    whole = heads - heads % _HEAD_GROUP
+    grouped = rows[:whole].reshape(whole // _HEAD_GROUP, _HEAD_GROUP, *rows.shape[1:]).transpose(2, 0, 3, 1, 4)
+    rest = rows[whole:].transpose(1, 2, 0, 3)
+    return np.concatenate([grouped.reshape(n_blocks, -1), rest.reshape(n_blocks, -1)], axis=1)
+
+
 def _visit_order(shape, seq_axis, block):
     """The C-order numbers of the vector rows of an array of `shape` (sequence
     axis seq_axis), in the order the rotate kernel visits them with blocks of
-    `block` positions; None where that is C order itself (one block, or no
-    axis before the sequence axis: C order already walks the positions
-    outermost)."""
-    if not block or shape[seq_axis] <= block or math.prod(shape[:seq_axis]) == 1:
+    `block` positions; None where that is C order itself (block 0, one head,
+    or one position)."""
+    before, n_positions = math.prod(shape[:seq_axis]), shape[seq_axis]
+    if not block or before == 1 or n_positions == 1:
         return None
 
     def build():
-        before, n_positions, after = math.prod(shape[:seq_axis]), shape[seq_axis], math.prod(shape[seq_axis + 1:-1])
+        after = math.prod(shape[seq_axis + 1:-1])
         rows = np.arange(before * n_positions * after, dtype=np.intp).reshape(before, n_positions, after)
         n_full = n_positions - n_positions % block
-        full_blocks = rows[:, :n_full].reshape(before, n_full // block, block, after).transpose(1, 0, 2, 3)
-        return np.concatenate([full_blocks.ravel(), rows[:, n_full:].ravel()])
+        parts = []
+        if n_full:
+            parts.append(_grouped_block_order(rows[:, :n_full].reshape(before, n_full // block, block, after)).ravel())
+        if n_full < n_positions:
+            parts.append(_grouped_block_order(rows[:, n_full:, None].transpose(0, 2, 1, 3)).ravel())
+        return np.concatenate(parts)
 
     return _cached(_frontdoor.rotary_order_key(shape[:-1], seq_axis, block), build)
 

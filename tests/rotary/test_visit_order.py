@@ -1,5 +1,6 @@
 """The rotate kernel's row order (fastpe._rotary._visit_order): by blocks of
-positions across every head, not C order. The order must change no bit: the
+positions across every head, the heads of a block in groups position by
+position, not C order. The order must change no bit: the
 same call gives the same bits in C order (block 0) and in blocks of any size,
 over dtypes, layouts, memory layouts, head counts, sequence axes, partial
 rotary_dim, explicit positions, in place and out=; and the results match the
@@ -74,26 +75,25 @@ def test_block_order_gives_the_bits_of_c_order(case, layout, dtype, use_out, mon
 
 
 @pytest.mark.parametrize("shape, seq_axis", [((2, 8, 30, 64), 2), ((2, 30, 3, 16), 1), ((2, 19, 3, 2, 8), 1),
-                                             ((1, 3, 300, 16), 2)])
+                                             ((1, 3, 300, 16), 2), ((3, 7, 10, 4), 2), ((2, 9, 5, 3, 4), 2)])
 @pytest.mark.parametrize("block", [4, 7, 256])
 def test_visit_order_walks_blocks_of_positions(shape, seq_axis, block):
-    """Every row once; block numbers never decrease along the visit; inside a
-    block, C order. Where one block holds every position, C order (None)."""
+    """Every row once, sorted by (position block, head group, position, head
+    in its group, rows after the sequence axis), where a head is a row of the
+    axes before the sequence axis in C order and its group head // G (the
+    last group holds the remainder): worked out here from each row's
+    indices, not from the implementation's reshapes."""
     order = _rotary._visit_order(shape, seq_axis, block)
-    T = shape[seq_axis]
-    if T <= block:
-        assert order is None
-        return
     assert order is not None
-    n_rows = int(np.prod(shape[:-1]))
-    assert np.array_equal(np.sort(order), np.arange(n_rows))
-    position = np.indices(shape[:-1])[seq_axis].ravel()  # each C-order row's sequence index
-    visited_blocks = position[order] // block
-    assert np.all(np.diff(visited_blocks) >= 0)
-    for b in np.unique(visited_blocks):
-        rows = order[visited_blocks == b]
-        assert np.all(np.diff(rows) > 0), f"block {b} not in C order"
-        assert np.array_equal(rows, np.flatnonzero(position // block == b))
+    lead = shape[:-1]
+    index = np.indices(lead).reshape(len(lead), -1)
+    head = np.ravel_multi_index(index[:seq_axis], lead[:seq_axis])
+    position = index[seq_axis]
+    after = (np.ravel_multi_index(index[seq_axis + 1:], lead[seq_axis + 1:]) if seq_axis + 1 < len(lead)
+             else np.zeros_like(position))
+    group = _rotary._HEAD_GROUP
+    expected = np.lexsort((after, head % group, position, head // group, position // block))
+    assert np.array_equal(order, expected)
 
 
 @pytest.mark.parametrize("shape, seq_axis", [((1, 40, 3, 16), 1), ((40, 2, 16), 0), ((40, 16), 0)])
@@ -101,6 +101,12 @@ def test_positions_outermost_keep_c_order(shape, seq_axis):
     """No axis before the sequence axis (or only axes of length 1): C order
     already visits the positions in order, so there is nothing to permute."""
     assert _rotary._visit_order(shape, seq_axis, 4) is None
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 1, 64), (1, 32, 1, 128)])
+def test_one_position_keeps_c_order(shape):
+    """A decode step: C order already visits every head at its one position."""
+    assert _rotary._visit_order(shape, 2, 4) is None
 
 
 class _RecordingKernels:
