@@ -22,9 +22,10 @@ cdef struct Rotation:
 
 # Rows ahead of the one being rotated whose memory is requested early: the
 # rows come through a table of offsets (in blocks of positions across heads),
-# where the hardware prefetchers lose the stream.
+# where the hardware prefetchers lose the stream. 16 rows: 8 positions ahead
+# in each of a pair of heads (docs/performance.rst).
 cdef enum:
-    ROTATE_PREFETCH_ROWS = 4
+    ROTATE_PREFETCH_ROWS = 16
     # At most this many bytes of a row are requested (a wider row streams itself).
     ROTATE_PREFETCH_BYTES = 2048
 
