@@ -97,20 +97,25 @@ cdef object _bump_written(object done, tuple tensors, bint into_new):
     return done
 
 
-cdef bint _torch_route_open(tuple tensors, offset, tuple written) except -1:
+cdef bint _torch_route_open(tuple tensors, offset, tuple written, bint numpy_facing=False) except -1:
     """May the call write through the front doors, unseen by the dispatcher?
     Yes when no dispatch or function mode or functorch transform is on and no
     private context is open, the offset is no tensor or a plain 0-d CPU one
     that does not require grad (_offset_of_tensor reads it), every tensor is a plain
     torch.Tensor or Parameter none of which requires grad while grad mode is
     on, and, outside inference mode, none of those written is an inference
-    tensor (the general path refuses to write those)."""
+    tensor (the general path refuses to write those). For a NumPy-facing
+    function (numpy_facing), which refuses any tensor that requires grad
+    whatever the grad mode, no tensor may require grad at all and the offset
+    is no tensor: the general path settles the rest."""
     if _ROUTE_CLOSED or torch_modes_on():
+        return False
+    if numpy_facing and isinstance(offset, _TENSOR):
         return False
     if isinstance(offset, _TENSOR) and (type(offset) is not _TENSOR or offset.ndim != 0 or not offset.is_cpu
                                         or offset.requires_grad):
         return False
-    cdef bint grad = _GRAD_ENABLED()
+    cdef bint grad = numpy_facing or _GRAD_ENABLED()
     cdef object kind
     for t in tensors:
         kind = type(t)
@@ -121,6 +126,11 @@ cdef bint _torch_route_open(tuple tensors, offset, tuple written) except -1:
             if t.is_inference():
                 return False
     return True
+
+
+cdef inline bint _plain_tensor(object x):
+    """x is a torch.Tensor or Parameter itself (fastpe.torch imported), not a subclass."""
+    return _TENSOR is not None and (type(x) is _TENSOR or type(x) is _PARAMETER)
 
 
 cdef object _offset_of_tensor(object offset):

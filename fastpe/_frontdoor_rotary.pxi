@@ -239,9 +239,17 @@ cdef int _layout_code(object layout) except -2:
 def apply_rotary(tuple arrays, offset, positions, base, layout, rotary_dim, inv_freq, scaling, seq_axis, out,
                  num_threads):
     """apply_rotary's arguments, as the caller gave them: the caller's result
-    when the call is the common one (see above), else None."""
+    when the call is the common one (see above), else None. Plain CPU
+    tensors, in place, take fastpe.torch's eager route where it is open to a
+    NumPy-facing function (_torch_route_open)."""
     if not (positions is None and inv_freq is None):
         return None
+    if out is None and len(arrays) and _plain_tensor(arrays[0]):
+        if not _torch_route_open(arrays, offset, arrays, True):
+            return None
+        done = _bump_written(_rotary_front_door(arrays, offset, base, layout, rotary_dim, scaling, seq_axis,
+                                                num_threads, True, False, None), arrays, False)
+        return done if done is None or len(arrays) > 1 else done[0]
     if out is not None and not ((type(out) is tuple or type(out) is list) and len(out) == len(arrays)):
         return None
     return _rotary_front_door(arrays, offset, base, layout, rotary_dim, scaling, seq_axis, num_threads, False,

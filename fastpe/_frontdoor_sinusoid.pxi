@@ -54,7 +54,12 @@ def row_calls():
 def add_sinusoidal(x, offset, positions, scale, base, layout, out, num_threads, inv_freq, preset, padding_idx,
                    min_timescale, max_timescale):
     """add_sinusoidal's arguments, as the caller gave them: x with the
-    encoding added when the call is the common one (see above), else None."""
+    encoding added when the call is the common one (see above), else None.
+    A plain CPU tensor x, in place, takes fastpe.torch's eager route where it
+    is open to a NumPy-facing function (_torch_route_open)."""
+    if out is None and _plain_tensor(x):
+        return _sinusoid_on_tensor(x, False, offset, positions, scale, base, layout, num_threads, inv_freq, preset,
+                                   padding_idx, min_timescale, max_timescale, True)
     cdef double first, scale_value
     if not _common_sinusoid(offset, positions, scale, base, layout, num_threads, inv_freq, preset, padding_idx,
                             min_timescale, max_timescale, &first, &scale_value):
@@ -80,7 +85,14 @@ def add_sinusoidal_tensor_eagerly(x, bint into_new, offset, positions, scale, ba
     returned, its version counter bumped) or (into_new) into a new tensor
     (torch.empty_like(x), returned). None where another way must serve the
     call (nothing written)."""
-    if not _torch_route_open((x,), offset, () if into_new else (x,)):
+    return _sinusoid_on_tensor(x, into_new, offset, positions, scale, base, layout, num_threads, inv_freq, preset,
+                               padding_idx, min_timescale, max_timescale, False)
+
+
+cdef object _sinusoid_on_tensor(x, bint into_new, offset, positions, scale, base, layout, num_threads, inv_freq,
+                                preset, padding_idx, min_timescale, max_timescale, bint numpy_facing):
+    """add_sinusoidal_tensor_eagerly, for fastpe.torch's functions or (numpy_facing) fastpe.add_sinusoidal's."""
+    if not _torch_route_open((x,), offset, () if into_new else (x,), numpy_facing):
         return None
     offset = _offset_of_tensor(offset)
     cdef double first, scale_value

@@ -36,7 +36,11 @@ def tensor_add_calls():
 
 def add_table(x, table, offset, positions, scale, out, num_threads):
     """add_table's arguments, as the caller gave them: x (or out) with the
-    table's rows added when the call is the common one (see above), else None."""
+    table's rows added when the call is the common one (see above), else None.
+    Plain CPU tensors x and table, x in place, take fastpe.torch's eager route
+    where it is open to a NumPy-facing function (_torch_route_open)."""
+    if out is None and _plain_tensor(x):
+        return _table_on_tensors(x, table, False, offset, positions, scale, num_threads, True)
     cdef fpe_idx first_row
     cdef double scale_value
     if not _common_table_call(offset, positions, scale, num_threads, &first_row, &scale_value):
@@ -61,7 +65,12 @@ def add_table_tensors_eagerly(x, table, bint into_new, offset, positions, scale,
     returned, its version counter bumped) or (into_new) into a new tensor
     (torch.empty_like(x), returned). None where another way must serve the
     call (nothing written)."""
-    if not _torch_route_open((x, table), offset, () if into_new else (x,)):
+    return _table_on_tensors(x, table, into_new, offset, positions, scale, num_threads, False)
+
+
+cdef object _table_on_tensors(x, table, bint into_new, offset, positions, scale, num_threads, bint numpy_facing):
+    """add_table_tensors_eagerly, for fastpe.torch's functions or (numpy_facing) fastpe.add_table's."""
+    if not _torch_route_open((x, table), offset, () if into_new else (x,), numpy_facing):
         return None
     offset = _offset_of_tensor(offset)
     cdef fpe_idx first_row
