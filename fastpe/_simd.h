@@ -835,8 +835,7 @@ FPE_DEFINE_HALF_AVX2(bf16)
 
 /* ---- Rows from prepared encodings, AVX2 with F16C and FMA (see
  * FPE_PREPARED_WINDOW): 16 elements a step, in two vectors of 8. AVX-512
- * CPUs run the bfloat16 loop too (it has every instruction it uses), and a
- * float16 loop of their own (fpe_apply_prepared_avx512_f16). */
+ * CPUs have a loop of their own for each kind (fpe_apply_prepared_avx512_*). */
 #define FPE_PREPARED_STEP 16
 
 /* A step's elements `elements` (bit i: element i), formed again as the
@@ -1001,51 +1000,84 @@ FPE_AVX2 static fpe_idx fpe_apply_prepared_avx2_bf16(fpe_half *dst, const fpe_ha
     return j;
 }
 
-/* float16 with AVX-512: the loop above, one vector of 16 lanes a step
- * (elements in order, as the prepared rows of float16 are), the hard lanes
- * a mask register. On the AMD EPYC development machine with AVX-512, the
- * float16 add_sinusoidal of (8, 256, 1024) and (64, 64, 1024) took 0.80x and
- * 0.75x the AVX2 loop's time, (8, 2048, 1024) 0.88x (bound by memory). */
-FPE_AVX512 static fpe_idx fpe_apply_prepared_avx512_f16(fpe_half *dst, const fpe_half *src, const double *pe,
-                                                        const float *hi, const float *nlo, double scale,
-                                                        fpe_idx n, int mode)
+/* The prepared loops with AVX-512, one per kind: the AVX2 loops' arithmetic
+ * and tests lane by lane, one vector of 16 lanes a step, elements in order
+ * (bfloat16's prepared rows then laid out as float16's, fpe_prepared_layout),
+ * the hard lanes a mask register. On the AMD EPYC development machine with
+ * AVX-512, against the AVX2 loops side by side (two runs each): float16
+ * add_sinusoidal of (8, 256, 1024) and (64, 64, 1024) 0.58-0.80x,
+ * (8, 2048, 1024) 0.82-0.88x (bound by memory); bfloat16 0.76-0.83x and
+ * 0.91-0.94x. */
+#define FPE_P512_WIDEN_f16(X16) _mm512_cvtph_ps(X16)
+#define FPE_P512_WIDEN_bf16(X16) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(X16), 16))
+/* y rounded to float16 into *out (F16C); the hard lanes: |y| below float16's
+ * normal range or NaN, or the bits below float16's precision within the
+ * window of the midpoint pattern. */
+FPE_AVX512 static inline __mmask16 fpe_p512_round_f16(__m512 y, __m512i window, __m256i *out)
 {
-    const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;
-    const __m512 sc = _mm512_set1_ps((float)scale);
-    const __m512 smallest_normal = _mm512_set1_ps(0x1p-14f);
     const __m512i to_window = _mm512_set1_epi32(FPE_PREPARED_WINDOW - 0x1000), low_bits = _mm512_set1_epi32(0x1fff);
-    __m512i window = _mm512_set1_epi32(2 * FPE_PREPARED_WINDOW + 1);
-    __asm__("" : "+v"(window));  /* as FPE_PREPARED_WINDOW_BOUND */
-    fpe_idx j = 0;
-    for (; n - j >= FPE_PREPARED_STEP; j += FPE_PREPARED_STEP) {
-        __m256i xs16 = _mm256_setzero_si256();
-        __m512 y = _mm512_loadu_ps(hi + j);
-        if (mode != FPE_MODE_STORE) {
-            xs16 = _mm256_loadu_si256((const __m256i *)(x + j));
-            y = _mm512_fmadd_ps(_mm512_cvtph_ps(xs16), sc, y);
-        }
-        y = _mm512_sub_ps(y, _mm512_loadu_ps(nlo + j));
-        __mmask16 hard = _mm512_cmp_ps_mask(_mm512_abs_ps(y), smallest_normal, _CMP_NGE_UQ)
-                         | _mm512_cmpgt_epi32_mask(window, _mm512_and_si512(
-                               _mm512_add_epi32(_mm512_castps_si512(y), to_window), low_bits));
-        _mm256_storeu_si256((__m256i *)(dst + j), _mm512_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        if (hard) {
-            fpe_half xs[FPE_PREPARED_STEP];
-            _mm256_storeu_si256((__m256i *)xs, xs16);
-            fpe_prepared_redo_f16(dst + j, xs, pe + j, scale, (unsigned)hard, mode);
-        }
-    }
-    return j;
+    *out = _mm512_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_cmp_ps_mask(_mm512_abs_ps(y), _mm512_set1_ps(0x1p-14f), _CMP_NGE_UQ)
+           | _mm512_cmpgt_epi32_mask(window, _mm512_and_si512(_mm512_add_epi32(_mm512_castps_si512(y), to_window),
+                                                              low_bits));
 }
+/* y rounded to bfloat16 into *out as the AVX2 loop rounds it (half a unit
+ * and the window's half-width added, the top 16 bits kept); the hard lanes:
+ * NaN, or the bits below within the window. */
+FPE_AVX512 static inline __mmask16 fpe_p512_round_bf16(__m512 y, __m512i window, __m256i *out)
+{
+    __m512i v = _mm512_add_epi32(_mm512_castps_si512(y), _mm512_set1_epi32(0x8000 + FPE_PREPARED_WINDOW));
+    *out = _mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16));
+    return _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q)
+           | _mm512_cmpgt_epi32_mask(window, _mm512_and_si512(v, _mm512_set1_epi32(0xffff)));
+}
+#define FPE_DEFINE_PREPARED_AVX512(KIND)                                                \
+    FPE_AVX512 static fpe_idx fpe_apply_prepared_avx512_##KIND(fpe_half *dst, const fpe_half *src, \
+                                                              const double *pe, const float *hi, \
+                                                              const float *nlo, double scale, \
+                                                              fpe_idx n, int mode)      \
+    {                                                                                   \
+        const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;                   \
+        const __m512 sc = _mm512_set1_ps((float)scale);                                 \
+        __m512i window = _mm512_set1_epi32(2 * FPE_PREPARED_WINDOW + 1);                \
+        __asm__("" : "+v"(window));  /* as FPE_PREPARED_WINDOW_BOUND */                 \
+        fpe_idx j = 0;                                                                  \
+        for (; n - j >= FPE_PREPARED_STEP; j += FPE_PREPARED_STEP) {                    \
+            __m256i xs16 = _mm256_setzero_si256(), bits;                                \
+            __m512 y = _mm512_loadu_ps(hi + j);                                         \
+            if (mode != FPE_MODE_STORE) {                                               \
+                xs16 = _mm256_loadu_si256((const __m256i *)(x + j));                    \
+                y = _mm512_fmadd_ps(FPE_P512_WIDEN_##KIND(xs16), sc, y);                \
+            }                                                                           \
+            y = _mm512_sub_ps(y, _mm512_loadu_ps(nlo + j));                             \
+            __mmask16 hard = fpe_p512_round_##KIND(y, window, &bits);                   \
+            _mm256_storeu_si256((__m256i *)(dst + j), bits);                            \
+            if (hard) {                                                                 \
+                fpe_half xs[FPE_PREPARED_STEP];                                         \
+                _mm256_storeu_si256((__m256i *)xs, xs16);                               \
+                fpe_prepared_redo_##KIND(dst + j, xs, pe + j, scale, (unsigned)hard, mode); \
+            }                                                                           \
+        }                                                                               \
+        return j;                                                                       \
+    }
+FPE_DEFINE_PREPARED_AVX512(f16)
+FPE_DEFINE_PREPARED_AVX512(bf16)
 
-/* The widest prepared loop of each kind at the level in use (bfloat16's
- * prepared rows are laid out for the AVX2 loop's order). */
+/* The widest prepared loop of each kind at the level in use, and the order
+ * its prepared rows are laid out in (fpe_prepared_element): the AVX2
+ * bfloat16 loop's own, else elements in order. */
 #define FPE_PREPARED_WIDEST_f16(...)                                                    \
     (fpe_half_level >= FPE_HALF_AVX512 ? fpe_apply_prepared_avx512_f16(__VA_ARGS__)     \
                                        : fpe_apply_prepared_avx2_f16(__VA_ARGS__))
-#define FPE_PREPARED_WIDEST_bf16(...) fpe_apply_prepared_avx2_bf16(__VA_ARGS__)
+#define FPE_PREPARED_WIDEST_bf16(...)                                                   \
+    (fpe_half_level >= FPE_HALF_AVX512 ? fpe_apply_prepared_avx512_bf16(__VA_ARGS__)    \
+                                       : fpe_apply_prepared_avx2_bf16(__VA_ARGS__))
+static inline int fpe_prepared_layout(int kind)
+{
+    return fpe_half_level >= FPE_HALF_AVX512 ? FPE_STORAGE_F16 : kind;
+}
 
-#define FPE_HALF_PREPARE(hi, nlo, pe, n, kind) fpe_half_prepare_avx2(hi, nlo, pe, n, kind)
+#define FPE_HALF_PREPARE(hi, nlo, pe, n, kind) fpe_half_prepare_avx2(hi, nlo, pe, n, fpe_prepared_layout(kind))
 #define FPE_PREPARED_FAST(KIND)                                                         \
     if (fpe_half_level >= FPE_HALF_AVX2) {                                              \
         fpe_idx done = FPE_PREPARED_WIDEST_##KIND(dst, src, pe, hi, nlo, scale, n, mode);\
