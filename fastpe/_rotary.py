@@ -180,9 +180,9 @@ def _visit_order(shape, seq_axis, block):
     """The C-order numbers of the vector rows of an array of `shape` (sequence
     axis seq_axis), in the order the rotate kernel visits them with blocks of
     `block` positions; None where that is C order itself (block 0, one head,
-    or one position)."""
+    or at most one position)."""
     before, n_positions = math.prod(shape[:seq_axis]), shape[seq_axis]
-    if not block or before == 1 or n_positions == 1:
+    if not block or before == 1 or n_positions <= 1:
         return None
 
     def build():

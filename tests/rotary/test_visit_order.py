@@ -103,10 +103,16 @@ def test_positions_outermost_keep_c_order(shape, seq_axis):
     assert _rotary._visit_order(shape, seq_axis, 4) is None
 
 
-@pytest.mark.parametrize("shape", [(2, 8, 1, 64), (1, 32, 1, 128)])
+@pytest.mark.parametrize("shape", [(2, 8, 1, 64), (1, 32, 1, 128), (2, 8, 0, 64)])
 def test_one_position_keeps_c_order(shape):
-    """A decode step: C order already visits every head at its one position."""
+    """A decode step: C order already visits every head at its one position
+    (and there is nothing to order without positions: a regression, the
+    grouped order's first form raised on no positions)."""
     assert _rotary._visit_order(shape, 2, 4) is None
+
+
+def test_no_heads_gives_an_empty_order():
+    assert _rotary._visit_order((0, 8, 30, 64), 2, 4).size == 0
 
 
 class _RecordingKernels:
