@@ -245,10 +245,8 @@ def apply_rotary(tuple arrays, offset, positions, base, layout, rotary_dim, inv_
     if not (positions is None and inv_freq is None):
         return None
     if out is None and len(arrays) and _plain_tensor(arrays[0]):
-        if not _torch_route_open(arrays, offset, arrays, True):
-            return None
-        done = _bump_written(_rotary_front_door(arrays, offset, base, layout, rotary_dim, scaling, seq_axis,
-                                                num_threads, True, False, None), arrays, False)
+        done = _rotary_on_tensors(arrays, False, offset, base, layout, rotary_dim, scaling, seq_axis, num_threads,
+                                  True)
         return done if done is None or len(arrays) > 1 else done[0]
     if out is not None and not ((type(out) is tuple or type(out) is list) and len(out) == len(arrays)):
         return None
@@ -275,7 +273,14 @@ def rotate_tensors_eagerly(tuple tensors, bint into_new, offset, base, layout, r
     served only when _torch_route_open lets the call skip the dispatcher, and
     the version counters of tensors written in place bumped. None where
     another way must serve the call (nothing written)."""
-    if not _torch_route_open(tensors, offset, () if into_new else tensors):
+    return _rotary_on_tensors(tensors, into_new, offset, base, layout, rotary_dim, scaling, seq_axis, num_threads,
+                              False)
+
+
+cdef object _rotary_on_tensors(tuple tensors, bint into_new, offset, base, layout, rotary_dim, scaling, seq_axis,
+                               num_threads, bint numpy_facing):
+    """rotate_tensors_eagerly, for fastpe.torch's functions or (numpy_facing) fastpe.apply_rotary's."""
+    if not _torch_route_open(tensors, offset, () if into_new else tensors, numpy_facing):
         return None
     offset = _offset_of_tensor(offset)
     if offset is None:
