@@ -292,8 +292,10 @@ def add_sinusoidal(x: ArrayT, *, offset: npt.ArrayLike = 0, positions: OptArrayL
     >>> bool(np.allclose(x[1], expected))
     True
     """
-    # The front door serves the common call (an ndarray, a scalar offset,
-    # default options); None hands the same arguments to the general path.
+    # The front door serves the common call (an ndarray or, once fastpe.torch
+    # is imported, a plain CPU tensor in place; a scalar offset; every option
+    # but scale at its default); None hands the same arguments to the
+    # general path.
     served = _frontdoor.add_sinusoidal(x, offset, positions, scale, base, layout, out, num_threads, inv_freq, preset,
                                        padding_idx, min_timescale, max_timescale)
     if served is not None:
@@ -454,8 +456,8 @@ def add_table(x: ArrayT, table: npt.ArrayLike, *, offset: npt.ArrayLike = 0, pos
     ...
     IndexError: positions offset + t (t < 3) must lie in [0, 6) (the table's rows); ...
     """
-    # The front door serves the common call (ndarrays, an integer offset, no scale); None hands the same
-    # arguments to the general path.
+    # The front door serves the common call (ndarrays or, once fastpe.torch is imported, plain CPU tensors in
+    # place; an integer offset; a number scale); None hands the same arguments to the general path.
     served = _frontdoor.add_table(x, table, offset, positions, scale, out, num_threads)
     if served is not None:
         return served
