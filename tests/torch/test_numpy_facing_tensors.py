@@ -139,3 +139,38 @@ def test_what_the_route_does_not_take_gets_the_general_paths_result(name, kind):
     want = want if isinstance(want, tuple) else (want,)
     for g, w in zip(got, want):
         assert np.array_equal(np.asarray(torch.as_tensor(g)), np.asarray(torch.as_tensor(w))), kind
+
+
+def _aliased(kind):
+    """Tensors that are views of one buffer: a table that holds rows of x, or q and k overlapping."""
+    buf = torch.randn(2 * 9 * 24 + 40 * 24, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+    if kind == "table rows of x":
+        x = buf[: 2 * 9 * 24].view(2, 9, 24)
+        return (x, buf.view(-1, 24)), lambda ts, **kw: fastpe.add_table(ts[0], ts[1], **kw)
+    q = buf[: 2 * 9 * 24].view(1, 2, 9, 24)
+    k = buf[24: 24 + 2 * 9 * 24].view(1, 2, 9, 24)  # one row later: q and k overlap
+    return (q, k), lambda ts, **kw: fastpe.apply_rotary(*ts, **kw)
+
+
+@pytest.mark.parametrize("kind", ["table rows of x", "q and k overlapping"])
+def test_views_of_one_buffer_get_the_general_paths_outcome(kind):
+    """Inputs that share memory with what is written are the general path's to settle: the same values
+    (a table read as it was before the call) or the same error, whatever the route."""
+    tensors, call = _aliased(kind)
+    general, general_call = _aliased(kind)
+    calls = _tensor_calls()
+    try:
+        call(tensors, offset=3)
+        error = None
+    except ValueError as e:
+        error = str(e)
+    assert _tensor_calls() == calls, f"{kind}: served by the route"
+    with always_dispatch():
+        if error is None:
+            general_call(general, offset=3)
+        else:
+            with pytest.raises(ValueError) as raised:
+                general_call(general, offset=3)
+            assert str(raised.value) == error
+    base, general_base = tensors[0]._base, general[0]._base
+    assert torch.equal(base, general_base), f"{kind}: not the general path's values"
