@@ -38,7 +38,8 @@ from fastpe._kernels cimport (ArrayDesc, BlockedTable, CosSin, FPE_BFLOAT16, FPE
                               FPE_MAX_DIMS,
                               FPE_PAIRS_HALF, FPE_PAIRS_INTERLEAVED, FPE_SEED_GRID, Plan, Positions,
                               describe_ndarray, fpe_idx, internal_overlap, memory_bounds, rotate_rows,
-                              row_offsets_into, sequence_index_into, sinusoid_grid, table_grid)
+                              row_offsets_into, sequence_index_into, shared_rows_prepared, sinusoid_grid,
+                              table_grid)
 from fastpe._params cimport IntRule, accepts_int, int_rule
 
 import collections

@@ -10,8 +10,9 @@
 # sharing no memory with it (x then only read, and may be read-only:
 # _intake_apart_out). It goes one of two ways, with the same bits either way:
 #
-# * Cached rows, when the positions are integers and the blocks of rows the
-#   call reads take at most 1/_CACHE_SHARE of the cache's limit: the
+# * Cached rows, when the positions are integers, the blocks of rows the
+#   call reads take at most 1/_CACHE_SHARE of the cache's limit, and x is not
+#   a 16-bit batch whose sequences share prepared rows: the
 #   learned-table kernel adds rows of the encoding kept in the cache, in
 #   blocks of FPE_SEED_GRID consecutive positions (block b holds positions
 #   b*SEED_GRID .. b*SEED_GRID + SEED_GRID - 1, in x's dtype, float64 for the
@@ -216,6 +217,11 @@ cdef bint _add_cached_rows(const ArrayDesc *d, const ArrayDesc *src, double firs
     cdef fpe_idx b0 = <fpe_idx>floor(first / FPE_SEED_GRID)
     cdef fpe_idx b1 = <fpe_idx>floor((first + <double>(T - 1)) / FPE_SEED_GRID)
     cdef fpe_idx n_blocks = b1 - b0 + 1, b
+    if d.size > T * D and shared_rows_prepared(d.element, scale):
+        # Rows shared by a batch of 16-bit sequences are prepared once a call
+        # (shared_rows_prepared): generated into the tile, they cost less than
+        # float64 rows read from memory (docs/performance.rst).
+        return False
     if n_blocks > _MAX_BLOCKS or n_blocks * FPE_SEED_GRID * D * row_itemsize * _CACHE_SHARE > _CACHE._limit:
         return False
     held = [_row_block(D, typenum, b) for b in range(b0, b1 + 1)]  # alive while the rows are read

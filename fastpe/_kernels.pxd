@@ -111,6 +111,7 @@ cdef fpe_idx column_step(const ArrayDesc *a) noexcept
 cdef bint internal_overlap(const ArrayDesc *a) noexcept
 cdef void memory_bounds(const ArrayDesc *a, char **low, char **high) noexcept
 cdef void row_offsets_into(const ArrayDesc *a, int n_axes, fpe_idx *out) noexcept
+cdef bint shared_rows_prepared(int element, double scale) noexcept nogil
 cdef void sequence_index_into(const fpe_idx *shape, int ndim, int seq_axis, fpe_idx *out) noexcept
 
 # ------------------------------------------------------------ kernels

@@ -221,6 +221,15 @@ cdef inline int _storage_kind(int element) noexcept nogil:
     return FPE_STORAGE_NATIVE
 
 
+cdef bint shared_rows_prepared(int element, double scale) noexcept nogil:
+    """Whether 16-bit x of this element type and scale takes prepared rows
+    where batch rows share them (fpe_half_prepared). A row that one
+    sequence alone reads is added from float64: preparing it costs more than
+    it saves (docs/performance.rst)."""
+    cdef int kind = _storage_kind(element)
+    return kind != FPE_STORAGE_NATIVE and fpe_half_prepared(kind, scale)
+
+
 cdef Target _target(int mode, const ArrayDesc *dst, const fpe_idx *dst_rows, const ArrayDesc *src,
                     const fpe_idx *src_rows, double scale) noexcept:
     """The rows a kernel writes (dst) and reads (src; NULL or FPE_MODE_STORE: dst's own).

@@ -78,7 +78,8 @@ cdef void _table_grid_item(storage_t *dst, const table_t *first, const BlockedTa
     while a < t1:
         b = min(a + w.tile, t1)
         if storage_t is fpe_half and table_t is double:
-            if w.prepared != NULL:
+            # Prepared only where several targets share the rows (shared_rows_prepared).
+            if w.prepared != NULL and r1 - r0 >= 2:
                 prepared = w.prepared + thread * w.prepared_stride
                 for t in range(a, b):
                     fpe_half_prepare(prepared + (t - a) * 2 * n, _table_row(first, bt, p0 + t), n, tg.kind)
@@ -154,6 +155,15 @@ cdef void _table_add(const Target *tg, int element, const BlockedTable *bt, cons
         _table_with(<double *>tg.dst, bt, tg, w, n_items, n_threads)
 
 
+cdef bint _rows_shared(const fpe_idx *seq_ptr, fpe_idx n_seq) noexcept nogil:
+    """Whether some sequence's rows go to several targets."""
+    cdef fpe_idx i
+    for i in range(n_seq):
+        if seq_ptr[i + 1] - seq_ptr[i] >= 2:
+            return True
+    return False
+
+
 cdef int table_grid(const ArrayDesc *dst, const fpe_idx *dst_rows, const ArrayDesc *src, const fpe_idx *src_rows,
                     const BlockedTable *table, const fpe_idx *p0, const fpe_idx *seq_ptr, fpe_idx n_seq, fpe_idx T,
                     double scale, int n_threads) except -1:
@@ -171,7 +181,7 @@ cdef int table_grid(const ArrayDesc *dst, const fpe_idx *dst_rows, const ArrayDe
     w.tile = _tile_rows(TILE_SHARED_BYTES, table.n_cols, dst.element, w.block)
     n_threads = _team(n_threads, n_items)
     w.prepared = NULL
-    if tg.kind != FPE_STORAGE_NATIVE and table.element == FPE_FLOAT64 and fpe_half_prepared(tg.kind, scale):
+    if table.element == FPE_FLOAT64 and shared_rows_prepared(dst.element, scale) and _rows_shared(seq_ptr, n_seq):
         # Tiles of half as many rows, each also prepared (twice its float32 count: the tile's bytes again).
         w.tile = max(1, w.tile // 2)
         w.prepared_stride = w.tile * 2 * table.n_cols

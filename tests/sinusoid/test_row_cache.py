@@ -23,10 +23,10 @@ from util import array_variants, assert_same_bits, check_add_against_reference, 
 BLOCK = 256
 
 
-def cached_and_general(x, offset):
+def cached_and_general(x, offset, **kwargs):
     """(cached-rows result, general-path result, cached-row calls taken) on copies of x."""
     before = _frontdoor.row_calls()
-    x_fast, x_general, taken = fast_and_general(x, offset=offset)
+    x_fast, x_general, taken = fast_and_general(x, offset=offset, **kwargs)
     assert taken == 1
     return x_fast, x_general, _frontdoor.row_calls() - before
 
@@ -116,20 +116,46 @@ def _sixteen_bit(name, shape, rng):
     return bits.view(extra_import("ml_dtypes", "test").bfloat16)
 
 
+# Scales whose product with every 16-bit x is exact in float32 (the prepared
+# rows take them; see fpe_half_prepared in _simd.h) and one that is not.
+PREPARED_SCALES = [1.0, -0.5]
+UNPREPARED_SCALE = 0.37
+
+
+@pytest.mark.parametrize("scale", PREPARED_SCALES + [UNPREPARED_SCALE], ids=lambda s: f"scale={s}")
 @pytest.mark.parametrize("name", ["float16", "bfloat16 bits", "bfloat16"])
-@pytest.mark.parametrize("shape", [(1, 16, 64), (3, 33, 7), (40, 9, 24)], ids=str)
-def test_16_bit_x_adds_float64_cached_rows(fresh_cache, name, shape):
-    """float16 and bfloat16 x take float64 rows from the cache (the sum the
-    kernel forms, rounded once): the general path's bits, float64 blocks."""
+@pytest.mark.parametrize("shape", [(1, 16, 64), (16, 64), (3, 33, 7), (40, 9, 24)], ids=str)
+def test_16_bit_x_adds_float64_cached_rows(fresh_cache, name, shape, scale):
+    """float16 and bfloat16 x of one sequence take float64 rows from the
+    cache (the sum the kernel forms, rounded once); a batch does too where it
+    adds float64 rows, but generates them where its sequences share prepared
+    rows (a scale exact in float32). Either way: the general path's bits."""
     x = _sixteen_bit(name, shape, rng_for("16-bit rows", name, shape))
+    one_sequence = len(shape) == 2 or shape[0] == 1
+    expected_rows = 1 if one_sequence or scale == UNPREPARED_SCALE else 0
     for offset in OFFSETS:
-        x_fast, x_general, rows = cached_and_general(x, offset)
-        assert rows == 1, f"offset={offset}"
+        x_fast, x_general, rows = cached_and_general(x, offset, scale=scale)
+        assert rows == expected_rows, f"offset={offset}"
         assert_same_bits(x_fast, x_general, f"{name} offset={offset}")
     fastpe.cache_clear()
-    cached_and_general(x, 3)
+    cached_and_general(x, 3, scale=scale)
     info = fastpe.cache_info()
-    assert info.nbytes > BLOCK * shape[-1] * 8 > info.nbytes - 4096, "one float64 block and the plan"
+    if expected_rows:
+        assert info.nbytes > BLOCK * shape[-1] * 8 > info.nbytes - 4096, "one float64 block and the plan"
+    else:
+        assert info.nbytes < BLOCK * shape[-1] * 8, "the plan alone"
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16"])
+def test_16_bit_batch_against_the_reference(fresh_cache, name):
+    """A 16-bit batch, its rows generated and prepared (scale 1) or cached
+    (an inexact scale), and one sequence of it: within the contract of the
+    reference."""
+    x = _sixteen_bit(name, (4, 70, 40), rng_for("16-bit batch", name))
+    for scale in (1.0, UNPREPARED_SCALE):
+        for offset in (0, 300, -77):
+            for part in (x, x[:1]):
+                check_add_against_reference(part.copy(), f"{name} {part.shape}", offset=offset, scale=scale)
 
 
 def test_blocks_are_counted_in_cache_info(fresh_cache):
