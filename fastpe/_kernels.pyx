@@ -98,6 +98,9 @@ cdef enum:
     # each encoding row is read from L2 once per group and then from L1,
     # not once per sequence (docs/performance.rst, shared rows).
     SWEEP_GROUP = 4
+    # The prepared 16-bit loops ask for x's elements whole rows of their
+    # sequence ahead, at least this many bytes (_rows_ahead).
+    PREFETCH_AHEAD_BYTES = 2048
 
 # Positions between libm seeds (the canonical seed points are its multiples).
 SEED_GRID = FPE_SEED_GRID

@@ -221,6 +221,15 @@ cdef inline int _storage_kind(int element) noexcept nogil:
     return FPE_STORAGE_NATIVE
 
 
+cdef inline fpe_idx _rows_ahead(fpe_idx row_stride) noexcept nogil:
+    """Bytes from an element to the same element as many rows of its sequence
+    ahead as make PREFETCH_AHEAD_BYTES or more (0: rows that share memory)."""
+    cdef fpe_idx size = row_stride if row_stride >= 0 else -row_stride
+    if size == 0:
+        return 0
+    return (PREFETCH_AHEAD_BYTES + size - 1) // size * row_stride
+
+
 cdef bint shared_rows_prepared(int element, double scale) noexcept nogil:
     """Whether 16-bit x of this element type and scale takes prepared rows
     where batch rows share them (fpe_half_prepared). A row that one

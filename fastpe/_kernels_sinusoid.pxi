@@ -254,7 +254,7 @@ cdef void _apply_prepared_tile(const double *rows, float *prepared, fpe_idx n, c
     """The shared path's tile of float64 rows a..b-1 for 16-bit x: each row
     prepared once (fpe_half_prepare, 2 * n float32 a row), then applied to
     the rows r0..r1-1 of every sequence that shares it."""
-    cdef fpe_idx t, r, g
+    cdef fpe_idx t, r, g, dst_ahead = _rows_ahead(dst_rs), src_ahead = _rows_ahead(src_rs)
     for t in range(a, b):
         fpe_half_prepare(prepared + (t - a) * 2 * n, rows + (t - a) * n, n, tg.kind)
     g = r0
@@ -263,7 +263,8 @@ cdef void _apply_prepared_tile(const double *rows, float *prepared, fpe_idx n, c
             for r in range(g, min(g + SWEEP_GROUP, r1)):
                 fpe_apply_half_prepared(tg.kind, <fpe_half *>(tg.dst + tg.dst_rows[r] + t * dst_rs), tg.dst_cs,
                                         <const fpe_half *>(tg.src + tg.src_rows[r] + t * src_rs), tg.src_cs,
-                                        rows + (t - a) * n, prepared + (t - a) * 2 * n, tg.scale, n, tg.mode)
+                                        rows + (t - a) * n, prepared + (t - a) * 2 * n, tg.scale, n, tg.mode,
+                                        dst_ahead, src_ahead)
         g += SWEEP_GROUP
 
 

@@ -90,7 +90,8 @@ cdef void _table_grid_item(storage_t *dst, const table_t *first, const BlockedTa
                         for r in range(g, min(g + SWEEP_GROUP, r1)):
                             fpe_apply_half_prepared(tg.kind, _at(dst, tg.dst_rows[r] + t * w.dst_rs), tg.dst_cs,
                                                     _read_at(src, tg.src_rows[r] + t * w.src_rs), tg.src_cs,
-                                                    row, prepared + (t - a) * 2 * n, tg.scale, n, tg.mode)
+                                                    row, prepared + (t - a) * 2 * n, tg.scale, n, tg.mode,
+                                                    _rows_ahead(w.dst_rs), _rows_ahead(w.src_rs))
                     g += SWEEP_GROUP
                 a = b
                 continue

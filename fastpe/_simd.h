@@ -892,6 +892,20 @@ FPE_AVX2 static void fpe_half_prepare_avx2(float *hi, float *nlo, const double *
     }
 }
 
+/* Ask for a step's elements dst_ahead (x: src_ahead) bytes further on, a
+ * row or more ahead in their sequence, into L2: the loops sweep a tile of
+ * rows over several sequences in turn, and a miss on x (the 2 KiB of a
+ * 1024-element row, a new page every row or two) then stalls them, where
+ * the hardware prefetchers lose the streams (docs/performance.rst). A
+ * prefetch past the end of the array is harmless. */
+#if defined(__GNUC__)
+#define FPE_PREPARED_PREFETCH(J)                                                        \
+    __builtin_prefetch((const char *)(dst + (J)) + dst_ahead, 1, 2);                    \
+    if (mode == FPE_MODE_ADD_TO) __builtin_prefetch((const char *)(x + (J)) + src_ahead, 0, 2);
+#else
+#define FPE_PREPARED_PREFETCH(J) (void)dst_ahead; (void)src_ahead;
+#endif
+
 /* y = fl32(fl32(x * scale + hi) - nlo) of one vector (x unused by stores). */
 #define FPE_PREPARED_SUM(Y, X, J)                                                       \
     __m256 Y = _mm256_loadu_ps(hi + (J));                                               \
@@ -923,7 +937,7 @@ static inline unsigned fpe_prepared_elements(int kind, int mask0, int mask1)
  * (the rounding position moves there) or NaN (F16C keeps NaN payloads). */
 FPE_AVX2 static fpe_idx fpe_apply_prepared_avx2_f16(fpe_half *dst, const fpe_half *src, const double *pe,
                                                     const float *hi, const float *nlo, double scale,
-                                                    fpe_idx n, int mode)
+                                                    fpe_idx n, int mode, fpe_idx dst_ahead, fpe_idx src_ahead)
 {
     const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;
     const __m256 sc = _mm256_set1_ps((float)scale);
@@ -933,6 +947,7 @@ FPE_AVX2 static fpe_idx fpe_apply_prepared_avx2_f16(fpe_half *dst, const fpe_hal
     FPE_PREPARED_WINDOW_BOUND(window)
     fpe_idx j = 0;
     for (; n - j >= FPE_PREPARED_STEP; j += FPE_PREPARED_STEP) {
+        FPE_PREPARED_PREFETCH(j)
         __m128i xa = _mm_setzero_si128(), xb = _mm_setzero_si128();
         if (mode != FPE_MODE_STORE) {
             xa = _mm_loadu_si128((const __m128i *)(x + j));
@@ -966,7 +981,7 @@ FPE_AVX2 static fpe_idx fpe_apply_prepared_avx2_f16(fpe_half *dst, const fpe_hal
  * elsewhere. Hard lanes also: NaN (a lane of y0 + y1 NaN: either is). */
 FPE_AVX2 static fpe_idx fpe_apply_prepared_avx2_bf16(fpe_half *dst, const fpe_half *src, const double *pe,
                                                      const float *hi, const float *nlo, double scale,
-                                                     fpe_idx n, int mode)
+                                                     fpe_idx n, int mode, fpe_idx dst_ahead, fpe_idx src_ahead)
 {
     const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;
     const __m256 sc = _mm256_set1_ps((float)scale);
@@ -975,6 +990,7 @@ FPE_AVX2 static fpe_idx fpe_apply_prepared_avx2_bf16(fpe_half *dst, const fpe_ha
     FPE_PREPARED_WINDOW_BOUND(window)
     fpe_idx j = 0;
     for (; n - j >= FPE_PREPARED_STEP; j += FPE_PREPARED_STEP) {
+        FPE_PREPARED_PREFETCH(j)
         __m256i w = mode == FPE_MODE_STORE ? zero : _mm256_loadu_si256((const __m256i *)(x + j));
         FPE_PREPARED_SUM(y0, _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w)), j)
         FPE_PREPARED_SUM(y1, _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w)), j + 8)
@@ -1035,7 +1051,9 @@ FPE_AVX512 static inline __mmask16 fpe_p512_round_bf16(__m512 y, __m512i window,
     FPE_AVX512 static fpe_idx fpe_apply_prepared_avx512_##KIND(fpe_half *dst, const fpe_half *src, \
                                                               const double *pe, const float *hi, \
                                                               const float *nlo, double scale, \
-                                                              fpe_idx n, int mode)      \
+                                                              fpe_idx n, int mode,      \
+                                                              fpe_idx dst_ahead,        \
+                                                              fpe_idx src_ahead)        \
     {                                                                                   \
         const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;                   \
         const __m512 sc = _mm512_set1_ps((float)scale);                                 \
@@ -1043,6 +1061,7 @@ FPE_AVX512 static inline __mmask16 fpe_p512_round_bf16(__m512 y, __m512i window,
         __asm__("" : "+v"(window));  /* as FPE_PREPARED_WINDOW_BOUND */                 \
         fpe_idx j = 0;                                                                  \
         for (; n - j >= FPE_PREPARED_STEP; j += FPE_PREPARED_STEP) {                    \
+            FPE_PREPARED_PREFETCH(j)                                                    \
             __m256i xs16 = _mm256_setzero_si256(), bits;                                \
             __m512 y = _mm512_loadu_ps(hi + j);                                         \
             if (mode != FPE_MODE_STORE) {                                               \
@@ -1080,7 +1099,8 @@ static inline int fpe_prepared_layout(int kind)
 #define FPE_HALF_PREPARE(hi, nlo, pe, n, kind) fpe_half_prepare_avx2(hi, nlo, pe, n, fpe_prepared_layout(kind))
 #define FPE_PREPARED_FAST(KIND)                                                         \
     if (fpe_half_level >= FPE_HALF_AVX2) {                                              \
-        fpe_idx done = FPE_PREPARED_WIDEST_##KIND(dst, src, pe, hi, nlo, scale, n, mode);\
+        fpe_idx done = FPE_PREPARED_WIDEST_##KIND(dst, src, pe, hi, nlo, scale, n, mode, \
+                                                  dst_ahead, src_ahead);                \
         dst += done;                                                                    \
         src += mode == FPE_MODE_ADD_TO ? done : 0;                                      \
         pe += done;                                                                     \
@@ -1400,7 +1420,8 @@ static inline void fpe_half_prepare(float *prepared, const double *pe, fpe_idx n
  * a unit-stride row, the rest goes the float64 way. */
 static inline void fpe_apply_half_prepared(int kind, fpe_half *dst, fpe_idx dst_stride, const fpe_half *src,
                                            fpe_idx src_stride, const double *pe, const float *prepared,
-                                           double scale, fpe_idx n, int mode)
+                                           double scale, fpe_idx n, int mode, fpe_idx dst_ahead,
+                                           fpe_idx src_ahead)
 {
     const float *hi = prepared, *nlo = prepared + n;
     if (dst_stride == 1 && (mode != FPE_MODE_ADD_TO || src_stride == 1)) {

@@ -84,7 +84,7 @@ cdef extern from "_simd.h" nogil:
     void fpe_half_prepare(float *prepared, const double *pe, fpe_idx n, int kind)
     void fpe_apply_half_prepared(int kind, fpe_half *dst, fpe_idx dst_stride, const fpe_half *src,
                                  fpe_idx src_stride, const double *pe, const float *prepared, double scale,
-                                 fpe_idx n, int mode)
+                                 fpe_idx n, int mode, fpe_idx dst_ahead, fpe_idx src_ahead)
     # 16-bit rows (mode: FPE_MODE_*)
     void fpe_apply_f16_f64(fpe_half *dst, fpe_idx dst_stride, const fpe_half *src, fpe_idx src_stride,
                            const double *pe, double scale, fpe_idx n, int mode)
