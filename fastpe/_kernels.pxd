@@ -92,7 +92,7 @@ cdef struct BlockedTable:
     fpe_idx rows_per_block
     fpe_idx row_stride        # bytes between the rows of a block
     fpe_idx n_cols
-    int element               # FPE_FLOAT32 or FPE_FLOAT64
+    int element               # FPE_FLOAT32 or FPE_FLOAT64 (or x's own 16-bit type: _one_block)
 
 
 cdef struct CosSin:

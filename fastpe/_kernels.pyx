@@ -73,6 +73,7 @@ ctypedef fused storage_t:
 ctypedef fused table_t:
     float
     double
+    fpe_half    # a 16-bit table of x's own kind, added with scale 1 (_one_block)
 
 cdef enum:
     # Frequencies per pass: the state of 512 frequencies (s, c, cos w, sin w:

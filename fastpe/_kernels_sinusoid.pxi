@@ -91,8 +91,11 @@ cdef inline fpe_idx _zero_row(double start, fpe_idx a, fpe_idx b, double zero_po
 
 cdef inline void _apply_half_row(fpe_half *dst, const fpe_half *src, const table_t *pe,
                                  fpe_idx n, const Target *tg) noexcept nogil:
-    """Apply a whole float32/float64 row pe to a 16-bit row per tg.mode."""
-    if tg.kind == FPE_STORAGE_F16:
+    """Apply a whole float32/float64 row pe (or one of x's own 16-bit kind,
+    with scale 1) to a 16-bit row per tg.mode."""
+    if table_t is fpe_half:
+        fpe_apply_half_same(tg.kind, dst, tg.dst_cs, src, tg.src_cs, pe, n, tg.mode, 0, 0)
+    elif tg.kind == FPE_STORAGE_F16:
         if table_t is double:
             fpe_apply_f16_f64(dst, tg.dst_cs, src, tg.src_cs, pe, tg.scale, n, tg.mode)
         else:

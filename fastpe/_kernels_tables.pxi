@@ -100,8 +100,14 @@ cdef void _table_grid_item(storage_t *dst, const table_t *first, const BlockedTa
             for t in range(a, b):
                 row = _table_row(first, bt, p0 + t)
                 for r in range(g, min(g + SWEEP_GROUP, r1)):
-                    _apply_table_row(_at(dst, tg.dst_rows[r] + t * w.dst_rs), _read_at(src, tg.src_rows[r] + t * w.src_rs),
-                                     row, bt.n_cols, tg)
+                    if storage_t is fpe_half and table_t is fpe_half:
+                        # With the prepared loops' prefetch (FPE_PREPARED_PREFETCH).
+                        fpe_apply_half_same(tg.kind, _at(dst, tg.dst_rows[r] + t * w.dst_rs), tg.dst_cs,
+                                            _read_at(src, tg.src_rows[r] + t * w.src_rs), tg.src_cs, row, n,
+                                            tg.mode, _rows_ahead(w.dst_rs), _rows_ahead(w.src_rs))
+                    else:
+                        _apply_table_row(_at(dst, tg.dst_rows[r] + t * w.dst_rs),
+                                         _read_at(src, tg.src_rows[r] + t * w.src_rs), row, bt.n_cols, tg)
             g += SWEEP_GROUP
         a = b
 
@@ -141,8 +147,10 @@ cdef void _table_with(storage_t *dst, const BlockedTable *bt, const Target *tg, 
     """Run with the table's element type."""
     if bt.element == FPE_FLOAT32:
         _table_run(dst, <const float *>bt.blocks[0], bt, tg, w, n_items, n_threads)
-    else:
+    elif bt.element == FPE_FLOAT64:
         _table_run(dst, <const double *>bt.blocks[0], bt, tg, w, n_items, n_threads)
+    elif storage_t is fpe_half:
+        _table_run(dst, <const fpe_half *>bt.blocks[0], bt, tg, w, n_items, n_threads)
 
 
 cdef void _table_add(const Target *tg, int element, const BlockedTable *bt, const table_work *w, fpe_idx n_items,
@@ -197,12 +205,16 @@ cdef int table_grid(const ArrayDesc *dst, const fpe_idx *dst_rows, const ArrayDe
     return 0
 
 
-cdef int _one_block(cnp.ndarray table, BlockedTable *bt, const char **block) except -1:
-    """bt: a table of contiguous float32 or float64 rows, as one block."""
+cdef int _one_block(cnp.ndarray table, BlockedTable *bt, const char **block, const ArrayDesc *dst,
+                    double scale) except -1:
+    """bt: a table of contiguous float32 or float64 rows, or of rows of a
+    16-bit dst's own kind added with scale 1, as one block."""
     cdef ArrayDesc d
     describe_ndarray(table, &d)
-    if d.ndim != 2 or d.element > FPE_FLOAT64 or (d.shape[1] > 1 and d.strides[1] != d.itemsize):
-        raise ValueError("a table of contiguous float32 or float64 rows is required")
+    cdef bint own_16_bit = d.element == dst.element and _storage_kind(d.element) != FPE_STORAGE_NATIVE and scale == 1.0
+    if d.ndim != 2 or (d.element > FPE_FLOAT64 and not own_16_bit) or (d.shape[1] > 1 and d.strides[1] != d.itemsize):
+        raise ValueError("a table of contiguous float32 or float64 rows (or of a 16-bit x's own type, with "
+                         "scale 1) is required")
     block[0] = d.data
     bt.blocks = block
     bt.n_blocks = 1
@@ -218,12 +230,12 @@ def table_grid_rows(cnp.ndarray dst, const fpe_idx[::1] dst_rows, cnp.ndarray ta
                     double scale=1.0, int n_threads=1):
     """table_grid: dst = [src or dst] * scale + table[p0[seq] + t] into each
     sequence's rows (as sinusoid_grid_rows). The table's rows are contiguous,
-    float32 or float64 (a 16-bit x takes either)."""
+    float32 or float64 (a 16-bit x takes either, or its own type with scale 1)."""
     cdef ArrayDesc d, s
     cdef BlockedTable bt
     cdef const char *block
     describe_ndarray(dst, &d)
-    _one_block(table, &bt, &block)
+    _one_block(table, &bt, &block, &d, scale)
     table_grid(&d, &dst_rows[0], _source(src, &s), _indices(src_rows), &bt, &p0[0], &seq_ptr[0], p0.shape[0], T,
                scale, n_threads)
 
@@ -232,12 +244,13 @@ def table_grouped_rows(cnp.ndarray dst, const fpe_idx[::1] dst_rows, cnp.ndarray
                        const double[::1] positions, const fpe_idx[::1] group_ptr, const fpe_idx[::1] chunk_ptr, *,
                        cnp.ndarray src=None, const fpe_idx[::1] src_rows=None, double scale=1.0, int n_threads=1):
     """dst = [src or dst] * scale + table[position] for each sorted distinct
-    position (integers held as float64) and its group of rows (as sinusoid_grouped_rows)."""
+    position (integers held as float64) and its group of rows (as sinusoid_grouped_rows); tables as
+    table_grid_rows."""
     cdef ArrayDesc d, s
     cdef BlockedTable bt
     cdef const char *block
     describe_ndarray(dst, &d)
-    _one_block(table, &bt, &block)
+    _one_block(table, &bt, &block, &d, scale)
     cdef const ArrayDesc *src_ = _source(src, &s)
     cdef Target tg = _target(_mode(False, src_), &d, &dst_rows[0], src_, _indices(src_rows), scale)
     cdef TableGroups w

@@ -1346,6 +1346,109 @@ FPE_AVX512 static fpe_idx fpe_rotate32_avx512_bf16(fpe_half *da, fpe_half *db, c
                                          src + r.sin_off + done, src + r.cos_off + done, \
                                          cos_row + done, sin_row + done, n - done);     \
     }
+
+/* A 16-bit table of x's own format added to x with scale 1: the sum of two
+ * 16-bit values formed in float32 and rounded to nearest even is the float64
+ * sum rounded once (float32's 24 bits are at least twice the 16-bit
+ * precision plus 2, so the double rounding is innocuous: Figueroa, "When is
+ * double rounding innocuous?", 1995), so the loops need no window and no
+ * float64. NaN lanes are formed again the float64 way (the vector
+ * conversions keep payloads the portable rounding does not). bfloat16 is
+ * rounded to nearest even by integer arithmetic (+0x7fff and the kept lsb),
+ * overflow carrying into infinity. Prefetch as FPE_PREPARED_PREFETCH. */
+static void fpe_same_redo(int kind, fpe_half *dst, const fpe_half *x, const fpe_half *pe, unsigned elements)
+{
+    for (; elements; elements &= elements - 1) {
+        int i = __builtin_ctz(elements);
+        if (kind == FPE_STORAGE_F16)
+            dst[i] = fpe_f64_to_f16((double)fpe_f16_to_f32(x[i]) + (double)fpe_f16_to_f32(pe[i]));
+        else
+            dst[i] = fpe_f64_to_bf16((double)fpe_bf16_to_f32(x[i]) + (double)fpe_bf16_to_f32(pe[i]));
+    }
+}
+#define FPE_SAME_WIDEN8_f16(X8) _mm256_cvtph_ps(X8)
+#define FPE_SAME_WIDEN8_bf16(X8) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(X8), 16))
+#define FPE_SAME_NARROW8_f16(Y) _mm256_cvtps_ph(Y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define FPE_SAME_NARROW8_bf16(Y) fpe_same_bf16_bits8(Y)
+FPE_AVX2 static inline __m128i fpe_same_bf16_bits8(__m256 y)
+{
+    __m256i u = _mm256_castps_si256(y);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+}
+#define FPE_DEFINE_SAME_AVX2(KIND)                                                      \
+    FPE_AVX2 static fpe_idx fpe_apply_same_avx2_##KIND(fpe_half *dst, const fpe_half *src, \
+                                                       const fpe_half *pe, fpe_idx n, int mode, \
+                                                       fpe_idx dst_ahead, fpe_idx src_ahead) \
+    {                                                                                   \
+        const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;                   \
+        fpe_idx j = 0;                                                                  \
+        for (; n - j >= 8; j += 8) {                                                    \
+            FPE_PREPARED_PREFETCH(j)                                                    \
+            __m128i xs8 = _mm_loadu_si128((const __m128i *)(x + j));                    \
+            __m256 y = _mm256_add_ps(FPE_SAME_WIDEN8_##KIND(xs8),                       \
+                                     FPE_SAME_WIDEN8_##KIND(_mm_loadu_si128((const __m128i *)(pe + j)))); \
+            unsigned nan = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(y, y, _CMP_UNORD_Q)); \
+            _mm_storeu_si128((__m128i *)(dst + j), FPE_SAME_NARROW8_##KIND(y));         \
+            if (nan) {                                                                  \
+                fpe_half xs[8];                                                         \
+                _mm_storeu_si128((__m128i *)xs, xs8);                                   \
+                fpe_same_redo(FPE_STORAGE_##KIND##_KIND, dst + j, xs, pe + j, nan);     \
+            }                                                                           \
+        }                                                                               \
+        return j;                                                                       \
+    }
+#define FPE_STORAGE_f16_KIND FPE_STORAGE_F16
+#define FPE_STORAGE_bf16_KIND FPE_STORAGE_BF16
+FPE_DEFINE_SAME_AVX2(f16)
+FPE_DEFINE_SAME_AVX2(bf16)
+/* With AVX-512, 16 lanes a step (bfloat16 narrowed as above, lane by lane). */
+FPE_AVX512 static inline __m256i fpe_same_bf16_bits16(__m512 y)
+{
+    __m512i u = _mm512_castps_si512(y);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    return _mm512_cvtepi32_epi16(
+        _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16));
+}
+#define FPE_SAME_NARROW16_f16(Y) _mm512_cvtps_ph(Y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define FPE_SAME_NARROW16_bf16(Y) fpe_same_bf16_bits16(Y)
+#define FPE_DEFINE_SAME_AVX512(KIND)                                                    \
+    FPE_AVX512 static fpe_idx fpe_apply_same_avx512_##KIND(fpe_half *dst, const fpe_half *src, \
+                                                         const fpe_half *pe, fpe_idx n, int mode, \
+                                                         fpe_idx dst_ahead, fpe_idx src_ahead) \
+    {                                                                                   \
+        const fpe_half *x = mode == FPE_MODE_ADD_INPLACE ? dst : src;                   \
+        fpe_idx j = 0;                                                                  \
+        for (; n - j >= 16; j += 16) {                                                  \
+            FPE_PREPARED_PREFETCH(j)                                                    \
+            __m256i xs16 = _mm256_loadu_si256((const __m256i *)(x + j));                \
+            __m512 y = _mm512_add_ps(FPE_P512_WIDEN_##KIND(xs16),                       \
+                                     FPE_P512_WIDEN_##KIND(_mm256_loadu_si256((const __m256i *)(pe + j)))); \
+            __mmask16 nan = _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q);                     \
+            _mm256_storeu_si256((__m256i *)(dst + j), FPE_SAME_NARROW16_##KIND(y));     \
+            if (nan) {                                                                  \
+                fpe_half xs[16];                                                        \
+                _mm256_storeu_si256((__m256i *)xs, xs16);                               \
+                fpe_same_redo(FPE_STORAGE_##KIND##_KIND, dst + j, xs, pe + j, (unsigned)nan); \
+            }                                                                           \
+        }                                                                               \
+        return j;                                                                       \
+    }
+FPE_DEFINE_SAME_AVX512(f16)
+FPE_DEFINE_SAME_AVX512(bf16)
+#define FPE_SAME_FAST(KIND)                                                             \
+    if (fpe_half_level >= FPE_HALF_AVX2) {                                              \
+        fpe_idx done = fpe_half_level >= FPE_HALF_AVX512                                \
+                           ? fpe_apply_same_avx512_##KIND(dst, src, pe, n, mode, dst_ahead, src_ahead) \
+                           : 0;                                                         \
+        done += fpe_apply_same_avx2_##KIND(dst + done, src + (mode == FPE_MODE_ADD_TO ? done : 0), \
+                                           pe + done, n - done, mode, dst_ahead, src_ahead); \
+        dst += done;                                                                    \
+        src += mode == FPE_MODE_ADD_TO ? done : 0;                                      \
+        pe += done;                                                                     \
+        n -= done;                                                                      \
+    }
 #else
 static int fpe_half_level = FPE_HALF_PORTABLE;
 static int fpe_half_best(void) { return FPE_HALF_PORTABLE; }
@@ -1353,6 +1456,7 @@ static int fpe_half_best(void) { return FPE_HALF_PORTABLE; }
 #define FPE_ROTATE32_FAST(KIND)
 #define FPE_HALF_PREPARE(hi, nlo, pe, n, kind) ((void)(hi), (void)(nlo), (void)(pe), (void)(n), (void)(kind))
 #define FPE_PREPARED_FAST(KIND)
+#define FPE_SAME_FAST(KIND)
 #endif
 
 static int fpe_half_simd_init(void) { return fpe_half_level = fpe_half_best(); }
@@ -1435,6 +1539,31 @@ static inline void fpe_apply_half_prepared(int kind, fpe_half *dst, fpe_idx dst_
     if (n == 0) return;
     if (kind == FPE_STORAGE_F16) fpe_apply_f16_f64(dst, dst_stride, src, src_stride, pe, scale, n, mode);
     else fpe_apply_bf16_f64(dst, dst_stride, src, src_stride, pe, scale, n, mode);
+}
+
+/* x + pe rounded once to 16 bits (scale 1), pe a row of the same 16-bit
+ * kind as x: the vector loops (FPE_SAME_FAST) where the rows have unit
+ * stride, the float64 way for the rest (the sum of two 16-bit values is
+ * exact in float64). mode: FPE_MODE_ADD_INPLACE or FPE_MODE_ADD_TO. */
+static inline void fpe_apply_half_same(int kind, fpe_half *dst, fpe_idx dst_stride, const fpe_half *src,
+                                       fpe_idx src_stride, const fpe_half *pe, fpe_idx n, int mode,
+                                       fpe_idx dst_ahead, fpe_idx src_ahead)
+{
+    if (dst_stride == 1 && (mode != FPE_MODE_ADD_TO || src_stride == 1)) {
+        if (kind == FPE_STORAGE_F16) {
+            FPE_SAME_FAST(f16)
+        } else {
+            FPE_SAME_FAST(bf16)
+        }
+    }
+    (void)dst_ahead; (void)src_ahead;
+    for (fpe_idx j = 0; j < n; j++) {
+        fpe_half xj = mode == FPE_MODE_ADD_INPLACE ? dst[j * dst_stride] : src[j * src_stride];
+        if (kind == FPE_STORAGE_F16)
+            dst[j * dst_stride] = fpe_f64_to_f16((double)fpe_f16_to_f32(xj) + (double)fpe_f16_to_f32(pe[j]));
+        else
+            dst[j * dst_stride] = fpe_f64_to_bf16((double)fpe_bf16_to_f32(xj) + (double)fpe_bf16_to_f32(pe[j]));
+    }
 }
 
 /* Rotary embeddings: rotate channel pairs (a, b) of one row by the angles

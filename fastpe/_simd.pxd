@@ -82,6 +82,9 @@ cdef extern from "_simd.h" nogil:
     # float32 (where fpe_half_prepared says so; kind: FPE_STORAGE_F16 or _BF16)
     int fpe_half_prepared(int kind, double scale)
     void fpe_half_prepare(float *prepared, const double *pe, fpe_idx n, int kind)
+    # x + pe, pe a row of x's own 16-bit kind (scale 1; mode: an add)
+    void fpe_apply_half_same(int kind, fpe_half *dst, fpe_idx dst_stride, const fpe_half *src, fpe_idx src_stride,
+                             const fpe_half *pe, fpe_idx n, int mode, fpe_idx dst_ahead, fpe_idx src_ahead)
     void fpe_apply_half_prepared(int kind, fpe_half *dst, fpe_idx dst_stride, const fpe_half *src,
                                  fpe_idx src_stride, const double *pe, const float *prepared, double scale,
                                  fpe_idx n, int mode, fpe_idx dst_ahead, fpe_idx src_ahead)

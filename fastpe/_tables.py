@@ -79,6 +79,14 @@ def cos_sin_rows(positions, plan, attention_factor, num_threads=None):
     return enc[:, half:], enc[:, :half]
 
 
+def _half_kind(dtype):
+    """'float16' or 'bfloat16' for a 16-bit dtype (any 2-byte one but NumPy's
+    float16 is bfloat16, as the kernels read it), None for float32 and float64."""
+    if dtype in NATIVE_FLOATS:
+        return None
+    return "float16" if dtype == np.float16 else "bfloat16"
+
+
 def add_table_rows(x, out, table, offset, positions, scale, num_threads):
     """x * scale + table[p] into out (or x itself): add_table once its
     arguments are checked (fastpe._validation.table_request: the table apart
@@ -91,9 +99,11 @@ def add_table_rows(x, out, table, offset, positions, scale, num_threads):
 
     def table_rows_for(dst, rows):
         """(the table rows the kernel reads, the table row of its first row)."""
-        if table.dtype not in NATIVE_FLOATS:
-            # A 16-bit table: the rows this call reads, widened (exactly) to float64,
-            # so a float32 x takes the mixed-dtype rule (the sum in float64) too.
+        if table.dtype not in NATIVE_FLOATS and not (scale == 1.0 and _half_kind(table.dtype) == _half_kind(dst.dtype)):
+            # A 16-bit table (but x's own type added with scale 1, which the kernel
+            # reads as it is: fpe_apply_half_same): the rows this call reads,
+            # widened (exactly) to float64, so a float32 x takes the mixed-dtype
+            # rule (the sum in float64) too.
             first_row = int(rows.min())
             last_row = int(rows.max()) + (dst.shape[-2] if positions is None else 1)
             return widened(table[first_row:last_row], np.float64), first_row

@@ -401,6 +401,89 @@ def test_exhaustive_sums_near_midpoints(name, scale):
             assert_bits_equal(got[0], expected, f"{name} scale={scale}, a batch: {label}")
 
 
+def own_type_tables(x, dtype, rng):
+    """Tables of x's own 16-bit type that put the exact x + t at a 16-bit
+    midpoint (a tie), just past one, at a cancellation to zero or to the
+    subnormal range, far below x's last place, past the largest finite value,
+    or anywhere (random bit patterns: NaNs, infinities and subnormals
+    included). Yields (label, table)."""
+    x64 = x.astype(np.float64)
+    finite = np.isfinite(x64)
+    q = ulp_at(np.where(finite, x64, 0.0), dtype)
+    sign = rng.choice([-1.0, 1.0], x.shape)
+    top = float(np.array(MAX_FINITE_BITS[np.dtype(dtype).name], dtype=np.uint16).view(dtype).astype(np.float64))
+    tiny = math.ldexp(1.0, MIN_EXP[np.dtype(dtype).name] - PRECISION[np.dtype(dtype).name])  # the smallest subnormal
+    p = PRECISION[np.dtype(dtype).name]
+    candidates = {
+        "a midpoint": sign * q / 2,
+        "three half ulps": sign * 3 * q / 2,
+        "just past a midpoint": sign * q / 2 * (1 + math.ldexp(1.0, 1 - p)),
+        "just short of a midpoint": sign * q / 2 * (1 - math.ldexp(1.0, -p)),
+        "cancelling to zero": -x64,
+        "cancelling to a subnormal": -x64 + sign * tiny,
+        "far below the last place": sign * q / 8,
+        "past the largest finite": np.where(x64 >= 0, top, -top),
+    }
+    for label, table in candidates.items():
+        # Values the type lacks (half of the smallest subnormal, ...) round into it.
+        t = np.where(finite, table, 1.0).astype(dtype)
+        if label == "a midpoint":
+            sums = x64 + t.astype(np.float64)
+            ties = np.isfinite(sums) & (np.abs(sums / ulp_at(np.where(np.isfinite(sums), sums, 0.0), dtype)) % 1 == 0.5)
+            assert ties.mean() > 0.9, f"only {ties.mean():.2f} of the sums are ties"
+        yield label, t
+    yield "random bits", rng.integers(0, 65536, x.shape, dtype=np.uint16).view(dtype)
+
+
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_exhaustive_own_type_table(name):
+    """All 65536 x of the type plus tables of the same type (scale 1, which
+    the vector loops add in float32 and round once: fpe_apply_half_same):
+    the float64 sum rounded once (round_exact), bit for bit, in place, into
+    out=, over a batch sharing the table rows, on strided views (the float64
+    way) and at explicit positions."""
+    dtype = half_dtype(name)
+    rng = rng_for("own-type table", name)
+    x = np.arange(65536, dtype=np.uint16).view(dtype).reshape(256, 256)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for label, table in own_type_tables(x, dtype, rng):
+            exact = x.astype(np.float64) + table.astype(np.float64)
+            expected = round_exact(exact, dtype)
+            msg = f"{name} x + {name} table: {label}"
+            assert_bits_equal(fastpe.add_table(x.copy(), table), expected, msg, exact)
+            assert_bits_equal(fastpe.add_table(x, table, out=np.empty_like(x)), expected, f"{msg}, out=", exact)
+            batch = fastpe.add_table(np.stack([x, x]), table)
+            assert_bits_equal(batch[1], expected, f"{msg}, a batch", exact)
+            wide = np.zeros((256, 512), dtype)
+            wide[:, ::2] = x
+            fastpe.add_table(wide[:, ::2], table)
+            assert_bits_equal(wide[:, ::2], expected, f"{msg}, strided x", exact)
+            rows = rng.permutation(256)
+            got = fastpe.add_table(x[rows].copy(), table, positions=rows)
+            assert_bits_equal(got, expected[rows], f"{msg}, positions=", exact[rows])
+
+
+@pytest.mark.parametrize("scale", [2.0, -0.5], ids=lambda s: f"scale={s}")
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_own_type_table_with_a_scale_and_other_kind(name, scale):
+    """A table of x's own type with another scale, and a table of the other
+    16-bit type: widened to float64 (scales whose product with every x is
+    exact, so the model's roundings are one): the same rule."""
+    dtype = half_dtype(name)
+    other = half_dtype("bfloat16" if name == "float16" else "float16")
+    rng = rng_for("own-type table scale", name, scale)
+    x = np.arange(65536, dtype=np.uint16).view(dtype).reshape(256, 256)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for label, table in own_type_tables(x, dtype, rng):
+            exact = x.astype(np.float64) * scale + table.astype(np.float64)
+            got = fastpe.add_table(np.stack([x, x]), table, scale=scale)
+            assert_bits_equal(got[0], round_exact(exact, dtype), f"{name} scale={scale}: {label}", exact)
+            table_other = table.astype(np.float64).astype(other)
+            exact = x.astype(np.float64) + table_other.astype(np.float64)
+            got = fastpe.add_table(x.copy(), table_other)
+            assert_bits_equal(got, round_exact(exact, dtype), f"{name} x + {other.name} table: {label}", exact)
+
+
 # --------------------------------------------------------------------------
 # add_sinusoidal against the reference
 
@@ -983,11 +1066,16 @@ def test_vector_and_portable_rows_give_the_same_bits(half, level):
     x = (rng.standard_normal((3, 257, 77)) * rng.choice([1e-6, 1.0, 300.0], (3, 257, 1))).astype(half)
     scores = rng.standard_normal((2, 3, 33, 45)).astype(half)
     positions = rng.uniform(-1000, 1000, (3, 257))
+    specials = rng.integers(0, 65536, (2, 257, 77), dtype=np.uint16).view(half)  # NaN payloads, infinities
+    own_table = np.where(rng.random((257, 77)) < 0.3, specials[0], x[2])
+    own_x = np.where(rng.random((2, 257, 77)) < 0.3, specials, x[:2])
     calls = {
         "in place": lambda: fastpe.add_sinusoidal(x.copy(), offset=np.array([0, 999, 5 * 10**5]), scale=1.7),
         "out": lambda: fastpe.add_sinusoidal(x, out=np.empty_like(x), positions=positions),
         "table": lambda: fastpe.sinusoidal_table(300, 77, offset=-40, dtype=half),
         "bias": lambda: fastpe.add_alibi(scores.copy(), offset=[3, 0]),
+        # NaN payloads and infinities in x and in a table of its own type
+        "own-type table": lambda: fastpe.add_table(own_x.copy(), own_table),
     }
     previous = _use_half_rows(level)
     try:
