@@ -35,8 +35,9 @@ cdef struct TableGrid:
     const fpe_idx *p0
     const fpe_idx *seq_ptr
     fpe_idx n_seq, T, block, tile, dst_rs, src_rs
-    # 16-bit x and a float64 table: thread i's tile of prepared rows at
-    # prepared + i * prepared_stride (fpe_half_prepare), or NULL
+    # 16-bit x and a float32 or float64 table: thread i's tile of prepared
+    # rows at prepared + i * prepared_stride (fpe_half_prepare; a float32
+    # table's rows widened to float64 after them), or NULL
     float *prepared
     fpe_idx prepared_stride
 
@@ -63,6 +64,12 @@ cdef inline const table_t *_table_row(const table_t *first, const BlockedTable *
     return <const table_t *>(bt.blocks[j // bt.rows_per_block] + (j % bt.rows_per_block) * bt.row_stride)
 
 
+cdef inline void _widen_row(double *wide, const float *row, fpe_idx n) noexcept nogil:
+    cdef fpe_idx j
+    for j in range(n):
+        wide[j] = row[j]
+
+
 cdef void _table_grid_item(storage_t *dst, const table_t *first, const BlockedTable *bt, const Target *tg,
                            const TableGrid *w, fpe_idx item, int thread) noexcept nogil:
     cdef fpe_idx n_blocks = (w.T + w.block - 1) // w.block
@@ -74,23 +81,34 @@ cdef void _table_grid_item(storage_t *dst, const table_t *first, const BlockedTa
     cdef fpe_idx p0 = w.p0[seq], n = bt.n_cols
     cdef fpe_idx r0 = w.seq_ptr[seq], r1 = w.seq_ptr[seq + 1]
     cdef const table_t *row
+    cdef const double *row64
     cdef float *prepared
+    cdef double *wide
     while a < t1:
         b = min(a + w.tile, t1)
-        if storage_t is fpe_half and table_t is double:
-            # Prepared only where several targets share the rows (shared_rows_prepared).
+        if storage_t is fpe_half and (table_t is double or table_t is float):
+            # Prepared only where several targets share the rows (shared_rows_prepared);
+            # a float32 table's rows widened (exactly) to float64 first, the rows the redo reads.
             if w.prepared != NULL and r1 - r0 >= 2:
                 prepared = w.prepared + thread * w.prepared_stride
+                wide = <double *>(prepared + w.tile * 2 * n)
                 for t in range(a, b):
-                    fpe_half_prepare(prepared + (t - a) * 2 * n, _table_row(first, bt, p0 + t), n, tg.kind)
+                    if table_t is float:
+                        _widen_row(wide + (t - a) * n, _table_row(first, bt, p0 + t), n)
+                        fpe_half_prepare(prepared + (t - a) * 2 * n, wide + (t - a) * n, n, tg.kind)
+                    else:
+                        fpe_half_prepare(prepared + (t - a) * 2 * n, _table_row(first, bt, p0 + t), n, tg.kind)
                 g = r0
                 while g < r1:
                     for t in range(a, b):
-                        row = _table_row(first, bt, p0 + t)
+                        if table_t is float:
+                            row64 = wide + (t - a) * n
+                        else:
+                            row64 = _table_row(first, bt, p0 + t)
                         for r in range(g, min(g + SWEEP_GROUP, r1)):
                             fpe_apply_half_prepared(tg.kind, _at(dst, tg.dst_rows[r] + t * w.dst_rs), tg.dst_cs,
                                                     _read_at(src, tg.src_rows[r] + t * w.src_rs), tg.src_cs,
-                                                    row, prepared + (t - a) * 2 * n, tg.scale, n, tg.mode,
+                                                    row64, prepared + (t - a) * 2 * n, tg.scale, n, tg.mode,
                                                     _rows_ahead(w.dst_rs), _rows_ahead(w.src_rs))
                     g += SWEEP_GROUP
                 a = b
@@ -190,10 +208,11 @@ cdef int table_grid(const ArrayDesc *dst, const fpe_idx *dst_rows, const ArrayDe
     w.tile = _tile_rows(TILE_SHARED_BYTES, table.n_cols, dst.element, w.block)
     n_threads = _team(n_threads, n_items)
     w.prepared = NULL
-    if table.element == FPE_FLOAT64 and shared_rows_prepared(dst.element, scale) and _rows_shared(seq_ptr, n_seq):
-        # Tiles of half as many rows, each also prepared (twice its float32 count: the tile's bytes again).
+    if table.element <= FPE_FLOAT64 and shared_rows_prepared(dst.element, scale) and _rows_shared(seq_ptr, n_seq):
+        # Tiles of half as many rows, each also prepared (twice its float32 count: the tile's bytes again),
+        # a float32 table's also widened to float64 (as many bytes again).
         w.tile = max(1, w.tile // 2)
-        w.prepared_stride = w.tile * 2 * table.n_cols
+        w.prepared_stride = w.tile * 2 * table.n_cols * (2 if table.element == FPE_FLOAT32 else 1)
         w.prepared = <float *>malloc(max(n_threads * w.prepared_stride, 1) * sizeof(float))
         if w.prepared == NULL:
             raise MemoryError("cannot allocate the prepared rows of a 16-bit table add")

@@ -399,6 +399,13 @@ def test_exhaustive_sums_near_midpoints(name, scale):
             batch = np.stack([x, x[::-1]])  # two sequences share each table row
             got = fastpe.add_table(batch, table, scale=scale)
             assert_bits_equal(got[0], expected, f"{name} scale={scale}, a batch: {label}")
+            # A float32 table (its rows widened exactly, then prepared where a batch shares them).
+            table32 = table.astype(np.float32)
+            sums32 = x.astype(np.float64) * scale + table32.astype(np.float64)
+            expected32 = round_exact(sums32, dtype)
+            for got in (fastpe.add_table(x.copy(), table32, scale=scale),
+                        fastpe.add_table(np.stack([x, x[::-1]]), table32, scale=scale)[0]):
+                assert_bits_equal(got, expected32, f"{name} scale={scale}, a float32 table: {label}", sums32)
 
 
 def own_type_tables(x, dtype, rng):
