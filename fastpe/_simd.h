@@ -700,11 +700,12 @@ static int fpe_half_best(void)
     return __builtin_cpu_supports("avx2") ? FPE_HALF_AVX2 : FPE_HALF_PORTABLE;
 }
 
-/* float32 -> bfloat16 bits, nearest even, NaN kept quiet (32-bit lanes). */
+/* float32 -> bfloat16 bits, nearest even, a NaN the portable narrowing's
+ * quiet NaN of its sign (32-bit lanes). */
 #define FPE_BF16_BITS(VEC, SET1, SRLI, AND, ADD, OR, U, F, NAN_SELECT)                    \
     VEC lsb_ = AND(SRLI(U, 16), SET1(1));                                               \
     VEC r_ = SRLI(ADD(ADD(U, SET1(0x7fff)), lsb_), 16);                                 \
-    VEC nan_ = OR(SRLI(U, 16), SET1(0x40));                                             \
+    VEC nan_ = OR(AND(SRLI(U, 16), SET1(0x8000)), SET1(0x7fc0));                        \
     r_ = NAN_SELECT(r_, nan_, F);
 
 /* ---- AVX-512: 8 float64 lanes */
@@ -721,9 +722,14 @@ FPE_AVX512 static inline __m512d fpe_load8_f16(const fpe_half *p)
     return _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)));
 }
 
+/* A NaN comes out as the portable narrowing's quiet NaN of its sign (F16C
+ * keeps the payload): the same bits at every level. */
 FPE_AVX512 static inline __m128i fpe_narrow8_f16(__m512d d)
 {
-    return _mm256_cvtps_ph(fpe_f32_odd8(d), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 f = fpe_f32_odd8(d);
+    __m128i r = _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __mmask8 nan = _mm256_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+    return _mm_mask_mov_epi16(r, nan, _mm_and_si128(r, _mm_set1_epi16((short)0xfe00)));
 }
 
 FPE_AVX512 static inline __m512d fpe_load8_bf16(const fpe_half *p)
@@ -778,7 +784,11 @@ FPE_AVX2 static inline __m256 fpe_load8_f32_bf16(const fpe_half *p)
 
 FPE_AVX2 static inline __m128i fpe_store8_f16_avx2(__m256 f)
 {
-    return _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    /* a NaN as fpe_narrow8_f16 makes it */
+    __m128i r = _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256i nan32 = _mm256_castps_si256(_mm256_cmp_ps(f, f, _CMP_UNORD_Q));
+    __m128i nan = _mm_packs_epi32(_mm256_castsi256_si128(nan32), _mm256_extracti128_si256(nan32, 1));
+    return _mm_andnot_si128(_mm_and_si128(nan, _mm_set1_epi16(0x01ff)), r);
 }
 
 #define FPE_NAN_SELECT256(R, NAN, F) \
@@ -1147,6 +1157,9 @@ FPE_AVX512BF16 static fpe_idx fpe_apply_bf16i(fpe_half *dst, const fpe_half *src
         } else {
             __m256bh b = _mm512_cvtneps_pbh(f);
             memcpy(&bits, &b, sizeof bits);
+            /* a NaN as the integer rounding makes it (the instruction keeps the payload) */
+            bits = _mm256_mask_mov_epi16(bits, _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q),
+                                         _mm256_and_si256(bits, _mm256_set1_epi16((short)0xffc0)));
         }
         _mm256_storeu_si256((__m256i *)(dst + j), bits);
     }
