@@ -729,7 +729,8 @@ FPE_AVX512 static inline __m128i fpe_narrow8_f16(__m512d d)
     __m256 f = fpe_f32_odd8(d);
     __m128i r = _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __mmask8 nan = _mm256_cmp_ps_mask(f, f, _CMP_UNORD_Q);
-    return _mm_mask_mov_epi16(r, nan, _mm_and_si128(r, _mm_set1_epi16((short)0xfe00)));
+    if (__builtin_expect(nan != 0, 0)) r = _mm_mask_mov_epi16(r, nan, _mm_and_si128(r, _mm_set1_epi16((short)0xfe00)));
+    return r;
 }
 
 FPE_AVX512 static inline __m512d fpe_load8_bf16(const fpe_half *p)
@@ -787,6 +788,7 @@ FPE_AVX2 static inline __m128i fpe_store8_f16_avx2(__m256 f)
     /* a NaN as fpe_narrow8_f16 makes it */
     __m128i r = _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256i nan32 = _mm256_castps_si256(_mm256_cmp_ps(f, f, _CMP_UNORD_Q));
+    if (__builtin_expect(_mm256_testz_si256(nan32, nan32), 1)) return r;
     __m128i nan = _mm_packs_epi32(_mm256_castsi256_si128(nan32), _mm256_extracti128_si256(nan32, 1));
     return _mm_andnot_si128(_mm_and_si128(nan, _mm_set1_epi16(0x01ff)), r);
 }
@@ -1158,8 +1160,9 @@ FPE_AVX512BF16 static fpe_idx fpe_apply_bf16i(fpe_half *dst, const fpe_half *src
             __m256bh b = _mm512_cvtneps_pbh(f);
             memcpy(&bits, &b, sizeof bits);
             /* a NaN as the integer rounding makes it (the instruction keeps the payload) */
-            bits = _mm256_mask_mov_epi16(bits, _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q),
-                                         _mm256_and_si256(bits, _mm256_set1_epi16((short)0xffc0)));
+            __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+            if (__builtin_expect(nan != 0, 0))
+                bits = _mm256_mask_mov_epi16(bits, nan, _mm256_and_si256(bits, _mm256_set1_epi16((short)0xffc0)));
         }
         _mm256_storeu_si256((__m256i *)(dst + j), bits);
     }
