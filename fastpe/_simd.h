@@ -115,6 +115,14 @@ static inline float fpe_bf16_to_f32(fpe_half h) { return fpe_float_of((uint32_t)
 FPE_DEFINE_NARROW(fpe_f64_to_f16, 15, 10, 65520.0, 0x1p28, 0x7c00u, 0x7e00u)
 FPE_DEFINE_NARROW(fpe_f64_to_bf16, 127, 7, 0x1.ffp127, 0x1p-81, 0x7f80u, 0x7fc0u)
 
+/* x + pe, two values of one 16-bit kind (FPE_STORAGE_F16 or _BF16): their
+ * float64 sum (exact) rounded once. */
+static inline fpe_half fpe_same_sum(int kind, fpe_half x, fpe_half pe)
+{
+    if (kind == FPE_STORAGE_F16) return fpe_f64_to_f16((double)fpe_f16_to_f32(x) + (double)fpe_f16_to_f32(pe));
+    return fpe_f64_to_bf16((double)fpe_bf16_to_f32(x) + (double)fpe_bf16_to_f32(pe));
+}
+
 /* How each storage type is read into, and written from, the type a sum is
  * formed in. */
 #define FPE_LOAD_NATIVE(WT, v) ((WT)(v))
@@ -1119,8 +1127,9 @@ static inline int fpe_prepared_layout(int kind)
         n -= done;                                                                      \
     }
 
-/* 16 float32 lanes -> bfloat16 bits by integer arithmetic (any value). */
-FPE_AVX512BF16 static inline __m256i fpe_bf16_bits16(__m512 f)
+/* 16 float32 lanes -> bfloat16 bits by integer arithmetic (any value; no
+ * AVX512-BF16 instruction, so the AVX-512 loops use it too). */
+FPE_AVX512 static inline __m256i fpe_bf16_bits16(__m512 f)
 {
     __m512i u = _mm512_castps_si512(f);
 #define FPE_NAN_SELECT_16(R, NAN, F) _mm512_mask_mov_epi32(R, _mm512_cmp_ps_mask(F, F, _CMP_UNORD_Q), NAN)
@@ -1368,31 +1377,22 @@ FPE_AVX512 static fpe_idx fpe_rotate32_avx512_bf16(fpe_half *da, fpe_half *db, c
  * sum rounded once (float32's 24 bits are at least twice the 16-bit
  * precision plus 2, so the double rounding is innocuous: Figueroa, "When is
  * double rounding innocuous?", 1995), so the loops need no window and no
- * float64. NaN lanes are formed again the float64 way (the vector
- * conversions keep payloads the portable rounding does not). bfloat16 is
- * rounded to nearest even by integer arithmetic (+0x7fff and the kept lsb),
- * overflow carrying into infinity. Prefetch as FPE_PREPARED_PREFETCH. */
+ * float64. NaN lanes are formed again the float64 way (fpe_same_sum), so a
+ * NaN's bits never depend on which operand a vector addition passes on.
+ * bfloat16 is rounded to nearest even by integer arithmetic
+ * (FPE_BF16_BITS), overflow carrying into infinity. Prefetch as
+ * FPE_PREPARED_PREFETCH. */
 static void fpe_same_redo(int kind, fpe_half *dst, const fpe_half *x, const fpe_half *pe, unsigned elements)
 {
     for (; elements; elements &= elements - 1) {
         int i = __builtin_ctz(elements);
-        if (kind == FPE_STORAGE_F16)
-            dst[i] = fpe_f64_to_f16((double)fpe_f16_to_f32(x[i]) + (double)fpe_f16_to_f32(pe[i]));
-        else
-            dst[i] = fpe_f64_to_bf16((double)fpe_bf16_to_f32(x[i]) + (double)fpe_bf16_to_f32(pe[i]));
+        dst[i] = fpe_same_sum(kind, x[i], pe[i]);
     }
 }
-#define FPE_SAME_WIDEN8_f16(X8) _mm256_cvtph_ps(X8)
-#define FPE_SAME_WIDEN8_bf16(X8) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(X8), 16))
-#define FPE_SAME_NARROW8_f16(Y) _mm256_cvtps_ph(Y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define FPE_SAME_NARROW8_bf16(Y) fpe_same_bf16_bits8(Y)
-FPE_AVX2 static inline __m128i fpe_same_bf16_bits8(__m256 y)
-{
-    __m256i u = _mm256_castps_si256(y);
-    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
-    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-}
+#define FPE_STORAGE_f16_KIND FPE_STORAGE_F16
+#define FPE_STORAGE_bf16_KIND FPE_STORAGE_BF16
+/* Widened and narrowed as the float64 rows' AVX2 loops do (fpe_load8_f32_*,
+ * fpe_store8_*_avx2). */
 #define FPE_DEFINE_SAME_AVX2(KIND)                                                      \
     FPE_AVX2 static fpe_idx fpe_apply_same_avx2_##KIND(fpe_half *dst, const fpe_half *src, \
                                                        const fpe_half *pe, fpe_idx n, int mode, \
@@ -1402,33 +1402,21 @@ FPE_AVX2 static inline __m128i fpe_same_bf16_bits8(__m256 y)
         fpe_idx j = 0;                                                                  \
         for (; n - j >= 8; j += 8) {                                                    \
             FPE_PREPARED_PREFETCH(j)                                                    \
-            __m128i xs8 = _mm_loadu_si128((const __m128i *)(x + j));                    \
-            __m256 y = _mm256_add_ps(FPE_SAME_WIDEN8_##KIND(xs8),                       \
-                                     FPE_SAME_WIDEN8_##KIND(_mm_loadu_si128((const __m128i *)(pe + j)))); \
+            __m256 y = _mm256_add_ps(fpe_load8_f32_##KIND(x + j), fpe_load8_f32_##KIND(pe + j)); \
             unsigned nan = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(y, y, _CMP_UNORD_Q)); \
-            _mm_storeu_si128((__m128i *)(dst + j), FPE_SAME_NARROW8_##KIND(y));         \
-            if (nan) {                                                                  \
-                fpe_half xs[8];                                                         \
-                _mm_storeu_si128((__m128i *)xs, xs8);                                   \
-                fpe_same_redo(FPE_STORAGE_##KIND##_KIND, dst + j, xs, pe + j, nan);     \
-            }                                                                           \
+            fpe_half xs[8];                                                             \
+            if (nan) memcpy(xs, x + j, sizeof xs); /* before the store overwrites it */ \
+            _mm_storeu_si128((__m128i *)(dst + j), fpe_store8_##KIND##_avx2(y));        \
+            if (nan) fpe_same_redo(FPE_STORAGE_##KIND##_KIND, dst + j, xs, pe + j, nan); \
         }                                                                               \
         return j;                                                                       \
     }
-#define FPE_STORAGE_f16_KIND FPE_STORAGE_F16
-#define FPE_STORAGE_bf16_KIND FPE_STORAGE_BF16
 FPE_DEFINE_SAME_AVX2(f16)
 FPE_DEFINE_SAME_AVX2(bf16)
-/* With AVX-512, 16 lanes a step (bfloat16 narrowed as above, lane by lane). */
-FPE_AVX512 static inline __m256i fpe_same_bf16_bits16(__m512 y)
-{
-    __m512i u = _mm512_castps_si512(y);
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    return _mm512_cvtepi32_epi16(
-        _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16));
-}
+/* With AVX-512, 16 lanes a step, widened as the prepared loops do
+ * (FPE_P512_WIDEN_*), bfloat16 narrowed by fpe_bf16_bits16. */
 #define FPE_SAME_NARROW16_f16(Y) _mm512_cvtps_ph(Y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define FPE_SAME_NARROW16_bf16(Y) fpe_same_bf16_bits16(Y)
+#define FPE_SAME_NARROW16_bf16(Y) fpe_bf16_bits16(Y)
 #define FPE_DEFINE_SAME_AVX512(KIND)                                                    \
     FPE_AVX512 static fpe_idx fpe_apply_same_avx512_##KIND(fpe_half *dst, const fpe_half *src, \
                                                          const fpe_half *pe, fpe_idx n, int mode, \
@@ -1573,13 +1561,9 @@ static inline void fpe_apply_half_same(int kind, fpe_half *dst, fpe_idx dst_stri
         }
     }
     (void)dst_ahead; (void)src_ahead;
-    for (fpe_idx j = 0; j < n; j++) {
-        fpe_half xj = mode == FPE_MODE_ADD_INPLACE ? dst[j * dst_stride] : src[j * src_stride];
-        if (kind == FPE_STORAGE_F16)
-            dst[j * dst_stride] = fpe_f64_to_f16((double)fpe_f16_to_f32(xj) + (double)fpe_f16_to_f32(pe[j]));
-        else
-            dst[j * dst_stride] = fpe_f64_to_bf16((double)fpe_bf16_to_f32(xj) + (double)fpe_bf16_to_f32(pe[j]));
-    }
+    for (fpe_idx j = 0; j < n; j++)
+        dst[j * dst_stride] = fpe_same_sum(kind, mode == FPE_MODE_ADD_INPLACE ? dst[j * dst_stride]
+                                                                           : src[j * src_stride], pe[j]);
 }
 
 /* Rotary embeddings: rotate channel pairs (a, b) of one row by the angles
