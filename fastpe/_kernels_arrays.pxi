@@ -230,13 +230,17 @@ cdef inline fpe_idx _rows_ahead(fpe_idx row_stride) noexcept nogil:
     return (PREFETCH_AHEAD_BYTES + size - 1) // size * row_stride
 
 
-cdef bint shared_rows_prepared(int element, double scale) noexcept nogil:
-    """Whether 16-bit x of this element type and scale takes prepared rows
-    where batch rows share them (fpe_half_prepared). A row that one
+cdef inline bint _kind_prepared(int kind, double scale) noexcept nogil:
+    """Whether 16-bit x of this FPE_STORAGE_* kind and scale takes prepared
+    rows where batch rows share them (fpe_half_prepared). A row that one
     sequence alone reads is added from float64: preparing it costs more than
     it saves (docs/performance.rst)."""
-    cdef int kind = _storage_kind(element)
     return kind != FPE_STORAGE_NATIVE and fpe_half_prepared(kind, scale)
+
+
+cdef bint shared_rows_prepared(int element, double scale) noexcept nogil:
+    """_kind_prepared of an element type (for the front doors)."""
+    return _kind_prepared(_storage_kind(element), scale)
 
 
 cdef Target _target(int mode, const ArrayDesc *dst, const fpe_idx *dst_rows, const ArrayDesc *src,

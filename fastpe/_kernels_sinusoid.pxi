@@ -288,10 +288,10 @@ cdef void _grid_item(floating *tile_buf, double *scratch, const PlanView *pl, co
     cdef fpe_idx r0 = seq_ptr[seq], r1 = seq_ptr[seq + 1]
     cdef bint direct = r1 - r0 == 1 and tg.kind == FPE_STORAGE_NATIVE
     # 16-bit x whose rows several targets share takes them prepared where it
-    # may (fpe_half_prepared): half the tile's rows, the other half holding
-    # them prepared.
-    cdef bint prepared = (floating is double and tg.kind != FPE_STORAGE_NATIVE and tile_shared >= 2
-                          and r1 - r0 >= 2 and fpe_half_prepared(tg.kind, tg.scale))
+    # may (_kind_prepared): half the tile's rows, the other half holding them
+    # prepared.
+    cdef bint prepared = (floating is double and tile_shared >= 2 and r1 - r0 >= 2
+                          and _kind_prepared(tg.kind, tg.scale))
     cdef fpe_idx tile = tile_direct if direct else (tile_shared // 2 if prepared else tile_shared)
     cdef fpe_idx a, b, t, r, g, k0, u, z, chunk = COL_CHUNK
     cdef Canonical here

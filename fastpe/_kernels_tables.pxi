@@ -35,6 +35,8 @@ cdef struct TableGrid:
     const fpe_idx *p0
     const fpe_idx *seq_ptr
     fpe_idx n_seq, T, block, tile, dst_rs, src_rs
+    # How far ahead the 16-bit loops ask for x's rows (_rows_ahead of dst_rs, src_rs)
+    fpe_idx dst_ahead, src_ahead
     # 16-bit x and a float32 or float64 table: thread i's tile of prepared
     # rows at prepared + i * prepared_stride (fpe_half_prepare; a float32
     # table's rows widened to float64 after them), or NULL
@@ -87,7 +89,7 @@ cdef void _table_grid_item(storage_t *dst, const table_t *first, const BlockedTa
     while a < t1:
         b = min(a + w.tile, t1)
         if storage_t is fpe_half and (table_t is double or table_t is float):
-            # Prepared only where several targets share the rows (shared_rows_prepared);
+            # Prepared only where several targets share the rows (_kind_prepared);
             # a float32 table's rows widened (exactly) to float64 first, the rows the redo reads.
             if w.prepared != NULL and r1 - r0 >= 2:
                 prepared = w.prepared + thread * w.prepared_stride
@@ -109,7 +111,7 @@ cdef void _table_grid_item(storage_t *dst, const table_t *first, const BlockedTa
                             fpe_apply_half_prepared(tg.kind, _at(dst, tg.dst_rows[r] + t * w.dst_rs), tg.dst_cs,
                                                     _read_at(src, tg.src_rows[r] + t * w.src_rs), tg.src_cs,
                                                     row64, prepared + (t - a) * 2 * n, tg.scale, n, tg.mode,
-                                                    _rows_ahead(w.dst_rs), _rows_ahead(w.src_rs))
+                                                    w.dst_ahead, w.src_ahead)
                     g += SWEEP_GROUP
                 a = b
                 continue
@@ -122,7 +124,7 @@ cdef void _table_grid_item(storage_t *dst, const table_t *first, const BlockedTa
                         # With the prepared loops' prefetch (FPE_PREPARED_PREFETCH).
                         fpe_apply_half_same(tg.kind, _at(dst, tg.dst_rows[r] + t * w.dst_rs), tg.dst_cs,
                                             _read_at(src, tg.src_rows[r] + t * w.src_rs), tg.src_cs, row, n,
-                                            tg.mode, _rows_ahead(w.dst_rs), _rows_ahead(w.src_rs))
+                                            tg.mode, w.dst_ahead, w.src_ahead)
                     else:
                         _apply_table_row(_at(dst, tg.dst_rows[r] + t * w.dst_rs),
                                          _read_at(src, tg.src_rows[r] + t * w.src_rs), row, bt.n_cols, tg)
@@ -204,11 +206,12 @@ cdef int table_grid(const ArrayDesc *dst, const fpe_idx *dst_rows, const ArrayDe
     w.p0, w.seq_ptr, w.n_seq, w.T = p0, seq_ptr, n_seq, T
     w.dst_rs = dst.strides[dst.ndim - 2]
     w.src_rs = src.strides[src.ndim - 2] if mode == FPE_MODE_ADD_TO else w.dst_rs
+    w.dst_ahead, w.src_ahead = _rows_ahead(w.dst_rs), _rows_ahead(w.src_rs)
     _work_split(T, n_seq, max(T, 1), &w.block, &n_items)  # no bound of its own: a table has no seeds
     w.tile = _tile_rows(TILE_SHARED_BYTES, table.n_cols, dst.element, w.block)
     n_threads = _team(n_threads, n_items)
     w.prepared = NULL
-    if table.element <= FPE_FLOAT64 and shared_rows_prepared(dst.element, scale) and _rows_shared(seq_ptr, n_seq):
+    if table.element <= FPE_FLOAT64 and _kind_prepared(tg.kind, scale) and _rows_shared(seq_ptr, n_seq):
         # Tiles of half as many rows, each also prepared (twice its float32 count: the tile's bytes again),
         # a float32 table's also widened to float64 (as many bytes again).
         w.tile = max(1, w.tile // 2)
