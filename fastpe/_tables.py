@@ -18,6 +18,7 @@ from ._formulas import new_array
 from ._runtime import add_source, group_chunks, group_rows, resolve_threads, through_aligned
 from ._validation.arrays import NATIVE_FLOATS
 from ._validation.torch_tensors import widened
+from ._validation.views import is_bfloat16
 
 
 def _groups(keys, lead_shape, dst, src):
@@ -79,12 +80,10 @@ def cos_sin_rows(positions, plan, attention_factor, num_threads=None):
     return enc[:, half:], enc[:, :half]
 
 
-def _half_kind(dtype):
-    """'float16' or 'bfloat16' for a 16-bit dtype (any 2-byte one but NumPy's
-    float16 is bfloat16, as the kernels read it), None for float32 and float64."""
-    if dtype in NATIVE_FLOATS:
-        return None
-    return "float16" if dtype == np.float16 else "bfloat16"
+def _same_16_bit_type(a, b):
+    """Whether dtypes a and b are one 16-bit type (float16, or bfloat16 in
+    any of its NumPy spellings)."""
+    return a not in NATIVE_FLOATS and (a == b or (is_bfloat16(a) and is_bfloat16(b)))
 
 
 def add_table_rows(x, out, table, offset, positions, scale, num_threads):
@@ -99,7 +98,7 @@ def add_table_rows(x, out, table, offset, positions, scale, num_threads):
 
     def table_rows_for(dst, rows):
         """(the table rows the kernel reads, the table row of its first row)."""
-        if table.dtype not in NATIVE_FLOATS and not (scale == 1.0 and _half_kind(table.dtype) == _half_kind(dst.dtype)):
+        if table.dtype not in NATIVE_FLOATS and not (scale == 1.0 and _same_16_bit_type(table.dtype, dst.dtype)):
             # A 16-bit table (but x's own type added with scale 1, which the kernel
             # reads as it is: fpe_apply_half_same): the rows this call reads,
             # widened (exactly) to float64, so a float32 x takes the mixed-dtype
