@@ -470,6 +470,26 @@ def test_exhaustive_own_type_table(name):
             assert_bits_equal(got, expected[rows], f"{msg}, positions=", exact[rows])
 
 
+@pytest.mark.parametrize("name", HALF_NAMES)
+def test_own_type_table_sharing_memory_with_x(name):
+    """A table of x's own type that is a view of x's buffer (rows x itself
+    is about to change), in place and into an out= that overlaps it: as if
+    the table were read first (the exact sum of the original values, rounded
+    once)."""
+    dtype = half_dtype(name)
+    rng = rng_for("own-type table aliasing", name)
+    buf = (rng.standard_normal((2, 96, 24)) * 4).astype(dtype)
+    # x's row t is table row t + 16 of the same buffer: a row written early
+    # is read later, by this sequence and by the other
+    expected = round_exact(buf[:, 16:80].astype(np.float64) + buf[0, :64].astype(np.float64), dtype)
+    x = buf.copy()
+    got = fastpe.add_table(x[:, 16:80], x[0, :64])
+    assert_bits_equal(got, expected, f"{name}: table rows of x's first sequence, in place")
+    x = buf.copy()
+    got = fastpe.add_table(x[:, 16:80].copy(), x[0, :64], out=x[:, 24:88])
+    assert_bits_equal(got, expected, f"{name}: out= overlapping the table")
+
+
 @pytest.mark.parametrize("scale", [2.0, -0.5], ids=lambda s: f"scale={s}")
 @pytest.mark.parametrize("name", HALF_NAMES)
 def test_own_type_table_with_a_scale_and_other_kind(name, scale):
